@@ -1,0 +1,21 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+# The authors' released CIFAR-10 models live beside the checkout, never inside it.
+OFFICIAL_DIR = Path(__file__).resolve().parents[2] / "shared" / "official-pushpull-cifar10"
+
+
+@pytest.fixture(scope="session")
+def official_dir() -> Path:
+    if not OFFICIAL_DIR.is_dir():
+        pytest.fail(
+            f"the authors' checkpoints are expected at {OFFICIAL_DIR} (../shared beside the repo)"
+        )
+    return OFFICIAL_DIR
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)

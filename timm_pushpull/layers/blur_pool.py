@@ -1,0 +1,187 @@
+"""Anti-aliased downsampling: low-pass filter, then subsample.
+
+Zhang, "Making Convolutional Networks Shift-Invariant Again", ICML 2019.
+
+Filters of 1-7 taps: ``binomial`` (Zhang's default), ``rect`` (box) and ``tri`` (triangle). Even
+sizes are padded asymmetrically (floor left, ceil right, like the reference implementation), so a
+32x32 input with stride 2 gives 16x16 (timm's ``BlurPool2d`` gives 17x17 there).
+
+Why not timm's or kornia's blur pool: blur-then-subsample is a linear map per axis, so it is
+computed as two small banded matrix products ``A x B^T`` with the padding folded into A and B. That
+skips the padded copy of the input and the depthwise convolution, both slow on CPU
+(BENCHMARKS.md), and treats every pad mode exactly.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+FILTER_TYPES = ("binomial", "rect", "tri")
+PAD_MODES = ("reflect", "replicate", "zero", "circular")
+_FILTER_ALIASES = {"bin": "binomial", "binomial": "binomial", "rect": "rect", "tri": "tri"}
+MAX_FILTER_SIZE = 7
+
+
+def blur_taps(filter_type: str = "binomial", filter_size: int = 3) -> tuple[float, ...]:
+    """Normalised 1-D filter taps."""
+    filter_type = _FILTER_ALIASES.get(filter_type, filter_type)
+    if filter_type not in FILTER_TYPES:
+        raise ValueError(
+            f"filter_type must be one of {FILTER_TYPES} (or 'bin'), got {filter_type!r}"
+        )
+    if not isinstance(filter_size, int) or not 1 <= filter_size <= MAX_FILTER_SIZE:
+        raise ValueError(f"filter_size must be an int in 1..{MAX_FILTER_SIZE}, got {filter_size!r}")
+    if filter_type == "binomial":
+        taps = [math.comb(filter_size - 1, k) for k in range(filter_size)]
+    elif filter_type == "rect":
+        taps = [1] * filter_size
+    else:
+        taps = [min(k + 1, filter_size - k) for k in range(filter_size)]
+    total = sum(taps)
+    return tuple(t / total for t in taps)
+
+
+@functools.lru_cache(maxsize=128)
+def blur_matrix(
+    size: int,
+    taps: tuple[float, ...],
+    stride: int,
+    pad_mode: str,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> Tensor:
+    """``[out, size]`` matrix that pads, filters and subsamples a signal of ``size`` samples."""
+    if pad_mode not in PAD_MODES:
+        raise ValueError(f"pad_mode must be one of {PAD_MODES}, got {pad_mode!r}")
+    left = (len(taps) - 1) // 2
+    right = len(taps) - 1 - left
+    if pad_mode == "reflect" and max(left, right) >= size:
+        raise ValueError(
+            f"reflect padding needs more than {max(left, right)} samples, got size {size}"
+        )
+    basis = torch.eye(size, dtype=torch.float64).unsqueeze(1)  # one impulse per input sample
+    mode = "constant" if pad_mode == "zero" else pad_mode
+    padded = F.pad(basis, (left, right), mode=mode)
+    filtered = F.conv1d(
+        padded, torch.tensor(taps, dtype=torch.float64).view(1, 1, -1), stride=stride
+    )
+    return filtered[:, 0, :].T.contiguous().to(dtype=dtype, device=device)
+
+
+def blur_pool2d(
+    x: Tensor,
+    filter_type: str = "binomial",
+    filter_size: int = 3,
+    stride: int = 2,
+    pad_mode: str = "reflect",
+) -> Tensor:
+    """Blur each channel with the separable filter, then subsample by ``stride``."""
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    taps = blur_taps(filter_type, filter_size)
+    n, c, h, w = x.shape
+    rows = blur_matrix(h, taps, stride, pad_mode, x.dtype, x.device)
+    cols = blur_matrix(w, taps, stride, pad_mode, x.dtype, x.device)
+    y = x.reshape(n * c * h, w) @ cols.T
+    y = torch.matmul(rows, y.view(n * c, h, -1))
+    return y.view(n, c, rows.shape[0], cols.shape[0])
+
+
+class BlurPool2d(nn.Module):
+    """Blur-pool layer; takes timm's ``aa_layer(channels=..., stride=...)`` arguments.
+
+    ``channels`` is accepted for timm compatibility and only shown in the repr: the same filter is
+    applied to every channel and no parameters are held.
+    """
+
+    def __init__(
+        self,
+        channels: int | None = None,
+        filter_type: str = "binomial",
+        filter_size: int = 3,
+        stride: int = 2,
+        pad_mode: str = "reflect",
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        blur_taps(filter_type, filter_size)  # validates both
+        if pad_mode not in PAD_MODES:
+            raise ValueError(f"pad_mode must be one of {PAD_MODES}, got {pad_mode!r}")
+        self.channels = channels
+        self.filter_type = _FILTER_ALIASES[filter_type]
+        self.filter_size = filter_size
+        self.stride = stride
+        self.pad_mode = pad_mode
+
+    def extra_repr(self) -> str:
+        return (
+            f"channels={self.channels}, filter={self.filter_type}{self.filter_size}, "
+            f"stride={self.stride}, pad_mode={self.pad_mode}"
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return blur_pool2d(x, self.filter_type, self.filter_size, self.stride, self.pad_mode)
+
+
+class MaxBlurPool2d(nn.Module):
+    """Zhang's anti-aliased max pooling: dense max (stride 1), then blur-pool with the stride."""
+
+    def __init__(
+        self,
+        channels: int | None = None,
+        kernel_size: int = 2,
+        stride: int = 2,
+        padding: int = 0,
+        filter_type: str = "binomial",
+        filter_size: int = 3,
+        pad_mode: str = "reflect",
+    ) -> None:
+        super().__init__()
+        self.max_pool = nn.MaxPool2d(kernel_size, stride=1, padding=padding)
+        self.blur = BlurPool2d(channels, filter_type, filter_size, stride, pad_mode)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.blur(self.max_pool(x))
+
+
+def parse_blur_spec(spec: str) -> tuple[str, int]:
+    """``"bin5"`` -> ``("binomial", 5)``; also ``"rect2"``, ``"tri3"``, ``"binomial3"``."""
+    match = re.fullmatch(r"([a-z]+)(\d+)", spec.strip().lower()) if isinstance(spec, str) else None
+    if match is None or match.group(1) not in _FILTER_ALIASES:
+        raise ValueError(
+            f"blur spec must be a filter name {('bin',) + FILTER_TYPES} followed by a size 1..{MAX_FILTER_SIZE}, "
+            f"e.g. 'bin5', 'tri3', 'rect2'; got {spec!r}"
+        )
+    filter_type, size = _FILTER_ALIASES[match.group(1)], int(match.group(2))
+    blur_taps(filter_type, size)
+    return filter_type, size
+
+
+@functools.cache
+def blur_pool_class(spec: str | None, pad_mode: str = "reflect") -> type[BlurPool2d] | None:
+    """A ``BlurPool2d`` subclass with the filter fixed, for timm's ``aa_layer`` (which needs a class).
+
+    ``None`` passes through, so ``aa_layer=blur_pool_class(aa)`` works when anti-aliasing is off.
+    """
+    if spec is None:
+        return None
+    filter_type, size = parse_blur_spec(spec)
+
+    def __init__(self, channels=None, stride=2, device=None, dtype=None, **kwargs):
+        kwargs.setdefault("pad_mode", pad_mode)
+        BlurPool2d.__init__(
+            self, channels, filter_type, size, stride, device=device, dtype=dtype, **kwargs
+        )
+
+    name = f"BlurPool2d_{filter_type}{size}"
+    return type(
+        name, (BlurPool2d,), {"__init__": __init__, "__module__": __name__, "__qualname__": name}
+    )

@@ -1,0 +1,275 @@
+"""The pull kernel of a push-pull layer: derived from the push kernel, never learned on its own.
+
+Strisciuglio, Lopez-Antequera, Petkov, "Enhanced robustness of convolutional networks with a
+push-pull inhibition layer", Neural Computing and Applications 32 (2020).
+
+The pull kernel is the push kernel resized by a factor ``h`` (bilinear, ``align_corners=True``)
+and negated. Three ways to apply it, all differentiable in the push weights:
+
+* ``direct`` (exact): a convolution with the resized kernel, the paper's formulation.
+* ``separable`` (exact): resizing is linear and separable, ``resize(k) = U k U^T``, so
+  ``x * resize(k) = sum_ab k[:, :, a, b] * (x * u_a u_b^T)``: per-channel separable filtering
+  followed by a 1x1 convolution with the push kernel's multiply-adds. Chosen automatically when
+  the layer has few input channels per group (the image-facing first layer), where it beats a
+  15x15 convolution; with many channels its intermediate maps cost more than they save.
+* ``fast`` (approximate, opt-in): linear interpolation at integer spacing ``d`` equals
+  zero-insertion with spacing ``d`` followed by a tent filter of half-width ``d``. The pull is then
+  a small depthwise tent blur plus the push kernel applied with dilation ``d``, about the cost of
+  the push convolution itself. It differs from the exact kernel in two documented ways: the
+  spacing is ``d = round((p - 1) / (s - 1))`` (exact when that is an integer, e.g. 3x3 with
+  h = 1.5, 2, 3), and the tent keeps its full support, ``(s - 1) * d + 2d - 1`` taps wide, where
+  the exact kernel is cropped to ``p`` taps. Where those coincide (``h == 1``, 1-wide kernels, push
+  kernels whose outer ring is zero) the two are equal.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+PULL_MODES = ("exact", "fast")
+
+# Input channels per group up to which the exact pull uses the separable form (see BENCHMARKS.md:
+# 1.8x faster than a direct 15x15 conv for a 3-channel 7x7 stem, 1.5x slower for 64->64 3x3).
+SEPARABLE_MAX_IN_CHANNELS = 4
+
+
+def pull_kernel_size(kernel_size: int, pull_scale: float) -> int:
+    """Pull kernel size for one dimension: ``floor(s * h)``, plus 1 when even, so it has a centre.
+
+    ``h == 1`` keeps ``s`` (also for even ``s``). ``h`` may be any positive float, e.g. 1.5 turns
+    a 3-tap kernel into 5 taps; sizes below 1 are clamped to 1.
+    """
+    if pull_scale <= 0:
+        raise ValueError(f"pull_scale (h) must be > 0, got {pull_scale}")
+    if pull_scale == 1:
+        return kernel_size
+    size = max(1, math.floor(kernel_size * pull_scale))
+    return size + 1 if size % 2 == 0 else size
+
+
+def pull_weight(push_weight: Tensor, pull_size: tuple[int, int]) -> Tensor:
+    """The exact pull kernel: the push kernel resized to ``pull_size`` and negated."""
+    if push_weight.shape[-2] == pull_size[0] and push_weight.shape[-1] == pull_size[1]:
+        return -push_weight
+    return -F.interpolate(push_weight, size=pull_size, mode="bilinear", align_corners=True)
+
+
+def interpolation_matrix(size: int, new_size: int, dtype=None, device=None) -> Tensor:
+    """``[size, new_size]`` matrix U with ``linear_resize(v) = v @ U`` (``align_corners=True``)."""
+    eye = torch.eye(size, dtype=dtype or torch.float32, device=device).unsqueeze(0)
+    return F.interpolate(eye, size=new_size, mode="linear", align_corners=True)[0]
+
+
+def fast_pull_spacing(kernel_size: int, pull_size: int) -> int:
+    """Zero-insertion spacing of the fast pull: ``round((p - 1) / (s - 1))``, at least 1."""
+    if kernel_size == 1:
+        return 1
+    return max(1, round((pull_size - 1) / (kernel_size - 1)))
+
+
+def fast_pull_taps(kernel_size: int, pull_size: int, dtype=None, device=None) -> Tensor:
+    """1-D smoothing applied after zero-insertion: a tent of half-width d (peak 1).
+
+    A 1-tap kernel has nothing to interpolate between: its resize is constant over ``p`` taps, so
+    the smoothing is a box of ``p`` ones and the fast pull is exact.
+    """
+    if kernel_size == 1:
+        return torch.ones(pull_size, dtype=dtype, device=device)
+    spacing = fast_pull_spacing(kernel_size, pull_size)
+    offsets = torch.arange(-(spacing - 1), spacing, dtype=dtype, device=device)
+    return (spacing - offsets.abs()) / spacing
+
+
+def fast_pull_extent(kernel_size: int, pull_size: int) -> int:
+    """Taps of the kernel the fast pull applies (zero-inserted push kernel convolved with the tent)."""
+    if kernel_size == 1:
+        return pull_size
+    spacing = fast_pull_spacing(kernel_size, pull_size)
+    return (kernel_size - 1) * spacing + 2 * spacing - 1
+
+
+def fast_pull_weight(push_weight: Tensor, pull_size: tuple[int, int]) -> Tensor:
+    """The dense kernel that the fast pull applies (for inspection and tests; forward never builds it)."""
+    out_channels, in_channels = push_weight.shape[:2]
+    kernel = -push_weight
+    for dim, (size, target) in enumerate(zip(push_weight.shape[-2:], pull_size)):
+        spacing = fast_pull_spacing(size, target)
+        taps = fast_pull_taps(size, target, push_weight.dtype, push_weight.device)
+        axis = 2 + dim
+        # zero-insert along this axis, then full 1-D convolution with the taps
+        shape = list(kernel.shape)
+        shape[axis] = (size - 1) * spacing + 1
+        inserted = kernel.new_zeros(shape)
+        inserted.index_copy_(
+            axis, torch.arange(0, shape[axis], spacing, device=kernel.device), kernel
+        )
+        flat = inserted.movedim(axis, -1).reshape(-1, 1, shape[axis])
+        smoothed = F.conv1d(flat, taps.flip(0).view(1, 1, -1), padding=taps.numel() - 1)
+        moved = list(inserted.movedim(axis, -1).shape[:-1]) + [smoothed.shape[-1]]
+        kernel = smoothed.reshape(moved).movedim(-1, axis)
+    return kernel.reshape(out_channels, in_channels, *kernel.shape[-2:])
+
+
+class Pull(nn.Module):
+    """Pull branch of a push-pull layer: ``x * pull_kernel(push_weight) - push_bias`` (pre-activation).
+
+    Holds no parameters: it receives the push weights at every call. Constant filters (interpolation
+    taps, tent) are non-persistent buffers so they follow ``.to()``; in eval mode the tensors derived
+    from the push weights are cached and rebuilt whenever those weights change in any way
+    (optimizer step, ``load_state_dict``, ``.to()``, in-place edits, even through ``.data``).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: tuple[int, int],
+        pull_scale: float,
+        stride: tuple[int, int],
+        padding: tuple[int, int],
+        dilation: tuple[int, int],
+        groups: int,
+        mode: str = "exact",
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        empty = torch.empty(0)
+        smoothing = vertical_taps = horizontal_taps = empty
+        self.spacing = dilation
+        self.blur_input = True
+        if mode not in PULL_MODES:
+            raise ValueError(f"pull_mode must be one of {PULL_MODES}, got {mode!r}")
+        self.pull_scale = float(pull_scale)
+        self.pull_size = tuple(pull_kernel_size(k, pull_scale) for k in kernel_size)
+        self.stride = stride
+        self.dilation = dilation
+        self.groups = groups
+        self.mode = mode
+        in_per_group = in_channels // groups
+        if mode == "fast":
+            self.impl = "fast"
+            extent = tuple(fast_pull_extent(k, p) for k, p in zip(kernel_size, self.pull_size))
+            self.spacing = tuple(
+                fast_pull_spacing(k, p) * d
+                for k, p, d in zip(kernel_size, self.pull_size, dilation)
+            )
+            # Blur whichever side has fewer channels; the depthwise blur commutes with the channel
+            # mixing, but only at full resolution, i.e. before a strided conv.
+            self.blur_input = in_channels <= out_channels or max(stride) > 1
+            blur_channels = in_channels if self.blur_input else out_channels
+            taps_h, taps_w = (
+                fast_pull_taps(k, p, dtype=torch.float32)
+                for k, p in zip(kernel_size, self.pull_size)
+            )
+            taps = torch.outer(taps_h, taps_w).expand(blur_channels, 1, -1, -1).contiguous()
+            smoothing = taps
+        elif in_per_group <= SEPARABLE_MAX_IN_CHANNELS:
+            self.impl = "separable"
+            extent = self.pull_size
+            kh, kw = kernel_size
+            taps_v = interpolation_matrix(kh, self.pull_size[0]).repeat(in_channels, 1)
+            taps_h = interpolation_matrix(kw, self.pull_size[1]).repeat(in_channels * kh, 1)
+            vertical_taps = taps_v.view(in_channels * kh, 1, -1, 1)
+            horizontal_taps = taps_h.view(in_channels * kh * kw, 1, 1, -1)
+        else:
+            self.impl = "direct"
+            extent = self.pull_size
+        # TorchScript compiles every branch, so every filter buffer exists (empty when unused).
+        for name, value in (
+            ("smoothing", smoothing),
+            ("vertical_taps", vertical_taps),
+            ("horizontal_taps", horizontal_taps),
+        ):
+            self.register_buffer(name, value.to(device=device, dtype=dtype), persistent=False)
+        # Same centre as the push kernel, for any extent (floor for a half-pixel mismatch of even sizes).
+        self.padding = tuple(
+            d * ((e - k) // 2) + p for e, k, p, d in zip(extent, kernel_size, padding, dilation)
+        )
+        self._cache: tuple[Tensor, Tensor] | None = None
+
+    def extra_repr(self) -> str:
+        return f"pull_scale={self.pull_scale}, pull_size={self.pull_size}, mode={self.mode}, impl={self.impl}"
+
+    def derived_weight(self, push_weight: Tensor) -> Tensor:
+        """The tensor this branch convolves with, computed from the push weights (no caching)."""
+        if self.impl == "direct":
+            return pull_weight(push_weight, self.pull_size)
+        if self.impl == "separable":
+            return -push_weight.reshape(push_weight.shape[0], -1, 1, 1)
+        return -push_weight
+
+    @torch.jit.unused
+    def _weight(self, push_weight: Tensor) -> Tensor:
+        if self.training or torch.jit.is_tracing() or torch.compiler.is_compiling():
+            self._cache = None
+            return self.derived_weight(push_weight)
+        if torch.is_grad_enabled() and push_weight.requires_grad:
+            return self.derived_weight(push_weight)
+        return self._cached_weight(push_weight)
+
+    @torch.jit.unused
+    def _cached_weight(self, push_weight: Tensor) -> Tensor:
+        # torch.equal on the (small) weight catches every kind of change, including `.data` edits
+        # that bypass the version counter; it costs microseconds next to the convolution.
+        cache = self._cache
+        if (
+            cache is None
+            or cache[0].device != push_weight.device
+            or cache[0].dtype != push_weight.dtype
+            or cache[0].shape != push_weight.shape
+            or cache[0].is_inference() != torch.is_inference_mode_enabled()
+            or not torch.equal(cache[0], push_weight)
+        ):
+            with torch.no_grad():
+                cache = (push_weight.detach().clone(), self.derived_weight(push_weight))
+            self._cache = cache
+        return cache[1]
+
+    def forward(self, x: Tensor, push_weight: Tensor, push_bias: Tensor | None = None) -> Tensor:
+        if torch.jit.is_scripting():
+            weight = self.derived_weight(push_weight)
+        else:
+            weight = self._weight(push_weight)
+        bias = None if push_bias is None else -push_bias
+        if self.impl == "direct":
+            return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+        if self.impl == "separable":
+            return self._separable(x, weight, bias)
+        return self._fast(x, weight, bias)
+
+    def _separable(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        channels = x.shape[1]
+        rows = F.conv2d(
+            x,
+            self.vertical_taps,
+            stride=(self.stride[0], 1),
+            padding=(self.padding[0], 0),
+            dilation=(self.dilation[0], 1),
+            groups=channels,
+        )
+        maps = F.conv2d(
+            rows,
+            self.horizontal_taps,
+            stride=(1, self.stride[1]),
+            padding=(0, self.padding[1]),
+            dilation=(1, self.dilation[1]),
+            groups=rows.shape[1],
+        )
+        return F.conv2d(maps, weight, bias, groups=self.groups)
+
+    def _fast(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        # Valid (unpadded) linear filters commute, so all zero padding goes into the first op.
+        if self.blur_input:
+            x = F.conv2d(
+                x, self.smoothing, padding=self.padding, dilation=self.dilation, groups=x.shape[1]
+            )
+            return F.conv2d(x, weight, bias, self.stride, 0, self.spacing, self.groups)
+        x = F.conv2d(x, weight, None, self.stride, self.padding, self.spacing, self.groups)
+        x = F.conv2d(x, self.smoothing, dilation=self.dilation, groups=x.shape[1])
+        return x if bias is None else x + bias.view(1, -1, 1, 1)

@@ -1,0 +1,245 @@
+"""Push-pull inhibition convolution, a drop-in replacement for ``nn.Conv2d``.
+
+Strisciuglio, Lopez-Antequera, Petkov, "Enhanced robustness of convolutional networks with a
+push-pull inhibition layer", Neural Computing and Applications 32 (2020).
+Unrectified, channel-attention and multi-scale variants: Ranabhat et al. (2025), "multi-scale
+unrectified push-pull with channel attention".
+
+    response = relu(x * k + b) - alpha * relu(x * k_pull - b),  k_pull = -resize(k, h)
+
+The state dict holds ``push.weight`` (``push.bias``, ``alpha`` when used) exactly like the authors'
+layer, so their checkpoints load by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.layers import SEModule, register_notrace_function
+from torch import Tensor
+from torch.nn.modules.utils import _pair
+
+from .attention import SimAM
+from .pull import PULL_MODES, Pull
+
+ATTENTION_TYPES = (None, "se", "simam")
+LEARN_ALPHA = (False, True, "channel", "scalar")
+
+
+@register_notrace_function
+def _check_input_channels(x: Tensor, in_channels: int) -> None:
+    # FX leaf (timm feature extraction traces models): the check runs at call time, not trace time.
+    if x.dim() != 4 or x.shape[1] != in_channels:
+        raise ValueError(
+            f"PushPull2d expects input of shape [N, in_channels={in_channels}, H, W], "
+            f"got {list(x.shape)}"
+        )
+
+
+def _padding_pair(padding: int | tuple[int, int] | str, kernel_size, stride, dilation):
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0)
+        if padding == "same" and all(k % 2 == 1 for k in kernel_size) and max(stride) == 1:
+            return tuple(d * (k - 1) // 2 for k, d in zip(kernel_size, dilation))
+        raise ValueError(
+            f"padding must be an int, a pair of ints, 'valid', or 'same' (odd kernel, stride 1), got {padding!r}"
+        )
+    return _pair(padding)
+
+
+def _attention_layer(
+    attention: str | None, channels: int, reduction: int, device, dtype
+) -> nn.Module:
+    if attention == "se":
+        return SEModule(
+            channels, rd_ratio=1.0 / reduction, rd_divisor=1, device=device, dtype=dtype
+        )
+    if attention == "simam":
+        return SimAM()
+    return nn.Identity()
+
+
+class PushPull2d(nn.Module):
+    """Push-pull inhibition layer; positional arguments as ``nn.Conv2d``.
+
+    Args:
+        pull_scale: ``h``, the factor by which the pull kernel is larger than the push kernel
+            (pull size ``floor(s*h)``, +1 when even; ``h = 1`` keeps the size). A sequence of more
+            than one value gives the multi-scale variant: ``V_i = push - alpha * pull_i``, concat
+            ``[push, V_1..V_S]``, channel attention, 1x1 conv back to ``out_channels``.
+        alpha: inhibition strength, fixed (>= 0) or the initial centre when learned.
+        learn_alpha: ``False``, ``True``/``"channel"`` (one per output channel) or ``"scalar"``;
+            learned alpha enters as ``relu(alpha)``.
+        rectify: ``False`` gives the unrectified variant ``push - alpha * pull``.
+        attention: ``None``, ``"se"`` (squeeze-excitation with ``attention_reduction``) or
+            ``"simam"`` (parameter-free), applied to the push response.
+        pull_mode: ``"exact"`` (the paper's kernel) or ``"fast"`` (see :mod:`.pull`).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] | str = 0,
+        dilation: int | tuple[int, int] = 1,
+        groups: int = 1,
+        bias: bool = False,
+        *,
+        pull_scale: float | Sequence[float] = 2.0,
+        alpha: float = 1.0,
+        learn_alpha: bool | str = False,
+        rectify: bool = True,
+        attention: str | None = None,
+        attention_reduction: int = 16,
+        pull_mode: str = "exact",
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        scales = tuple(pull_scale) if isinstance(pull_scale, Sequence) else (pull_scale,)
+        if not scales or any(not isinstance(h, (int, float)) or h <= 0 for h in scales):
+            raise ValueError(
+                f"pull_scale (h) must be a float > 0 or a sequence of them, got {pull_scale!r}"
+            )
+        if alpha < 0:
+            raise ValueError(f"alpha must be >= 0, got {alpha}")
+        if learn_alpha not in LEARN_ALPHA:
+            raise ValueError(f"learn_alpha must be one of {LEARN_ALPHA}, got {learn_alpha!r}")
+        if attention not in ATTENTION_TYPES:
+            raise ValueError(f"attention must be one of {ATTENTION_TYPES}, got {attention!r}")
+        if pull_mode not in PULL_MODES:
+            raise ValueError(f"pull_mode must be one of {PULL_MODES}, got {pull_mode!r}")
+        if groups < 1 or in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"groups must divide in_channels ({in_channels}) and out_channels ({out_channels}), got {groups}"
+            )
+        kernel_size, stride, dilation = _pair(kernel_size), _pair(stride), _pair(dilation)
+        padding = _padding_pair(padding, kernel_size, stride, dilation)
+
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride, self.padding, self.dilation = (
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+        )
+        self.groups = groups
+        self.pull_scale = scales if len(scales) > 1 else scales[0]
+        self.rectify = rectify
+        self.learn_alpha = learn_alpha
+        self.alpha_value = float(alpha)
+        self.pull_mode = pull_mode
+        self.attention_type = attention
+
+        self.push = nn.Conv2d(
+            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+            device=device, dtype=dtype,
+        )  # fmt: skip
+        self.pulls = nn.ModuleList(
+            Pull(
+                in_channels,
+                out_channels,
+                kernel_size,
+                h,
+                stride,
+                padding,
+                dilation,
+                groups,
+                mode=pull_mode,
+                device=device,
+                dtype=dtype,
+            )  # fmt: skip
+            for h in scales
+        )
+        if learn_alpha:
+            shape = (1, 1, 1, 1) if learn_alpha == "scalar" else (1, out_channels, 1, 1)
+            self.alpha = nn.Parameter(torch.empty(shape, device=device, dtype=dtype))
+        else:
+            self.register_parameter("alpha", None)
+        fused_channels = out_channels * (len(scales) + 1) if len(scales) > 1 else out_channels
+        self.attention = _attention_layer(
+            attention, fused_channels, attention_reduction, device, dtype
+        )
+        if len(scales) > 1:
+            self.fuse = nn.Conv2d(
+                fused_channels, out_channels, 1, bias=False, device=device, dtype=dtype
+            )
+        else:
+            self.fuse = nn.Identity()
+        self.reset_parameters()
+
+    @property
+    def weight(self) -> Tensor:
+        """The push kernel (the only kernel with parameters), as ``nn.Conv2d.weight``."""
+        return self.push.weight
+
+    @property
+    def bias(self) -> Tensor | None:
+        return self.push.bias
+
+    def reset_parameters(self) -> None:
+        self.push.reset_parameters()
+        if self.alpha is not None:
+            # The authors' initialisation of the learned inhibition strength.
+            fan = (self.in_channels * self.out_channels) ** -0.5
+            nn.init.uniform_(self.alpha, self.alpha_value - fan, self.alpha_value + fan)
+        if isinstance(self.fuse, nn.Conv2d):
+            self.fuse.reset_parameters()
+        if isinstance(self.attention, SEModule):
+            self.attention.fc1.reset_parameters()
+            self.attention.fc2.reset_parameters()
+
+    def extra_repr(self) -> str:
+        s = (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding={self.padding}, pull_scale={self.pull_scale}, pull_mode={self.pull_mode}"
+        )
+        if self.alpha is None:
+            s += f", alpha={self.alpha_value}"
+        else:
+            s += f", learn_alpha={self.learn_alpha}"
+        if not self.rectify:
+            s += ", rectify=False"
+        if self.attention_type is not None:
+            s += f", attention={self.attention_type}"
+        return s
+
+    def _inhibit(self, push: Tensor, pull: Tensor) -> Tensor:
+        if self.alpha is not None:
+            return torch.addcmul(push, F.relu(self.alpha), pull, value=-1.0)
+        return torch.sub(push, pull, alpha=self.alpha_value)
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_input_channels(x, self.in_channels)
+        weight, bias = self.push.weight, self.push.bias
+        push = self.push(x)
+        pulls = [pull(x, weight, bias) for pull in self.pulls]
+        if self.rectify:
+            push = F.relu(push)
+            pulls = [F.relu(p) for p in pulls]
+        if len(pulls) == 1:
+            return self._inhibit(self.attention(push), pulls[0])
+        responses = [push] + [self._inhibit(push, p) for p in pulls]
+        return self.fuse(self.attention(torch.cat(responses, dim=1)))
+
+
+def create_pushpull(
+    in_channels: int, out_channels: int, kernel_size: int | tuple[int, int], **kwargs
+) -> PushPull2d:
+    """Factory in the style of timm's ``create_conv2d``: ``padding`` defaults to 'same'-like."""
+    kernel = _pair(kernel_size)
+    stride, dilation = _pair(kwargs.pop("stride", 1)), _pair(kwargs.get("dilation", 1))
+    padding = kwargs.pop("padding", tuple(d * (k - 1) // 2 for k, d in zip(kernel, dilation)))
+    return PushPull2d(in_channels, out_channels, kernel, stride, padding, **kwargs)
+
+
+def pushpull_conv_layer(**kwargs) -> partial:
+    """A conv constructor with ``nn.Conv2d``'s signature, for blocks that take ``conv_layer=``."""
+    return partial(PushPull2d, **kwargs)

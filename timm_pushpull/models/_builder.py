@@ -1,0 +1,26 @@
+"""One place where every timm-pushpull entrypoint turns into a model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch.nn as nn
+from timm.models import build_model_with_cfg
+
+
+def build_pushpull_model(
+    model_cls: type[nn.Module], variant: str, pretrained: bool = False, **kwargs: Any
+) -> nn.Module:
+    """timm's ``build_model_with_cfg`` plus our local-weights lookup for ``pretrained=True``.
+
+    With ``pretrained=True`` the pretrained cfg is first pointed at a local copy of the weights
+    (``TIMM_PUSHPULL_WEIGHTS_DIR``, see :mod:`timm_pushpull.hub`) so that offline use works; timm
+    falls back to the Hub id otherwise.
+    """
+    if pretrained:
+        from ..hub import (
+            with_local_pretrained,  # deferred: only pretrained loading needs the Hub code
+        )
+
+        kwargs = with_local_pretrained(variant, kwargs)
+    return build_model_with_cfg(model_cls, variant, pretrained, **kwargs)
