@@ -187,10 +187,15 @@ class Pull(nn.Module):
             ("horizontal_taps", horizontal_taps),
         ):
             self.register_buffer(name, value.to(device=device, dtype=dtype), persistent=False)
-        # Same centre as the push kernel, for any extent (floor for a half-pixel mismatch of even sizes).
-        self.padding = tuple(
+        # Same centre and output size as the push conv. An even push kernel has its centre between
+        # taps while the pull kernel is odd: the odd pixel of padding goes bottom/right.
+        before = [
             d * ((e - k) // 2) + p for e, k, p, d in zip(extent, kernel_size, padding, dilation)
-        )
+        ]
+        total = [d * (e - k) + 2 * p for e, k, p, d in zip(extent, kernel_size, padding, dilation)]
+        self.asymmetric = any(2 * b != t for b, t in zip(before, total))
+        self.input_pad = [before[1], total[1] - before[1], before[0], total[0] - before[0]]
+        self.padding = (0, 0) if self.asymmetric else (before[0], before[1])
         self._cache: tuple[Tensor, Tensor] | None = None
 
     def extra_repr(self) -> str:
@@ -206,7 +211,8 @@ class Pull(nn.Module):
 
     @torch.jit.unused
     def _weight(self, push_weight: Tensor) -> Tensor:
-        if self.training or torch.jit.is_tracing() or torch.compiler.is_compiling():
+        tracing = torch.jit.is_tracing() or isinstance(push_weight, torch.fx.Proxy)
+        if self.training or tracing or torch.compiler.is_compiling():
             self._cache = None
             return self.derived_weight(push_weight)
         if torch.is_grad_enabled() and push_weight.requires_grad:
@@ -237,6 +243,8 @@ class Pull(nn.Module):
         else:
             weight = self._weight(push_weight)
         bias = None if push_bias is None else -push_bias
+        if self.asymmetric:
+            x = F.pad(x, self.input_pad)
         if self.impl == "direct":
             return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
         if self.impl == "separable":

@@ -32,12 +32,15 @@ LEARN_ALPHA = (False, True, "channel", "scalar")
 
 @register_notrace_function
 def _check_input_channels(x: Tensor, in_channels: int) -> None:
-    # FX leaf (timm feature extraction traces models): the check runs at call time, not trace time.
+    # An FX leaf, for torch.fx and timm's feature extraction alike: it runs at call time, not trace time.
     if x.dim() != 4 or x.shape[1] != in_channels:
         raise ValueError(
             f"PushPull2d expects input of shape [N, in_channels={in_channels}, H, W], "
             f"got {list(x.shape)}"
         )
+
+
+torch.fx.wrap("_check_input_channels")
 
 
 def _padding_pair(padding: int | tuple[int, int] | str, kernel_size, stride, dilation):

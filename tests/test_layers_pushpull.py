@@ -1,0 +1,399 @@
+import io
+import warnings
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from timm_pushpull.layers import (
+    PushPull2d,
+    create_pushpull,
+    fast_pull_weight,
+    pull_kernel_size,
+    pull_weight,
+)
+
+
+def reference_pushpull(
+    x, weight, bias, h, stride, padding, dilation, groups, alpha=1.0, rectify=True
+):
+    """The layer as the authors' README describes it, written out with plain torch ops."""
+    s_h, s_w = weight.shape[-2:]
+    p_h, p_w = pull_kernel_size(s_h, h), pull_kernel_size(s_w, h)
+    pull_w = -F.interpolate(weight, size=(p_h, p_w), mode="bilinear", align_corners=True)
+    # the authors' pull padding p//2 - s//2 + padding; for even push kernels the extra pixel of
+    # padding that keeps the output size goes bottom/right
+    left = (dilation * (p_w // 2 - s_w // 2) + padding, dilation * (p_h // 2 - s_h // 2) + padding)
+    right = (
+        dilation * (p_w - s_w) + 2 * padding - left[0],
+        dilation * (p_h - s_h) + 2 * padding - left[1],
+    )
+    push = F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+    padded = F.pad(x, (left[0], right[0], left[1], right[1]))
+    pull = F.conv2d(padded, pull_w, None if bias is None else -bias, stride, 0, dilation, groups)
+    if rectify:
+        push, pull = F.relu(push), F.relu(pull)
+    return push - alpha * pull
+
+
+@pytest.mark.parametrize(
+    "kernel,h,expected",
+    [
+        (3, 2, 7),
+        (3, 1.5, 5),
+        (3, 1, 3),
+        (4, 1, 4),
+        (4, 2, 9),
+        (5, 2, 11),
+        (3, 3, 9),
+        (7, 2, 15),
+        (3, 2.5, 7),
+        (1, 2, 3),
+    ],
+)
+def test_pull_kernel_size_rule(kernel, h, expected):
+    assert pull_kernel_size(kernel, h) == expected
+
+
+def test_pull_kernel_of_a_centre_impulse_is_the_negated_tent():
+    layer = PushPull2d(1, 1, 3, padding=1)
+    with torch.no_grad():
+        layer.push.weight.zero_()
+        layer.push.weight[0, 0, 1, 1] = 1.0
+    tent = torch.tensor([0, 1 / 3, 2 / 3, 1, 2 / 3, 1 / 3, 0])
+    pull_kernel = -torch.outer(tent, tent)
+    torch.testing.assert_close(pull_weight(layer.push.weight, (7, 7))[0, 0], pull_kernel)
+    x = torch.randn(1, 1, 9, 9)  # one input channel: the separable implementation
+    torch.testing.assert_close(
+        layer.pulls[0](x, layer.push.weight), F.conv2d(x, pull_kernel[None, None], padding=3)
+    )
+
+
+@pytest.mark.parametrize(
+    "in_ch,out_ch,kernel,stride,padding,dilation,groups,h",
+    [
+        (3, 8, 3, 1, 1, 1, 1, 2.0),  # separable exact (image-facing layer)
+        (16, 8, 3, 1, 1, 1, 1, 2.0),  # direct exact
+        (16, 8, 3, 2, 1, 1, 1, 1.5),
+        (8, 8, 5, 1, 2, 1, 2, 2.0),
+        (3, 6, (3, 5), 2, 2, 1, 1, 2.0),
+        (16, 4, 3, 1, 2, 2, 1, 2.0),
+        (2, 4, 7, 2, 3, 1, 1, 2.0),
+        (16, 8, 4, 1, 1, 1, 1, 2.0),
+        (6, 6, 3, 1, 1, 1, 3, 2.5),
+    ],
+)
+def test_exact_layer_matches_the_papers_definition(
+    in_ch, out_ch, kernel, stride, padding, dilation, groups, h
+):
+    layer = PushPull2d(
+        in_ch, out_ch, kernel, stride, padding, dilation, groups, bias=True, pull_scale=h
+    )
+    x = torch.randn(2, in_ch, 17, 15)
+    expected = reference_pushpull(
+        x, layer.push.weight, layer.push.bias, h, stride, padding, dilation, groups
+    )
+    torch.testing.assert_close(layer(x), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_alpha_scales_the_inhibition_and_unrectified_variant():
+    x = torch.randn(2, 4, 9, 9)
+    layer = PushPull2d(4, 5, 3, padding=1, alpha=0.5, rectify=False)
+    expected = reference_pushpull(
+        x, layer.push.weight, None, 2.0, 1, 1, 1, 1, alpha=0.5, rectify=False
+    )
+    torch.testing.assert_close(layer(x), expected)
+    # unrectified push-pull is linear in the input
+    torch.testing.assert_close(layer(2 * x), 2 * layer(x))
+
+
+def test_learned_alpha_per_channel_and_scalar():
+    layer = PushPull2d(4, 6, 3, padding=1, learn_alpha=True)
+    assert layer.alpha.shape == (1, 6, 1, 1)
+    bound = (4 * 6) ** -0.5
+    assert torch.all((layer.alpha >= 1.0 - bound) & (layer.alpha <= 1.0 + bound))
+    assert PushPull2d(4, 6, 3, learn_alpha="scalar").alpha.shape == (1, 1, 1, 1)
+    x = torch.randn(2, 4, 8, 8)
+    with torch.no_grad():
+        layer.alpha.copy_(torch.linspace(-1, 2, 6).view(1, 6, 1, 1))
+    push = F.relu(F.conv2d(x, layer.push.weight, padding=1))
+    pull = F.relu(layer.pulls[0](x, layer.push.weight))
+    torch.testing.assert_close(layer(x), push - F.relu(layer.alpha) * pull)
+    # alpha is learned: it gets a gradient
+    layer(x).sum().backward()
+    assert layer.alpha.grad is not None and layer.alpha.grad.abs().sum() > 0
+
+
+def test_state_dict_matches_the_authors_layer():
+    assert set(PushPull2d(3, 4, 3).state_dict()) == {"push.weight"}
+    assert set(PushPull2d(3, 4, 3, bias=True, learn_alpha=True).state_dict()) == {
+        "push.weight",
+        "push.bias",
+        "alpha",
+    }
+    assert set(PushPull2d(3, 4, 3, pull_mode="fast").state_dict()) == {"push.weight"}
+    conv = nn.Conv2d(3, 4, 3)
+    assert sum(p.numel() for p in PushPull2d(3, 4, 3, bias=True).parameters()) == sum(
+        p.numel() for p in conv.parameters()
+    )
+
+
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+@pytest.mark.parametrize("in_ch", [2, 6])
+def test_gradcheck_float64(mode, in_ch):
+    layer = PushPull2d(
+        in_ch, 3, 3, 1, 1, bias=True, pull_mode=mode, learn_alpha=True, dtype=torch.float64
+    )
+    x = torch.randn(1, in_ch, 6, 6, dtype=torch.float64, requires_grad=True)
+    params = (layer.push.weight, layer.push.bias, layer.alpha)
+
+    def fn(inp, weight, bias, alpha):
+        return torch.func.functional_call(
+            layer, {"push.weight": weight, "push.bias": bias, "alpha": alpha}, (inp,)
+        )
+
+    assert torch.autograd.gradcheck(fn, (x, *params))
+
+
+def test_push_weights_get_gradient_through_both_branches():
+    layer = PushPull2d(3, 4, 3, padding=1)
+    x = torch.randn(2, 3, 8, 8)
+    pull = layer.pulls[0](x, layer.push.weight)
+    (grad,) = torch.autograd.grad(F.relu(pull).sum(), layer.push.weight)
+    assert grad.abs().sum() > 0  # the pull branch alone moves the push weights
+
+
+def _optimizer_step(layer, x):
+    layer.train()
+    opt = torch.optim.SGD(layer.parameters(), lr=0.5)
+    layer(x).square().mean().backward()
+    opt.step()
+    layer.eval()
+
+
+@pytest.mark.parametrize("in_ch,mode", [(8, "exact"), (3, "exact"), (8, "fast")])
+def test_eval_cache_is_used_and_never_stale(in_ch, mode):
+    layer = PushPull2d(in_ch, 4, 3, padding=1, pull_mode=mode).eval()
+    pull = layer.pulls[0]
+    x = torch.randn(2, in_ch, 8, 8)
+
+    def check():
+        with torch.no_grad():
+            out = layer(x)
+            fresh = F.relu(F.conv2d(x, layer.push.weight, padding=1)) - F.relu(
+                F.conv2d(x, fast_pull_weight(layer.push.weight, (7, 7)), padding=5)
+                if mode == "fast"
+                else F.conv2d(
+                    x,
+                    -F.interpolate(
+                        layer.push.weight, size=(7, 7), mode="bilinear", align_corners=True
+                    ),
+                    padding=3,
+                )
+            )
+        torch.testing.assert_close(out, fresh, atol=1e-5, rtol=1e-5)
+
+    check()
+    cached = pull._cache[1]
+    check()
+    assert pull._cache[1] is cached  # second eval call reused the derived kernel
+
+    _optimizer_step(layer, x)
+    check()
+    layer.load_state_dict({"push.weight": torch.randn_like(layer.push.weight)})
+    check()
+    with torch.no_grad():
+        layer.push.weight.mul_(-2)  # in-place edit
+    check()
+    layer.push.weight.data[0].zero_()  # edit that bypasses autograd's version counter
+    check()
+    layer.to(torch.float64)
+    x = x.double()
+    check()
+
+
+def test_cache_not_used_when_weight_gradients_are_needed():
+    layer = PushPull2d(8, 4, 3, padding=1).eval()
+    x = torch.randn(1, 8, 6, 6)
+    layer(x).sum().backward()
+    assert layer.push.weight.grad is not None and layer.pulls[0]._cache is None
+
+
+def test_inference_mode_cache_then_grad_mode():
+    layer = PushPull2d(8, 4, 3, padding=1).eval()
+    for p in layer.parameters():
+        p.requires_grad_(False)
+    x = torch.randn(1, 8, 6, 6)
+    with torch.inference_mode():
+        expected = layer(x)
+    x.requires_grad_(True)
+    out = layer(x)  # must not reuse an inference tensor in autograd
+    out.sum().backward()
+    torch.testing.assert_close(out.detach(), expected)
+
+
+class TestFastPull:
+    @pytest.mark.parametrize("in_ch,out_ch,stride", [(3, 8, 1), (16, 4, 1), (16, 4, 2), (4, 4, 1)])
+    def test_equals_dense_fast_kernel(self, in_ch, out_ch, stride):
+        layer = PushPull2d(in_ch, out_ch, 3, stride, 1, bias=True, pull_mode="fast")
+        x = torch.randn(2, in_ch, 13, 11)
+        kernel = fast_pull_weight(layer.push.weight, (7, 7))
+        assert kernel.shape[-2:] == (11, 11)  # full tent support: (s-1)*d + 2d - 1
+        push = F.relu(F.conv2d(x, layer.push.weight, layer.push.bias, stride, 1))
+        pull = F.relu(F.conv2d(x, kernel, -layer.push.bias, stride, 5))
+        torch.testing.assert_close(layer(x), push - pull, atol=1e-5, rtol=1e-5)
+
+    @pytest.mark.parametrize("h,pull", [(1.5, 5), (2.0, 7), (3.0, 9)])
+    def test_centre_crop_is_the_exact_kernel_for_integer_spacing(self, h, pull):
+        weight = torch.randn(4, 3, 3, 3)
+        fast = fast_pull_weight(weight, (pull, pull))
+        margin = (fast.shape[-1] - pull) // 2
+        exact = -F.interpolate(weight, size=(pull, pull), mode="bilinear", align_corners=True)
+        torch.testing.assert_close(fast[..., margin : margin + pull, margin : margin + pull], exact)
+
+    @pytest.mark.parametrize(
+        "kernel,h,zero_ring", [(3, 1.0, False), (1, 2.0, False), (3, 2.0, True), (5, 1.5, False)]
+    )
+    def test_coincides_with_exact_where_the_math_says(self, kernel, h, zero_ring):
+        exact = PushPull2d(8, 4, kernel, padding=kernel // 2, pull_scale=h)
+        fast = PushPull2d(8, 4, kernel, padding=kernel // 2, pull_scale=h, pull_mode="fast")
+        if (
+            kernel == 5
+        ):  # 5x5 with h=1.5: spacing (7-1)/(5-1) is not an integer -> documented difference
+            fast.load_state_dict(exact.state_dict())
+            x = torch.randn(2, 8, 10, 10)
+            assert not torch.allclose(exact(x), fast(x), atol=1e-4)
+            return
+        with torch.no_grad():
+            if zero_ring:
+                exact.push.weight[..., [0, -1], :] = 0
+                exact.push.weight[..., :, [0, -1]] = 0
+        fast.load_state_dict(exact.state_dict())
+        x = torch.randn(2, 8, 10, 10)
+        torch.testing.assert_close(fast(x), exact(x), atol=1e-5, rtol=1e-5)
+
+    def test_stem_geometry_is_supported(self):
+        layer = PushPull2d(3, 16, 7, 2, 3, pull_mode="fast")  # ResNet stem: pull 15x15, spacing 2
+        assert layer.pulls[0].spacing == (2, 2)
+        assert layer(torch.randn(1, 3, 32, 32)).shape == (1, 16, 16, 16)
+
+
+class TestVariants:
+    def test_se_attention_on_the_push_response(self):
+        layer = PushPull2d(4, 8, 3, padding=1, attention="se", attention_reduction=4)
+        x = torch.randn(2, 4, 7, 7)
+        push = F.relu(F.conv2d(x, layer.push.weight, padding=1))
+        pull = F.relu(layer.pulls[0](x, layer.push.weight))
+        se = layer.attention
+        squeeze = push.mean((2, 3))
+        gate = torch.sigmoid(
+            F.linear(
+                F.relu(F.linear(squeeze, se.fc1.weight[:, :, 0, 0], se.fc1.bias)),
+                se.fc2.weight[:, :, 0, 0],
+                se.fc2.bias,
+            )
+        )
+        assert se.fc1.out_channels == 2  # reduction 4
+        torch.testing.assert_close(layer(x), push * gate[:, :, None, None] - pull)
+
+    def test_simam_is_parameter_free(self):
+        layer = PushPull2d(4, 8, 3, padding=1, attention="simam")
+        assert set(layer.state_dict()) == {"push.weight"}
+        x = torch.randn(2, 4, 7, 7)
+        push = F.relu(F.conv2d(x, layer.push.weight, padding=1))
+        pull = F.relu(layer.pulls[0](x, layer.push.weight))
+        d = (push - push.mean((2, 3), keepdim=True)) ** 2
+        v = d.sum((2, 3), keepdim=True) / (7 * 7 - 1)
+        torch.testing.assert_close(
+            layer(x), push * torch.sigmoid(d / (4 * (v + 1e-4)) + 0.5) - pull
+        )
+
+    def test_multi_scale(self):
+        layer = PushPull2d(
+            4, 8, 3, padding=1, pull_scale=(1.5, 2, 3), attention="se", rectify=False
+        )
+        assert [p.pull_size for p in layer.pulls] == [(5, 5), (7, 7), (9, 9)]
+        x = torch.randn(2, 4, 10, 10)
+        push = F.conv2d(x, layer.push.weight, padding=1)
+        pulls = [p(x, layer.push.weight) for p in layer.pulls]
+        stacked = torch.cat([push] + [push - q for q in pulls], 1)
+        expected = layer.fuse(layer.attention(stacked))
+        torch.testing.assert_close(layer(x), expected)
+        assert layer(x).shape == (2, 8, 10, 10)
+        assert layer.fuse.weight.shape == (8, 32, 1, 1)
+
+
+class TestBadInput:
+    @pytest.mark.parametrize(
+        "kwargs,names",
+        [
+            (dict(pull_scale=0), "pull_scale"),
+            (dict(pull_scale=-1.5), "pull_scale"),
+            (dict(alpha=-0.1), "alpha"),
+            (dict(learn_alpha="yes"), "learn_alpha"),
+            (dict(attention="cbam"), "attention"),
+            (dict(pull_mode="approx"), "pull_mode"),
+            (dict(groups=3), "groups"),
+            (dict(padding="full"), "padding"),
+        ],
+    )
+    def test_constructor_errors_name_the_argument(self, kwargs, names):
+        with pytest.raises(ValueError, match=names):
+            PushPull2d(4, 8, 3, **kwargs)
+
+    def test_wrong_input_channels(self):
+        with pytest.raises(ValueError, match="in_channels=4"):
+            PushPull2d(4, 8, 3)(torch.randn(1, 3, 8, 8))
+
+
+class TestInterop:
+    def test_factory_pads_same(self):
+        layer = create_pushpull(3, 4, 5, stride=1, pull_mode="fast")
+        assert layer(torch.randn(1, 3, 9, 9)).shape == (1, 4, 9, 9)
+        assert create_pushpull(3, 4, 3, stride=2)(torch.randn(1, 3, 8, 8)).shape == (1, 4, 4, 4)
+
+    @pytest.mark.parametrize("in_ch", [3, 8])
+    def test_torchscript_exact(self, in_ch):
+        layer = PushPull2d(in_ch, 4, 3, padding=1, learn_alpha=True).eval()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script is deprecated in 2.14
+            scripted = torch.jit.script(layer)
+        x = torch.randn(2, in_ch, 8, 8)
+        torch.testing.assert_close(scripted(x), layer(x))
+
+    @pytest.mark.parametrize("mode", ["exact", "fast"])
+    def test_torch_compile_and_fx(self, mode):
+        layer = PushPull2d(3, 4, 3, padding=1, pull_mode=mode).eval()
+        x = torch.randn(2, 3, 8, 8)
+        compiled = torch.compile(layer, backend="aot_eager", fullgraph=True)
+        with torch.no_grad():
+            torch.testing.assert_close(compiled(x), layer(x))
+        traced = torch.fx.symbolic_trace(layer)
+        torch.testing.assert_close(traced(x), layer(x))
+        with pytest.raises(ValueError, match="in_channels"):
+            traced(torch.randn(1, 5, 8, 8))
+
+    def test_channels_last_and_autocast(self):
+        layer = PushPull2d(8, 8, 3, padding=1).eval()
+        x = torch.randn(2, 8, 12, 12)
+        expected = layer(x)
+        torch.testing.assert_close(
+            layer(x.contiguous(memory_format=torch.channels_last)), expected, atol=1e-5, rtol=1e-5
+        )
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = layer(x)
+        assert out.dtype == torch.bfloat16
+        torch.testing.assert_close(out.float(), expected, atol=0.1, rtol=0.05)
+
+    def test_onnx_export_matches(self):
+        ort = pytest.importorskip("onnxruntime", reason="onnxruntime is in the test extras")
+        layer = PushPull2d(3, 4, 3, padding=1, bias=True).eval()
+        x = torch.randn(1, 3, 10, 10)
+        buffer = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(layer, (x,), buffer, opset_version=17, dynamo=False)
+        session = ort.InferenceSession(buffer.getvalue())
+        (out,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+        torch.testing.assert_close(torch.from_numpy(out), layer(x).detach(), atol=1e-5, rtol=1e-5)
