@@ -1,0 +1,236 @@
+"""Speed benchmark: ``timm-pushpull bench [--section ...]`` (also ``scripts/benchmark.py``).
+
+Every table is measured side by side in one run: the variants of a row are timed in interleaved
+rounds and the median is reported, so load on the machine hits all of them alike. Ratios are
+what to compare across machines; absolute times are for this machine only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+SECTIONS = ("layers", "resnet50", "blurpool", "models", "corruptions", "training")
+
+
+def interleaved_medians(fns: dict[str, Callable[[], object]], rounds: int, warmup: int = 2) -> dict[str, float]:
+    """Median seconds per call of each function, timed in interleaved rounds."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+class AuthorsPushPull(nn.Module):
+    """The original layer as the paper describes it: the pull kernel resized on every forward pass."""
+
+    def __init__(self, conv: nn.Conv2d, pull_size: int = 7) -> None:
+        super().__init__()
+        self.conv = conv
+        self.pull_size = pull_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.conv.weight
+        pull = -F.interpolate(weight, size=(self.pull_size,) * 2, mode="bilinear", align_corners=True)
+        padding = self.pull_size // 2 - weight.shape[-1] // 2 + self.conv.padding[0]
+        push = F.relu(self.conv(x))
+        return push - F.relu(F.conv2d(x, pull, None, self.conv.stride, padding))
+
+
+def _eval_fn(module: nn.Module, x: torch.Tensor) -> Callable[[], object]:
+    module.eval()
+
+    def run():
+        with torch.no_grad():
+            return module(x)
+
+    return run
+
+
+def _train_fn(module: nn.Module, x: torch.Tensor) -> Callable[[], object]:
+    module.train()
+
+    def run():
+        module.zero_grad(set_to_none=True)
+        out = module(x)
+        (out[0] if isinstance(out, tuple) else out).float().mean().backward()
+
+    return run
+
+
+def _table(title: str, header: list[str], rows: list[list[str]]) -> str:
+    lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def bench_layers(rounds: int = 15) -> str:
+    """(a) PushPull2d vs nn.Conv2d, 64->64 3x3 on 8x64x56x56."""
+    from .layers import PushPull2d
+
+    x = torch.randn(8, 64, 56, 56)
+    conv = nn.Conv2d(64, 64, 3, padding=1, bias=False)
+    layers = {
+        "nn.Conv2d": conv,
+        "authors' layer (resize every call)": AuthorsPushPull(conv),
+        "PushPull2d exact": PushPull2d(64, 64, 3, padding=1),
+        "PushPull2d fast": PushPull2d(64, 64, 3, padding=1, pull_mode="fast"),
+    }
+    rows = []
+    for mode, make in (("eval", _eval_fn), ("train", _train_fn)):
+        times = interleaved_medians({n: make(m, x) for n, m in layers.items()}, rounds)
+        base = times["nn.Conv2d"]
+        rows += [[n, mode, f"{t * 1e3:.1f}", f"{t / base:.2f}x"] for n, t in times.items()]
+    return _table("Push-pull layer vs conv (64->64 3x3, 8x64x56x56)", ["layer", "mode", "ms", "vs conv"], rows)
+
+
+def bench_resnet50(rounds: int = 7) -> str:
+    """(b) timm resnet50 vs push-pull in the stem and every first-stage bottleneck 3x3."""
+    import timm
+
+    from .layers import convert_to_pushpull
+
+    x = torch.randn(4, 3, 224, 224)
+    models = {"resnet50": timm.create_model("resnet50")}
+    for mode in ("exact", "fast"):
+        models[f"resnet50 + push-pull stem & stage 1 ({mode})"] = convert_to_pushpull(
+            timm.create_model("resnet50"), "stage1", pull_mode=mode
+        )
+    rows = []
+    for mode, make in (("eval", _eval_fn), ("train", _train_fn)):
+        times = interleaved_medians({n: make(m, x) for n, m in models.items()}, rounds)
+        base = times["resnet50"]
+        rows += [[n, mode, f"{t * 1e3:.0f}", f"{t / base:.3f}x"] for n, t in times.items()]
+    return _table("ResNet-50, batch 4 at 224x224", ["model", "mode", "ms", "vs resnet50"], rows)
+
+
+def bench_blurpool(rounds: int = 30) -> str:
+    """(c) our blur-pool vs timm's and kornia's on the same tensor (filter 3, stride 2)."""
+    import kornia
+    from timm.layers import BlurPool2d as TimmBlurPool2d
+
+    from .layers import BlurPool2d
+
+    rows = []
+    for shape in ((8, 64, 56, 56), (4, 64, 112, 112), (8, 256, 28, 28)):
+        x = torch.randn(*shape)
+        layers = {
+            "timm BlurPool2d": TimmBlurPool2d(shape[1], 3, 2),
+            "kornia BlurPool2D": kornia.filters.BlurPool2D(3, 2),
+            "timm_pushpull BlurPool2d": BlurPool2d(shape[1], "binomial", 3, 2),
+        }
+        times = interleaved_medians({n: _eval_fn(m, x) for n, m in layers.items()}, rounds)
+        best_other = min(times["timm BlurPool2d"], times["kornia BlurPool2D"])
+        for name, t in times.items():
+            rows.append([str(list(shape)), name, f"{t * 1e3:.2f}", f"{best_other / t:.2f}x"])
+    return _table(
+        "Blur-pool, binomial 3, stride 2, reflect padding (kornia pads with zeros)",
+        ["input", "implementation", "ms", "speed-up vs fastest of timm/kornia"],
+        rows,
+    )
+
+
+def _macs(model: nn.Module, x: torch.Tensor) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x)
+    return counter.get_total_flops() / 2
+
+
+def bench_models(rounds: int = 3, pattern: str = "*_pp*") -> str:
+    """Params, MACs and step times of every push-pull entrypoint next to its baseline."""
+    import timm
+
+    import timm_pushpull  # noqa: F401  (registers the models)
+
+    rows = []
+    for name in timm.list_models(pattern):
+        if not timm.get_pretrained_cfg(name) or "_pp" not in name:
+            continue
+        baseline = name.split("_pp")[0]
+        cfg = timm.get_pretrained_cfg(name).to_dict()
+        size = cfg["input_size"]
+        batch = 2 if size[-1] >= 224 else 8
+        x = torch.randn(batch, *size)
+        models = {n: timm.create_model(n) for n in (baseline, name) if n in timm.list_models()}
+        stats = {n: (sum(p.numel() for p in m.parameters()), _macs(m.eval(), x[:1])) for n, m in models.items()}
+        evals = interleaved_medians({n: _eval_fn(m, x) for n, m in models.items()}, rounds, warmup=1)
+        trains = interleaved_medians({n: _train_fn(m, x) for n, m in models.items()}, rounds, warmup=1)
+        base = baseline if baseline in models else name
+        for n in models:
+            if n == baseline and rows and rows[-1][0] == baseline:
+                continue
+            params, macs = stats[n]
+            rows.append(
+                [
+                    n, f"{params / 1e6:.3f}", f"{macs / 1e6:.1f}", f"{batch}x{size[-1]}",
+                    f"{evals[n] * 1e3:.1f}", f"{evals[n] / evals[base]:.2f}x",
+                    f"{trains[n] * 1e3:.1f}", f"{trains[n] / trains[base]:.2f}x",
+                ]
+            )  # fmt: skip
+    header = ["model", "params (M)", "MACs/img (M)", "batch", "eval ms", "eval vs base", "train ms", "train vs base"]
+    return _table("Model zoo: push-pull variants vs baselines", header, rows)
+
+
+def run(sections: tuple[str, ...] = SECTIONS, quick: bool = False) -> str:
+    torch.manual_seed(0)
+    header = (
+        f"Machine: {platform.machine()} {platform.processor() or ''}, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}, {time.strftime('%Y-%m-%d')}\n"
+    )
+    out = [header]
+    for section in sections:
+        if section == "layers":
+            out.append(bench_layers(5 if quick else 15))
+        elif section == "resnet50":
+            out.append(bench_resnet50(2 if quick else 7))
+        elif section == "blurpool":
+            out.append(bench_blurpool(5 if quick else 30))
+        elif section == "models":
+            out.append(bench_models(1 if quick else 3))
+        elif section == "corruptions":
+            from .robustness import bench as corruption_bench
+
+            out.append(corruption_bench.run(num_images=100 if quick else 1000))
+        elif section == "training":
+            from .training import bench as training_bench
+
+            out.append(training_bench.run(quick=quick))
+        print(out[-1], flush=True)
+    return "\n".join(out)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--section",
+        action="append",
+        choices=SECTIONS,
+        help="section to run (repeatable); default: all",
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer rounds, for a smoke run")
+    parser.add_argument("--output", help="also write the markdown tables to this file (must not exist)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    if args.output and Path(args.output).exists():
+        raise SystemExit(f"--output {args.output} exists; refusing to overwrite it")
+    text = run(tuple(args.section or SECTIONS), quick=args.quick)
+    if args.output:
+        Path(args.output).write_text(text)
+    return 0
