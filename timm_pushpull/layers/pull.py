@@ -54,8 +54,6 @@ def pull_kernel_size(kernel_size: int, pull_scale: float) -> int:
 
 def pull_weight(push_weight: Tensor, pull_size: tuple[int, int]) -> Tensor:
     """The exact pull kernel: the push kernel resized to ``pull_size`` and negated."""
-    if push_weight.shape[-2] == pull_size[0] and push_weight.shape[-1] == pull_size[1]:
-        return -push_weight
     return -F.interpolate(push_weight, size=pull_size, mode="bilinear", align_corners=True)
 
 
@@ -146,6 +144,7 @@ class Pull(nn.Module):
         if mode not in PULL_MODES:
             raise ValueError(f"pull_mode must be one of {PULL_MODES}, got {mode!r}")
         self.pull_scale = float(pull_scale)
+        self.kernel_size = tuple(kernel_size)
         self.pull_size = tuple(pull_kernel_size(k, pull_scale) for k in kernel_size)
         self.stride = stride
         self.dilation = dilation
@@ -204,6 +203,8 @@ class Pull(nn.Module):
     def derived_weight(self, push_weight: Tensor) -> Tensor:
         """The tensor this branch convolves with, computed from the push weights (no caching)."""
         if self.impl == "direct":
+            if self.pull_size == self.kernel_size:  # decided from the geometry, so FX can trace it
+                return -push_weight
             return pull_weight(push_weight, self.pull_size)
         if self.impl == "separable":
             return -push_weight.reshape(push_weight.shape[0], -1, 1, 1)

@@ -1,0 +1,291 @@
+"""LeNet-5 for 28x28 greyscale images, in the push-pull papers' configurations A-D and PA-PD.
+
+LeCun et al., "Gradient-based learning applied to document recognition", Proc. IEEE 1998
+(doi:10.1109/5.726791), as used by Strisciuglio et al., arXiv:1901.10208 and
+doi:10.1007/s00521-020-04751-8: conv5x5 (pad 2)-ReLU-maxpool 2, conv5x5-ReLU-maxpool 2, two hidden
+fully-connected layers and the classifier ``fc``. Configurations (first conv / second conv
+filters, hidden units): A 6/16, 128-64; B 6/8, 64-32; C 4/16, 128-64; D 4/8, 64-32. The
+push-pull versions (PA-PD, ``lenet5_a_pp`` ...) replace the first conv.
+
+Anti-aliasing (``aa``): each max-pool becomes max-pool at stride 1 followed by a blur-pool
+(Zhang 2019, arXiv:1904.11486, "MaxBlurPool").
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.layers import SelectAdaptivePool2d, get_device_dtype, to_2tuple
+from timm.models import checkpoint_seq, generate_default_cfgs, register_model
+from timm.models._features import feature_take_indices
+
+from ..layers import MaxBlurPool2d, parse_blur_spec
+from ._builder import build_pushpull_model
+from ._cfg import (
+    PAPER_ANTIALIAS,
+    PAPER_PUSHPULL,
+    PAPER_PUSHPULL_2019,
+    fmnist_demo_cfg,
+    pushpull_first_conv,
+)
+from ._variants import scoped_conv_layers
+
+__all__ = ["LeNet5"]
+
+# configuration -> (conv channels, hidden units)
+LENET_CONFIGS = {
+    "a": ((6, 16), (128, 64)),
+    "b": ((6, 8), (64, 32)),
+    "c": ((4, 16), (128, 64)),
+    "d": ((4, 8), (64, 32)),
+}
+KERNEL_SIZE = 5
+
+
+def _pool(aa: str | None, channels: int) -> nn.Module:
+    if aa is None:
+        return nn.MaxPool2d(2, 2)
+    return MaxBlurPool2d(channels, 2, 2, 0, *parse_blur_spec(aa))
+
+
+class LeNet5(nn.Module):
+    """LeNet-5: two conv-ReLU-maxpool stages and a three-layer fully-connected head.
+
+    Args:
+        conv_chs: filters of the two convs.
+        hidden_dims: units of the two hidden fully-connected layers (``fc1``, ``fc2``).
+        img_size: input size; with ``global_pool=""`` (flatten, the classic LeNet) it sets the
+            width of ``fc1``. Any other timm pool type (``"avg"`` ...) accepts any size.
+        aa: blur filter for anti-aliased max-pooling (``"bin3"``, ``"rect2"`` ...) or None.
+        pp_scope: ``"stem"`` for a push-pull first conv, None for none.
+        **pp_kwargs: ``pp_h``, ``pp_alpha``, ... see :func:`timm_pushpull.models._variants.pushpull_kwargs`.
+    """
+
+    def __init__(
+        self,
+        conv_chs: tuple[int, int] = (6, 16),
+        hidden_dims: tuple[int, int] = (128, 64),
+        num_classes: int = 10,
+        in_chans: int = 1,
+        img_size: int | tuple[int, int] = 28,
+        global_pool: str = "",
+        drop_rate: float = 0.0,
+        aa: str | None = None,
+        pp_scope: str | None = None,
+        **pp_kwargs,
+    ) -> None:
+        super().__init__()
+        if pp_scope not in (None, "stem"):
+            raise ValueError(
+                f"LeNet-5 takes pp_scope None or 'stem' (it has no stages), got {pp_scope!r}"
+            )
+        self.num_classes = num_classes
+        self.in_chans = in_chans
+        self.drop_rate = drop_rate
+        self.grad_checkpointing = False
+        self.img_size = to_2tuple(img_size)
+        stem_conv, _ = scoped_conv_layers(pp_scope, **pp_kwargs)
+        c1, c2 = conv_chs
+
+        self.conv1 = stem_conv(in_chans, c1, KERNEL_SIZE, 1, KERNEL_SIZE // 2, bias=True)
+        # not in place: gradient checkpointing runs each layer as its own segment
+        self.act1 = nn.ReLU()
+        self.pool1 = _pool(aa, c1)
+        self.conv2 = nn.Conv2d(c1, c2, KERNEL_SIZE, bias=True)
+        self.act2 = nn.ReLU()
+        self.pool2 = _pool(aa, c2)
+        self.feature_info = [
+            dict(num_chs=c1, reduction=1, module="act1"),
+            dict(num_chs=c2, reduction=2, module="act2"),
+        ]
+        self.num_features = c2
+        self.hidden_dims = hidden_dims
+        self.head_hidden_size = hidden_dims[-1]
+        self.global_pool, self.pre_logits = self._hidden_head(global_pool)
+        self.fc = nn.Linear(hidden_dims[-1], num_classes) if num_classes > 0 else nn.Identity()
+
+    def _hidden_head(self, global_pool: str) -> tuple[nn.Module, nn.Module]:
+        """Pooling and the two hidden layers; fc1's width depends on the pooled feature size."""
+        pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=True)
+        if global_pool:
+            pooled = self.num_features * pool.feat_mult()
+        else:  # flatten: conv1 keeps the size, conv2 (valid) loses 4 pixels, each pool halves
+            h, w = ((s // 2 - (KERNEL_SIZE - 1)) // 2 for s in self.img_size)
+            if h < 1 or w < 1:
+                raise ValueError(f"img_size {self.img_size} is too small for LeNet-5 (at least 12)")
+            pooled = self.num_features * h * w
+        dd = get_device_dtype(self)
+        hidden = nn.Sequential(
+            OrderedDict(
+                fc1=nn.Linear(pooled, self.hidden_dims[0], **dd),
+                act1=nn.ReLU(inplace=True),
+                fc2=nn.Linear(self.hidden_dims[0], self.hidden_dims[1], **dd),
+                act2=nn.ReLU(inplace=True),
+            )
+        )
+        return pool, hidden
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict[str, str]:
+        return dict(stem=r"^conv1", blocks=r"^conv2|^pre_logits")
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
+
+    @torch.jit.ignore
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """New classifier; a new ``global_pool`` also re-creates the hidden layers it feeds."""
+        self.num_classes = num_classes
+        if global_pool is not None and global_pool != self.global_pool.pool_type:
+            self.global_pool, self.pre_logits = self._hidden_head(global_pool)
+        dd = get_device_dtype(self)
+        self.fc = (
+            nn.Linear(self.head_hidden_size, num_classes, **dd)
+            if num_classes > 0
+            else nn.Identity()
+        )
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """Features after the first (index 0) and second (1) conv-ReLU, before pooling."""
+        if output_fmt != "NCHW":
+            raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
+        take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
+        intermediates = []
+        x = self.act1(self.conv1(x))
+        if 0 in take_indices:
+            intermediates.append(x)
+        if not (stop_early and max_index == 0):
+            x = self.act2(self.conv2(self.pool1(x)))
+            if 1 in take_indices:
+                intermediates.append(x)
+            x = self.pool2(x)
+        if intermediates_only:
+            return intermediates
+        return x, intermediates
+
+    def prune_intermediate_layers(
+        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """Drop the layers (and head) that the features ``indices`` do not need."""
+        take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
+        if max_index == 0:
+            self.pool1, self.conv2, self.act2 = nn.Identity(), nn.Identity(), nn.Identity()
+            self.num_features = self.feature_info[0]["num_chs"]
+        if prune_head or max_index == 0:
+            self.pool2, self.pre_logits = nn.Identity(), nn.Identity()
+            self.global_pool = SelectAdaptivePool2d(pool_type="", flatten=True)
+            self.head_hidden_size = self.num_features
+            self.reset_classifier(0)
+        return take_indices
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            layers = [self.conv1, self.act1, self.pool1, self.conv2, self.act2, self.pool2]
+            return checkpoint_seq(layers, x)
+        x = self.pool1(self.act1(self.conv1(x)))
+        return self.pool2(self.act2(self.conv2(x)))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.pre_logits(self.global_pool(x))
+        if self.drop_rate:
+            x = F.dropout(x, p=float(self.drop_rate), training=self.training)
+        return x if pre_logits else self.fc(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def _lenet(config: str, variant: str, pretrained: bool, scope: str | None, **kwargs) -> LeNet5:
+    conv_chs, hidden_dims = LENET_CONFIGS[config]
+    model_args = dict(conv_chs=conv_chs, hidden_dims=hidden_dims, pp_scope=scope)
+    return build_pushpull_model(
+        LeNet5,
+        variant,
+        pretrained,
+        feature_cfg=dict(out_indices=(0, 1)),
+        **dict(model_args, **kwargs),
+    )
+
+
+default_cfgs = generate_default_cfgs(
+    {
+        f"lenet5_{config}{suffix}.fmnist_demo": fmnist_demo_cfg(
+            f"lenet5_{config}{suffix}",
+            pool_size=None,
+            fixed_input_size=True,
+            first_conv=pushpull_first_conv("conv1", f"lenet5_{config}{suffix}"),
+            classifier="fc",
+            paper_ids=(
+                "doi:10.1109/5.726791",
+                PAPER_PUSHPULL_2019,
+                PAPER_PUSHPULL,
+                PAPER_ANTIALIAS,
+            ),
+        )
+        for config in LENET_CONFIGS
+        for suffix in ("", "_pp")
+    }
+)
+
+
+@register_model
+def lenet5_a(pretrained: bool = False, **kwargs) -> LeNet5:
+    """LeNet-5 configuration A: 6/16 filters, 128-64 hidden units."""
+    return _lenet("a", "lenet5_a", pretrained, None, **kwargs)
+
+
+@register_model
+def lenet5_b(pretrained: bool = False, **kwargs) -> LeNet5:
+    """LeNet-5 configuration B: 6/8 filters, 64-32 hidden units."""
+    return _lenet("b", "lenet5_b", pretrained, None, **kwargs)
+
+
+@register_model
+def lenet5_c(pretrained: bool = False, **kwargs) -> LeNet5:
+    """LeNet-5 configuration C: 4/16 filters, 128-64 hidden units."""
+    return _lenet("c", "lenet5_c", pretrained, None, **kwargs)
+
+
+@register_model
+def lenet5_d(pretrained: bool = False, **kwargs) -> LeNet5:
+    """LeNet-5 configuration D: 4/8 filters, 64-32 hidden units."""
+    return _lenet("d", "lenet5_d", pretrained, None, **kwargs)
+
+
+@register_model
+def lenet5_a_pp(pretrained: bool = False, **kwargs) -> LeNet5:
+    """LeNet-5 PA: configuration A with a push-pull first conv."""
+    return _lenet("a", "lenet5_a_pp", pretrained, "stem", **kwargs)
+
+
+@register_model
+def lenet5_b_pp(pretrained: bool = False, **kwargs) -> LeNet5:
+    """LeNet-5 PB: configuration B with a push-pull first conv."""
+    return _lenet("b", "lenet5_b_pp", pretrained, "stem", **kwargs)
+
+
+@register_model
+def lenet5_c_pp(pretrained: bool = False, **kwargs) -> LeNet5:
+    """LeNet-5 PC: configuration C with a push-pull first conv."""
+    return _lenet("c", "lenet5_c_pp", pretrained, "stem", **kwargs)
+
+
+@register_model
+def lenet5_d_pp(pretrained: bool = False, **kwargs) -> LeNet5:
+    """LeNet-5 PD: configuration D with a push-pull first conv."""
+    return _lenet("d", "lenet5_d_pp", pretrained, "stem", **kwargs)
