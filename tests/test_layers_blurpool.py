@@ -50,8 +50,9 @@ def test_filter_taps(filter_type, size, expected):
 @pytest.mark.parametrize("filter_type", ["binomial", "rect", "tri"])
 @pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 6, 7])
 @pytest.mark.parametrize("pad_mode", ["reflect", "replicate", "zero", "circular"])
-def test_matches_the_textbook_definition(filter_type, size, pad_mode):
-    x = torch.randn(2, 3, 12, 10)
+@pytest.mark.parametrize("height,width", [(12, 10), (40, 35)])  # matrix and convolution paths
+def test_matches_the_textbook_definition(filter_type, size, pad_mode, height, width):
+    x = torch.randn(2, 3, height, width)
     out = BlurPool2d(3, filter_type, size, 2, pad_mode)(x)
     torch.testing.assert_close(
         out, reference_blur_pool(x, blur_taps(filter_type, size), 2, pad_mode)
@@ -91,8 +92,9 @@ def test_stride_one_blur_is_shift_equivariant():
     )
 
 
-def test_gradients_and_double():
-    x = torch.randn(1, 2, 8, 8, dtype=torch.float64, requires_grad=True)
+@pytest.mark.parametrize("side", [8, 34])
+def test_gradients_and_double(side):
+    x = torch.randn(1, 2, side, 6, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: blur_pool2d(t, "binomial", 4, 2, "reflect"), (x,))
 
 
