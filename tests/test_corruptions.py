@@ -1,0 +1,378 @@
+"""Corruptions: every setting runs; parameters and ops match independent references."""
+
+import io
+import math
+
+import cv2
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+import skimage.color
+import torch
+from PIL import Image
+
+from timm_pushpull.robustness.corruptions import (
+    ALL_CORRUPTIONS,
+    CORRUPTIONS,
+    EXTRA_CORRUPTIONS,
+    SEVERITY_PARAMS,
+    corrupt,
+    motion_blur2d,
+    plasma_fractal,
+)
+from timm_pushpull.robustness.frost import FROST_DIR_ENV, frost_textures
+
+SHAPES = [(2, 3, 32, 32), (1, 1, 28, 28), (2, 3, 20, 27)]
+RANDOM_CORRUPTIONS = [
+    "gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise", "glass_blur", "motion_blur",
+    "snow", "frost", "fog", "elastic_transform", "spatter",
+]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # The CI box has 2 shared cores; oneDNN's thread barriers dominate small convolutions there.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def smooth_images(shape, seed=0):
+    """Images with structure at several scales (blurs and shuffles must change them)."""
+    rng = np.random.default_rng(seed)
+    images = rng.random(shape)
+    images = 0.5 * images + 0.5 * ndi.gaussian_filter(images, (0, 0, 2, 2)) * 2 - 0.25
+    return torch.from_numpy(np.clip(images, 0, 1)).float()
+
+
+def test_names_follow_the_official_files():
+    assert len(CORRUPTIONS) == 15 and len(EXTRA_CORRUPTIONS) == 4
+    assert CORRUPTIONS[:3] == ("gaussian_noise", "shot_noise", "impulse_noise")
+    assert CORRUPTIONS[-3:] == ("elastic_transform", "pixelate", "jpeg_compression")
+    assert set(SEVERITY_PARAMS) == set(ALL_CORRUPTIONS)
+    for scales in SEVERITY_PARAMS.values():
+        assert all(len(scales[scale]) == 5 for scale in ("cifar", "imagenet"))
+
+
+@pytest.mark.parametrize("scale", ["cifar", "imagenet"])
+@pytest.mark.parametrize("name", ALL_CORRUPTIONS)
+def test_every_setting_keeps_shape_dtype_and_range(name, scale):
+    for shape in SHAPES:
+        images = smooth_images(shape)
+        for severity in range(1, 6):
+            out = corrupt(images, name, severity, scale=scale, seed=severity)
+            assert out.shape == images.shape and out.dtype == images.dtype
+            assert torch.isfinite(out).all()
+            assert 0 <= out.min() and out.max() <= 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_other_float_dtypes_are_kept(dtype):
+    images = smooth_images((2, 3, 16, 16)).to(dtype)
+    for name in ("gaussian_noise", "defocus_blur", "jpeg_compression"):
+        assert corrupt(images, name, 3).dtype == dtype
+
+
+@pytest.mark.parametrize("name", RANDOM_CORRUPTIONS)
+def test_same_seed_same_output_other_seed_other_output(name):
+    images = smooth_images((3, 3, 32, 32))
+    first = corrupt(images, name, 5, seed=7)
+    assert torch.equal(first, corrupt(images, name, 5, seed=7))
+    assert not torch.equal(first, corrupt(images, name, 5, seed=8))
+
+
+MONOTONE = [
+    "gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise", "defocus_blur",
+    "gaussian_blur", "zoom_blur", "contrast", "brightness", "pixelate", "jpeg_compression", "fog",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("scale", ["cifar", "imagenet"])
+@pytest.mark.parametrize("name", MONOTONE)
+def test_distance_to_clean_grows_with_severity(name, scale):
+    images = smooth_images((8, 3, 32, 32))
+    distances = [
+        (corrupt(images, name, severity, scale=scale) - images).abs().mean().item()
+        for severity in range(1, 6)
+    ]
+    assert distances == sorted(distances), distances
+    assert distances[0] > 0
+
+
+def test_noise_statistics():
+    grey = torch.full((4, 3, 64, 64), 0.5)
+    std = SEVERITY_PARAMS["gaussian_noise"]["cifar"][2]
+    assert (corrupt(grey, "gaussian_noise", 3) - grey).std().item() == pytest.approx(std, rel=0.05)
+
+    photons = SEVERITY_PARAMS["shot_noise"]["cifar"][4]
+    shot = corrupt(grey, "shot_noise", 5) - grey
+    assert shot.mean().item() == pytest.approx(0, abs=0.003)
+    assert shot.var().item() == pytest.approx(0.5 / photons, rel=0.05)  # Poisson: var = mean
+
+    amount = SEVERITY_PARAMS["impulse_noise"]["cifar"][4]
+    impulse = corrupt(grey, "impulse_noise", 5)
+    changed = impulse != grey
+    assert changed.float().mean().item() == pytest.approx(amount, rel=0.1)
+    assert set(impulse[changed].unique().tolist()) == {0.0, 1.0}
+
+
+def test_gaussian_blur_matches_scipy():
+    images = smooth_images((2, 3, 20, 27))
+    for scale in ("cifar", "imagenet"):
+        for severity in (1, 5):
+            sigma = SEVERITY_PARAMS["gaussian_blur"][scale][severity - 1]
+            # skimage.filters.gaussian(multichannel=True) of the scripts = scipy, mode 'nearest'
+            expected = ndi.gaussian_filter(images.numpy(), (0, 0, sigma, sigma), mode="nearest")
+            out = corrupt(images, "gaussian_blur", severity, scale=scale)
+            np.testing.assert_allclose(out.numpy(), expected.clip(0, 1), atol=1e-5)
+
+
+def test_contrast_by_hand():
+    images = torch.tensor([[[[0.0, 1.0], [0.2, 0.6]]]])  # channel mean 0.45
+    out = corrupt(images, "contrast", 2)  # CIFAR factor 0.5
+    expected = torch.tensor([[[[0.225, 0.725], [0.325, 0.525]]]])
+    torch.testing.assert_close(out, expected)
+
+
+@pytest.mark.parametrize("name,channel", [("brightness", 2), ("saturate", 1)])
+def test_hsv_corruptions_match_skimage(name, channel):
+    rgb = smooth_images((2, 3, 12, 12)).double()
+    rgb[0, :, :3, :3] = 0.3  # grey pixels (skimage gives them hue 0)
+    rgb[0, :, 5, 5] = 0.0  # black
+    for scale in ("cifar", "imagenet"):
+        for severity in range(1, 6):
+            c = SEVERITY_PARAMS[name][scale][severity - 1]
+            hsv = skimage.color.rgb2hsv(rgb.permute(0, 2, 3, 1).numpy())
+            if name == "brightness":
+                hsv[..., 2] = np.clip(hsv[..., 2] + c, 0, 1)
+            else:
+                hsv[..., 1] = np.clip(hsv[..., 1] * c[0] + c[1], 0, 1)
+            expected = np.clip(skimage.color.hsv2rgb(hsv), 0, 1).transpose(0, 3, 1, 2)
+            out = corrupt(rgb.float(), name, severity, scale=scale)
+            np.testing.assert_allclose(out.numpy(), expected, atol=1e-5)
+
+
+def test_grey_images_brightness_adds_and_saturate_is_identity():
+    grey = smooth_images((2, 1, 16, 16))
+    delta = SEVERITY_PARAMS["brightness"]["cifar"][4]
+    torch.testing.assert_close(corrupt(grey, "brightness", 5), (grey + delta).clamp(0, 1))
+    assert torch.equal(corrupt(grey, "saturate", 5), grey)
+
+
+def test_pixelate_matches_pillow_box_resize():
+    images = smooth_images((2, 3, 30, 37))
+    height, width = images.shape[-2:]
+    for scale in ("cifar", "imagenet"):
+        for severity in (1, 3, 5):
+            factor = SEVERITY_PARAMS["pixelate"][scale][severity - 1]
+            small = (int(width * factor), int(height * factor))
+            expected = [
+                [
+                    np.asarray(
+                        Image.fromarray(plane, mode="F")
+                        .resize(small, Image.BOX)
+                        .resize((width, height), Image.BOX)
+                    )
+                    for plane in image
+                ]
+                for image in images.numpy()
+            ]
+            out = corrupt(images, "pixelate", severity, scale=scale)
+            np.testing.assert_allclose(out.numpy(), np.array(expected), atol=1e-5)
+
+
+def test_jpeg_matches_pillow():
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (2, 24, 32, 3), dtype=np.uint8)
+    images = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255
+    for scale, severity in (("cifar", 1), ("cifar", 5), ("imagenet", 5)):
+        quality = SEVERITY_PARAMS["jpeg_compression"][scale][severity - 1]
+        expected = []
+        for image in pixels:
+            buffer = io.BytesIO()
+            Image.fromarray(image).save(buffer, "JPEG", quality=quality)
+            expected.append(np.asarray(Image.open(buffer)))
+        out = corrupt(images, "jpeg_compression", severity, scale=scale)
+        got = (out * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        np.testing.assert_array_equal(got, np.stack(expected))
+
+
+def reference_disk(radius, alias_blur):
+    """make_cifar_c.py's disk()."""
+    coords = np.arange(-8, 8 + 1) if radius <= 8 else np.arange(-radius, radius + 1)
+    ksize = (3, 3) if radius <= 8 else (5, 5)
+    xx, yy = np.meshgrid(coords, coords)
+    disk = np.array((xx**2 + yy**2) <= radius**2, dtype=np.float32)
+    return cv2.GaussianBlur(disk / disk.sum(), ksize=ksize, sigmaX=alias_blur)
+
+
+def test_defocus_matches_opencv_filter2d():
+    images = smooth_images((2, 3, 30, 37))
+    for scale in ("cifar", "imagenet"):
+        for severity in (1, 4, 5):
+            kernel = reference_disk(*SEVERITY_PARAMS["defocus_blur"][scale][severity - 1])
+            expected = [
+                [cv2.filter2D(plane, -1, kernel) for plane in image] for image in images.numpy()
+            ]
+            out = corrupt(images, "defocus_blur", severity, scale=scale)
+            np.testing.assert_allclose(out.numpy(), np.clip(expected, 0, 1), atol=1e-5)
+
+
+def reference_clipped_zoom(image, factor):
+    """The scripts' clipped_zoom (HWC) with scipy.ndimage.zoom, per axis for non-square images."""
+    height, width = image.shape[:2]
+    crop_h, crop_w = math.ceil(height / factor), math.ceil(width / factor)
+    top, left = (height - crop_h) // 2, (width - crop_w) // 2
+    zoomed = ndi.zoom(image[top : top + crop_h, left : left + crop_w], (factor, factor, 1), order=1)
+    trim_h, trim_w = (zoomed.shape[0] - height) // 2, (zoomed.shape[1] - width) // 2
+    return zoomed[trim_h : trim_h + height, trim_w : trim_w + width]
+
+
+def test_zoom_blur_matches_scipy_zoom():
+    images = smooth_images((2, 3, 30, 37))
+    for scale in ("cifar", "imagenet"):
+        severity = 5
+        factors = np.arange(*SEVERITY_PARAMS["zoom_blur"][scale][severity - 1])
+        expected = []
+        for image in images.numpy().transpose(0, 2, 3, 1):
+            total = image + sum(reference_clipped_zoom(image, f) for f in factors)
+            expected.append((total / (len(factors) + 1)).transpose(2, 0, 1))
+        out = corrupt(images, "zoom_blur", severity, scale=scale)
+        np.testing.assert_allclose(out.numpy(), np.clip(expected, 0, 1), atol=1e-5)
+
+
+def test_motion_blur_taps_follow_the_angle():
+    images = smooth_images((1, 3, 16, 16)).double().float()
+    radius, sigma = 3, 1.5
+    taps = np.exp(-(np.arange(7) ** 2) / (2 * sigma**2))
+    taps /= taps.sum()
+    src = images.numpy()
+    cols, rows = np.arange(16), np.arange(16)
+    # angle 0: towards +x, angle 90: towards +y (image rows), edge pixels repeated
+    along_x = sum(t * src[..., np.minimum(cols + i, 15)] for i, t in enumerate(taps))
+    along_y = sum(t * src[..., np.minimum(rows + i, 15), :] for i, t in enumerate(taps))
+    for angle, expected in ((0.0, along_x), (90.0, along_y)):
+        out = motion_blur2d(images, radius, sigma, torch.tensor([angle]))
+        np.testing.assert_allclose(out.numpy(), expected, atol=1e-5)
+    # per-image angles in one call (blurred in chunks of similar angles) equal separate calls
+    batch = smooth_images((70, 1, 10, 12))
+    angles = torch.rand(70, generator=torch.Generator().manual_seed(0)) * 360 - 180
+    together = motion_blur2d(batch, radius, sigma, angles)
+    for image, angle, out in zip(batch, angles, together, strict=True):
+        alone = motion_blur2d(image[None], radius, sigma, angle.view(1))
+        torch.testing.assert_close(out[None], alone, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("scale", ["cifar", "imagenet"])
+def test_glass_blur_equals_the_sequential_pixel_loop(scale):
+    # White-box: replays the generator draws of the implementation (per iteration one
+    # randint((2d)^2, (B, R)) coding (dy, dx)) through the scripts' sequential loop.
+    images = smooth_images((2, 3, 13, 16))
+    batch, _, height, width = images.shape
+    for severity in (2, 5):
+        sigma, delta, iterations = SEVERITY_PARAMS["glass_blur"][scale][severity - 1]
+        rows, cols = range(height - delta, delta, -1), range(width - delta, delta, -1)
+        generator = torch.Generator().manual_seed(11)
+        side = 2 * delta
+        shape = (batch, len(rows) * len(cols))
+        codes = [torch.randint(side**2, shape, generator=generator) for _ in range(iterations)]
+        draws = [torch.stack([code // side, code % side]) - delta for code in codes]
+        expected = []
+        for b, image in enumerate(images.numpy()):
+            x = ndi.gaussian_filter(image, (0, sigma, sigma), mode="nearest")
+            x = (np.floor(x * 255) / 255).transpose(1, 2, 0).copy()
+            for shifts in draws:
+                for k, (h, w) in enumerate((h, w) for h in rows for w in cols):
+                    dy, dx = int(shifts[0, b, k]), int(shifts[1, b, k])
+                    x[h, w], x[h + dy, w + dx] = x[h + dy, w + dx], x[h, w]  # views: a copy
+            expected.append(
+                ndi.gaussian_filter(x.transpose(2, 0, 1), (0, sigma, sigma), mode="nearest")
+            )
+        out = corrupt(images, "glass_blur", severity, scale=scale, seed=11)
+        np.testing.assert_allclose(out.numpy(), np.clip(expected, 0, 1), atol=1e-5)
+
+
+def test_plasma_fractal_is_normalised_and_seeded():
+    maps = plasma_fractal(3, 32, 3.0, torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert maps.shape == (3, 32, 32)
+    assert maps.amin((1, 2)).tolist() == [0, 0, 0] and maps.amax((1, 2)).tolist() == [1, 1, 1]
+    again = plasma_fractal(3, 32, 3.0, torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert torch.equal(maps, again)
+    with pytest.raises(ValueError, match="power of two"):
+        plasma_fractal(1, 30, 3.0, torch.Generator(), torch.device("cpu"))
+
+
+def test_frost_blends_image_and_texture():
+    images = torch.zeros(4, 3, 32, 32)
+    image_weight, frost_weight, _ = SEVERITY_PARAMS["frost"]["cifar"][4]
+    out = corrupt(images, "frost", 5)
+    assert 0 < out.max() <= frost_weight + 1e-6  # black images show only the texture
+    white = corrupt(torch.ones(4, 3, 32, 32), "frost", 5)
+    assert white.min() >= image_weight - 1e-6
+
+
+def test_frost_reads_a_user_folder(tmp_path, monkeypatch):
+    texture = np.zeros((200, 300, 3), np.uint8)
+    texture[..., 2] = 255  # pure red in OpenCV's BGR order
+    cv2.imwrite(str(tmp_path / "frost1.png"), texture)
+    (tmp_path / "notes.txt").write_text("ignored")
+    monkeypatch.setenv(FROST_DIR_ENV, str(tmp_path))
+    (loaded,) = frost_textures(32, 0.2)
+    assert loaded.shape == (40, 60, 3)
+    out = corrupt(torch.zeros(1, 3, 32, 32), "frost", 1)
+    frost_weight = SEVERITY_PARAMS["frost"]["cifar"][0][1]
+    torch.testing.assert_close(out[0, :, 0, 0], torch.tensor([frost_weight, 0.0, 0.0]))
+    monkeypatch.setenv(FROST_DIR_ENV, str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match=FROST_DIR_ENV):
+        corrupt(torch.zeros(1, 3, 32, 32), "frost", 1)
+
+
+def test_spatter_water_and_mud_change_the_image():
+    images = smooth_images((4, 3, 32, 32))
+    water = corrupt(images, "spatter", 1)  # c[5] == 0: water drops are added (brighter)
+    assert (water >= images - 1e-6).all() and (water > images + 0.01).any()
+    mud = corrupt(images, "spatter", 5)  # mud replaces pixels with brown
+    brown = torch.tensor([63, 42, 20]).view(1, 3, 1) / 255
+    changed = (mud - images).abs().amax(1) > 1e-6
+    assert changed.any()
+    assert ((mud.permute(0, 2, 3, 1)[changed] - brown.view(1, 3)).abs() < 0.3).all()
+
+
+def test_bad_input_is_refused_with_the_allowed_values():
+    images = torch.rand(1, 3, 8, 8)
+    with pytest.raises(ValueError, match="unknown corruption 'fogg'.*gaussian_noise.*saturate"):
+        corrupt(images, "fogg", 1)
+    for severity in (0, 6, 2.0, True):
+        with pytest.raises(ValueError, match="severity"):
+            corrupt(images, "fog", severity)
+    with pytest.raises(ValueError, match="scale.*cifar, imagenet"):
+        corrupt(images, "fog", 1, scale="tiny")
+    with pytest.raises(ValueError, match="floating-point.*uint8"):
+        corrupt((images * 255).to(torch.uint8), "fog", 1)
+    with pytest.raises(ValueError, match=r"\[0, 1\].*max 255"):
+        corrupt(images * 0 + 255, "fog", 1)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        corrupt(images - 0.5, "fog", 1)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        corrupt(torch.full((1, 3, 8, 8), float("nan")), "fog", 1)
+    with pytest.raises(ValueError, match=r"\[B, C, H, W\]"):
+        corrupt(images[0], "fog", 1)
+    with pytest.raises(ValueError, match="1 \\(grey\\) or 3 \\(RGB\\) channels"):
+        corrupt(torch.rand(1, 2, 8, 8), "fog", 1)
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        corrupt(images.numpy(), "fog", 1)
+
+
+def test_empty_batch():
+    assert corrupt(torch.rand(0, 3, 8, 8), "snow", 3).shape == (0, 3, 8, 8)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", ALL_CORRUPTIONS)
+def test_runs_on_the_gpu(name):
+    images = smooth_images((4, 3, 32, 32))
+    out = corrupt(images.cuda(), name, 3)
+    assert out.is_cuda and out.shape == images.shape
+    if name not in RANDOM_CORRUPTIONS:
+        torch.testing.assert_close(out.cpu(), corrupt(images, name, 3), atol=1e-4, rtol=0)

@@ -1,0 +1,292 @@
+"""The evaluation runner: suites end to end on tiny data, resume, bad input, the CLI."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from test_robustness_data import make_cifar_c, make_cifar_p, make_imagenet_c
+
+from timm_pushpull.robustness.baselines import ALEXNET_CIFAR10_C
+from timm_pushpull.robustness.corruptions import corrupt
+from timm_pushpull.robustness.datasets import CifarCFolder, CifarPFolder
+from timm_pushpull.robustness.evaluate import (
+    add_gaussian_noise,
+    add_speckle_noise,
+    contrast_poisson_noise,
+    evaluate_model,
+    shift_images,
+)
+
+IDENTITY = {"mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]}
+
+
+class MeanIntensityClassifier(nn.Module):
+    """Class k for a mean intensity in [k / 10, (k + 1) / 10): predictions that follow the content."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+        self.fail_after = None
+
+    def forward(self, x):
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after:
+            raise RuntimeError("interrupted")
+        centers = (torch.arange(10, device=x.device) + 0.5) / 10
+        return -((x.mean(dim=(1, 2, 3))[:, None] - centers) ** 2)
+
+
+def clean_set(count=12, size=32):
+    """Image i: intensity (i % 10 + 0.5) / 10 with a small texture, label i % 10: clean error 0."""
+    generator = torch.Generator().manual_seed(1)
+    levels = (torch.arange(count) % 10 + 0.5) / 10
+    texture = (torch.rand(count, 3, size, size, generator=generator) - 0.5) * 0.06
+    return (levels[:, None, None, None] + texture).clamp(0, 1), torch.arange(count) % 10
+
+
+def test_generated_corruptions_match_direct_evaluation():
+    model = MeanIntensityClassifier()
+    images, labels = clean_set()
+    names = ["brightness", "contrast", "gaussian_noise"]
+    results = evaluate_model(model, images, labels, corruptions=names, batch_size=64, progress=False,
+                             baseline="alexnet-cifar10c", **IDENTITY)  # fmt: skip
+    assert results["clean_error"] == 0.0
+    for name in names:
+        # one batch holds all images, so the runner's seed for it is seed + 0
+        expected = [
+            float(
+                (model(corrupt(images, name, s, scale="cifar", seed=0)).argmax(1) != labels)
+                .float()
+                .mean()
+            )
+            for s in range(1, 6)
+        ]
+        assert results["corruptions"][name]["errors"] == pytest.approx(expected)
+        assert results["corruptions"][name]["source"] == "generated"
+    assert max(results["corruptions"]["brightness"]["errors"]) > 0  # the model really is affected
+    summary = results["summary"]
+    mean = np.mean(results["corruptions"]["contrast"]["errors"])
+    assert summary["ce"]["contrast"] == pytest.approx(
+        mean / ALEXNET_CIFAR10_C.corruption_errors["contrast"]
+    )
+    assert summary["rce"]["contrast"] == pytest.approx(mean / (0.4677 - 0.1387))
+    assert summary["mce_corruptions"] == ["gaussian_noise", "brightness", "contrast"]
+    assert not summary["mce_complete"]
+
+
+def _official_folder(tmp_path):
+    """4 images per severity of intensity (i + 0.5) / 10 (predicted class i); at severity s the
+    first s - 1 labels are wrong, so the errors are 0, 1/4, 2/4, 3/4, 4/4."""
+    root = make_cifar_c(tmp_path / "CIFAR-10-C", corruptions=("fog",))
+    levels = np.round(255 * (np.arange(4) + 0.5) / 10).astype(np.uint8)
+    np.save(
+        root / "fog.npy",
+        np.broadcast_to(np.tile(levels, 5)[:, None, None, None], (20, 32, 32, 3)).copy(),
+    )
+    labels = [[(i + 1) % 10 if i < s - 1 else i for i in range(4)] for s in range(1, 6)]
+    np.save(root / "labels.npy", np.array(labels).reshape(-1))
+    return root
+
+
+def test_official_cifar_c_folder_and_baseline(tmp_path):
+    images, labels = clean_set(count=10)
+    results = evaluate_model(MeanIntensityClassifier(), images, labels,
+                             corrupted=CifarCFolder(_official_folder(tmp_path)),
+                             baseline="alexnet-cifar10c", progress=False, **IDENTITY)  # fmt: skip
+    fog = results["corruptions"]["fog"]
+    assert fog["errors"] == [0.0, 0.25, 0.5, 0.75, 1.0] and fog["source"] == "official"
+    assert results["summary"]["ce"] == {"fog": pytest.approx(0.5 / 0.3031)}
+    assert results["summary"]["rce"] == {"fog": pytest.approx((0.5 - 0.0) / (0.3031 - 0.1387))}
+    assert results["baseline"]["name"] == "alexnet-cifar10c"
+
+
+def test_official_cifar_p_flip_probabilities(tmp_path, official_dir):
+    root = make_cifar_p(tmp_path, names=("translate", "gaussian_noise"), count=2, frames=5)
+    classes = np.array([[0, 0, 1, 1, 2], [3, 3, 3, 3, 3]])  # predicted class per frame
+    levels = np.round(255 * (classes + 0.5) / 10).astype(np.uint8)
+    sequences = np.broadcast_to(levels[:, :, None, None, None], (2, 5, 32, 32, 3)).copy()
+    for name in ("translate", "gaussian_noise"):
+        np.save(root / f"{name}.npy", sequences)
+    authors = official_dir / "results" / "resnet" / "resnet-20"  # their ResNet-20 as the baseline
+    results = evaluate_model(MeanIntensityClassifier(), suites=["p"], sequences=CifarPFolder(root),
+                             baseline=authors, progress=False, **IDENTITY)  # fmt: skip
+    # consecutive frames: 2 flips of 4 in the first sequence, none in the second
+    assert results["perturbations"]["translate"]["flip_probability"] == pytest.approx(2 / 8)
+    # noise: frames against the first: 3 of 4 differ in the first sequence
+    assert results["perturbations"]["gaussian_noise"]["flip_probability"] == pytest.approx(3 / 8)
+    assert results["summary"]["mean_flip_probability"] == pytest.approx(5 / 16)
+    rates = {"translate": (2 / 8) / 0.04556, "gaussian_noise": (3 / 8) / 0.08229}
+    assert results["summary"]["flip_rates"] == pytest.approx(rates)
+    assert results["summary"]["mfr"] == pytest.approx(sum(rates.values()) / 2)
+    assert results["clean_error"] is None and results["settings"]["input_size"] == [3, 32, 32]
+
+
+def test_generated_perturbations_shift_and_noise_suites():
+    images, labels = clean_set()
+    model = MeanIntensityClassifier()
+    results = evaluate_model(model, images, labels, suites=["p", "shift", "noise"],
+                             perturbations=["gaussian_noise", "translate"], num_frames=4,
+                             noise_levels={"contrast_poisson": [1.0, 0.4]}, progress=False,
+                             **IDENTITY)  # fmt: skip
+    assert results["perturbations"]["translate"]["n_frames"] == 4
+    assert results["perturbations"]["translate"]["n_sequences"] == 12
+    # zero-filled translation darkens the image: some predictions flip
+    assert results["perturbations"]["translate"]["flip_probability"] > 0
+    # a circular shift keeps the mean intensity, hence the prediction
+    assert results["shift"]["consistency"] == 1.0 and results["shift"]["max_shift"] == 5
+    sweeps = results["noise_sweeps"]
+    assert sweeps["gaussian"]["levels"][0] == 0.0 and sweeps["gaussian"]["errors"][0] == 0.0
+    assert sweeps["speckle"]["errors"][0] == 0.0
+    # contrast 0.4 pulls every image towards 0.5: most classes are lost
+    assert sweeps["contrast_poisson"]["errors"][1] > sweeps["contrast_poisson"]["errors"][0]
+    crop = evaluate_model(model, images, labels, suites=["shift"], shift_mode="crop", max_shift=8,
+                          progress=False, **IDENTITY)  # fmt: skip
+    assert crop["shift"]["consistency"] < 1.0  # the zero border changes the mean
+
+
+def test_shift_images_circular_and_crop():
+    images = torch.arange(2 * 1 * 4 * 5, dtype=torch.float32).view(2, 1, 4, 5)
+    offsets = torch.tensor([[1, -2], [0, 3]])
+    circular = shift_images(images, offsets, "circular")
+    assert torch.equal(circular[0], torch.roll(images[0], (1, -2), dims=(1, 2)))
+    assert torch.equal(circular[1], torch.roll(images[1], (0, 3), dims=(1, 2)))
+    crop = shift_images(images, offsets, "crop")
+    expected = torch.zeros(4, 5)
+    expected[1:, :3] = images[0, 0, :3, 2:]  # content moves down 1 and left 2 over zeros
+    assert torch.equal(crop[0, 0], expected)
+    with pytest.raises(ValueError, match="circular"):
+        shift_images(images, offsets, "wrap")
+
+
+def test_noise_functions():
+    images = torch.rand(4, 3, 16, 16)
+    noise = torch.randn(images.shape)
+    assert torch.equal(add_gaussian_noise(images, 0.0, noise), images)
+    assert torch.equal(
+        add_speckle_noise(torch.zeros(2, 3, 4, 4), 0.03, noise[:2, :, :4, :4]),
+        torch.zeros(2, 3, 4, 4),
+    )
+    noisy = add_gaussian_noise(torch.full((1, 1, 200, 200), 0.5), 0.01, torch.randn(1, 1, 200, 200))
+    assert noisy.std().item() == pytest.approx(0.1, rel=0.05)
+    # contrast 0 turns every pixel to 0.5: Poisson(127.5) / 255 has std sqrt(127.5) / 255
+    poisson = contrast_poisson_noise(
+        torch.rand(1, 1, 200, 200), 0.0, torch.Generator().manual_seed(0)
+    )
+    assert poisson.mean().item() == pytest.approx(0.5, abs=0.005)
+    assert poisson.std().item() == pytest.approx(127.5**0.5 / 255, rel=0.05)
+
+
+def test_resume_skips_finished_units_and_keeps_them_after_a_crash(tmp_path):
+    images, labels = clean_set()
+    names = ["brightness", "contrast", "saturate"]
+    model = MeanIntensityClassifier()
+    model.fail_after = 1 + 5 + 2  # clean pass, all of brightness, then crash inside contrast
+    with pytest.raises(RuntimeError, match="interrupted"):
+        evaluate_model(model, images, labels, corruptions=names, out_dir=tmp_path, batch_size=64,
+                       progress=False, **IDENTITY)  # fmt: skip
+    written = json.loads((tmp_path / "results.json").read_text())
+    assert list(written["corruptions"]) == ["brightness"] and written["clean_error"] == 0.0
+    assert not list(tmp_path.glob(".*.tmp"))
+
+    resumed = MeanIntensityClassifier()
+    results = evaluate_model(resumed, images, labels, corruptions=names, out_dir=tmp_path,
+                             batch_size=64, progress=False, **IDENTITY)  # fmt: skip
+    assert resumed.calls == 2 * 5  # contrast and saturate only
+    assert results["corruptions"]["brightness"] == written["corruptions"]["brightness"]
+    assert list(results["corruptions"]) == names
+
+    again = MeanIntensityClassifier()
+    evaluate_model(again, images, labels, corruptions=names, out_dir=tmp_path, batch_size=64,
+                   progress=False, **IDENTITY)  # fmt: skip
+    assert again.calls == 0
+
+
+def test_other_settings_do_not_touch_existing_results(tmp_path):
+    images, labels = clean_set()
+    evaluate_model(MeanIntensityClassifier(), images, labels, corruptions=["contrast"], out_dir=tmp_path,
+                   progress=False, **IDENTITY)  # fmt: skip
+    before = (tmp_path / "results.json").read_bytes()
+    with pytest.raises(ValueError, match="other settings"):
+        evaluate_model(MeanIntensityClassifier(), images, labels, corruptions=["contrast"],
+                       out_dir=tmp_path, seed=1, progress=False, **IDENTITY)  # fmt: skip
+    bad_inputs = [
+        dict(suites=["c", "x"]),
+        dict(corruptions=["gaussian_nosie"]),
+        dict(severities=[0, 1]),
+        dict(images=images * 255),
+        dict(labels=labels[:5]),
+        dict(shift_mode="roll", suites=["shift"]),
+        dict(baseline="alexnet"),
+        dict(images=images[:, :1], mean=[0.5, 0.5, 0.5]),
+    ]
+    for overrides in bad_inputs:
+        kwargs = dict(images=images, labels=labels, corruptions=["contrast"], out_dir=tmp_path,
+                      progress=False, **IDENTITY) | overrides  # fmt: skip
+        with pytest.raises(ValueError):
+            evaluate_model(MeanIntensityClassifier(), **kwargs)
+    assert (tmp_path / "results.json").read_bytes() == before
+
+
+def test_suite_without_data_is_an_error():
+    with pytest.raises(ValueError, match="needs clean images"):
+        evaluate_model(MeanIntensityClassifier(), suites=["shift"], progress=False, **IDENTITY)
+
+
+def test_cli_end_to_end(tmp_path, capsys):
+    import timm
+    from PIL import Image
+    from timm.models import save_for_hf
+
+    from timm_pushpull.cli import main
+
+    model_dir = tmp_path / "model"
+    model = timm.create_model("test_resnet", num_classes=10)
+    save_for_hf(model, str(model_dir), safe_serialization=True)
+    clean = tmp_path / "clean"
+    for number in range(3):
+        (clean / f"class{number}").mkdir(parents=True)
+        Image.fromarray(np.full((32, 32, 3), 60 * number, np.uint8)).save(
+            clean / f"class{number}" / "a.png"
+        )
+    corrupted = make_cifar_c(tmp_path / "CIFAR-10-C", corruptions=("fog", "contrast"))
+    out = tmp_path / "out"
+    argv = ["evaluate", "--model", "test_resnet", "--num-classes", "10",
+            "--checkpoint", str(model_dir / "model.safetensors"), "--img-size", "32",
+            "--dataset", str(corrupted), "--dataset", str(clean), "--suite", "c,shift",
+            "--corruptions", "fog", "--severities", "1,5", "--baseline", "alexnet-cifar10c",
+            "--out", str(out), "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "clean error" in printed and "error: fog" in printed
+    results = json.loads((out / "results.json").read_text())
+    assert results["model"] == "test_resnet" and results["settings"]["severities"] == [1, 5]
+    assert len(results["corruptions"]["fog"]["errors"]) == 2 and results["shift"]["n_pairs"] == 3
+    assert results["settings"]["datasets"]["c"].startswith("cifar-c:")
+    assert {p.name for p in out.iterdir()} >= {"report.md", "corruption_errors.png", "first_block_weights.png",
+                                               "response_maps.png"}  # fmt: skip
+
+    bad = [arg if arg != "1,5" else "0,5" for arg in argv]
+    assert main(bad) == 2
+    assert "severity" in capsys.readouterr().err
+    assert main(argv[:1] + ["--model", "test_resnet", "--checkpoint", str(tmp_path / "missing.pt"),
+                            "--dataset", str(clean), "--out", str(out)]) == 2  # fmt: skip
+    assert "missing.pt" in capsys.readouterr().err
+    assert json.loads((out / "results.json").read_text()) == results
+
+    # ImageNet-C layout (40 px JPEGs, centre-cropped to the model's 32 px) next to its clean folder
+    imagenet_c = make_imagenet_c(tmp_path / "ImageNet-C", wnids=("n01", "n02"))
+    for wnid in ("n01", "n02"):
+        (tmp_path / "val" / wnid).mkdir(parents=True)
+        Image.new("RGB", (48, 40)).save(tmp_path / "val" / wnid / "x.JPEG")
+    argv = ["evaluate", "--model", "test_resnet", "--num-classes", "10", "--img-size", "32",
+            "--dataset", str(imagenet_c), "--dataset", str(tmp_path / "val"), "--severities", "1,2",
+            "--out", str(tmp_path / "out_imagenet"), "--no-progress", "--no-report"]  # fmt: skip
+    assert main(argv) == 0
+    results = json.loads((tmp_path / "out_imagenet" / "results.json").read_text())
+    assert list(results["corruptions"]) == ["fog"] and results["n_images"] == 2
+    assert (
+        results["settings"]["input_size"] == [3, 32, 32] and results["settings"]["scale"] == "cifar"
+    )
+    assert results["settings"]["datasets"]["c"].startswith("imagenet-c:")

@@ -1,0 +1,335 @@
+"""Publishing and loading, offline, through the real timm / huggingface_hub code paths.
+
+Round trip: train 2 steps with the trainer -> evaluate -> publish --dry-run -> load by
+``local-dir:`` and by ``pretrained=True`` through ``$TIMM_PUSHPULL_WEIGHTS_DIR`` -> identical logits.
+The offline checks run in one subprocess started with ``HF_HUB_OFFLINE=1`` (huggingface_hub reads
+it at import time).
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+import yaml
+from huggingface_hub import ModelCard
+from safetensors.torch import load_file, save_file
+
+import timm_pushpull
+from timm_pushpull import hub
+from timm_pushpull.cli import main as cli_main
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEMO_MODEL = "lenet5_a_pp.fmnist_demo"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """A real training run of 2 steps on Fashion-MNIST, evaluated into its results.json."""
+    from torchvision.transforms import ToTensor
+
+    from timm_pushpull.data import create_dataset
+    from timm_pushpull.robustness.evaluate import evaluate_model
+    from timm_pushpull.training.config import build_config
+    from timm_pushpull.training.trainer import train
+
+    out = tmp_path_factory.mktemp("run") / DEMO_MODEL
+    settings = dict(
+        model=DEMO_MODEL, epochs=1, train_samples=64, val_samples=32, batch_size=32,
+        eval_batch_size=32, workers=0, output=str(out), progress=False, cpu=True,
+    )  # fmt: skip
+    result = train(build_config("lenet_mnist", settings))
+    assert result["global_step"] == 2 and not result["stopped_early"]
+    model = timm.create_model(f"local-dir:{out}", pretrained=True).eval()
+    evaluate_model(
+        model, create_dataset("fashion_mnist", split="test", transform=ToTensor()), suites=("c", "p", "shift"),
+        corruptions=["gaussian_noise", "brightness"], perturbations=["translate"], num_frames=6,
+        baseline="alexnet-cifar10c", max_images=16, out_dir=out, progress=False,
+    )  # fmt: skip
+    return out
+
+
+@pytest.fixture(scope="module")
+def published(run_dir, tmp_path_factory) -> Path:
+    """publish --dry-run into a weights directory laid out as $TIMM_PUSHPULL_WEIGHTS_DIR expects."""
+    target = tmp_path_factory.mktemp("weights") / DEMO_MODEL
+    code = cli_main(
+        ["publish", str(run_dir), "--repo-id", f"timm-pushpull/{DEMO_MODEL}", "--dry-run", str(target),
+         "--hub-config", str(REPO_ROOT / "hub_configs" / f"{DEMO_MODEL}.yaml")]
+    )  # fmt: skip
+    assert code == 0
+    return target
+
+
+def _inputs(in_chans=1, size=28) -> torch.Tensor:
+    return torch.rand(3, in_chans, size, size, generator=torch.Generator().manual_seed(1))
+
+
+def _logits(model, inputs) -> torch.Tensor:
+    with torch.no_grad():
+        return model.eval()(inputs)
+
+
+def test_round_trip_local_dir_and_weights_dir(run_dir, published, monkeypatch):
+    assert sorted(p.name for p in published.iterdir()) == [
+        "README.md", "config.json", "model.safetensors", "robustness.png",
+    ]  # fmt: skip
+    trained = timm.create_model(f"local-dir:{run_dir}", pretrained=True)
+    expected = _logits(trained, _inputs())
+
+    by_folder = timm.create_model(f"local-dir:{published}", pretrained=True)
+    assert torch.equal(_logits(by_folder, _inputs()), expected)
+
+    monkeypatch.setenv(hub.WEIGHTS_DIR_ENV, str(published.parent))
+    by_name = timm.create_model(DEMO_MODEL, pretrained=True)
+    assert by_name.pretrained_cfg["file"] == str(published / "model.safetensors")
+    assert torch.equal(_logits(by_name, _inputs()), expected)
+    by_helper = hub.create_model(DEMO_MODEL, pretrained=True)
+    assert torch.equal(_logits(by_helper, _inputs()), expected)
+
+    # an explicit file in pretrained_cfg_overlay wins over the weights directory
+    other = published.parent / "other.safetensors"
+    save_file({k: torch.zeros_like(v) for k, v in trained.state_dict().items()}, other)
+    zeros = timm.create_model(
+        DEMO_MODEL, pretrained=True, pretrained_cfg_overlay=dict(file=str(other))
+    )
+    assert all(not v.any() for v in zeros.state_dict().values())
+
+
+def test_config_json_is_timm_format(run_dir, published):
+    config = json.loads((published / "config.json").read_text())
+    trained = json.loads((run_dir / "config.json").read_text())
+    assert config["architecture"] == "lenet5_a_pp"
+    assert config["num_classes"] == 10 and config["num_features"] == trained["num_features"]
+    assert config["model_args"] == trained["model_args"]
+    assert config["label_names"][0] == "T-shirt/top" and len(config["label_names"]) == 10
+    cfg = config["pretrained_cfg"]
+    assert cfg["input_size"] == [1, 28, 28] and cfg["tag"] == "fmnist_demo"
+    assert cfg["mean"] == pytest.approx([0.286]) and cfg["std"] == pytest.approx([0.353])
+    assert cfg["license"] == "apache-2.0"
+    assert "doi:10.1007/s00521-020-04751-8" in cfg["paper_ids"]
+    assert not {"file", "hf_hub_id", "source", "url"} & set(cfg)
+    assert config[hub.VERSION_KEY] == timm_pushpull.__version__
+    weights = load_file(published / "model.safetensors")
+    assert set(weights) == set(load_file(run_dir / "model.safetensors"))
+
+
+def test_card_metadata_and_results(run_dir, published):
+    results = json.loads((run_dir / "results.json").read_text())
+    card = ModelCard.load(published / "README.md")
+    data = card.data
+    assert data.library_name == "timm" and data.license == "apache-2.0"
+    assert data.datasets == ["zalando-datasets/fashion_mnist"]
+    assert {"timm", "timm-pushpull", "push-pull"} <= set(data.tags)
+    values = {r.metric_type: r.metric_value for r in data.eval_results}
+    summary = results["summary"]
+    assert values == {
+        "error": round(100 * results["clean_error"], 2),
+        "mCE": round(100 * summary["mce"], 2),
+        "relative_mCE": round(100 * summary["relative_mce"], 2),
+        "mean_flip_probability": round(100 * summary["mean_flip_probability"], 2),
+        "shift_consistency": round(100 * results["shift"]["consistency"], 2),
+    }
+    assert {r.dataset_name for r in data.eval_results} >= {"Fashion-MNIST"}
+    text = card.text
+    assert "import timm_pushpull" in text and f"hf-hub:timm-pushpull/{DEMO_MODEL}" in text
+    assert f"pretrained cfg of `{DEMO_MODEL}`" in text
+    assert "**Epochs:** 1" in text and "2 steps" in text  # from train_config.yaml / metrics.jsonl
+    assert "| gaussian_noise |" in text and "![Robustness" in text
+    assert "Strisciuglio, Nicola" in text and "Zhang, Richard" not in text  # no blur pool here
+
+
+def test_refuses_to_overwrite_dry_run_folder(run_dir, published, tmp_path):
+    target = tmp_path / "out"
+    shutil.copytree(published, target)
+    before = {p.name: p.read_bytes() for p in target.iterdir()}
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        hub.publish(run_dir, f"timm-pushpull/{DEMO_MODEL}", dry_run=target)
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == before
+    hub.publish(run_dir, "me/renamed", dry_run=target, overwrite=True)
+    card = ModelCard.load(target / "README.md")
+    assert card.data.model_name == "renamed" and "hf-hub:me/renamed" in card.text
+    assert "pretrained cfg of" not in card.text  # only timm-pushpull/<model> repos are registered
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".publish-")]
+
+
+def test_refuses_card_without_results(run_dir, tmp_path):
+    source = tmp_path / "run"
+    shutil.copytree(run_dir, source)
+    (source / "results.json").unlink()
+    with pytest.raises(ValueError, match="without results"):
+        hub.publish(source, "me/model", dry_run=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert (
+        cli_main(
+            ["publish", str(source), "--repo-id", "me/model", "--dry-run", str(tmp_path / "o")]
+        )
+        == 2
+    )
+
+
+def test_refuses_weights_that_do_not_fit(run_dir, tmp_path):
+    # lenet5_a has conv1.weight where lenet5_a_pp has conv1.push.weight
+    with pytest.raises(ValueError, match="does not fit 'lenet5_a'"):
+        hub.publish(
+            run_dir / "model.safetensors", "me/model", model="lenet5_a",
+            results=run_dir / "results.json", dry_run=tmp_path / "out",
+        )  # fmt: skip
+    assert not (tmp_path / "out").exists()
+
+
+def test_mismatched_tensors_fail_clearly(published, tmp_path):
+    folder = tmp_path / "mismatch"
+    shutil.copytree(published, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["architecture"] = "lenet5_a"
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="do not fit the architecture 'lenet5_a'") as info:
+        hub.create_model(f"local-dir:{folder}", pretrained=True)
+    assert "conv1.push.weight" in str(info.value)
+
+
+def test_unregistered_architecture_fails_clearly(published, tmp_path):
+    folder = tmp_path / "unknown"
+    shutil.copytree(published, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["architecture"] = "lenet5_a_ppp"
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(
+        ValueError, match="'lenet5_a_ppp'.*not registered.*Did you mean lenet5_a_pp"
+    ):
+        hub.create_model(f"local-dir:{folder}", pretrained=True)
+    del config[hub.VERSION_KEY]
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="import that package"):
+        hub.create_model(f"local-dir:{folder}", pretrained=True)
+    (folder / "README.md").unlink()  # a model folder, not a written Hub folder
+    with pytest.raises(ValueError, match="not registered"):
+        hub.publish(folder, "me/model", dry_run=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_local_folder_without_safetensors_is_refused(published, tmp_path):
+    folder = tmp_path / "pickled"
+    folder.mkdir()
+    shutil.copy(published / "config.json", folder)
+    torch.save(load_file(published / "model.safetensors"), folder / "pytorch_model.bin")
+    with pytest.raises(FileNotFoundError, match="only from safetensors"):
+        hub.create_model(f"local-dir:{folder}", pretrained=True)
+
+
+def test_offline(published, tmp_path):
+    """HF_HUB_OFFLINE=1, empty Hugging Face cache: local weights load, nothing else silently."""
+    script = f"""
+import json, torch, timm, timm_pushpull
+from safetensors.torch import save_file
+from timm_pushpull import hub
+out = {{}}
+inputs = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+with torch.no_grad():
+    save_file({{"logits": timm.create_model("{DEMO_MODEL}", pretrained=True).eval()(inputs)}},
+              "{tmp_path}/logits.safetensors")
+def error(call):
+    try:
+        call()
+    except Exception as e:
+        return [type(e).__name__, str(e)]
+out["pretrained"] = error(lambda: timm.create_model("lenet5_a.fmnist_demo", pretrained=True))
+out["hf_hub"] = error(lambda: hub.create_model("hf-hub:timm-pushpull/lenet5_a.fmnist_demo", pretrained=True))
+out["upload"] = error(lambda: hub.publish("{published}", "me/model"))
+print(json.dumps(out))
+"""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
+    env[hub.WEIGHTS_DIR_ENV] = str(published.parent)
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    errors = json.loads(done.stdout.strip().splitlines()[-1])
+
+    expected = _logits(timm.create_model(f"local-dir:{published}", pretrained=True), _inputs())
+    assert torch.equal(load_file(tmp_path / "logits.safetensors")["logits"], expected)
+    kind, message = errors["pretrained"]
+    assert kind == "FileNotFoundError"
+    assert "HF_HUB_OFFLINE=1" in message
+    assert str(published.parent / "lenet5_a.fmnist_demo" / "model.safetensors") in message
+    assert errors["hf_hub"][0] == "FileNotFoundError" and "local-dir:" in errors["hf_hub"][1]
+    assert errors["upload"][0] == "ConnectionError" and "--dry-run" in errors["upload"][1]
+
+
+def test_official_model_card_and_weights(official_dir, tmp_path, monkeypatch):
+    from timm_pushpull.models.official import convert_official_checkpoint
+    from timm_pushpull.robustness.baselines import ALEXNET_CIFAR10_C
+
+    converted = convert_official_checkpoint(
+        official_dir / "checkpoints" / "resnet-20-pp.pth.tar", tmp_path / "converted"
+    )
+    target = tmp_path / "weights" / "resnet20_pp.c10_official"
+    hub.publish(
+        converted, hub_config=REPO_ROOT / "hub_configs" / "resnet20_pp.c10_official.yaml",
+        dry_run=target, official_dir=official_dir,
+    )  # fmt: skip
+    assert (target / "LICENSE").read_text() == (official_dir / "LICENSE").read_text()
+
+    card = ModelCard.load(target / "README.md")
+    assert card.data.license == "mit"
+    values = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert values["error"] == pytest.approx(100 - 91.71)
+    # mCE from the authors' other summary file (C_average.txt: % error averaged over severities)
+    averages = {}
+    for line in (
+        (official_dir / "results/resnet/resnet-20-pp/C_average.txt").read_text().splitlines()
+    ):
+        name, value = line.split("|")
+        averages[name.split(":")[1].strip()] = float(value.split(":")[1]) / 100
+    baseline = ALEXNET_CIFAR10_C.corruption_errors
+    mce = sum(averages[c] / baseline[c] for c in baseline) / len(baseline)
+    assert values["mCE"] == pytest.approx(100 * mce, abs=0.02)
+    assert {r.source_name for r in card.data.eval_results} == {
+        "Strisciuglio et al. 2020, the authors' released CIFAR-10-C/-P results"
+    }
+    assert "not measured by timm-pushpull" in card.text
+
+    reference = torch.load(official_dir / "reference_logits.pt", weights_only=True)
+    inputs = (reference["inputs_01"] - reference["mean"].view(1, -1, 1, 1)) / reference["std"].view(
+        1, -1, 1, 1
+    )
+    monkeypatch.setenv(hub.WEIGHTS_DIR_ENV, str(target.parent))
+    model = timm.create_model("resnet20_pp.c10_official", pretrained=True)
+    assert torch.allclose(_logits(model, inputs), reference["logits"]["resnet20_pp"], atol=1e-4)
+
+
+def test_hub_configs_match_registered_models(official_dir):
+    from timm.models import get_pretrained_cfg
+
+    files = sorted((REPO_ROOT / "hub_configs").glob("*.yaml"))
+    names = {f.stem for f in files}
+    official = {f"{a}{s}.c10_official" for a in ("resnet20", "resnet32", "resnet44", "resnet56",
+                "densenet40_12", "densenet100_12") for s in ("", "_pp")}  # fmt: skip
+    demo = {
+        f"{a}.fmnist_demo"
+        for a in ("lenet5_a", "lenet5_a_pp", "resnet20", "resnet20_pp", "resnet20_pp_b1")
+    }
+    assert names == official | demo
+    for path in files:
+        config = hub.HubConfig.load(path)
+        assert config.model == path.stem and config.repo_id == f"timm-pushpull/{path.stem}"
+        assert get_pretrained_cfg(config.model).hf_hub_id == config.repo_id
+        assert config.summary and config.title and config.dataset
+        if path.stem in official:
+            assert config.license == "mit" and config.training
+            for key in ("official", "flip_baseline"):
+                if key in config.results:
+                    assert (
+                        official_dir / "results" / config.results[key] / "C_details.txt"
+                    ).is_file()
+
+
+def test_hub_config_rejects_unknown_keys(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"repo_id": "a/b", "licence": "mit"}))
+    with pytest.raises(ValueError, match=r"unknown keys \['licence'\]"):
+        hub.HubConfig.load(path)

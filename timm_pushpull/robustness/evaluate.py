@@ -1,0 +1,765 @@
+"""``timm-pushpull evaluate``: the robustness benchmark of any timm model, resumable.
+
+Suites:
+- ``c``: error per corruption and severity (official CIFAR-10/100-C or ImageNet-C files, or
+  corruptions generated on the fly from a clean test set with :func:`corrupt`), CE / rCE / mCE
+  against a baseline (Hendrycks & Dietterich, ICLR 2019).
+- ``p``: flip probability per perturbation sequence (official CIFAR-10-P files or sequences
+  generated with :func:`perturbation_sequence`), mFR against a baseline that has flip probabilities.
+- ``shift``: consistency of the top-1 class under two random shifts of each image (Zhang, ICML 2019),
+  circular (``torch.roll``) or crop-based (zero padding, then a crop at the shifted position).
+- ``noise``: error curves under Gaussian and speckle noise of variance 0..0.03 on [0, 1] images and
+  under Poisson noise after a contrast change ``I_C = (I - 0.5) * C + 0.5``, C in 0.4..2.5
+  (Strisciuglio, Lopez-Antequera & Petkov, "A push-pull layer improves robustness of
+  convolutional neural networks", 2019).
+
+Images are corrupted in [0, 1] and normalised with the model's mean/std afterwards. Results go to
+``OUT/results.json`` after every finished corruption / perturbation / sweep (written to a temporary
+file, then renamed over the old one), so an interrupted run loses at most the unit in progress and a
+rerun with the same settings skips what is done. A rerun with other settings stops with an error
+instead of mixing or overwriting results.
+
+results.json (error rates and probabilities are fractions in [0, 1]; CE, rCE, FR are ratios where
+1.0 = the baseline; reports print them in %)::
+
+    {
+      "schema": "timm-pushpull-robustness", "version": 1,
+      "model": "resnet20_pp", "checkpoint": null | "path",
+      "n_images": 10000, "seed": 0,
+      "settings": {"datasets": {"clean": ..., "c": ..., "p": ...}, "scale": "cifar", "seed": 0,
+                   "n_images": 10000, "severities": [1, 2, 3, 4, 5], "input_size": [3, 32, 32],
+                   "mean": [...], "std": [...], "shift": {"mode": "circular", "max_shift": 4,
+                   "trials": 1}, "noise_levels": {...}, "num_frames": null},
+      "clean_error": 0.0756 | null,
+      "corruptions": {"gaussian_noise": {"errors": [e1, ..., e5], "mean_error": e,
+                                         "source": "generated" | "official"}, ...},
+      "perturbations": {"translate": {"flip_probability": p, "noise": false, "n_sequences": n,
+                                      "n_frames": 16, "source": ...}, ...},
+      "shift": {"consistency": c, "mode": "circular", "max_shift": 4, "n_pairs": n} | null,
+      "noise_sweeps": {"gaussian": {"parameter": "variance", "levels": [...], "errors": [...]},
+                       "speckle": {...}, "contrast_poisson": {"parameter": "contrast", ...}},
+      "baseline": null | {"name": "alexnet-cifar10c", "source": "...", "clean_error": e,
+                          "corruption_errors": {name: mean error}, "flip_probabilities": {...}},
+      "summary": {"mean_corruption_error": e | null, "ce": {name: r}, "rce": {name: r},
+                  "mce": r | null, "relative_mce": r | null, "mce_corruptions": [...],
+                  "mce_complete": bool, "mean_flip_probability": p | null,
+                  "flip_rates": {name: r}, "mfr": r | null}
+    }
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from ..version import __version__
+from . import metrics
+from .baselines import Baseline, get_baseline
+from .corruptions import ALL_CORRUPTIONS, corrupt
+from .datasets import (
+    ArrayImageDataset,
+    CifarCFolder,
+    CifarPFolder,
+    ImageNetCFolder,
+    check_severity,
+    detect_dataset_kind,
+    open_clean_dataset,
+    to_unit_images,
+)
+from .perturbations import NOISE_PERTURBATIONS, PERTURBATIONS, perturbation_sequence
+
+__all__ = [
+    "SUITES",
+    "NOISE_SWEEPS",
+    "add_gaussian_noise",
+    "add_speckle_noise",
+    "contrast_poisson_noise",
+    "shift_images",
+    "evaluate_model",
+    "summarize",
+    "add_arguments",
+    "main",
+]
+
+SUITES = ("c", "p", "shift", "noise")
+SHIFT_MODES = ("circular", "crop")
+SCALES = ("cifar", "imagenet")
+# sweep -> (parameter, default levels); variances on [0, 1] images, contrast factors
+NOISE_SWEEPS: dict[str, tuple[str, tuple[float, ...]]] = {
+    "gaussian": ("variance", (0.0, 0.005, 0.01, 0.015, 0.02, 0.025, 0.03)),
+    "speckle": ("variance", (0.0, 0.005, 0.01, 0.015, 0.02, 0.025, 0.03)),
+    "contrast_poisson": ("contrast", (0.4, 0.6, 0.8, 1.0, 1.5, 2.0, 2.5)),
+}
+# photon count of a full-scale pixel: Poisson noise of an 8-bit sensor, as scikit-image's
+# random_noise(mode="poisson") gives for 8-bit images
+_POISSON_PEAK = 255.0
+RESULTS_FILE = "results.json"
+
+
+def add_gaussian_noise(images: torch.Tensor, variance: float, noise: torch.Tensor) -> torch.Tensor:
+    """``clip(I + sqrt(variance) * n)`` for a standard normal draw ``n`` (reused across levels)."""
+    return (images + math.sqrt(variance) * noise).clamp_(0, 1)
+
+
+def add_speckle_noise(images: torch.Tensor, variance: float, noise: torch.Tensor) -> torch.Tensor:
+    """``clip(I + I * sqrt(variance) * n)``: multiplicative noise, as scikit-image's ``speckle``."""
+    return (images + images * math.sqrt(variance) * noise).clamp_(0, 1)
+
+
+def contrast_poisson_noise(
+    images: torch.Tensor, contrast: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Contrast change ``I_C = (I - 0.5) * C + 0.5`` (clipped to [0, 1]), then Poisson noise."""
+    contrasted = ((images - 0.5) * contrast + 0.5).clamp_(0, 1)
+    return (torch.poisson(contrasted * _POISSON_PEAK, generator=generator) / _POISSON_PEAK).clamp_(
+        0, 1
+    )
+
+
+def shift_images(
+    images: torch.Tensor, offsets: torch.Tensor, mode: str = "circular"
+) -> torch.Tensor:
+    """Shift each image of ``images [B, C, H, W]`` by its own ``offsets[b] = (dy, dx)`` pixels.
+
+    ``circular`` wraps around (``torch.roll`` per image); ``crop`` moves the content over a zero
+    background, i.e. crops the zero-padded image at the shifted position, keeping the size.
+    """
+    if mode not in SHIFT_MODES:
+        raise ValueError(f"shift mode must be one of {SHIFT_MODES}, got {mode!r}")
+    batch, _, height, width = images.shape
+    offsets = offsets.to(images.device)
+    rows = torch.arange(height, device=images.device)[None] - offsets[:, :1]  # [B, H]
+    cols = torch.arange(width, device=images.device)[None] - offsets[:, 1:]  # [B, W]
+    if mode == "circular":
+        rows, cols = rows % height, cols % width
+        valid = None
+    else:
+        valid = ((rows >= 0) & (rows < height))[:, :, None] & ((cols >= 0) & (cols < width))[
+            :, None
+        ]
+        rows, cols = rows.clamp(0, height - 1), cols.clamp(0, width - 1)
+    index = torch.arange(batch, device=images.device)[:, None, None]
+    shifted = images.permute(0, 2, 3, 1)[index, rows[:, :, None], cols[:, None, :]]  # [B, H, W, C]
+    if valid is not None:
+        shifted = shifted * valid[..., None]
+    return shifted.permute(0, 3, 1, 2).contiguous()
+
+
+# ----------------------------------------------------------------------------------------------
+# evaluation
+
+
+class _Classifier:
+    """A model behind the [0, 1] -> normalised input convention; returns top-1 classes on the CPU."""
+
+    def __init__(self, model: nn.Module, mean, std, device: torch.device, batch_size: int):
+        self.model = model.to(device).eval()
+        self.device = device
+        self.batch_size = batch_size
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+
+    @torch.inference_mode()
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        predictions = []
+        for chunk in images.split(self.batch_size):
+            chunk = (chunk.to(self.device, non_blocking=True) - self.mean) / self.std
+            predictions.append(self.model(chunk).argmax(dim=1).cpu())
+        return torch.cat(predictions)
+
+
+def _subset(length: int, max_images: int | None, seed: int) -> np.ndarray:
+    """Indices of the images evaluated: all, or a fixed random subset (sorted) of ``max_images``."""
+    if max_images is None or max_images >= length:
+        return np.arange(length)
+    generator = torch.Generator().manual_seed(seed)
+    return np.sort(torch.randperm(length, generator=generator)[:max_images].numpy())
+
+
+def _image_size(dataset: Dataset) -> tuple[int, int, int]:
+    image = dataset.batch(np.array([0]))[0][0] if isinstance(dataset, ArrayImageDataset) else (
+        to_unit_images(dataset[0][0].unsqueeze(0))[0])  # fmt: skip
+    return tuple(image.shape[-3:])
+
+
+def _sample_images(dataset: Dataset, count: int = 4) -> torch.Tensor:
+    """The first ``count`` images of a dataset, in [0, 1] (for the report's response maps)."""
+    indices = np.arange(min(count, len(dataset)))
+    if isinstance(dataset, ArrayImageDataset):
+        return dataset.batch(indices)[0]
+    return to_unit_images(torch.stack([torch.as_tensor(dataset[int(i)][0]) for i in indices]))
+
+
+class _ResultsFile:
+    """results.json of one run: loaded when it exists (same settings only), rewritten atomically."""
+
+    def __init__(self, out_dir: str | Path | None, header: dict):
+        self.path = Path(out_dir) / RESULTS_FILE if out_dir is not None else None
+        empty = {"clean_error": None, "corruptions": {}, "perturbations": {}, "shift": None,
+                 "noise_sweeps": {}}  # fmt: skip
+        self.results = {**header, **empty}
+        if self.path is not None and self.path.is_file():
+            try:
+                stored = json.loads(self.path.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as error:
+                raise ValueError(
+                    f"{self.path} exists but is not valid JSON ({error}); move it away"
+                ) from error
+            changed = [
+                key for key in ("model", "checkpoint", "settings")
+                if stored.get(key) != header[key]
+            ]  # fmt: skip
+            if changed:
+                details = {key: (stored.get(key), header[key]) for key in changed}
+                raise ValueError(
+                    f"{self.path} holds results of other settings {details} (stored, requested); "
+                    "choose another output folder or remove that file"
+                )
+            self.results = {**empty, **stored, **header}
+
+    def save(self, baseline: Baseline | None) -> None:
+        self.results["summary"] = summarize(self.results, baseline)
+        self.results["baseline"] = baseline.to_dict() if baseline is not None else None
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(self.results, indent=2) + "\n")
+        os.replace(temporary, self.path)
+
+
+def _baseline_errors(baseline: Baseline, severities: Sequence[int]) -> dict:
+    """The baseline's errors on the evaluated severities (means are valid for all five only)."""
+    selected = {}
+    for name, errors in baseline.corruption_errors.items():
+        if isinstance(errors, float):
+            if tuple(severities) == (1, 2, 3, 4, 5):
+                selected[name] = errors
+        elif all(s in baseline.severities for s in severities):
+            selected[name] = [errors[baseline.severities.index(s)] for s in severities]
+    return selected
+
+
+def summarize(results: Mapping, baseline: Baseline | None) -> dict:
+    """The summary block of results.json from its raw per-unit results and a baseline."""
+    corruptions, perturbations = results["corruptions"], results["perturbations"]
+    summary = {
+        "mean_corruption_error": (
+            float(np.mean([c["mean_error"] for c in corruptions.values()])) if corruptions else None
+        ),
+        "ce": {}, "rce": {}, "mce": None, "relative_mce": None, "mce_corruptions": [],
+        "mce_complete": False,
+        "mean_flip_probability": (
+            float(np.mean([p["flip_probability"] for p in perturbations.values()]))
+            if perturbations else None
+        ),
+        "flip_rates": {}, "mfr": None,
+    }  # fmt: skip
+    if baseline is None:
+        return summary
+    severities = results["settings"]["severities"]
+    summary.update(
+        metrics.summarize_corruptions(
+            {name: c["errors"] for name, c in corruptions.items()},
+            results["clean_error"],
+            _baseline_errors(baseline, severities),
+            baseline.clean_error,
+            baseline.mce_corruptions or None,
+        )
+    )
+    rates = metrics.flip_rates(
+        {name: p["flip_probability"] for name, p in perturbations.items()},
+        baseline.flip_probabilities,
+    )
+    summary["flip_rates"] = rates
+    summary["mfr"] = metrics.mean_corruption_error(rates) if rates else None
+    return summary
+
+
+def _resolve_normalization(model: nn.Module, mean, std) -> tuple[list[float], list[float]]:
+    if mean is None or std is None:
+        from timm.data import resolve_data_config
+
+        config = resolve_data_config({}, model=model)
+        mean = config["mean"] if mean is None else mean
+        std = config["std"] if std is None else std
+    return [float(m) for m in mean], [float(s) for s in std]
+
+
+def _check_names(names: Sequence[str] | None, allowed: Sequence[str], what: str) -> list[str]:
+    names = list(allowed if names is None else names)
+    unknown = [name for name in names if name not in allowed]
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown}; allowed: {', '.join(allowed)}")
+    if not names:
+        raise ValueError(f"no {what} selected")
+    return names
+
+
+def evaluate_model(
+    model: nn.Module,
+    images: torch.Tensor | np.ndarray | Dataset | None = None,
+    labels: torch.Tensor | np.ndarray | Sequence[int] | None = None,
+    *,
+    suites: Sequence[str] = ("c",),
+    corrupted: CifarCFolder | ImageNetCFolder | None = None,
+    sequences: CifarPFolder | None = None,
+    corruptions: Sequence[str] | None = None,
+    severities: Sequence[int] = (1, 2, 3, 4, 5),
+    perturbations: Sequence[str] | None = None,
+    scale: str | None = None,
+    baseline: str | Path | Baseline | Mapping | None = None,
+    out_dir: str | Path | None = None,
+    batch_size: int = 128,
+    max_images: int | None = None,
+    seed: int = 0,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    device: str | torch.device | None = None,
+    model_name: str | None = None,
+    checkpoint: str | None = None,
+    dataset_names: Mapping[str, str] | None = None,
+    shift_mode: str = "circular",
+    max_shift: int | None = None,
+    shift_trials: int = 1,
+    noise_levels: Mapping[str, Sequence[float]] | None = None,
+    num_frames: int | None = None,
+    workers: int = 0,
+    progress: bool = True,
+) -> dict:
+    """Run the robustness suites on ``model`` and return the results dict (schema: module docstring).
+
+    Args:
+        model: any classifier taking normalised ``[B, C, H, W]`` images (timm or plain torch).
+        images / labels: the clean test set: an array/tensor of uint8 or [0, 1] float images (any
+            layout :func:`to_unit_images` takes) with labels, or a Dataset of ``(image, label)``.
+            Needed for the clean error, the shift and noise suites, and to generate corruptions
+            and perturbation sequences when no official files are given.
+        suites: any of ``"c"``, ``"p"``, ``"shift"``, ``"noise"``.
+        corrupted / sequences: official -C / -P files (:mod:`timm_pushpull.robustness.datasets`).
+        corruptions / perturbations: names to run (default: all available).
+        scale: parameter set of generated corruptions, ``"cifar"`` or ``"imagenet"`` (default:
+            ``"cifar"`` for images up to 64 px).
+        baseline: built-in name (``alexnet-cifar10c``, ``alexnet-imagenetc``), results.json, an
+            authors' results folder, or None (no CE/mFR).
+        out_dir: where results.json goes; None keeps everything in memory (no resume).
+        max_images: evaluate a fixed random subset (seeded by ``seed``) of this many images.
+        mean / std: input normalisation (default: the model's timm data config).
+        shift_mode / max_shift / shift_trials: shift suite: offsets uniform in
+            [-max_shift, max_shift] (default: 1/7 of the image size: 4 px for CIFAR, 32 for 224 px).
+        noise_levels: overrides of :data:`NOISE_SWEEPS` levels per sweep.
+        num_frames: frames of generated perturbation sequences (default: the generator's).
+    """
+    suites = _check_names(suites, SUITES, "suites")
+    severities = [check_severity(s) for s in severities]
+    if shift_mode not in SHIFT_MODES:
+        raise ValueError(f"shift_mode must be one of {SHIFT_MODES}, got {shift_mode!r}")
+    if scale is not None and scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+    if batch_size < 1 or (max_images is not None and max_images < 1) or shift_trials < 1:
+        raise ValueError("batch_size, max_images and shift_trials must be >= 1")
+    unknown_sweeps = set(noise_levels or {}) - set(NOISE_SWEEPS)
+    if unknown_sweeps:
+        raise ValueError(
+            f"unknown noise sweeps {sorted(unknown_sweeps)}; allowed: {list(NOISE_SWEEPS)}"
+        )
+    baseline = get_baseline(baseline)
+
+    clean = images
+    if images is not None and not isinstance(images, Dataset):
+        if labels is None:
+            raise ValueError("labels are needed with an array of images")
+        clean = ArrayImageDataset(images, labels)
+    corruption_source = corrupted if corrupted is not None else clean
+    sequence_source = sequences if sequences is not None else clean
+    needs = {"c": corruption_source, "p": sequence_source, "shift": clean, "noise": clean}
+    for suite in suites:
+        if needs[suite] is None:
+            raise ValueError(f"suite {suite!r} needs clean images (or official files for c / p)")
+    available_c = corrupted.corruptions if corrupted is not None else ALL_CORRUPTIONS
+    available_p = sequences.perturbations if sequences is not None else PERTURBATIONS
+    corruptions = _check_names(corruptions, available_c, "corruptions") if "c" in suites else []
+    perturbations = (
+        _check_names(perturbations, available_p, "perturbations") if "p" in suites else []
+    )
+    if clean is not None:
+        image_size = _image_size(clean)
+    elif corrupted is not None:
+        image_size = _image_size(corrupted.dataset(corruptions[0], severities[0]))
+    else:
+        image_size = _image_size(sequences.dataset(perturbations[0]))
+    scale = scale or ("cifar" if max(image_size[1:]) <= 64 else "imagenet")
+    max_shift = max(1, round(max(image_size[1:]) / 7)) if max_shift is None else int(max_shift)
+    sweeps = {name: [float(v) for v in (noise_levels or {}).get(name, levels)]
+              for name, (_, levels) in NOISE_SWEEPS.items()}  # fmt: skip
+    mean, std = _resolve_normalization(model, mean, std)
+    if len(mean) not in (1, image_size[0]) or len(std) != len(mean):
+        raise ValueError(
+            f"images have {image_size[0]} channels but the normalisation mean/std {len(mean)}/"
+            f"{len(std)}: pass mean and std, or use the channels the model was trained on"
+        )
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    classify = _Classifier(model, mean, std, device, batch_size)
+    clean_indices = _subset(len(clean), max_images, seed) if clean is not None else None
+
+    names = dict(dataset_names or {})
+    settings = {
+        "datasets": {
+            "clean": names.get("clean", "in-memory" if clean is not None else None),
+            "c": names.get("c", "official" if corrupted is not None else "generated"),
+            "p": names.get("p", "official" if sequences is not None else "generated"),
+        },
+        "scale": scale, "seed": seed, "severities": severities,
+        "n_images": len(clean_indices) if clean_indices is not None else max_images,
+        "input_size": list(image_size), "mean": mean, "std": std,
+        "shift": {"mode": shift_mode, "max_shift": max_shift, "trials": shift_trials},
+        "noise_levels": sweeps, "num_frames": num_frames,
+    }  # fmt: skip
+    header = {
+        "schema": "timm-pushpull-robustness", "version": 1, "timm_pushpull_version": __version__,
+        "model": model_name or type(model).__name__, "checkpoint": checkpoint,
+        "n_images": settings["n_images"], "seed": seed,
+        "settings": json.loads(json.dumps(settings)),
+    }  # fmt: skip
+    store = _ResultsFile(out_dir, header)
+    results = store.results
+
+    units = [("clean_error", None)] if clean is not None else []
+    units += [("corruptions", name) for name in corruptions]
+    units += [("perturbations", name) for name in perturbations]
+    units += [("shift", None)] if "shift" in suites else []
+    units += [("noise_sweeps", name) for name in NOISE_SWEEPS] if "noise" in suites else []
+    todo = [
+        (section, name) for section, name in units
+        if (results[section] is None if name is None else name not in results[section])
+    ]  # fmt: skip
+    run = _Evaluation(
+        classify=classify, clean=clean, clean_indices=clean_indices, corrupted=corrupted,
+        sequences=sequences, severities=severities, scale=scale, seed=seed,
+        batch_size=batch_size, max_images=max_images, device=device, workers=workers,
+        shift_mode=shift_mode, max_shift=max_shift, shift_trials=shift_trials, sweeps=sweeps,
+        num_frames=num_frames, progress=progress,
+    )  # fmt: skip
+    from tqdm.auto import tqdm
+
+    with tqdm(todo, disable=not progress, desc=str(results["model"]), file=sys.stderr) as bar:
+        for section, name in bar:
+            bar.set_postfix_str(f"{section} {name or ''}".strip())
+            value = getattr(run, section)(name)
+            if name is None:
+                results[section] = value
+            else:
+                results[section][name] = value
+            store.save(baseline)
+    store.save(baseline)
+    return results
+
+
+@dataclass
+class _Evaluation:
+    """One run's model, data and settings; one method per section of results.json."""
+
+    classify: _Classifier
+    clean: Dataset | None
+    clean_indices: np.ndarray | None
+    corrupted: CifarCFolder | ImageNetCFolder | None
+    sequences: CifarPFolder | None
+    severities: list[int]
+    scale: str
+    seed: int
+    batch_size: int
+    max_images: int | None
+    device: torch.device
+    workers: int
+    shift_mode: str
+    max_shift: int
+    shift_trials: int
+    sweeps: dict[str, list[float]]
+    num_frames: int | None
+    progress: bool
+
+    def batches(
+        self, dataset: Dataset, indices: np.ndarray, batch_size: int | None = None
+    ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        """(position of the batch's first image in ``indices``, images in [0, 1], labels)."""
+        from tqdm.auto import tqdm
+
+        batch_size = batch_size or self.batch_size
+        if isinstance(dataset, ArrayImageDataset):
+            starts = range(0, len(indices), batch_size)
+            batches = ((s, *dataset.batch(indices[s : s + batch_size])) for s in starts)
+        else:
+            loader = DataLoader(Subset(dataset, indices.tolist()), batch_size=batch_size,
+                                num_workers=self.workers)  # fmt: skip
+            batches = ((n * batch_size, to_unit_images(x), torch.as_tensor(y))
+                       for n, (x, y) in enumerate(loader))  # fmt: skip
+        total = math.ceil(len(indices) / batch_size)
+        yield from tqdm(
+            batches, total=total, leave=False, disable=not self.progress, file=sys.stderr
+        )
+
+    def clean_batches(self) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        return self.batches(self.clean, self.clean_indices)
+
+    def clean_error(self, _name: None) -> float:
+        wrong = total = 0
+        for _, images, labels in self.clean_batches():
+            wrong += int((self.classify(images) != labels).sum())
+            total += len(labels)
+        return wrong / total
+
+    def corruptions(self, name: str) -> dict:
+        errors = []
+        for severity in self.severities:
+            if self.corrupted is not None:
+                dataset = self.corrupted.dataset(name, severity)
+                indices = _subset(len(dataset), self.max_images, self.seed)
+            else:
+                dataset, indices = self.clean, self.clean_indices
+            wrong = total = 0
+            for start, images, labels in self.batches(dataset, indices):
+                if self.corrupted is None:
+                    images = corrupt(images.to(self.device), name, severity, scale=self.scale,
+                                     seed=self.seed + start)  # fmt: skip
+                wrong += int((self.classify(images) != labels).sum())
+                total += len(labels)
+            errors.append(wrong / total)
+        source = "official" if self.corrupted is not None else "generated"
+        return {"errors": errors, "mean_error": float(np.mean(errors)), "source": source}
+
+    def perturbations(self, name: str) -> dict:
+        if self.sequences is not None:
+            dataset = self.sequences.dataset(name)
+            indices = _subset(len(dataset), self.max_images, self.seed)
+        else:
+            dataset, indices = self.clean, self.clean_indices
+        predictions = []
+        # batch_size // 8 sequences per batch: each sequence multiplies the images by its frames
+        for start, images, _ in self.batches(dataset, indices, max(1, self.batch_size // 8)):
+            if self.sequences is None:
+                images = perturbation_sequence(images.to(self.device), name, seed=self.seed + start,
+                                               num_frames=self.num_frames)  # fmt: skip
+            count, frames = images.shape[:2]
+            predictions.append(self.classify(images.flatten(0, 1)).view(count, frames))
+        predictions = torch.cat(predictions)
+        noise = name in NOISE_PERTURBATIONS
+        return {
+            "flip_probability": metrics.flip_probability(predictions, noise=noise),
+            "noise": noise,
+            "n_sequences": int(predictions.shape[0]),
+            "n_frames": int(predictions.shape[1]),
+            "source": "official" if self.sequences is not None else "generated",
+        }
+
+    def shift(self, _name: None) -> dict:
+        agree = total = 0
+        for trial in range(self.shift_trials):
+            for start, images, _ in self.clean_batches():
+                generator = torch.Generator().manual_seed(self.seed + 1_000_003 * trial + start)
+                offsets = torch.randint(-self.max_shift, self.max_shift + 1, (2, len(images), 2),
+                                        generator=generator)  # fmt: skip
+                first = self.classify(shift_images(images, offsets[0], self.shift_mode))
+                second = self.classify(shift_images(images, offsets[1], self.shift_mode))
+                agree += int((first == second).sum())
+                total += len(images)
+        return {"consistency": agree / total, "mode": self.shift_mode, "max_shift": self.max_shift,
+                "n_pairs": total}  # fmt: skip
+
+    def noise_sweeps(self, name: str) -> dict:
+        levels = self.sweeps[name]
+        wrong = np.zeros(len(levels))
+        total = 0
+        for start, images, labels in self.clean_batches():
+            images = images.to(self.device)
+            generator = torch.Generator(device=self.device).manual_seed(self.seed + start)
+            # one draw per batch for all levels: the curve then varies only with the level
+            noise = torch.randn(images.shape, generator=generator, device=self.device)
+            for number, level in enumerate(levels):
+                if name == "gaussian":
+                    noisy = add_gaussian_noise(images, level, noise)
+                elif name == "speckle":
+                    noisy = add_speckle_noise(images, level, noise)
+                else:
+                    noisy = contrast_poisson_noise(images, level, generator)
+                wrong[number] += int((self.classify(noisy) != labels).sum())
+            total += len(labels)
+        return {
+            "parameter": NOISE_SWEEPS[name][0],
+            "levels": levels,
+            "errors": (wrong / total).tolist(),
+        }
+
+
+# ----------------------------------------------------------------------------------------------
+# command line
+
+
+def _comma_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="timm model name (ours are registered), or local-dir:DIR / hf-hub:ID",
+    )
+    weights = parser.add_mutually_exclusive_group()
+    weights.add_argument(
+        "--pretrained", action="store_true", help="load the model's pretrained weights"
+    )
+    weights.add_argument(
+        "--checkpoint", help="weights file: .safetensors or a torch checkpoint (weights_only)"
+    )
+    parser.add_argument(
+        "--num-classes", type=int, help="classifier size when it differs from the model default"
+    )
+    parser.add_argument(
+        "--dataset", action="append", required=True, metavar="SPEC",
+        help="repeatable: a CIFAR-10/100-C folder, an ImageNet-C folder, a CIFAR-10-P folder, and/or "
+        "a clean test set (cifar10:ROOT, cifar100:ROOT, fashion_mnist[:ROOT], mnist:ROOT, hf:PATH, "
+        "folder:PATH, an image folder; @SPLIT picks a split other than test) from which missing "
+        "corruptions are generated",
+    )  # fmt: skip
+    parser.add_argument(
+        "--suite", type=_comma_list, default=["c"], help=f"comma list of {', '.join(SUITES)}"
+    )
+    parser.add_argument(
+        "--corruptions", type=_comma_list, help="comma list (default: all available)"
+    )
+    parser.add_argument(
+        "--severities", type=lambda s: [int(v) for v in _comma_list(s)], default=[1, 2, 3, 4, 5]
+    )
+    parser.add_argument(
+        "--perturbations", type=_comma_list, help="comma list (default: all available)"
+    )
+    parser.add_argument(
+        "--scale",
+        choices=SCALES,
+        help="parameters of generated corruptions (default: by image size)",
+    )
+    parser.add_argument(
+        "--baseline", help="alexnet-cifar10c, alexnet-imagenetc, a results.json or a folder with the "
+        "authors' C_details.txt (default: none, no CE/mFR)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--out", required=True, help="output folder: results.json, report.md, plots"
+    )
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument(
+        "--max-images", type=int, help="evaluate a fixed random subset of this many images"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--workers", type=int, default=0, help="DataLoader workers for image folders"
+    )
+    parser.add_argument(
+        "--img-size", type=int, help="input size for image folders (default: the model's)"
+    )
+    parser.add_argument("--shift-mode", choices=SHIFT_MODES, default="circular")
+    parser.add_argument(
+        "--max-shift", type=int, help="largest shift in pixels (default: image size / 7)"
+    )
+    parser.add_argument("--shift-trials", type=int, default=1, help="random shift pairs per image")
+    parser.add_argument("--num-frames", type=int, help="frames of generated perturbation sequences")
+    parser.add_argument("--device", help="default: cuda when available, else cpu")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-report", action="store_true", help="write results.json only")
+
+
+def _open_datasets(specs: Sequence[str], data_config: dict) -> dict:
+    """{"clean" | "c" | "p": (source, description)} from the --dataset values."""
+    from timm.data.transforms import MaybePILToTensor
+    from timm.data.transforms_factory import transforms_imagenet_eval
+
+    size = data_config["input_size"][1:]
+    interpolation = data_config["interpolation"]
+    # ImageNet-C images are already cropped to the evaluation size: no extra resize margin
+    corrupted_transform = transforms_imagenet_eval(
+        size, crop_pct=1.0, interpolation=interpolation, normalize=False
+    )
+    clean_transform = transforms_imagenet_eval(
+        size, crop_pct=data_config["crop_pct"], crop_mode=data_config.get("crop_mode"),
+        interpolation=interpolation, normalize=False,
+    )  # fmt: skip
+    opened = {}
+    for spec in specs:
+        kind = detect_dataset_kind(spec) if Path(spec).is_dir() else "clean"
+        if kind == "cifar-c":
+            role, source = "c", CifarCFolder(spec)
+        elif kind == "imagenet-c":
+            role, source = "c", ImageNetCFolder(spec, transform=corrupted_transform)
+        elif kind == "cifar-p":
+            role, source = "p", CifarPFolder(spec)
+        else:
+            role, source = "clean", open_clean_dataset(spec, clean_transform, MaybePILToTensor())
+        if role in opened:
+            raise ValueError(
+                f"--dataset {spec!r} and {opened[role][1]!r} both give the {role!r} data; give one"
+            )
+        opened[role] = (source, f"{kind}:{spec}" if kind != "clean" else spec)
+    return opened
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        results = _run(args)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"timm-pushpull evaluate: error: {error}", file=sys.stderr)
+        return 2
+    from .report import format_comparison
+
+    print(format_comparison([results]))
+    return 0
+
+
+def _run(args: argparse.Namespace) -> dict:
+    import timm
+    from timm.data import resolve_data_config
+
+    import timm_pushpull  # noqa: F401  (registers our models with timm)
+
+    if args.checkpoint is not None and not Path(args.checkpoint).is_file():
+        raise FileNotFoundError(f"--checkpoint {args.checkpoint} does not exist")
+    kwargs = {} if args.num_classes is None else {"num_classes": args.num_classes}
+    model = timm.create_model(args.model, pretrained=args.pretrained, **kwargs)
+    if args.checkpoint is not None:
+        from timm.models import load_checkpoint
+
+        load_checkpoint(model, args.checkpoint, strict=True, weights_only=True)
+    overrides = {} if args.img_size is None else {"input_size": (model.pretrained_cfg.get("input_size", (3,))[0],
+                                                                   args.img_size, args.img_size)}  # fmt: skip
+    data_config = resolve_data_config(overrides, model=model)
+    opened = _open_datasets(args.dataset, data_config)
+    clean = opened.get("clean", (None, None))
+    results = evaluate_model(
+        model, clean[0],
+        suites=args.suite, corrupted=opened.get("c", (None,))[0], sequences=opened.get("p", (None,))[0],
+        corruptions=args.corruptions, severities=args.severities, perturbations=args.perturbations,
+        scale=args.scale, baseline=args.baseline, out_dir=args.out, batch_size=args.batch_size,
+        max_images=args.max_images, seed=args.seed, mean=data_config["mean"], std=data_config["std"],
+        device=args.device, model_name=args.model, checkpoint=args.checkpoint,
+        dataset_names={role: description for role, (_, description) in opened.items()},
+        shift_mode=args.shift_mode, max_shift=args.max_shift, shift_trials=args.shift_trials,
+        num_frames=args.num_frames, workers=args.workers, progress=not args.no_progress,
+    )  # fmt: skip
+    if not args.no_report:
+        from .report import write_report
+
+        sample = None
+        if clean[0] is not None:
+            sample = _sample_images(clean[0])
+        write_report([results], args.out, models={args.model: model}, sample_images=sample,
+                     normalization={args.model: (data_config["mean"], data_config["std"])})  # fmt: skip
+    return results
