@@ -29,15 +29,6 @@ RANDOM_CORRUPTIONS = [
 ]  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The CI box has 2 shared cores; oneDNN's thread barriers dominate small convolutions there.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def smooth_images(shape, seed=0):
     """Images with structure at several scales (blurs and shuffles must change them)."""
     rng = np.random.default_rng(seed)

@@ -18,15 +18,6 @@ from timm_pushpull.models.official import (
 REFERENCE_MODELS = ("resnet20", "resnet20_pp", "densenet40_12_pp")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny tensors: a second thread only adds synchronisation, badly so on a busy shared machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _checkpoint(official_dir, model_name):
     return official_dir / "checkpoints" / OFFICIAL_CHECKPOINTS[model_name].file
 

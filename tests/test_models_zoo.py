@@ -35,15 +35,6 @@ CIFAR_MEAN = (125.3 / 255, 123.0 / 255, 113.9 / 255)
 CIFAR_STD = (63.0 / 255, 62.1 / 255, 66.7 / 255)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny tensors: a second thread only adds synchronisation, badly so on a busy shared machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _input(model: nn.Module, size: int, batch: int = 1) -> torch.Tensor:
     return torch.randn(batch, model.pretrained_cfg["input_size"][0], size, size)
 

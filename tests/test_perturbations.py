@@ -15,15 +15,6 @@ from timm_pushpull.robustness.perturbations import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The CI box has 2 shared cores; oneDNN's thread barriers dominate small convolutions there.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def images_like(shape, seed=0):
     generator = torch.Generator().manual_seed(seed)
     coarse = torch.rand(shape[0], shape[1], 8, 8, generator=generator)
