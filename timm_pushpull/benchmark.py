@@ -20,7 +20,9 @@ import torch.nn.functional as F
 SECTIONS = ("layers", "resnet50", "blurpool", "models", "corruptions", "training")
 
 
-def interleaved_medians(fns: dict[str, Callable[[], object]], rounds: int, warmup: int = 2) -> dict[str, float]:
+def interleaved_medians(
+    fns: dict[str, Callable[[], object]], rounds: int, warmup: int = 2
+) -> dict[str, float]:
     """Median seconds per call of each function, timed in interleaved rounds."""
     for fn in fns.values():
         for _ in range(warmup):
@@ -44,7 +46,9 @@ class AuthorsPushPull(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight = self.conv.weight
-        pull = -F.interpolate(weight, size=(self.pull_size,) * 2, mode="bilinear", align_corners=True)
+        pull = -F.interpolate(
+            weight, size=(self.pull_size,) * 2, mode="bilinear", align_corners=True
+        )
         padding = self.pull_size // 2 - weight.shape[-1] // 2 + self.conv.padding[0]
         push = F.relu(self.conv(x))
         return push - F.relu(F.conv2d(x, pull, None, self.conv.stride, padding))
@@ -94,7 +98,9 @@ def bench_layers(rounds: int = 15) -> str:
         times = interleaved_medians({n: make(m, x) for n, m in layers.items()}, rounds)
         base = times["nn.Conv2d"]
         rows += [[n, mode, f"{t * 1e3:.1f}", f"{t / base:.2f}x"] for n, t in times.items()]
-    return _table("Push-pull layer vs conv (64->64 3x3, 8x64x56x56)", ["layer", "mode", "ms", "vs conv"], rows)
+    return _table(
+        "Push-pull layer vs conv (64->64 3x3, 8x64x56x56)", ["layer", "mode", "ms", "vs conv"], rows
+    )
 
 
 def bench_resnet50(rounds: int = 7) -> str:
@@ -167,9 +173,16 @@ def bench_models(rounds: int = 3, pattern: str = "*_pp*") -> str:
         batch = 2 if size[-1] >= 224 else 8
         x = torch.randn(batch, *size)
         models = {n: timm.create_model(n) for n in (baseline, name) if n in timm.list_models()}
-        stats = {n: (sum(p.numel() for p in m.parameters()), _macs(m.eval(), x[:1])) for n, m in models.items()}
-        evals = interleaved_medians({n: _eval_fn(m, x) for n, m in models.items()}, rounds, warmup=1)
-        trains = interleaved_medians({n: _train_fn(m, x) for n, m in models.items()}, rounds, warmup=1)
+        stats = {
+            n: (sum(p.numel() for p in m.parameters()), _macs(m.eval(), x[:1]))
+            for n, m in models.items()
+        }
+        evals = interleaved_medians(
+            {n: _eval_fn(m, x) for n, m in models.items()}, rounds, warmup=1
+        )
+        trains = interleaved_medians(
+            {n: _train_fn(m, x) for n, m in models.items()}, rounds, warmup=1
+        )
         base = baseline if baseline in models else name
         for n in models:
             if n == baseline and rows and rows[-1][0] == baseline:
@@ -182,8 +195,34 @@ def bench_models(rounds: int = 3, pattern: str = "*_pp*") -> str:
                     f"{trains[n] * 1e3:.1f}", f"{trains[n] / trains[base]:.2f}x",
                 ]
             )  # fmt: skip
-    header = ["model", "params (M)", "MACs/img (M)", "batch", "eval ms", "eval vs base", "train ms", "train vs base"]
+    header = [
+        "model",
+        "params (M)",
+        "MACs/img (M)",
+        "batch",
+        "eval ms",
+        "eval vs base",
+        "train ms",
+        "train vs base",
+    ]
     return _table("Model zoo: push-pull variants vs baselines", header, rows)
+
+
+def bench_corruptions(num_images: int) -> str:
+    """Batched torch corruptions vs a per-image NumPy reference (:mod:`.robustness.bench`)."""
+    from .robustness import bench
+
+    size, scale, device = 32, "cifar", "cpu"
+    rows = bench.run(num_images, image_size=size, scale=scale, device=device, verbose=False)
+    return bench.format_table(rows, num_images=num_images, size=size, scale=scale, device=device)
+
+
+def bench_training(steps: int) -> str:
+    """Training throughput and data-loader overhead (:mod:`.training.bench`)."""
+    from .training import bench
+
+    batch_size = 128
+    return bench.format_table(bench.run(batch_size=batch_size, steps=steps), batch_size)
 
 
 def run(sections: tuple[str, ...] = SECTIONS, quick: bool = False) -> str:
@@ -192,24 +231,17 @@ def run(sections: tuple[str, ...] = SECTIONS, quick: bool = False) -> str:
         f"Machine: {platform.machine()} {platform.processor() or ''}, {torch.get_num_threads()} threads, "
         f"torch {torch.__version__}, {time.strftime('%Y-%m-%d')}\n"
     )
+    tables = {
+        "layers": lambda: bench_layers(5 if quick else 15),
+        "resnet50": lambda: bench_resnet50(2 if quick else 7),
+        "blurpool": lambda: bench_blurpool(5 if quick else 30),
+        "models": lambda: bench_models(1 if quick else 3),
+        "corruptions": lambda: bench_corruptions(100 if quick else 1000),
+        "training": lambda: bench_training(3 if quick else 10),
+    }
     out = [header]
     for section in sections:
-        if section == "layers":
-            out.append(bench_layers(5 if quick else 15))
-        elif section == "resnet50":
-            out.append(bench_resnet50(2 if quick else 7))
-        elif section == "blurpool":
-            out.append(bench_blurpool(5 if quick else 30))
-        elif section == "models":
-            out.append(bench_models(1 if quick else 3))
-        elif section == "corruptions":
-            from .robustness import bench as corruption_bench
-
-            out.append(corruption_bench.run(num_images=100 if quick else 1000))
-        elif section == "training":
-            from .training import bench as training_bench
-
-            out.append(training_bench.run(quick=quick))
+        out.append(tables[section]())
         print(out[-1], flush=True)
     return "\n".join(out)
 
@@ -222,7 +254,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="section to run (repeatable); default: all",
     )
     parser.add_argument("--quick", action="store_true", help="fewer rounds, for a smoke run")
-    parser.add_argument("--output", help="also write the markdown tables to this file (must not exist)")
+    parser.add_argument(
+        "--output", help="also write the markdown tables to this file (must not exist)"
+    )
 
 
 def main(args: argparse.Namespace) -> int:

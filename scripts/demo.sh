@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# One command on a fresh Debian/Ubuntu machine: install timm-pushpull and Fashion-MNIST, then run
+# the demo (baselines vs push-pull on Fashion-MNIST, CPU only, < 20 minutes on 2 cores).
+#   bash scripts/demo.sh [--out DIR] [--quick]      (arguments go to `timm-pushpull demo`)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python -m pip install torch==2.14.1 torchvision==0.29.1
+python -m pip install -e .
+
+if [ ! -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ]; then
+    sudo_cmd=""
+    if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
+    $sudo_cmd apt-get install -y dataset-fashion-mnist || {
+        $sudo_cmd apt-get update && $sudo_cmd apt-get install -y dataset-fashion-mnist
+    }
+fi
+
+exec timm-pushpull demo "$@"

@@ -1,0 +1,451 @@
+"""The training loop: Accelerate for devices, processes and mixed precision; timm for models and
+optimizers; exact resume from ``checkpoint.pth``.
+
+The same code runs on a CPU, one GPU, or many GPUs/nodes (``accelerate launch`` / ``torchrun``).
+Batches are split over processes (``split_batches``): ``batch_size`` is the global batch, so N
+processes take the same optimisation steps as one, and the data order and augmentation of every
+sample are functions of (seed, epoch, index) only (:mod:`timm_pushpull.data.reproducible`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from ..data import (
+    EpochShuffleSampler,
+    SeededTransformDataset,
+    collate_uint8,
+    create_dataset,
+    create_eval_transform,
+    create_train_transform,
+    normalize_batch,
+    subset,
+)
+from .checkpoint import (
+    METRICS_FILE,
+    load_config,
+    load_resume_state,
+    prepare_run_dir,
+    rng_state,
+    save_config,
+    save_model_folder,
+    save_resume_state,
+    set_rng_state,
+    write_text_atomic,
+)
+from .config import RUN_CONTROL_FIELDS, TrainConfig
+
+
+def default_run_dir(cfg: TrainConfig, recipe: str | None) -> Path:
+    """``runs/<model>-<recipe>``: deterministic, so every process agrees on it and a second run
+    with the same name is refused instead of silently getting a fresh folder."""
+    name = f"{cfg.model_name}-{Path(recipe).stem if recipe else 'custom'}"
+    return Path("runs") / re.sub(r"[^\w.+-]+", "_", name)
+
+
+def create_train_model(cfg: TrainConfig) -> torch.nn.Module:
+    """The model to train: ``cfg.model`` from timm, or started from ``cfg.init_from`` weights, then
+    optionally converted to push-pull (``cfg.convert`` scope)."""
+    import timm_pushpull  # noqa: F401  (registers our models with timm)
+
+    kwargs = dict(num_classes=cfg.num_classes, in_chans=cfg.in_chans, **cfg.model_kwargs)
+    source = cfg.init_from
+    if source is None:
+        model = timm.create_model(cfg.model_name, pretrained=cfg.pretrained, **kwargs)
+    elif Path(source).is_file():
+        if not cfg.model:
+            raise ValueError(
+                f"init_from={source!r} is a weights file: set model to its architecture"
+            )
+        overlay = dict(file=str(Path(source).resolve()))
+        model = timm.create_model(
+            cfg.model, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs
+        )
+    else:
+        name = f"local-dir:{source}" if Path(source).is_dir() else source
+        if cfg.model and not Path(source).is_dir() and cfg.model != source:
+            raise ValueError(
+                f"model={cfg.model!r} and init_from={source!r} name different architectures"
+            )
+        model = timm.create_model(name, pretrained=True, **kwargs)
+    if cfg.convert:
+        from ..layers import convert_to_pushpull
+        from ..layers.surgery import SCOPES
+
+        scope = cfg.convert if cfg.convert in SCOPES else cfg.convert.split(",")
+        convert_to_pushpull(model, scope=scope, **cfg.convert_kwargs)
+    return model
+
+
+def create_datasets(cfg: TrainConfig) -> tuple[SeededTransformDataset, Dataset]:
+    """(training set with seeded augmentation, evaluation set) as the recipe describes them."""
+    common = dict(img_size=cfg.img_size, in_chans=cfg.in_chans, crop=cfg.crop)
+    train_tf = create_train_transform(
+        **common,
+        mean=cfg.mean,
+        padding=cfg.padding,
+        hflip=cfg.hflip,
+        auto_augment=cfg.auto_augment,
+        cutout=cfg.cutout,
+        color_jitter=cfg.color_jitter,
+        interpolation=cfg.interpolation,
+    )
+    eval_tf = create_eval_transform(
+        **common, crop_pct=cfg.crop_pct, interpolation=cfg.interpolation
+    )
+    data = dict(root=cfg.data_dir, download=cfg.download)
+    train_set = create_dataset(cfg.dataset, split=cfg.train_split, **data)
+    val_set = create_dataset(cfg.dataset, split=cfg.val_split, transform=eval_tf, **data)
+    randomized = (
+        cfg.crop != "none" or cfg.hflip or cfg.auto_augment or cfg.cutout or cfg.color_jitter
+    )
+    train_set = SeededTransformDataset(
+        subset(train_set, cfg.train_samples, cfg.seed),
+        train_tf,
+        cfg.seed if randomized else None,  # deterministic transforms need no seeding (~25 us/image)
+    )
+    return train_set, subset(val_set, cfg.val_samples, cfg.seed)
+
+
+def create_train_loader(
+    train_set: SeededTransformDataset, cfg: TrainConfig, pin_memory: bool = False
+) -> DataLoader:
+    """Full batches (global size) in the order of an :class:`EpochShuffleSampler` (set its and the
+    dataset's ``epoch`` before each epoch), collated as uint8."""
+    return DataLoader(
+        train_set,
+        batch_size=cfg.batch_size,
+        sampler=EpochShuffleSampler(len(train_set), seed=cfg.seed),
+        drop_last=True,
+        num_workers=cfg.workers,
+        pin_memory=pin_memory,
+        collate_fn=collate_uint8,
+        # worker base seeds come from this generator, not the global RNG dropout draws from
+        generator=torch.Generator().manual_seed(cfg.seed),
+    )
+
+
+def create_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    from timm.optim import create_optimizer_v2
+
+    extra = dict(nesterov=cfg.nesterov) if cfg.opt == "sgd" else {}
+    return create_optimizer_v2(
+        model,
+        opt=cfg.opt,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        momentum=cfg.momentum,
+        filter_bias_and_bn=cfg.filter_bias_and_bn,
+        **extra,
+    )
+
+
+def create_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
+) -> tuple[torch.optim.lr_scheduler.LRScheduler, bool]:
+    """(scheduler, stepped per optimizer step?): multistep milestones count epochs, as in the
+    papers; cosine anneals to zero over every step of the run (smooth even for a 1-epoch run)."""
+    if cfg.sched == "multistep":
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg.milestones, gamma=cfg.gamma)
+        return scheduler, False
+    if cfg.sched == "cosine":
+        total = cfg.epochs * steps_per_epoch
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total), True
+    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0), False
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module,
+    loader: DataLoader,
+    accelerator: Accelerator,
+    mean: Sequence[float],
+    std: Sequence[float],
+) -> dict[str, float]:
+    """Top-1 accuracy and mean cross-entropy over the whole (gathered) evaluation set."""
+    model.eval()
+    loss_sum = correct = count = 0.0
+    for images, targets in loader:
+        logits = model(normalize_batch(images, mean, std))
+        losses = F.cross_entropy(logits.float(), targets, reduction="none")
+        hits = (logits.argmax(dim=1) == targets).float()
+        losses, hits = accelerator.gather_for_metrics((losses, hits))
+        loss_sum += losses.sum().item()
+        correct += hits.sum().item()
+        count += hits.numel()
+    return dict(val_loss=loss_sum / max(count, 1), val_acc=100.0 * correct / max(count, 1))
+
+
+@contextmanager
+def stop_on_signal() -> Iterator[dict[str, bool]]:
+    """First SIGINT/SIGTERM: finish the current step, save a checkpoint and stop; a second: abort."""
+    flag = {"stop": False}
+    previous = {}
+
+    def handler(signum, frame):
+        if flag["stop"]:
+            raise KeyboardInterrupt
+        flag["stop"] = True
+
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        pass
+    try:
+        yield flag
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _check_resumable(saved: dict[str, Any], cfg: TrainConfig) -> None:
+    current = cfg.to_dict()
+    changed = {
+        k: (saved.get(k), current[k])
+        for k in current
+        if k not in RUN_CONTROL_FIELDS and saved.get(k) != current[k]
+    }
+    if changed:
+        detail = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
+        raise ValueError(f"resume: the run was started with other settings ({detail})")
+
+
+def _trim_metrics(path: Path, global_step: int) -> None:
+    """Drop log lines written after the checkpoint we resume from (they will be written again)."""
+    if path.is_file():
+        lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+        kept = [ln for ln in lines if json.loads(ln)["step"] <= global_step]
+        write_text_atomic(path, "".join(f"{ln}\n" for ln in kept))
+
+
+def train(cfg: TrainConfig, recipe: str | None = None) -> dict[str, Any]:
+    """Train ``cfg`` and return the final metrics (with ``run_dir``); see the module docstring."""
+    if cfg.tensorboard:
+        from accelerate.utils import is_tensorboard_available
+
+        if not is_tensorboard_available():
+            raise ImportError(
+                "tensorboard=true needs the tensorboard package: pip install tensorboard"
+            )
+    run_dir = Path(cfg.output) if cfg.output else default_run_dir(cfg, recipe)
+    accelerator = Accelerator(
+        cpu=cfg.cpu,
+        mixed_precision=cfg.mixed_precision,
+        dataloader_config=DataLoaderConfiguration(split_batches=True),
+        # our sampler and augmentation are already identical on every process: nothing to sync
+        rng_types=[],
+        log_with="tensorboard" if cfg.tensorboard else None,
+        project_dir=run_dir,
+    )
+    procs = accelerator.num_processes
+    for name in ("batch_size", "eval_batch_size"):
+        if getattr(cfg, name) % procs:
+            raise ValueError(
+                f"{name}={getattr(cfg, name)} must be a multiple of the {procs} processes"
+            )
+    if accelerator.is_main_process:
+        prepare_run_dir(run_dir, cfg.resume, cfg.overwrite)
+        if cfg.resume:
+            _check_resumable(load_config(run_dir), cfg)
+        save_config(run_dir, cfg.to_dict())
+    accelerator.wait_for_everyone()
+
+    set_seed(cfg.seed)
+    model = create_train_model(cfg)
+    train_set, val_set = create_datasets(cfg)
+    if len(train_set) < cfg.batch_size:
+        raise ValueError(
+            f"batch_size={cfg.batch_size} is larger than the {len(train_set)} training images"
+        )
+    pin_memory = accelerator.device.type == "cuda"
+    train_loader = create_train_loader(train_set, cfg, pin_memory)
+    sampler = train_loader.sampler
+    val_loader = DataLoader(
+        val_set,
+        batch_size=cfg.eval_batch_size,
+        num_workers=cfg.workers,
+        pin_memory=pin_memory,
+        collate_fn=collate_uint8,
+        generator=torch.Generator(),
+    )
+    optimizer = create_optimizer(model, cfg)
+    scheduler, step_scheduler = create_scheduler(optimizer, cfg, len(train_loader))
+
+    start_epoch, skip_steps, global_step, partial = 0, 0, 0, None
+    if cfg.resume:
+        state = load_resume_state(run_dir)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, skip_steps = state["epoch"], state["step_in_epoch"]
+        global_step, partial = state["global_step"], state["epoch_stats"]
+        if accelerator.is_main_process:
+            _trim_metrics(run_dir / METRICS_FILE, global_step)
+    elif accelerator.is_main_process:
+        (run_dir / METRICS_FILE).write_text("")
+
+    model, optimizer, train_loader, val_loader = accelerator.prepare(
+        model, optimizer, train_loader, val_loader
+    )
+    if cfg.resume:
+        set_rng_state(state["rng"])
+        if accelerator.scaler is not None and "scaler" in state:
+            accelerator.scaler.load_state_dict(state["scaler"])
+    if cfg.tensorboard:
+        # TensorBoard's hparams take scalars and strings only
+        hparams = {
+            k: v if isinstance(v, (int, float, str, bool)) else str(v)
+            for k, v in cfg.to_dict().items()
+        }
+        accelerator.init_trackers("tensorboard", config=hparams)
+
+    steps_per_epoch = len(train_loader)
+    final: dict[str, Any] = {}
+    stopped_early = False
+
+    def checkpoint(epoch: int, step_in_epoch: int, stats: list[float]) -> None:
+        if not accelerator.is_main_process:
+            return
+        state = dict(
+            model=accelerator.unwrap_model(model).state_dict(),
+            optimizer=optimizer.state_dict(),
+            scheduler=scheduler.state_dict(),
+            epoch=epoch,
+            step_in_epoch=step_in_epoch,
+            global_step=global_step,
+            epoch_stats=stats,
+            rng=rng_state(),
+        )
+        if accelerator.scaler is not None:
+            state["scaler"] = accelerator.scaler.state_dict()
+        save_resume_state(run_dir, state)
+
+    with stop_on_signal() as signal_flag:
+        for epoch in range(start_epoch, cfg.epochs):
+            sampler.epoch = train_set.epoch = epoch
+            loader = train_loader
+            if skip_steps:
+                loader = accelerator.skip_first_batches(train_loader, skip_steps)
+            # local sums over this process: loss * n, correct, n (a resumed epoch starts from the saved ones)
+            stats = torch.tensor(partial if partial else [0.0, 0.0, 0.0], dtype=torch.float64)
+            partial = None
+            model.train()
+            bar = tqdm(
+                total=steps_per_epoch,
+                initial=skip_steps,
+                desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                disable=not (cfg.progress and accelerator.is_local_main_process),
+                dynamic_ncols=True,
+            )
+            step_in_epoch, tic, seen_since_tic = skip_steps, time.perf_counter(), 0
+            skip_steps, stop = 0, False
+            for images, targets in loader:
+                logits = model(normalize_batch(images, cfg.mean, cfg.std))
+                loss = F.cross_entropy(logits, targets, label_smoothing=cfg.label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                accelerator.backward(loss)
+                optimizer.step()
+                if step_scheduler:
+                    scheduler.step()
+                global_step += 1
+                step_in_epoch += 1
+                n = targets.numel()
+                stats += torch.tensor(
+                    [loss.item() * n, (logits.argmax(1) == targets).sum().item(), n],
+                    dtype=torch.float64,
+                )
+                seen_since_tic += n * procs
+                bar.update(1)
+                if step_in_epoch % 10 == 0 or step_in_epoch == steps_per_epoch:
+                    bar.set_postfix(
+                        loss=f"{stats[0] / stats[2]:.3f}",
+                        acc=f"{100 * stats[1] / stats[2]:.1f}",
+                        img_s=f"{seen_since_tic / (time.perf_counter() - tic):.0f}",
+                    )
+                stop = (cfg.max_steps is not None and global_step >= cfg.max_steps) or signal_flag[
+                    "stop"
+                ]
+                if procs > 1:  # every process must stop at the same step
+                    stop = bool(
+                        accelerator.reduce(
+                            torch.tensor(float(stop), device=accelerator.device), "max"
+                        )
+                    )
+                if stop and step_in_epoch < steps_per_epoch:
+                    bar.close()
+                    checkpoint(epoch, step_in_epoch, stats.tolist())
+                    stopped_early = True
+                    break
+            if stopped_early:
+                break
+            bar.close()
+            elapsed = time.perf_counter() - tic
+            if not step_scheduler:
+                scheduler.step()
+            totals = accelerator.reduce(stats.to(accelerator.device), "sum").cpu()
+            record = dict(
+                epoch=epoch + 1,
+                step=global_step,
+                lr=scheduler.get_last_lr()[0],  # for the next step
+                train_loss=float(totals[0] / totals[2]),
+                train_acc=float(100 * totals[1] / totals[2]),
+                **evaluate(model, val_loader, accelerator, cfg.mean, cfg.std),
+                images_per_s=seen_since_tic / elapsed,
+                epoch_time_s=elapsed,
+            )
+            final = record
+            if accelerator.is_main_process:
+                with (run_dir / METRICS_FILE).open("a") as log:
+                    log.write(json.dumps(record) + "\n")
+            accelerator.log(
+                {k: v for k, v in record.items() if k not in ("epoch", "step")}, step=global_step
+            )
+            accelerator.print(
+                f"epoch {epoch + 1}/{cfg.epochs}: train loss {record['train_loss']:.4f} "
+                f"acc {record['train_acc']:.2f}% | val loss {record['val_loss']:.4f} "
+                f"acc {record['val_acc']:.2f}% | {record['images_per_s']:.0f} img/s"
+            )
+            checkpoint(epoch + 1, 0, [0.0, 0.0, 0.0])
+            if stop:
+                stopped_early = epoch + 1 < cfg.epochs
+                break
+
+    if accelerator.is_main_process and not stopped_early:
+        data_config = dict(
+            input_size=(cfg.in_chans, cfg.img_size, cfg.img_size),
+            mean=tuple(cfg.mean),
+            std=tuple(cfg.std),
+            crop_pct=cfg.crop_pct if cfg.crop == "rrc" else 1.0,
+            interpolation=cfg.interpolation,
+        )
+        model_config: dict[str, Any] = {}
+        classes = getattr(getattr(train_set.dataset, "dataset", train_set.dataset), "classes", None)
+        if classes and len(classes) == cfg.num_classes:
+            model_config["label_names"] = list(classes)
+        if cfg.convert:
+            # the architecture in config.json is the unconverted one: record how to rebuild it
+            model_config["pushpull_conversion"] = dict(scope=cfg.convert, **cfg.convert_kwargs)
+        save_model_folder(accelerator.unwrap_model(model), run_dir, data_config, model_config)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    if stopped_early:
+        accelerator.print(
+            f"stopped at step {global_step}; continue with --resume --output {run_dir}"
+        )
+    return dict(final, run_dir=str(run_dir), global_step=global_step, stopped_early=stopped_early)
