@@ -144,10 +144,9 @@ def run(
     steps: int = 10,
     workers: Sequence[int] = (0, 2),
 ) -> list[dict]:
-    """Measure every setting side by side in this process and print the table; returns the rows."""
+    """Measure every setting side by side in this process; returns the rows (see ``format_table``)."""
     with tempfile.TemporaryDirectory() as tmp:
         if any(s.recipe.startswith("cifar") for s in settings):
             _write_cifar_batches(Path(tmp), batch_size * steps)
         rows = [r for s in settings for r in measure(s, Path(tmp), batch_size, steps, workers)]
-    print(format_table(rows, batch_size))
     return rows
