@@ -1,7 +1,7 @@
 """``timm-pushpull demo``: baselines vs push-pull on real Fashion-MNIST, on a CPU, in one command.
 
 Trains LeNet-5 (``lenet5_a``) and LeNet-PP (``lenet5_a_pp``), and a CIFAR ResNet-20 with its push-pull
-(``resnet20_pp``) and push-pull + anti-aliased (``resnet20_pp_b1``) versions on Fashion-MNIST
+(``resnet20_pp``) and push-pull first conv + first stage (``resnet20_pp_b1``) versions on Fashion-MNIST
 (Xiao et al., 2017; 28x28 grey, read from Debian's ``dataset-fashion-mnist`` files), then benchmarks
 their robustness on the same test images: the corruptions of CIFAR-10-C generated at CIFAR-scale
 parameters (Hendrycks & Dietterich, 2019), Gaussian / speckle / Poisson noise sweeps (Strisciuglio
