@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 import timm_pushpull
 from timm_pushpull import hub
 from timm_pushpull.cli import main as cli_main
+from timm_pushpull.layers import PushPull2d
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_MODEL = "lenet5_a_pp.fmnist_demo"
@@ -334,3 +335,20 @@ def test_hub_config_rejects_unknown_keys(tmp_path):
     path.write_text(yaml.safe_dump({"repo_id": "a/b", "licence": "mit"}))
     with pytest.raises(ValueError, match=r"unknown keys \['licence'\]"):
         hub.HubConfig.load(path)
+
+
+def test_model_converted_for_fine_tuning_loads_back(tmp_path):
+    """``train --convert`` saves the unconverted architecture plus the conversion it applied."""
+    from timm_pushpull.layers import convert_to_pushpull
+    from timm_pushpull.training.checkpoint import save_model_folder
+
+    model = convert_to_pushpull(
+        timm.create_model("test_resnet", num_classes=3), "stage1", pull_scale=3.0
+    )
+    save_model_folder(
+        model, tmp_path, None, {"pushpull_conversion": {"scope": "stage1", "pull_scale": 3.0}}
+    )
+    loaded = timm_pushpull.create_model(f"local-dir:{tmp_path}", pretrained=True)
+    assert isinstance(loaded.conv1[0], PushPull2d) and loaded.conv1[0].pull_scale == 3.0
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(loaded.eval()(x), model.eval()(x), rtol=0, atol=0)

@@ -234,6 +234,8 @@ def create_model(model_name: str, pretrained: bool = False, **kwargs: Any) -> nn
         architecture = split_model_name_tag(model_id)[0]
     if not is_model(architecture):
         raise ValueError(_unknown_architecture_message(architecture, where, config))
+    if config.get("pushpull_conversion"):
+        return _create_converted(model_name, config, pretrained, **kwargs)
     try:
         return timm.create_model(model_name, pretrained=pretrained, **kwargs)
     except (RuntimeError, AttributeError, KeyError) as error:
@@ -266,6 +268,42 @@ def create_model(model_name: str, pretrained: bool = False, **kwargs: Any) -> nn
             f"The weights of {model_name} do not fit the architecture {architecture!r} "
             f"(model_args {config.get('model_args', {})}): {mismatch}.{hint}"
         ) from error
+
+
+def _create_converted(
+    model_name: str, config: Mapping, pretrained: bool, **kwargs: Any
+) -> nn.Module:
+    """A model fine-tuned after ``convert_to_pushpull`` (``timm-pushpull train --convert``).
+
+    timm rebuilds only the architecture named in ``config.json``; the recorded conversion is
+    applied on top before the weights are loaded (strictly).
+    """
+    from .layers import convert_to_pushpull
+
+    conversion = dict(config["pushpull_conversion"])
+    scope = conversion.pop("scope")
+    model = convert_to_pushpull(
+        timm.create_model(model_name, pretrained=False, **kwargs), scope, **conversion
+    )
+    if pretrained:
+        source, model_id = parse_model_name(model_name)
+        if source == "local-dir":
+            weights = Path(model_id) / WEIGHTS_NAME
+        else:
+            repo_id, _, revision = model_id.partition("@")
+            weights = hf_hub_download(
+                repo_id, WEIGHTS_NAME, revision=revision or None, cache_dir=kwargs.get("cache_dir")
+            )
+        state_dict = load_state_dict(str(weights))
+        mismatch = _compare_keys(model.state_dict(), state_dict)
+        if any(mismatch):
+            missing, unexpected = mismatch
+            raise ValueError(
+                f"The weights of {model_name} do not fit {config['architecture']!r} converted with "
+                f"{config['pushpull_conversion']}: missing {missing}, unexpected {unexpected}"
+            )
+        model.load_state_dict(state_dict)
+    return model
 
 
 def _weights_mismatch(weights: Path, architecture: str, model_args: Mapping) -> str | None:
