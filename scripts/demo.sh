@@ -8,12 +8,6 @@ cd "$(dirname "$0")/.."
 python -m pip install torch==2.14.1 torchvision==0.29.1
 python -m pip install -e .
 
-if [ ! -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ]; then
-    sudo_cmd=""
-    if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
-    $sudo_cmd apt-get install -y dataset-fashion-mnist || {
-        $sudo_cmd apt-get update && $sudo_cmd apt-get install -y dataset-fashion-mnist
-    }
-fi
+bash scripts/install_fashion_mnist.sh
 
 exec timm-pushpull demo "$@"
