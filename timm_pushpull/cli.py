@@ -1,4 +1,6 @@
-"""The ``timm-pushpull`` command: one sub-command per task, each living next to its code.
+"""timm-pushpull: push-pull and blur-pool CNNs for timm (train, evaluate robustness, publish).
+
+One sub-command per task, each living next to its code.
 
 Each sub-command module exposes ``add_arguments(parser)`` and ``main(args) -> int``; it is imported
 only when its sub-command runs, so ``timm-pushpull --help`` stays fast and a missing optional
