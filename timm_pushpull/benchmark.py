@@ -158,7 +158,10 @@ def _macs(model: nn.Module, x: torch.Tensor) -> float:
 
 
 def bench_models(rounds: int = 3, pattern: str = "*_pp*") -> str:
-    """Params, MACs and step times of every push-pull entrypoint next to its baseline."""
+    """Params, MACs and step times of every push-pull entrypoint next to its baseline.
+
+    Each pair is timed side by side, so a baseline appears once per push-pull variant.
+    """
     import timm
 
     import timm_pushpull  # noqa: F401  (registers the models)
@@ -185,8 +188,6 @@ def bench_models(rounds: int = 3, pattern: str = "*_pp*") -> str:
         )
         base = baseline if baseline in models else name
         for n in models:
-            if n == baseline and rows and rows[-1][0] == baseline:
-                continue
             params, macs = stats[n]
             rows.append(
                 [
