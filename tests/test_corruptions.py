@@ -16,6 +16,7 @@ from timm_pushpull.robustness.corruptions import (
     CORRUPTIONS,
     EXTRA_CORRUPTIONS,
     SEVERITY_PARAMS,
+    _poisson_8bit,
     corrupt,
     motion_blur2d,
     plasma_fractal,
@@ -106,6 +107,53 @@ def test_noise_statistics():
     changed = impulse != grey
     assert changed.float().mean().item() == pytest.approx(amount, rel=0.1)
     assert set(impulse[changed].unique().tolist()) == {0.0, 1.0}
+
+
+def _poisson_chi2_pvalue(samples: np.ndarray, rate: float) -> float:
+    """Chi-square goodness of fit of integer samples to Poisson(rate), bins of expected >= 20."""
+    from scipy import stats
+
+    support = np.arange(int(rate + 12 * math.sqrt(rate) + 20))
+    expected = stats.poisson.pmf(support, rate) * len(samples)
+    observed = np.bincount(samples, minlength=len(support))[: len(support)].astype(float)
+    observed[-1] += len(samples) - observed.sum()  # draws beyond the table go to the last bin
+    expected[-1] += len(samples) - expected.sum()
+    obs, exp = [0.0], [0.0]  # bins grown left to right until each expects >= 20 draws
+    for o, e in zip(observed, expected):
+        if exp[-1] >= 20:
+            obs.append(0.0)
+            exp.append(0.0)
+        obs[-1] += o
+        exp[-1] += e
+    if exp[-1] < 20 and len(exp) > 1:
+        obs[-2:], exp[-2:] = [obs[-2] + obs[-1]], [exp[-2] + exp[-1]]
+    return stats.chisquare(obs, exp).pvalue
+
+
+@pytest.mark.parametrize("photons", [500, 50, 3])  # CIFAR severity 1 and 5, ImageNet severity 5
+def test_table_inversion_poisson_sampler(photons):
+    # Shot noise on decoded 8-bit images uses table inversion instead of torch.poisson: its draws
+    # must fit the Poisson pmf, and the same test must reject a rate 2% off (it can fail).
+    generator = torch.Generator().manual_seed(photons)
+    for level in (0, 1, 100, 255):
+        counts = _poisson_8bit(torch.full((120_000,), float(level)), photons, generator)
+        assert torch.equal(counts, counts.round())
+        samples, rate = counts.long().numpy(), photons * level / 255
+        if level == 0:
+            assert not samples.any()
+            continue
+        assert _poisson_chi2_pvalue(samples, rate) > 1e-4, level
+        if rate > 1:
+            assert _poisson_chi2_pvalue(samples, rate * 1.02) < 1e-6, level
+
+
+def test_shot_noise_takes_the_table_sampler_on_8bit_images():
+    levels = torch.randint(0, 256, (2, 3, 16, 16), generator=torch.Generator().manual_seed(0))
+    images = (levels / 255).contiguous(memory_format=torch.channels_last)
+    photons = SEVERITY_PARAMS["shot_noise"]["cifar"][0]
+    generator = torch.Generator().manual_seed(3)
+    expected = _poisson_8bit(levels.float(), photons, generator) / photons
+    torch.testing.assert_close(corrupt(images, "shot_noise", 1, seed=3), expected.clamp(0, 1))
 
 
 def test_gaussian_blur_matches_scipy():

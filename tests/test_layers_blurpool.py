@@ -16,6 +16,7 @@ from timm_pushpull.layers import (
     conv_act_blur,
     parse_blur_spec,
 )
+from timm_pushpull.layers.blur_pool import _blur_pool_strided
 
 
 def reference_blur_pool(x, taps, stride, pad_mode):
@@ -53,9 +54,26 @@ def test_filter_taps(filter_type, size, expected):
 @pytest.mark.parametrize("height,width", [(12, 10), (40, 35)])  # matrix and convolution paths
 def test_matches_the_textbook_definition(filter_type, size, pad_mode, height, width):
     x = torch.randn(2, 3, height, width)
-    out = BlurPool2d(3, filter_type, size, 2, pad_mode)(x)
+    taps = blur_taps(filter_type, size)
+    expected = reference_blur_pool(x, taps, 2, pad_mode)
+    torch.testing.assert_close(BlurPool2d(3, filter_type, size, 2, pad_mode)(x), expected)
+    # the form traced under torch.compile
+    torch.testing.assert_close(_blur_pool_strided(x, taps, 2, pad_mode), expected)
+
+
+@pytest.mark.parametrize(
+    "filter_type,size,stride,pad_mode", [("binomial", 3, 2, "reflect"), ("tri", 4, 3, "circular")]
+)
+def test_torch_compile_takes_the_strided_form(filter_type, size, stride, pad_mode):
+    layer = BlurPool2d(3, filter_type, size, stride, pad_mode)
+    x = torch.randn(2, 3, 37, 40, requires_grad=True)
+    compiled = torch.compile(layer, backend="aot_eager", fullgraph=True)
+    out, expected = compiled(x), layer(x)
+    torch.testing.assert_close(out, expected)
+    weights = torch.randn_like(expected)
     torch.testing.assert_close(
-        out, reference_blur_pool(x, blur_taps(filter_type, size), 2, pad_mode)
+        torch.autograd.grad((out * weights).sum(), x)[0],
+        torch.autograd.grad((expected * weights).sum(), x)[0],
     )
 
 

@@ -3,7 +3,9 @@
 The references follow Hendrycks' ``make_cifar_c.py`` / ``make_imagenet_c.py`` one image at a time
 (NumPy, scikit-image, SciPy, OpenCV, Pillow), with the same parameters and textures, except that
 ImageMagick's motion blur is the NumPy shift-and-add of ``imagecorruptions`` (Wand is not
-installed) and scikit-image's removed ``multichannel=True`` is ``channel_axis=-1``.
+installed) and scikit-image's removed ``multichannel=True`` is ``channel_axis=-1``. Random draws
+come from NumPy's legacy ``RandomState`` samplers, as ``np.random.normal`` / ``np.random.poisson``
+in the scripts and in ``imagecorruptions``; seeding one makes the reference repeatable.
 
     python -m timm_pushpull.robustness.bench --num-images 1000
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import io
 import math
+import statistics
 import time
 from collections.abc import Callable, Sequence
 
@@ -38,7 +41,7 @@ _IMPLEMENTATION["spatter"] = "torch + OpenCV per image"
 
 
 # --------------------------------------------------------------------------------------------
-# Per-image NumPy references: f(image HxWx3 float64 in [0, 1], params, rng) -> image
+# Per-image NumPy references: f(image HxWx3 float64 in [0, 1], params, RandomState) -> image
 
 
 def _gaussian_noise(x, c, rng):
@@ -50,7 +53,7 @@ def _shot_noise(x, c, rng):
 
 
 def _impulse_noise(x, c, rng):
-    return np.clip(skimage.util.random_noise(x, mode="s&p", amount=c, rng=rng), 0, 1)
+    return np.clip(skimage.util.random_noise(x, mode="s&p", amount=c, rng=rng.randint(2**31)), 0, 1)
 
 
 def _speckle_noise(x, c, rng):
@@ -70,7 +73,7 @@ def _glass_blur(x, c, rng):
     ]
     for _ in range(iterations):
         # one draw per sweep instead of the scripts' randint per pixel: same loop, less overhead
-        offsets = rng.integers(-delta, delta, size=(len(positions), 2)).tolist()
+        offsets = rng.randint(-delta, delta, size=(len(positions), 2)).tolist()
         for (h, w), (dx, dy) in zip(positions, offsets, strict=True):
             h_prime, w_prime = h + dy, w + dx
             x[h, w], x[h_prime, w_prime] = x[h_prime, w_prime], x[h, w]
@@ -165,9 +168,9 @@ def _snow(x, c, rng):
 def _frost(x, c, rng):
     size = x.shape[0]
     textures = frost_textures(size, c[2])
-    frost = textures[rng.integers(len(textures))]
-    x_start = rng.integers(0, frost.shape[0] - size)
-    y_start = rng.integers(0, frost.shape[1] - size)
+    frost = textures[rng.randint(len(textures))]
+    x_start = rng.randint(0, frost.shape[0] - size)
+    y_start = rng.randint(0, frost.shape[1] - size)
     frost = frost[x_start : x_start + size, y_start : y_start + size]
     return np.clip(c[0] * x + c[1] * frost, 0, 1)
 
@@ -298,7 +301,7 @@ def _spatter(x, c, rng):
     return np.clip(x + color, 0, 1)
 
 
-REFERENCES: dict[str, Callable[[np.ndarray, object, np.random.Generator], np.ndarray]] = {
+REFERENCES: dict[str, Callable[[np.ndarray, object, np.random.RandomState], np.ndarray]] = {
     "gaussian_noise": _gaussian_noise,
     "shot_noise": _shot_noise,
     "impulse_noise": _impulse_noise,
@@ -324,18 +327,23 @@ REFERENCES: dict[str, Callable[[np.ndarray, object, np.random.Generator], np.nda
 # --------------------------------------------------------------------------------------------
 
 
-def _time_torch(images: torch.Tensor, name: str, scale: str, seed: int) -> float:
-    start = time.perf_counter()
-    for severity in range(1, 6):
-        corrupt(images, name, severity, scale=scale, seed=seed + severity)
-    if images.is_cuda:
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
+def _time_torch(images: torch.Tensor, name: str, scale: str, seed: int, repeats: int = 3) -> float:
+    """Median over ``repeats`` runs: the torch side takes a fraction of a second, where one
+    run on a shared machine is noisy; the reference takes seconds and runs once."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for severity in range(1, 6):
+            corrupt(images, name, severity, scale=scale, seed=seed + severity)
+        if images.is_cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def _time_reference(images: np.ndarray, name: str, scale: str, seed: int) -> float:
     reference = REFERENCES[name]
-    rng = np.random.default_rng(seed)
+    rng = np.random.RandomState(seed)
     start = time.perf_counter()
     for severity in range(1, 6):
         params = SEVERITY_PARAMS[name][scale][severity - 1]
