@@ -2,6 +2,8 @@
 
 import io
 import math
+import multiprocessing
+import os
 
 import cv2
 import numpy as np
@@ -154,6 +156,28 @@ def test_shot_noise_takes_the_table_sampler_on_8bit_images():
     generator = torch.Generator().manual_seed(3)
     expected = _poisson_8bit(levels.float(), photons, generator) / photons
     torch.testing.assert_close(corrupt(images, "shot_noise", 1, seed=3), expected.clamp(0, 1))
+
+
+def _noise_in_child(images, queue):
+    queue.put(corrupt(images, "gaussian_noise", 3, seed=1).numpy())  # by value, not shared memory
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_large_noise_draws_are_chunked_and_fork_safe():
+    # > 2^18 values: drawn in parallel chunks; the same in a forked child (a DataLoader worker
+    # inherits the parent's thread pool without its threads) as in the parent
+    images = torch.full((4, 3, 256, 256), 0.5)
+    expected = corrupt(images, "gaussian_noise", 3, seed=1)
+    std = SEVERITY_PARAMS["gaussian_noise"]["cifar"][2]
+    assert (expected - images).std().item() == pytest.approx(std, rel=0.02)
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_noise_in_child, args=(images, queue))
+    child.start()
+    out = queue.get(timeout=60)
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    np.testing.assert_array_equal(out, expected.numpy())
 
 
 def test_gaussian_blur_matches_scipy():

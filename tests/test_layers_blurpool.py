@@ -110,6 +110,13 @@ def test_stride_one_blur_is_shift_equivariant():
     )
 
 
+def test_fx_symbolic_trace_keeps_the_blur_pool_a_leaf():
+    layer = BlurPool2d(4, "tri", 4, 2, "reflect")
+    traced = torch.fx.symbolic_trace(layer)
+    x = torch.randn(2, 4, 40, 33)
+    torch.testing.assert_close(traced(x), layer(x))
+
+
 @pytest.mark.parametrize("side", [8, 34])
 def test_gradients_and_double(side):
     x = torch.randn(1, 2, side, 6, dtype=torch.float64, requires_grad=True)

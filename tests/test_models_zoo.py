@@ -235,6 +235,12 @@ def test_fx_feature_extraction_of_a_pushpull_model():
         torch.testing.assert_close(extractor(x)["block2"], intermediates[2])
     fx_features = timm.create_model("resnet20_pp", features_only=True, feature_cls="fx")
     assert [t.shape[1] for t in fx_features(x)] == [16, 16, 32, 64]
+    # anti-aliased: the blur pool is a leaf of the traced graph
+    blurred = timm.create_model("resnet20_pp", aa="bin3").eval()
+    extractor = create_feature_extractor(blurred, return_nodes={"layer3": "layer3"})
+    with torch.no_grad():
+        _, intermediates = blurred.forward_intermediates(x)
+        torch.testing.assert_close(extractor(x)["layer3"], intermediates[-1])
 
 
 @pytest.mark.parametrize(

@@ -133,6 +133,10 @@ def blur_pool2d(
     return y.view(n, c, rows.shape[0], cols.shape[0])
 
 
+# An FX leaf (torch.fx and timm's fx feature extraction): it picks its path from the input's size.
+torch.fx.wrap("blur_pool2d")
+
+
 class BlurPool2d(nn.Module):
     """Blur-pool layer; takes timm's ``aa_layer(channels=..., stride=...)`` arguments.
 

@@ -547,7 +547,8 @@ _RANDOM_CHUNK = 1 << 18  # elements per generator when filling large CPU tensors
 
 
 @functools.cache
-def _random_pool(workers: int) -> ThreadPoolExecutor:
+def _random_pool(workers: int, pid: int) -> ThreadPoolExecutor:
+    # keyed by process: a forked child (a DataLoader worker) inherits the pool without its threads
     return ThreadPoolExecutor(workers, thread_name_prefix="timm_pushpull_rng")
 
 
@@ -570,7 +571,7 @@ def _fill_random(out: torch.Tensor, distribution: str, g: torch.Generator) -> to
     chunks = out.view(-1).split(_RANDOM_CHUNK)
     seeds = torch.randint(2**62, (len(chunks),), generator=g).tolist()
     generators = [torch.Generator().manual_seed(seed) for seed in seeds]
-    list(_random_pool(torch.get_num_threads()).map(fill, chunks, generators))
+    list(_random_pool(torch.get_num_threads(), os.getpid()).map(fill, chunks, generators))
     return out
 
 
