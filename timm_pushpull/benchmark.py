@@ -215,12 +215,14 @@ def bench_models(rounds: int = 3, pattern: str = "*_pp*") -> str:
     return _table("Model zoo: push-pull variants vs baselines", header, rows)
 
 
-def bench_corruptions(num_images: int) -> str:
+def bench_corruptions(num_images: int, repeats: int) -> str:
     """Batched torch corruptions vs a per-image NumPy reference (:mod:`.robustness.bench`)."""
     from .robustness import bench
 
     size, scale, device = 32, "cifar", "cpu"
-    rows = bench.run(num_images, image_size=size, scale=scale, device=device, verbose=False)
+    rows = bench.run(
+        num_images, image_size=size, scale=scale, device=device, repeats=repeats, verbose=False
+    )
     return bench.format_table(rows, num_images=num_images, size=size, scale=scale, device=device)
 
 
@@ -243,7 +245,7 @@ def run(sections: tuple[str, ...] = SECTIONS, quick: bool = False) -> str:
         "resnet50": lambda: bench_resnet50(2 if quick else 7),
         "blurpool": lambda: bench_blurpool(5 if quick else 30),
         "models": lambda: bench_models(1 if quick else 3),
-        "corruptions": lambda: bench_corruptions(100 if quick else 1000),
+        "corruptions": lambda: bench_corruptions(100 if quick else 1000, 1 if quick else 3),
         "training": lambda: bench_training(3 if quick else 10),
     }
     out = [header]

@@ -327,18 +327,13 @@ REFERENCES: dict[str, Callable[[np.ndarray, object, np.random.RandomState], np.n
 # --------------------------------------------------------------------------------------------
 
 
-def _time_torch(images: torch.Tensor, name: str, scale: str, seed: int, repeats: int = 3) -> float:
-    """Median over ``repeats`` runs: the torch side takes a fraction of a second, where one
-    run on a shared machine is noisy; the reference takes seconds and runs once."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for severity in range(1, 6):
-            corrupt(images, name, severity, scale=scale, seed=seed + severity)
-        if images.is_cuda:
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def _time_torch(images: torch.Tensor, name: str, scale: str, seed: int) -> float:
+    start = time.perf_counter()
+    for severity in range(1, 6):
+        corrupt(images, name, severity, scale=scale, seed=seed + severity)
+    if images.is_cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
 
 
 def _time_reference(images: np.ndarray, name: str, scale: str, seed: int) -> float:
@@ -360,6 +355,7 @@ def run(
     names: Sequence[str] = ALL_CORRUPTIONS,
     device: str = "cpu",
     seed: int = 0,
+    repeats: int = 3,
     verbose: bool = True,
 ) -> list[dict]:
     """Time all 5 severities of each corruption on ``num_images`` random RGB images, batched
@@ -375,17 +371,25 @@ def run(
         )
     if num_images < 1:
         raise ValueError(f"num_images must be >= 1, got {num_images}")
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
     size = image_size or (32 if scale == "cifar" else 224)
     rng = np.random.default_rng(seed)
     pixels = rng.integers(0, 256, (num_images, size, size, 3), dtype=np.uint8)
-    images = torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div(255).to(device)
+    # contiguous NCHW, as a DataLoader delivers batches
+    images = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous().float().div(255).to(device)
     rows = []
     for name in names:
         # warm-up (frost textures, kernel caches, oneDNN primitives) outside the timings
         corrupt(images[:2], name, 1, scale=scale)
         _time_reference(pixels[:1], name, scale, seed)
-        torch_s = _time_torch(images, name, scale, seed)
-        numpy_s = _time_reference(pixels, name, scale, seed)
+        # interleaved rounds, median of each side: load on a shared machine hits both alike
+        rounds = [
+            (_time_torch(images, name, scale, seed), _time_reference(pixels, name, scale, seed))
+            for _ in range(repeats)
+        ]
+        torch_s = statistics.median(t for t, _ in rounds)
+        numpy_s = statistics.median(n for _, n in rounds)
         row = {
             "name": name,
             "implementation": _IMPLEMENTATION[name],
@@ -436,6 +440,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="interleaved rounds; the median is reported"
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -446,6 +453,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         names=args.corruptions,
         device=args.device,
         seed=args.seed,
+        repeats=args.repeats,
     )
     return 0
 

@@ -552,8 +552,10 @@ def _random_pool(workers: int, pid: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(workers, thread_name_prefix="timm_pushpull_rng")
 
 
-def _fill_random(out: torch.Tensor, distribution: str, g: torch.Generator) -> torch.Tensor:
-    """Fill ``out`` in place with standard ``"normal"`` or ``"uniform"`` draws.
+def _fill_random(
+    out: torch.Tensor, distribution: str, g: torch.Generator, low: float = 0.0, high: float = 1.0
+) -> torch.Tensor:
+    """Fill ``out`` in place with standard ``"normal"`` or ``"uniform"`` [low, high) draws.
 
     torch's CPU samplers run on one thread, which bounds the noise corruptions; large CPU tensors
     are filled in fixed chunks of ``_RANDOM_CHUNK`` elements, each from a generator seeded by
@@ -564,7 +566,7 @@ def _fill_random(out: torch.Tensor, distribution: str, g: torch.Generator) -> to
     def fill(target: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         if distribution == "normal":
             return target.normal_(generator=generator)
-        return target.uniform_(generator=generator)
+        return target.uniform_(low, high, generator=generator)
 
     if out.device.type != "cpu" or out.numel() <= _RANDOM_CHUNK:
         return fill(out, g)
@@ -580,15 +582,11 @@ def _randn(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return _fill_random(out, "normal", g)
 
 
-def _rand(shape: tuple[int, ...], x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    out = torch.empty(shape, device=x.device, dtype=x.dtype)
-    return _fill_random(out, "uniform", g)
-
-
 def _uniform(
     shape: tuple[int, ...], low: float, high: float, x: torch.Tensor, g: torch.Generator
 ) -> torch.Tensor:
-    return _rand(shape, x, g).mul_(high - low).add_(low)
+    out = torch.empty(shape, device=x.device, dtype=x.dtype)
+    return _fill_random(out, "uniform", g, low, high)
 
 
 def _gaussian_noise(x: torch.Tensor, std: float, g: torch.Generator) -> torch.Tensor:
@@ -601,14 +599,17 @@ _GRID_TOLERANCE = 1e-3
 _GUIDE_BUCKETS = 1024
 
 
-_WIDTH_BITS = 10  # a guide entry packs first_k << _WIDTH_BITS | (last_k - first_k)
-
-
 @functools.lru_cache(maxsize=32)
-def _poisson_tables(photons: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """CDF F of Poisson(photons * level / 255) for each 8-bit level [256, K], and a guide table
-    [256, B] (Chen & Asau's indexed search): bucket b holds the k range where F crosses
-    [b / B, (b + 1) / B), packed into one int32 so one gather fetches it."""
+def _poisson_tables(
+    photons: float, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Inverse-CDF tables of Poisson(photons * level / 255) for the 256 8-bit levels.
+
+    Returns the CDF ``[256, K]``; a guide (Chen & Asau's indexed search) ``[256 * B]`` whose entry
+    for bucket b of a level is the answer k when the CDF crosses no multiple-of-1/B inside the
+    bucket's u range [b / B, (b + 1) / B), else ``-1 - j``; and row j of ``bounds [J, 2]`` is then
+    the k range to bisect.
+    """
     rate = torch.arange(256, dtype=torch.float64).mul_(photons / 255).unsqueeze(1)
     k = torch.arange(int(photons + 12 * math.sqrt(photons) + 20), dtype=torch.float64)
     log_pmf = k * torch.log(rate) - rate - torch.lgamma(k + 1)
@@ -616,33 +617,31 @@ def _poisson_tables(photons: float, device: torch.device) -> tuple[torch.Tensor,
     cdf = pmf.cumsum(1).float()
     cdf[:, -1] = 1.0  # the tail beyond the table (far below float32 resolution) goes last
     quantiles = torch.arange(_GUIDE_BUCKETS + 1, dtype=torch.float32) / _GUIDE_BUCKETS
-    edges = torch.searchsorted(cdf, quantiles.expand(256, -1).contiguous())
-    first, width = edges[:, :-1], edges[:, 1:] - edges[:, :-1]
-    if int(width.max()) >= 1 << _WIDTH_BITS or cdf.shape[1] >= 1 << (31 - _WIDTH_BITS):
-        raise ValueError(f"shot noise tables need photons <= 10000, got {photons}")
-    guide = (first << _WIDTH_BITS | width).int()
-    return cdf.to(device), guide.to(device)
+    edges = torch.searchsorted(cdf, quantiles.expand(256, -1).contiguous()).int()
+    first, last = edges[:, :-1].flatten(), edges[:, 1:].flatten()
+    wide = (last > first).nonzero().squeeze(1)
+    guide = first.clone()
+    guide[wide] = -1 - torch.arange(len(wide), dtype=torch.int32)
+    bounds = torch.stack([first[wide], last[wide]], 1)
+    return cdf.to(device), guide.to(device), bounds.to(device)
 
 
 def _poisson_8bit(levels: torch.Tensor, photons: float, g: torch.Generator) -> torch.Tensor:
-    """Poisson(photons * levels / 255) for integer-valued float ``levels`` in 0..255, by
-    inversion, k = min{k : F(k) > u}: the guide bucket of u brackets k, a single value for most
-    pixels; the rest finish with a binary search. Exact up to the float32 resolution of u and F.
-    """
-    levels = levels.contiguous()  # flat indices below follow the logical order
-    cdf, guide = _poisson_tables(photons, levels.device)
-    u = _rand(levels.shape, levels, g).view(-1)
-    bucket = (u * _GUIDE_BUCKETS).floor_().add_(levels.view(-1), alpha=_GUIDE_BUCKETS).int()
-    packed = guide.view(-1).index_select(0, bucket)
-    out = packed >> _WIDTH_BITS
-    index = (packed & ((1 << _WIDTH_BITS) - 1)).nonzero().squeeze(1)
+    """int32 Poisson(photons * levels / 255) draws for int32 ``levels`` in 0..255, by inversion,
+    k = min{k : F(k) > u}: the guide bucket of u settles k for most pixels; the rest (1-8 %)
+    bisect the k range their bucket spans. Exact up to the float32 resolution of u and F."""
+    cdf, guide, bounds = _poisson_tables(photons, levels.device)
+    levels = levels.reshape(-1)
+    # u * B, drawn scaled (exact, B is a power of 2): its integer part is the guide bucket
+    u_scaled = _uniform(levels.shape, 0, _GUIDE_BUCKETS, cdf, g)
+    out = guide.index_select(0, torch.add(u_scaled.int(), levels, alpha=_GUIDE_BUCKETS))
+    index = (out < 0).nonzero().squeeze(1)
     if index.numel():
-        packed = packed[index]
-        lo = (packed >> _WIDTH_BITS).long()
-        hi = lo + (packed & ((1 << _WIDTH_BITS) - 1))
-        u, row = u[index], levels.view(-1)[index].long() * cdf.shape[1]
+        lo, hi = bounds[(-1 - out[index]).long()].long().unbind(1)
+        u = u_scaled[index] / _GUIDE_BUCKETS
+        row = levels[index].long() * cdf.shape[1]
         cdf = cdf.view(-1)
-        for step in range(_WIDTH_BITS + 1):  # a bisection halves the widest range each step
+        for step in range(64):  # a bisection halves the widest range each step
             mid = (lo + hi) // 2
             above = cdf[row + mid] > u
             hi = torch.where(above, mid, hi)
@@ -655,24 +654,26 @@ def _poisson_8bit(levels: torch.Tensor, photons: float, g: torch.Generator) -> t
             if not index.numel() or bool((lo == hi).all()):
                 break
         out[index] = lo.int()
-    return out.view(levels.shape).to(torch.float32)
+    return out
 
 
 def _shot_noise(x: torch.Tensor, photons: float, g: torch.Generator) -> torch.Tensor:
     # torch.poisson is a per-element rejection sampler on the CPU, no faster than NumPy's; images
     # on the 8-bit grid (all decoded data sets) take table inversion instead, about 5x faster.
     if x.device.type == "cpu":
-        rounded = (x * 255).round_()
-        off_grid = torch.sub(x, rounded, alpha=1 / 255).abs_().amax()
-        if float(off_grid) * 255 <= _GRID_TOLERANCE:
-            return _poisson_8bit(rounded, photons, g).div_(photons)
+        levels = x * 255
+        rounded = levels.round()
+        low, high = torch.aminmax(levels.sub_(rounded))
+        if max(-float(low), float(high)) <= _GRID_TOLERANCE:
+            counts = _poisson_8bit(rounded.int(), photons, g)
+            return torch.div(counts, photons).view(x.shape)
     return torch.poisson(x * photons, generator=g) / photons
 
 
 def _impulse_noise(x: torch.Tensor, amount: float, g: torch.Generator) -> torch.Tensor:
     # skimage.util.random_noise(mode="s&p"): each value flips with p=amount, half of the flips to
     # 1 (salt), half to 0; one uniform draw decides both (u < amount/2 is salt).
-    u = _rand(x.shape, x, g)
+    u = _uniform(x.shape, 0, 1, x, g)
     return torch.where(u < amount, (u < amount / 2).to(x.dtype), x)
 
 
@@ -978,7 +979,7 @@ def corrupt(
         return images.clone()
     generator = torch.Generator(device=images.device).manual_seed(seed)
     params = SEVERITY_PARAMS[name][scale][severity - 1]
-    x = images.float()
+    x = images.float().contiguous()  # mixed memory formats (channels-last in) slow every op down
     out = _CORRUPTION_FNS[name](x, params, generator)
     if out.data_ptr() == x.data_ptr():  # an identity (saturate on grey): never clamp the input
         out = out.clone()
