@@ -32,11 +32,14 @@ Faithfulness notes:
 * Glass blur reproduces what the scripts actually do on RGB arrays: the tuple "swap" of NumPy
   views copies the neighbour pixel, ``x[h, w] = x[h + dy, w + dx]``, scanning from the bottom-right.
 * Outputs are float, not quantised to 8 bits as the released datasets are.
+* Shot noise on CPU images on the 8-bit grid draws Poisson by table inversion (exact up to float32
+  resolution; torch.poisson elsewhere).
 * On grey images, colours (spatter, frost) become their luma; ``saturate`` is the identity and
   ``snow`` uses the image itself as its grey version.
 
 Randomness comes from one ``torch.Generator`` seeded with ``seed`` on the images' device: the same
-seed on the same device gives identical outputs. Draws depend on an image's position in the batch,
+seed on the same device gives identical outputs (large CPU draws come in fixed chunks from
+generators seeded by it, filled on all threads; the thread count does not change them). Draws depend on an image's position in the batch,
 so pass a different seed per batch (e.g. ``seed + batch_index``) when corrupting a data set.
 """
 
@@ -659,7 +662,7 @@ def _poisson_8bit(levels: torch.Tensor, photons: float, g: torch.Generator) -> t
 
 def _shot_noise(x: torch.Tensor, photons: float, g: torch.Generator) -> torch.Tensor:
     # torch.poisson is a per-element rejection sampler on the CPU, no faster than NumPy's; images
-    # on the 8-bit grid (all decoded data sets) take table inversion instead, about 5x faster.
+    # on the 8-bit grid (all decoded data sets) take table inversion instead, 3-4x faster.
     if x.device.type == "cpu":
         levels = x * 255
         rounded = levels.round()
