@@ -662,7 +662,7 @@ def _poisson_8bit(levels: torch.Tensor, photons: float, g: torch.Generator) -> t
 
 def _shot_noise(x: torch.Tensor, photons: float, g: torch.Generator) -> torch.Tensor:
     # torch.poisson is a per-element rejection sampler on the CPU, no faster than NumPy's; images
-    # on the 8-bit grid (all decoded data sets) take table inversion instead, 3-4x faster.
+    # on the 8-bit grid (all decoded data sets) take table inversion instead, 3x faster (BENCHMARKS.md).
     if x.device.type == "cpu":
         levels = x * 255
         rounded = levels.round()
