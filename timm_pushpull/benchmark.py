@@ -135,7 +135,7 @@ def bench_blurpool(rounds: int = 30) -> str:
     from .layers import BlurPool2d
 
     rows = []
-    for shape in ((8, 64, 56, 56), (4, 64, 112, 112), (8, 256, 28, 28)):
+    for shape in ((8, 64, 56, 56), (4, 64, 112, 112), (8, 256, 28, 28), (32, 64, 32, 32)):
         x = torch.randn(*shape)
         eager = {
             "timm BlurPool2d": TimmBlurPool2d(shape[1], 3, 2),
