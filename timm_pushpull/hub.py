@@ -78,10 +78,11 @@ WEIGHTS_NAME = "model.safetensors"  # timm's HF_SAFE_WEIGHTS_NAME: the only weig
 CONFIG_NAME = "config.json"
 CARD_NAME = "README.md"
 PLOT_NAME = "robustness.png"
-# The card template lives at the top of the repository, beside README.md.
-MODEL_CARD_TEMPLATE = Path(__file__).resolve().parents[1] / "MODEL_CARD.md"
+# The card template and hub_configs/ live at the top of the repository; the package holds
+# symlinks to them, which the wheel turns into copies (package data), so installs find them too.
+MODEL_CARD_TEMPLATE = Path(__file__).resolve().parent / "MODEL_CARD.md"
 # One file per model timm-pushpull publishes: hub_configs/<architecture>.<tag>.yaml.
-HUB_CONFIGS_DIR = Path(__file__).resolve().parents[1] / "hub_configs"
+HUB_CONFIGS_DIR = Path(__file__).resolve().parent / "hub_configs"
 # The push-pull authors' released CIFAR-10 models, beside the checkout (never inside it).
 OFFICIAL_DIR = Path(__file__).resolve().parents[2] / "shared" / "official-pushpull-cifar10"
 # config.json key recording which timm-pushpull wrote the folder, for "upgrade" hints.
