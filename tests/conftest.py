@@ -1,7 +1,10 @@
+import os
 from pathlib import Path
 
 import pytest
 import torch
+
+from timm_pushpull import native
 
 # Tiny tensors throughout: a second thread only adds oneDNN synchronisation, and under
 # `pytest -n 2` each of the two workers already has a core.
@@ -23,3 +26,10 @@ def official_dir() -> Path:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _native_cache(tmp_path_factory):
+    # C kernels are built afresh for each test session, which tests the build, and nothing is
+    # written to the user's cache
+    os.environ[native.ENV_CACHE] = str(tmp_path_factory.mktemp("native-cache"))

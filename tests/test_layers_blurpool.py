@@ -5,6 +5,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import BlurPool2d as TimmBlurPool2d
 
+from timm_pushpull import native
 from timm_pushpull.layers import (
     BlurPool2d,
     MaxBlurPool2d,
@@ -17,6 +18,10 @@ from timm_pushpull.layers import (
     parse_blur_spec,
 )
 from timm_pushpull.layers.blur_pool import _blur_pool_strided
+
+requires_native = pytest.mark.skipif(
+    native.find_compiler() is None, reason="no C compiler to build the blur-pool kernel"
+)
 
 
 def reference_blur_pool(x, taps, stride, pad_mode):
@@ -52,13 +57,97 @@ def test_filter_taps(filter_type, size, expected):
 @pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 6, 7])
 @pytest.mark.parametrize("pad_mode", ["reflect", "replicate", "zero", "circular"])
 @pytest.mark.parametrize("height,width", [(12, 10), (40, 35)])  # matrix and convolution paths
-def test_matches_the_textbook_definition(filter_type, size, pad_mode, height, width):
+@pytest.mark.parametrize("use_native", [True, False])
+def test_matches_the_textbook_definition(filter_type, size, pad_mode, height, width, use_native):
     x = torch.randn(2, 3, height, width)
     taps = blur_taps(filter_type, size)
     expected = reference_blur_pool(x, taps, 2, pad_mode)
-    torch.testing.assert_close(BlurPool2d(3, filter_type, size, 2, pad_mode)(x), expected)
+    with native.native_kernels(use_native):
+        torch.testing.assert_close(BlurPool2d(3, filter_type, size, 2, pad_mode)(x), expected)
     # the form traced under torch.compile
     torch.testing.assert_close(_blur_pool_strided(x, taps, 2, pad_mode), expected)
+
+
+@requires_native
+class TestNativeKernel:
+    """The C kernel (float32 on the CPU) against the textbook definition and the PyTorch path."""
+
+    @pytest.mark.parametrize(
+        "filter_type,size", [("rect", 1), ("binomial", 2), ("tri", 5), ("binomial", 7)]
+    )
+    @pytest.mark.parametrize("stride", [1, 2, 3])
+    @pytest.mark.parametrize("pad_mode", ["reflect", "replicate", "zero", "circular"])
+    @pytest.mark.parametrize("height,width", [(7, 9), (16, 5), (3, 4)])
+    def test_strides_and_small_odd_maps(self, filter_type, size, stride, pad_mode, height, width):
+        taps = blur_taps(filter_type, size)
+        if pad_mode == "reflect" and (size - 1) - (size - 1) // 2 >= min(height, width):
+            pytest.skip("too small for reflect padding")
+        x = torch.randn(2, 3, height, width)
+        torch.testing.assert_close(
+            blur_pool2d(x, filter_type, size, stride, pad_mode),
+            reference_blur_pool(x, taps, stride, pad_mode),
+        )
+
+    def test_runs_in_c_without_convolution_or_matrix_products(self):
+        x = torch.randn(2, 4, 40, 40)
+        for use_native, expect_torch_ops in ((True, False), (False, True)):
+            with native.native_kernels(use_native), torch.profiler.profile() as prof:
+                blur_pool2d(x)
+            names = {event.name for event in prof.events()}
+            assert bool(names & {"aten::conv2d", "aten::mm", "aten::matmul"}) is expect_torch_ops
+
+    def test_threads_split_the_planes(self):
+        x = torch.randn(3, 7, 64, 66)  # above the size that starts threads; 21 planes for 2 threads
+        expected = reference_blur_pool(x, blur_taps("binomial", 3), 2, "reflect")
+        threads = torch.get_num_threads()
+        try:
+            for count in (1, 2, 5):
+                torch.set_num_threads(count)
+                torch.testing.assert_close(blur_pool2d(x), expected)
+        finally:
+            torch.set_num_threads(threads)
+
+    def test_non_contiguous_and_other_dtypes_take_the_pytorch_path(self):
+        x = torch.randn(2, 3, 20, 20)
+        expected = reference_blur_pool(x, blur_taps("binomial", 3), 2, "reflect")
+        torch.testing.assert_close(
+            blur_pool2d(x.contiguous(memory_format=torch.channels_last)), expected
+        )
+        torch.testing.assert_close(blur_pool2d(x.transpose(2, 3)).transpose(2, 3), expected)
+        torch.testing.assert_close(
+            blur_pool2d(x.bfloat16()), expected.bfloat16(), atol=2e-2, rtol=2e-2
+        )
+
+    def test_gradients_equal_the_pytorch_path(self):
+        x = torch.randn(2, 3, 18, 21, requires_grad=True)
+        weights = torch.randn(2, 3, 9, 11)
+        grads = []
+        for use_native in (True, False):
+            with native.native_kernels(use_native):
+                out = blur_pool2d(x, "tri", 4, 2, "replicate")
+                (grad,) = torch.autograd.grad((out * weights).sum(), x, create_graph=True)
+                # second order: the gradient is linear in the weights, so d(sum grad^2)/dx = 0
+                (second,) = torch.autograd.grad(grad.pow(2).sum() + out.sum(), x)
+            grads.append((grad, second))
+        torch.testing.assert_close(grads[0], grads[1])
+
+    def test_forward_mode_and_vmap(self):
+        x, tangent = torch.randn(2, 3, 12, 12), torch.randn(2, 3, 12, 12)
+        out, out_tangent = torch.func.jvp(blur_pool2d, (x,), (tangent,))
+        torch.testing.assert_close(out, blur_pool2d(x))
+        torch.testing.assert_close(out_tangent, blur_pool2d(tangent))  # a linear map
+        with torch.autograd.forward_ad.dual_level():
+            dual = torch.autograd.forward_ad.make_dual(x, tangent)
+            out_tangent = torch.autograd.forward_ad.unpack_dual(blur_pool2d(dual)).tangent
+        torch.testing.assert_close(out_tangent, blur_pool2d(tangent))
+        batched = torch.func.vmap(blur_pool2d)(torch.stack([x, tangent]))
+        torch.testing.assert_close(batched, torch.stack([blur_pool2d(x), blur_pool2d(tangent)]))
+
+    def test_jit_trace_records_pytorch_ops(self):
+        layer = BlurPool2d(3, "binomial", 3)
+        traced = torch.jit.trace(layer, torch.randn(1, 3, 16, 16))
+        x = torch.randn(2, 3, 24, 20)  # another shape: the traced graph must hold the real ops
+        torch.testing.assert_close(traced(x), layer(x))
 
 
 @pytest.mark.parametrize(
@@ -196,6 +285,11 @@ class TestBadInput:
     def test_pad_mode(self):
         with pytest.raises(ValueError, match="pad_mode.*reflect"):
             BlurPool2d(3, "binomial", 3, pad_mode="mirror")
+
+    @pytest.mark.parametrize("pad_mode,size", [("reflect", 2), ("circular", 1)])
+    def test_map_too_small_for_the_padding(self, pad_mode, size):
+        with pytest.raises(ValueError, match=f"{pad_mode} padding of 3 needs maps of at least"):
+            blur_pool2d(torch.randn(1, 1, size, 8), "binomial", 7, 2, pad_mode)
 
     @pytest.mark.parametrize("spec", ["bin", "gauss3", "bin9", "", 3])
     def test_spec(self, spec):

@@ -126,13 +126,24 @@ def bench_resnet50(rounds: int = 7) -> str:
 def bench_blurpool(rounds: int = 30) -> str:
     """(c) our blur-pool vs timm's and kornia's on the same tensor (filter 3, stride 2).
 
-    Each implementation runs eagerly and under ``torch.compile`` (compile time not counted); the
-    speed-up is against the fastest timm/kornia row of the same input, eager or compiled.
+    Each implementation runs eagerly and under ``torch.compile`` (compile time not counted); ours
+    also eagerly without its C kernel. The speed-up is against the fastest timm/kornia row of the
+    same input, eager or compiled.
     """
     import kornia
     from timm.layers import BlurPool2d as TimmBlurPool2d
 
+    from . import native
     from .layers import BlurPool2d
+
+    class WithoutCKernel(nn.Module):
+        def __init__(self, layer: nn.Module) -> None:
+            super().__init__()
+            self.layer = layer
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            with native.native_kernels(False):
+                return self.layer(x)
 
     rows = []
     for shape in ((8, 64, 56, 56), (4, 64, 112, 112), (8, 256, 28, 28), (32, 64, 32, 32)):
@@ -144,6 +155,11 @@ def bench_blurpool(rounds: int = 30) -> str:
         }
         layers = dict(eager)
         layers.update({f"{n}, compiled": torch.compile(m, dynamic=False) for n, m in eager.items()})
+        kernel = "C kernel" if native.load("blur_pool") is not None else "no C compiler found"
+        layers[f"timm_pushpull BlurPool2d ({kernel})"] = layers.pop("timm_pushpull BlurPool2d")
+        layers["timm_pushpull BlurPool2d, PyTorch path"] = WithoutCKernel(
+            eager["timm_pushpull BlurPool2d"]
+        )
         times = interleaved_medians({n: _eval_fn(m, x) for n, m in layers.items()}, rounds)
         best_other = min(t for n, t in times.items() if not n.startswith("timm_pushpull"))
         for name, t in times.items():

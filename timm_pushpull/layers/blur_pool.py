@@ -7,19 +7,23 @@ sizes are padded asymmetrically (floor left, ceil right, like the reference impl
 32x32 input with stride 2 gives 16x16 (timm's ``BlurPool2d`` gives 17x17 there).
 
 Why not timm's or kornia's blur pool: timm's has no even-size asymmetric padding and asserts
-sizes > 1, kornia's only pads with zeros. Implementation: a depthwise convolution over the padded
-input, as both of them do; on small maps (CIFAR-sized, <= 32 px) blur-then-subsample is instead
-computed as two banded matrix products ``A x B^T`` with the padding folded into A and B, which
-skips the padded copy and measured about 1.8x faster there (BENCHMARKS.md); on larger maps the
-dense matrices cost more than they save. Under ``torch.compile`` the filter is written as sums of
-strided slices of the padded input instead: inductor fuses padding, both filter passes and the
-subsampling into one loop, which on CPU measured about 2x faster than kornia's blur pool (eager or
-compiled, whose convolution stays an external call), while in eager mode the same expression
-costs one pass over memory per tap.
+sizes > 1, kornia's only pads with zeros, and both are a depthwise convolution over a padded copy,
+which is slow on the CPU. Implementations, picked per call:
+
+- float32 on the CPU: a C kernel (``timm_pushpull/csrc/blur_pool.c``, built on first use by
+  ``timm_pushpull.native``) that filters and subsamples in one pass without a padded copy, about 2-3x faster than the fastest of
+  timm/kornia in eager mode (BENCHMARKS.md); its backward is the PyTorch form's.
+- under ``torch.compile``: sums of strided slices of the padded input, which inductor fuses into one
+  loop (about 2x kornia on the CPU); in eager mode the same expression costs one pass per tap.
+- otherwise (other dtypes, GPU, no C compiler): a depthwise convolution over the padded input, or on
+  small maps (<= 32 px) two banded matrix products ``A x B^T`` with the padding folded into A and
+  B, which skips the padded copy and measured about 1.8x faster there; on larger maps the dense
+  matrices cost more than they save.
 """
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import math
 import re
@@ -28,6 +32,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd import forward_ad
+
+from .. import native
 
 FILTER_TYPES = ("binomial", "rect", "tri")
 PAD_MODES = ("reflect", "replicate", "zero", "circular")
@@ -65,14 +72,8 @@ def blur_matrix(
     device: torch.device,
 ) -> Tensor:
     """``[out, size]`` matrix that pads, filters and subsamples a signal of ``size`` samples."""
-    if pad_mode not in PAD_MODES:
-        raise ValueError(f"pad_mode must be one of {PAD_MODES}, got {pad_mode!r}")
     left = (len(taps) - 1) // 2
     right = len(taps) - 1 - left
-    if pad_mode == "reflect" and max(left, right) >= size:
-        raise ValueError(
-            f"reflect padding needs more than {max(left, right)} samples, got size {size}"
-        )
     basis = torch.eye(size, dtype=torch.float64).unsqueeze(1)  # one impulse per input sample
     mode = "constant" if pad_mode == "zero" else pad_mode
     padded = F.pad(basis, (left, right), mode=mode)
@@ -82,9 +83,19 @@ def blur_matrix(
     return filtered[:, 0, :].T.contiguous().to(dtype=dtype, device=device)
 
 
-def _blur_pool_conv(x: Tensor, taps: tuple[float, ...], stride: int, pad_mode: str) -> Tensor:
+def _check_padding(size: int, num_taps: int, pad_mode: str) -> None:
     if pad_mode not in PAD_MODES:
         raise ValueError(f"pad_mode must be one of {PAD_MODES}, got {pad_mode!r}")
+    widest = num_taps - 1 - (num_taps - 1) // 2
+    # F.pad's limits: reflect needs more samples than the padding, circular at least as many
+    needed = {"reflect": widest + 1, "circular": widest}.get(pad_mode, 0)
+    if size < needed:
+        raise ValueError(
+            f"{pad_mode} padding of {widest} needs maps of at least {needed} px, got {size}"
+        )
+
+
+def _blur_pool_conv(x: Tensor, taps: tuple[float, ...], stride: int, pad_mode: str) -> Tensor:
     left = (len(taps) - 1) // 2
     right = len(taps) - 1 - left
     taps_1d = torch.tensor(taps, dtype=x.dtype, device=x.device)
@@ -98,8 +109,6 @@ def _blur_pool_conv(x: Tensor, taps: tuple[float, ...], stride: int, pad_mode: s
 
 def _blur_pool_strided(x: Tensor, taps: tuple[float, ...], stride: int, pad_mode: str) -> Tensor:
     """The same result as sums of strided slices, a form inductor fuses into one loop."""
-    if pad_mode not in PAD_MODES:
-        raise ValueError(f"pad_mode must be one of {PAD_MODES}, got {pad_mode!r}")
     size = len(taps)
     left = (size - 1) // 2
     right = size - 1 - left
@@ -109,6 +118,116 @@ def _blur_pool_strided(x: Tensor, taps: tuple[float, ...], stride: int, pad_mode
     span_w = stride * ((padded.shape[-1] - size) // stride) + 1
     rows = sum(tap * padded[..., k : k + span_w : stride] for k, tap in enumerate(taps))
     return sum(tap * rows[..., k : k + span_h : stride, :] for k, tap in enumerate(taps))
+
+
+def _blur_pool_torch(x: Tensor, taps: tuple[float, ...], stride: int, pad_mode: str) -> Tensor:
+    n, c, h, w = x.shape
+    if max(h, w) > MATRIX_MAX_SIZE:
+        return _blur_pool_conv(x, taps, stride, pad_mode)
+    rows = blur_matrix(h, taps, stride, pad_mode, x.dtype, x.device)
+    cols = blur_matrix(w, taps, stride, pad_mode, x.dtype, x.device)
+    y = x.reshape(n * c * h, w) @ cols.T
+    y = torch.matmul(rows, y.view(n * c, h, -1))
+    return y.view(n, c, rows.shape[0], cols.shape[0])
+
+
+@functools.lru_cache(maxsize=256)
+def _source_index(size: int, num_taps: int, stride: int, pad_mode: str) -> Tensor:
+    """``[out, num_taps]`` int32: the input index each tap of each output reads, -1 for a zero pad.
+
+    Made by padding the indices themselves with ``F.pad``, so it follows PyTorch's padding rules.
+    """
+    left = (num_taps - 1) // 2
+    index = torch.arange(size, dtype=torch.float64).view(1, 1, size)
+    if pad_mode == "zero":
+        padded = F.pad(index, (left, num_taps - 1 - left), value=-1.0)
+    else:
+        padded = F.pad(index, (left, num_taps - 1 - left), mode=pad_mode)
+    return padded[0, 0].unfold(0, num_taps, stride).to(torch.int32).contiguous()
+
+
+@functools.lru_cache(maxsize=64)
+def _taps_tensor(taps: tuple[float, ...]) -> Tensor:
+    return torch.tensor(taps, dtype=torch.float32)
+
+
+def _native_kernel():
+    lib = native.load("blur_pool")
+    if lib is None:
+        return None
+    kernel = lib.blur_pool_float
+    if kernel.argtypes is None:
+        pointer, c_int = ctypes.c_void_p, ctypes.c_int
+        kernel.argtypes = [pointer, pointer, ctypes.c_long] + [c_int] * 4
+        kernel.argtypes += [pointer, c_int, c_int, pointer, pointer, c_int]
+        kernel.restype = c_int
+    return kernel
+
+
+def _has_storage(x: Tensor) -> bool:
+    # fake, functional and vmap-batched tensors have no data pointer to hand to C
+    try:
+        x.data_ptr()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _has_tangent(x: Tensor) -> bool:
+    return forward_ad.unpack_dual(x).tangent is not None
+
+
+def _native_applies(x: Tensor) -> bool:
+    return (
+        not torch.jit.is_tracing()  # a trace would not record the C call
+        and native.native_enabled()
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and x.is_contiguous()
+        and x.numel() > 0
+        and _has_storage(x)
+    )
+
+
+def _blur_pool_native(x: Tensor, taps: tuple[float, ...], stride: int, pad_mode: str) -> Tensor:
+    n, c, h, w = x.shape
+    rows = _source_index(h, len(taps), stride, pad_mode)
+    cols = _source_index(w, len(taps), stride, pad_mode)
+    out = x.new_empty(n, c, rows.shape[0], cols.shape[0])
+    taps_tensor = _taps_tensor(taps)
+    # small inputs: waking threads would cost more than it saves
+    threads = torch.get_num_threads() if x.numel() >= 1 << 16 else 1
+    failed = _native_kernel()(
+        x.data_ptr(), out.data_ptr(), n * c, h, w, out.shape[2], out.shape[3],
+        taps_tensor.data_ptr(), len(taps), stride, rows.data_ptr(), cols.data_ptr(), threads,
+    )  # fmt: skip
+    if failed:
+        raise RuntimeError("blur-pool C kernel: out of memory for its row buffers")
+    return out
+
+
+class _NativeBlurPool(torch.autograd.Function):
+    """The C forward with autograd: blur-pool is linear, so its vjp and jvp are the same at every
+    input and come from the PyTorch form."""
+
+    @staticmethod
+    def forward(x: Tensor, taps: tuple[float, ...], stride: int, pad_mode: str) -> Tensor:
+        return _blur_pool_native(x, taps, stride, pad_mode)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        x, *ctx.args = inputs
+        ctx.input_shape = x.shape
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        zeros = grad.new_zeros(()).expand(ctx.input_shape)
+        _, vjp = torch.func.vjp(lambda t: _blur_pool_torch(t, *ctx.args), zeros)
+        return vjp(grad)[0], None, None, None
+
+    @staticmethod
+    def jvp(ctx, tangent: Tensor, *_) -> Tensor:
+        return _blur_pool_torch(tangent, *ctx.args)
 
 
 def blur_pool2d(
@@ -122,16 +241,14 @@ def blur_pool2d(
     if stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
     taps = blur_taps(filter_type, filter_size)
+    _check_padding(min(x.shape[-2:]), len(taps), pad_mode)
     if torch.compiler.is_compiling():
         return _blur_pool_strided(x, taps, stride, pad_mode)
-    n, c, h, w = x.shape
-    if max(h, w) > MATRIX_MAX_SIZE:
-        return _blur_pool_conv(x, taps, stride, pad_mode)
-    rows = blur_matrix(h, taps, stride, pad_mode, x.dtype, x.device)
-    cols = blur_matrix(w, taps, stride, pad_mode, x.dtype, x.device)
-    y = x.reshape(n * c * h, w) @ cols.T
-    y = torch.matmul(rows, y.view(n * c, h, -1))
-    return y.view(n, c, rows.shape[0], cols.shape[0])
+    if _native_applies(x) and _native_kernel() is not None:
+        if (torch.is_grad_enabled() and x.requires_grad) or _has_tangent(x):
+            return _NativeBlurPool.apply(x, taps, stride, pad_mode)
+        return _blur_pool_native(x, taps, stride, pad_mode)
+    return _blur_pool_torch(x, taps, stride, pad_mode)
 
 
 # An FX leaf (torch.fx and timm's fx feature extraction): it picks its path from the input's size.

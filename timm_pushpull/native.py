@@ -1,0 +1,146 @@
+"""C kernels for the CPU, compiled on first use with the system C compiler and loaded with ctypes.
+
+Why: eager PyTorch has no fused op for some of our hot spots. Blur-pool is a padded copy plus a
+depthwise convolution in PyTorch (timm's and kornia's too); one pass in C measured 2-3x faster
+than the fastest of them (BENCHMARKS.md). ``torch.compile`` fuses it as well, but costs seconds
+per input shape. The kernels (``csrc/``) are plain C99 without PyTorch headers, so they build in
+under a second with any C compiler and do not depend on torch's C++ ABI. Like the CPU kernels of
+torch.compile's inductor, they are built on the user's machine, here once per source version,
+cached under ``$TIMM_PUSHPULL_CACHE`` (default ``~/.cache/timm_pushpull``).
+
+Where no C compiler is found (``$CC``, ``cc``, ``gcc``, ``clang``) or the build fails (with a
+warning), the PyTorch code paths run instead. ``TIMM_PUSHPULL_NATIVE=0`` or
+``with native_kernels(False):`` turns the kernels off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+SOURCE_DIR = Path(__file__).parent / "csrc"
+CFLAGS = ("-O3", "-std=c99", "-fPIC", "-shared")
+# OpenMP where the compiler has it (gcc does; Apple's clang does not, and the kernels then run on one
+# thread). In a PyTorch process the kernels share torch's OpenMP runtime: torch ships libgomp.so.1
+# and has loaded it, so the loader resolves the kernels' libgomp.so.1 to that copy.
+OPENMP_FLAGS = ("-fopenmp",)
+ENV_SWITCH = "TIMM_PUSHPULL_NATIVE"
+ENV_CACHE = "TIMM_PUSHPULL_CACHE"
+
+_logger = logging.getLogger(__name__)
+_lock = threading.Lock()
+_libraries: dict[str, ctypes.CDLL | None] = {}
+_enabled = os.environ.get(ENV_SWITCH, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def native_enabled() -> bool:
+    """Whether the C kernels may be used (they still need a C compiler to be built)."""
+    return _enabled
+
+
+@contextlib.contextmanager
+def native_kernels(enabled: bool) -> Iterator[None]:
+    """Turn the C kernels on or off inside the block (process-wide, like ``torch.backends`` flags)."""
+    global _enabled
+    previous, _enabled = _enabled, bool(enabled)
+    try:
+        yield
+    finally:
+        _enabled = previous
+
+
+def cache_dir() -> Path:
+    if os.environ.get(ENV_CACHE):
+        return Path(os.environ[ENV_CACHE]) / "native"
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "timm_pushpull" / "native"
+
+
+def find_compiler() -> str | None:
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _compile(command: list[str]) -> None:
+    subprocess.run(command, check=True, capture_output=True, text=True, timeout=120)
+
+
+def _build(name: str) -> Path | None:
+    source = SOURCE_DIR / f"{name}.c"
+    compiler = find_compiler()
+    if compiler is None:
+        _logger.info("no C compiler found: %s runs on the PyTorch code path", name)
+        return None
+    key = hashlib.sha256(
+        source.read_bytes()
+        + repr((CFLAGS, OPENMP_FLAGS, sys.platform, platform.machine())).encode()
+    ).hexdigest()[:16]
+    target = cache_dir() / f"{name}-{key}.so"
+    if target.exists():
+        return target
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # build under a temporary name, then rename: processes starting together (DDP, data
+        # loader workers) never load a half-written library
+        fd, partial = tempfile.mkstemp(suffix=".so", dir=target.parent)
+        os.close(fd)
+        try:
+            command = [compiler, *CFLAGS, str(source), "-o", partial]
+            try:
+                _compile([*command, *OPENMP_FLAGS])
+            except subprocess.CalledProcessError:
+                _compile(command)
+            os.replace(partial, target)
+        finally:
+            if os.path.exists(partial):
+                os.remove(partial)
+    except (OSError, subprocess.SubprocessError) as err:
+        detail = getattr(err, "stderr", None) or err
+        warnings.warn(
+            f"timm_pushpull: building the C kernel {name!r} failed, using the PyTorch code path "
+            f"instead ({detail}); set {ENV_SWITCH}=0 to skip the attempt",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return None
+    return target
+
+
+def _open(path: Path | None) -> ctypes.CDLL | None:
+    if path is None:
+        return None
+    try:
+        return ctypes.CDLL(str(path))
+    except OSError as err:
+        warnings.warn(
+            f"timm_pushpull: cannot load {path} ({err}), using the PyTorch code path instead; "
+            f"delete the file to rebuild it",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return None
+
+
+def load(name: str) -> ctypes.CDLL | None:
+    """``csrc/<name>.c`` compiled, built on first use; None if disabled or not buildable."""
+    if not _enabled:
+        return None
+    if name not in _libraries:
+        with _lock:
+            if name not in _libraries:
+                _libraries[name] = _open(_build(name))
+    return _libraries[name]
