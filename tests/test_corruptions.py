@@ -13,12 +13,17 @@ import skimage.color
 import torch
 from PIL import Image
 
+from timm_pushpull import native
 from timm_pushpull.robustness.corruptions import (
+    _GUIDE_BUCKETS,
     ALL_CORRUPTIONS,
     CORRUPTIONS,
     EXTRA_CORRUPTIONS,
     SEVERITY_PARAMS,
     _poisson_8bit,
+    _poisson_tables,
+    _quantise_8bit,
+    _uniform,
     corrupt,
     motion_blur2d,
     plasma_fractal,
@@ -132,15 +137,19 @@ def _poisson_chi2_pvalue(samples: np.ndarray, rate: float) -> float:
     return stats.chisquare(obs, exp).pvalue
 
 
+def _draw_counts(levels: torch.Tensor, photons: float, generator: torch.Generator) -> torch.Tensor:
+    u_scaled = _uniform(levels.shape, 0, _GUIDE_BUCKETS, torch.empty(0), generator)
+    return (_poisson_8bit(levels, u_scaled, photons) * photons).round().long()
+
+
 @pytest.mark.parametrize("photons", [500, 50, 3])  # CIFAR severity 1 and 5, ImageNet severity 5
 def test_table_inversion_poisson_sampler(photons):
     # Shot noise on decoded 8-bit images uses table inversion instead of torch.poisson: its draws
     # must fit the Poisson pmf, and the same test must reject a rate 2% off (it can fail).
     generator = torch.Generator().manual_seed(photons)
     for level in (0, 1, 100, 255):
-        counts = _poisson_8bit(torch.full((120_000,), level, dtype=torch.int32), photons, generator)
-        assert counts.dtype == torch.int32
-        samples, rate = counts.long().numpy(), photons * level / 255
+        counts = _draw_counts(torch.full((120_000,), level, dtype=torch.uint8), photons, generator)
+        samples, rate = counts.numpy(), photons * level / 255
         if level == 0:
             assert not samples.any()
             continue
@@ -149,13 +158,60 @@ def test_table_inversion_poisson_sampler(photons):
             assert _poisson_chi2_pvalue(samples, rate * 1.02) < 1e-6, level
 
 
+@pytest.mark.parametrize("use_native", [True, False])
+def test_largest_uniform_draw_takes_the_last_bucket(use_native):
+    # uniform_(0, B) returns B itself for its largest raw draws (float32 rounding); u = 1 lies
+    # above every CDF value below 1, so k is where the CDF table reaches 1.0
+    photons = 50.0
+    cdf = _poisson_tables(photons, torch.device("cpu"))[0]
+    levels = torch.tensor([255, 100, 0], dtype=torch.uint8)
+    expected = torch.tensor([int((cdf[level] >= 1.0).nonzero()[0]) for level in levels.tolist()])
+    u_scaled = torch.full((3,), float(_GUIDE_BUCKETS))
+    with native.native_kernels(use_native):
+        counts = _poisson_8bit(levels, u_scaled, photons) * photons
+    torch.testing.assert_close(counts.round().long(), expected)
+    assert expected[0] > photons  # the far tail of level 255's Poisson(50)
+
+
 def test_shot_noise_takes_the_table_sampler_on_8bit_images():
     levels = torch.randint(0, 256, (2, 3, 16, 16), generator=torch.Generator().manual_seed(0))
     images = (levels / 255).contiguous(memory_format=torch.channels_last)
     photons = SEVERITY_PARAMS["shot_noise"]["cifar"][0]
     generator = torch.Generator().manual_seed(3)
-    expected = _poisson_8bit(levels.int(), photons, generator).view(levels.shape) / photons
+    expected = _draw_counts(levels.to(torch.uint8), photons, generator) / photons
     torch.testing.assert_close(corrupt(images, "shot_noise", 1, seed=3), expected.clamp(0, 1))
+
+
+@pytest.mark.skipif(
+    native.find_compiler() is None, reason="no C compiler for the shot-noise kernel"
+)
+@pytest.mark.parametrize("shape", [(3, 3, 33, 31), (2, 1, 8, 8)])
+@pytest.mark.parametrize("offset", [0.0, 0.004])  # on the 8-bit grid; 1 level off it
+def test_shot_noise_c_kernel_equals_the_torch_ops(shape, offset):
+    levels = torch.randint(0, 256, shape, generator=torch.Generator().manual_seed(1))
+    images = (levels / 255 + offset / 255).clamp(0, 1)
+    assert native.load("shot_noise") is not None
+    for severity in (1, 5):
+        for scale in ("cifar", "imagenet"):
+            in_c = corrupt(images, "shot_noise", severity, scale=scale, seed=severity)
+            with native.native_kernels(False):
+                in_torch = corrupt(images, "shot_noise", severity, scale=scale, seed=severity)
+            assert torch.equal(in_c, in_torch)
+
+
+@pytest.mark.parametrize("use_native", [True, False])
+def test_quantise_8bit(use_native):
+    levels = torch.arange(256, dtype=torch.uint8)
+    grid = levels / 255
+    with native.native_kernels(use_native):
+        assert torch.equal(_quantise_8bit(grid + 0.0009 / 255), levels)  # within the tolerance
+        for off in (
+            grid + 0.0011 / 255,  # just beyond it
+            torch.tensor([0.5, float("nan")]),
+            torch.tensor([2.0]),  # on the grid, but level 510
+            torch.tensor([-1 / 255]),
+        ):
+            assert _quantise_8bit(off.float()) is None, off
 
 
 def _noise_in_child(images, queue):

@@ -143,6 +143,13 @@ class TestNativeKernel:
         batched = torch.func.vmap(blur_pool2d)(torch.stack([x, tangent]))
         torch.testing.assert_close(batched, torch.stack([blur_pool2d(x), blur_pool2d(tangent)]))
 
+    def test_torch_export_records_pytorch_ops(self):
+        layer = BlurPool2d(3, "tri", 4)
+        x = torch.randn(2, 3, 16, 18)
+        exported = torch.export.export(layer, (x,))
+        assert any(node.target == torch.ops.aten.pad.default for node in exported.graph.nodes)
+        torch.testing.assert_close(exported.module()(x), layer(x))
+
     def test_jit_trace_records_pytorch_ops(self):
         layer = BlurPool2d(3, "binomial", 3)
         traced = torch.jit.trace(layer, torch.randn(1, 3, 16, 16))

@@ -36,6 +36,7 @@ CFLAGS = ("-O3", "-std=c99", "-fPIC", "-shared")
 # thread). In a PyTorch process the kernels share torch's OpenMP runtime: torch ships libgomp.so.1
 # and has loaded it, so the loader resolves the kernels' libgomp.so.1 to that copy.
 OPENMP_FLAGS = ("-fopenmp",)
+LIBS = ("-lm",)
 ENV_SWITCH = "TIMM_PUSHPULL_NATIVE"
 ENV_CACHE = "TIMM_PUSHPULL_CACHE"
 
@@ -87,7 +88,7 @@ def _build(name: str) -> Path | None:
         return None
     key = hashlib.sha256(
         source.read_bytes()
-        + repr((CFLAGS, OPENMP_FLAGS, sys.platform, platform.machine())).encode()
+        + repr((CFLAGS, OPENMP_FLAGS, LIBS, sys.platform, platform.machine())).encode()
     ).hexdigest()[:16]
     target = cache_dir() / f"{name}-{key}.so"
     if target.exists():
@@ -99,7 +100,7 @@ def _build(name: str) -> Path | None:
         fd, partial = tempfile.mkstemp(suffix=".so", dir=target.parent)
         os.close(fd)
         try:
-            command = [compiler, *CFLAGS, str(source), "-o", partial]
+            command = [compiler, *CFLAGS, str(source), "-o", partial, *LIBS]
             try:
                 _compile([*command, *OPENMP_FLAGS])
             except subprocess.CalledProcessError:

@@ -33,7 +33,9 @@ Faithfulness notes:
   views copies the neighbour pixel, ``x[h, w] = x[h + dy, w + dx]``, scanning from the bottom-right.
 * Outputs are float, not quantised to 8 bits as the released datasets are.
 * Shot noise on CPU images on the 8-bit grid draws Poisson by table inversion (exact up to float32
-  resolution; torch.poisson elsewhere).
+  resolution; torch.poisson elsewhere). The uniforms come from torch; the look-up runs in a small C
+  kernel where a C compiler is found (``timm_pushpull.native``), else as torch ops, with the same
+  results.
 * On grey images, colours (spatter, frost) become their luma; ``saturate`` is the identity and
   ``snow`` uses the image itself as its grey version.
 
@@ -45,6 +47,7 @@ so pass a different seed per batch (e.g. ``seed + batch_index``) when corrupting
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import io
 import math
@@ -58,6 +61,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .. import native
 from .frost import FROST_DIR_ENV, frost_textures
 
 __all__ = [
@@ -629,47 +633,96 @@ def _poisson_tables(
     return cdf.to(device), guide.to(device), bounds.to(device)
 
 
-def _poisson_8bit(levels: torch.Tensor, photons: float, g: torch.Generator) -> torch.Tensor:
-    """int32 Poisson(photons * levels / 255) draws for int32 ``levels`` in 0..255, by inversion,
-    k = min{k : F(k) > u}: the guide bucket of u settles k for most pixels; the rest (1-8 %)
-    bisect the k range their bucket spans. Exact up to the float32 resolution of u and F."""
+def _shot_noise_kernel():
+    lib = native.load("shot_noise")
+    if lib is not None and lib.poisson_8bit.argtypes is None:
+        pointer, c_int = ctypes.c_void_p, ctypes.c_int
+        lib.quantise_8bit.argtypes = [pointer, pointer, ctypes.c_long, ctypes.c_double, c_int]
+        lib.quantise_8bit.restype = c_int
+        lib.poisson_8bit.argtypes = [pointer, pointer, pointer, ctypes.c_long, pointer, c_int]
+        lib.poisson_8bit.argtypes += [pointer, pointer, c_int, ctypes.c_float, c_int]
+        lib.poisson_8bit.restype = None
+    return lib
+
+
+def _in_c(*tensors: torch.Tensor) -> bool:
+    return all(t.device.type == "cpu" and t.is_contiguous() for t in tensors)
+
+
+def _quantise_8bit(x: torch.Tensor) -> torch.Tensor | None:
+    """``round(255 x)`` as uint8 if every value of float32 ``x`` is within ``_GRID_TOLERANCE`` of
+    a level in 0..255, else None."""
+    kernel = _shot_noise_kernel()
+    if kernel is not None and _in_c(x) and x.dtype == torch.float32:
+        levels = torch.empty(x.shape, dtype=torch.uint8)
+        on_grid = kernel.quantise_8bit(
+            x.data_ptr(), levels.data_ptr(), x.numel(), _GRID_TOLERANCE, torch.get_num_threads()
+        )
+        return levels if on_grid else None
+    levels = x * 255
+    rounded = levels.round()
+    low, high = torch.aminmax(levels.sub_(rounded))
+    lowest, highest = torch.aminmax(rounded)
+    # compared as Python floats (doubles, like the C kernel) and written this way round, so that a
+    # NaN is off the grid too
+    errors_ok = -float(low) <= _GRID_TOLERANCE and float(high) <= _GRID_TOLERANCE
+    if errors_ok and float(lowest) >= 0 and float(highest) <= 255:
+        return rounded.to(torch.uint8)
+    return None
+
+
+def _poisson_8bit(levels: torch.Tensor, u_scaled: torch.Tensor, photons: float) -> torch.Tensor:
+    """Poisson(photons * levels / 255) draws divided by ``photons``, float32, for uint8 ``levels``,
+    by inversion, k = min{k : F(k) > u}, from float32 ``u_scaled`` = u * B uniform in [0, B).
+
+    The guide bucket of u settles k for most pixels; the rest (1-8 %) bisect the k range their
+    bucket spans. Exact up to the float32 resolution of u and F.
+    """
     cdf, guide, bounds = _poisson_tables(photons, levels.device)
-    levels = levels.reshape(-1)
-    # u * B, drawn scaled (exact, B is a power of 2): its integer part is the guide bucket
-    u_scaled = _uniform(levels.shape, 0, _GUIDE_BUCKETS, cdf, g)
-    out = guide.index_select(0, torch.add(u_scaled.int(), levels, alpha=_GUIDE_BUCKETS))
-    index = (out < 0).nonzero().squeeze(1)
+    kernel = _shot_noise_kernel()
+    if kernel is not None and _in_c(levels, u_scaled):
+        out = torch.empty(levels.shape)
+        kernel.poisson_8bit(
+            levels.data_ptr(), u_scaled.data_ptr(), out.data_ptr(), levels.numel(),
+            cdf.data_ptr(), cdf.shape[1], guide.data_ptr(), bounds.data_ptr(), _GUIDE_BUCKETS,
+            photons, torch.get_num_threads(),
+        )  # fmt: skip
+        return out
+    u_scaled = u_scaled.reshape(-1)
+    # uniform_(0, B) rounds its largest draws up to B itself: they belong to the last bucket
+    buckets = u_scaled.int().clamp_(max=_GUIDE_BUCKETS - 1)
+    counts = guide.index_select(0, torch.add(buckets, levels.reshape(-1), alpha=_GUIDE_BUCKETS))
+    index = (counts < 0).nonzero().squeeze(1)
     if index.numel():
-        lo, hi = bounds[(-1 - out[index]).long()].long().unbind(1)
+        lo, hi = bounds[(-1 - counts[index]).long()].long().unbind(1)
         u = u_scaled[index] / _GUIDE_BUCKETS
-        row = levels[index].long() * cdf.shape[1]
+        row = levels.reshape(-1)[index].long() * cdf.shape[1]
         cdf = cdf.view(-1)
         for step in range(64):  # a bisection halves the widest range each step
             mid = (lo + hi) // 2
             above = cdf[row + mid] > u
             hi = torch.where(above, mid, hi)
-            lo = torch.where(above, lo, mid + 1)
+            # minimum: ranges already closed stay closed (u = 1 is above every F, even F(hi))
+            lo = torch.where(above, lo, torch.minimum(mid + 1, hi))
             if step == 0:  # most ranges hold one crossing and are done now: set them aside
                 done = lo == hi
-                out[index[done]] = lo[done].int()
+                counts[index[done]] = lo[done].int()
                 keep = (~done).nonzero().squeeze(1)
                 index, lo, hi, u, row = (t[keep] for t in (index, lo, hi, u, row))
             if not index.numel() or bool((lo == hi).all()):
                 break
-        out[index] = lo.int()
-    return out
+        counts[index] = lo.int()
+    return torch.div(counts, photons).view(levels.shape)
 
 
 def _shot_noise(x: torch.Tensor, photons: float, g: torch.Generator) -> torch.Tensor:
     # torch.poisson is a per-element rejection sampler on the CPU, no faster than NumPy's; images
-    # on the 8-bit grid (all decoded data sets) take table inversion instead, 3x faster (BENCHMARKS.md).
+    # on the 8-bit grid (all decoded data sets) take table inversion instead, in C where a
+    # compiler is found (timm_pushpull.native), else in torch ops (BENCHMARKS.md)
     if x.device.type == "cpu":
-        levels = x * 255
-        rounded = levels.round()
-        low, high = torch.aminmax(levels.sub_(rounded))
-        if max(-float(low), float(high)) <= _GRID_TOLERANCE:
-            counts = _poisson_8bit(rounded.int(), photons, g)
-            return torch.div(counts, photons).view(x.shape)
+        levels = _quantise_8bit(x)
+        if levels is not None:
+            return _poisson_8bit(levels, _uniform(x.shape, 0, _GUIDE_BUCKETS, x, g), photons)
     return torch.poisson(x * photons, generator=g) / photons
 
 
