@@ -23,6 +23,7 @@ from timm_pushpull.robustness.corruptions import (
     _poisson_8bit,
     _poisson_tables,
     _quantise_8bit,
+    _randn,
     _uniform,
     corrupt,
     motion_blur2d,
@@ -199,6 +200,21 @@ def test_shot_noise_c_kernel_equals_the_torch_ops(shape, offset):
             assert torch.equal(in_c, in_torch)
 
 
+@pytest.mark.skipif(native.find_compiler() is None, reason="no C compiler for the frost kernel")
+@pytest.mark.parametrize("shape", [(3, 3, 33, 31), (2, 3, 8, 8)])
+def test_frost_c_kernel_matches_the_torch_ops(shape):
+    images = smooth_images(shape)
+    assert native.load("frost") is not None
+    for severity in (1, 5):
+        for scale in ("cifar", "imagenet"):
+            in_c = corrupt(images, "frost", severity, scale=scale, seed=severity)
+            with native.native_kernels(False):
+                in_torch = corrupt(images, "frost", severity, scale=scale, seed=severity)
+            # the same crops; the two may round the last bit differently
+            torch.testing.assert_close(in_c, in_torch, rtol=0, atol=3e-7)
+            assert not torch.equal(in_c, images)
+
+
 @pytest.mark.parametrize("use_native", [True, False])
 def test_quantise_8bit(use_native):
     levels = torch.arange(256, dtype=torch.uint8)
@@ -234,6 +250,45 @@ def test_large_noise_draws_are_chunked_and_fork_safe():
     child.join(timeout=60)
     assert child.exitcode == 0
     np.testing.assert_array_equal(out, expected.numpy())
+
+
+@pytest.mark.parametrize("use_native", [True, False])
+def test_large_draws_fit_their_distributions(use_native):
+    # above _RANDOM_CHUNK values: the chunked path (the C kernel, or torch generators on threads);
+    # the same goodness-of-fit tests must reject a slightly wrong distribution (they can fail)
+    from scipy import stats
+
+    target = torch.empty(600_000)
+    with native.native_kernels(use_native):
+        normal = _randn(target, torch.Generator().manual_seed(1)).double().numpy()
+        uniform = _uniform(target.shape, -2, 6, target, torch.Generator().manual_seed(2))
+    assert stats.kstest(normal, "norm").pvalue > 1e-4
+    assert stats.kstest(normal, "norm", args=(0.01, 1.0)).pvalue < 1e-4
+    assert stats.kstest(normal * 1.02, "norm").pvalue < 1e-4
+    # the tails: P(|z| > 3) = 0.0027, P(|z| > 4) = 6.3e-5 (Poisson counts, 5 sigma)
+    for z in (3.0, 4.0):
+        expected = 2 * stats.norm.sf(z) * len(normal)
+        assert abs((np.abs(normal) > z).sum() - expected) < 5 * math.sqrt(expected), z
+    u = uniform.double().numpy()
+    assert -2 <= u.min() and u.max() < 6
+    assert stats.kstest(u, "uniform", args=(-2, 8)).pvalue > 1e-4
+    assert stats.kstest(u, "uniform", args=(-2, 8.05)).pvalue < 1e-4
+
+
+def test_large_draws_do_not_depend_on_the_thread_count():
+    target = torch.empty(700_000)
+    threads = torch.get_num_threads()
+    draws = []
+    try:
+        for count in (1, 2, 3):
+            torch.set_num_threads(count)
+            draws.append(_randn(target, torch.Generator().manual_seed(5)))
+            draws.append(_uniform(target.shape, 0, 1, target, torch.Generator().manual_seed(5)))
+    finally:
+        torch.set_num_threads(threads)
+    for later in range(2, len(draws)):
+        assert torch.equal(draws[later], draws[later % 2])
+    assert not torch.equal(draws[0], _randn(target, torch.Generator().manual_seed(6)))
 
 
 def test_gaussian_blur_matches_scipy():

@@ -1,10 +1,12 @@
 """C kernels for the CPU, compiled on first use with the system C compiler and loaded with ctypes.
 
-Why: eager PyTorch has no fused op for some of our hot spots. Blur-pool is a padded copy plus a
-depthwise convolution in PyTorch (timm's and kornia's too); one pass in C measured 2-3x faster
-than the fastest of them (BENCHMARKS.md). ``torch.compile`` fuses it as well, but costs seconds
-per input shape. The kernels (``csrc/``) are plain C99 without PyTorch headers, so they build in
-under a second with any C compiler and do not depend on torch's C++ ABI. Like the CPU kernels of
+Why: eager PyTorch has no fused op for some of our CPU hot spots, and each op it chains costs a
+pass over memory. Blur-pool is a padded copy plus a depthwise convolution in PyTorch (timm's and
+kornia's too); one pass in C measured 2.3-4x faster than the fastest of them. The robustness
+benchmark's noise draws, shot-noise Poisson look-up and frost blend measured 2-3x faster in C
+(BENCHMARKS.md). ``torch.compile`` fuses such code as well, but costs seconds per input shape.
+The kernels (``csrc/``) are plain C99 without PyTorch headers, so they build in under a second
+with any C compiler and do not depend on torch's C++ ABI. Like the CPU kernels of
 torch.compile's inductor, they are built on the user's machine, here once per source version,
 cached under ``$TIMM_PUSHPULL_CACHE`` (default ``~/.cache/timm_pushpull``).
 
@@ -27,7 +29,7 @@ import sys
 import tempfile
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 SOURCE_DIR = Path(__file__).parent / "csrc"
@@ -145,3 +147,16 @@ def load(name: str) -> ctypes.CDLL | None:
             if name not in _libraries:
                 _libraries[name] = _open(_build(name))
     return _libraries[name]
+
+
+def function(
+    name: str, symbol: str, argtypes: list, restype: type | None = None
+) -> Callable | None:
+    """``symbol`` of ``load(name)`` with its ctypes signature set; None where ``load`` gives None."""
+    library = load(name)
+    if library is None:
+        return None
+    kernel = getattr(library, symbol)
+    if kernel.argtypes is None:
+        kernel.argtypes, kernel.restype = argtypes, restype
+    return kernel

@@ -41,6 +41,10 @@ PAD_MODES = ("reflect", "replicate", "zero", "circular")
 _FILTER_ALIASES = {"bin": "binomial", "binomial": "binomial", "rect": "rect", "tri": "tri"}
 MAX_FILTER_SIZE = 7
 MATRIX_MAX_SIZE = 32  # largest map side blurred by matrix products (see module docstring)
+# ctypes signature of blur_pool_float in csrc/blur_pool.c
+_KERNEL_SIGNATURE = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long] + [ctypes.c_int] * 4
+_KERNEL_SIGNATURE += [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
+_KERNEL_SIGNATURE += [ctypes.c_void_p, ctypes.c_int]
 
 
 def blur_taps(filter_type: str = "binomial", filter_size: int = 3) -> tuple[float, ...]:
@@ -152,16 +156,7 @@ def _taps_tensor(taps: tuple[float, ...]) -> Tensor:
 
 
 def _native_kernel():
-    lib = native.load("blur_pool")
-    if lib is None:
-        return None
-    kernel = lib.blur_pool_float
-    if kernel.argtypes is None:
-        pointer, c_int = ctypes.c_void_p, ctypes.c_int
-        kernel.argtypes = [pointer, pointer, ctypes.c_long] + [c_int] * 4
-        kernel.argtypes += [pointer, c_int, c_int, pointer, pointer, c_int]
-        kernel.restype = c_int
-    return kernel
+    return native.function("blur_pool", "blur_pool_float", _KERNEL_SIGNATURE, ctypes.c_int)
 
 
 def _has_storage(x: Tensor) -> bool:

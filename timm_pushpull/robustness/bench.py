@@ -30,7 +30,7 @@ from scipy.ndimage import zoom as scipy_zoom
 from skimage.filters import gaussian
 
 from .. import native
-from .corruptions import ALL_CORRUPTIONS, SEVERITY_PARAMS, corrupt
+from .corruptions import _RANDOM_CHUNK, ALL_CORRUPTIONS, SEVERITY_PARAMS, corrupt
 from .frost import frost_textures
 
 __all__ = ["format_table", "main", "run"]
@@ -41,10 +41,20 @@ _IMPLEMENTATION["jpeg_compression"] = "Pillow per image"
 _IMPLEMENTATION["spatter"] = "torch + OpenCV per image"
 
 
-def _implementation(name: str, device: str) -> str:
-    if name == "shot_noise" and device == "cpu" and native.load("shot_noise") is not None:
-        return "torch draws + C kernel, batched"
-    return _IMPLEMENTATION[name]
+# Corruptions whose large CPU draws come from the C kernel of csrc/random.c where it builds.
+_C_DRAWS = ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise", "elastic_transform")
+
+
+def _implementation(name: str, images: torch.Tensor) -> str:
+    if name == "frost" and images.device.type == "cpu" and native.load("frost") is not None:
+        return "C kernel, batched"
+    if images.device.type != "cpu" or name not in _C_DRAWS or native.load("random") is None:
+        return _IMPLEMENTATION[name]
+    if images.numel() <= _RANDOM_CHUNK:  # small draws stay with torch's generator
+        return _IMPLEMENTATION[name]
+    if name == "shot_noise" and native.load("shot_noise") is not None:
+        return "C draws + C kernel, batched"
+    return "C draws + torch, batched"
 
 
 # --------------------------------------------------------------------------------------------
@@ -399,7 +409,7 @@ def run(
         numpy_s = statistics.median(n for _, n in rounds)
         row = {
             "name": name,
-            "implementation": _implementation(name, device),
+            "implementation": _implementation(name, images),
             "torch_s": torch_s,
             "numpy_s": numpy_s,
             "speedup": numpy_s / torch_s,

@@ -18,7 +18,10 @@ the scripts' 32 (CIFAR) or 256 (ImageNet) pixels.
 Noise, blurs (gaussian, defocus, motion, zoom, glass), brightness, contrast, saturate, pixelate,
 elastic, fog, snow and frost are torch ops on the whole batch. JPEG goes through Pillow per image,
 as in the scripts; the water drops of ``spatter`` (severities 1-3) use OpenCV's Canny, distance
-transform and histogram equalisation per image on the CPU.
+transform and histogram equalisation per image on the CPU. On the CPU, three hot spots run in small
+C kernels where a C compiler is found (``timm_pushpull.native``, ``csrc/``): large random draws,
+the shot-noise Poisson look-up and the frost blend. Eager torch ops cost a pass over memory each
+and bound these corruptions on the CPU; the torch forms stay for GPUs and as the fallback.
 
 Why not ``imagecorruptions``: version 1.1.2 fails to import without ``pkg_resources``, and on
 current NumPy / scikit-image glass blur and gaussian blur raise (``multichannel``) and fog raises
@@ -40,9 +43,12 @@ Faithfulness notes:
   ``snow`` uses the image itself as its grey version.
 
 Randomness comes from one ``torch.Generator`` seeded with ``seed`` on the images' device: the same
-seed on the same device gives identical outputs (large CPU draws come in fixed chunks from
-generators seeded by it, filled on all threads; the thread count does not change them). Draws depend on an image's position in the batch,
-so pass a different seed per batch (e.g. ``seed + batch_index``) when corrupting a data set.
+seed on the same device gives identical outputs. Large CPU draws (over 2^18 values) come in fixed
+chunks from generators seeded by it, filled on all threads, so the thread count does not change
+them; they come from the C kernel of ``csrc/random.c`` where a C compiler is found and from torch
+generators where not, so those two set-ups draw different (equally distributed) noise for a seed.
+Draws depend on an image's position in the batch, so pass a different seed per batch (e.g.
+``seed + batch_index``) when corrupting a data set.
 """
 
 from __future__ import annotations
@@ -551,6 +557,15 @@ def water_spatter(x: torch.Tensor, liquid: torch.Tensor, strength: float) -> tor
 
 
 _RANDOM_CHUNK = 1 << 18  # elements per generator when filling large CPU tensors
+# ctypes signatures of the C kernels in csrc/
+_POINTER, _LONG, _INT, _FLOAT, _DOUBLE = (
+    ctypes.c_void_p, ctypes.c_long, ctypes.c_int, ctypes.c_float, ctypes.c_double,
+)  # fmt: skip
+_RANDOM_SIGNATURE = [_POINTER, _LONG, _LONG, _POINTER, _INT, _DOUBLE, _DOUBLE, _INT]
+_QUANTISE_SIGNATURE = [_POINTER, _POINTER, _LONG, _DOUBLE, _INT]
+_POISSON_SIGNATURE = [_POINTER] * 3 + [_LONG, _POINTER, _INT, _POINTER, _POINTER]
+_POISSON_SIGNATURE += [_INT, _FLOAT, _INT]
+_FROST_SIGNATURE = [_POINTER] * 4 + [_LONG, _INT, _INT, _LONG, _FLOAT, _FLOAT, _INT]
 
 
 @functools.cache
@@ -564,10 +579,11 @@ def _fill_random(
 ) -> torch.Tensor:
     """Fill ``out`` in place with standard ``"normal"`` or ``"uniform"`` [low, high) draws.
 
-    torch's CPU samplers run on one thread, which bounds the noise corruptions; large CPU tensors
-    are filled in fixed chunks of ``_RANDOM_CHUNK`` elements, each from a generator seeded by
-    ``g``, on torch's intra-op thread count. The chunks are fixed, so the draws do not depend on
-    the number of threads.
+    torch's CPU samplers run on one thread, which bounds the noise corruptions. Large CPU tensors
+    are filled in fixed chunks of ``_RANDOM_CHUNK`` elements, each from its own generator seeded
+    by ``g``, so the draws do not depend on the number of threads: by the C kernel of
+    ``csrc/random.c`` (xoshiro256** and a ziggurat, about 2x faster here) where a compiler is
+    found, else by torch generators on a thread pool.
     """
 
     def fill(target: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -577,9 +593,17 @@ def _fill_random(
 
     if out.device.type != "cpu" or out.numel() <= _RANDOM_CHUNK:
         return fill(out, g)
+    num_chunks = -(-out.numel() // _RANDOM_CHUNK)
+    seeds = torch.randint(2**62, (num_chunks,), generator=g)
+    kernel = native.function("random", "fill_random", _RANDOM_SIGNATURE)
+    if kernel is not None and out.dtype == torch.float32 and out.is_contiguous():
+        kernel(
+            out.data_ptr(), out.numel(), _RANDOM_CHUNK, seeds.data_ptr(),
+            distribution == "normal", low, high, torch.get_num_threads(),
+        )  # fmt: skip
+        return out
+    generators = [torch.Generator().manual_seed(seed) for seed in seeds.tolist()]
     chunks = out.view(-1).split(_RANDOM_CHUNK)
-    seeds = torch.randint(2**62, (len(chunks),), generator=g).tolist()
-    generators = [torch.Generator().manual_seed(seed) for seed in seeds]
     list(_random_pool(torch.get_num_threads(), os.getpid()).map(fill, chunks, generators))
     return out
 
@@ -633,18 +657,6 @@ def _poisson_tables(
     return cdf.to(device), guide.to(device), bounds.to(device)
 
 
-def _shot_noise_kernel():
-    lib = native.load("shot_noise")
-    if lib is not None and lib.poisson_8bit.argtypes is None:
-        pointer, c_int = ctypes.c_void_p, ctypes.c_int
-        lib.quantise_8bit.argtypes = [pointer, pointer, ctypes.c_long, ctypes.c_double, c_int]
-        lib.quantise_8bit.restype = c_int
-        lib.poisson_8bit.argtypes = [pointer, pointer, pointer, ctypes.c_long, pointer, c_int]
-        lib.poisson_8bit.argtypes += [pointer, pointer, c_int, ctypes.c_float, c_int]
-        lib.poisson_8bit.restype = None
-    return lib
-
-
 def _in_c(*tensors: torch.Tensor) -> bool:
     return all(t.device.type == "cpu" and t.is_contiguous() for t in tensors)
 
@@ -652,10 +664,10 @@ def _in_c(*tensors: torch.Tensor) -> bool:
 def _quantise_8bit(x: torch.Tensor) -> torch.Tensor | None:
     """``round(255 x)`` as uint8 if every value of float32 ``x`` is within ``_GRID_TOLERANCE`` of
     a level in 0..255, else None."""
-    kernel = _shot_noise_kernel()
+    kernel = native.function("shot_noise", "quantise_8bit", _QUANTISE_SIGNATURE, _INT)
     if kernel is not None and _in_c(x) and x.dtype == torch.float32:
         levels = torch.empty(x.shape, dtype=torch.uint8)
-        on_grid = kernel.quantise_8bit(
+        on_grid = kernel(
             x.data_ptr(), levels.data_ptr(), x.numel(), _GRID_TOLERANCE, torch.get_num_threads()
         )
         return levels if on_grid else None
@@ -679,10 +691,10 @@ def _poisson_8bit(levels: torch.Tensor, u_scaled: torch.Tensor, photons: float) 
     bucket spans. Exact up to the float32 resolution of u and F.
     """
     cdf, guide, bounds = _poisson_tables(photons, levels.device)
-    kernel = _shot_noise_kernel()
+    kernel = native.function("shot_noise", "poisson_8bit", _POISSON_SIGNATURE)
     if kernel is not None and _in_c(levels, u_scaled):
         out = torch.empty(levels.shape)
-        kernel.poisson_8bit(
+        kernel(
             levels.data_ptr(), u_scaled.data_ptr(), out.data_ptr(), levels.numel(),
             cdf.data_ptr(), cdf.shape[1], guide.data_ptr(), bounds.data_ptr(), _GUIDE_BUCKETS,
             photons, torch.get_num_threads(),
@@ -854,10 +866,20 @@ def _frost(x: torch.Tensor, params: tuple, g: torch.Generator) -> torch.Tensor:
     # like np.random.randint(0, side - size): a start strictly below the free room
     room = (shapes[choice] - torch.tensor([height, width], device=x.device)).clamp_min(1)
     start = (torch.rand(batch, 2, generator=g, device=x.device) * room).long()
+    _, stack_h, stack_w, _ = stack.shape
+    kernel = native.function("frost", "frost_blend", _FROST_SIGNATURE)
+    if kernel is not None and channels == 3 and _in_c(x) and x.dtype == torch.float32:
+        # crop corners as rows of the [N * H_max * W_max, 3] texture table
+        origin = (choice * stack_h + start[:, 0]) * stack_w + start[:, 1]
+        out = torch.empty_like(x)
+        kernel(
+            x.data_ptr(), stack.data_ptr(), origin.data_ptr(), out.data_ptr(), batch, height,
+            width, stack_w, frost_weight / image_weight, image_weight, torch.get_num_threads(),
+        )  # fmt: skip
+        return out
     rows = start[:, :1] + torch.arange(height, device=x.device)
     cols = start[:, 1:] + torch.arange(width, device=x.device)
     # crops as rows of a [N * H_max * W_max, 3] table: index_select beats 3-index gathering
-    _, stack_h, stack_w, _ = stack.shape
     pixel = (choice.view(-1, 1, 1) * stack_h + rows.unsqueeze(2)) * stack_w + cols.unsqueeze(1)
     frost = stack.view(-1, 3).index_select(0, pixel.flatten())
     frost = frost.view(batch, height, width, 3).permute(0, 3, 1, 2)
