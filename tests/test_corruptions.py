@@ -183,36 +183,40 @@ def test_shot_noise_takes_the_table_sampler_on_8bit_images():
     torch.testing.assert_close(corrupt(images, "shot_noise", 1, seed=3), expected.clamp(0, 1))
 
 
-@pytest.mark.skipif(
-    native.find_compiler() is None, reason="no C compiler for the shot-noise kernel"
+requires_compiler = pytest.mark.skipif(
+    native.find_compiler() is None, reason="no C compiler for the corruption kernels"
 )
+
+
+def _with_and_without_kernels(images, name):
+    """(C kernels, torch ops only) outputs of ``name`` at severities 1 and 5 of both scales."""
+    assert native.load(name) is not None
+    for severity in (1, 5):
+        for scale in ("cifar", "imagenet"):
+            in_c = corrupt(images, name, severity, scale=scale, seed=severity)
+            with native.native_kernels(False):
+                in_torch = corrupt(images, name, severity, scale=scale, seed=severity)
+            yield in_c, in_torch
+
+
+@requires_compiler
 @pytest.mark.parametrize("shape", [(3, 3, 33, 31), (2, 1, 8, 8)])
 @pytest.mark.parametrize("offset", [0.0, 0.004])  # on the 8-bit grid; 1 level off it
 def test_shot_noise_c_kernel_equals_the_torch_ops(shape, offset):
     levels = torch.randint(0, 256, shape, generator=torch.Generator().manual_seed(1))
     images = (levels / 255 + offset / 255).clamp(0, 1)
-    assert native.load("shot_noise") is not None
-    for severity in (1, 5):
-        for scale in ("cifar", "imagenet"):
-            in_c = corrupt(images, "shot_noise", severity, scale=scale, seed=severity)
-            with native.native_kernels(False):
-                in_torch = corrupt(images, "shot_noise", severity, scale=scale, seed=severity)
-            assert torch.equal(in_c, in_torch)
+    for in_c, in_torch in _with_and_without_kernels(images, "shot_noise"):
+        assert torch.equal(in_c, in_torch)
 
 
-@pytest.mark.skipif(native.find_compiler() is None, reason="no C compiler for the frost kernel")
+@requires_compiler
 @pytest.mark.parametrize("shape", [(3, 3, 33, 31), (2, 3, 8, 8)])
 def test_frost_c_kernel_matches_the_torch_ops(shape):
     images = smooth_images(shape)
-    assert native.load("frost") is not None
-    for severity in (1, 5):
-        for scale in ("cifar", "imagenet"):
-            in_c = corrupt(images, "frost", severity, scale=scale, seed=severity)
-            with native.native_kernels(False):
-                in_torch = corrupt(images, "frost", severity, scale=scale, seed=severity)
-            # the same crops; the two may round the last bit differently
-            torch.testing.assert_close(in_c, in_torch, rtol=0, atol=3e-7)
-            assert not torch.equal(in_c, images)
+    for in_c, in_torch in _with_and_without_kernels(images, "frost"):
+        # the same crops; the two may round the last bit differently
+        torch.testing.assert_close(in_c, in_torch, rtol=0, atol=3e-7)
+        assert not torch.equal(in_c, images)
 
 
 @pytest.mark.parametrize("use_native", [True, False])
