@@ -657,7 +657,7 @@ def _poisson_tables(
     return cdf.to(device), guide.to(device), bounds.to(device)
 
 
-def _in_c(*tensors: torch.Tensor) -> bool:
+def _contiguous_on_cpu(*tensors: torch.Tensor) -> bool:
     return all(t.device.type == "cpu" and t.is_contiguous() for t in tensors)
 
 
@@ -665,7 +665,7 @@ def _quantise_8bit(x: torch.Tensor) -> torch.Tensor | None:
     """``round(255 x)`` as uint8 if every value of float32 ``x`` is within ``_GRID_TOLERANCE`` of
     a level in 0..255, else None."""
     kernel = native.function("shot_noise", "quantise_8bit", _QUANTISE_SIGNATURE, _INT)
-    if kernel is not None and _in_c(x) and x.dtype == torch.float32:
+    if kernel is not None and _contiguous_on_cpu(x) and x.dtype == torch.float32:
         levels = torch.empty(x.shape, dtype=torch.uint8)
         on_grid = kernel(
             x.data_ptr(), levels.data_ptr(), x.numel(), _GRID_TOLERANCE, torch.get_num_threads()
@@ -692,7 +692,7 @@ def _poisson_8bit(levels: torch.Tensor, u_scaled: torch.Tensor, photons: float) 
     """
     cdf, guide, bounds = _poisson_tables(photons, levels.device)
     kernel = native.function("shot_noise", "poisson_8bit", _POISSON_SIGNATURE)
-    if kernel is not None and _in_c(levels, u_scaled):
+    if kernel is not None and _contiguous_on_cpu(levels, u_scaled):
         out = torch.empty(levels.shape)
         kernel(
             levels.data_ptr(), u_scaled.data_ptr(), out.data_ptr(), levels.numel(),
@@ -868,7 +868,7 @@ def _frost(x: torch.Tensor, params: tuple, g: torch.Generator) -> torch.Tensor:
     start = (torch.rand(batch, 2, generator=g, device=x.device) * room).long()
     _, stack_h, stack_w, _ = stack.shape
     kernel = native.function("frost", "frost_blend", _FROST_SIGNATURE)
-    if kernel is not None and channels == 3 and _in_c(x) and x.dtype == torch.float32:
+    if kernel is not None and channels == 3 and _contiguous_on_cpu(x) and x.dtype == torch.float32:
         # crop corners as rows of the [N * H_max * W_max, 3] texture table
         origin = (choice * stack_h + start[:, 0]) * stack_w + start[:, 1]
         out = torch.empty_like(x)
