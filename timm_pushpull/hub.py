@@ -458,6 +458,8 @@ class RobustnessResults:
     relative_mce: float | None = None
     mce_corruptions: list[str] = field(default_factory=list)
     mce_complete: bool = True
+    relative_mce_corruptions: list[str] = field(default_factory=list)
+    relative_mce_complete: bool = True
     ce_baseline: str | None = None
     mfr: float | None = None
     flip_baseline: str | None = None
@@ -509,6 +511,8 @@ def official_results(
         relative_mce=summary["relative_mce"],
         mce_corruptions=summary["mce_corruptions"],
         mce_complete=summary["mce_complete"],
+        relative_mce_corruptions=summary["relative_mce_corruptions"],
+        relative_mce_complete=summary["relative_mce_complete"],
         ce_baseline=ALEXNET_CIFAR10_C.source,
         source_name="Strisciuglio et al. 2020, released results",
         source_url=ORIGIN_URL,
@@ -525,32 +529,34 @@ def official_results(
 
 
 def evaluation_results(path: Path) -> RobustnessResults:
-    """The results.json of ``timm-pushpull evaluate`` (schema in :mod:`.robustness.evaluate`)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"results {path} is not a readable results.json: {error}") from error
-    if not isinstance(data, dict) or data.get("schema") != "timm-pushpull-robustness":
-        raise ValueError(f"results {path} is not a results.json of `timm-pushpull evaluate`")
-    summary = data.get("summary") or {}
-    baseline = (data.get("baseline") or {}).get("source")
+    """The results.json of ``timm-pushpull evaluate`` (format: :mod:`.robustness.results`)."""
+    from .robustness.results import load_results
+
+    data = load_results(path)
+    summary = data["summary"] or {}
+    baseline = (data["baseline"] or {}).get("source")
     return RobustnessResults(
-        clean_error=data.get("clean_error"),
-        corruption_errors={
-            k: list(v["errors"]) for k, v in (data.get("corruptions") or {}).items()
-        },
+        clean_error=data["clean_error"],
+        corruption_errors={k: list(v["errors"]) for k, v in data["corruptions"].items()},
         flip_probabilities={
-            k: float(v["flip_probability"]) for k, v in (data.get("perturbations") or {}).items()
+            k: float(v["flip_probability"]) for k, v in data["perturbations"].items()
         },
         mce=summary.get("mce"),
         relative_mce=summary.get("relative_mce"),
         mce_corruptions=list(summary.get("mce_corruptions") or []),
-        mce_complete=bool(summary.get("mce_complete", True)),
+        mce_complete=bool(summary.get("mce_complete", False)),
+        # version 1 files have no flag of their own: the mCE's
+        relative_mce_corruptions=list(
+            summary.get("relative_mce_corruptions", summary.get("mce_corruptions")) or []
+        ),
+        relative_mce_complete=bool(
+            summary.get("relative_mce_complete", summary.get("mce_complete", False))
+        ),
         ce_baseline=baseline if summary.get("mce") is not None else None,
         mfr=summary.get("mfr"),
         flip_baseline=baseline if summary.get("mfr") is not None else None,
         mean_flip_probability=summary.get("mean_flip_probability"),
-        shift_consistency=(data.get("shift") or {}).get("consistency"),
+        shift_consistency=(data["shift"] or {}).get("consistency"),
     )
 
 
@@ -645,19 +651,20 @@ def _percent(value: float | None) -> float | None:
 def _summary_rows(results: RobustnessResults, dataset: DatasetInfo) -> list[dict[str, Any]]:
     """(metric, value, definition, model-index fields) for every result the card shows."""
     flips = len(results.flip_probabilities)
-    partial = (
-        ""
-        if results.mce_complete
-        else " (not all the baseline's: not comparable with published mCEs)"
-    )
+
+    def partial(complete: bool) -> str:
+        return "" if complete else " (not all the baseline's: not comparable with published ones)"
+
     candidates = [
         ("Clean error (%)", "error", results.clean_error, dataset.name,
          f"top-1 error on the {dataset.name} test set"),
         ("mCE (%)", "mCE", results.mce, dataset.corrupted,
          f"mean over {len(results.mce_corruptions)} corruptions of the corruption error, "
-         f"normalised by {results.ce_baseline}{partial}"),
+         f"normalised by {results.ce_baseline}{partial(results.mce_complete)}"),
         ("Relative mCE (%)", "relative_mCE", results.relative_mce, dataset.corrupted,
-         "mean relative corruption error (degradation from clean), same baseline"),
+         f"mean over {len(results.relative_mce_corruptions)} corruptions of the relative "
+         f"corruption error (degradation from clean), same baseline"
+         f"{partial(results.relative_mce_complete)}"),
         ("mFR (%)", "mFR", results.mfr, dataset.perturbed,
          f"mean flip rate: flip probability normalised by {results.flip_baseline}"),
         ("Mean flip probability (%)", "mean_flip_probability", results.mean_flip_probability,

@@ -20,11 +20,12 @@ baseline too, see :func:`get_baseline`.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .results import RESULTS_FILE, load_results, severities, validate_results
 
 __all__ = [
     "Baseline",
@@ -44,8 +45,8 @@ _STANDARD_15 = (
 class Baseline:
     """Errors (fractions) of a reference model.
 
-    ``corruption_errors[name]`` is a tuple of errors per severity 1..5, or one float when only
-    the mean over severities is published. ``mce_corruptions`` are the corruptions whose CEs the
+    ``corruption_errors[name]`` is a tuple of errors, one per severity of ``severities``, or one
+    float when only the mean over all five severities is published. ``mce_corruptions`` are the corruptions whose CEs the
     mCE averages.
     """
 
@@ -65,11 +66,13 @@ class Baseline:
         }
 
     def to_dict(self) -> dict:
-        """The baseline as stored in results.json (``corruption_errors``: means over severities)."""
+        """The baseline as stored in results.json (``corruption_errors``: means over its
+        ``severities``)."""
         return {
             "name": self.name,
             "source": self.source,
             "clean_error": self.clean_error,
+            "severities": list(self.severities),
             "corruption_errors": self.mean_errors(),
             "flip_probabilities": dict(self.flip_probabilities),
         }
@@ -129,16 +132,12 @@ def get_baseline(spec: str | Path | Baseline | Mapping | None) -> Baseline | Non
     if spec is None or isinstance(spec, Baseline):
         return spec
     if isinstance(spec, Mapping):
-        return _from_results(spec, name=str(spec.get("model", "results")))
+        return _from_results(validate_results(spec, "baseline results"))
     if str(spec) in BUILTIN_BASELINES:
         return BUILTIN_BASELINES[str(spec)]
     path = Path(spec)
-    if path.is_file():
-        try:
-            results = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ValueError(f"baseline {path} is not a results.json file: {error}") from error
-        return _from_results(results, name=str(results.get("model", path.stem)))
+    if path.is_file() or (path / RESULTS_FILE).is_file():
+        return _from_results(load_results(path))
     if path.is_dir() and (path / "C_details.txt").is_file():
         results = read_official_results(path)
         return Baseline(
@@ -150,22 +149,22 @@ def get_baseline(spec: str | Path | Baseline | Mapping | None) -> Baseline | Non
             mce_corruptions=tuple(results["corruptions"]),
         )
     raise ValueError(
-        f"baseline must be one of {sorted(BUILTIN_BASELINES)}, a results.json file or a folder with "
-        f"C_details.txt; got {spec!r}"
+        f"baseline must be one of {sorted(BUILTIN_BASELINES)}, a results.json file (or a folder "
+        f"with one) or a folder with C_details.txt; got {spec!r}"
     )
 
 
-def _from_results(results: Mapping, name: str) -> Baseline:
-    corruptions = results.get("corruptions") or {}
-    perturbations = results.get("perturbations") or {}
+def _from_results(results: Mapping) -> Baseline:
+    """A validated results.json as a baseline: its errors on the severities it was evaluated on."""
+    corruptions, perturbations = results["corruptions"], results["perturbations"]
     return Baseline(
-        name=name,
+        name=str(results.get("model", "results")),
         source="results.json of timm-pushpull evaluate",
-        clean_error=results.get("clean_error"),
+        clean_error=results["clean_error"],
         corruption_errors={k: tuple(v["errors"]) for k, v in corruptions.items()},
         flip_probabilities={k: v["flip_probability"] for k, v in perturbations.items()},
         mce_corruptions=tuple(corruptions),
-        severities=tuple(results.get("severities", (1, 2, 3, 4, 5))),
+        severities=tuple(severities(results)),
     )
 
 

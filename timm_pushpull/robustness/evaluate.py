@@ -13,48 +13,28 @@ Suites:
   (Strisciuglio, Lopez-Antequera & Petkov, "A push-pull layer improves robustness of
   convolutional neural networks", 2019).
 
-Images are corrupted in [0, 1] and normalised with the model's mean/std afterwards. Results go to
-``OUT/results.json`` after every finished corruption / perturbation / sweep (written to a temporary
-file, then renamed over the old one), so an interrupted run loses at most the unit in progress and a
-rerun with the same settings skips what is done. A rerun with other settings stops with an error
-instead of mixing or overwriting results.
+Images are corrupted in [0, 1] and normalised with the model's mean/std afterwards. Random draws
+(generated corruptions, perturbation sequences, shifts, noise sweeps) are seeded per block of
+:data:`NOISE_BLOCK` consecutive images by the position of the block's first image
+(:func:`noise_seed`), so they do not depend on the batch size, and a process that evaluates a
+shard of whole blocks draws what a single process draws for them.
 
-results.json (error rates and probabilities are fractions in [0, 1]; CE, rCE, FR are ratios where
-1.0 = the baseline; reports print them in %)::
-
-    {
-      "schema": "timm-pushpull-robustness", "version": 1,
-      "model": "resnet20_pp", "checkpoint": null | "path",
-      "n_images": 10000, "seed": 0,
-      "settings": {"datasets": {"clean": ..., "c": ..., "p": ...}, "scale": "cifar", "seed": 0,
-                   "n_images": 10000, "severities": [1, 2, 3, 4, 5], "input_size": [3, 32, 32],
-                   "mean": [...], "std": [...], "shift": {"mode": "circular", "max_shift": 4,
-                   "trials": 1}, "noise_levels": {...}, "num_frames": null},
-      "clean_error": 0.0756 | null,
-      "corruptions": {"gaussian_noise": {"errors": [e1, ..., e5], "mean_error": e,
-                                         "source": "generated" | "official"}, ...},
-      "perturbations": {"translate": {"flip_probability": p, "noise": false, "n_sequences": n,
-                                      "n_frames": 16, "source": ...}, ...},
-      "shift": {"consistency": c, "mode": "circular", "max_shift": 4, "n_pairs": n} | null,
-      "noise_sweeps": {"gaussian": {"parameter": "variance", "levels": [...], "errors": [...]},
-                       "speckle": {...}, "contrast_poisson": {"parameter": "contrast", ...}},
-      "baseline": null | {"name": "alexnet-cifar10c", "source": "...", "clean_error": e,
-                          "corruption_errors": {name: mean error}, "flip_probabilities": {...}},
-      "summary": {"mean_corruption_error": e | null, "ce": {name: r}, "rce": {name: r},
-                  "mce": r | null, "relative_mce": r | null, "mce_corruptions": [...],
-                  "mce_complete": bool, "mean_flip_probability": p | null,
-                  "flip_rates": {name: r}, "mfr": r | null}
-    }
+Results go to ``OUT/results.json`` (format: :mod:`timm_pushpull.robustness.results`) after every
+finished corruption / perturbation / sweep, written atomically, so an interrupted run loses at
+most the unit in progress and a rerun of the same run skips what is done. The file records what
+the numbers depend on (architecture, model args, a hash of the weights evaluated, data set and
+subset, random generator, device, versions, settings); a rerun that differs in any of them stops
+with an error naming each difference instead of mixing results, unless ``overwrite`` starts over.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
-import os
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +43,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from .. import native
 from ..version import __version__
 from . import metrics
 from .baselines import Baseline, get_baseline
@@ -75,9 +56,19 @@ from .datasets import (
     check_severity,
     detect_dataset_kind,
     open_clean_dataset,
+    read_npy,
     to_unit_images,
 )
 from .perturbations import NOISE_PERTURBATIONS, PERTURBATIONS, perturbation_sequence
+from .results import (
+    SCHEMA,
+    SCHEMA_VERSION,
+    ResultsFile,
+    RunIdentity,
+    array_sha256,
+    state_dict_sha256,
+    summarize,
+)
 
 __all__ = [
     "SUITES",
@@ -87,7 +78,7 @@ __all__ = [
     "contrast_poisson_noise",
     "shift_images",
     "evaluate_model",
-    "summarize",
+    "noise_seed",
     "add_arguments",
     "main",
 ]
@@ -104,7 +95,12 @@ NOISE_SWEEPS: dict[str, tuple[str, tuple[float, ...]]] = {
 # photon count of a full-scale pixel: Poisson noise of an 8-bit sensor, as scikit-image's
 # random_noise(mode="poisson") gives for 8-bit images
 _POISSON_PEAK = 255.0
-RESULTS_FILE = "results.json"
+# Random draws are made per block of this many consecutive images (sequences for the p suite),
+# seeded by the block's position: small enough that an extra partial block costs little memory,
+# large enough that the corruptions stay batched (blocks of 32 CIFAR images cost ~6 % more than
+# batches of 256 on the CPU).
+NOISE_BLOCK = 32
+SEQUENCE_BLOCK = 4
 
 
 def add_gaussian_noise(images: torch.Tensor, variance: float, noise: torch.Tensor) -> torch.Tensor:
@@ -201,90 +197,71 @@ def _sample_images(dataset: Dataset, count: int = 4) -> torch.Tensor:
     return to_unit_images(torch.stack([torch.as_tensor(dataset[int(i)][0]) for i in indices]))
 
 
-class _ResultsFile:
-    """results.json of one run: loaded when it exists (same settings only), rewritten atomically."""
-
-    def __init__(self, out_dir: str | Path | None, header: dict):
-        self.path = Path(out_dir) / RESULTS_FILE if out_dir is not None else None
-        empty = {"clean_error": None, "corruptions": {}, "perturbations": {}, "shift": None,
-                 "noise_sweeps": {}}  # fmt: skip
-        self.results = {**header, **empty}
-        if self.path is not None and self.path.is_file():
-            try:
-                stored = json.loads(self.path.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError) as error:
-                raise ValueError(
-                    f"{self.path} exists but is not valid JSON ({error}); move it away"
-                ) from error
-            changed = [
-                key for key in ("model", "checkpoint", "settings")
-                if stored.get(key) != header[key]
-            ]  # fmt: skip
-            if changed:
-                details = {key: (stored.get(key), header[key]) for key in changed}
-                raise ValueError(
-                    f"{self.path} holds results of other settings {details} (stored, requested); "
-                    "choose another output folder or remove that file"
-                )
-            self.results = {**empty, **stored, **header}
-
-    def save(self, baseline: Baseline | None) -> None:
-        self.results["summary"] = summarize(self.results, baseline)
-        self.results["baseline"] = baseline.to_dict() if baseline is not None else None
-        if self.path is None:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(self.results, indent=2) + "\n")
-        os.replace(temporary, self.path)
+def noise_seed(seed: int, first_image: int, *stream: int) -> int:
+    """Seed of the random draws for the block of images starting at position ``first_image`` of
+    the evaluated images (``stream`` tells draws of different purposes apart). A hash of all
+    of them, so that neighbouring seeds and blocks do not share draws."""
+    entropy = np.random.SeedSequence([seed, first_image, *stream]).generate_state(2, np.uint32)
+    return int(entropy[0]) << 31 | int(entropy[1]) >> 1  # < 2**63: any torch generator takes it
 
 
-def _baseline_errors(baseline: Baseline, severities: Sequence[int]) -> dict:
-    """The baseline's errors on the evaluated severities (means are valid for all five only)."""
-    selected = {}
-    for name, errors in baseline.corruption_errors.items():
-        if isinstance(errors, float):
-            if tuple(severities) == (1, 2, 3, 4, 5):
-                selected[name] = errors
-        elif all(s in baseline.severities for s in severities):
-            selected[name] = [errors[baseline.severities.index(s)] for s in severities]
-    return selected
+def _per_block(
+    images: torch.Tensor, start: int, block: int, seed: int, draw: Callable, *stream: int
+) -> torch.Tensor:
+    """``draw(block_images, seed=noise_seed(seed, first_image, *stream))`` over the blocks of a
+    batch whose first image is image number ``start`` (a multiple of ``block``), concatenated."""
+    return torch.cat([
+        draw(chunk, seed=noise_seed(seed, start + number * block, *stream))
+        for number, chunk in enumerate(images.split(block))
+    ])  # fmt: skip
 
 
-def summarize(results: Mapping, baseline: Baseline | None) -> dict:
-    """The summary block of results.json from its raw per-unit results and a baseline."""
-    corruptions, perturbations = results["corruptions"], results["perturbations"]
-    summary = {
-        "mean_corruption_error": (
-            float(np.mean([c["mean_error"] for c in corruptions.values()])) if corruptions else None
-        ),
-        "ce": {}, "rce": {}, "mce": None, "relative_mce": None, "mce_corruptions": [],
-        "mce_complete": False,
-        "mean_flip_probability": (
-            float(np.mean([p["flip_probability"] for p in perturbations.values()]))
-            if perturbations else None
-        ),
-        "flip_rates": {}, "mfr": None,
-    }  # fmt: skip
-    if baseline is None:
-        return summary
-    severities = results["settings"]["severities"]
-    summary.update(
-        metrics.summarize_corruptions(
-            {name: c["errors"] for name, c in corruptions.items()},
-            results["clean_error"],
-            _baseline_errors(baseline, severities),
-            baseline.clean_error,
-            baseline.mce_corruptions or None,
-        )
+def _random_offsets(images: torch.Tensor, seed: int, max_shift: int) -> torch.Tensor:
+    """Two (dy, dx) offsets per image, uniform in [-max_shift, max_shift]: ``[B, 2, 2]``."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(-max_shift, max_shift + 1, (len(images), 2, 2), generator=generator)
+
+
+def _random_generator() -> str:
+    """Which generator makes the large CPU draws of the corruptions (they differ, see corruptions)."""
+    return "c-kernel" if native.load("random") is not None else "torch"
+
+
+def _dataset_labels(dataset: Dataset) -> np.ndarray | None:
+    """All labels of a test set when it holds them without reading images, else None."""
+    if isinstance(dataset, ArrayImageDataset):
+        return dataset.labels.numpy()
+    targets = getattr(dataset, "targets", None)
+    return None if targets is None else np.asarray(targets)
+
+
+def run_identity(
+    model: nn.Module,
+    model_name: str | None,
+    model_args: Mapping | None,
+    clean: Dataset | None,
+    clean_indices: np.ndarray | None,
+    corrupted: CifarCFolder | ImageNetCFolder | None,
+    device: torch.device,
+) -> RunIdentity:
+    """What the numbers of evaluating ``model`` on this data depend on, besides the settings."""
+    pretrained_cfg = getattr(model, "pretrained_cfg", None) or {}
+    labels = _dataset_labels(clean) if clean is not None else None
+    c_labels = None
+    if isinstance(corrupted, CifarCFolder):
+        c_labels = array_sha256(read_npy(corrupted.root / "labels.npy"))
+    return RunIdentity(
+        architecture=str(pretrained_cfg.get("architecture") or model_name or type(model).__name__),
+        model_args=dict(model_args or {}),
+        weights_sha256=state_dict_sha256(model),
+        labels_sha256=None if labels is None else array_sha256(labels),
+        subset_sha256=None if clean_indices is None else array_sha256(clean_indices),
+        c_labels_sha256=c_labels,
+        random_generator=_random_generator(),
+        device=device.type,
+        timm_pushpull_version=__version__,
+        torch_version=torch.__version__,
     )
-    rates = metrics.flip_rates(
-        {name: p["flip_probability"] for name, p in perturbations.items()},
-        baseline.flip_probabilities,
-    )
-    summary["flip_rates"] = rates
-    summary["mfr"] = metrics.mean_corruption_error(rates) if rates else None
-    return summary
 
 
 def _resolve_normalization(model: nn.Module, mean, std) -> tuple[list[float], list[float]]:
@@ -328,6 +305,7 @@ def evaluate_model(
     std: Sequence[float] | None = None,
     device: str | torch.device | None = None,
     model_name: str | None = None,
+    model_args: Mapping[str, object] | None = None,
     checkpoint: str | None = None,
     dataset_names: Mapping[str, str] | None = None,
     shift_mode: str = "circular",
@@ -337,8 +315,10 @@ def evaluate_model(
     num_frames: int | None = None,
     workers: int = 0,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> dict:
-    """Run the robustness suites on ``model`` and return the results dict (schema: module docstring).
+    """Run the robustness suites on ``model`` and return the results dict (format:
+    :mod:`timm_pushpull.robustness.results`).
 
     Args:
         model: any classifier taking normalised ``[B, C, H, W]`` images (timm or plain torch).
@@ -354,12 +334,19 @@ def evaluate_model(
         baseline: built-in name (``alexnet-cifar10c``, ``alexnet-imagenetc``), results.json, an
             authors' results folder, or None (no CE/mFR).
         out_dir: where results.json goes; None keeps everything in memory (no resume).
+        model_name / model_args / checkpoint: how the model was made (``model_args``: keyword
+            arguments of ``timm.create_model`` such as ``pretrained``, ``num_classes``); the
+            name and model args are part of the run's identity, the checkpoint path is a label
+            (the identity has a hash of the weights themselves).
+        batch_size: images per forward pass; the numbers do not depend on it.
         max_images: evaluate a fixed random subset (seeded by ``seed``) of this many images.
         mean / std: input normalisation (default: the model's timm data config).
         shift_mode / max_shift / shift_trials: shift suite: offsets uniform in
             [-max_shift, max_shift] (default: 1/7 of the image size: 4 px for CIFAR, 32 for 224 px).
         noise_levels: overrides of :data:`NOISE_SWEEPS` levels per sweep.
         num_frames: frames of generated perturbation sequences (default: the generator's).
+        overwrite: start over when ``out_dir`` holds results of another run (they are replaced
+            at the first save); without it such a run is refused.
     """
     suites = _check_names(suites, SUITES, "suites")
     severities = [check_severity(s) for s in severities]
@@ -426,14 +413,16 @@ def evaluate_model(
         "shift": {"mode": shift_mode, "max_shift": max_shift, "trials": shift_trials},
         "noise_levels": sweeps, "num_frames": num_frames,
     }  # fmt: skip
+    identity = run_identity(model, model_name, model_args, clean, clean_indices, corrupted, device)
     header = {
-        "schema": "timm-pushpull-robustness", "version": 1, "timm_pushpull_version": __version__,
+        "schema": SCHEMA, "version": SCHEMA_VERSION, "timm_pushpull_version": __version__,
         "model": model_name or type(model).__name__, "checkpoint": checkpoint,
-        "n_images": settings["n_images"], "seed": seed,
+        "n_images": settings["n_images"], "seed": seed, "identity": identity.to_dict(),
         "settings": json.loads(json.dumps(settings)),
     }  # fmt: skip
-    store = _ResultsFile(out_dir, header)
+    store = ResultsFile(out_dir, header, overwrite=overwrite)
     results = store.results
+    stored_baseline = baseline.to_dict() if baseline is not None else None
 
     units = [("clean_error", None)] if clean is not None else []
     units += [("corruptions", name) for name in corruptions]
@@ -461,8 +450,8 @@ def evaluate_model(
                 results[section] = value
             else:
                 results[section][name] = value
-            store.save(baseline)
-    store.save(baseline)
+            store.save(summarize(results, baseline), stored_baseline)
+    store.save(summarize(results, baseline), stored_baseline)
     return results
 
 
@@ -490,12 +479,13 @@ class _Evaluation:
     progress: bool
 
     def batches(
-        self, dataset: Dataset, indices: np.ndarray, batch_size: int | None = None
+        self, dataset: Dataset, indices: np.ndarray, block: int = NOISE_BLOCK
     ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
-        """(position of the batch's first image in ``indices``, images in [0, 1], labels)."""
+        """(position of the batch's first image in ``indices``, images in [0, 1], labels), in
+        batches of whole ``block``s: at least ``batch_size`` images (the classifier splits them)."""
         from tqdm.auto import tqdm
 
-        batch_size = batch_size or self.batch_size
+        batch_size = -(-self.batch_size // block) * block
         if isinstance(dataset, ArrayImageDataset):
             starts = range(0, len(indices), batch_size)
             batches = ((s, *dataset.batch(indices[s : s + batch_size])) for s in starts)
@@ -530,8 +520,10 @@ class _Evaluation:
             wrong = total = 0
             for start, images, labels in self.batches(dataset, indices):
                 if self.corrupted is None:
-                    images = corrupt(images.to(self.device), name, severity, scale=self.scale,
-                                     seed=self.seed + start)  # fmt: skip
+                    draw = functools.partial(
+                        corrupt, name=name, severity=severity, scale=self.scale
+                    )
+                    images = _per_block(images.to(self.device), start, NOISE_BLOCK, self.seed, draw)
                 wrong += int((self.classify(images) != labels).sum())
                 total += len(labels)
             errors.append(wrong / total)
@@ -545,11 +537,12 @@ class _Evaluation:
         else:
             dataset, indices = self.clean, self.clean_indices
         predictions = []
-        # batch_size // 8 sequences per batch: each sequence multiplies the images by its frames
-        for start, images, _ in self.batches(dataset, indices, max(1, self.batch_size // 8)):
+        for start, images, _ in self.batches(dataset, indices, SEQUENCE_BLOCK):
             if self.sequences is None:
-                images = perturbation_sequence(images.to(self.device), name, seed=self.seed + start,
-                                               num_frames=self.num_frames)  # fmt: skip
+                draw = functools.partial(
+                    perturbation_sequence, name=name, num_frames=self.num_frames
+                )
+                images = _per_block(images.to(self.device), start, SEQUENCE_BLOCK, self.seed, draw)
             count, frames = images.shape[:2]
             predictions.append(self.classify(images.flatten(0, 1)).view(count, frames))
         predictions = torch.cat(predictions)
@@ -566,9 +559,9 @@ class _Evaluation:
         agree = total = 0
         for trial in range(self.shift_trials):
             for start, images, _ in self.clean_batches():
-                generator = torch.Generator().manual_seed(self.seed + 1_000_003 * trial + start)
-                offsets = torch.randint(-self.max_shift, self.max_shift + 1, (2, len(images), 2),
-                                        generator=generator)  # fmt: skip
+                draw = functools.partial(_random_offsets, max_shift=self.max_shift)
+                offsets = _per_block(images, start, NOISE_BLOCK, self.seed, draw, 1, trial)
+                offsets = offsets.transpose(0, 1)  # [2, B, 2]
                 first = self.classify(shift_images(images, offsets[0], self.shift_mode))
                 second = self.classify(shift_images(images, offsets[1], self.shift_mode))
                 agree += int((first == second).sum())
@@ -582,16 +575,24 @@ class _Evaluation:
         total = 0
         for start, images, labels in self.clean_batches():
             images = images.to(self.device)
-            generator = torch.Generator(device=self.device).manual_seed(self.seed + start)
-            # one draw per batch for all levels: the curve then varies only with the level
-            noise = torch.randn(images.shape, generator=generator, device=self.device)
+            blocks = images.split(NOISE_BLOCK)
+            generators = [
+                torch.Generator(device=self.device).manual_seed(
+                    noise_seed(self.seed, start + number * NOISE_BLOCK, 2)
+                )
+                for number in range(len(blocks))
+            ]
+            # one draw per image for all levels: the curve then varies only with the level
+            noise = torch.cat([torch.randn(block.shape, generator=generator, device=self.device)
+                               for block, generator in zip(blocks, generators, strict=True)])  # fmt: skip
             for number, level in enumerate(levels):
                 if name == "gaussian":
                     noisy = add_gaussian_noise(images, level, noise)
                 elif name == "speckle":
                     noisy = add_speckle_noise(images, level, noise)
                 else:
-                    noisy = contrast_poisson_noise(images, level, generator)
+                    noisy = torch.cat([contrast_poisson_noise(block, level, generator)
+                                       for block, generator in zip(blocks, generators, strict=True)])  # fmt: skip
                 wrong[number] += int((self.classify(noisy) != labels).sum())
             total += len(labels)
         return {
@@ -676,6 +677,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="default: cuda when available, else cpu")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--no-report", action="store_true", help="write results.json only")
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="start over when --out holds the results of another run (they are replaced); "
+        "without it such a run is refused",
+    )  # fmt: skip
 
 
 def _open_datasets(specs: Sequence[str], data_config: dict) -> dict:
@@ -750,6 +756,7 @@ def _run(args: argparse.Namespace) -> dict:
         scale=args.scale, baseline=args.baseline, out_dir=args.out, batch_size=args.batch_size,
         max_images=args.max_images, seed=args.seed, mean=data_config["mean"], std=data_config["std"],
         device=args.device, model_name=args.model, checkpoint=args.checkpoint,
+        model_args={"pretrained": args.pretrained, **kwargs}, overwrite=args.overwrite,
         dataset_names={role: description for role, (_, description) in opened.items()},
         shift_mode=args.shift_mode, max_shift=args.max_shift, shift_trials=args.shift_trials,
         num_frames=args.num_frames, workers=args.workers, progress=not args.no_progress,

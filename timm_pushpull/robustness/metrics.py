@@ -113,9 +113,9 @@ def summarize_corruptions(
     Corruptions the baseline does not know, or where its error is 0, get no CE; where its
     corrupted error does not exceed its clean error, no rCE (both ratios would be undefined). The
     means run over the corruptions of ``mce_names`` (default: all the baseline knows) that have a
-    ratio; ``mce_corruptions`` lists those with a CE and ``mce_complete`` says whether all of
-    ``mce_names`` were there, i.e. whether the mCE is comparable with published ones. rCE needs
-    both clean errors.
+    ratio; ``mce_corruptions`` (``relative_mce_corruptions``) lists those with a CE (rCE) and
+    ``mce_complete`` (``relative_mce_complete``) says whether all of ``mce_names`` were there,
+    i.e. whether the mean is comparable with published ones. rCE needs both clean errors.
     """
     baseline_means = {
         name: _baseline_mean(baseline_errors[name], len(_as_array(errs, "errors")))
@@ -146,6 +146,8 @@ def summarize_corruptions(
         "relative_mce": mean_corruption_error(rce, relative_names) if relative_names else None,
         "mce_corruptions": names,
         "mce_complete": bool(names) and len(names) == len(wanted),
+        "relative_mce_corruptions": relative_names,
+        "relative_mce_complete": bool(relative_names) and len(relative_names) == len(wanted),
     }
 
 

@@ -11,7 +11,6 @@ that layer plus the convolutions of the first stage timm's ``feature_info`` name
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from collections.abc import Mapping, Sequence
@@ -77,6 +76,8 @@ def format_comparison(results: Sequence[Mapping], labels: Sequence[str] | None =
         add("mean corruption error", [_percent(s.get("mean_corruption_error")) for s in summaries])
         add("mCE", [_mce_cell(s, "mce") for s in summaries])
         add("relative mCE", [_mce_cell(s, "relative_mce") for s in summaries])
+        if baseline:
+            add("CE on severities", [ce_pairs(s) for s in summaries])
         for name in corruptions:
             cells = []
             for r, s in zip(results, summaries, strict=True):
@@ -118,9 +119,22 @@ def _mce_cell(summary: Mapping, key: str) -> str:
     value = summary.get(key)
     if value is None:
         return "–"
-    names = summary.get("mce_corruptions") or []
-    complete = "" if summary.get("mce_complete") else f", {len(names)} corruptions"
-    return f"{_percent(value, 1)}{complete}"
+    # version 1 results have no flags for the relative mCE: it covers the mCE's corruptions
+    names = summary.get(f"{key}_corruptions", summary.get("mce_corruptions")) or []
+    complete = summary.get(f"{key}_complete", summary.get("mce_complete"))
+    return f"{_percent(value, 1)}{'' if complete else f', {len(names)} corruptions'}"
+
+
+def ce_pairs(summary: Mapping) -> str:
+    """The (corruption, severity) pairs CEs were computed on: the severities both the run and
+    the baseline have, e.g. ``"1, 2, 3, 4, 5"`` or ``"fog: 3; snow: 3, 4"``."""
+    pairs = summary.get("ce_severities") or {}
+    if not pairs:
+        return "–"
+    texts = {name: ", ".join(str(s) for s in severities) for name, severities in pairs.items()}
+    if len(set(texts.values())) == 1:
+        return next(iter(texts.values()))
+    return "; ".join(f"{name}: {text}" for name, text in texts.items())
 
 
 def _union(mappings) -> list[str]:
@@ -436,6 +450,15 @@ def write_report(
         f"corruption scale {settings.get('scale')}, datasets {settings.get('datasets')}.",
         "Errors and flip probabilities in %; CE, rCE and FR in % of the baseline"
         + (f" ({baseline['name']}: {baseline['source']})." if baseline else " (none given)."),
+        *(
+            [
+                "CE and rCE compare the severities both a run and the baseline have (row 'CE on "
+                "severities'); the baseline's column shows its error over its own severities "
+                f"{', '.join(str(s) for s in baseline.get('severities', [1, 2, 3, 4, 5]))}."
+            ]
+            if baseline
+            else []
+        ),  # fmt: skip
         "",
         format_comparison(results, labels),
         "",
@@ -457,22 +480,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="also write report.md and the plots into this folder")
 
 
-def _load(path: str) -> dict:
-    file = Path(path) / "results.json" if Path(path).is_dir() else Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"{path}: no results.json there")
-    try:
-        results = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{file} is not valid JSON: {error}") from error
-    if not isinstance(results, dict) or results.get("schema") != "timm-pushpull-robustness":
-        raise ValueError(f"{file} is not a results.json of timm-pushpull evaluate")
-    return results
-
-
 def main(args: argparse.Namespace) -> int:
+    from .results import load_results
+
     try:
-        results = [_load(path) for path in args.results]
+        results = [load_results(path) for path in args.results]
         labels = [label.strip() for label in args.labels.split(",")] if args.labels else None
         if labels is not None and len(labels) != len(results):
             raise ValueError(f"--labels has {len(labels)} names for {len(results)} results")

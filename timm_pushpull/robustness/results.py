@@ -1,0 +1,426 @@
+"""results.json of ``timm-pushpull evaluate``: the one format, its reader, writer and summaries.
+
+Every reader (``compare``, baselines, model cards) goes through :func:`load_results`, so they agree
+on what a file means. Error rates and probabilities are fractions in [0, 1]; CE, rCE and FR are
+ratios where 1.0 = the baseline; reports print them in %::
+
+    {
+      "schema": "timm-pushpull-robustness", "version": 2, "timm_pushpull_version": "0.1.0",
+      "model": "resnet20_pp", "checkpoint": null | "path",      (labels: not part of the identity)
+      "n_images": 10000, "seed": 0,
+      "identity": {"architecture": ..., "model_args": {...}, "weights_sha256": ..., ...},
+      "settings": {"datasets": {"clean": ..., "c": ..., "p": ...}, "scale": "cifar", "seed": 0,
+                   "n_images": 10000, "severities": [1, 2, 3, 4, 5], "input_size": [3, 32, 32],
+                   "mean": [...], "std": [...], "shift": {"mode": "circular", "max_shift": 4,
+                   "trials": 1}, "noise_levels": {...}, "num_frames": null},
+      "clean_error": 0.0756 | null,
+      "corruptions": {"gaussian_noise": {"errors": [one per severity], "mean_error": e,
+                                         "source": "generated" | "official"}, ...},
+      "perturbations": {"translate": {"flip_probability": p, "noise": false, "n_sequences": n,
+                                      "n_frames": 16, "source": ...}, ...},
+      "shift": {"consistency": c, "mode": "circular", "max_shift": 4, "n_pairs": n} | null,
+      "noise_sweeps": {"gaussian": {"parameter": "variance", "levels": [...], "errors": [...]},
+                       "speckle": {...}, "contrast_poisson": {"parameter": "contrast", ...}},
+      "baseline": null | {"name": ..., "source": ..., "clean_error": e, "severities": [...],
+                          "corruption_errors": {name: mean error}, "flip_probabilities": {...}},
+      "summary": {"mean_corruption_error": e | null, "ce": {name: r}, "rce": {name: r},
+                  "ce_severities": {name: [severities both have]}, "mce": r | null,
+                  "mce_corruptions": [...], "mce_complete": bool, "relative_mce": r | null,
+                  "relative_mce_corruptions": [...], "relative_mce_complete": bool,
+                  "mean_flip_probability": p | null, "flip_rates": {name: r}, "mfr": r | null}
+    }
+
+``identity`` and ``settings`` together say what the numbers depend on (:class:`RunIdentity`): a
+rerun into the same folder resumes only when both are equal, see :func:`run_differences`. Version 1
+files (no ``identity``) are read for reports and baselines but never resumed into.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from . import metrics
+
+__all__ = [
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "RESULTS_FILE",
+    "RunIdentity",
+    "ResultsFile",
+    "state_dict_sha256",
+    "array_sha256",
+    "empty_results",
+    "validate_results",
+    "load_results",
+    "save_results",
+    "run_differences",
+    "severities",
+    "summarize",
+]
+
+SCHEMA = "timm-pushpull-robustness"
+SCHEMA_VERSION = 2
+RESULTS_FILE = "results.json"
+_SECTIONS = {"corruptions": dict, "perturbations": dict, "noise_sweeps": dict}
+_ALL_SEVERITIES = (1, 2, 3, 4, 5)
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """What a run's numbers depend on besides its ``settings``: a rerun differing in any field
+    is another run. Add a field here (with a default) for anything new that changes a number.
+
+    The batch size and the number of workers are deliberately absent: the numbers do not depend
+    on them (random draws are seeded per image block, see ``evaluate.noise_seed``).
+    """
+
+    architecture: str
+    model_args: dict[str, Any] = field(default_factory=dict)
+    weights_sha256: str = ""  # of the state dict actually evaluated, not of a file
+    labels_sha256: str | None = None  # of the clean test set's labels, all of them
+    subset_sha256: str | None = None  # of the indices of the images evaluated
+    c_labels_sha256: str | None = None  # of an official -C folder's labels
+    random_generator: str = "torch"  # "c-kernel" (csrc/random.c) or "torch": other draws
+    device: str = "cpu"  # torch draws and arithmetic differ between device types
+    timm_pushpull_version: str = ""
+    torch_version: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        # through JSON, so that a fresh identity compares equal to one read back from a file
+        return json.loads(json.dumps(asdict(self)))
+
+
+def _digest_update(digest, value: torch.Tensor | np.ndarray) -> None:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().contiguous()
+        header = f"{value.dtype}:{tuple(value.shape)}"
+        value = value.reshape(-1).view(torch.uint8).numpy()  # any dtype, bfloat16 included
+    else:
+        value = np.ascontiguousarray(value)
+        header = f"{value.dtype.str}:{value.shape}"
+    digest.update(header.encode() + b"\n")
+    digest.update(value.tobytes())
+
+
+def state_dict_sha256(model: nn.Module) -> str:
+    """SHA-256 of a model's state dict (names, dtypes, shapes and values of parameters and
+    buffers): the weights actually evaluated, whatever file or Hub repository they came from."""
+    digest = hashlib.sha256()
+    for name, value in sorted(model.state_dict().items()):
+        digest.update(name.encode() + b"\n")
+        if isinstance(value, torch.Tensor):
+            _digest_update(digest, value)
+        else:  # a module's extra state
+            digest.update(repr(value).encode() + b"\n")
+    return digest.hexdigest()
+
+
+def array_sha256(values: torch.Tensor | np.ndarray | Sequence[int]) -> str:
+    """SHA-256 of an array's dtype, shape and values (labels, subset indices)."""
+    digest = hashlib.sha256()
+    values = values if isinstance(values, torch.Tensor | np.ndarray) else np.asarray(values)
+    _digest_update(digest, values)
+    return digest.hexdigest()
+
+
+def empty_results(header: Mapping[str, Any]) -> dict[str, Any]:
+    """A results dict with ``header`` (schema, model, identity, settings, ...) and no numbers yet."""
+    return {**header, "clean_error": None, "corruptions": {}, "perturbations": {}, "shift": None,
+            "noise_sweeps": {}, "baseline": None, "summary": None}  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------
+# validation
+
+
+def _fraction(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ValueError(f"{where} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def _mapping(value: Any, where: str) -> Mapping:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{where} must be an object, got {type(value).__name__}")
+    return value
+
+
+def _fractions(values: Any, where: str, length: int | None = None) -> list[float]:
+    if not isinstance(values, list) or not values:
+        raise ValueError(f"{where} must be a non-empty list of numbers, got {values!r}")
+    if length is not None and len(values) != length:
+        raise ValueError(f"{where} has {len(values)} values but settings.severities {length}")
+    return [_fraction(value, f"{where}[{number}]") for number, value in enumerate(values)]
+
+
+def _severities(settings: Mapping, where: str) -> list[int] | None:
+    values = settings.get("severities")
+    if values is None:
+        return None
+    if (
+        not isinstance(values, list)
+        or not values
+        or any(
+            isinstance(s, bool) or not isinstance(s, int) or s not in _ALL_SEVERITIES
+            for s in values
+        )
+        or len(set(values)) != len(values)
+    ):
+        raise ValueError(
+            f"{where}: settings.severities must be distinct ints in 1..5, got {values!r}"
+        )
+    return values
+
+
+def validate_results(data: Any, where: str = "results") -> dict[str, Any]:
+    """``data`` checked against the schema, with missing optional sections filled in.
+
+    Raises ValueError naming ``where`` and the offending field. Accepts versions 1 and 2; a
+    version 1 file gets ``identity: None`` (it recorded none).
+    """
+    if not isinstance(data, Mapping) or data.get("schema") != SCHEMA:
+        raise ValueError(
+            f"{where} is not a results.json of `timm-pushpull evaluate` (no schema {SCHEMA!r})"
+        )
+    version = data.get("version")
+    if version not in range(1, SCHEMA_VERSION + 1):
+        raise ValueError(
+            f"{where} has results format version {version!r}; this timm-pushpull reads versions "
+            f"1..{SCHEMA_VERSION}"
+            + (" (upgrade timm-pushpull)" if isinstance(version, int) else "")
+        )
+    results = empty_results({"identity": None, "settings": {}, **data})
+    results.update({key: value for key, value in data.items() if value is not None})
+    settings = _mapping(results["settings"], f"{where}: settings")
+    if version >= 2:
+        _mapping(results["identity"], f"{where}: identity")
+    severities = _severities(settings, where)
+    if results["clean_error"] is not None:
+        _fraction(results["clean_error"], f"{where}: clean_error")
+    for section in _SECTIONS:
+        _mapping(results[section], f"{where}: {section}")
+    if results["corruptions"] and severities is None:
+        raise ValueError(f"{where}: corruption errors need settings.severities, which is missing")
+    for name, entry in results["corruptions"].items():
+        entry = _mapping(entry, f"{where}: corruptions.{name}")
+        _fractions(entry.get("errors"), f"{where}: corruptions.{name}.errors", len(severities))
+        _fraction(entry.get("mean_error"), f"{where}: corruptions.{name}.mean_error")
+    for name, entry in results["perturbations"].items():
+        entry = _mapping(entry, f"{where}: perturbations.{name}")
+        _fraction(entry.get("flip_probability"), f"{where}: perturbations.{name}.flip_probability")
+    if results["shift"] is not None:
+        shift = _mapping(results["shift"], f"{where}: shift")
+        _fraction(shift.get("consistency"), f"{where}: shift.consistency")
+    for name, entry in results["noise_sweeps"].items():
+        entry = _mapping(entry, f"{where}: noise_sweeps.{name}")
+        levels = entry.get("levels")
+        if not isinstance(levels, list) or not levels:
+            raise ValueError(f"{where}: noise_sweeps.{name}.levels must be a non-empty list")
+        _fractions(entry.get("errors"), f"{where}: noise_sweeps.{name}.errors")
+        if len(entry["errors"]) != len(levels):
+            raise ValueError(
+                f"{where}: noise_sweeps.{name} has {len(levels)} levels but "
+                f"{len(entry['errors'])} errors"
+            )
+    for key in ("baseline", "summary"):
+        if results[key] is not None:
+            _mapping(results[key], f"{where}: {key}")
+    return results
+
+
+def _results_path(path: str | Path) -> Path:
+    path = Path(path)
+    return path / RESULTS_FILE if path.is_dir() else path
+
+
+def load_results(path: str | Path) -> dict[str, Any]:
+    """A results.json (or a folder holding one), validated: see :func:`validate_results`."""
+    file = _results_path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"{path}: no {RESULTS_FILE} there")
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{file} is not a readable results.json: {error}") from error
+    return validate_results(data, str(file))
+
+
+def save_results(results: Mapping[str, Any], path: str | Path) -> Path:
+    """Validate and write ``results`` atomically (a temporary file renamed over the old one), so
+    an interrupted write never leaves a truncated file."""
+    validate_results(results, "results to save")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with temporary.open("w", encoding="utf-8") as file:
+            file.write(json.dumps(results, indent=2) + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
+def _flatten(value: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(value, Mapping) and value:
+        flat = {}
+        for key, item in value.items():
+            flat.update(_flatten(item, f"{prefix}.{key}"))
+        return flat
+    return {prefix: value}
+
+
+def run_differences(stored: Mapping, requested: Mapping) -> list[tuple[str, Any, Any]]:
+    """(field, stored value, requested value) for every field of ``identity`` and ``settings``
+    where two runs differ; a field one of them lacks counts as a difference."""
+    differences = []
+    for block in ("identity", "settings"):
+        old, new = _flatten(stored.get(block), block), _flatten(requested.get(block), block)
+        for key in list(old) + [key for key in new if key not in old]:
+            if old.get(key, "absent") != new.get(key, "absent"):
+                differences.append((key, old.get(key, "absent"), new.get(key, "absent")))
+    return differences
+
+
+class ResultsFile:
+    """results.json of one run: resumed when the stored run is the same (:func:`run_differences`),
+    refused when not; ``overwrite=True`` starts over (the file is replaced at the first save)."""
+
+    def __init__(
+        self, out_dir: str | Path | None, header: Mapping[str, Any], overwrite: bool = False
+    ):
+        self.path = Path(out_dir) / RESULTS_FILE if out_dir is not None else None
+        self.results = empty_results(header)
+        if self.path is None or not self.path.is_file() or overwrite:
+            return
+        stored = load_results(self.path)
+        if stored["identity"] is None:
+            raise ValueError(
+                f"{self.path} was written by an older timm-pushpull (results format version "
+                f"{stored['version']}) that did not record what its numbers depend on, so this "
+                "run cannot resume it; choose another --out, or pass --overwrite to start over"
+            )
+        differences = run_differences(stored, header)
+        if differences:
+            lines = "\n".join(
+                f"  {key}: {_short(old)} (stored) vs {_short(new)} (this run)"
+                for key, old, new in differences
+            )
+            raise ValueError(
+                f"{self.path} holds the results of another run; they differ in:\n{lines}\n"
+                "Choose another --out, or pass --overwrite to start over (replacing those results)"
+            )
+        self.results = {**stored, **header}
+
+    def save(self, summary: Mapping[str, Any], baseline: Mapping[str, Any] | None) -> None:
+        self.results["summary"] = dict(summary)
+        self.results["baseline"] = None if baseline is None else dict(baseline)
+        if self.path is not None:
+            save_results(self.results, self.path)
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
+
+
+# ----------------------------------------------------------------------------------------------
+# summaries
+
+
+def severities(results: Mapping) -> list[int]:
+    """The severities the corruption errors of ``results`` are for, in their order."""
+    return list((results.get("settings") or {}).get("severities") or _ALL_SEVERITIES)
+
+
+def _common_pairs(
+    errors: Sequence[float],
+    model_severities: Sequence[int],
+    baseline_errors: Sequence[float] | float,
+    baseline_severities: Sequence[int],
+) -> tuple[list[int], list[float], list[float] | float] | None:
+    """(severities, model errors, baseline errors) on the severities both have, or None.
+
+    A baseline known only by its mean over all five severities pairs with a model that has all
+    five (its mean is over them); per-severity errors pair severity by severity.
+    """
+    if np.ndim(baseline_errors) == 0:
+        if not set(_ALL_SEVERITIES) <= set(model_severities):
+            return None
+        common = list(_ALL_SEVERITIES)
+        return common, [errors[model_severities.index(s)] for s in common], float(baseline_errors)
+    common = [s for s in model_severities if s in baseline_severities]
+    if not common:
+        return None
+    model = [errors[model_severities.index(s)] for s in common]
+    baseline = [baseline_errors[list(baseline_severities).index(s)] for s in common]
+    return common, model, baseline
+
+
+def summarize(results: Mapping, baseline=None) -> dict[str, Any]:
+    """The summary block of results.json from its raw per-unit results and a baseline.
+
+    CE and rCE are computed on the (corruption, severity) pairs both the run and the baseline
+    have (``ce_severities``); an mCE is ``complete`` (comparable with published ones) when it
+    covers every corruption the baseline averages, each over all five severities.
+    """
+    corruptions, perturbations = results["corruptions"], results["perturbations"]
+    summary = {
+        "mean_corruption_error": (
+            float(np.mean([c["mean_error"] for c in corruptions.values()])) if corruptions else None
+        ),
+        "ce": {}, "rce": {}, "ce_severities": {}, "mce": None, "mce_corruptions": [],
+        "mce_complete": False, "relative_mce": None, "relative_mce_corruptions": [],
+        "relative_mce_complete": False,
+        "mean_flip_probability": (
+            float(np.mean([p["flip_probability"] for p in perturbations.values()]))
+            if perturbations else None
+        ),
+        "flip_rates": {}, "mfr": None,
+    }  # fmt: skip
+    if baseline is None:
+        return summary
+    model_severities = severities(results)
+    paired: dict[str, tuple[list[int], list[float], list[float] | float]] = {}
+    for name, entry in corruptions.items():
+        if name in baseline.corruption_errors:
+            pairs = _common_pairs(entry["errors"], model_severities,
+                                  baseline.corruption_errors[name], baseline.severities)  # fmt: skip
+            if pairs is not None:
+                paired[name] = pairs
+    wanted = list(baseline.mce_corruptions or baseline.corruption_errors)
+    summary.update(
+        metrics.summarize_corruptions(
+            {name: model for name, (_, model, _) in paired.items()},
+            results["clean_error"],
+            {name: base for name, (_, _, base) in paired.items()},
+            baseline.clean_error,
+            wanted,
+        )
+    )
+    summary["ce_severities"] = {name: paired[name][0] for name in summary["ce"]}
+    # all five severities everywhere, else the means are not the published kind
+    every_severity = all(
+        summary["ce_severities"][name] == list(_ALL_SEVERITIES) for name in summary["ce"]
+    )
+    summary["mce_complete"] = summary["mce_complete"] and every_severity
+    summary["relative_mce_complete"] = summary["relative_mce_complete"] and every_severity
+    rates = metrics.flip_rates(
+        {name: p["flip_probability"] for name, p in perturbations.items()},
+        baseline.flip_probabilities,
+    )
+    summary["flip_rates"] = rates
+    summary["mfr"] = metrics.mean_corruption_error(rates) if rates else None
+    return summary
