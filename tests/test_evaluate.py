@@ -1,6 +1,7 @@
 """The evaluation runner: suites end to end on tiny data, resume, bad input, the CLI."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from timm_pushpull.robustness.evaluate import (
     add_speckle_noise,
     contrast_poisson_noise,
     evaluate_model,
+    noise_seed,
     shift_images,
 )
 
@@ -54,10 +56,10 @@ def test_generated_corruptions_match_direct_evaluation():
                              baseline="alexnet-cifar10c", **IDENTITY)  # fmt: skip
     assert results["clean_error"] == 0.0
     for name in names:
-        # one batch holds all images, so the runner's seed for it is seed + 0
+        # one block of draws holds all 12 images: its seed is that of the block at image 0
         expected = [
             float(
-                (model(corrupt(images, name, s, scale="cifar", seed=0)).argmax(1) != labels)
+                (model(corrupt(images, name, s, scale="cifar", seed=noise_seed(0, 0))).argmax(1) != labels)
                 .float()
                 .mean()
             )
@@ -208,7 +210,7 @@ def test_other_settings_do_not_touch_existing_results(tmp_path):
     evaluate_model(MeanIntensityClassifier(), images, labels, corruptions=["contrast"], out_dir=tmp_path,
                    progress=False, **IDENTITY)  # fmt: skip
     before = (tmp_path / "results.json").read_bytes()
-    with pytest.raises(ValueError, match="other settings"):
+    with pytest.raises(ValueError, match=r"settings.seed: 0 \(stored\) vs 1 \(this run\)"):
         evaluate_model(MeanIntensityClassifier(), images, labels, corruptions=["contrast"],
                        out_dir=tmp_path, seed=1, progress=False, **IDENTITY)  # fmt: skip
     bad_inputs = [
@@ -290,3 +292,205 @@ def test_cli_end_to_end(tmp_path, capsys):
         results["settings"]["input_size"] == [3, 32, 32] and results["settings"]["scale"] == "cifar"
     )
     assert results["settings"]["datasets"]["c"].startswith("imagenet-c:")
+
+
+class RecordingClassifier(MeanIntensityClassifier):
+    """Records every input, so that two runs can be compared image by image."""
+
+    def __init__(self):
+        super().__init__()
+        self.inputs = []
+
+    def forward(self, x):
+        self.inputs.append(x.clone())
+        return super().forward(x)
+
+
+def test_batch_size_changes_no_draw_and_no_number():
+    # 40 images: a full block of draws and a partial one; batch sizes below and above a block
+    images, labels = clean_set(count=40, size=16)
+    runs = []
+    for batch_size in (5, 64):
+        model = RecordingClassifier()
+        results = evaluate_model(
+            model, images, labels, suites=["c", "p", "noise"], batch_size=batch_size,
+            corruptions=["gaussian_noise", "glass_blur", "spatter"], severities=[2, 5],
+            perturbations=["gaussian_noise", "snow"], num_frames=3,
+            noise_levels={"gaussian": [0.02], "speckle": [0.02], "contrast_poisson": [0.5]},
+            progress=False, **IDENTITY,
+        )  # fmt: skip
+        inputs = torch.cat(model.inputs)
+        # the shift suite classifies both shifts of a batch in turn: compare its numbers only
+        shift = evaluate_model(model, images, labels, suites=["shift"], batch_size=batch_size,
+                               shift_mode="crop", max_shift=5, shift_trials=2, progress=False,
+                               **IDENTITY)  # fmt: skip
+        runs.append((inputs, results, shift))
+    (inputs_a, results_a, shift_a), (inputs_b, results_b, shift_b) = runs
+    assert len(inputs_a) == 40 * (1 + 3 * 2 + 2 * 3 + 3)  # clean, c, p, noise
+    assert torch.equal(inputs_a, inputs_b)  # the very same corrupted images, in the same order
+    sections = ("clean_error", "corruptions", "perturbations", "noise_sweeps")
+    assert {k: results_a[k] for k in sections} == {k: results_b[k] for k in sections}
+    assert shift_a["shift"] == shift_b["shift"] and shift_a["shift"]["consistency"] < 1
+    assert results_a["identity"] == results_b["identity"]
+    # random draws decide some predictions (spatter's drops, snow's flakes)
+    assert results_a["corruptions"]["spatter"]["errors"][1] > 0
+    assert results_a["perturbations"]["snow"]["flip_probability"] > 0
+
+
+def test_a_block_of_images_gets_the_same_draws_alone_or_in_the_whole_set():
+    # what a process evaluating only images 32..39 (a shard of whole blocks) would draw
+    images, _ = clean_set(count=40, size=16)
+    whole = RecordingClassifier()
+    evaluate_model(whole, images, torch.zeros(40, dtype=torch.long), corruptions=["gaussian_noise"],
+                   severities=[3], progress=False, **IDENTITY)  # fmt: skip
+    corrupted = torch.cat(whole.inputs)[40:]  # after the clean pass
+    shard = corrupt(images[32:], "gaussian_noise", 3, seed=noise_seed(0, 32))
+    assert torch.equal(corrupted[32:], shard)
+    assert not torch.equal(corrupted[:8], corrupt(images[:8], "gaussian_noise", 3, seed=noise_seed(0, 32)))
+
+
+class WeightedClassifier(MeanIntensityClassifier):
+    """The mean-intensity classifier with a positive gain on its logits: weights that do not
+    change a prediction, as two checkpoints of one architecture may."""
+
+    def __init__(self, gain: float = 1.0):
+        super().__init__()
+        self.gain = nn.Parameter(torch.tensor([gain]))
+
+    def forward(self, x):
+        return self.gain * super().forward(x)
+
+
+def test_rerun_with_other_weights_or_generator_is_refused_and_overwrite_starts_over(tmp_path):
+    from timm_pushpull.native import native_kernels
+
+    images, labels = clean_set()
+    kwargs = dict(corruptions=["contrast"], severities=[1], out_dir=tmp_path, progress=False,
+                  **IDENTITY)  # fmt: skip
+    first = evaluate_model(WeightedClassifier(), images, labels, model_args={"pretrained": False},
+                           **kwargs)  # fmt: skip
+    before = (tmp_path / "results.json").read_bytes()
+    # the same architecture with "pretrained" weights: both differences are named
+    with pytest.raises(ValueError) as refused:
+        evaluate_model(WeightedClassifier(2.0), images, labels, model_args={"pretrained": True},
+                       **kwargs)  # fmt: skip
+    message = str(refused.value)
+    assert "identity.model_args.pretrained: false (stored) vs true (this run)" in message
+    assert f"identity.weights_sha256: \"{first['identity']['weights_sha256']}\" (stored)" in message
+    assert "--overwrite" in message
+    # a C-kernel run and a torch-generator run draw different noise
+    if first["identity"]["random_generator"] == "c-kernel":
+        with native_kernels(False), pytest.raises(ValueError, match="identity.random_generator"):
+            evaluate_model(WeightedClassifier(), images, labels, model_args={"pretrained": False},
+                           **kwargs)  # fmt: skip
+    # another batch size is the same run: it resumes (nothing left to do)
+    again = WeightedClassifier()
+    evaluate_model(again, images, labels, model_args={"pretrained": False}, batch_size=3, **kwargs)
+    assert again.calls == 0
+    assert (tmp_path / "results.json").read_bytes() == before
+
+    replaced = evaluate_model(WeightedClassifier(2.0), images, labels,
+                              model_args={"pretrained": True}, overwrite=True, **kwargs)  # fmt: skip
+    stored = json.loads((tmp_path / "results.json").read_text())
+    assert stored["identity"] == replaced["identity"] != first["identity"]
+    assert stored["identity"]["model_args"] == {"pretrained": True}
+
+
+def test_results_of_an_older_format_are_not_resumed(tmp_path):
+    images, labels = clean_set()
+    evaluate_model(MeanIntensityClassifier(), images, labels, corruptions=["contrast"],
+                   out_dir=tmp_path, progress=False, **IDENTITY)  # fmt: skip
+    old = json.loads((tmp_path / "results.json").read_text())
+    del old["identity"]
+    (tmp_path / "results.json").write_text(json.dumps({**old, "version": 1}))
+    before = (tmp_path / "results.json").read_bytes()
+    with pytest.raises(ValueError, match="older timm-pushpull .* version 1"):
+        evaluate_model(MeanIntensityClassifier(), images, labels, corruptions=["contrast"],
+                       out_dir=tmp_path, progress=False, **IDENTITY)  # fmt: skip
+    assert (tmp_path / "results.json").read_bytes() == before
+
+
+def _baseline_run(tmp_path, severities):
+    """The mean-intensity classifier on the official-layout fog folder (error (s - 1) / 4 at
+    severity s), evaluated on ``severities`` into its own folder: a results.json baseline."""
+    out = tmp_path / f"baseline-{'-'.join(map(str, severities))}"
+    evaluate_model(MeanIntensityClassifier(), *clean_set(count=10),
+                   corrupted=CifarCFolder(_official_folder(tmp_path)), severities=severities,
+                   out_dir=out, progress=False, **IDENTITY)  # fmt: skip
+    return out / "results.json"
+
+
+def test_ce_against_a_baseline_on_other_severities_uses_the_pairs_both_have(tmp_path):
+    from timm_pushpull.robustness.report import format_comparison
+
+    baseline = _baseline_run(tmp_path, [3, 4, 5])  # fog errors 0.5, 0.75, 1.0
+    results = evaluate_model(MeanIntensityClassifier(), *clean_set(count=10),
+                             corrupted=CifarCFolder(_official_folder(tmp_path)), severities=[1, 2, 3],
+                             baseline=baseline, progress=False, **IDENTITY)  # fmt: skip
+    assert results["corruptions"]["fog"]["errors"] == [0.0, 0.25, 0.5]
+    # severity 3 is the only pair: 0.5 / 0.5 (the old reader took the baseline's 3, 4, 5 for 1, 2, 3)
+    assert results["summary"]["ce"] == {"fog": pytest.approx(1.0)}
+    assert results["summary"]["ce_severities"] == {"fog": [3]}
+    assert not results["summary"]["mce_complete"]
+    assert results["baseline"]["severities"] == [3, 4, 5]
+    table = format_comparison([results])
+    assert "| CE on severities | 3 | – |" in table
+
+
+def test_ce_against_a_one_severity_baseline(tmp_path):
+    baseline = _baseline_run(tmp_path, [4])  # fog error 0.75
+    results = evaluate_model(MeanIntensityClassifier(), *clean_set(count=10),
+                             corrupted=CifarCFolder(_official_folder(tmp_path)), baseline=baseline,
+                             progress=False, **IDENTITY)  # fmt: skip
+    assert results["summary"]["ce"] == {"fog": pytest.approx(0.75 / 0.75)}
+    assert results["summary"]["ce_severities"] == {"fog": [4]}
+    # rCE: (0.75 - clean 0) / (0.75 - clean 0)
+    assert results["summary"]["rce"] == {"fog": pytest.approx(1.0)}
+
+
+def test_cli_refuses_other_weights_under_the_same_name_or_path(tmp_path, capsys, monkeypatch):
+    import timm
+    from safetensors.torch import save_file
+
+    from timm_pushpull import hub
+    from timm_pushpull.cli import main
+
+    name = "lenet5_a_pp.fmnist_demo"
+
+    def weights(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file(timm.create_model(name).state_dict(), str(path))  # fresh random weights
+        return str(path)
+
+    def evaluate(out, *extra):
+        argv = ["evaluate", "--model", name, "--dataset", "fashion_mnist", "--max-images", "8",
+                "--corruptions", "contrast", "--severities", "1", "--out", str(out), "--no-progress",
+                "--no-report", *extra]  # fmt: skip
+        return main(argv), capsys.readouterr().err
+
+    # random weights, then the pretrained ones (a local weights directory): not the same run
+    out = tmp_path / "random"
+    assert evaluate(out)[0] == 0
+    before = (out / "results.json").read_bytes()
+    weights(tmp_path / "weights" / name / "model.safetensors")
+    monkeypatch.setenv(hub.WEIGHTS_DIR_ENV, str(tmp_path / "weights"))
+    code, error = evaluate(out, "--pretrained")
+    assert code == 2
+    assert "identity.model_args.pretrained: false (stored) vs true (this run)" in error
+    assert "identity.weights_sha256" in error and "--overwrite" in error
+    assert (out / "results.json").read_bytes() == before
+
+    # a checkpoint file replaced in place: same path, other weights
+    out, checkpoint = tmp_path / "checkpoint", weights(tmp_path / "run" / "model.safetensors")
+    assert evaluate(out, "--checkpoint", checkpoint)[0] == 0
+    stored = json.loads((out / "results.json").read_text())
+    assert evaluate(out, "--checkpoint", checkpoint)[0] == 0  # the same weights resume
+    weights(Path(checkpoint))
+    code, error = evaluate(out, "--checkpoint", checkpoint)
+    assert code == 2 and "identity.weights_sha256" in error
+    assert "identity.model_args" not in error and "settings." not in error
+    assert json.loads((out / "results.json").read_text()) == stored
+    assert evaluate(out, "--checkpoint", checkpoint, "--overwrite")[0] == 0
+    replaced = json.loads((out / "results.json").read_text())
+    assert replaced["identity"]["weights_sha256"] != stored["identity"]["weights_sha256"]
+    assert replaced["checkpoint"] == checkpoint

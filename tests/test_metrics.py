@@ -59,6 +59,20 @@ def test_summarize_corruptions_reports_partial_means():
     assert summary["mce"] == pytest.approx(0.625)
     assert summary["relative_mce"] == pytest.approx(0.75)
     assert summary["mce_corruptions"] == ["a", "b"] and not summary["mce_complete"]
+    assert summary["relative_mce_corruptions"] == ["a", "b"]
+    assert not summary["relative_mce_complete"]
+
+
+def test_relative_mce_has_its_own_completeness():
+    # both corruptions have a CE, but for snow the baseline's corrupted error equals its clean
+    # error: no rCE, so the relative mCE covers rain only and is not comparable with published ones
+    summary = metrics.summarize_corruptions(
+        {"snow": [0.3], "rain": [0.4]}, 0.1, {"snow": 0.2, "rain": 0.5}, 0.2
+    )
+    assert summary["mce_corruptions"] == ["snow", "rain"] and summary["mce_complete"]
+    assert summary["relative_mce"] == pytest.approx(0.3 / 0.3)
+    assert summary["relative_mce_corruptions"] == ["rain"]
+    assert not summary["relative_mce_complete"]
 
 
 def test_summarize_corruptions_skips_undefined_ratios():
@@ -163,8 +177,9 @@ def test_get_baseline_sources(tmp_path, official_dir):
     assert get_baseline(None) is None
     folder = get_baseline(official_dir / "results" / "resnet" / "resnet-20")
     assert folder.flip_probabilities["rotate"] == pytest.approx(0.05268)
-    results = {"model": "m", "clean_error": 0.1, "severities": [1, 2],
-               "corruptions": {"fog": {"errors": [0.2, 0.3]}},
+    results = {"schema": "timm-pushpull-robustness", "version": 1, "model": "m", "clean_error": 0.1,
+               "settings": {"severities": [1, 2]},
+               "corruptions": {"fog": {"errors": [0.2, 0.3], "mean_error": 0.25}},
                "perturbations": {"rotate": {"flip_probability": 0.05}}}  # fmt: skip
     path = tmp_path / "results.json"
     path.write_text(json.dumps(results))
@@ -174,5 +189,9 @@ def test_get_baseline_sources(tmp_path, official_dir):
     with pytest.raises(ValueError, match="alexnet-cifar10c"):
         get_baseline("alexnet")
     (tmp_path / "broken.json").write_text("{")
-    with pytest.raises(ValueError, match="not a results.json"):
+    with pytest.raises(ValueError, match="broken.json is not a readable results.json"):
         get_baseline(tmp_path / "broken.json")
+    # evaluate writes the severities under settings: a top-level key is no results.json
+    (tmp_path / "old.json").write_text(json.dumps({**results, "settings": {}, "severities": [1, 2]}))
+    with pytest.raises(ValueError, match="need settings.severities"):
+        get_baseline(tmp_path / "old.json")

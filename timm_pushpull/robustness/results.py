@@ -133,10 +133,14 @@ def array_sha256(values: torch.Tensor | np.ndarray | Sequence[int]) -> str:
     return digest.hexdigest()
 
 
+def _no_numbers() -> dict[str, Any]:
+    return {"clean_error": None, "corruptions": {}, "perturbations": {}, "shift": None,
+            "noise_sweeps": {}, "baseline": None, "summary": None}  # fmt: skip
+
+
 def empty_results(header: Mapping[str, Any]) -> dict[str, Any]:
     """A results dict with ``header`` (schema, model, identity, settings, ...) and no numbers yet."""
-    return {**header, "clean_error": None, "corruptions": {}, "perturbations": {}, "shift": None,
-            "noise_sweeps": {}, "baseline": None, "summary": None}  # fmt: skip
+    return {**header, **_no_numbers()}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -199,8 +203,10 @@ def validate_results(data: Any, where: str = "results") -> dict[str, Any]:
             f"1..{SCHEMA_VERSION}"
             + (" (upgrade timm-pushpull)" if isinstance(version, int) else "")
         )
-    results = empty_results({"identity": None, "settings": {}, **data})
-    results.update({key: value for key, value in data.items() if value is not None})
+    results = dict(data)
+    for key, default in {"identity": None, "settings": {}, **_no_numbers()}.items():
+        if results.get(key) is None:
+            results[key] = default
     settings = _mapping(results["settings"], f"{where}: settings")
     if version >= 2:
         _mapping(results["identity"], f"{where}: identity")
@@ -322,7 +328,8 @@ class ResultsFile:
                 f"{self.path} holds the results of another run; they differ in:\n{lines}\n"
                 "Choose another --out, or pass --overwrite to start over (replacing those results)"
             )
-        self.results = {**stored, **header}
+        self.results = empty_results(header)
+        self.results.update({key: value for key, value in stored.items() if key not in header})
 
     def save(self, summary: Mapping[str, Any], baseline: Mapping[str, Any] | None) -> None:
         self.results["summary"] = dict(summary)
