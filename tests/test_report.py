@@ -146,3 +146,18 @@ def test_compare_command(tmp_path, capsys):
     (tmp_path / "other.json").write_text(json.dumps({"accuracy": 1}))
     assert main(["compare", str(tmp_path / "other.json")]) == 2
     assert "not a results.json" in capsys.readouterr().err
+    # fog has 2 errors; a file claiming 3 severities is refused, not misread
+    bad = {**RESULTS[0], "settings": {**RESULTS[0]["settings"], "severities": [1, 2, 3]}}
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    assert main(["compare", str(tmp_path / "bad.json")]) == 2
+    assert "corruptions.fog.errors has 2 values but settings.severities 3" in capsys.readouterr().err
+
+
+def test_relative_mce_cell_has_its_own_completeness():
+    summary = {**RESULTS[0]["summary"], "mce": 0.5, "mce_corruptions": ["fog", "snow"],
+               "mce_complete": True, "relative_mce": 0.25, "relative_mce_corruptions": ["fog"],
+               "relative_mce_complete": False, "ce_severities": {"fog": [1, 2], "snow": [2]}}  # fmt: skip
+    table = format_comparison([{**RESULTS[0], "summary": summary}])
+    assert _row(table, "mCE") == ["50.0", "–"]
+    assert _row(table, "relative mCE") == ["25.0, 1 corruptions", "–"]
+    assert _row(table, "CE on severities") == ["fog: 1, 2; snow: 2", "–"]

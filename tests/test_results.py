@@ -1,0 +1,125 @@
+"""results.json: validation with clear errors, atomic save, identity differences, summaries."""
+
+import json
+
+import pytest
+import torch
+import torch.nn as nn
+
+from timm_pushpull.robustness.baselines import ALEXNET_CIFAR10_C, Baseline
+from timm_pushpull.robustness.results import (
+    ResultsFile,
+    array_sha256,
+    load_results,
+    run_differences,
+    save_results,
+    state_dict_sha256,
+    summarize,
+    validate_results,
+)
+
+
+def minimal(**overrides):
+    results = {
+        "schema": "timm-pushpull-robustness", "version": 2, "model": "m",
+        "identity": {"architecture": "m", "weights_sha256": "ab"},
+        "settings": {"severities": [1, 3], "seed": 0},
+        "clean_error": 0.1,
+        "corruptions": {"fog": {"errors": [0.2, 0.4], "mean_error": 0.3, "source": "generated"}},
+    }  # fmt: skip
+    return {**results, **overrides}
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(schema="other"), "not a results.json"),
+        (dict(version=3), "version 3.*upgrade timm-pushpull"),
+        (dict(identity=None), "identity must be an object"),
+        (dict(settings={"severities": [1, 1]}), "distinct ints in 1..5"),
+        (dict(settings={"severities": [0, 6]}), "distinct ints in 1..5"),
+        (dict(settings={}), "need settings.severities"),
+        (dict(clean_error=7.5), "clean_error must be a number in \\[0, 1\\]"),
+        (dict(corruptions={"fog": {"errors": [0.2], "mean_error": 0.2}}),
+         "corruptions.fog.errors has 1 values but settings.severities 2"),
+        (dict(perturbations={"rotate": {"flip_probability": "x"}}),
+         "perturbations.rotate.flip_probability"),
+        (dict(noise_sweeps={"gaussian": {"levels": [0.0, 0.1], "errors": [0.1]}}),
+         "noise_sweeps.gaussian has 2 levels but 1 errors"),
+    ],
+)  # fmt: skip
+def test_validation_names_the_field(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        validate_results(minimal(**overrides), "x.json")
+
+
+def test_version_1_is_read_with_empty_sections():
+    old = minimal(version=1)
+    del old["identity"]
+    results = validate_results(old)
+    assert results["identity"] is None and results["perturbations"] == {} and results["shift"] is None
+
+
+def test_save_is_atomic_and_round_trips(tmp_path):
+    path = save_results(minimal(), tmp_path / "out" / "results.json")
+    assert load_results(tmp_path / "out") == validate_results(minimal())
+    assert [p.name for p in path.parent.iterdir()] == ["results.json"]  # no temporary left
+    with pytest.raises(ValueError, match="results to save"):
+        save_results(minimal(clean_error=-1), path)
+    assert json.loads(path.read_text())["clean_error"] == 0.1  # the old file is untouched
+    path.write_text('{"schema": ')
+    with pytest.raises(ValueError, match="is not a readable results.json"):
+        load_results(path)
+
+
+def test_run_differences_name_nested_fields_and_missing_ones():
+    stored = minimal()
+    requested = minimal(
+        identity={"architecture": "m", "weights_sha256": "cd", "device": "cuda"},
+        settings={"severities": [1, 3], "seed": 0, "shift": {"mode": "crop"}},
+    )
+    assert run_differences(stored, requested) == [
+        ("identity.weights_sha256", "ab", "cd"),
+        ("identity.device", "absent", "cuda"),
+        ("settings.shift.mode", "absent", "crop"),
+    ]
+    assert run_differences(stored, minimal()) == []
+
+
+def test_results_file_refuses_another_run_and_overwrite_replaces_it(tmp_path):
+    header = {k: v for k, v in minimal().items() if k not in ("clean_error", "corruptions")}
+    store = ResultsFile(tmp_path, header)
+    store.results["clean_error"] = 0.25
+    store.save({}, None)
+    other = {**header, "settings": {"severities": [1, 3], "seed": 1}}
+    with pytest.raises(ValueError, match=r"settings.seed: 0 \(stored\) vs 1 \(this run\)"):
+        ResultsFile(tmp_path, other)
+    assert ResultsFile(tmp_path, header).results["clean_error"] == 0.25  # resumed
+    fresh = ResultsFile(tmp_path, other, overwrite=True)
+    assert fresh.results["clean_error"] is None
+    assert load_results(tmp_path)["clean_error"] == 0.25  # nothing is replaced before a save
+
+
+def test_hashes_see_values_not_objects():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
+    copy = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
+    copy.load_state_dict(model.state_dict())
+    assert state_dict_sha256(model) == state_dict_sha256(copy)
+    with torch.no_grad():
+        copy[1].running_mean += 1  # a buffer changes the numbers as much as a weight
+    assert state_dict_sha256(model) != state_dict_sha256(copy)
+    assert array_sha256([0, 1, 2]) == array_sha256(torch.tensor([0, 1, 2]).numpy())
+    assert array_sha256([0, 1, 2]) != array_sha256([0, 2, 1])
+
+
+def test_summary_pairs_severities_with_the_baseline():
+    results = validate_results(minimal())  # fog on severities 1 and 3
+    # a mean-only baseline (the published AlexNet table) needs all five severities
+    summary = summarize(results, ALEXNET_CIFAR10_C)
+    assert summary["ce"] == {} and summary["mce"] is None and not summary["mce_complete"]
+    per_severity = Baseline("b", "test", 0.05, {"fog": (0.5, 0.8)}, severities=(3, 4))
+    summary = summarize(results, per_severity)
+    assert summary["ce_severities"] == {"fog": [3]}
+    assert summary["ce"] == {"fog": pytest.approx(0.4 / 0.5)}
+    assert summary["rce"] == {"fog": pytest.approx((0.4 - 0.1) / (0.5 - 0.05))}
+    assert summary["mce_corruptions"] == ["fog"] and not summary["mce_complete"]  # 1 severity
