@@ -59,7 +59,10 @@ def test_generated_corruptions_match_direct_evaluation():
         # one block of draws holds all 12 images: its seed is that of the block at image 0
         expected = [
             float(
-                (model(corrupt(images, name, s, scale="cifar", seed=noise_seed(0, 0))).argmax(1) != labels)
+                (
+                    model(corrupt(images, name, s, scale="cifar", seed=noise_seed(0, 0))).argmax(1)
+                    != labels
+                )
                 .float()
                 .mean()
             )
@@ -346,7 +349,9 @@ def test_a_block_of_images_gets_the_same_draws_alone_or_in_the_whole_set():
     corrupted = torch.cat(whole.inputs)[40:]  # after the clean pass
     shard = corrupt(images[32:], "gaussian_noise", 3, seed=noise_seed(0, 32))
     assert torch.equal(corrupted[32:], shard)
-    assert not torch.equal(corrupted[:8], corrupt(images[:8], "gaussian_noise", 3, seed=noise_seed(0, 32)))
+    assert not torch.equal(
+        corrupted[:8], corrupt(images[:8], "gaussian_noise", 3, seed=noise_seed(0, 32))
+    )
 
 
 class WeightedClassifier(MeanIntensityClassifier):
@@ -376,7 +381,7 @@ def test_rerun_with_other_weights_or_generator_is_refused_and_overwrite_starts_o
                        **kwargs)  # fmt: skip
     message = str(refused.value)
     assert "identity.model_args.pretrained: false (stored) vs true (this run)" in message
-    assert f"identity.weights_sha256: \"{first['identity']['weights_sha256']}\" (stored)" in message
+    assert f'identity.weights_sha256: "{first["identity"]["weights_sha256"]}" (stored)' in message
     assert "--overwrite" in message
     # a C-kernel run and a torch-generator run draw different noise
     if first["identity"]["random_generator"] == "c-kernel":

@@ -192,6 +192,8 @@ def test_get_baseline_sources(tmp_path, official_dir):
     with pytest.raises(ValueError, match="broken.json is not a readable results.json"):
         get_baseline(tmp_path / "broken.json")
     # evaluate writes the severities under settings: a top-level key is no results.json
-    (tmp_path / "old.json").write_text(json.dumps({**results, "settings": {}, "severities": [1, 2]}))
+    (tmp_path / "old.json").write_text(
+        json.dumps({**results, "settings": {}, "severities": [1, 2]})
+    )
     with pytest.raises(ValueError, match="need settings.severities"):
         get_baseline(tmp_path / "old.json")

@@ -150,7 +150,9 @@ def test_compare_command(tmp_path, capsys):
     bad = {**RESULTS[0], "settings": {**RESULTS[0]["settings"], "severities": [1, 2, 3]}}
     (tmp_path / "bad.json").write_text(json.dumps(bad))
     assert main(["compare", str(tmp_path / "bad.json")]) == 2
-    assert "corruptions.fog.errors has 2 values but settings.severities 3" in capsys.readouterr().err
+    assert (
+        "corruptions.fog.errors has 2 values but settings.severities 3" in capsys.readouterr().err
+    )
 
 
 def test_relative_mce_cell_has_its_own_completeness():

@@ -57,7 +57,9 @@ def test_version_1_is_read_with_empty_sections():
     old = minimal(version=1)
     del old["identity"]
     results = validate_results(old)
-    assert results["identity"] is None and results["perturbations"] == {} and results["shift"] is None
+    assert (
+        results["identity"] is None and results["perturbations"] == {} and results["shift"] is None
+    )
 
 
 def test_save_is_atomic_and_round_trips(tmp_path):

@@ -479,13 +479,18 @@ class _Evaluation:
     progress: bool
 
     def batches(
-        self, dataset: Dataset, indices: np.ndarray, block: int = NOISE_BLOCK
+        self,
+        dataset: Dataset,
+        indices: np.ndarray,
+        size: int | None = None,
+        block: int = NOISE_BLOCK,
     ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
         """(position of the batch's first image in ``indices``, images in [0, 1], labels), in
-        batches of whole ``block``s: at least ``batch_size`` images (the classifier splits them)."""
+        batches of whole ``block``s of at least ``size`` (default ``batch_size``) images; the
+        classifier splits them into its own batches."""
         from tqdm.auto import tqdm
 
-        batch_size = -(-self.batch_size // block) * block
+        batch_size = -(-(size or self.batch_size) // block) * block
         if isinstance(dataset, ArrayImageDataset):
             starts = range(0, len(indices), batch_size)
             batches = ((s, *dataset.batch(indices[s : s + batch_size])) for s in starts)
@@ -537,7 +542,9 @@ class _Evaluation:
         else:
             dataset, indices = self.clean, self.clean_indices
         predictions = []
-        for start, images, _ in self.batches(dataset, indices, SEQUENCE_BLOCK):
+        # batch_size // 8 sequences per batch: each sequence multiplies the images by its frames
+        sequences = max(1, self.batch_size // 8)
+        for start, images, _ in self.batches(dataset, indices, sequences, SEQUENCE_BLOCK):
             if self.sequences is None:
                 draw = functools.partial(
                     perturbation_sequence, name=name, num_frames=self.num_frames
@@ -714,7 +721,13 @@ def _open_datasets(specs: Sequence[str], data_config: dict) -> dict:
             raise ValueError(
                 f"--dataset {spec!r} and {opened[role][1]!r} both give the {role!r} data; give one"
             )
-        opened[role] = (source, f"{kind}:{spec}" if kind != "clean" else spec)
+        description = f"{kind}:{spec}" if kind != "clean" else spec
+        if not isinstance(source, ArrayImageDataset | CifarCFolder | CifarPFolder):
+            # images resized and cropped on loading: how is part of what the numbers depend on
+            crop_pct = 1.0 if kind == "imagenet-c" else data_config["crop_pct"]
+            description += (f" (resized to {list(size)}, crop_pct {crop_pct}, "
+                            f"crop_mode {data_config.get('crop_mode')}, {interpolation})")  # fmt: skip
+        opened[role] = (source, description)
     return opened
 
 
