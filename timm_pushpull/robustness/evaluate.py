@@ -335,9 +335,10 @@ def evaluate_model(
             authors' results folder, or None (no CE/mFR).
         out_dir: where results.json goes; None keeps everything in memory (no resume).
         model_name / model_args / checkpoint: how the model was made (``model_args``: keyword
-            arguments of ``timm.create_model`` such as ``pretrained``, ``num_classes``); the
-            name and model args are part of the run's identity, the checkpoint path is a label
-            (the identity has a hash of the weights themselves).
+            arguments of ``timm.create_model`` such as ``pretrained``, ``num_classes``). The
+            model args are part of the run's identity, and so is the architecture (the model's
+            ``pretrained_cfg``, else ``model_name``); the checkpoint path is only a label (the
+            identity has a hash of the weights themselves).
         batch_size: images per forward pass; the numbers do not depend on it.
         max_images: evaluate a fixed random subset (seeded by ``seed``) of this many images.
         mean / std: input normalisation (default: the model's timm data config).
