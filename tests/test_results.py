@@ -125,3 +125,12 @@ def test_summary_pairs_severities_with_the_baseline():
     assert summary["ce"] == {"fog": pytest.approx(0.4 / 0.5)}
     assert summary["rce"] == {"fog": pytest.approx((0.4 - 0.1) / (0.5 - 0.05))}
     assert summary["mce_corruptions"] == ["fog"] and not summary["mce_complete"]  # 1 severity
+
+
+def test_a_damaged_results_file_is_not_resumed_but_can_be_overwritten(tmp_path):
+    (tmp_path / "results.json").write_text('{"schema": "timm-pushpull-robustness", "vers')
+    header = {k: v for k, v in minimal().items() if k not in ("clean_error", "corruptions")}
+    with pytest.raises(ValueError, match="not a readable results.json.*--overwrite"):
+        ResultsFile(tmp_path, header)
+    ResultsFile(tmp_path, header, overwrite=True).save({}, None)
+    assert load_results(tmp_path)["identity"] == header["identity"]

@@ -22,6 +22,7 @@ import torch.nn as nn
 
 __all__ = [
     "format_comparison",
+    "ce_pairs",
     "write_report",
     "plot_corruption_errors",
     "plot_ce_vs_flip",

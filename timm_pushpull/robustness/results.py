@@ -210,16 +210,16 @@ def validate_results(data: Any, where: str = "results") -> dict[str, Any]:
     settings = _mapping(results["settings"], f"{where}: settings")
     if version >= 2:
         _mapping(results["identity"], f"{where}: identity")
-    severities = _severities(settings, where)
+    evaluated = _severities(settings, where)
     if results["clean_error"] is not None:
         _fraction(results["clean_error"], f"{where}: clean_error")
     for section in _SECTIONS:
         _mapping(results[section], f"{where}: {section}")
-    if results["corruptions"] and severities is None:
+    if results["corruptions"] and evaluated is None:
         raise ValueError(f"{where}: corruption errors need settings.severities, which is missing")
     for name, entry in results["corruptions"].items():
         entry = _mapping(entry, f"{where}: corruptions.{name}")
-        _fractions(entry.get("errors"), f"{where}: corruptions.{name}.errors", len(severities))
+        _fractions(entry.get("errors"), f"{where}: corruptions.{name}.errors", len(evaluated))
         _fraction(entry.get("mean_error"), f"{where}: corruptions.{name}.mean_error")
     for name, entry in results["perturbations"].items():
         entry = _mapping(entry, f"{where}: perturbations.{name}")
@@ -311,7 +311,12 @@ class ResultsFile:
         self.results = empty_results(header)
         if self.path is None or not self.path.is_file() or overwrite:
             return
-        stored = load_results(self.path)
+        try:
+            stored = load_results(self.path)
+        except ValueError as error:
+            raise ValueError(
+                f"{error}; choose another --out, or pass --overwrite to start over"
+            ) from error
         if stored["identity"] is None:
             raise ValueError(
                 f"{self.path} was written by an older timm-pushpull (results format version "
