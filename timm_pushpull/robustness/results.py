@@ -71,7 +71,7 @@ __all__ = [
 SCHEMA = "timm-pushpull-robustness"
 SCHEMA_VERSION = 2
 RESULTS_FILE = "results.json"
-_SECTIONS = {"corruptions": dict, "perturbations": dict, "noise_sweeps": dict}
+_SECTIONS = ("corruptions", "perturbations", "noise_sweeps")  # name -> entry objects
 _ALL_SEVERITIES = (1, 2, 3, 4, 5)
 
 
