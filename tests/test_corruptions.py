@@ -29,7 +29,6 @@ from timm_pushpull.robustness.corruptions import (
     motion_blur2d,
     plasma_fractal,
 )
-from timm_pushpull.robustness.frost import FROST_DIR_ENV, frost_textures
 
 SHAPES = [(2, 3, 32, 32), (1, 1, 28, 28), (2, 3, 20, 27)]
 RANDOM_CORRUPTIONS = [
@@ -488,22 +487,6 @@ def test_frost_blends_image_and_texture():
     assert 0 < out.max() <= frost_weight + 1e-6  # black images show only the texture
     white = corrupt(torch.ones(4, 3, 32, 32), "frost", 5)
     assert white.min() >= image_weight - 1e-6
-
-
-def test_frost_reads_a_user_folder(tmp_path, monkeypatch):
-    texture = np.zeros((200, 300, 3), np.uint8)
-    texture[..., 2] = 255  # pure red in OpenCV's BGR order
-    cv2.imwrite(str(tmp_path / "frost1.png"), texture)
-    (tmp_path / "notes.txt").write_text("ignored")
-    monkeypatch.setenv(FROST_DIR_ENV, str(tmp_path))
-    (loaded,) = frost_textures(32, 0.2)
-    assert loaded.shape == (40, 60, 3)
-    out = corrupt(torch.zeros(1, 3, 32, 32), "frost", 1)
-    frost_weight = SEVERITY_PARAMS["frost"]["cifar"][0][1]
-    torch.testing.assert_close(out[0, :, 0, 0], torch.tensor([frost_weight, 0.0, 0.0]))
-    monkeypatch.setenv(FROST_DIR_ENV, str(tmp_path / "missing"))
-    with pytest.raises(ValueError, match=FROST_DIR_ENV):
-        corrupt(torch.zeros(1, 3, 32, 32), "frost", 1)
 
 
 def test_spatter_water_and_mud_change_the_image():

@@ -30,8 +30,10 @@ scripts) is reimplemented here after its ``MotionBlurImage`` source.
 
 Faithfulness notes:
 
-* Frost uses procedurally generated frost textures unless ``$TIMM_PUSHPULL_FROST_DIR`` points at
-  the original photos; see :mod:`timm_pushpull.robustness.frost`.
+* Frost blends the scripts' photos frost1-frost5 by default (``frost="photos"``) and generated
+  textures only when asked or when no photo can be had; see :mod:`timm_pushpull.robustness.frost`.
+* Spatter turns the water layer into 8 bits with the scripts' wrap-around by default
+  (``spatter="wrap"``, as in the released data; ``"clip"`` saturates); see :func:`water_spatter`.
 * Glass blur reproduces what the scripts actually do on RGB arrays: the tuple "swap" of NumPy
   views copies the neighbour pixel, ``x[h, w] = x[h + dy, w + dx]``, scanning from the bottom-right.
 * Outputs are float, not quantised to 8 bits as the released datasets are.
@@ -68,7 +70,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .. import native
-from .frost import FROST_DIR_ENV, frost_textures
+from .frost import FROST_SOURCES, FrostSource, frost_textures, resolve_frost_source
 
 __all__ = [
     "ALL_CORRUPTIONS",
@@ -76,6 +78,7 @@ __all__ = [
     "EXTRA_CORRUPTIONS",
     "SCALES",
     "SEVERITY_PARAMS",
+    "SPATTER_MODES",
     "add_snow",
     "adjust_value",
     "check_images",
@@ -111,6 +114,7 @@ CORRUPTIONS: tuple[str, ...] = (
 EXTRA_CORRUPTIONS: tuple[str, ...] = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
 ALL_CORRUPTIONS: tuple[str, ...] = CORRUPTIONS + EXTRA_CORRUPTIONS
 SCALES: tuple[str, ...] = ("cifar", "imagenet")
+SPATTER_MODES: tuple[str, ...] = ("wrap", "clip")
 
 # Severity 1..5 parameters, verbatim from hendrycks/robustness ImageNet-C/create_c/make_cifar_c.py
 # ("cifar") and make_imagenet_c.py ("imagenet"); the names of the tuple fields are in the functions.
@@ -528,9 +532,11 @@ def liquid_layer(
 _SPATTER_EDGE_KERNEL = np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]], np.float32)
 
 
-def _water_mask(liquid: np.ndarray) -> np.ndarray:
-    # The scripts cast with astype(uint8), which wraps values above 1; clipping is intended.
-    liquid = (np.clip(liquid, 0, 1) * 255).astype(np.uint8)
+def _water_mask(liquid: np.ndarray, overflow: str) -> np.ndarray:
+    # The scripts' (liquid * 255).astype(np.uint8) wraps values above 1 (the layer is >= 0).
+    levels = np.floor(liquid * 255)
+    levels = np.mod(levels, 256) if overflow == "wrap" else np.clip(levels, 0, 255)
+    liquid = levels.astype(np.uint8)
     dist = 255 - cv2.Canny(liquid, 50, 150)
     dist = cv2.distanceTransform(dist, cv2.DIST_L2, 5)
     _, dist = cv2.threshold(dist, 20, 20, cv2.THRESH_TRUNC)
@@ -543,11 +549,20 @@ def _water_mask(liquid: np.ndarray) -> np.ndarray:
     return mask / peak if peak > 0 else mask  # the scripts divide by 0 (NaN) on dry images
 
 
-def water_spatter(x: torch.Tensor, liquid: torch.Tensor, strength: float) -> torch.Tensor:
+def water_spatter(
+    x: torch.Tensor, liquid: torch.Tensor, strength: float, overflow: str = "wrap"
+) -> torch.Tensor:
     """Add pale-turquoise water drops whose shading comes from the liquid layer's edges (OpenCV,
-    per image on the CPU)."""
-    liquid_np = liquid[:, 0].detach().float().cpu().numpy()
-    masks = np.stack([_water_mask(layer) for layer in liquid_np])
+    per image on the CPU).
+
+    The scripts turn the liquid layer into 8 bits with ``astype(np.uint8)``, which wraps values
+    above 1 around (1.1 becomes 0.1): ``overflow="wrap"`` does the same, as in the released
+    CIFAR-10-C (severity 3 has such values) and CIFAR-10-P; ``"clip"`` saturates them at 1
+    instead, the evident intent.
+    """
+    _check_choice(overflow, "spatter overflow", SPATTER_MODES)
+    liquid_np = liquid[:, 0].detach().double().cpu().numpy()
+    masks = np.stack([_water_mask(layer, overflow) for layer in liquid_np])
     mask = torch.from_numpy(masks).to(device=x.device, dtype=x.dtype).unsqueeze(1)
     return (x + strength * mask * _colour(_WATER_RGB, x.shape[1], x)).clamp(0, 1)
 
@@ -846,10 +861,9 @@ def _snow(x: torch.Tensor, params: tuple, g: torch.Generator) -> torch.Tensor:
 
 @functools.lru_cache(maxsize=8)
 def _frost_stack(
-    min_size: int, zoom: float, folder: str | None
+    min_size: int, zoom: float, source: FrostSource
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    # folder (from the environment) is part of the key: frost_textures reads it itself
-    textures = frost_textures(min_size, zoom)
+    textures = frost_textures(min_size, zoom, source)
     shapes = torch.tensor([texture.shape[:2] for texture in textures])
     stack = torch.zeros(len(textures), *shapes.amax(0).tolist(), 3)
     for index, texture in enumerate(textures):
@@ -857,10 +871,12 @@ def _frost_stack(
     return stack, shapes
 
 
-def _frost(x: torch.Tensor, params: tuple, g: torch.Generator) -> torch.Tensor:
+def _frost(
+    x: torch.Tensor, params: tuple, g: torch.Generator, source: str = "photos"
+) -> torch.Tensor:
     image_weight, frost_weight, zoom = params
     batch, channels, height, width = x.shape
-    stack, shapes = _frost_stack(max(height, width), zoom, os.environ.get(FROST_DIR_ENV))
+    stack, shapes = _frost_stack(max(height, width), zoom, resolve_frost_source(source))
     stack, shapes = stack.to(x.device, x.dtype), shapes.to(x.device)
     choice = torch.randint(len(stack), (batch,), generator=g, device=x.device)
     # like np.random.randint(0, side - size): a start strictly below the free room
@@ -1001,11 +1017,13 @@ def _jpeg_compression(x: torch.Tensor, quality: int, g: torch.Generator) -> torc
     return out.to(x.device, x.dtype) / 255
 
 
-def _spatter(x: torch.Tensor, params: tuple, g: torch.Generator) -> torch.Tensor:
+def _spatter(
+    x: torch.Tensor, params: tuple, g: torch.Generator, overflow: str = "wrap"
+) -> torch.Tensor:
     loc, scale, sigma, threshold, strength, mud = params
     liquid = liquid_layer(x, loc, scale, sigma, threshold, g)
     if not mud:
-        return water_spatter(x, liquid, strength)
+        return water_spatter(x, liquid, strength, overflow)
     mask = gaussian_blur2d((liquid > threshold).to(x.dtype), strength)  # strength = blur sigma
     mask = torch.where(mask < 0.8, torch.zeros_like(mask), mask)
     return x * (1 - mask) + _colour(_MUD_RGB, x.shape[1], x) * mask
@@ -1035,7 +1053,14 @@ _CORRUPTION_FNS: dict[str, Callable[[torch.Tensor, object, torch.Generator], tor
 
 
 def corrupt(
-    images: torch.Tensor, name: str, severity: int, scale: str = "cifar", seed: int = 0
+    images: torch.Tensor,
+    name: str,
+    severity: int,
+    scale: str = "cifar",
+    seed: int = 0,
+    *,
+    frost: str = "photos",
+    spatter: str = "wrap",
 ) -> torch.Tensor:
     """Apply corruption ``name`` at ``severity`` (1..5) to ``images [B, C, H, W]`` in [0, 1].
 
@@ -1045,6 +1070,10 @@ def corrupt(
         severity: 1 (mildest) .. 5.
         scale: parameter set, ``"cifar"`` (CIFAR-10-C) or ``"imagenet"`` (ImageNet-C).
         seed: seeds the random draws; same seed and device -> same output.
+        frost: frost textures, ``"photos"`` (the reference photos, see
+            :mod:`~timm_pushpull.robustness.frost`) or ``"procedural"``.
+        spatter: ``"wrap"`` (the reference's 8-bit wrap of the water layer, as in the released
+            data) or ``"clip"``; see :func:`water_spatter`.
 
     Returns:
         Corrupted images, same shape, dtype and device, in [0, 1] (computed in float32).
@@ -1052,13 +1081,16 @@ def corrupt(
     _check_choice(name, "corruption", ALL_CORRUPTIONS)
     _check_severity(severity)
     _check_choice(scale, "scale", SCALES)
+    _check_choice(frost, "frost", FROST_SOURCES)
+    _check_choice(spatter, "spatter", SPATTER_MODES)
     check_images(images)
     if images.numel() == 0:
         return images.clone()
     generator = torch.Generator(device=images.device).manual_seed(seed)
     params = SEVERITY_PARAMS[name][scale][severity - 1]
+    options = {"frost": {"source": frost}, "spatter": {"overflow": spatter}}.get(name, {})
     x = images.float().contiguous()  # mixed memory formats (channels-last in) slow every op down
-    out = _CORRUPTION_FNS[name](x, params, generator)
+    out = _CORRUPTION_FNS[name](x, params, generator, **options)
     if out.data_ptr() == x.data_ptr():  # an identity (saturate on grey): never clamp the input
         out = out.clone()
     return out.clamp_(0, 1).to(images.dtype)

@@ -29,10 +29,13 @@ results.json (error rates and probabilities are fractions in [0, 1]; CE, rCE, FR
       "settings": {"datasets": {"clean": ..., "c": ..., "p": ...}, "scale": "cifar", "seed": 0,
                    "n_images": 10000, "severities": [1, 2, 3, 4, 5], "input_size": [3, 32, 32],
                    "mean": [...], "std": [...], "shift": {"mode": "circular", "max_shift": 4,
-                   "trials": 1}, "noise_levels": {...}, "num_frames": null},
+                   "trials": 1}, "noise_levels": {...}, "num_frames": null,
+                   "frost": null | {"kind": "photos" | "procedural", "origin": ..., "folder": ...,
+                                    "comparable": bool}, "spatter": "wrap" | "clip"},
       "clean_error": 0.0756 | null,
       "corruptions": {"gaussian_noise": {"errors": [e1, ..., e5], "mean_error": e,
-                                         "source": "generated" | "official"}, ...},
+                                         "source": "generated" | "official"}, ...,
+                      "frost": {..., "comparable": false}  (generated, not the reference photos)},
       "perturbations": {"translate": {"flip_probability": p, "noise": false, "n_sequences": n,
                                       "n_frames": 16, "source": ...}, ...},
       "shift": {"consistency": c, "mode": "circular", "max_shift": 4, "n_pairs": n} | null,
@@ -66,7 +69,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from ..version import __version__
 from . import metrics
 from .baselines import Baseline, get_baseline
-from .corruptions import ALL_CORRUPTIONS, corrupt
+from .corruptions import ALL_CORRUPTIONS, SPATTER_MODES, corrupt
 from .datasets import (
     ArrayImageDataset,
     CifarCFolder,
@@ -77,6 +80,7 @@ from .datasets import (
     open_clean_dataset,
     to_unit_images,
 )
+from .frost import FROST_SOURCES, resolve_frost_source
 from .perturbations import NOISE_PERTURBATIONS, PERTURBATIONS, perturbation_sequence
 
 __all__ = [
@@ -337,6 +341,8 @@ def evaluate_model(
     num_frames: int | None = None,
     workers: int = 0,
     progress: bool = True,
+    frost: str = "photos",
+    spatter: str = "wrap",
 ) -> dict:
     """Run the robustness suites on ``model`` and return the results dict (schema: module docstring).
 
@@ -360,6 +366,9 @@ def evaluate_model(
             [-max_shift, max_shift] (default: 1/7 of the image size: 4 px for CIFAR, 32 for 224 px).
         noise_levels: overrides of :data:`NOISE_SWEEPS` levels per sweep.
         num_frames: frames of generated perturbation sequences (default: the generator's).
+        frost / spatter: options of generated corruptions (:func:`corrupt`); the frost source
+            used is recorded in ``settings["frost"]``, with ``"comparable": false`` unless it is
+            the reference photos.
     """
     suites = _check_names(suites, SUITES, "suites")
     severities = [check_severity(s) for s in severities]
@@ -373,6 +382,11 @@ def evaluate_model(
     if unknown_sweeps:
         raise ValueError(
             f"unknown noise sweeps {sorted(unknown_sweeps)}; allowed: {list(NOISE_SWEEPS)}"
+        )
+    if frost not in FROST_SOURCES or spatter not in SPATTER_MODES:
+        raise ValueError(
+            f"frost must be one of {FROST_SOURCES} and spatter one of {SPATTER_MODES}, got "
+            f"{frost!r} and {spatter!r}"
         )
     baseline = get_baseline(baseline)
 
@@ -425,6 +439,10 @@ def evaluate_model(
         "input_size": list(image_size), "mean": mean, "std": std,
         "shift": {"mode": shift_mode, "max_shift": max_shift, "trials": shift_trials},
         "noise_levels": sweeps, "num_frames": num_frames,
+        # which frost textures generated corruptions use (None: no frost generated)
+        "frost": resolve_frost_source(frost).to_json()
+        if corrupted is None and "frost" in corruptions else None,
+        "spatter": spatter,
     }  # fmt: skip
     header = {
         "schema": "timm-pushpull-robustness", "version": 1, "timm_pushpull_version": __version__,
@@ -449,7 +467,7 @@ def evaluate_model(
         sequences=sequences, severities=severities, scale=scale, seed=seed,
         batch_size=batch_size, max_images=max_images, device=device, workers=workers,
         shift_mode=shift_mode, max_shift=max_shift, shift_trials=shift_trials, sweeps=sweeps,
-        num_frames=num_frames, progress=progress,
+        num_frames=num_frames, progress=progress, frost=frost, spatter=spatter,
     )  # fmt: skip
     from tqdm.auto import tqdm
 
@@ -488,6 +506,8 @@ class _Evaluation:
     sweeps: dict[str, list[float]]
     num_frames: int | None
     progress: bool
+    frost: str
+    spatter: str
 
     def batches(
         self, dataset: Dataset, indices: np.ndarray, batch_size: int | None = None
@@ -531,12 +551,16 @@ class _Evaluation:
             for start, images, labels in self.batches(dataset, indices):
                 if self.corrupted is None:
                     images = corrupt(images.to(self.device), name, severity, scale=self.scale,
-                                     seed=self.seed + start)  # fmt: skip
+                                     seed=self.seed + start, frost=self.frost,
+                                     spatter=self.spatter)  # fmt: skip
                 wrong += int((self.classify(images) != labels).sum())
                 total += len(labels)
             errors.append(wrong / total)
         source = "official" if self.corrupted is not None else "generated"
-        return {"errors": errors, "mean_error": float(np.mean(errors)), "source": source}
+        result = {"errors": errors, "mean_error": float(np.mean(errors)), "source": source}
+        if name == "frost" and self.corrupted is None:
+            result["comparable"] = resolve_frost_source(self.frost).reference
+        return result
 
     def perturbations(self, name: str) -> dict:
         if self.sequences is not None:
@@ -673,6 +697,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--shift-trials", type=int, default=1, help="random shift pairs per image")
     parser.add_argument("--num-frames", type=int, help="frames of generated perturbation sequences")
+    parser.add_argument(
+        "--frost", choices=FROST_SOURCES, default="photos", help="frost textures of generated "
+        "corruptions: the reference photos (found or downloaded once) or procedural ones",
+    )  # fmt: skip
+    parser.add_argument(
+        "--spatter", choices=SPATTER_MODES, default="wrap", help="generated spatter: the released "
+        "data's 8-bit wrap of the water layer, or clipped",
+    )  # fmt: skip
     parser.add_argument("--device", help="default: cuda when available, else cpu")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--no-report", action="store_true", help="write results.json only")
@@ -753,6 +785,7 @@ def _run(args: argparse.Namespace) -> dict:
         dataset_names={role: description for role, (_, description) in opened.items()},
         shift_mode=args.shift_mode, max_shift=args.max_shift, shift_trials=args.shift_trials,
         num_frames=args.num_frames, workers=args.workers, progress=not args.no_progress,
+        frost=args.frost, spatter=args.spatter,
     )  # fmt: skip
     if not args.no_report:
         from .report import write_report
