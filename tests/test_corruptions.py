@@ -338,25 +338,23 @@ def test_grey_images_brightness_adds_and_saturate_is_identity():
 
 
 def test_pixelate_matches_pillow_box_resize():
-    images = smooth_images((2, 3, 30, 37))
+    """Non-square images, 8-bit like the scripts' PIL images: the same bytes as Pillow."""
+    images = (smooth_images((2, 3, 30, 37)) * 255).round().to(torch.uint8)
     height, width = images.shape[-2:]
     for scale in ("cifar", "imagenet"):
         for severity in (1, 3, 5):
             factor = SEVERITY_PARAMS["pixelate"][scale][severity - 1]
             small = (int(width * factor), int(height * factor))
             expected = [
-                [
-                    np.asarray(
-                        Image.fromarray(plane, mode="F")
-                        .resize(small, Image.BOX)
-                        .resize((width, height), Image.BOX)
-                    )
-                    for plane in image
-                ]
+                np.asarray(
+                    Image.fromarray(image.transpose(1, 2, 0))
+                    .resize(small, Image.BOX)
+                    .resize((width, height), Image.BOX)
+                ).transpose(2, 0, 1)
                 for image in images.numpy()
             ]
-            out = corrupt(images, "pixelate", severity, scale=scale)
-            np.testing.assert_allclose(out.numpy(), np.array(expected), atol=1e-5)
+            out = corrupt(images.float() / 255, "pixelate", severity, scale=scale)
+            np.testing.assert_array_equal((out * 255).round().to(torch.uint8).numpy(), expected)
 
 
 def test_jpeg_matches_pillow():

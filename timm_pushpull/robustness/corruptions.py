@@ -506,7 +506,9 @@ def snow_layer(
 def add_snow(x: torch.Tensor, flakes: torch.Tensor, mix: float) -> torch.Tensor:
     """Whiten the image towards ``1.5 * grey + 0.5`` by ``1 - mix`` and add the (motion-blurred)
     flakes and their 180-degree rotation."""
-    flakes = torch.round(flakes * 255) / 255  # ImageMagick writes 8-bit PNG
+    # ImageMagick writes the blurred flakes as an 8-bit PNG, truncating (the tolerance absorbs
+    # float error on exact levels)
+    flakes = torch.floor(flakes * 255 + _GRID_TOLERANCE) / 255
     whitened = torch.maximum(x, _luma(x) * 1.5 + 0.5)
     x = mix * x + (1 - mix) * whitened
     return (x + flakes + flakes.flip(-2, -1)).clamp(0, 1)
@@ -975,11 +977,16 @@ def _elastic_transform(x: torch.Tensor, params: tuple, g: torch.Generator) -> to
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
+# Pillow resamples 8-bit images in fixed point with this many fraction bits (32 - 8 - 2).
+_PIL_PRECISION_BITS = 22
+
+
 @functools.lru_cache(maxsize=64)
 def _pil_box_matrix(in_size: int, out_size: int) -> torch.Tensor:
-    """Pillow's ``Image.resize(..., BOX)`` along one axis as an ``[out, in]`` matrix (its
-    ``precompute_coeffs``): the mean of the input pixels whose centre falls in the output
-    pixel's box."""
+    """Pillow's 8-bit ``Image.resize(..., BOX)`` along one axis as an ``[out, in]`` float64
+    matrix of its fixed-point weights (``precompute_coeffs``, ``normalize_coeffs_8bpc``): the
+    mean of the input pixels whose centre falls in the output pixel's box, times
+    ``2**_PIL_PRECISION_BITS``, rounded."""
     scale = in_size / out_size
     filter_scale = max(scale, 1.0)
     support = 0.5 * filter_scale
@@ -991,16 +998,22 @@ def _pil_box_matrix(in_size: int, out_size: int) -> torch.Tensor:
         pos = (np.arange(first, stop) - centre + 0.5) / filter_scale
         matrix[out, first:stop] = (pos > -0.5) & (pos <= 0.5)
         matrix[out] /= matrix[out].sum()
-    return torch.from_numpy(matrix).float()
+    return torch.from_numpy(np.floor(matrix * 2**_PIL_PRECISION_BITS + 0.5))
 
 
 def _pixelate(x: torch.Tensor, factor: float, g: torch.Generator) -> torch.Tensor:
+    """The scripts' two ``PIL.Image.resize(..., BOX)`` calls on the 8-bit image, exactly: Pillow
+    resamples horizontally, then vertically, each pass a fixed-point sum rounded half up to 8 bits
+    (exact in float64 here). Inputs off the 8-bit grid are rounded to it first."""
     height, width = x.shape[-2:]
     small_h, small_w = max(int(height * factor), 1), max(int(width * factor), 1)
-    # down then up in one [size, size] matrix per axis (dense GEMMs beat run sums here)
-    rows = (_pil_box_matrix(small_h, height) @ _pil_box_matrix(height, small_h)).to(x)
-    cols = (_pil_box_matrix(small_w, width) @ _pil_box_matrix(width, small_w)).to(x)
-    return rows @ x @ cols.T
+    levels = torch.round(x.double() * 255)
+    half, one = 2.0 ** (_PIL_PRECISION_BITS - 1), 2.0**_PIL_PRECISION_BITS
+    for (in_h, out_h), (in_w, out_w) in (((height, small_h), (width, small_w)),
+                                         ((small_h, height), (small_w, width))):  # fmt: skip
+        levels = torch.floor((levels @ _pil_box_matrix(in_w, out_w).to(x.device).T + half) / one)
+        levels = torch.floor((_pil_box_matrix(in_h, out_h).to(x.device) @ levels + half) / one)
+    return (levels / 255).to(x.dtype)
 
 
 def _jpeg_compression(x: torch.Tensor, quality: int, g: torch.Generator) -> torch.Tensor:
