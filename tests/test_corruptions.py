@@ -25,10 +25,17 @@ from timm_pushpull.robustness.corruptions import (
     _quantise_8bit,
     _randn,
     _uniform,
-    corrupt,
     motion_blur2d,
     plasma_fractal,
 )
+from timm_pushpull.robustness.corruptions import corrupt as corrupt_stored
+
+
+def corrupt(*args, **kwargs):
+    """The corruption as computed: these tests check the float math against references; the
+    default 8-bit / JPEG storage is tested in test_corruptions_reference.py."""
+    return corrupt_stored(*args, output="float", **kwargs)
+
 
 SHAPES = [(2, 3, 32, 32), (1, 1, 28, 28), (2, 3, 20, 27)]
 RANDOM_CORRUPTIONS = [

@@ -78,7 +78,7 @@ def test_frost_matches_the_reference_script(scale, size):
                     for name in REFERENCE_NAMES]  # fmt: skip
     for severity in (1, 5):
         seed = 3 + severity
-        out = corrupt(batch, "frost", severity, scale=scale, seed=seed)
+        out = corrupt(batch, "frost", severity, scale=scale, seed=seed, output="float")
         # the draws of corrupt(): one photo index each, then the crop corners as uniforms
         g = torch.Generator().manual_seed(seed)
         idx = torch.randint(5, (len(images),), generator=g)

@@ -41,10 +41,13 @@ def natural_images(size: int) -> np.ndarray:
                      for photo in photos])  # fmt: skip
 
 
-def ours(images: np.ndarray, name: str, severity: int, scale: str, seed: int, **options):
-    """corrupt() on uint8 images, as ``[B, H, W, C]`` floats in 0..255."""
+def ours(
+    images: np.ndarray, name: str, severity: int, scale: str, seed: int, output="float", **options
+):
+    """corrupt() on uint8 images, as ``[B, H, W, C]`` floats in 0..255; by default before the
+    8-bit / JPEG storage, which the scripts do after the corruption."""
     batch = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
-    out = corrupt(batch, name, severity, scale=scale, seed=seed, **options)
+    out = corrupt(batch, name, severity, scale=scale, seed=seed, output=output, **options)
     return out.permute(0, 2, 3, 1).double().numpy() * 255
 
 
@@ -233,3 +236,63 @@ def test_spatter_wraps_like_the_released_data_unless_clipped():
     wrapped = ours(images, "spatter", 3, "cifar", seed)
     clipped = ours(images, "spatter", 3, "cifar", seed, spatter="clip")
     assert np.abs(wrapped - expected).mean() < np.abs(clipped - expected).mean() / 4
+
+
+# --------------------------------------------------------------------------------------------
+# storage of the results, as the released data sets
+
+
+CONTRAST = {"cifar": [0.75, 0.5, 0.4, 0.3, 0.15], "imagenet": [0.4, 0.3, 0.2, 0.1, 0.05]}
+
+
+def reference_contrast(x: np.ndarray, c: float) -> np.ndarray:
+    x = np.array(x) / 255.0
+    means = np.mean(x, axis=(0, 1), keepdims=True)
+    return np.clip((x - means) * c + means, 0, 1) * 255
+
+
+def reference_store(corrupted: np.ndarray, scale: str) -> np.ndarray:
+    """make_cifar_c.py: ``np.uint8(corruption(img))`` into the ``.npy``; make_imagenet_c.py:
+    ``Image.fromarray(np.uint8(img)).save(path, quality=85, optimize=True)``, read back."""
+    if scale == "cifar":
+        return np.uint8(corrupted).astype(np.float64)
+    output = io.BytesIO()
+    Image.fromarray(np.uint8(corrupted)).save(output, format="JPEG", quality=85, optimize=True)
+    return np.asarray(Image.open(output)).astype(np.float64)
+
+
+@pytest.mark.parametrize("scale", ["cifar", "imagenet"])
+def test_default_output_is_stored_like_the_released_data(scale):
+    """Truncation to 8 bits (and JPEG q85 for ImageNet): the same bytes."""
+    images = natural_images(SIZES[scale])
+    for severity in (1, 5):
+        got = ours(images, "contrast", severity, scale, 0, output="released")
+        expected = np.stack([reference_store(reference_contrast(image, CONTRAST[scale][severity - 1]),
+                                             scale) for image in images])  # fmt: skip
+        assert_levels(got, expected, levels=0.0)
+
+
+class _RecordingClassifier(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inputs = []
+
+    def forward(self, x):
+        self.inputs.append(x.clone())
+        return torch.stack([x.mean((1, 2, 3)), 1 - x.mean((1, 2, 3))], 1)
+
+
+@pytest.mark.parametrize("output", ["released", "float"])
+def test_evaluate_feeds_and_records_stored_corruptions(output):
+    from timm_pushpull.robustness.evaluate import evaluate_model
+
+    model = _RecordingClassifier()
+    images = torch.from_numpy(natural_images(32)).permute(0, 3, 1, 2).float() / 255
+    kwargs = {} if output == "released" else {"output": output}  # released is the default
+    results = evaluate_model(model, images, torch.tensor([0, 1, 0]), corruptions=["contrast"],
+                             severities=[2], progress=False, mean=[0.0] * 3, std=[1.0] * 3,
+                             **kwargs)  # fmt: skip
+    assert results["settings"]["corruption_output"] == output
+    corrupted = model.inputs[-1] * 255
+    on_grid = torch.allclose(corrupted, corrupted.round(), atol=1e-3)
+    assert on_grid is (output == "released")

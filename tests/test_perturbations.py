@@ -113,7 +113,9 @@ def test_brightness_frames_equal_the_corruption_op():
     images = images_like((2, 3, 32, 32))
     frames = perturbation_sequence(images, "brightness")
     # frame 25 adds (25 - 15) * 1.5 / 100 = 0.15 to the HSV value: CIFAR-10-C brightness severity 3
-    torch.testing.assert_close(frames[:, 25], corrupt(images, "brightness", 3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        frames[:, 25], corrupt(images, "brightness", 3, output="float"), atol=1e-5, rtol=0
+    )
 
 
 def test_bad_input_is_refused():

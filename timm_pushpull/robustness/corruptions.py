@@ -36,7 +36,8 @@ Faithfulness notes:
   (``spatter="wrap"``, as in the released data; ``"clip"`` saturates); see :func:`water_spatter`.
 * Glass blur reproduces what the scripts actually do on RGB arrays: the tuple "swap" of NumPy
   views copies the neighbour pixel, ``x[h, w] = x[h + dy, w + dx]``, scanning from the bottom-right.
-* Outputs are float, not quantised to 8 bits as the released datasets are.
+* Outputs are stored like the released data sets by default (``output="released"``: truncated to
+  8 bits as CIFAR-10-C, then a quality-85 JPEG as ImageNet-C); ``output="float"`` skips that.
 * Shot noise on CPU images on the 8-bit grid draws Poisson by table inversion (exact up to float32
   resolution; torch.poisson elsewhere). The uniforms come from torch; the look-up runs in a small C
   kernel where a C compiler is found (``timm_pushpull.native``), else as torch ops, with the same
@@ -77,6 +78,8 @@ __all__ = [
     "CORRUPTIONS",
     "EXTRA_CORRUPTIONS",
     "SCALES",
+    "OUTPUTS",
+    "RELEASED_JPEG_QUALITY",
     "SEVERITY_PARAMS",
     "SPATTER_MODES",
     "add_snow",
@@ -90,6 +93,7 @@ __all__ = [
     "motion_blur2d",
     "pad2d",
     "plasma_fractal",
+    "quantise_like_released",
     "snow_layer",
     "water_spatter",
 ]
@@ -115,6 +119,10 @@ EXTRA_CORRUPTIONS: tuple[str, ...] = ("speckle_noise", "gaussian_blur", "spatter
 ALL_CORRUPTIONS: tuple[str, ...] = CORRUPTIONS + EXTRA_CORRUPTIONS
 SCALES: tuple[str, ...] = ("cifar", "imagenet")
 SPATTER_MODES: tuple[str, ...] = ("wrap", "clip")
+# "released": stored like the released data sets, see quantise_like_released; "float": as computed
+OUTPUTS: tuple[str, ...] = ("released", "float")
+# ImageNet-C's images are JPEGs of this quality (make_imagenet_c.py's save(quality=85))
+RELEASED_JPEG_QUALITY = 85
 
 # Severity 1..5 parameters, verbatim from hendrycks/robustness ImageNet-C/create_c/make_cifar_c.py
 # ("cifar") and make_imagenet_c.py ("imagenet"); the names of the tuple fields are in the functions.
@@ -1016,9 +1024,10 @@ def _pixelate(x: torch.Tensor, factor: float, g: torch.Generator) -> torch.Tenso
     return (levels / 255).to(x.dtype)
 
 
-def _jpeg_compression(x: torch.Tensor, quality: int, g: torch.Generator) -> torch.Tensor:
-    # Pillow, as the scripts (torchvision.io's libjpeg gives the same bytes but is deprecated).
-    pixels = (x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()
+def _jpeg_roundtrip(levels: torch.Tensor, quality: int) -> torch.Tensor:
+    """Encode and decode uint8 ``levels [B, C, H, W]`` as JPEG with Pillow, as the scripts do
+    (torchvision.io's libjpeg gives the same bytes but is deprecated); float in [0, 1]."""
+    pixels = levels.permute(0, 2, 3, 1).contiguous().cpu().numpy()
     decoded = []
     for image in pixels:
         buffer = io.BytesIO()
@@ -1027,7 +1036,11 @@ def _jpeg_compression(x: torch.Tensor, quality: int, g: torch.Generator) -> torc
         )
         decoded.append(np.asarray(Image.open(buffer)).reshape(image.shape))
     out = torch.from_numpy(np.stack(decoded)).permute(0, 3, 1, 2)
-    return out.to(x.device, x.dtype) / 255
+    return out.to(levels.device, torch.float32) / 255
+
+
+def _jpeg_compression(x: torch.Tensor, quality: int, g: torch.Generator) -> torch.Tensor:
+    return _jpeg_roundtrip((x * 255).round().to(torch.uint8), quality)
 
 
 def _spatter(
@@ -1074,6 +1087,7 @@ def corrupt(
     *,
     frost: str = "photos",
     spatter: str = "wrap",
+    output: str = "released",
 ) -> torch.Tensor:
     """Apply corruption ``name`` at ``severity`` (1..5) to ``images [B, C, H, W]`` in [0, 1].
 
@@ -1087,6 +1101,8 @@ def corrupt(
             :mod:`~timm_pushpull.robustness.frost`) or ``"procedural"``.
         spatter: ``"wrap"`` (the reference's 8-bit wrap of the water layer, as in the released
             data) or ``"clip"``; see :func:`water_spatter`.
+        output: ``"released"`` stores the result like the released data set of ``scale``
+            (:func:`quantise_like_released`), ``"float"`` returns it as computed.
 
     Returns:
         Corrupted images, same shape, dtype and device, in [0, 1] (computed in float32).
@@ -1096,6 +1112,7 @@ def corrupt(
     _check_choice(scale, "scale", SCALES)
     _check_choice(frost, "frost", FROST_SOURCES)
     _check_choice(spatter, "spatter", SPATTER_MODES)
+    _check_choice(output, "output", OUTPUTS)
     check_images(images)
     if images.numel() == 0:
         return images.clone()
@@ -1106,4 +1123,21 @@ def corrupt(
     out = _CORRUPTION_FNS[name](x, params, generator, **options)
     if out.data_ptr() == x.data_ptr():  # an identity (saturate on grey): never clamp the input
         out = out.clone()
-    return out.clamp_(0, 1).to(images.dtype)
+    out = out.clamp_(0, 1)
+    if output == "released":
+        out = quantise_like_released(out, scale)
+    return out.to(images.dtype)
+
+
+def quantise_like_released(images: torch.Tensor, scale: str) -> torch.Tensor:
+    """Store float images in [0, 1] as the released data sets were stored, and read them back.
+
+    ``"cifar"``: ``np.uint8(x * 255)`` of make_cifar_c.py, which truncates (CIFAR-10-C ``.npy``);
+    ``"imagenet"``: the same, then a JPEG of quality :data:`RELEASED_JPEG_QUALITY` (ImageNet-C).
+    Values within 1e-3 levels below a level (float error) count as on it.
+    """
+    _check_choice(scale, "scale", SCALES)
+    levels = torch.floor(images.float() * 255 + _GRID_TOLERANCE).clamp_(0, 255)
+    if scale == "imagenet":
+        return _jpeg_roundtrip(levels.to(torch.uint8), RELEASED_JPEG_QUALITY).to(images.device)
+    return levels / 255

@@ -31,7 +31,8 @@ results.json (error rates and probabilities are fractions in [0, 1]; CE, rCE, FR
                    "mean": [...], "std": [...], "shift": {"mode": "circular", "max_shift": 4,
                    "trials": 1}, "noise_levels": {...}, "num_frames": null,
                    "frost": null | {"kind": "photos" | "procedural", "origin": ..., "folder": ...,
-                                    "comparable": bool}, "spatter": "wrap" | "clip"},
+                                    "comparable": bool}, "spatter": "wrap" | "clip",
+                   "corruption_output": "released" | "float"},
       "clean_error": 0.0756 | null,
       "corruptions": {"gaussian_noise": {"errors": [e1, ..., e5], "mean_error": e,
                                          "source": "generated" | "official"}, ...,
@@ -69,7 +70,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from ..version import __version__
 from . import metrics
 from .baselines import Baseline, get_baseline
-from .corruptions import ALL_CORRUPTIONS, SPATTER_MODES, corrupt
+from .corruptions import ALL_CORRUPTIONS, OUTPUTS, SPATTER_MODES, corrupt
 from .datasets import (
     ArrayImageDataset,
     CifarCFolder,
@@ -343,6 +344,7 @@ def evaluate_model(
     progress: bool = True,
     frost: str = "photos",
     spatter: str = "wrap",
+    output: str = "released",
 ) -> dict:
     """Run the robustness suites on ``model`` and return the results dict (schema: module docstring).
 
@@ -366,7 +368,9 @@ def evaluate_model(
             [-max_shift, max_shift] (default: 1/7 of the image size: 4 px for CIFAR, 32 for 224 px).
         noise_levels: overrides of :data:`NOISE_SWEEPS` levels per sweep.
         num_frames: frames of generated perturbation sequences (default: the generator's).
-        frost / spatter: options of generated corruptions (:func:`corrupt`); the frost source
+        frost / spatter / output: options of generated corruptions (:func:`corrupt`; ``output``
+            ``"released"`` stores them as the released data sets: 8 bits, plus JPEG q85 at
+            ImageNet scale, ``"float"`` keeps them as computed); the frost source
             used is recorded in ``settings["frost"]``, with ``"comparable": false`` unless it is
             the reference photos.
     """
@@ -383,10 +387,10 @@ def evaluate_model(
         raise ValueError(
             f"unknown noise sweeps {sorted(unknown_sweeps)}; allowed: {list(NOISE_SWEEPS)}"
         )
-    if frost not in FROST_SOURCES or spatter not in SPATTER_MODES:
+    if frost not in FROST_SOURCES or spatter not in SPATTER_MODES or output not in OUTPUTS:
         raise ValueError(
-            f"frost must be one of {FROST_SOURCES} and spatter one of {SPATTER_MODES}, got "
-            f"{frost!r} and {spatter!r}"
+            f"frost must be one of {FROST_SOURCES}, spatter one of {SPATTER_MODES} and output one "
+            f"of {OUTPUTS}, got {frost!r}, {spatter!r} and {output!r}"
         )
     baseline = get_baseline(baseline)
 
@@ -442,7 +446,7 @@ def evaluate_model(
         # which frost textures generated corruptions use (None: no frost generated)
         "frost": resolve_frost_source(frost).to_json()
         if corrupted is None and "frost" in corruptions else None,
-        "spatter": spatter,
+        "spatter": spatter, "corruption_output": output,
     }  # fmt: skip
     header = {
         "schema": "timm-pushpull-robustness", "version": 1, "timm_pushpull_version": __version__,
@@ -468,6 +472,7 @@ def evaluate_model(
         batch_size=batch_size, max_images=max_images, device=device, workers=workers,
         shift_mode=shift_mode, max_shift=max_shift, shift_trials=shift_trials, sweeps=sweeps,
         num_frames=num_frames, progress=progress, frost=frost, spatter=spatter,
+        output=output,
     )  # fmt: skip
     from tqdm.auto import tqdm
 
@@ -508,6 +513,7 @@ class _Evaluation:
     progress: bool
     frost: str
     spatter: str
+    output: str
 
     def batches(
         self, dataset: Dataset, indices: np.ndarray, batch_size: int | None = None
@@ -552,7 +558,7 @@ class _Evaluation:
                 if self.corrupted is None:
                     images = corrupt(images.to(self.device), name, severity, scale=self.scale,
                                      seed=self.seed + start, frost=self.frost,
-                                     spatter=self.spatter)  # fmt: skip
+                                     spatter=self.spatter, output=self.output)  # fmt: skip
                 wrong += int((self.classify(images) != labels).sum())
                 total += len(labels)
             errors.append(wrong / total)
@@ -705,6 +711,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--spatter", choices=SPATTER_MODES, default="wrap", help="generated spatter: the released "
         "data's 8-bit wrap of the water layer, or clipped",
     )  # fmt: skip
+    parser.add_argument(
+        "--corruption-output", choices=OUTPUTS, default="released", help="generated corruptions "
+        "stored like the released sets (8 bits; JPEG q85 at ImageNet scale) or kept as floats",
+    )  # fmt: skip
     parser.add_argument("--device", help="default: cuda when available, else cpu")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--no-report", action="store_true", help="write results.json only")
@@ -785,7 +795,7 @@ def _run(args: argparse.Namespace) -> dict:
         dataset_names={role: description for role, (_, description) in opened.items()},
         shift_mode=args.shift_mode, max_shift=args.max_shift, shift_trials=args.shift_trials,
         num_frames=args.num_frames, workers=args.workers, progress=not args.no_progress,
-        frost=args.frost, spatter=args.spatter,
+        frost=args.frost, spatter=args.spatter, output=args.corruption_output,
     )  # fmt: skip
     if not args.no_report:
         from .report import write_report
