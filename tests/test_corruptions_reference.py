@@ -19,12 +19,14 @@ import pytest
 import skimage.data
 import skimage.filters
 import torch
+import torchvision.transforms.functional as TF
 from PIL import Image
 from scipy.ndimage import zoom as scizoom
 from wand.api import library as wandlibrary
 from wand.image import Image as WandImage
 
 from timm_pushpull.robustness.corruptions import corrupt
+from timm_pushpull.robustness.perturbations import perturbation_sequence
 
 # The scripts' MotionImage: ImageMagick's MagickMotionBlurImage through Wand.
 wandlibrary.MagickMotionBlurImage.argtypes = (
@@ -296,3 +298,53 @@ def test_evaluate_feeds_and_records_stored_corruptions(output):
     corrupted = model.inputs[-1] * 255
     on_grid = torch.allclose(corrupted, corrupted.round(), atol=1e-3)
     assert on_grid is (output == "released")
+
+
+# --------------------------------------------------------------------------------------------
+# CIFAR-10-P sequences (ImageNet-P/create_p/make_cifar_p.py); every frame there is stored as uint8
+
+
+def sequence(images: np.ndarray, name: str, seed: int = 0) -> np.ndarray:
+    """perturbation_sequence() on uint8 images, as ``[B, T, H, W, C]`` floats in 0..255."""
+    batch = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    frames = perturbation_sequence(batch, name, seed=seed)
+    return frames.permute(0, 1, 3, 4, 2).double().numpy() * 255
+
+
+def reference_affine(img: np.ndarray, angle=0.0, scale=1.0, shear=0.0) -> np.ndarray:
+    """``trn.CenterCrop(32)(trn_F.affine(PILImage.fromarray(img), angle=..., translate=(0, 0),
+    scale=..., shear=..., resample=PILImage.BILINEAR))`` (``resample`` is now ``interpolation``)."""
+    out = TF.affine(Image.fromarray(img), angle=angle, translate=[0, 0], scale=scale, shear=shear,
+                    interpolation=TF.InterpolationMode.BILINEAR)  # fmt: skip
+    return np.array(TF.center_crop(out, [img.shape[0], img.shape[1]])).astype(np.float64)
+
+
+P_AFFINE = {
+    "rotate": lambda img, i: reference_affine(img, angle=i - 15),
+    "scale": lambda img, i: reference_affine(img, scale=(i * 2 + 70) / 100.0),
+    "shear": lambda img, i: reference_affine(img, shear=i - 15),
+}
+
+
+@pytest.mark.parametrize("name", sorted(P_AFFINE))
+def test_cifar_p_affine_cuts_off_like_pillow(name):
+    """Pillow's bilinear 8-bit transform, zero outside the source with a sharp edge."""
+    images = natural_images(32)
+    got = sequence(images, name)
+    expected = np.stack([[P_AFFINE[name](image, i) for i in range(31)] for image in images])
+    assert_levels(got, expected)
+
+
+def test_cifar_p_zoom_blur():
+    """Running mean of PIL zooms 1.004 .. 1.12, each frame through ``ToPILImage``. Two levels: the
+    script rounds every zoomed image to 8 bits (up to half a level) and truncates the mean (up
+    to one); we keep floats (measured worst 1.51)."""
+    images = natural_images(32)
+    got = sequence(images, "zoom_blur")
+    for image, frames in zip(images, got, strict=True):
+        total = image / 255.0
+        for i in range(1, 31):
+            total = total + reference_affine(image, scale=1 + 0.004 * i) / 255.0
+            expected = np.floor(np.float32(total / (i + 1)) * 255)
+            assert_levels(frames[i], expected, levels=2.0)
+        assert_levels(frames[0], image.astype(np.float64), levels=0.0)

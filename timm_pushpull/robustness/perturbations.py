@@ -13,7 +13,8 @@ https://github.com/hendrycks/robustness (the first difficulty level of each nois
   ``brightness`` HSV value -0.225..+0.225;
 * geometric: ``translate`` horizontal shift -7..+8 px (16 frames, zero fill), ``rotate`` -15..15
   degrees, ``tilt`` -11.25..11.25 degrees about both axes, ``scale`` 0.7..1.3, ``shear`` -15..15
-  degrees (bilinear, zero fill). Other sequences compare consecutive frames.
+  degrees (bilinear, zero fill cut off sharply as Pillow does). Other sequences compare
+  consecutive frames.
 
 Lengths in pixels (blur radii and sigmas, the spatter blur) scale with ``min(H, W) / 32``, so
 32-px images get exactly the CIFAR-10-P values; translation steps are whole pixels,
@@ -24,12 +25,12 @@ Lengths in pixels (blur radii and sigmas, the spatter blur) scale with ``min(H, 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-import torchvision.transforms.v2.functional as TF
 
 from .corruptions import (
     add_snow,
@@ -106,15 +107,28 @@ def _motion_blur(x: torch.Tensor, num_frames: int, g: torch.Generator, pixels: f
 def _affine(
     x: torch.Tensor, angle: float = 0.0, scale: float = 1.0, shear: float = 0.0
 ) -> torch.Tensor:
-    return TF.affine(
-        x,
-        angle=angle,
-        translate=[0.0, 0.0],
-        scale=scale,
-        shear=[shear, 0.0],
-        interpolation=TF.InterpolationMode.BILINEAR,
-        fill=0.0,
-    )
+    """make_cifar_p.py's ``torchvision.transforms.functional.affine`` of a PIL image (about the
+    centre, bilinear): Pillow's transform samples inside the source image, repeating its edge
+    pixels for the outer half pixel, and puts zeros outside with a sharp cut. (torchvision's tensor
+    path blends into the zeros over the last pixel instead.)"""
+    height, width = x.shape[-2:]
+    # torchvision's _get_inverse_affine_matrix with shear (shear, 0), no translation: output
+    # offsets from the centre -> input offsets
+    rot, shear_x = math.radians(angle), math.radians(shear)
+    a, c = math.cos(rot), math.sin(rot)
+    b = -math.cos(rot) * math.tan(shear_x) - math.sin(rot)
+    d = -math.sin(rot) * math.tan(shear_x) + math.cos(rot)
+    ys = torch.arange(height, dtype=torch.float64, device=x.device) + 0.5 - height / 2
+    xs = torch.arange(width, dtype=torch.float64, device=x.device) + 0.5 - width / 2
+    ys, xs = torch.meshgrid(ys, xs, indexing="ij")
+    src_x, src_y = (d * xs - b * ys) / scale, (-c * xs + a * ys) / scale
+    grid = torch.stack([2 * src_x / width, 2 * src_y / height], -1)  # align_corners=False units
+    inside = ((grid >= -1) & (grid < 1)).all(-1)  # Pillow: 0 <= x_in < width, 0 <= y_in < height
+    out = F.grid_sample(
+        x, grid.to(x.dtype).expand(x.shape[0], -1, -1, -1), mode="bilinear",
+        padding_mode="border", align_corners=False,
+    )  # fmt: skip
+    return out * inside.to(x.dtype)
 
 
 def _zoom_blur(x: torch.Tensor, num_frames: int, g: torch.Generator, pixels: float) -> Frames:
