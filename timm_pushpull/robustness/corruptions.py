@@ -396,10 +396,17 @@ def motion_blur2d(
     weights = torch.exp(-(taps**2) / (2.0 * max(sigma, 1e-12) ** 2))
     weights = weights / weights.sum()
     angles = angles.detach().to("cpu", torch.float64)
-    rad = torch.deg2rad(angles).view(-1, 1)
-    # ceil(v - 0.5) is ImageMagick's rounding of the tap offsets
-    off_x = torch.ceil(taps * torch.cos(rad) - 0.5).long()
-    off_y = torch.ceil(taps * torch.sin(rad) - 0.5).long()
+    # ImageMagick's tap offsets, in its double arithmetic (libm's sin and cos, as Python's math):
+    # offset = ceil(i * width * (cos, sin) / hypot(...) - 0.5); exact halves (angles such as
+    # -150 degrees) fall on the side this rounding puts them
+    directions = []
+    for angle in angles.tolist():
+        radians = math.pi * angle / 180.0
+        point_x, point_y = width * math.sin(radians), width * math.cos(radians)
+        directions.append((point_y, point_x, math.hypot(point_x, point_y)))
+    point_y, point_x, norm = torch.tensor(directions, dtype=torch.float64).unbind(1)
+    off_x = torch.ceil(taps * point_y.view(-1, 1) / norm.view(-1, 1) - 0.5).long()
+    off_y = torch.ceil(taps * point_x.view(-1, 1) / norm.view(-1, 1) - 0.5).long()
     if len(angles) == 1:
         return _blur_along_offsets(x, weights, off_x, off_y)
     buckets = torch.floor(angles / _MOTION_ANGLE_BUCKET)
