@@ -129,3 +129,18 @@ def test_bad_input_is_refused():
         perturbation_sequence((images * 255).to(torch.uint8), "rotate")
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         perturbation_sequence(images + 1, "rotate")
+
+
+def test_evaluate_generates_imagenet_p_sequences_at_the_model_size():
+    from timm_pushpull.robustness.evaluate import evaluate_model
+
+    class Mean(torch.nn.Module):
+        def forward(self, x):
+            assert x.shape[-2:] == (64, 64)
+            return torch.stack([x.mean((1, 2, 3)), 1 - x.mean((1, 2, 3))], 1)
+
+    images = torch.rand(2, 3, 64, 64)
+    results = evaluate_model(Mean(), images, torch.tensor([0, 1]), suites=["p"],
+                             perturbations=["translate"], scale="imagenet", progress=False,
+                             mean=[0.0] * 3, std=[1.0] * 3)  # fmt: skip
+    assert results["perturbations"]["translate"]["n_frames"] == 41  # ImageNet-P's translate

@@ -65,6 +65,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..version import __version__
@@ -568,6 +569,18 @@ class _Evaluation:
             result["comparable"] = resolve_frost_source(self.frost).reference
         return result
 
+    def generate_sequences(self, images: torch.Tensor, name: str, seed: int) -> torch.Tensor:
+        """Sequences at the run's scale. ImageNet-P warps the 256-px image and keeps 224-px crops;
+        the clean images here are already the model's input size, so they stand in for the
+        resized image and the 7/8 crops are resized back to it (bilinear, antialiased)."""
+        frames = perturbation_sequence(images, name, seed=seed, num_frames=self.num_frames,
+                                       scale=self.scale)  # fmt: skip
+        if frames.shape[-2:] == images.shape[-2:]:
+            return frames
+        resized = F.interpolate(frames.flatten(0, 1), size=images.shape[-2:], mode="bilinear",
+                                antialias=True, align_corners=False)  # fmt: skip
+        return resized.clamp_(0, 1).view(*frames.shape[:3], *images.shape[-2:])
+
     def perturbations(self, name: str) -> dict:
         if self.sequences is not None:
             dataset = self.sequences.dataset(name)
@@ -578,8 +591,7 @@ class _Evaluation:
         # batch_size // 8 sequences per batch: each sequence multiplies the images by its frames
         for start, images, _ in self.batches(dataset, indices, max(1, self.batch_size // 8)):
             if self.sequences is None:
-                images = perturbation_sequence(images.to(self.device), name, seed=self.seed + start,
-                                               num_frames=self.num_frames)  # fmt: skip
+                images = self.generate_sequences(images.to(self.device), name, self.seed + start)
             count, frames = images.shape[:2]
             predictions.append(self.classify(images.flatten(0, 1)).view(count, frames))
         predictions = torch.cat(predictions)
