@@ -127,20 +127,6 @@ def reference_snow(x: np.ndarray, c: tuple, normal: np.ndarray, angle: float) ->
     return np.clip(x + snow_layer + np.rot90(snow_layer, k=2), 0, 1) * 255
 
 
-@pytest.mark.parametrize("scale", ["cifar", "imagenet"])
-def test_snow(scale):
-    """ImageMagick truncates the blurred flakes to 8 bits; rounding them was up to 2 levels off."""
-    size = SIZES[scale]
-    images = natural_images(size)
-    for severity in range(1, 6):
-        seed = 10 + severity
-        got = ours(images, "snow", severity, scale, seed)
-        draws = draws_snow(torch.Generator().manual_seed(seed), len(images), size)
-        expected = np.stack([reference_snow(image, SNOW[scale][severity - 1], *draw)
-                             for image, draw in zip(images, draws, strict=True)])  # fmt: skip
-        assert_levels(got, expected)
-
-
 # --------------------------------------------------------------------------------------------
 # pixelate
 
@@ -191,30 +177,36 @@ def dry_guard(peak: np.ndarray) -> np.ndarray:
     return np.where(peak > 0, peak, 1.0)
 
 
+def add_water(x: np.ndarray, liquid_layer: np.ndarray, strength: float) -> np.ndarray:
+    """The scripts' water drops on a BGRA float image ``x``, in [0, 1] (same code in the -C and
+    -P scripts)."""
+    liquid_layer = (liquid_layer * 255).astype(np.uint8)
+    dist = 255 - cv2.Canny(liquid_layer, 50, 150)
+    dist = cv2.distanceTransform(dist, cv2.DIST_L2, 5)
+    _, dist = cv2.threshold(dist, 20, 20, cv2.THRESH_TRUNC)
+    dist = cv2.blur(dist, (3, 3)).astype(np.uint8)
+    dist = cv2.equalizeHist(dist)
+    ker = np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]])
+    dist = cv2.filter2D(dist, cv2.CV_8U, ker)
+    dist = cv2.blur(dist, (3, 3)).astype(np.float32)
+    m = cv2.cvtColor(liquid_layer * dist, cv2.COLOR_GRAY2BGRA)
+    m /= dry_guard(np.max(m, axis=(0, 1)))
+    m *= strength
+    color = np.concatenate((175 / 255.0 * np.ones_like(m[..., :1]),
+                            238 / 255.0 * np.ones_like(m[..., :1]),
+                            238 / 255.0 * np.ones_like(m[..., :1])), axis=2)  # fmt: skip
+    color = cv2.cvtColor(color, cv2.COLOR_BGR2BGRA)
+    return cv2.cvtColor(np.clip(x + m * color, 0, 1), cv2.COLOR_BGRA2BGR)
+
+
 def reference_spatter(x: np.ndarray, c: tuple, normal: np.ndarray) -> np.ndarray:
     x = np.array(x, dtype=np.float32) / 255.0
     liquid_layer = c[0] + c[1] * normal  # np.random.normal(size, loc=c[0], scale=c[1])
     liquid_layer = skimage.filters.gaussian(liquid_layer, sigma=c[2])
     liquid_layer[liquid_layer < c[3]] = 0
     if c[5] == 0:
-        liquid_layer = (liquid_layer * 255).astype(np.uint8)
-        dist = 255 - cv2.Canny(liquid_layer, 50, 150)
-        dist = cv2.distanceTransform(dist, cv2.DIST_L2, 5)
-        _, dist = cv2.threshold(dist, 20, 20, cv2.THRESH_TRUNC)
-        dist = cv2.blur(dist, (3, 3)).astype(np.uint8)
-        dist = cv2.equalizeHist(dist)
-        ker = np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]])
-        dist = cv2.filter2D(dist, cv2.CV_8U, ker)
-        dist = cv2.blur(dist, (3, 3)).astype(np.float32)
-        m = cv2.cvtColor(liquid_layer * dist, cv2.COLOR_GRAY2BGRA)
-        m /= dry_guard(np.max(m, axis=(0, 1)))
-        m *= c[4]
-        color = np.concatenate((175 / 255.0 * np.ones_like(m[..., :1]),
-                                238 / 255.0 * np.ones_like(m[..., :1]),
-                                238 / 255.0 * np.ones_like(m[..., :1])), axis=2)  # fmt: skip
-        color = cv2.cvtColor(color, cv2.COLOR_BGR2BGRA)
         x = cv2.cvtColor(x, cv2.COLOR_BGR2BGRA)
-        return cv2.cvtColor(np.clip(x + m * color, 0, 1), cv2.COLOR_BGRA2BGR) * 255
+        return add_water(x, liquid_layer, c[4]) * 255
     m = np.where(liquid_layer > c[3], 1, 0)
     m = skimage.filters.gaussian(m.astype(np.float32), sigma=c[4])
     m[m < 0.8] = 0
@@ -224,20 +216,6 @@ def reference_spatter(x: np.ndarray, c: tuple, normal: np.ndarray) -> np.ndarray
     color *= m[..., np.newaxis]
     x *= 1 - m[..., np.newaxis]
     return np.clip(x + color, 0, 1) * 255
-
-
-@pytest.mark.parametrize("scale", ["cifar", "imagenet"])
-def test_spatter(scale):
-    """With the released data's 8-bit wrap of the water layer (CIFAR severity 3 needs it)."""
-    size = SIZES[scale]
-    images = natural_images(size)
-    for severity in range(1, 6):
-        seed = 20 + severity
-        got = ours(images, "spatter", severity, scale, seed)
-        draws = draws_spatter(torch.Generator().manual_seed(seed), len(images), size)
-        expected = np.stack([reference_spatter(image, SPATTER[scale][severity - 1], draw)
-                             for image, draw in zip(images, draws, strict=True)])  # fmt: skip
-        assert_levels(got, expected)
 
 
 def test_spatter_wraps_like_the_released_data_unless_clipped():
@@ -392,6 +370,8 @@ PARAMS = {
             "imagenet": [(1.5, 2), (2, 2), (2.5, 1.7), (2.5, 1.5), (3, 1.4)]},
     "brightness": {"cifar": [0.05, 0.1, 0.15, 0.2, 0.3], "imagenet": [0.1, 0.2, 0.3, 0.4, 0.5]},
     "contrast": CONTRAST,
+    "snow": SNOW,
+    "spatter": SPATTER,
     "saturate": {"cifar": [(0.3, 0), (0.1, 0), (1.5, 0), (2, 0.1), (2.5, 0.2)],
                  "imagenet": [(0.3, 0), (0.1, 0), (2, 0), (5, 0.1), (20, 0.2)]},
     "jpeg_compression": {"cifar": [80, 65, 58, 50, 40], "imagenet": [25, 18, 15, 10, 7]},
@@ -611,6 +591,8 @@ DRAWS = {
     "shot_noise": lambda g, x, c: _per_image(_nhwc(_uniform(x.shape, 0, 1024, x, g) / 1024)),
     "impulse_noise": lambda g, x, c: _per_image(_nhwc(_uniform(x.shape, 0, 1, x, g))),
     "glass_blur": _glass_swaps,
+    "snow": lambda g, x, c: draws_snow(g, len(x), x.shape[-1]),
+    "spatter": lambda g, x, c: [(draw,) for draw in draws_spatter(g, len(x), x.shape[-1])],
     "motion_blur": lambda g, x, c: _per_image(_uniform((x.shape[0],), -45, 45, x, g)),
     "fog": _fog_uniforms,
     "elastic_transform": lambda g, x, c: _per_image(
@@ -635,6 +617,10 @@ REFERENCES = {
     "saturate": reference_saturate,
     "jpeg_compression": reference_jpeg_compression,
     "elastic_transform": reference_elastic_transform,
+    # ImageMagick truncates the blurred flakes to 8 bits (rounding them was up to 2 levels off)
+    "snow": reference_snow,
+    # with the released data's 8-bit wrap of the water layer (CIFAR severity 3 needs it)
+    "spatter": reference_spatter,
 }
 
 # Severities checked at ImageNet scale where the reference is slow at 224 px: glass blur's
@@ -646,6 +632,10 @@ SHARE = {
     # uniform within float32 resolution of a CDF step gets the neighbouring count (255 / c levels
     # off; 1 of 451,584 values at ImageNet scale, 2026-12-01)
     "shot_noise": 0.99999,
+    # the water layer's threshold and 8-bit steps meet our float32 noise at slightly different
+    # values on the odd pixel, which moves a Canny edge of the drops: 0.006 % of the values at
+    # ImageNet scale (2026-12-01), none at CIFAR scale
+    "spatter": 0.9999,
 }
 
 
@@ -731,25 +721,7 @@ def reference_p_spatter(img, normal, c=(0.6, 0.265, 1.75, 0.7), drip=(0.2, 0.8))
     liquid_layer[liquid_layer < c[3]] = 0
     frames = []
     for _ in range(0, 31):
-        liquid_layer_i = (liquid_layer * 255).astype(np.uint8)
-        dist = 255 - cv2.Canny(liquid_layer_i, 50, 150)
-        dist = cv2.distanceTransform(dist, cv2.DIST_L2, 5)
-        _, dist = cv2.threshold(dist, 20, 20, cv2.THRESH_TRUNC)
-        dist = cv2.blur(dist, (3, 3)).astype(np.uint8)
-        dist = cv2.equalizeHist(dist)
-        ker = np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]])
-        dist = cv2.filter2D(dist, cv2.CV_8U, ker)
-        dist = cv2.blur(dist, (3, 3)).astype(np.float32)
-        m = cv2.cvtColor(liquid_layer_i * dist, cv2.COLOR_GRAY2BGRA)
-        m /= dry_guard(np.max(m, axis=(0, 1)))
-        m *= 0.6
-        color = np.concatenate((175 / 255.0 * np.ones_like(m[..., :1]),
-                                238 / 255.0 * np.ones_like(m[..., :1]),
-                                238 / 255.0 * np.ones_like(m[..., :1])), axis=2)  # fmt: skip
-        color = cv2.cvtColor(color, cv2.COLOR_BGR2BGRA)
-        frames.append(
-            np.uint8(cv2.cvtColor(np.clip(x + m * color, 0, 1), cv2.COLOR_BGRA2BGR) * 255)
-        )
+        frames.append(np.uint8(add_water(x, liquid_layer, 0.6) * 255))
         liquid_layer = np.apply_along_axis(
             lambda mat: np.convolve(mat, np.array(drip), mode="same"), axis=0, arr=liquid_layer
         )
