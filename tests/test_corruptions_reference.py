@@ -876,3 +876,16 @@ def test_imagenet_p_sequence_matches_the_reference(name):
     expected = np.stack([reference(image, draw) for image, draw in zip(images, draws, strict=True)])
     assert got.shape == expected.shape
     assert_levels(got, expected.astype(np.float64), levels=IMAGENET_P_LEVELS.get(name, 1.0))
+
+
+@pytest.mark.parametrize("scale", ["cifar", "imagenet"])
+def test_every_corruption_is_stored_on_the_8_bit_grid_by_default(scale):
+    from timm_pushpull.robustness.corruptions import ALL_CORRUPTIONS
+
+    images = natural_images(32)[:2]
+    for name in ALL_CORRUPTIONS:
+        stored = ours(images, name, 3, scale, 1, output="released")
+        assert np.abs(stored - stored.round()).max() < 1e-3, name
+        computed = ours(images, name, 3, scale, 1)
+        if scale == "cifar":  # np.uint8 truncates
+            assert np.all((computed - stored > -1e-3) & (computed - stored < 1 + 1e-3)), name
