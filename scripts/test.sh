@@ -5,5 +5,11 @@ cd "$(dirname "$0")/.."
 python3 -m pip install -q torch==2.14.1 torchvision==0.29.1
 python3 -m pip install -q -e ".[test]"
 bash scripts/install_fashion_mnist.sh  # real data for the demo test
+# ImageMagick's MagickWand (through the Wand package) for the reference motion blur and snow of
+# tests/test_corruptions_reference.py, as Hendrycks' scripts use it
+if ! ldconfig -p | grep -q "libMagickWand-6.Q16.so"; then
+    sudo=$([ "$(id -u)" = 0 ] || echo sudo)
+    $sudo apt-get update -qq && $sudo apt-get install -y -qq libmagickwand-6.q16-6
+fi
 ruff check .
 python3 -m pytest -n 2 -q "$@"

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from timm_pushpull import native
+from timm_pushpull.robustness.frost import FROST_DIR_ENV
 
 # Tiny tensors throughout: a second thread only adds oneDNN synchronisation, and under
 # `pytest -n 2` each of the two workers already has a core.
@@ -12,6 +13,9 @@ torch.set_num_threads(1)
 
 # The authors' released CIFAR-10 models live beside the checkout, never inside it.
 OFFICIAL_DIR = Path(__file__).resolve().parents[2] / "shared" / "official-pushpull-cifar10"
+# So are the frost photos of the ImageNet-C scripts; tests never download them.
+FROST_DIR = Path(__file__).resolve().parents[2] / "shared" / "hendrycks-frost"
+os.environ[FROST_DIR_ENV] = str(FROST_DIR)
 
 
 @pytest.fixture(scope="session")

@@ -113,7 +113,9 @@ def test_brightness_frames_equal_the_corruption_op():
     images = images_like((2, 3, 32, 32))
     frames = perturbation_sequence(images, "brightness")
     # frame 25 adds (25 - 15) * 1.5 / 100 = 0.15 to the HSV value: CIFAR-10-C brightness severity 3
-    torch.testing.assert_close(frames[:, 25], corrupt(images, "brightness", 3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        frames[:, 25], corrupt(images, "brightness", 3, output="float"), atol=1e-5, rtol=0
+    )
 
 
 def test_bad_input_is_refused():
@@ -127,3 +129,18 @@ def test_bad_input_is_refused():
         perturbation_sequence((images * 255).to(torch.uint8), "rotate")
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         perturbation_sequence(images + 1, "rotate")
+
+
+def test_evaluate_generates_imagenet_p_sequences_at_the_model_size():
+    from timm_pushpull.robustness.evaluate import evaluate_model
+
+    class Mean(torch.nn.Module):
+        def forward(self, x):
+            assert x.shape[-2:] == (64, 64)
+            return torch.stack([x.mean((1, 2, 3)), 1 - x.mean((1, 2, 3))], 1)
+
+    images = torch.rand(2, 3, 64, 64)
+    results = evaluate_model(Mean(), images, torch.tensor([0, 1]), suites=["p"],
+                             perturbations=["translate"], scale="imagenet", progress=False,
+                             mean=[0.0] * 3, std=[1.0] * 3)  # fmt: skip
+    assert results["perturbations"]["translate"]["n_frames"] == 41  # ImageNet-P's translate

@@ -347,7 +347,7 @@ REFERENCES: dict[str, Callable[[np.ndarray, object, np.random.RandomState], np.n
 def _time_torch(images: torch.Tensor, name: str, scale: str, seed: int) -> float:
     start = time.perf_counter()
     for severity in range(1, 6):
-        corrupt(images, name, severity, scale=scale, seed=seed + severity)
+        corrupt(images, name, severity, scale=scale, seed=seed + severity, output="float")
     if images.is_cuda:
         torch.cuda.synchronize()
     return time.perf_counter() - start
@@ -398,7 +398,7 @@ def run(
     rows = []
     for name in names:
         # warm-up (frost textures, kernel caches, oneDNN primitives) outside the timings
-        corrupt(images[:2], name, 1, scale=scale)
+        corrupt(images[:2], name, 1, scale=scale, output="float")
         _time_reference(pixels[:1], name, scale, seed)
         # interleaved rounds, median of each side: load on a shared machine hits both alike
         rounds = [

@@ -30,11 +30,14 @@ scripts) is reimplemented here after its ``MotionBlurImage`` source.
 
 Faithfulness notes:
 
-* Frost uses procedurally generated frost textures unless ``$TIMM_PUSHPULL_FROST_DIR`` points at
-  the original photos; see :mod:`timm_pushpull.robustness.frost`.
+* Frost blends the scripts' photos frost1-frost5 by default (``frost="photos"``) and generated
+  textures only when asked or when no photo can be had; see :mod:`timm_pushpull.robustness.frost`.
+* Spatter turns the water layer into 8 bits with the scripts' wrap-around by default
+  (``spatter="wrap"``, as in the released data; ``"clip"`` saturates); see :func:`water_spatter`.
 * Glass blur reproduces what the scripts actually do on RGB arrays: the tuple "swap" of NumPy
   views copies the neighbour pixel, ``x[h, w] = x[h + dy, w + dx]``, scanning from the bottom-right.
-* Outputs are float, not quantised to 8 bits as the released datasets are.
+* Outputs are stored like the released data sets by default (``output="released"``: truncated to
+  8 bits as CIFAR-10-C, then a quality-85 JPEG as ImageNet-C); ``output="float"`` skips that.
 * Shot noise on CPU images on the 8-bit grid draws Poisson by table inversion (exact up to float32
   resolution; torch.poisson elsewhere). The uniforms come from torch; the look-up runs in a small C
   kernel where a C compiler is found (``timm_pushpull.native``), else as torch ops, with the same
@@ -68,14 +71,17 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .. import native
-from .frost import FROST_DIR_ENV, frost_textures
+from .frost import FROST_SOURCES, FrostSource, frost_textures, resolve_frost_source
 
 __all__ = [
     "ALL_CORRUPTIONS",
     "CORRUPTIONS",
     "EXTRA_CORRUPTIONS",
     "SCALES",
+    "OUTPUTS",
+    "RELEASED_JPEG_QUALITY",
     "SEVERITY_PARAMS",
+    "SPATTER_MODES",
     "add_snow",
     "adjust_value",
     "check_images",
@@ -87,6 +93,7 @@ __all__ = [
     "motion_blur2d",
     "pad2d",
     "plasma_fractal",
+    "quantise_like_released",
     "snow_layer",
     "water_spatter",
 ]
@@ -111,6 +118,11 @@ CORRUPTIONS: tuple[str, ...] = (
 EXTRA_CORRUPTIONS: tuple[str, ...] = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
 ALL_CORRUPTIONS: tuple[str, ...] = CORRUPTIONS + EXTRA_CORRUPTIONS
 SCALES: tuple[str, ...] = ("cifar", "imagenet")
+SPATTER_MODES: tuple[str, ...] = ("wrap", "clip")
+# "released": stored like the released data sets, see quantise_like_released; "float": as computed
+OUTPUTS: tuple[str, ...] = ("released", "float")
+# ImageNet-C's images are JPEGs of this quality (make_imagenet_c.py's save(quality=85))
+RELEASED_JPEG_QUALITY = 85
 
 # Severity 1..5 parameters, verbatim from hendrycks/robustness ImageNet-C/create_c/make_cifar_c.py
 # ("cifar") and make_imagenet_c.py ("imagenet"); the names of the tuple fields are in the functions.
@@ -384,10 +396,17 @@ def motion_blur2d(
     weights = torch.exp(-(taps**2) / (2.0 * max(sigma, 1e-12) ** 2))
     weights = weights / weights.sum()
     angles = angles.detach().to("cpu", torch.float64)
-    rad = torch.deg2rad(angles).view(-1, 1)
-    # ceil(v - 0.5) is ImageMagick's rounding of the tap offsets
-    off_x = torch.ceil(taps * torch.cos(rad) - 0.5).long()
-    off_y = torch.ceil(taps * torch.sin(rad) - 0.5).long()
+    # ImageMagick's tap offsets, in its double arithmetic (libm's sin and cos, as Python's math):
+    # offset = ceil(i * width * (cos, sin) / hypot(...) - 0.5); exact halves (angles such as
+    # -150 degrees) fall on the side this rounding puts them
+    directions = []
+    for angle in angles.tolist():
+        radians = math.pi * angle / 180.0
+        point_x, point_y = width * math.sin(radians), width * math.cos(radians)
+        directions.append((point_y, point_x, math.hypot(point_x, point_y)))
+    point_y, point_x, norm = torch.tensor(directions, dtype=torch.float64).unbind(1)
+    off_x = torch.ceil(taps * point_y.view(-1, 1) / norm.view(-1, 1) - 0.5).long()
+    off_y = torch.ceil(taps * point_x.view(-1, 1) / norm.view(-1, 1) - 0.5).long()
     if len(angles) == 1:
         return _blur_along_offsets(x, weights, off_x, off_y)
     buckets = torch.floor(angles / _MOTION_ANGLE_BUCKET)
@@ -502,7 +521,9 @@ def snow_layer(
 def add_snow(x: torch.Tensor, flakes: torch.Tensor, mix: float) -> torch.Tensor:
     """Whiten the image towards ``1.5 * grey + 0.5`` by ``1 - mix`` and add the (motion-blurred)
     flakes and their 180-degree rotation."""
-    flakes = torch.round(flakes * 255) / 255  # ImageMagick writes 8-bit PNG
+    # ImageMagick writes the blurred flakes as an 8-bit PNG, truncating (the tolerance absorbs
+    # float error on exact levels)
+    flakes = torch.floor(flakes * 255 + _GRID_TOLERANCE) / 255
     whitened = torch.maximum(x, _luma(x) * 1.5 + 0.5)
     x = mix * x + (1 - mix) * whitened
     return (x + flakes + flakes.flip(-2, -1)).clamp(0, 1)
@@ -528,9 +549,11 @@ def liquid_layer(
 _SPATTER_EDGE_KERNEL = np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]], np.float32)
 
 
-def _water_mask(liquid: np.ndarray) -> np.ndarray:
-    # The scripts cast with astype(uint8), which wraps values above 1; clipping is intended.
-    liquid = (np.clip(liquid, 0, 1) * 255).astype(np.uint8)
+def _water_mask(liquid: np.ndarray, overflow: str) -> np.ndarray:
+    # The scripts' (liquid * 255).astype(np.uint8) wraps values above 1 (the layer is >= 0).
+    levels = np.floor(liquid * 255)
+    levels = np.mod(levels, 256) if overflow == "wrap" else np.clip(levels, 0, 255)
+    liquid = levels.astype(np.uint8)
     dist = 255 - cv2.Canny(liquid, 50, 150)
     dist = cv2.distanceTransform(dist, cv2.DIST_L2, 5)
     _, dist = cv2.threshold(dist, 20, 20, cv2.THRESH_TRUNC)
@@ -543,11 +566,20 @@ def _water_mask(liquid: np.ndarray) -> np.ndarray:
     return mask / peak if peak > 0 else mask  # the scripts divide by 0 (NaN) on dry images
 
 
-def water_spatter(x: torch.Tensor, liquid: torch.Tensor, strength: float) -> torch.Tensor:
+def water_spatter(
+    x: torch.Tensor, liquid: torch.Tensor, strength: float, overflow: str = "wrap"
+) -> torch.Tensor:
     """Add pale-turquoise water drops whose shading comes from the liquid layer's edges (OpenCV,
-    per image on the CPU)."""
-    liquid_np = liquid[:, 0].detach().float().cpu().numpy()
-    masks = np.stack([_water_mask(layer) for layer in liquid_np])
+    per image on the CPU).
+
+    The scripts turn the liquid layer into 8 bits with ``astype(np.uint8)``, which wraps values
+    above 1 around (1.1 becomes 0.1): ``overflow="wrap"`` does the same, as in the released
+    CIFAR-10-C (severity 3 has such values) and CIFAR-10-P; ``"clip"`` saturates them at 1
+    instead, the evident intent.
+    """
+    _check_choice(overflow, "spatter overflow", SPATTER_MODES)
+    liquid_np = liquid[:, 0].detach().double().cpu().numpy()
+    masks = np.stack([_water_mask(layer, overflow) for layer in liquid_np])
     mask = torch.from_numpy(masks).to(device=x.device, dtype=x.dtype).unsqueeze(1)
     return (x + strength * mask * _colour(_WATER_RGB, x.shape[1], x)).clamp(0, 1)
 
@@ -846,10 +878,9 @@ def _snow(x: torch.Tensor, params: tuple, g: torch.Generator) -> torch.Tensor:
 
 @functools.lru_cache(maxsize=8)
 def _frost_stack(
-    min_size: int, zoom: float, folder: str | None
+    min_size: int, zoom: float, source: FrostSource
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    # folder (from the environment) is part of the key: frost_textures reads it itself
-    textures = frost_textures(min_size, zoom)
+    textures = frost_textures(min_size, zoom, source)
     shapes = torch.tensor([texture.shape[:2] for texture in textures])
     stack = torch.zeros(len(textures), *shapes.amax(0).tolist(), 3)
     for index, texture in enumerate(textures):
@@ -857,10 +888,12 @@ def _frost_stack(
     return stack, shapes
 
 
-def _frost(x: torch.Tensor, params: tuple, g: torch.Generator) -> torch.Tensor:
+def _frost(
+    x: torch.Tensor, params: tuple, g: torch.Generator, source: str = "photos"
+) -> torch.Tensor:
     image_weight, frost_weight, zoom = params
     batch, channels, height, width = x.shape
-    stack, shapes = _frost_stack(max(height, width), zoom, os.environ.get(FROST_DIR_ENV))
+    stack, shapes = _frost_stack(max(height, width), zoom, resolve_frost_source(source))
     stack, shapes = stack.to(x.device, x.dtype), shapes.to(x.device)
     choice = torch.randint(len(stack), (batch,), generator=g, device=x.device)
     # like np.random.randint(0, side - size): a start strictly below the free room
@@ -959,11 +992,16 @@ def _elastic_transform(x: torch.Tensor, params: tuple, g: torch.Generator) -> to
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
+# Pillow resamples 8-bit images in fixed point with this many fraction bits (32 - 8 - 2).
+_PIL_PRECISION_BITS = 22
+
+
 @functools.lru_cache(maxsize=64)
 def _pil_box_matrix(in_size: int, out_size: int) -> torch.Tensor:
-    """Pillow's ``Image.resize(..., BOX)`` along one axis as an ``[out, in]`` matrix (its
-    ``precompute_coeffs``): the mean of the input pixels whose centre falls in the output
-    pixel's box."""
+    """Pillow's 8-bit ``Image.resize(..., BOX)`` along one axis as an ``[out, in]`` float64
+    matrix of its fixed-point weights (``precompute_coeffs``, ``normalize_coeffs_8bpc``): the
+    mean of the input pixels whose centre falls in the output pixel's box, times
+    ``2**_PIL_PRECISION_BITS``, rounded."""
     scale = in_size / out_size
     filter_scale = max(scale, 1.0)
     support = 0.5 * filter_scale
@@ -975,21 +1013,28 @@ def _pil_box_matrix(in_size: int, out_size: int) -> torch.Tensor:
         pos = (np.arange(first, stop) - centre + 0.5) / filter_scale
         matrix[out, first:stop] = (pos > -0.5) & (pos <= 0.5)
         matrix[out] /= matrix[out].sum()
-    return torch.from_numpy(matrix).float()
+    return torch.from_numpy(np.floor(matrix * 2**_PIL_PRECISION_BITS + 0.5))
 
 
 def _pixelate(x: torch.Tensor, factor: float, g: torch.Generator) -> torch.Tensor:
+    """The scripts' two ``PIL.Image.resize(..., BOX)`` calls on the 8-bit image, exactly: Pillow
+    resamples horizontally, then vertically, each pass a fixed-point sum rounded half up to 8 bits
+    (exact in float64 here). Inputs off the 8-bit grid are rounded to it first."""
     height, width = x.shape[-2:]
     small_h, small_w = max(int(height * factor), 1), max(int(width * factor), 1)
-    # down then up in one [size, size] matrix per axis (dense GEMMs beat run sums here)
-    rows = (_pil_box_matrix(small_h, height) @ _pil_box_matrix(height, small_h)).to(x)
-    cols = (_pil_box_matrix(small_w, width) @ _pil_box_matrix(width, small_w)).to(x)
-    return rows @ x @ cols.T
+    levels = torch.round(x.double() * 255)
+    half, one = 2.0 ** (_PIL_PRECISION_BITS - 1), 2.0**_PIL_PRECISION_BITS
+    for (in_h, out_h), (in_w, out_w) in (((height, small_h), (width, small_w)),
+                                         ((small_h, height), (small_w, width))):  # fmt: skip
+        levels = torch.floor((levels @ _pil_box_matrix(in_w, out_w).to(x.device).T + half) / one)
+        levels = torch.floor((_pil_box_matrix(in_h, out_h).to(x.device) @ levels + half) / one)
+    return (levels / 255).to(x.dtype)
 
 
-def _jpeg_compression(x: torch.Tensor, quality: int, g: torch.Generator) -> torch.Tensor:
-    # Pillow, as the scripts (torchvision.io's libjpeg gives the same bytes but is deprecated).
-    pixels = (x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()
+def _jpeg_roundtrip(levels: torch.Tensor, quality: int) -> torch.Tensor:
+    """Encode and decode uint8 ``levels [B, C, H, W]`` as JPEG with Pillow, as the scripts do
+    (torchvision.io's libjpeg gives the same bytes but is deprecated); float in [0, 1]."""
+    pixels = levels.permute(0, 2, 3, 1).contiguous().cpu().numpy()
     decoded = []
     for image in pixels:
         buffer = io.BytesIO()
@@ -998,14 +1043,20 @@ def _jpeg_compression(x: torch.Tensor, quality: int, g: torch.Generator) -> torc
         )
         decoded.append(np.asarray(Image.open(buffer)).reshape(image.shape))
     out = torch.from_numpy(np.stack(decoded)).permute(0, 3, 1, 2)
-    return out.to(x.device, x.dtype) / 255
+    return out.to(levels.device, torch.float32) / 255
 
 
-def _spatter(x: torch.Tensor, params: tuple, g: torch.Generator) -> torch.Tensor:
+def _jpeg_compression(x: torch.Tensor, quality: int, g: torch.Generator) -> torch.Tensor:
+    return _jpeg_roundtrip((x * 255).round().to(torch.uint8), quality)
+
+
+def _spatter(
+    x: torch.Tensor, params: tuple, g: torch.Generator, overflow: str = "wrap"
+) -> torch.Tensor:
     loc, scale, sigma, threshold, strength, mud = params
     liquid = liquid_layer(x, loc, scale, sigma, threshold, g)
     if not mud:
-        return water_spatter(x, liquid, strength)
+        return water_spatter(x, liquid, strength, overflow)
     mask = gaussian_blur2d((liquid > threshold).to(x.dtype), strength)  # strength = blur sigma
     mask = torch.where(mask < 0.8, torch.zeros_like(mask), mask)
     return x * (1 - mask) + _colour(_MUD_RGB, x.shape[1], x) * mask
@@ -1035,7 +1086,15 @@ _CORRUPTION_FNS: dict[str, Callable[[torch.Tensor, object, torch.Generator], tor
 
 
 def corrupt(
-    images: torch.Tensor, name: str, severity: int, scale: str = "cifar", seed: int = 0
+    images: torch.Tensor,
+    name: str,
+    severity: int,
+    scale: str = "cifar",
+    seed: int = 0,
+    *,
+    frost: str = "photos",
+    spatter: str = "wrap",
+    output: str = "released",
 ) -> torch.Tensor:
     """Apply corruption ``name`` at ``severity`` (1..5) to ``images [B, C, H, W]`` in [0, 1].
 
@@ -1045,6 +1104,12 @@ def corrupt(
         severity: 1 (mildest) .. 5.
         scale: parameter set, ``"cifar"`` (CIFAR-10-C) or ``"imagenet"`` (ImageNet-C).
         seed: seeds the random draws; same seed and device -> same output.
+        frost: frost textures, ``"photos"`` (the reference photos, see
+            :mod:`~timm_pushpull.robustness.frost`) or ``"procedural"``.
+        spatter: ``"wrap"`` (the reference's 8-bit wrap of the water layer, as in the released
+            data) or ``"clip"``; see :func:`water_spatter`.
+        output: ``"released"`` stores the result like the released data set of ``scale``
+            (:func:`quantise_like_released`), ``"float"`` returns it as computed.
 
     Returns:
         Corrupted images, same shape, dtype and device, in [0, 1] (computed in float32).
@@ -1052,13 +1117,34 @@ def corrupt(
     _check_choice(name, "corruption", ALL_CORRUPTIONS)
     _check_severity(severity)
     _check_choice(scale, "scale", SCALES)
+    _check_choice(frost, "frost", FROST_SOURCES)
+    _check_choice(spatter, "spatter", SPATTER_MODES)
+    _check_choice(output, "output", OUTPUTS)
     check_images(images)
     if images.numel() == 0:
         return images.clone()
     generator = torch.Generator(device=images.device).manual_seed(seed)
     params = SEVERITY_PARAMS[name][scale][severity - 1]
+    options = {"frost": {"source": frost}, "spatter": {"overflow": spatter}}.get(name, {})
     x = images.float().contiguous()  # mixed memory formats (channels-last in) slow every op down
-    out = _CORRUPTION_FNS[name](x, params, generator)
+    out = _CORRUPTION_FNS[name](x, params, generator, **options)
     if out.data_ptr() == x.data_ptr():  # an identity (saturate on grey): never clamp the input
         out = out.clone()
-    return out.clamp_(0, 1).to(images.dtype)
+    out = out.clamp_(0, 1)
+    if output == "released":
+        out = quantise_like_released(out, scale)
+    return out.to(images.dtype)
+
+
+def quantise_like_released(images: torch.Tensor, scale: str) -> torch.Tensor:
+    """Store float images in [0, 1] as the released data sets were stored, and read them back.
+
+    ``"cifar"``: ``np.uint8(x * 255)`` of make_cifar_c.py, which truncates (CIFAR-10-C ``.npy``);
+    ``"imagenet"``: the same, then a JPEG of quality :data:`RELEASED_JPEG_QUALITY` (ImageNet-C).
+    Values within 1e-3 levels below a level (float error) count as on it.
+    """
+    _check_choice(scale, "scale", SCALES)
+    levels = torch.floor(images.float() * 255 + _GRID_TOLERANCE).clamp_(0, 255)
+    if scale == "imagenet":
+        return _jpeg_roundtrip(levels.to(torch.uint8), RELEASED_JPEG_QUALITY).to(images.device)
+    return levels / 255

@@ -41,13 +41,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from .. import native
 from ..version import __version__
 from . import metrics
 from .baselines import Baseline, get_baseline
-from .corruptions import ALL_CORRUPTIONS, corrupt
+from .corruptions import ALL_CORRUPTIONS, OUTPUTS, SPATTER_MODES, corrupt
 from .datasets import (
     ArrayImageDataset,
     CifarCFolder,
@@ -59,6 +60,7 @@ from .datasets import (
     read_npy,
     to_unit_images,
 )
+from .frost import FROST_SOURCES, resolve_frost_source
 from .perturbations import NOISE_PERTURBATIONS, PERTURBATIONS, perturbation_sequence
 from .results import (
     SCHEMA,
@@ -316,6 +318,9 @@ def evaluate_model(
     workers: int = 0,
     progress: bool = True,
     overwrite: bool = False,
+    frost: str = "photos",
+    spatter: str = "wrap",
+    output: str = "released",
 ) -> dict:
     """Run the robustness suites on ``model`` and return the results dict (format:
     :mod:`timm_pushpull.robustness.results`).
@@ -348,6 +353,11 @@ def evaluate_model(
         num_frames: frames of generated perturbation sequences (default: the generator's).
         overwrite: start over when ``out_dir`` holds results of another run (they are replaced
             at the first save); without it such a run is refused.
+        frost / spatter / output: options of generated corruptions (:func:`corrupt`; ``output``
+            ``"released"`` stores them as the released data sets: 8 bits, plus JPEG q85 at
+            ImageNet scale, ``"float"`` keeps them as computed); the frost source
+            used is recorded in ``settings["frost"]``, with ``"comparable": false`` unless it is
+            the reference photos.
     """
     suites = _check_names(suites, SUITES, "suites")
     severities = [check_severity(s) for s in severities]
@@ -361,6 +371,11 @@ def evaluate_model(
     if unknown_sweeps:
         raise ValueError(
             f"unknown noise sweeps {sorted(unknown_sweeps)}; allowed: {list(NOISE_SWEEPS)}"
+        )
+    if frost not in FROST_SOURCES or spatter not in SPATTER_MODES or output not in OUTPUTS:
+        raise ValueError(
+            f"frost must be one of {FROST_SOURCES}, spatter one of {SPATTER_MODES} and output one "
+            f"of {OUTPUTS}, got {frost!r}, {spatter!r} and {output!r}"
         )
     baseline = get_baseline(baseline)
 
@@ -413,6 +428,10 @@ def evaluate_model(
         "input_size": list(image_size), "mean": mean, "std": std,
         "shift": {"mode": shift_mode, "max_shift": max_shift, "trials": shift_trials},
         "noise_levels": sweeps, "num_frames": num_frames,
+        # which frost textures generated corruptions use (None: no frost generated)
+        "frost": resolve_frost_source(frost).to_json()
+        if corrupted is None and "frost" in corruptions else None,
+        "spatter": spatter, "corruption_output": output,
     }  # fmt: skip
     identity = run_identity(model, model_name, model_args, clean, clean_indices, corrupted, device)
     header = {
@@ -439,7 +458,8 @@ def evaluate_model(
         sequences=sequences, severities=severities, scale=scale, seed=seed,
         batch_size=batch_size, max_images=max_images, device=device, workers=workers,
         shift_mode=shift_mode, max_shift=max_shift, shift_trials=shift_trials, sweeps=sweeps,
-        num_frames=num_frames, progress=progress,
+        num_frames=num_frames, progress=progress, frost=frost, spatter=spatter,
+        output=output,
     )  # fmt: skip
     from tqdm.auto import tqdm
 
@@ -478,6 +498,9 @@ class _Evaluation:
     sweeps: dict[str, list[float]]
     num_frames: int | None
     progress: bool
+    frost: str
+    spatter: str
+    output: str
 
     def batches(
         self,
@@ -527,14 +550,30 @@ class _Evaluation:
             for start, images, labels in self.batches(dataset, indices):
                 if self.corrupted is None:
                     draw = functools.partial(
-                        corrupt, name=name, severity=severity, scale=self.scale
-                    )
+                        corrupt, name=name, severity=severity, scale=self.scale,
+                        frost=self.frost, spatter=self.spatter, output=self.output,
+                    )  # fmt: skip
                     images = _per_block(images.to(self.device), start, NOISE_BLOCK, self.seed, draw)
                 wrong += int((self.classify(images) != labels).sum())
                 total += len(labels)
             errors.append(wrong / total)
         source = "official" if self.corrupted is not None else "generated"
-        return {"errors": errors, "mean_error": float(np.mean(errors)), "source": source}
+        result = {"errors": errors, "mean_error": float(np.mean(errors)), "source": source}
+        if name == "frost" and self.corrupted is None:
+            result["comparable"] = resolve_frost_source(self.frost).reference
+        return result
+
+    def generate_sequences(self, images: torch.Tensor, name: str, seed: int) -> torch.Tensor:
+        """Sequences at the run's scale. ImageNet-P warps the 256-px image and keeps 224-px crops;
+        the clean images here are already the model's input size, so they stand in for the
+        resized image and the 7/8 crops are resized back to it (bilinear, antialiased)."""
+        frames = perturbation_sequence(images, name, seed=seed, num_frames=self.num_frames,
+                                       scale=self.scale)  # fmt: skip
+        if frames.shape[-2:] == images.shape[-2:]:
+            return frames
+        resized = F.interpolate(frames.flatten(0, 1), size=images.shape[-2:], mode="bilinear",
+                                antialias=True, align_corners=False)  # fmt: skip
+        return resized.clamp_(0, 1).view(*frames.shape[:3], *images.shape[-2:])
 
     def perturbations(self, name: str) -> dict:
         if self.sequences is not None:
@@ -547,9 +586,7 @@ class _Evaluation:
         sequences = max(1, self.batch_size // 8)
         for start, images, _ in self.batches(dataset, indices, sequences, SEQUENCE_BLOCK):
             if self.sequences is None:
-                draw = functools.partial(
-                    perturbation_sequence, name=name, num_frames=self.num_frames
-                )
+                draw = functools.partial(self.generate_sequences, name=name)
                 images = _per_block(images.to(self.device), start, SEQUENCE_BLOCK, self.seed, draw)
             count, frames = images.shape[:2]
             predictions.append(self.classify(images.flatten(0, 1)).view(count, frames))
@@ -682,6 +719,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--shift-trials", type=int, default=1, help="random shift pairs per image")
     parser.add_argument("--num-frames", type=int, help="frames of generated perturbation sequences")
+    parser.add_argument(
+        "--frost", choices=FROST_SOURCES, default="photos", help="frost textures of generated "
+        "corruptions: the reference photos (found or downloaded once) or procedural ones",
+    )  # fmt: skip
+    parser.add_argument(
+        "--spatter", choices=SPATTER_MODES, default="wrap", help="generated spatter: the released "
+        "data's 8-bit wrap of the water layer, or clipped",
+    )  # fmt: skip
+    parser.add_argument(
+        "--corruption-output", choices=OUTPUTS, default="released", help="generated corruptions "
+        "stored like the released sets (8 bits; JPEG q85 at ImageNet scale) or kept as floats",
+    )  # fmt: skip
     parser.add_argument("--device", help="default: cuda when available, else cpu")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--no-report", action="store_true", help="write results.json only")
@@ -774,6 +823,7 @@ def _run(args: argparse.Namespace) -> dict:
         dataset_names={role: description for role, (_, description) in opened.items()},
         shift_mode=args.shift_mode, max_shift=args.max_shift, shift_trials=args.shift_trials,
         num_frames=args.num_frames, workers=args.workers, progress=not args.no_progress,
+        frost=args.frost, spatter=args.spatter, output=args.corruption_output,
     )  # fmt: skip
     if not args.no_report:
         from .report import write_report

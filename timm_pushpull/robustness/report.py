@@ -464,6 +464,12 @@ def write_report(
         format_comparison(results, labels),
         "",
     ]
+    if any(not r.get("corruptions", {}).get("frost", {}).get("comparable", True) for r in results):
+        lines[-1:-1] = [
+            "Frost: generated with procedural (or non-reference) textures, not the reference "
+            "photos: the frost column (and mCE) is not comparable with published numbers.",
+            "",
+        ]
     for title, path in plots:
         lines += [f"## {title}", "", f"![{title}]({path.name})", ""]
     report = out_dir / REPORT_FILE
