@@ -82,7 +82,9 @@ class DemoSettings:
 
 # Sized on 2 cores: LeNet-5 trains at ~3000 images/s (-pp ~2000), ResNet-20 at ~170 (-pp_b1 ~80)
 # and evaluates at ~500 (~200); the benchmark classifies each test image ~120 times. Measured:
-# 12.5 minutes in all (2 min LeNets, 6.6 min ResNets, 3.8 min robustness, 0.2 min report).
+# 12.5 minutes in all (2 min LeNets, 6.6 min ResNets, 3.8 min robustness, 0.2 min report) before
+# the per-image outcomes of the paired verdicts, which classify the same inputs again: in a --quick
+# run (2026-12-01) they took as long as the robustness pass, so about 16 minutes now.
 FULL = DemoSettings(
     name="full",
     lenet_train_samples=None,
