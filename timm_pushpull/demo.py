@@ -268,22 +268,19 @@ def per_image_outcomes(
         outcomes[name] = np.stack(
             [wrong(unit(stored[(s - 1) * count : s * count])) for s in severities]
         )
-    for sweep in ("gaussian", "speckle", "contrast_poisson"):
-        levels = noise_levels.get(sweep, NOISE_SWEEPS[sweep][1])
-        generator = torch.Generator().manual_seed(SEED)
-        noise = torch.randn(clean.shape, generator=generator)
+    noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(SEED))
+    for sweep, (_, default_levels) in NOISE_SWEEPS.items():
         rows = []
-        for number, level in enumerate(levels):
+        for number, level in enumerate(noise_levels.get(sweep, default_levels)):
             if sweep == "gaussian":
-                noisy = add_gaussian_noise(clean.clone(), level, noise)
+                noisy = add_gaussian_noise(clean, level, noise)
             elif sweep == "speckle":
-                noisy = add_speckle_noise(clean.clone(), level, noise)
+                noisy = add_speckle_noise(clean, level, noise)
             else:
-                noisy = contrast_poisson_noise(
-                    clean.clone(), level, torch.Generator().manual_seed(SEED + number)
-                )
+                generator = torch.Generator().manual_seed(SEED + number)
+                noisy = contrast_poisson_noise(clean, level, generator)
             rows.append(wrong(noisy))
-        outcomes[f"{sweep} noise sweep"] = np.stack(rows)
+        outcomes[f"{sweep}{SWEEP_SUFFIX}"] = np.stack(rows)
     generator = torch.Generator().manual_seed(SEED)
     offsets = torch.randint(-max_shift, max_shift + 1, (2, count, 2), generator=generator)
     first, second = (predict(shift_images(clean, offsets[k])) for k in (0, 1))
