@@ -1,4 +1,5 @@
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,15 @@ def official_dir() -> Path:
             f"the authors' checkpoints are expected at {OFFICIAL_DIR} (../shared beside the repo)"
         )
     return OFFICIAL_DIR
+
+
+@pytest.fixture(scope="session")
+def logits_atol() -> float:
+    """The tolerance README.md promises for the converted models' logits: the tests assert it."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    match = re.search(r"reproduce the authors' logits to within ([0-9.e-]+)\.?\s", readme)
+    assert match, "README.md no longer states the logits tolerance of the converted models"
+    return float(match.group(1).rstrip("."))
 
 
 @pytest.fixture(autouse=True)

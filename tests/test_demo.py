@@ -3,7 +3,6 @@ its --quick configuration."""
 
 import argparse
 import json
-import math
 
 import numpy as np
 import pytest
@@ -11,42 +10,56 @@ import timm
 import torch
 
 from timm_pushpull.data import FASHION_MNIST_SYSTEM_DIR
-from timm_pushpull.demo import DEMO_MODELS, add_arguments, compare_results, main, verdict_text
+from timm_pushpull.demo import DEMO_MODELS, add_arguments, compare_models, main, verdict_text
 
 
-def results(clean, corruptions, consistency, n=1000):
+def outcomes(clean_wrong, corruption_wrong, agree):
+    """Per-image outcomes of one model: 1 = wrong (agree: 1 = the two shifted copies agree)."""
     return {
-        "n_images": n,
-        "settings": {"severities": [1, 2, 3, 4, 5]},
-        "clean_error": clean,
-        "corruptions": {k: {"errors": [v] * 5, "mean_error": v} for k, v in corruptions.items()},
-        "noise_sweeps": {"gaussian": {"levels": [0.0, 0.01], "errors": [clean, clean + 0.1]}},
-        "shift": {"consistency": consistency, "n_pairs": n},
+        "clean": np.asarray(clean_wrong),
+        **{k: np.asarray(v) for k, v in corruption_wrong.items()},
+        "gaussian noise sweep": np.stack([clean_wrong, clean_wrong]),
+        "shift consistency": np.asarray(agree),
     }
 
 
-def test_verdicts_count_only_differences_beyond_two_standard_errors():
-    candidate = results(0.10, {"gaussian_noise": 0.20, "fog": 0.30, "contrast": 0.40}, 0.95)
-    reference = results(0.10, {"gaussian_noise": 0.30, "fog": 0.31, "contrast": 0.30}, 0.90)
-    tests = compare_results(candidate, reference)
-    # 5000 predictions per corruption: 2 SE of 0.20 vs 0.30 is 2 * sqrt((.16 + .21) / 5000) = 0.0172
-    assert 2 * math.sqrt((0.2 * 0.8 + 0.3 * 0.7) / 5000) == pytest.approx(0.0172, abs=1e-4)
-    assert tests["gaussian_noise"]["verdict"] == "better"  # 0.10 apart
-    assert tests["fog"]["verdict"] == "tie"  # 0.01 apart
-    assert tests["contrast"]["verdict"] == "worse"
-    assert (
-        tests["shift consistency"]["verdict"] == "better"
-    )  # higher is better: 0.95 vs 0.90, n=1000
-    assert tests["clean"]["verdict"] == "tie"
-    assert tests["mean corruption error"]["candidate"] == pytest.approx(0.30)
-    assert tests["mean corruption error"]["reference"] == pytest.approx(0.3033, abs=1e-4)
+def test_verdicts_are_paired_over_images_with_intervals():
+    n = 200
+
+    def ones(*spans):  # 1 on the images in the given [start, stop) ranges
+        return np.isin(np.arange(n), np.r_[tuple(slice(a, b) for a, b in spans)])
+
+    reference = outcomes(
+        ones((0, 20)),
+        {"gaussian_noise": np.stack([ones((0, 60))] * 3), "fog": np.stack([ones((0, 40))] * 3)},
+        ~ones((0, 40)),
+    )
+    candidate = outcomes(
+        ones((0, 20)),
+        # gaussian_noise: wrong on 20 of the reference's 60 images only -> clearly better;
+        # fog: 40 other images than the reference's 40 -> 20% vs 20%, no clear difference
+        {"gaussian_noise": np.stack([ones((0, 20))] * 3), "fog": np.stack([ones((100, 140))] * 3)},
+        ~ones((0, 10)),
+    )
+    tests = compare_models(candidate, reference)
+    assert tests["gaussian_noise"]["verdict"] == "better"
+    assert tests["gaussian_noise"]["effect"] == pytest.approx(-0.2)
+    assert tests["gaussian_noise"]["high"] < 0
+    assert tests["fog"]["verdict"] == "no clear difference" and tests["fog"]["low"] < 0
+    assert tests["shift consistency"]["verdict"] == "better"  # 95% vs 80% agreement, same images
+    assert tests["clean"]["verdict"] == "no clear difference" and tests["clean"]["p_value"] == 1.0
+    assert tests["gaussian noise sweep"]["verdict"] == "no clear difference"
+    # every image averaged over both corruptions and all severities: 0.1 vs 0.25
+    assert tests["mean corruption error"]["candidate"] == pytest.approx(0.15)
+    assert tests["mean corruption error"]["reference"] == pytest.approx(0.25)
     text = "\n".join(verdict_text("net_pp", "net", tests))
+    assert "**net_pp was more robust overall**: mean corruption error (15.0% vs 25.0% error" in text
     assert (
-        "net_pp was more robust on: gaussian_noise (20.0% vs 30.0% error), shift consistency"
+        "net_pp was more robust on: gaussian_noise (10.0% vs 30.0% error, difference -20.0 points"
         in text
     )
-    assert "net_pp was less robust on: contrast (40.0% vs 30.0% error)" in text
-    assert "neither is clearly more robust overall" in text
+    assert "No clear difference on 2 test(s): fog, gaussian noise sweep." in text
+    assert "McNemar p = 1): no clear difference." in text
 
 
 @pytest.mark.skipif(
@@ -64,10 +77,33 @@ def test_quick_demo_end_to_end(tmp_path):
     readme = (out / "README.md").read_text()
     assert "trained **once** (seed 0)" in readme and "64 Fashion-MNIST test images" in readme
     assert "--quick run: a check of the pipeline" in readme
-    for candidate, reference in (("lenet5_a_pp", "lenet5_a"), ("resnet20_pp_b1", "resnet20")):
-        assert f"### {candidate} vs {reference}" in readme
-        assert f"{candidate} was more robust on:" in readme
     summary = json.loads((out / "summary.json").read_text())
+    assert "a difference counts only when its 95% interval" in readme
+    for pair, tests in summary["comparisons"].items():
+        candidate, reference = pair.split(" vs ")
+        section = readme.split(f"### {pair}\n")[1].split("###")[0]
+        # the verdicts say what the paired comparisons in summary.json found, test by test
+        for name, test in tests.items():
+            if name == "clean":
+                continue
+            if test["verdict"] == "no clear difference":
+                assert name in section.split("No clear difference on")[1].split("\n")[0]
+            else:
+                line = "more robust on" if test["verdict"] == "better" else "less robust on"
+                listed = section.split(f"{candidate} was {line}:")[1].split("\n")[0]
+                assert (
+                    f"{name} ({100 * test['candidate']:.1f}% vs {100 * test['reference']:.1f}%"
+                    in listed
+                )
+            assert (test["low"] <= 0 <= test["high"]) == (test["verdict"] == "no clear difference")
+        clean = tests["clean"]
+        assert (
+            f"Clean test error: {100 * clean['candidate']:.2f}% vs {100 * clean['reference']:.2f}%"
+            in section
+        )
+        for model, side in ((candidate, "candidate"), (reference, "reference")):
+            saved = json.loads((out / "robustness" / model / "results.json").read_text())
+            assert clean[side] == pytest.approx(saved["clean_error"])
     assert summary["runs_per_model"] == 1 and set(summary["models"]) == {m for m, _ in DEMO_MODELS}
     assert (out / "report.md").is_file() and (out / "noise_sweeps.png").is_file()
 
@@ -87,6 +123,11 @@ def test_quick_demo_end_to_end(tmp_path):
             error = (model(x).argmax(1).numpy() != labels).mean()
         saved = json.loads((out / "robustness" / model_name / "results.json").read_text())
         assert error == pytest.approx(saved["clean_error"])
+        # the per-image outcomes behind the verdicts are those of the benchmark's stored images
+        per_image = np.load(out / "robustness" / model_name / "per_image.npz")
+        assert per_image["clean"].mean() == pytest.approx(saved["clean_error"])
+        for name, entry in saved["corruptions"].items():
+            assert per_image[name].mean(axis=1) == pytest.approx(entry["errors"])
         assert np.isclose(1 - error, summary["models"][model_name]["val_acc"] / 100)
 
     # a second demo never overwrites the first one's report

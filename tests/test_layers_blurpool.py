@@ -24,15 +24,52 @@ requires_native = pytest.mark.skipif(
 )
 
 
+def _padded_index(k: int, length: int, pad_mode: str) -> int | None:
+    """Which input sample position ``k`` (possibly outside ``0..length-1``) reads; None = zero."""
+    if 0 <= k < length:
+        return k
+    if pad_mode == "zero":
+        return None
+    if pad_mode == "replicate":
+        return min(max(k, 0), length - 1)
+    if pad_mode == "circular":
+        return k % length
+    return -k if k < 0 else 2 * (length - 1) - k  # reflect: mirror about the edge sample
+
+
 def reference_blur_pool(x, taps, stride, pad_mode):
-    """Pad (floor left, ceil right), depthwise 2-D filter, stride: the textbook definition."""
+    """The definition, as explicit sums (no padding or convolution op): for filter length ``n``,
+    ``y[i, j] = sum_a sum_b taps[a] taps[b] x[i*stride + a - l, j*stride + b - l]`` with
+    ``l = floor((n - 1) / 2)`` samples of padding before and ``ceil((n - 1) / 2)`` after
+    (Zhang 2019's asymmetric padding for even ``n``), outside samples given by ``pad_mode``."""
     n = len(taps)
-    left, right = (n - 1) // 2, n - 1 - (n - 1) // 2
-    mode = "constant" if pad_mode == "zero" else pad_mode
-    padded = F.pad(x, (left, right, left, right), mode=mode)
-    t = torch.tensor(taps, dtype=x.dtype)
-    kernel = torch.outer(t, t).expand(x.shape[1], 1, n, n)
-    return F.conv2d(padded, kernel, stride=stride, groups=x.shape[1])
+    left = (n - 1) // 2
+    height, width = x.shape[-2:]
+    out_h, out_w = (height - 1) // stride + 1, (width - 1) // stride + 1
+    y = torch.zeros(*x.shape[:-2], out_h, out_w, dtype=torch.float64)
+    for i in range(out_h):
+        for j in range(out_w):
+            total = torch.zeros(x.shape[:-2], dtype=torch.float64)
+            for a in range(n):
+                row = _padded_index(i * stride + a - left, height, pad_mode)
+                for b in range(n):
+                    col = _padded_index(j * stride + b - left, width, pad_mode)
+                    if row is not None and col is not None:
+                        total += taps[a] * taps[b] * x[..., row, col].double()
+            y[..., i, j] = total
+    return y.to(x.dtype)
+
+
+def test_reference_on_a_hand_computed_ramp():
+    # x[i, j] = 4i + j, [1, 2, 1] / 4, stride 2, reflect: rows 0 and 2 smooth to 2 and 8, columns
+    # 0 and 2 to 0.5 and 2 (edge: (1 + 0 + 1) / 4); the filter is separable and sums to 1
+    x = torch.arange(16.0).view(1, 1, 4, 4)
+    expected = torch.tensor([[[[2.5, 4.0], [8.5, 10.0]]]])
+    torch.testing.assert_close(reference_blur_pool(x, [0.25, 0.5, 0.25], 2, "reflect"), expected)
+    torch.testing.assert_close(BlurPool2d(1, "binomial", 3, 2, "reflect")(x), expected)
+    # zero padding drops the missing neighbours: a corner keeps 0.75 * 0.75 of a constant image
+    zero = reference_blur_pool(torch.ones(1, 1, 4, 4), [0.25, 0.5, 0.25], 2, "zero")
+    torch.testing.assert_close(zero, torch.tensor([[[[0.5625, 0.75], [0.75, 1.0]]]]))
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
 import io
+import math
 import warnings
 
 import pytest
@@ -111,8 +112,15 @@ def test_alpha_scales_the_inhibition_and_unrectified_variant():
 def test_learned_alpha_per_channel_and_scalar():
     layer = PushPull2d(4, 6, 3, padding=1, learn_alpha=True)
     assert layer.alpha.shape == (1, 6, 1, 1)
-    bound = (4 * 6) ** -0.5
-    assert torch.all((layer.alpha >= 1.0 - bound) & (layer.alpha <= 1.0 + bound))
+    # the authors' initialisation: uniform in 0.5 +- 1/sqrt(C_in * C_out) = 0.5 +- 0.2041
+    bound = 1 / math.sqrt(4 * 6)
+    assert torch.all((layer.alpha >= 0.5 - bound) & (layer.alpha <= 0.5 + bound))
+    wide = PushPull2d(1, 4096, 1, learn_alpha=True).alpha  # many draws: they span the interval
+    assert wide.min() < 0.5 - 0.9 * 1 / 64 and wide.max() > 0.5 + 0.9 * 1 / 64
+    assert abs(wide.mean().item() - 0.5) < 0.002
+    # an explicit alpha moves the centre; a fixed alpha defaults to the papers' 1.0
+    assert abs(PushPull2d(1, 4096, 1, learn_alpha=True, alpha=1.0).alpha.mean().item() - 1) < 0.002
+    assert PushPull2d(4, 6, 3).alpha_value == 1.0
     assert PushPull2d(4, 6, 3, learn_alpha="scalar").alpha.shape == (1, 1, 1, 1)
     x = torch.randn(2, 4, 8, 8)
     with torch.no_grad():

@@ -23,6 +23,7 @@ from timm_pushpull.training.timm_train import add_arguments as timm_train_argume
 from timm_pushpull.training.timm_train import main as timm_train_main
 from timm_pushpull.training.train import add_arguments, config_from_args
 from timm_pushpull.training.trainer import (
+    _resumed_epoch_stats,
     create_optimizer,
     create_scheduler,
     create_train_model,
@@ -249,6 +250,43 @@ def test_two_cpu_processes_match_one_with_the_same_global_batch(tiny_mnist, tmp_
     one, two = read_metrics(tmp_path / "one")[0], read_metrics(tmp_path / "two")[0]
     assert one["val_acc"] == two["val_acc"] and one["step"] == two["step"] == 4
     assert two["train_loss"] == pytest.approx(single["train_loss"], rel=1e-5)
+
+
+def test_two_process_resume_matches_an_uninterrupted_two_process_run(tiny_mnist, tmp_path):
+    """Each process resumes its own running sums of the interrupted epoch: same weights and the
+    same metrics.jsonl (train loss and accuracy included) as without the interruption."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+
+    def torchrun(out, *extra):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+               "2", "-m", "timm_pushpull.cli", "train", "--recipe", "lenet_mnist", "--model",
+               "lenet5_a", "--dataset", "mnist", "--data-dir", str(tiny_mnist), "--epochs", "1",
+               "--batch-size", "16", "--eval-batch-size", "16", "--output", str(out),
+               "--no-progress", "--workers", "0", "--cpu", "--lr", "0.1", *extra]  # fmt: skip
+        done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    torchrun(tmp_path / "whole")
+    torchrun(tmp_path / "parts", "--max-steps", "2")  # stops after 2 of the epoch's 4 steps
+    saved = load_resume_state(tmp_path / "parts")["epoch_stats"]
+    assert len(saved) == 2 and [n for _, _, n in saved] == [16.0, 16.0]  # 2 steps x 8 images each
+    torchrun(tmp_path / "parts", "--resume")
+    a, b = (load_file(tmp_path / d / "model.safetensors") for d in ("whole", "parts"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert read_metrics(tmp_path / "whole") == read_metrics(tmp_path / "parts")
+
+
+def test_resumed_epoch_sums_per_process():
+    saved = [[1.5, 1.0, 8.0], [2.5, 3.0, 8.0]]
+    assert [_resumed_epoch_stats(saved, rank, 2) for rank in (0, 1)] == saved
+    # another number of processes: the total on process 0, nothing on the others
+    assert [_resumed_epoch_stats(saved, rank, 3) for rank in (0, 1, 2)] == [
+        [4.0, 4.0, 16.0],
+        None,
+        None,
+    ]
+    assert _resumed_epoch_stats([], 0, 2) is None  # at an epoch boundary
 
 
 def test_stop_signal_finishes_the_step_then_a_second_aborts():

@@ -11,7 +11,8 @@ import argparse
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
@@ -123,6 +124,21 @@ def bench_resnet50(rounds: int = 7) -> str:
     return _table("ResNet-50, batch 4 at 224x224", ["model", "mode", "ms", "vs resnet50"], rows)
 
 
+BENCH_EXTRA_INSTALL = "pip install 'timm-pushpull[bench]'"
+
+
+@contextmanager
+def _bench_extra(section: str) -> Iterator[None]:
+    """Imports of the references the ``bench`` extra installs: a missing one says how to get it."""
+    try:
+        yield
+    except ModuleNotFoundError as error:
+        missing = error.name.partition(".")[0]  # skimage, not skimage.color
+        raise ModuleNotFoundError(
+            f"the {section} benchmark needs {missing}, which is not installed: {BENCH_EXTRA_INSTALL}"
+        ) from error
+
+
 def bench_blurpool(rounds: int = 30) -> str:
     """(c) our blur-pool vs timm's and kornia's on the same tensor (filter 3, stride 2).
 
@@ -130,8 +146,10 @@ def bench_blurpool(rounds: int = 30) -> str:
     also eagerly without its C kernel. The speed-up is against the fastest timm/kornia row of the
     same input, eager or compiled.
     """
-    import kornia
     from timm.layers import BlurPool2d as TimmBlurPool2d
+
+    with _bench_extra("blur-pool"):
+        import kornia
 
     from . import native
     from .layers import BlurPool2d
@@ -233,7 +251,8 @@ def bench_models(rounds: int = 3, pattern: str = "*_pp*") -> str:
 
 def bench_corruptions(num_images: int, repeats: int) -> str:
     """Batched torch corruptions vs a per-image NumPy reference (:mod:`.robustness.bench`)."""
-    from .robustness import bench
+    with _bench_extra("corruption"):
+        from .robustness import bench
 
     size, scale, device = 32, "cifar", "cpu"
     rows = bench.run(

@@ -5,14 +5,15 @@ Trains LeNet-5 (``lenet5_a``) and LeNet-PP (``lenet5_a_pp``), and a CIFAR ResNet
 (Xiao et al., 2017; 28x28 grey, read from Debian's ``dataset-fashion-mnist`` files), then benchmarks
 their robustness on the same test images: the corruptions of CIFAR-10-C generated at CIFAR-scale
 parameters (Hendrycks & Dietterich, 2019), Gaussian / speckle / Poisson noise sweeps (Strisciuglio
-et al., 2019) and shift consistency (Zhang, 2019). The report folder holds::
+et al., 2019) and shift consistency (Zhang, 2019). Verdicts are paired comparisons on the same
+images, each with its 95% interval (:mod:`.robustness.stats`). The report folder holds::
 
     README.md                  what was run, how long it took, and which model was more robust on what
     summary.json               the same, machine-readable
     report.md, *.png           side-by-side robustness table and plots
     models/<model>/            each trained model as a Hub folder (model.safetensors, config.json, card)
     training/<model>/          the training run (checkpoint, metrics.jsonl, train_config.yaml)
-    robustness/<model>/        results.json of the benchmark
+    robustness/<model>/        results.json of the benchmark, per_image.npz (each test's outcome per image)
     data/fashion-mnist-c/      the corrupted test images, in the CIFAR-10-C file layout
 
 Every run is seeded (seed 0); each model is trained once, and the report says so. An existing
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -59,8 +59,8 @@ HUB_ORG = "timm-pushpull"
 FMNIST_MEAN, FMNIST_STD = [0.2860], [0.3530]
 APT_PACKAGE = "dataset-fashion-mnist"
 SEED = 0
-# a difference counts when it exceeds this many binomial standard errors
-SIGNIFICANCE_SE = 2.0
+SHIFT_TEST, SWEEP_SUFFIX = "shift consistency", " noise sweep"  # names of the paired tests
+OUTCOMES_FILE = "per_image.npz"
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,9 @@ class DemoSettings:
 
 # Sized on 2 cores: LeNet-5 trains at ~3000 images/s (-pp ~2000), ResNet-20 at ~170 (-pp_b1 ~80)
 # and evaluates at ~500 (~200); the benchmark classifies each test image ~120 times. Measured:
-# 12.5 minutes in all (2 min LeNets, 6.6 min ResNets, 3.8 min robustness, 0.2 min report).
+# 12.5 minutes in all (2 min LeNets, 6.6 min ResNets, 3.8 min robustness, 0.2 min report) before
+# the per-image outcomes of the paired verdicts, which classify the same inputs again: in a --quick
+# run (2026-12-01) they took as long as the robustness pass, so about 16 minutes now.
 FULL = DemoSettings(
     name="full",
     lenet_train_samples=None,
@@ -212,94 +214,157 @@ def build_corrupted_set(
     np.save(folder / "labels.npy", labels.astype(np.int64))
 
 
-def _binomial_se(p: float, n: int) -> float:
-    return math.sqrt(max(p * (1 - p), 1e-12) / max(n, 1))
+def per_image_outcomes(
+    model: torch.nn.Module,
+    images: np.ndarray,
+    labels: np.ndarray,
+    corrupted_dir: Path,
+    corruptions: Sequence[str],
+    severities: Sequence[int],
+    noise_levels: Mapping[str, Sequence[float]],
+    max_shift: int,
+    batch_size: int,
+) -> dict[str, np.ndarray]:
+    """What the model does on each test image, for paired comparisons between models.
+
+    ``{"clean": wrong [N], <corruption>: wrong [severities, N], "<sweep> noise sweep": wrong
+    [levels, N], "shift consistency": agree [N]}`` (1 = wrong / the two shifted copies agree). The
+    corrupted images are the demo's stored set; the noise and the shifts are drawn from fixed seeds,
+    so every model sees the very same inputs.
+    """
+    from .robustness.evaluate import (
+        NOISE_SWEEPS,
+        add_gaussian_noise,
+        add_speckle_noise,
+        contrast_poisson_noise,
+        shift_images,
+    )
+
+    mean = torch.tensor(model.pretrained_cfg["mean"]).view(1, -1, 1, 1)
+    std = torch.tensor(model.pretrained_cfg["std"]).view(1, -1, 1, 1)
+    targets = torch.from_numpy(labels)
+
+    @torch.inference_mode()
+    def predict(unit_images: torch.Tensor) -> torch.Tensor:
+        chunks = unit_images.split(batch_size)
+        return torch.cat([model((chunk - mean) / std).argmax(1) for chunk in chunks])
+
+    def wrong(unit_images: torch.Tensor) -> np.ndarray:
+        return (predict(unit_images) != targets).numpy()
+
+    def unit(array: np.ndarray) -> torch.Tensor:  # uint8 [N, H, W] or [N, H, W, 1] -> [N, 1, H, W]
+        return (
+            torch.from_numpy(np.array(array))
+            .float()
+            .div(255)
+            .reshape(len(array), 1, *array.shape[1:3])
+        )
+
+    clean = unit(images)
+    outcomes = {"clean": wrong(clean)}
+    count = len(images)
+    for name in corruptions:
+        stored = np.load(corrupted_dir / f"{name}.npy", mmap_mode="r")  # [5N, H, W, 1]
+        outcomes[name] = np.stack(
+            [wrong(unit(stored[(s - 1) * count : s * count])) for s in severities]
+        )
+    noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(SEED))
+    for sweep, (_, default_levels) in NOISE_SWEEPS.items():
+        rows = []
+        for number, level in enumerate(noise_levels.get(sweep, default_levels)):
+            if sweep == "gaussian":
+                noisy = add_gaussian_noise(clean, level, noise)
+            elif sweep == "speckle":
+                noisy = add_speckle_noise(clean, level, noise)
+            else:
+                generator = torch.Generator().manual_seed(SEED + number)
+                noisy = contrast_poisson_noise(clean, level, generator)
+            rows.append(wrong(noisy))
+        outcomes[f"{sweep}{SWEEP_SUFFIX}"] = np.stack(rows)
+    generator = torch.Generator().manual_seed(SEED)
+    offsets = torch.randint(-max_shift, max_shift + 1, (2, count, 2), generator=generator)
+    first, second = (predict(shift_images(clean, offsets[k])) for k in (0, 1))
+    outcomes[SHIFT_TEST] = (first == second).numpy()
+    return outcomes
 
 
-def _judge(candidate: float, reference: float, n: int, higher_is_better: bool = False) -> str:
-    """ "better" / "worse" / "tie" for the candidate, by SIGNIFICANCE_SE standard errors of the difference."""
-    gain = (candidate - reference) if higher_is_better else (reference - candidate)
-    se = math.hypot(_binomial_se(candidate, n), _binomial_se(reference, n))
-    if abs(gain) <= SIGNIFICANCE_SE * se:
-        return "tie"
-    return "better" if gain > 0 else "worse"
+def compare_models(
+    candidate: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray]
+) -> dict[str, dict[str, Any]]:
+    """Per-test paired comparisons of two models' :func:`per_image_outcomes` on the same images.
 
+    Clean error: McNemar's exact test; every other test: the paired bootstrap over images of the
+    per-image error averaged over severities / levels (:mod:`.robustness.stats`). "mean corruption
+    error" averages each image over every corruption and severity.
+    """
+    from .robustness.stats import mcnemar_exact, paired_bootstrap
 
-def compare_results(candidate: Mapping, reference: Mapping) -> dict[str, Any]:
-    """Per-test verdicts of ``candidate`` against ``reference`` (two results.json dicts)."""
-    n = int(candidate["n_images"])
-    tests: dict[str, dict[str, Any]] = {}
+    def entry(comparison, metric: str, higher_is_better: bool = False) -> dict[str, Any]:
+        return dict(
+            comparison.to_dict(), metric=metric, verdict=comparison.verdict(higher_is_better)
+        )
 
-    def add(
-        name: str,
-        a: float,
-        b: float,
-        count: int,
-        higher_is_better: bool = False,
-        unit: str = "error",
-    ):
-        tests[name] = dict(candidate=a, reference=b, n=count, metric=unit,
-                           verdict=_judge(a, b, count, higher_is_better))  # fmt: skip
-
-    add("clean", candidate["clean_error"], reference["clean_error"], n)
-    for name, entry in (candidate.get("corruptions") or {}).items():
-        other = (reference.get("corruptions") or {}).get(name)
-        if other:
-            add(name, entry["mean_error"], other["mean_error"], n * len(entry["errors"]))
-    for name, sweep in (candidate.get("noise_sweeps") or {}).items():
-        other = (reference.get("noise_sweeps") or {}).get(name)
-        if other:
-            count = n * len(sweep["errors"])
-            add(
-                f"{name} noise sweep",
-                float(np.mean(sweep["errors"])),
-                float(np.mean(other["errors"])),
-                count,
-            )
-    if candidate.get("shift") and reference.get("shift"):
-        add("shift consistency", candidate["shift"]["consistency"], reference["shift"]["consistency"],
-            candidate["shift"]["n_pairs"], higher_is_better=True, unit="consistency")  # fmt: skip
-    corruption_tests = [k for k in tests if k in (candidate.get("corruptions") or {})]
-    if corruption_tests:
-        a = float(np.mean([tests[k]["candidate"] for k in corruption_tests]))
-        b = float(np.mean([tests[k]["reference"] for k in corruption_tests]))
-        # the same images under every corruption: not independent, so count them once per severity
-        add("mean corruption error", a, b, n * len(candidate["settings"]["severities"]))
+    tests = {"clean": entry(mcnemar_exact(candidate["clean"], reference["clean"]), "error")}
+    corruptions = [
+        k for k in candidate if k not in ("clean", SHIFT_TEST) and not k.endswith(SWEEP_SUFFIX)
+    ]
+    for name in candidate:
+        if name in reference and name not in ("clean", SHIFT_TEST):
+            tests[name] = entry(paired_bootstrap(candidate[name], reference[name]), "error")
+    if SHIFT_TEST in candidate and SHIFT_TEST in reference:
+        tests[SHIFT_TEST] = entry(
+            paired_bootstrap(candidate[SHIFT_TEST], reference[SHIFT_TEST]), "consistency", True
+        )
+    shared = [k for k in corruptions if k in reference]
+    if shared:
+        tests["mean corruption error"] = entry(
+            paired_bootstrap(
+                np.concatenate([candidate[k] for k in shared]),
+                np.concatenate([reference[k] for k in shared]),
+            ),
+            "error",
+        )
     return tests
 
 
 def verdict_text(candidate: str, reference: str, tests: Mapping[str, Mapping]) -> list[str]:
-    """Plain sentences: where the candidate was more / less robust than the reference."""
+    """Plain sentences: where the candidate was more / less robust than the reference, with the
+    paired difference and its 95% interval."""
+    from .robustness.stats import NO_CLEAR_DIFFERENCE
 
     def fmt(name: str) -> str:
         t = tests[name]
-        return f"{name} ({100 * t['candidate']:.1f}% vs {100 * t['reference']:.1f}% {t['metric']})"
+        return (
+            f"{name} ({100 * t['candidate']:.1f}% vs {100 * t['reference']:.1f}% {t['metric']}, "
+            f"difference {100 * t['effect']:+.1f} points, 95% CI [{100 * t['low']:+.1f}, "
+            f"{100 * t['high']:+.1f}])"
+        )
 
     robustness = [k for k in tests if k != "clean"]
     better = [fmt(k) for k in robustness if tests[k]["verdict"] == "better"]
     worse = [fmt(k) for k in robustness if tests[k]["verdict"] == "worse"]
-    ties = [k for k in robustness if tests[k]["verdict"] == "tie"]
+    unclear = [k for k in robustness if tests[k]["verdict"] == NO_CLEAR_DIFFERENCE]
     overall = tests.get("mean corruption error")
     if overall is None:
         headline = "no corruption results to compare"
-    elif overall["verdict"] == "tie":
-        headline = f"neither is clearly more robust overall: {fmt('mean corruption error')}"
+    elif overall["verdict"] == NO_CLEAR_DIFFERENCE:
+        headline = f"no clear difference overall: {fmt('mean corruption error')}"
     else:
         winner = candidate if overall["verdict"] == "better" else reference
         headline = f"**{winner} was more robust overall**: {fmt('mean corruption error')}"
     clean = tests["clean"]
-    clean_word = {"better": "lower", "worse": "higher", "tie": "no clear difference"}[
-        clean["verdict"]
-    ]
+    clean_word = {"better": "lower", "worse": "higher"}.get(clean["verdict"], NO_CLEAR_DIFFERENCE)
     return [
         f"### {candidate} vs {reference}",
         "",
         f"- {headline}.",
         f"- {candidate} was more robust on: {', '.join(better) or 'nothing'}.",
         f"- {candidate} was less robust on: {', '.join(worse) or 'nothing'}.",
-        f"- No clear difference on {len(ties)} test(s)"
-        + (f": {', '.join(ties)}." if ties else "."),
-        f"- Clean test error: {100 * clean['candidate']:.2f}% vs {100 * clean['reference']:.2f}% ({clean_word}).",
+        f"- No clear difference on {len(unclear)} test(s)"
+        + (f": {', '.join(unclear)}." if unclear else "."),
+        f"- Clean test error: {100 * clean['candidate']:.2f}% vs {100 * clean['reference']:.2f}% "
+        f"(difference {100 * clean['effect']:+.2f} points, 95% CI [{100 * clean['low']:+.2f}, "
+        f"{100 * clean['high']:+.2f}], McNemar p = {clean['p_value']:.3g}): {clean_word}.",
         "",
     ]
 
@@ -326,9 +391,11 @@ def _write_readme(out: Path, summary: Mapping, verdicts: Sequence[str]) -> None:
         f"Each model was trained **once** (seed {SEED}); robustness is measured on the same "
         f"{s['test_samples']} Fashion-MNIST test images for every model, corruptions at CIFAR-scale "
         f"parameters, severities {list(s['severities'])}.",
-        f"A difference counts only when it exceeds {SIGNIFICANCE_SE:g} binomial standard errors of the "
-        "test images; seed-to-seed variation is not measured (one run per model), so treat small "
-        "margins with care.",
+        "Models are compared on the same images: each image's errors are averaged over the "
+        "severities (noise levels) of a test, and a difference counts only when its 95% interval "
+        "(bootstrap over the test images; clean error: McNemar's exact test) excludes 0. "
+        "Seed-to-seed variation is not measured (one run per model), so a difference says how "
+        "these trained models differ, not how the architectures would on average.",
         "",
         *(
             [
@@ -351,7 +418,9 @@ def _write_readme(out: Path, summary: Mapping, verdicts: Sequence[str]) -> None:
         "- [report.md](report.md): the side-by-side robustness table and plots",
         "- `models/<model>/`: trained weights as Hub folders (`timm.create_model('local-dir:models/<model>')` "
         "after `import timm_pushpull`)",
-        "- `robustness/<model>/results.json`, `training/<model>/metrics.jsonl`, `summary.json`",
+        "- `robustness/<model>/results.json`, `robustness/<model>/per_image.npz` (what each test "
+        "did on each image, for the paired comparisons), `training/<model>/metrics.jsonl`, "
+        "`summary.json`",
         "",
     ]
     (out / "README.md").write_text("\n".join(lines))
@@ -419,7 +488,7 @@ def run_demo(
     build_corrupted_set(images, labels, corrupted_dir, corruptions, settings.severities)
     timings["corrupt test images"] = time.perf_counter() - tic
 
-    results, loaded = [], {}
+    results, loaded, outcomes = [], {}, {}
     for model, _ in DEMO_MODELS:
         tic = time.perf_counter()
         net = _load_model(out / "training" / model)
@@ -446,20 +515,26 @@ def run_demo(
             progress=progress,
         )
         results.append(result)
+        timings[f"robustness {model}"] = time.perf_counter() - tic
+        tic = time.perf_counter()
+        outcomes[model] = per_image_outcomes(
+            net, images, labels, corrupted_dir, corruptions, settings.severities,
+            settings.noise_levels, result["shift"]["max_shift"], settings.eval_batch_size,
+        )  # fmt: skip
+        np.savez_compressed(out / "robustness" / model / OUTCOMES_FILE, **outcomes[model])
         models[model].update(
             clean_error=result["clean_error"], params=sum(p.numel() for p in net.parameters())
         )
-        timings[f"robustness {model}"] = time.perf_counter() - tic
+        timings[f"per-image outcomes {model}"] = time.perf_counter() - tic
 
     tic = time.perf_counter()
     sample = torch.from_numpy(images[:4]).float().div(255).unsqueeze(1)
     write_report(
         results, out, models=loaded, sample_images=sample, labels=[m for m, _ in DEMO_MODELS]
     )
-    by_name = {r["model"]: r for r in results}
     comparisons, verdicts = {}, []
     for candidate, reference in COMPARISONS:
-        tests = compare_results(by_name[candidate], by_name[reference])
+        tests = compare_models(outcomes[candidate], outcomes[reference])
         comparisons[f"{candidate} vs {reference}"] = tests
         verdicts += verdict_text(candidate, reference, tests)
     if publish:

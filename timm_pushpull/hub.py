@@ -480,8 +480,11 @@ def official_results(
 ) -> RobustnessResults:
     """The push-pull authors' CIFAR-10-C/-P text results of a released model.
 
-    The clean error is the checkpoint's ``best_prec1`` (what the authors report); CE and relative
-    CE are normalised by AlexNet as in their paper; the mFR, when ``flip_baseline`` names another
+    The clean error is the one of the authors' evaluation that produced these results (the last
+    "Test accuracy clean" of ``test_clean.txt``), so that relative CE subtracts a clean error
+    measured with the corrupted ones; where the folder has no ``test_clean.txt`` (the ResNets) it
+    is the checkpoint's ``best_prec1``. CE and relative CE are normalised by AlexNet as in their
+    paper; the mFR, when ``flip_baseline`` names another
     model's results folder (the same network without push-pull), is relative to that model.
     """
     from .models.official import OFFICIAL_CHECKPOINTS, ORIGIN_URL
@@ -495,7 +498,9 @@ def official_results(
     if not (folder / "C_details.txt").is_file():
         raise FileNotFoundError(f"no C_details.txt in {folder}: pass --official-dir")
     raw = read_official_results(folder)
-    clean_error = round(1 - OFFICIAL_CHECKPOINTS[architecture].top1 / 100, 6)
+    clean_error = raw["clean_error"]
+    if clean_error is None:
+        clean_error = round(1 - OFFICIAL_CHECKPOINTS[architecture].top1 / 100, 6)
     summary = summarize_corruptions(
         raw["corruptions"],
         clean_error,

@@ -28,6 +28,8 @@ from .pull import PULL_MODES, Pull
 
 ATTENTION_TYPES = (None, "se", "simam")
 LEARN_ALPHA = (False, True, "channel", "scalar")
+FIXED_ALPHA = 1.0  # alpha of every released model (Strisciuglio et al., 2020)
+LEARNED_ALPHA_CENTRE = 0.5  # where the authors' code initialises a learned alpha
 
 
 @register_notrace_function
@@ -75,7 +77,9 @@ class PushPull2d(nn.Module):
             (pull size ``floor(s*h)``, +1 when even; ``h = 1`` keeps the size). A sequence of more
             than one value gives the multi-scale variant: ``V_i = push - alpha * pull_i``, concat
             ``[push, V_1..V_S]``, channel attention, 1x1 conv back to ``out_channels``.
-        alpha: inhibition strength, fixed (>= 0) or the initial centre when learned.
+        alpha: inhibition strength when fixed (>= 0; default 1.0, as in the papers), or the centre
+            of the uniform initialisation ``alpha +- 1/sqrt(C_in*C_out)`` when learned (default
+            0.5, the authors' centre).
         learn_alpha: ``False``, ``True``/``"channel"`` (one per output channel) or ``"scalar"``;
             learned alpha enters as ``relu(alpha)``.
         rectify: ``False`` gives the unrectified variant ``push - alpha * pull``.
@@ -96,7 +100,7 @@ class PushPull2d(nn.Module):
         bias: bool = False,
         *,
         pull_scale: float | Sequence[float] = 2.0,
-        alpha: float = 1.0,
+        alpha: float | None = None,
         learn_alpha: bool | str = False,
         rectify: bool = True,
         attention: str | None = None,
@@ -111,6 +115,8 @@ class PushPull2d(nn.Module):
             raise ValueError(
                 f"pull_scale (h) must be a float > 0 or a sequence of them, got {pull_scale!r}"
             )
+        if alpha is None:
+            alpha = LEARNED_ALPHA_CENTRE if learn_alpha else FIXED_ALPHA
         if alpha < 0:
             raise ValueError(f"alpha must be >= 0, got {alpha}")
         if learn_alpha not in LEARN_ALPHA:

@@ -71,7 +71,7 @@ def c10_official_cfg(model_name: str) -> dict[str, Any]:
         origin_url=ORIGIN_URL,
         description=f"{ckpt.file} released by Strisciuglio et al., converted to timm",
         notes=(
-            f"CIFAR-10 clean top-1 {ckpt.top1:.2f}% reported by the authors (epoch {ckpt.epoch})",
+            f"CIFAR-10 clean top-1 {ckpt.top1:.2f}%: the checkpoint's best_prec1 (epoch {ckpt.epoch})",
         ),
     )
 

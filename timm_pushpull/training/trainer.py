@@ -234,6 +234,22 @@ def _trim_metrics(path: Path, global_step: int) -> None:
         write_text_atomic(path, "".join(f"{ln}\n" for ln in kept))
 
 
+def _resumed_epoch_stats(saved: list, rank: int, num_processes: int) -> list[float] | None:
+    """This process's sums (loss * n, correct, n) of the epoch a checkpoint interrupted.
+
+    ``saved`` holds one list per process of the interrupted run (empty at an epoch boundary). With
+    as many processes now, each takes its own, so the epoch's totals add up in the same order as in
+    an uninterrupted run; with another number, process 0 takes the whole sum (totals stay right).
+    """
+    if not saved:
+        return None
+    if not isinstance(saved[0], list):  # older checkpoints: the sums of process 0 only
+        saved = [saved]
+    if len(saved) == num_processes:
+        return list(saved[rank])
+    return [sum(column) for column in zip(*saved)] if rank == 0 else None
+
+
 def train(cfg: TrainConfig, recipe: str | None = None) -> dict[str, Any]:
     """Train ``cfg`` and return the final metrics (with ``run_dir``); see the module docstring."""
     if cfg.tensorboard:
@@ -294,7 +310,10 @@ def train(cfg: TrainConfig, recipe: str | None = None) -> dict[str, Any]:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, skip_steps = state["epoch"], state["step_in_epoch"]
-        global_step, partial = state["global_step"], state["epoch_stats"]
+        global_step = state["global_step"]
+        partial = _resumed_epoch_stats(
+            state["epoch_stats"], accelerator.process_index, accelerator.num_processes
+        )
         if accelerator.is_main_process:
             _trim_metrics(run_dir / METRICS_FILE, global_step)
     elif accelerator.is_main_process:
@@ -319,7 +338,7 @@ def train(cfg: TrainConfig, recipe: str | None = None) -> dict[str, Any]:
     final: dict[str, Any] = {}
     stopped_early = False
 
-    def checkpoint(epoch: int, step_in_epoch: int, stats: list[float]) -> None:
+    def checkpoint(epoch: int, step_in_epoch: int, stats: list[list[float]]) -> None:
         if not accelerator.is_main_process:
             return
         state = dict(
@@ -389,7 +408,9 @@ def train(cfg: TrainConfig, recipe: str | None = None) -> dict[str, Any]:
                     )
                 if stop and step_in_epoch < steps_per_epoch:
                     bar.close()
-                    checkpoint(epoch, step_in_epoch, stats.tolist())
+                    # every process's own sums, so that the resumed epoch adds up as one run would
+                    per_process = accelerator.gather(stats.to(accelerator.device)[None]).cpu()
+                    checkpoint(epoch, step_in_epoch, per_process.tolist())
                     stopped_early = True
                     break
             if stopped_early:
@@ -421,7 +442,7 @@ def train(cfg: TrainConfig, recipe: str | None = None) -> dict[str, Any]:
                 f"acc {record['train_acc']:.2f}% | val loss {record['val_loss']:.4f} "
                 f"acc {record['val_acc']:.2f}% | {record['images_per_s']:.0f} img/s"
             )
-            checkpoint(epoch + 1, 0, [0.0, 0.0, 0.0])
+            checkpoint(epoch + 1, 0, [])
             if stop:
                 stopped_early = epoch + 1 < cfg.epochs
                 break
