@@ -53,7 +53,7 @@ def test_verdicts_count_only_differences_beyond_two_standard_errors():
     not (FASHION_MNIST_SYSTEM_DIR / "t10k-images-idx3-ubyte.gz").is_file(),
     reason="needs Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist)",
 )
-def test_quick_demo_end_to_end(tmp_path):
+def test_quick_demo_end_to_end(tmp_path, monkeypatch):
     from accelerate.state import AcceleratorState
 
     AcceleratorState._reset_state(True)  # a process-wide singleton: start from the demo's settings
@@ -88,6 +88,10 @@ def test_quick_demo_end_to_end(tmp_path):
         saved = json.loads((out / "robustness" / model_name / "results.json").read_text())
         assert error == pytest.approx(saved["clean_error"])
         assert np.isclose(1 - error, summary["models"][model_name]["val_acc"] / 100)
+        # pretrained=True finds the demo's models where the error without them says to look
+        monkeypatch.setenv("TIMM_PUSHPULL_WEIGHTS_DIR", str(out / "models"))
+        by_tag = timm.create_model(f"{model_name}.fmnist_demo", pretrained=True)
+        assert by_tag.pretrained_cfg["file"] == str(folder / "model.safetensors")
 
     # a second demo never overwrites the first one's report
     before = (out / "README.md").read_bytes()

@@ -48,9 +48,9 @@ LOCAL_WEIGHTS_HOWTO = {
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when there is one
 
 
-def published_hub_id(model_name: str) -> str | None:
+def published_hub_id(model_name: str, configs_dir: Path = HUB_CONFIGS_DIR) -> str | None:
     """The Hub repository of ``architecture.tag`` if its hub config says ``published: true``."""
-    path = HUB_CONFIGS_DIR / f"{model_name}.yaml"
+    path = configs_dir / f"{model_name}.yaml"
     if not path.is_file():
         return None
     config = yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER) or {}

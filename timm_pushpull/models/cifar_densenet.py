@@ -229,6 +229,8 @@ class CifarDenseNet(nn.Module):
             self.num_features, num_classes, pool_type=global_pool, **get_device_dtype(self)
         )
         self.head_hidden_size = self.num_features * self.global_pool.feat_mult()
+        self.global_pool.train(self.training)  # new modules follow the model's mode
+        self.classifier.train(self.training)
 
     def forward_intermediates(
         self,

@@ -157,6 +157,8 @@ class LeNet5(nn.Module):
             if num_classes > 0
             else nn.Identity()
         )
+        for module in (self.global_pool, self.pre_logits, self.fc):
+            module.train(self.training)  # new modules follow the model's mode
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict[str, str]:
@@ -182,6 +184,7 @@ class LeNet5(nn.Module):
             if num_classes > 0
             else nn.Identity()
         )
+        self.fc.train(self.training)
 
     def _stages(self) -> list[list[nn.Module]]:
         """The layers from one feature level to the next (``feature_info`` order)."""
