@@ -10,7 +10,7 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
-from timm.models import create_feature_extractor
+from timm.models import create_feature_extractor, save_for_hf
 
 import timm_pushpull  # noqa: F401  (registers the models)
 
@@ -122,3 +122,14 @@ def test_lenet_flatten_head_needs_the_full_network():
     model.prune_intermediate_layers([1])
     with pytest.raises(ValueError, match="global_pool='flatten'.*needs the full network"):
         model.reset_classifier(10, "flatten")
+
+
+def test_lenet_heads_round_trip_through_timm_folders(tmp_path):
+    for global_pool in ("flatten", "avg"):
+        model = timm.create_model("lenet5_a_pp", global_pool=global_pool).eval()
+        save_for_hf(model, tmp_path / global_pool, safe_serialization=True)
+        reloaded = timm.create_model(f"local-dir:{tmp_path / global_pool}", pretrained=True)
+        assert reloaded.global_pool.pool_type == global_pool
+        x = _input(model)
+        with torch.no_grad():
+            torch.testing.assert_close(reloaded.eval()(x), model(x))

@@ -849,10 +849,10 @@ def _attribution(results: RobustnessResults) -> str:
 
 
 def _registered_hub_id(model_name: str) -> str | None:
-    from timm.models import get_pretrained_cfg
-
-    cfg = get_pretrained_cfg(model_name)
-    return cfg.hf_hub_id if cfg is not None else None
+    """The repository of the registered tag ``model_name`` per its hub config (the tag's Hub id
+    once the config says ``published: true``, which follows the upload)."""
+    path = HUB_CONFIGS_DIR / f"{model_name}.yaml"
+    return HubConfig.load(path).repo_id if path.is_file() else None
 
 
 def _training_facts(source: Path, hub_config: HubConfig) -> dict[str, Any]:

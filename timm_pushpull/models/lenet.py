@@ -48,6 +48,17 @@ KERNEL_SIZE = 5
 FLATTEN = "flatten"
 
 
+class Flatten2d(nn.Module):
+    """The classic LeNet head's pooling: none, the feature maps are flattened into ``fc1``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pool_type = FLATTEN  # timm reads it (save_for_hf records it as global_pool)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(x, 1)
+
+
 def _pool(aa: str | None, channels: int) -> nn.Module:
     if aa is None:
         return nn.MaxPool2d(2, 2)
@@ -130,7 +141,7 @@ class LeNet5(nn.Module):
             h, w = ((s // 2 - (KERNEL_SIZE - 1)) // 2 for s in self.img_size)
             if h < 1 or w < 1:
                 raise ValueError(f"img_size {self.img_size} is too small for LeNet-5 (at least 12)")
-            pool = SelectAdaptivePool2d(pool_type="", flatten=True)
+            pool = Flatten2d()
             pooled = self.num_features * h * w
         else:
             pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=True)
@@ -149,7 +160,6 @@ class LeNet5(nn.Module):
             pool = SelectAdaptivePool2d(pool_type="", flatten=False)
             hidden = nn.Identity()
             self.head_hidden_size = self.num_features
-        self.global_pool_type = global_pool
         self.global_pool, self.pre_logits = pool, hidden
         self.num_classes = num_classes
         self.fc = (
@@ -175,7 +185,7 @@ class LeNet5(nn.Module):
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """New classifier; a new ``global_pool`` also re-creates the hidden layers it feeds."""
         dd = get_device_dtype(self)
-        if global_pool is not None and global_pool != self.global_pool_type:
+        if global_pool is not None and global_pool != self.global_pool.pool_type:
             self._set_head(global_pool, num_classes, **dd)
             return
         self.num_classes = num_classes
