@@ -25,11 +25,15 @@ Out of scope, deselected with the reason:
   ``*_non_std`` tests cover transformers, which none of ours match.
 """
 
-from __future__ import annotations
+import os
 
 import pytest
+import torch
 
 import timm_pushpull  # noqa: F401  (registers the models before test_models.py lists them)
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)  # under -n 2 each worker already has a core
 
 SAMPLE = (
     *("resnet20", "resnet20_pp", "resnet20_pp_b1"),  # CIFAR ResNet

@@ -16,5 +16,7 @@ if [ ! -f "$cache/test_models.py" ]; then
     # the file alone: without timm's tests/__init__.py it is imported as a top-level module
     mv "$tmp/timm-$version/tests/test_models.py" "$cache/test_models.py"
 fi
+# the plugin is imported as tests.timm_suite.plugin, by pytest-xdist's workers too
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 python3 -m pytest -p tests.timm_suite.plugin -p no:cacheprovider --rootdir "$cache" -c /dev/null \
     "$cache/test_models.py" "$@"
