@@ -20,7 +20,9 @@ Out of scope, deselected with the reason:
 * ``test_model_load_pretrained`` / ``test_model_features_pretrained``: download every
   ``timm.list_pretrained()`` weight from the Hub, and CI has no network. Our tags that the Hub
   does not hold are not in that list (see README, "Pretrained weights"); loading local weights
-  is tested in ``tests/test_hub.py``;
+  is tested in ``tests/test_pretrained_tags.py`` and ``tests/test_hub.py``;
+* ``test_prune_intermediate_layers_contract`` runs only on :data:`PRUNE_CONTRACT_SAMPLE` (timm
+  keeps it out of its CI as slow; the large models would take minutes);
 * timm's exclusions stay: e.g. TorchScript skips ``densenet*`` (``EXCLUDE_JIT_FILTERS``) and the
   ``*_non_std`` tests cover transformers, which none of ours match.
 """
