@@ -66,7 +66,7 @@ def test_verdicts_are_paired_over_images_with_intervals():
     not (FASHION_MNIST_SYSTEM_DIR / "t10k-images-idx3-ubyte.gz").is_file(),
     reason="needs Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist)",
 )
-def test_quick_demo_end_to_end(tmp_path):
+def test_quick_demo_end_to_end(tmp_path, monkeypatch):
     from accelerate.state import AcceleratorState
 
     AcceleratorState._reset_state(True)  # a process-wide singleton: start from the demo's settings
@@ -129,6 +129,10 @@ def test_quick_demo_end_to_end(tmp_path):
         for name, entry in saved["corruptions"].items():
             assert per_image[name].mean(axis=1) == pytest.approx(entry["errors"])
         assert np.isclose(1 - error, summary["models"][model_name]["val_acc"] / 100)
+        # pretrained=True finds the demo's models where the error without them says to look
+        monkeypatch.setenv("TIMM_PUSHPULL_WEIGHTS_DIR", str(out / "models"))
+        by_tag = timm.create_model(f"{model_name}.fmnist_demo", pretrained=True)
+        assert by_tag.pretrained_cfg["file"] == str(folder / "model.safetensors")
 
     # a second demo never overwrites the first one's report
     before = (out / "README.md").read_bytes()

@@ -256,8 +256,8 @@ print(json.dumps(out))
     assert torch.equal(load_file(tmp_path / "logits.safetensors")["logits"], expected)
     kind, message = errors["pretrained"]
     assert kind == "FileNotFoundError"
-    assert "HF_HUB_OFFLINE=1" in message
     assert str(published.parent / "lenet5_a.fmnist_demo" / "model.safetensors") in message
+    assert "timm-pushpull demo" in message  # the Hub does not hold them: how to make them
     assert errors["hf_hub"][0] == "FileNotFoundError" and "local-dir:" in errors["hf_hub"][1]
     assert errors["upload"][0] == "ConnectionError" and "--dry-run" in errors["upload"][1]
 
@@ -321,7 +321,9 @@ def test_hub_configs_match_registered_models(official_dir):
     for path in files:
         config = hub.HubConfig.load(path)
         assert config.model == path.stem and config.repo_id == f"timm-pushpull/{path.stem}"
-        assert get_pretrained_cfg(config.model).hf_hub_id == config.repo_id
+        # the tag points at the Hub only once the hub config says the repository is there
+        expected = config.repo_id if config.published else None
+        assert get_pretrained_cfg(config.model).hf_hub_id == expected
         assert config.summary and config.title and config.dataset
         if path.stem in official:
             assert config.license == "mit" and config.training

@@ -5,9 +5,14 @@ through :func:`with_local_pretrained`, which points the pretrained cfg at a loca
 weights when one exists (timm's ``file`` source outranks the Hub id)::
 
     $TIMM_PUSHPULL_WEIGHTS_DIR/<architecture>.<tag>/model.safetensors   (+ config.json)
+    $TIMM_PUSHPULL_WEIGHTS_DIR/<architecture>/model.safetensors         (config.json names the tag)
 
 e.g. ``$TIMM_PUSHPULL_WEIGHTS_DIR/resnet20_pp.c10_official/``, exactly the folder that
-``timm-pushpull publish --dry-run`` writes for the repo ``timm-pushpull/resnet20_pp.c10_official``.
+``timm-pushpull publish --dry-run`` writes for the repo ``timm-pushpull/resnet20_pp.c10_official``,
+or the folders ``timm-pushpull convert-official`` and ``timm-pushpull demo`` write. Tags whose
+weights are only made locally have no Hub id until their hub config says ``published: true``
+(see :mod:`timm_pushpull.models._cfg`); without a local copy ``pretrained=True`` then says how
+to make them.
 ``timm.create_model("hf-hub:ORG/NAME")`` and ``"local-dir:PATH"`` work after ``import
 timm_pushpull``; :func:`create_model` is the same call with clear errors for the usual mistakes.
 
@@ -60,6 +65,7 @@ from timm.models import (
 )
 
 from .data.idx import FASHION_MNIST_CLASSES
+from .models._cfg import HUB_CONFIGS_DIR, LOCAL_WEIGHTS_HOWTO
 from .version import __version__
 
 __all__ = [
@@ -81,8 +87,6 @@ PLOT_NAME = "robustness.png"
 # The card template and hub_configs/ live at the top of the repository; the package holds
 # symlinks to them, which the wheel turns into copies (package data), so installs find them too.
 MODEL_CARD_TEMPLATE = Path(__file__).resolve().parent / "MODEL_CARD.md"
-# One file per model timm-pushpull publishes: hub_configs/<architecture>.<tag>.yaml.
-HUB_CONFIGS_DIR = Path(__file__).resolve().parent / "hub_configs"
 # The push-pull authors' released CIFAR-10 models, beside the checkout (never inside it).
 OFFICIAL_DIR = Path(__file__).resolve().parents[2] / "shared" / "official-pushpull-cifar10"
 # config.json key recording which timm-pushpull wrote the folder, for "upgrade" hints.
@@ -151,10 +155,23 @@ def with_local_pretrained(variant: str, kwargs: dict[str, Any]) -> dict[str, Any
                 f"`convert-official`) at ${WEIGHTS_DIR_ENV}/{model_name}/, or go online."
             )
     elif not cfg.url:
-        raise FileNotFoundError(
-            f"No pretrained weights for {model_name}: none are published, and {_where_local(model_name)}."
-        )
+        raise FileNotFoundError(_no_weights_message(model_name, cfg.tag))
     return {**kwargs, "pretrained_cfg_overlay": overlay}
+
+
+def _no_weights_message(model_name: str, tag: str | None) -> str:
+    howto = LOCAL_WEIGHTS_HOWTO.get(tag or "")
+    if howto is None:
+        make = (
+            "timm-pushpull makes none: train the model (`timm-pushpull train`) and load the run "
+            "folder with 'local-dir:PATH'"
+        )
+    else:
+        make = f"to make them, {howto}"
+    return (
+        f"No pretrained weights for {model_name}: they are not on the Hugging Face Hub, and "
+        f"{_where_local(model_name)}; {make}."
+    )
 
 
 def _where_local(model_name: str) -> str:
@@ -386,6 +403,7 @@ _RESULTS_KEYS = {
 }
 _HUB_CONFIG_KEYS = {
     "repo_id": "ORG/NAME of the Hub repository",
+    "published": "true once repo_id is uploaded: gives the model's tag its Hub id (pretrained=True)",
     "model": "architecture[.tag] the weights belong to (its pretrained cfg fills config.json)",
     "model_args": "model kwargs needed to rebuild the architecture from a checkpoint file",
     "dataset": f"training dataset, one of {sorted(DATASETS)}",
@@ -405,6 +423,7 @@ class HubConfig:
     """One file of ``hub_configs/``: where a model goes and what its card says."""
 
     repo_id: str | None = None
+    published: bool = False
     model: str | None = None
     model_args: dict[str, Any] = field(default_factory=dict)
     dataset: str | None = None
@@ -842,10 +861,10 @@ def _attribution(results: RobustnessResults) -> str:
 
 
 def _registered_hub_id(model_name: str) -> str | None:
-    from timm.models import get_pretrained_cfg
-
-    cfg = get_pretrained_cfg(model_name)
-    return cfg.hf_hub_id if cfg is not None else None
+    """The repository of the registered tag ``model_name`` per its hub config (the tag's Hub id
+    once the config says ``published: true``, which follows the upload)."""
+    path = HUB_CONFIGS_DIR / f"{model_name}.yaml"
+    return HubConfig.load(path).repo_id if path.is_file() else None
 
 
 def _training_facts(source: Path, hub_config: HubConfig) -> dict[str, Any]:

@@ -113,6 +113,20 @@ def fast_pull_weight(push_weight: Tensor, pull_size: tuple[int, int]) -> Tensor:
     return kernel.reshape(out_channels, in_channels, *kernel.shape[-2:])
 
 
+def negated_bias(bias: Tensor | None) -> Tensor | None:
+    return None if bias is None else -bias
+
+
+def add_channel_bias(x: Tensor, bias: Tensor | None) -> Tensor:
+    return x if bias is None else x + bias.view(1, -1, 1, 1)
+
+
+# Leaves of FX graphs: TorchScript types a conv's bias Optional (nn.Conv2d declares it so), and a
+# traced graph that scripts must only hand it to functions whose signatures say so.
+torch.fx.wrap("negated_bias")
+torch.fx.wrap("add_channel_bias")
+
+
 class Pull(nn.Module):
     """Pull branch of a push-pull layer: ``x * pull_kernel(push_weight) - push_bias`` (pre-activation).
 
@@ -243,7 +257,7 @@ class Pull(nn.Module):
             weight = self.derived_weight(push_weight)
         else:
             weight = self._weight(push_weight)
-        bias = None if push_bias is None else -push_bias
+        bias = negated_bias(push_bias)
         if self.asymmetric:
             x = F.pad(x, self.input_pad)
         if self.impl == "direct":
@@ -281,4 +295,4 @@ class Pull(nn.Module):
             return F.conv2d(x, weight, bias, self.stride, 0, self.spacing, self.groups)
         x = F.conv2d(x, weight, None, self.stride, self.padding, self.spacing, self.groups)
         x = F.conv2d(x, self.smoothing, dilation=self.dilation, groups=x.shape[1])
-        return x if bias is None else x + bias.view(1, -1, 1, 1)
+        return add_channel_bias(x, bias)

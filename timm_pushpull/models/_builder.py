@@ -1,7 +1,5 @@
 """One place where every timm-pushpull entrypoint turns into a model."""
 
-from __future__ import annotations
-
 from typing import Any
 
 import torch.nn as nn

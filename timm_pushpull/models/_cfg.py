@@ -1,10 +1,21 @@
-"""Pretrained-cfg pieces shared by the families: data normalisation, papers, Hub ids."""
+"""Pretrained-cfg pieces shared by the families: data normalisation, papers, weights.
 
-from __future__ import annotations
+A pretrained tag exists only for weights a user can get. Those timm-pushpull makes on the user's
+machine (``c10_official``: the authors' released checkpoints, converted; ``fmnist_demo``: the
+demo's models) have no Hub id, so ``timm.list_pretrained()`` does not list them, and
+``pretrained=True`` loads them from ``$TIMM_PUSHPULL_WEIGHTS_DIR`` (:mod:`timm_pushpull.hub`) or
+says how to make them (:data:`LOCAL_WEIGHTS_HOWTO`). Once a model is uploaded, ``published: true``
+in its ``hub_configs/<architecture>.<tag>.yaml`` gives the tag its Hub id: no code changes.
+"""
 
+from pathlib import Path
 from typing import Any
 
+import yaml
+
 HUB_ORG = "timm-pushpull"
+# One file per model timm-pushpull publishes (the package holds a symlink; the wheel, a copy).
+HUB_CONFIGS_DIR = Path(__file__).resolve().parents[1] / "hub_configs"
 
 # The normalisation the push-pull authors trained their released CIFAR-10 models with.
 CIFAR_MEAN = (125.3 / 255, 123.0 / 255, 113.9 / 255)
@@ -19,6 +30,35 @@ PAPER_PUSHPULL_RESNET = "arXiv:2408.04077"  # Bennabhaktula et al. 2024, PushPul
 PAPER_ANTIALIAS = "arXiv:1904.11486"  # Zhang 2019, anti-aliased CNNs
 
 FMNIST_DEMO = "fmnist_demo"
+C10_OFFICIAL = "c10_official"
+# The models `timm-pushpull demo` trains: the only ones with a fmnist_demo tag.
+FMNIST_DEMO_MODELS = ("lenet5_a", "lenet5_a_pp", "resnet20", "resnet20_pp", "resnet20_pp_b1")
+# tag -> how a user makes its weights, for the error of pretrained=True without them
+LOCAL_WEIGHTS_HOWTO = {
+    C10_OFFICIAL: (
+        "download the authors' released checkpoints (https://github.com/nicstrisc/"
+        "Push-Pull-CNN-layer), run `timm-pushpull convert-official CHECKPOINT_DIR WEIGHTS_DIR` "
+        "and set TIMM_PUSHPULL_WEIGHTS_DIR=WEIGHTS_DIR"
+    ),
+    FMNIST_DEMO: (
+        "run `timm-pushpull demo --out DIR` (it trains "
+        f"{', '.join(FMNIST_DEMO_MODELS)}) and set TIMM_PUSHPULL_WEIGHTS_DIR=DIR/models"
+    ),
+}
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when there is one
+
+
+def published_hub_id(model_name: str, configs_dir: Path = HUB_CONFIGS_DIR) -> str | None:
+    """The Hub repository of ``architecture.tag`` if its hub config says ``published: true``."""
+    path = configs_dir / f"{model_name}.yaml"
+    if not path.is_file():
+        return None
+    config = yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER) or {}
+    if config.get("published") is not True:
+        return None
+    if config.get("repo_id") is None or config.get("model") != model_name:
+        raise ValueError(f"{path}: published: true needs repo_id and model: {model_name}")
+    return config["repo_id"]
 
 
 def cifar_cfg(**kwargs: Any) -> dict[str, Any]:
@@ -36,10 +76,9 @@ def cifar_cfg(**kwargs: Any) -> dict[str, Any]:
     }
 
 
-def fmnist_demo_cfg(model_name: str, **kwargs: Any) -> dict[str, Any]:
-    """28x28 greyscale Fashion-MNIST, as trained by ``timm-pushpull demo``."""
+def fmnist_cfg(**kwargs: Any) -> dict[str, Any]:
+    """28x28 greyscale Fashion-MNIST, with the statistics ``timm-pushpull demo`` trains with."""
     return {
-        "hf_hub_id": f"{HUB_ORG}/{model_name}.{FMNIST_DEMO}",
         "num_classes": 10,
         "input_size": (1, 28, 28),
         "pool_size": (7, 7),
@@ -48,9 +87,17 @@ def fmnist_demo_cfg(model_name: str, **kwargs: Any) -> dict[str, Any]:
         "mean": FMNIST_MEAN,
         "std": FMNIST_STD,
         "license": "apache-2.0",
-        "description": f"{model_name} trained on Fashion-MNIST by the timm-pushpull demo",
         **kwargs,
     }
+
+
+def fmnist_demo_cfg(model_name: str, **kwargs: Any) -> dict[str, Any]:
+    """A model of ``timm-pushpull demo``, trained on Fashion-MNIST."""
+    return fmnist_cfg(
+        hf_hub_id=published_hub_id(f"{model_name}.{FMNIST_DEMO}"),
+        description=f"{model_name} trained on Fashion-MNIST by the timm-pushpull demo",
+        **kwargs,
+    )
 
 
 def pushpull_first_conv(first_conv: str, model_name: str) -> str:

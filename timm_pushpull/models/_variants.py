@@ -10,8 +10,6 @@ Anti-aliasing: Zhang, "Making Convolutional Networks Shift-Invariant Again", ICM
 arXiv:1904.11486.
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable, Sequence
 from typing import Any
 

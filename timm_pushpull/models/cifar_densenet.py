@@ -12,8 +12,6 @@ the transitions' 2x2 average pool becomes a blur-pool, as in Zhang 2019 (arXiv:1
 timm's ``densenetblur121d``.
 """
 
-from __future__ import annotations
-
 import math
 from collections import OrderedDict
 from collections.abc import Callable
@@ -50,12 +48,15 @@ class DenseLayer(nn.Module):
         growth_rate: int,
         bn_size: int = 4,
         conv_layer: Callable[..., nn.Module] = nn.Conv2d,
+        device=None,
+        dtype=None,
     ) -> None:
         super().__init__()
-        self.norm1 = BatchNormAct2d(in_chs)
-        self.conv1 = nn.Conv2d(in_chs, bn_size * growth_rate, 1, bias=False)
-        self.norm2 = BatchNormAct2d(bn_size * growth_rate)
-        self.conv2 = conv_layer(bn_size * growth_rate, growth_rate, 3, 1, 1, bias=False)
+        dd = {"device": device, "dtype": dtype}
+        self.norm1 = BatchNormAct2d(in_chs, **dd)
+        self.conv1 = nn.Conv2d(in_chs, bn_size * growth_rate, 1, bias=False, **dd)
+        self.norm2 = BatchNormAct2d(bn_size * growth_rate, **dd)
+        self.conv2 = conv_layer(bn_size * growth_rate, growth_rate, 3, 1, 1, bias=False, **dd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv2(self.norm2(self.conv1(self.norm1(x))))
@@ -74,11 +75,15 @@ class DenseBlock(nn.ModuleDict):
         growth_rate: int,
         bn_size: int = 4,
         conv_layer: Callable[..., nn.Module] = nn.Conv2d,
+        device=None,
+        dtype=None,
     ) -> None:
         super().__init__()
         self.grad_checkpointing = False
         for i in range(num_layers):
-            layer = DenseLayer(in_chs + i * growth_rate, growth_rate, bn_size, conv_layer)
+            layer = DenseLayer(
+                in_chs + i * growth_rate, growth_rate, bn_size, conv_layer, device, dtype
+            )
             self.add_module(f"denselayer{i + 1}", layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -94,10 +99,18 @@ class DenseBlock(nn.ModuleDict):
 class DenseTransition(nn.Sequential):
     """BN-ReLU-conv1x1-avgpool 2 (blur-pool with ``aa_layer``)."""
 
-    def __init__(self, in_chs: int, out_chs: int, aa_layer: type[nn.Module] | None = None) -> None:
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        aa_layer: type[nn.Module] | None = None,
+        device=None,
+        dtype=None,
+    ) -> None:
         super().__init__()
-        self.add_module("norm", BatchNormAct2d(in_chs))
-        self.add_module("conv", nn.Conv2d(in_chs, out_chs, 1, bias=False))
+        dd = {"device": device, "dtype": dtype}
+        self.add_module("norm", BatchNormAct2d(in_chs, **dd))
+        self.add_module("conv", nn.Conv2d(in_chs, out_chs, 1, bias=False, **dd))
         if aa_layer is not None:
             self.add_module("pool", aa_layer(channels=out_chs, stride=2))
         else:
@@ -132,9 +145,12 @@ class CifarDenseNet(nn.Module):
         drop_rate: float = 0.0,
         aa: str | None = None,
         pp_scope: str | None = None,
+        device=None,
+        dtype=None,
         **pp_kwargs,
     ) -> None:
         super().__init__()
+        dd = {"device": device, "dtype": dtype}
         if depth < 10 or (depth - 4) % 6:
             raise ValueError(f"depth must be 6n + 4 with n >= 1 (40, 100, ...), got {depth}")
         self.num_classes = num_classes
@@ -145,12 +161,12 @@ class CifarDenseNet(nn.Module):
 
         chs, reduction = num_init_features, 1
         self.features = nn.Sequential(
-            OrderedDict(conv0=stem_conv(in_chans, chs, 3, 1, 1, bias=False))
+            OrderedDict(conv0=stem_conv(in_chans, chs, 3, 1, 1, bias=False, **dd))
         )
         self.feature_info = [dict(num_chs=chs, reduction=reduction, module="features.conv0")]
         for i in range(3):
             conv_layer = stage1_conv if i == 0 else nn.Conv2d
-            block = DenseBlock(num_layers, chs, growth_rate, bn_size, conv_layer)
+            block = DenseBlock(num_layers, chs, growth_rate, bn_size, conv_layer, **dd)
             self.features.add_module(f"denseblock{i + 1}", block)
             chs += num_layers * growth_rate
             if i < 2:
@@ -159,10 +175,10 @@ class CifarDenseNet(nn.Module):
                 )
                 out_chs = math.floor(chs * compression)
                 self.features.add_module(
-                    f"transition{i + 1}", DenseTransition(chs, out_chs, aa_layer)
+                    f"transition{i + 1}", DenseTransition(chs, out_chs, aa_layer, **dd)
                 )
                 chs, reduction = out_chs, reduction * 2
-        self.features.add_module("norm_final", BatchNormAct2d(chs))
+        self.features.add_module("norm_final", BatchNormAct2d(chs, **dd))
         self.feature_info.append(
             dict(num_chs=chs, reduction=reduction, module="features.norm_final")
         )
@@ -172,7 +188,7 @@ class CifarDenseNet(nn.Module):
 
         self.num_features = self.head_hidden_size = chs
         self.global_pool, self.classifier = create_classifier(
-            chs, num_classes, pool_type=global_pool
+            chs, num_classes, pool_type=global_pool, **dd
         )
         self.head_drop = nn.Dropout(drop_rate)
 
@@ -213,6 +229,8 @@ class CifarDenseNet(nn.Module):
             self.num_features, num_classes, pool_type=global_pool, **get_device_dtype(self)
         )
         self.head_hidden_size = self.num_features * self.global_pool.feat_mult()
+        self.global_pool.train(self.training)  # new modules follow the model's mode
+        self.classifier.train(self.training)
 
     def forward_intermediates(
         self,

@@ -11,8 +11,6 @@ Anti-aliasing (``aa``): blur-pool before every strided conv, which then runs at 
 projection shortcut reads the same blurred input (blur -> 1x1 conv -> BN), Zhang 2019, arXiv:1904.11486.
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable
 
 import torch
@@ -24,7 +22,15 @@ from timm.models._features import feature_take_indices
 
 from ..layers import blur_pool_class
 from ._builder import build_pushpull_model
-from ._cfg import PAPER_ANTIALIAS, PAPER_PUSHPULL, cifar_cfg, fmnist_demo_cfg, pushpull_first_conv
+from ._cfg import (
+    FMNIST_DEMO,
+    FMNIST_DEMO_MODELS,
+    PAPER_ANTIALIAS,
+    PAPER_PUSHPULL,
+    cifar_cfg,
+    fmnist_demo_cfg,
+    pushpull_first_conv,
+)
 from ._variants import scoped_conv_layers
 from .official import OFFICIAL_CHECKPOINTS, c10_official_cfg
 
@@ -53,21 +59,25 @@ class BasicBlock(nn.Module):
         conv_layer: Callable[..., nn.Module] = nn.Conv2d,
         aa_layer: type[nn.Module] | None = None,
         proj_drop_rate: float = 0.0,
+        device=None,
+        dtype=None,
     ) -> None:
         super().__init__()
+        dd = {"device": device, "dtype": dtype}
         self.aa = _blur(aa_layer, in_chs, stride)
         conv_stride = 1 if aa_layer is not None else stride
-        self.conv1 = conv_layer(in_chs, out_chs, 3, conv_stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(out_chs)
+        self.conv1 = conv_layer(in_chs, out_chs, 3, conv_stride, 1, bias=False, **dd)
+        self.bn1 = nn.BatchNorm2d(out_chs, **dd)
         self.act1 = nn.ReLU(inplace=True)
         self.drop = nn.Dropout(proj_drop_rate)
-        self.conv2 = conv_layer(out_chs, out_chs, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(out_chs)
+        self.conv2 = conv_layer(out_chs, out_chs, 3, 1, 1, bias=False, **dd)
+        self.bn2 = nn.BatchNorm2d(out_chs, **dd)
         self.act2 = nn.ReLU(inplace=True)
         self.downsample: nn.Module | None = None
         if stride != 1 or in_chs != out_chs:
             self.downsample = nn.Sequential(
-                nn.Conv2d(in_chs, out_chs, 1, conv_stride, bias=False), nn.BatchNorm2d(out_chs)
+                nn.Conv2d(in_chs, out_chs, 1, conv_stride, bias=False, **dd),
+                nn.BatchNorm2d(out_chs, **dd),
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -92,18 +102,21 @@ class PreActBasicBlock(nn.Module):
         conv_layer: Callable[..., nn.Module] = nn.Conv2d,
         aa_layer: type[nn.Module] | None = None,
         proj_drop_rate: float = 0.0,
+        device=None,
+        dtype=None,
     ) -> None:
         super().__init__()
-        self.bn1 = BatchNormAct2d(in_chs)
+        dd = {"device": device, "dtype": dtype}
+        self.bn1 = BatchNormAct2d(in_chs, **dd)
         self.aa = _blur(aa_layer, in_chs, stride)
         conv_stride = 1 if aa_layer is not None else stride
-        self.conv1 = conv_layer(in_chs, out_chs, 3, conv_stride, 1, bias=False)
-        self.bn2 = BatchNormAct2d(out_chs)
+        self.conv1 = conv_layer(in_chs, out_chs, 3, conv_stride, 1, bias=False, **dd)
+        self.bn2 = BatchNormAct2d(out_chs, **dd)
         self.drop = nn.Dropout(proj_drop_rate)
-        self.conv2 = conv_layer(out_chs, out_chs, 3, 1, 1, bias=False)
+        self.conv2 = conv_layer(out_chs, out_chs, 3, 1, 1, bias=False, **dd)
         self.downsample: nn.Module | None = None
         if stride != 1 or in_chs != out_chs:
-            self.downsample = nn.Conv2d(in_chs, out_chs, 1, conv_stride, bias=False)
+            self.downsample = nn.Conv2d(in_chs, out_chs, 1, conv_stride, bias=False, **dd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x_pre = self.aa(self.bn1(x))
@@ -144,9 +157,12 @@ class CifarResNet(nn.Module):
         proj_drop_rate: float = 0.0,
         aa: str | None = None,
         pp_scope: str | None = None,
+        device=None,
+        dtype=None,
         **pp_kwargs,
     ) -> None:
         super().__init__()
+        dd = {"device": device, "dtype": dtype}
         if block not in BLOCKS:
             raise ValueError(f"block must be one of {tuple(BLOCKS)}, got {block!r}")
         if len(layers) != 3 or len(channels) != 3:
@@ -159,8 +175,8 @@ class CifarResNet(nn.Module):
         stem_conv, stage1_conv = scoped_conv_layers(pp_scope, **pp_kwargs)
         aa_layer = blur_pool_class(aa)
 
-        self.conv1 = stem_conv(in_chans, stem_width, 3, 1, 1, bias=False)
-        self.bn1 = nn.Identity() if preact else nn.BatchNorm2d(stem_width)
+        self.conv1 = stem_conv(in_chans, stem_width, 3, 1, 1, bias=False, **dd)
+        self.bn1 = nn.Identity() if preact else nn.BatchNorm2d(stem_width, **dd)
         self.act1 = nn.Identity() if preact else nn.ReLU(inplace=True)
         self.feature_info = [
             dict(num_chs=stem_width, reduction=1, module="conv1" if preact else "act1")
@@ -178,6 +194,7 @@ class CifarResNet(nn.Module):
                     conv_layer=stage1_conv if i == 0 else nn.Conv2d,
                     aa_layer=aa_layer,
                     proj_drop_rate=proj_drop_rate,
+                    **dd,
                 )
                 for j in range(num_blocks)
             ]
@@ -186,13 +203,13 @@ class CifarResNet(nn.Module):
                 dict(num_chs=out_chs, reduction=reduction, module=f"layer{i + 1}")
             )
             in_chs = out_chs
-        self.norm = BatchNormAct2d(in_chs) if preact else nn.Identity()
+        self.norm = BatchNormAct2d(in_chs, **dd) if preact else nn.Identity()
         if preact:  # the last feature is the normalised one, as in timm's pre-activation ResNetV2
             self.feature_info[-1]["module"] = "norm"
 
         self.num_features = self.head_hidden_size = in_chs
         self.global_pool, self.fc = create_classifier(
-            self.num_features, num_classes, pool_type=global_pool
+            self.num_features, num_classes, pool_type=global_pool, **dd
         )
         self.init_weights()
 
@@ -223,6 +240,8 @@ class CifarResNet(nn.Module):
             self.num_features, num_classes, pool_type=global_pool, **get_device_dtype(self)
         )
         self.head_hidden_size = self.num_features * self.global_pool.feat_mult()
+        self.global_pool.train(self.training)  # new modules follow the model's mode
+        self.fc.train(self.training)
 
     def forward_intermediates(
         self,
@@ -311,8 +330,8 @@ def _cfgs() -> dict[str, dict]:
             # CIFAR stays the default even where the demo's greyscale weights are the only ones
             if name in OFFICIAL_CHECKPOINTS:
                 cfgs[f"{name}.c10_official"] = cifar_cfg(**base, **c10_official_cfg(name))
-            if depth == 20:
-                cfgs[f"{name}.fmnist_demo"] = fmnist_demo_cfg(name, **base)
+            if name in FMNIST_DEMO_MODELS:
+                cfgs[f"{name}.{FMNIST_DEMO}"] = fmnist_demo_cfg(name, **base)
             if name not in OFFICIAL_CHECKPOINTS:
                 cfgs[f"{name}.*"] = cifar_cfg(**base)
     return cfgs

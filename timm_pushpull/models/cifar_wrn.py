@@ -6,8 +6,6 @@ between the two convs (``proj_drop_rate``, 0.3 in the paper's dropout runs).
 Push-pull WRN: Strisciuglio et al., arXiv:1901.10208 and doi:10.1007/s00521-020-04751-8.
 """
 
-from __future__ import annotations
-
 from timm.models import generate_default_cfgs, register_model
 
 from ._cfg import (

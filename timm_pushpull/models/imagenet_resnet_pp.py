@@ -13,8 +13,6 @@ Zhang's blurred projection shortcut (blur-pool -> 1x1 conv at stride 1 -> BN), w
 ``aa_layer`` leaves strided.
 """
 
-from __future__ import annotations
-
 from typing import Any
 
 import torch

@@ -11,8 +11,6 @@ Anti-aliasing (``aa``): each max-pool becomes max-pool at stride 1 followed by a
 (Zhang 2019, arXiv:1904.11486, "MaxBlurPool").
 """
 
-from __future__ import annotations
-
 from collections import OrderedDict
 
 import torch
@@ -25,9 +23,12 @@ from timm.models._features import feature_take_indices
 from ..layers import MaxBlurPool2d, parse_blur_spec
 from ._builder import build_pushpull_model
 from ._cfg import (
+    FMNIST_DEMO,
+    FMNIST_DEMO_MODELS,
     PAPER_ANTIALIAS,
     PAPER_PUSHPULL,
     PAPER_PUSHPULL_2019,
+    fmnist_cfg,
     fmnist_demo_cfg,
     pushpull_first_conv,
 )
@@ -43,6 +44,19 @@ LENET_CONFIGS = {
     "d": ((4, 8), (64, 32)),
 }
 KERNEL_SIZE = 5
+# global_pool of the classic head: flatten the 5x5 maps into fc1 (fixed input size)
+FLATTEN = "flatten"
+
+
+class Flatten2d(nn.Module):
+    """The classic LeNet head's pooling: none, the feature maps are flattened into ``fc1``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pool_type = FLATTEN  # timm reads it (save_for_hf records it as global_pool)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(x, 1)
 
 
 def _pool(aa: str | None, channels: int) -> nn.Module:
@@ -54,11 +68,16 @@ def _pool(aa: str | None, channels: int) -> nn.Module:
 class LeNet5(nn.Module):
     """LeNet-5: two conv-ReLU-maxpool stages and a three-layer fully-connected head.
 
+    Feature levels (``feature_info``, ``forward_intermediates``): the first conv-ReLU (C1,
+    reduction 1), the first pooling (S2, 2) and the second conv-ReLU-pool stage (S4, 4), whose
+    output is ``forward_features``.
+
     Args:
         conv_chs: filters of the two convs.
         hidden_dims: units of the two hidden fully-connected layers (``fc1``, ``fc2``).
-        img_size: input size; with ``global_pool=""`` (flatten, the classic LeNet) it sets the
-            width of ``fc1``. Any other timm pool type (``"avg"`` ...) accepts any size.
+        img_size: input size; with ``global_pool="flatten"`` (the classic LeNet) it sets the
+            width of ``fc1``. A timm pool type (``"avg"``, ``"max"`` ...) accepts any size, and
+            ``""`` returns the unpooled features (no hidden layers; with ``num_classes=0``).
         aa: blur filter for anti-aliased max-pooling (``"bin3"``, ``"rect2"`` ...) or None.
         pp_scope: ``"stem"`` for a push-pull first conv, None for none.
         **pp_kwargs: ``pp_h``, ``pp_alpha``, ... see :func:`timm_pushpull.models._variants.pushpull_kwargs`.
@@ -71,13 +90,16 @@ class LeNet5(nn.Module):
         num_classes: int = 10,
         in_chans: int = 1,
         img_size: int | tuple[int, int] = 28,
-        global_pool: str = "",
+        global_pool: str = FLATTEN,
         drop_rate: float = 0.0,
         aa: str | None = None,
         pp_scope: str | None = None,
+        device=None,
+        dtype=None,
         **pp_kwargs,
     ) -> None:
         super().__init__()
+        dd = {"device": device, "dtype": dtype}
         if pp_scope not in (None, "stem"):
             raise ValueError(
                 f"LeNet-5 takes pp_scope None or 'stem' (it has no stages), got {pp_scope!r}"
@@ -90,43 +112,63 @@ class LeNet5(nn.Module):
         stem_conv, _ = scoped_conv_layers(pp_scope, **pp_kwargs)
         c1, c2 = conv_chs
 
-        self.conv1 = stem_conv(in_chans, c1, KERNEL_SIZE, 1, KERNEL_SIZE // 2, bias=True)
+        self.conv1 = stem_conv(in_chans, c1, KERNEL_SIZE, 1, KERNEL_SIZE // 2, bias=True, **dd)
         # not in place: gradient checkpointing runs each layer as its own segment
         self.act1 = nn.ReLU()
         self.pool1 = _pool(aa, c1)
-        self.conv2 = nn.Conv2d(c1, c2, KERNEL_SIZE, bias=True)
+        self.conv2 = nn.Conv2d(c1, c2, KERNEL_SIZE, bias=True, **dd)
         self.act2 = nn.ReLU()
         self.pool2 = _pool(aa, c2)
         self.feature_info = [
             dict(num_chs=c1, reduction=1, module="act1"),
-            dict(num_chs=c2, reduction=2, module="act2"),
+            dict(num_chs=c1, reduction=2, module="pool1"),
+            dict(num_chs=c2, reduction=4, module="pool2"),
         ]
         self.num_features = c2
         self.hidden_dims = hidden_dims
-        self.head_hidden_size = hidden_dims[-1]
-        self.global_pool, self.pre_logits = self._hidden_head(global_pool)
-        self.fc = nn.Linear(hidden_dims[-1], num_classes) if num_classes > 0 else nn.Identity()
+        self._set_head(global_pool, num_classes, **dd)
 
-    def _hidden_head(self, global_pool: str) -> tuple[nn.Module, nn.Module]:
-        """Pooling and the two hidden layers; fc1's width depends on the pooled feature size."""
-        pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=True)
-        if global_pool:
-            pooled = self.num_features * pool.feat_mult()
-        else:  # flatten: conv1 keeps the size, conv2 (valid) loses 4 pixels, each pool halves
+    def _set_head(self, global_pool: str, num_classes: int, device=None, dtype=None) -> None:
+        """Pooling, hidden layers (``pre_logits``) and classifier; fc1's width depends on the pooling."""
+        dd = {"device": device, "dtype": dtype}
+        if global_pool == FLATTEN:
+            if isinstance(self.pool2, nn.Identity):
+                raise ValueError(
+                    f"global_pool={FLATTEN!r} (the classic head) needs the full network; a pruned "
+                    f"LeNet-5 takes a timm pool type ('avg', 'max', ...) or '' (no pooling)"
+                )
+            # conv1 keeps the size, conv2 (valid) loses 4 pixels, each pool halves
             h, w = ((s // 2 - (KERNEL_SIZE - 1)) // 2 for s in self.img_size)
             if h < 1 or w < 1:
                 raise ValueError(f"img_size {self.img_size} is too small for LeNet-5 (at least 12)")
+            pool = Flatten2d()
             pooled = self.num_features * h * w
-        dd = get_device_dtype(self)
-        hidden = nn.Sequential(
-            OrderedDict(
-                fc1=nn.Linear(pooled, self.hidden_dims[0], **dd),
-                act1=nn.ReLU(inplace=True),
-                fc2=nn.Linear(self.hidden_dims[0], self.hidden_dims[1], **dd),
-                act2=nn.ReLU(inplace=True),
+        else:
+            pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=True)
+            pooled = self.num_features * pool.feat_mult()
+        if global_pool:
+            hidden = nn.Sequential(
+                OrderedDict(
+                    fc1=nn.Linear(pooled, self.hidden_dims[0], **dd),
+                    act1=nn.ReLU(inplace=True),
+                    fc2=nn.Linear(self.hidden_dims[0], self.hidden_dims[1], **dd),
+                    act2=nn.ReLU(inplace=True),
+                )
             )
+            self.head_hidden_size = self.hidden_dims[1]
+        else:  # no pooling: the unpooled features, as timm's models give them
+            pool = SelectAdaptivePool2d(pool_type="", flatten=False)
+            hidden = nn.Identity()
+            self.head_hidden_size = self.num_features
+        self.global_pool, self.pre_logits = pool, hidden
+        self.num_classes = num_classes
+        self.fc = (
+            nn.Linear(self.head_hidden_size, num_classes, **dd)
+            if num_classes > 0
+            else nn.Identity()
         )
-        return pool, hidden
+        for module in (self.global_pool, self.pre_logits, self.fc):
+            module.train(self.training)  # new modules follow the model's mode
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict[str, str]:
@@ -142,15 +184,21 @@ class LeNet5(nn.Module):
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """New classifier; a new ``global_pool`` also re-creates the hidden layers it feeds."""
-        self.num_classes = num_classes
-        if global_pool is not None and global_pool != self.global_pool.pool_type:
-            self.global_pool, self.pre_logits = self._hidden_head(global_pool)
         dd = get_device_dtype(self)
+        if global_pool is not None and global_pool != self.global_pool.pool_type:
+            self._set_head(global_pool, num_classes, **dd)
+            return
+        self.num_classes = num_classes
         self.fc = (
             nn.Linear(self.head_hidden_size, num_classes, **dd)
             if num_classes > 0
             else nn.Identity()
         )
+        self.fc.train(self.training)
+
+    def _stages(self) -> list[list[nn.Module]]:
+        """The layers from one feature level to the next (``feature_info`` order)."""
+        return [[self.conv1, self.act1], [self.pool1], [self.conv2, self.act2, self.pool2]]
 
     def forward_intermediates(
         self,
@@ -161,19 +209,18 @@ class LeNet5(nn.Module):
         output_fmt: str = "NCHW",
         intermediates_only: bool = False,
     ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
-        """Features after the first (index 0) and second (1) conv-ReLU, before pooling."""
+        """Features after the first conv-ReLU (index 0), the first pooling (1) and the second
+        stage (2, the ``forward_features`` output)."""
         if output_fmt != "NCHW":
             raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
         take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
+        stages = self._stages()
         intermediates = []
-        x = self.act1(self.conv1(x))
-        if 0 in take_indices:
-            intermediates.append(x)
-        if not (stop_early and max_index == 0):
-            x = self.act2(self.conv2(self.pool1(x)))
-            if 1 in take_indices:
+        for feat_idx, stage in enumerate(stages[: max_index + 1] if stop_early else stages):
+            for layer in stage:
+                x = layer(x)
+            if feat_idx in take_indices:
                 intermediates.append(x)
-            x = self.pool2(x)
         if intermediates_only:
             return intermediates
         return x, intermediates
@@ -183,14 +230,13 @@ class LeNet5(nn.Module):
     ) -> list[int]:
         """Drop the layers (and head) that the features ``indices`` do not need."""
         take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
-        if max_index == 0:
-            self.pool1, self.conv2, self.act2 = nn.Identity(), nn.Identity(), nn.Identity()
-            self.num_features = self.feature_info[0]["num_chs"]
-        if prune_head or max_index == 0:
-            self.pool2, self.pre_logits = nn.Identity(), nn.Identity()
-            self.global_pool = SelectAdaptivePool2d(pool_type="", flatten=True)
-            self.head_hidden_size = self.num_features
-            self.reset_classifier(0)
+        if max_index < 2:
+            self.conv2, self.act2, self.pool2 = nn.Identity(), nn.Identity(), nn.Identity()
+            self.num_features = self.feature_info[max_index]["num_chs"]
+        if max_index < 1:
+            self.pool1 = nn.Identity()
+        if prune_head or max_index < 2:
+            self.reset_classifier(0, "")
         return take_indices
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -217,30 +263,36 @@ def _lenet(config: str, variant: str, pretrained: bool, scope: str | None, **kwa
         LeNet5,
         variant,
         pretrained,
-        feature_cfg=dict(out_indices=(0, 1)),
+        feature_cfg=dict(out_indices=(0, 1, 2)),
         **dict(model_args, **kwargs),
     )
 
 
-default_cfgs = generate_default_cfgs(
-    {
-        f"lenet5_{config}{suffix}.fmnist_demo": fmnist_demo_cfg(
-            f"lenet5_{config}{suffix}",
-            pool_size=None,
-            fixed_input_size=True,
-            first_conv=pushpull_first_conv("conv1", f"lenet5_{config}{suffix}"),
-            classifier="fc",
-            paper_ids=(
-                "doi:10.1109/5.726791",
-                PAPER_PUSHPULL_2019,
-                PAPER_PUSHPULL,
-                PAPER_ANTIALIAS,
-            ),
-        )
-        for config in LENET_CONFIGS
-        for suffix in ("", "_pp")
-    }
-)
+def _cfgs() -> dict[str, dict]:
+    cfgs = {}
+    for config in LENET_CONFIGS:
+        for suffix in ("", "_pp"):
+            name = f"lenet5_{config}{suffix}"
+            base = dict(
+                pool_size=(5, 5),  # forward_features of a 28x28 image
+                fixed_input_size=True,
+                first_conv=pushpull_first_conv("conv1", name),
+                classifier="fc",
+                paper_ids=(
+                    "doi:10.1109/5.726791",
+                    PAPER_PUSHPULL_2019,
+                    PAPER_PUSHPULL,
+                    PAPER_ANTIALIAS,
+                ),
+            )
+            if name in FMNIST_DEMO_MODELS:
+                cfgs[f"{name}.{FMNIST_DEMO}"] = fmnist_demo_cfg(name, **base)
+            else:
+                cfgs[name] = fmnist_cfg(**base)
+    return cfgs
+
+
+default_cfgs = generate_default_cfgs(_cfgs())
 
 
 @register_model

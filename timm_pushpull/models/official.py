@@ -10,8 +10,6 @@ convert-official SRC DST`` writes ``model.safetensors`` + ``config.json`` (+ the
 into DST, a folder ``timm.create_model("local-dir:DST")`` loads after ``import timm_pushpull``.
 """
 
-from __future__ import annotations
-
 import argparse
 import logging
 import shutil
@@ -25,11 +23,13 @@ import timm
 import torch
 from timm.models import save_for_hf
 
+from ._cfg import C10_OFFICIAL, published_hub_id
+
 _logger = logging.getLogger(__name__)
 
 ORIGIN_URL = "https://github.com/nicstrisc/Push-Pull-CNN-layer"
 PAPER_ID = "doi:10.1007/s00521-020-04751-8"
-TAG = "c10_official"
+TAG = C10_OFFICIAL
 CHECKPOINT_SUFFIXES = (".pth.tar", ".pth", ".pt")
 
 
@@ -63,10 +63,11 @@ OFFICIAL_CHECKPOINTS: dict[str, OfficialCheckpoint] = {
 
 
 def c10_official_cfg(model_name: str) -> dict[str, Any]:
-    """Pretrained-cfg fields of a released model: Hub id, license, origin, reported accuracy."""
+    """Pretrained-cfg fields of a released model: Hub id (once published), license, origin,
+    reported accuracy."""
     ckpt = OFFICIAL_CHECKPOINTS[model_name]
     return dict(
-        hf_hub_id=f"timm-pushpull/{model_name}.{TAG}",
+        hf_hub_id=published_hub_id(f"{model_name}.{TAG}"),
         license="mit",
         origin_url=ORIGIN_URL,
         description=f"{ckpt.file} released by Strisciuglio et al., converted to timm",
