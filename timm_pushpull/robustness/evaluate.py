@@ -25,6 +25,11 @@ most the unit in progress and a rerun of the same run skips what is done. The fi
 the numbers depend on (architecture, model args, a hash of the weights evaluated, data set and
 subset, random generator, device, versions, settings); a rerun that differs in any of them stops
 with an error naming each difference instead of mixing results, unless ``overwrite`` starts over.
+
+Under ``torchrun`` / ``accelerate launch`` the processes share every unit (:mod:`.parallel`):
+each evaluates its own whole blocks of images, reading only those, and the first process writes
+the unit once all of them finished it. The numbers are those of one process, so a run may resume
+with another number of processes; ``world_size`` in the file only records how many wrote it last.
 """
 
 from __future__ import annotations
@@ -887,8 +892,10 @@ def _run(args: argparse.Namespace, state) -> dict:
     if args.checkpoint is not None and not Path(args.checkpoint).is_file():
         raise FileNotFoundError(f"--checkpoint {args.checkpoint} does not exist")
     kwargs = {} if args.num_classes is None else {"num_classes": args.num_classes}
-    torch.manual_seed(args.seed)  # weights not loaded are the same in every process and rerun
-    model = timm.create_model(args.model, pretrained=args.pretrained, **kwargs)
+    # weights not loaded are the same in every process and rerun; the caller's generator is kept
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(args.seed)
+        model = timm.create_model(args.model, pretrained=args.pretrained, **kwargs)
     if args.checkpoint is not None:
         from timm.models import load_checkpoint
 

@@ -33,6 +33,8 @@ ratios where 1.0 = the baseline; reports print them in %::
 ``identity`` and ``settings`` together say what the numbers depend on (:class:`RunIdentity`): a
 rerun into the same folder resumes only when both are equal, see :func:`run_differences`. Version 1
 files (no ``identity``) are read for reports and baselines but never resumed into.
+``world_size`` (processes of the run that wrote the file last) is provenance, not identity: the
+numbers do not depend on it, and a run resumes with any number of processes.
 """
 
 from __future__ import annotations
