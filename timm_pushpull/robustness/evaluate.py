@@ -42,6 +42,7 @@ import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -75,6 +76,9 @@ from .results import (
     state_dict_sha256,
     summarize,
 )
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator, PartialState
 
 __all__ = [
     "SUITES",
@@ -205,13 +209,13 @@ class _BatchReader(Dataset):
 
     def __init__(self, dataset: ArrayImageDataset, batches: Sequence[np.ndarray]):
         self.dataset = dataset
-        self.indices = batches
+        self.batches = batches
 
     def __len__(self) -> int:
-        return len(self.indices)
+        return len(self.batches)
 
     def __getitem__(self, number: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.dataset.read(self.indices[number])
+        return self.dataset.read(self.batches[number])
 
 
 def _subset(length: int, max_images: int | None, seed: int) -> np.ndarray:
@@ -355,7 +359,7 @@ def evaluate_model(
     workers: int = 0,
     precision: str = "fp32",
     channels_last: bool = False,
-    accelerator=None,
+    accelerator: Accelerator | PartialState | None = None,
     progress: bool = True,
     overwrite: bool = False,
 ) -> dict:
@@ -511,7 +515,9 @@ def evaluate_model(
     return results
 
 
-def _resolve_device(device: str | torch.device | None, accelerator) -> torch.device:
+def _resolve_device(
+    device: str | torch.device | None, accelerator: Accelerator | PartialState | None
+) -> torch.device:
     """The device of this process: ``device``, else the accelerator's, else cuda when available;
     with several processes, the accelerator's (each its own GPU), which ``device`` may only name
     the type of."""
@@ -860,7 +866,7 @@ def _open_datasets(specs: Sequence[str], data_config: dict) -> dict:
     return opened
 
 
-def _processes_state(device: str | None):
+def _processes_state(device: str | None) -> PartialState:
     """Accelerate's state of the processes launched together (one alone without a launcher);
     ``cpu`` makes torchrun's processes a gloo group on CPUs."""
     from accelerate import PartialState
@@ -883,7 +889,7 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace, state) -> dict:
+def _run(args: argparse.Namespace, state: PartialState) -> dict:
     import timm
     from timm.data import resolve_data_config
 

@@ -10,9 +10,12 @@ on one machine or several.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator, PartialState
 
 __all__ = ["Processes", "shard"]
 
@@ -33,7 +36,7 @@ class Processes:
     ``state`` is an ``accelerate.Accelerator`` or ``PartialState``; None is one process alone.
     """
 
-    def __init__(self, state: Any = None):
+    def __init__(self, state: Accelerator | PartialState | None = None):
         self.state = state
         self.rank = 0 if state is None else int(state.process_index)
         self.world_size = 1 if state is None else int(state.num_processes)
@@ -47,9 +50,9 @@ class Processes:
 
     def gather(self, local: torch.Tensor) -> torch.Tensor:
         """The ``local`` rows of every process concatenated along dim 0 in rank order, on every
-        process and on ``local``'s device. Ranks may hold different numbers of rows (none
-        included); rows must have the same size everywhere, and a rank holding none may give
-        ``[0]`` or ``[0, 0]`` of the right dtype and number of dimensions."""
+        process and on ``local``'s device. ``local`` is 1-d, or 2-d with rows of one size on
+        every process; ranks may hold different numbers of rows, none included (then ``[0]`` or
+        ``[0, 0]`` of the same dtype)."""
         if self.world_size == 1:
             return local
         from accelerate.utils import gather
