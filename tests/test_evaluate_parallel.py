@@ -119,9 +119,10 @@ def test_a_killed_process_leaves_whole_units_and_one_process_finishes_the_run(da
     datasets = ("CIFAR-10-C", "clean")
     out = tmp_path / "killed"
     # the second process holds images 32..44 of the clean set (1 forward pass of 16) and 32..69
-    # of each severity (3 passes): its 9th pass is in the second corruption
+    # of each severity (3 passes): pass 11 is the first of contrast's second severity, after the
+    # gather of its first, which the first process joins only once it has written fog
     launched = _launch(_arguments(data, out, *datasets, model="killable_test_resnet"),
-                       env={"KILL_RANK": "1", "KILL_AT": "9"})  # fmt: skip
+                       env={"KILL_RANK": "1", "KILL_AT": "11"})  # fmt: skip
     assert launched.returncode != 0
     written = _read(out)
     assert written["world_size"] == 2 and written["clean_error"] is not None
