@@ -133,3 +133,14 @@ def test_a_killed_process_leaves_whole_units_and_one_process_finishes_the_run(da
     assert main(_arguments(data, tmp_path / "whole", *datasets)) == 0
     assert (out / "results.json").read_text() == (tmp_path / "whole" / "results.json").read_text()
     assert list(_read(out)["corruptions"]) == ["fog", "contrast"]
+
+
+def test_processes_with_other_weights_are_refused(data, tmp_path):
+    arguments = _arguments(data, tmp_path / "out", "clean", model="killable_test_resnet")
+    at = arguments.index("--checkpoint")
+    del arguments[at : at + 2]  # the seeded initial weights, other on the second process
+    launched = _launch(arguments, env={"OTHER_WEIGHTS_RANK": "1"})
+    assert launched.returncode != 0
+    error = "the 2 processes evaluate different runs (weights_sha256 differ)"
+    assert error in launched.stderr
+    assert not (tmp_path / "out").exists()  # refused before anything was evaluated or written
