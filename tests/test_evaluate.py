@@ -499,3 +499,20 @@ def test_cli_refuses_other_weights_under_the_same_name_or_path(tmp_path, capsys,
     replaced = json.loads((out / "results.json").read_text())
     assert replaced["identity"]["weights_sha256"] != stored["identity"]["weights_sha256"]
     assert replaced["checkpoint"] == checkpoint
+
+
+def test_precision_and_channels_last_are_settings_of_the_run(tmp_path):
+    images, labels = clean_set()
+    model = nn.Sequential(nn.Conv2d(3, 10, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    plain = evaluate_model(model, images, labels, corruptions=["contrast"], progress=False,
+                           **IDENTITY)  # fmt: skip
+    fast = evaluate_model(model, images, labels, corruptions=["contrast"], out_dir=tmp_path,
+                          precision="bf16", channels_last=True, progress=False, **IDENTITY)  # fmt: skip
+    assert (fast["settings"]["precision"], fast["settings"]["channels_last"]) == ("bf16", True)
+    assert plain["settings"]["precision"] == "fp32" and plain["world_size"] == 1
+    assert fast["clean_error"] == pytest.approx(plain["clean_error"], abs=2 / 12)
+    with pytest.raises(ValueError, match="settings.precision"):  # bf16 numbers are other numbers
+        evaluate_model(model, images, labels, corruptions=["contrast"], out_dir=tmp_path,
+                       channels_last=True, progress=False, **IDENTITY)  # fmt: skip
+    with pytest.raises(ValueError, match="precision must be one of"):
+        evaluate_model(model, images, labels, precision="half", progress=False, **IDENTITY)

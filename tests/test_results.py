@@ -46,6 +46,7 @@ def minimal(**overrides):
          "perturbations.rotate.flip_probability"),
         (dict(noise_sweeps={"gaussian": {"levels": [0.0, 0.1], "errors": [0.1]}}),
          "noise_sweeps.gaussian has 2 levels but 1 errors"),
+        (dict(world_size=0), "world_size must be an int >= 1"),
     ],
 )  # fmt: skip
 def test_validation_names_the_field(overrides, message):

@@ -217,3 +217,12 @@ def test_clean_mnist_style_and_folder(tmp_path):
     assert [label for _, label in folder] == [0, 1]
     with pytest.raises(ValueError, match="allowed"):
         open_clean_dataset("imagenet-c-typo")
+
+
+def test_array_dataset_reads_rows_as_stored(tmp_path):
+    folder = CifarCFolder(make_cifar_c(tmp_path))
+    images, labels = folder.dataset("fog", 2).read(np.array([0, 3]))
+    # uint8 channels-last as in the file (a quarter of the bytes of float images to move)
+    assert images.dtype == torch.uint8 and images.shape == (2, 32, 32, 3)
+    assert images[:, 0, 0, 0].tolist() == [20, 23] and labels.tolist() == [0, 3]
+    assert torch.equal(to_unit_images(images), folder.dataset("fog", 2).batch(np.array([0, 3]))[0])

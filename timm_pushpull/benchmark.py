@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-SECTIONS = ("layers", "resnet50", "blurpool", "models", "corruptions", "training")
+SECTIONS = ("layers", "resnet50", "blurpool", "models", "corruptions", "training", "evaluate")
 
 
 def interleaved_medians(
@@ -269,6 +269,18 @@ def bench_training(steps: int) -> str:
     return bench.format_table(bench.run(batch_size=batch_size, steps=steps), batch_size)
 
 
+def bench_evaluate(cifar_per_severity: int, imagenet_images: int) -> str:
+    """``evaluate`` images/s on 1 and 2 CPU processes (and 1..N GPUs when there are any), on
+    generated CIFAR-10-C and ImageNet-C layouts (:mod:`.robustness.evaluate_bench`)."""
+    from .robustness import evaluate_bench
+
+    rows = evaluate_bench.run((1, 2), cifar_per_severity, imagenet_images, "cpu")
+    if torch.cuda.is_available():
+        gpus = tuple(range(1, torch.cuda.device_count() + 1))
+        rows += evaluate_bench.run(gpus, cifar_per_severity, imagenet_images, "cuda")
+    return evaluate_bench.format_table(rows)
+
+
 def run(sections: tuple[str, ...] = SECTIONS, quick: bool = False) -> str:
     torch.manual_seed(0)
     header = (
@@ -282,6 +294,7 @@ def run(sections: tuple[str, ...] = SECTIONS, quick: bool = False) -> str:
         "models": lambda: bench_models(1 if quick else 3),
         "corruptions": lambda: bench_corruptions(100 if quick else 1000, 1 if quick else 3),
         "training": lambda: bench_training(3 if quick else 10),
+        "evaluate": lambda: bench_evaluate(100 if quick else 1000, 16 if quick else 32),
     }
     out = [header]
     for section in sections:

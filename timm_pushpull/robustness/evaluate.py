@@ -25,6 +25,11 @@ most the unit in progress and a rerun of the same run skips what is done. The fi
 the numbers depend on (architecture, model args, a hash of the weights evaluated, data set and
 subset, random generator, device, versions, settings); a rerun that differs in any of them stops
 with an error naming each difference instead of mixing results, unless ``overwrite`` starts over.
+
+Under ``torchrun`` / ``accelerate launch`` the processes share every unit (:mod:`.parallel`):
+each evaluates its own whole blocks of images, reading only those, and the first process writes
+the unit once all of them finished it. The numbers are those of one process, so a run may resume
+with another number of processes; ``world_size`` in the file only records how many wrote it last.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -61,6 +67,7 @@ from .datasets import (
     to_unit_images,
 )
 from .frost import FROST_SOURCES, resolve_frost_source
+from .parallel import Processes
 from .perturbations import NOISE_PERTURBATIONS, PERTURBATIONS, perturbation_sequence
 from .results import (
     SCHEMA,
@@ -71,6 +78,9 @@ from .results import (
     state_dict_sha256,
     summarize,
 )
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator, PartialState
 
 __all__ = [
     "SUITES",
@@ -87,6 +97,8 @@ __all__ = [
 
 SUITES = ("c", "p", "shift", "noise")
 SHIFT_MODES = ("circular", "crop")
+# --precision: the dtype the model runs in (autocast for the half ones)
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 SCALES = ("cifar", "imagenet")
 # sweep -> (parameter, default levels); variances on [0, 1] images, contrast factors
 NOISE_SWEEPS: dict[str, tuple[str, tuple[float, ...]]] = {
@@ -159,22 +171,53 @@ def shift_images(
 
 
 class _Classifier:
-    """A model behind the [0, 1] -> normalised input convention; returns top-1 classes on the CPU."""
+    """A model behind the [0, 1] -> normalised input convention; returns top-1 classes on its
+    device. ``precision`` other than fp32 runs the model under ``torch.autocast``; channels-last
+    memory suits convolutions with tensor cores (and oneDNN on the CPU)."""
 
-    def __init__(self, model: nn.Module, mean, std, device: torch.device, batch_size: int):
-        self.model = model.to(device).eval()
+    def __init__(
+        self,
+        model: nn.Module,
+        mean,
+        std,
+        device: torch.device,
+        batch_size: int,
+        precision: str = "fp32",
+        channels_last: bool = False,
+    ):
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.model = model.to(device, memory_format=self.memory_format).eval()
         self.device = device
         self.batch_size = batch_size
+        self.dtype = PRECISIONS[precision]
         self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
 
     @torch.inference_mode()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         predictions = []
+        autocast = self.dtype != torch.float32
         for chunk in images.split(self.batch_size):
             chunk = (chunk.to(self.device, non_blocking=True) - self.mean) / self.std
-            predictions.append(self.model(chunk).argmax(dim=1).cpu())
+            chunk = chunk.contiguous(memory_format=self.memory_format)
+            with torch.autocast(self.device.type, dtype=self.dtype, enabled=autocast):
+                predictions.append(self.model(chunk).argmax(dim=1))
         return torch.cat(predictions)
+
+
+class _BatchReader(Dataset):
+    """Batches of an :class:`ArrayImageDataset` as items (item ``k``: the images ``batches[k]``
+    as stored, and their labels), so DataLoader workers read whole batches ahead of the model."""
+
+    def __init__(self, dataset: ArrayImageDataset, batches: Sequence[np.ndarray]):
+        self.dataset = dataset
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, number: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.dataset.read(self.batches[number])
 
 
 def _subset(length: int, max_images: int | None, seed: int) -> np.ndarray:
@@ -316,6 +359,9 @@ def evaluate_model(
     noise_levels: Mapping[str, Sequence[float]] | None = None,
     num_frames: int | None = None,
     workers: int = 0,
+    precision: str = "fp32",
+    channels_last: bool = False,
+    accelerator: Accelerator | PartialState | None = None,
     progress: bool = True,
     overwrite: bool = False,
     frost: str = "photos",
@@ -351,6 +397,13 @@ def evaluate_model(
             [-max_shift, max_shift] (default: 1/7 of the image size: 4 px for CIFAR, 32 for 224 px).
         noise_levels: overrides of :data:`NOISE_SWEEPS` levels per sweep.
         num_frames: frames of generated perturbation sequences (default: the generator's).
+        workers: DataLoader workers reading images ahead of the model.
+        precision / channels_last: the model runs in ``precision`` (``"fp32"``, or ``"bf16"`` /
+            ``"fp16"`` under autocast) and channels-last memory; both are settings of the run.
+        accelerator: an ``accelerate`` ``Accelerator`` or ``PartialState`` of the processes
+            evaluating together (``torchrun`` / ``accelerate launch``): each evaluates a shard of
+            whole blocks of images on its device, and the first writes the file (its
+            ``world_size`` records how many processes did). None: this process alone.
         overwrite: start over when ``out_dir`` holds results of another run (they are replaced
             at the first save); without it such a run is refused.
         frost / spatter / output: options of generated corruptions (:func:`corrupt`; ``output``
@@ -367,6 +420,8 @@ def evaluate_model(
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
     if batch_size < 1 or (max_images is not None and max_images < 1) or shift_trials < 1:
         raise ValueError("batch_size, max_images and shift_trials must be >= 1")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
     unknown_sweeps = set(noise_levels or {}) - set(NOISE_SWEEPS)
     if unknown_sweeps:
         raise ValueError(
@@ -412,8 +467,9 @@ def evaluate_model(
             f"images have {image_size[0]} channels but the normalisation mean/std {len(mean)}/"
             f"{len(std)}: pass mean and std, or use the channels the model was trained on"
         )
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    classify = _Classifier(model, mean, std, device, batch_size)
+    processes = Processes(accelerator)
+    device = _resolve_device(device, accelerator)
+    classify = _Classifier(model, mean, std, device, batch_size, precision, channels_last)
     clean_indices = _subset(len(clean), max_images, seed) if clean is not None else None
 
     names = dict(dataset_names or {})
@@ -427,7 +483,8 @@ def evaluate_model(
         "n_images": len(clean_indices) if clean_indices is not None else max_images,
         "input_size": list(image_size), "mean": mean, "std": std,
         "shift": {"mode": shift_mode, "max_shift": max_shift, "trials": shift_trials},
-        "noise_levels": sweeps, "num_frames": num_frames,
+        "noise_levels": sweeps, "num_frames": num_frames, "precision": precision,
+        "channels_last": channels_last,
         # which frost textures generated corruptions use (None: no frost generated)
         "frost": resolve_frost_source(frost).to_json()
         if corrupted is None and "frost" in corruptions else None,
@@ -438,9 +495,9 @@ def evaluate_model(
         "schema": SCHEMA, "version": SCHEMA_VERSION, "timm_pushpull_version": __version__,
         "model": model_name or type(model).__name__, "checkpoint": checkpoint,
         "n_images": settings["n_images"], "seed": seed, "identity": identity.to_dict(),
-        "settings": json.loads(json.dumps(settings)),
+        "settings": json.loads(json.dumps(settings)), "world_size": processes.world_size,
     }  # fmt: skip
-    store = ResultsFile(out_dir, header, overwrite=overwrite)
+    store = _open_results(processes, out_dir, header, overwrite)
     results = store.results
     stored_baseline = baseline.to_dict() if baseline is not None else None
 
@@ -454,7 +511,7 @@ def evaluate_model(
         if (results[section] is None if name is None else name not in results[section])
     ]  # fmt: skip
     run = _Evaluation(
-        classify=classify, clean=clean, clean_indices=clean_indices, corrupted=corrupted,
+        classify=classify, processes=processes, clean=clean, clean_indices=clean_indices, corrupted=corrupted,
         sequences=sequences, severities=severities, scale=scale, seed=seed,
         batch_size=batch_size, max_images=max_images, device=device, workers=workers,
         shift_mode=shift_mode, max_shift=max_shift, shift_trials=shift_trials, sweeps=sweeps,
@@ -463,7 +520,8 @@ def evaluate_model(
     )  # fmt: skip
     from tqdm.auto import tqdm
 
-    with tqdm(todo, disable=not progress, desc=str(results["model"]), file=sys.stderr) as bar:
+    disable = not (progress and processes.is_main)
+    with tqdm(todo, disable=disable, desc=str(results["model"]), file=sys.stderr) as bar:
         for section, name in bar:
             bar.set_postfix_str(f"{section} {name or ''}".strip())
             value = getattr(run, section)(name)
@@ -471,16 +529,68 @@ def evaluate_model(
                 results[section] = value
             else:
                 results[section][name] = value
+            # a unit is written whole, after all processes finished it (by the first only)
             store.save(summarize(results, baseline), stored_baseline)
     store.save(summarize(results, baseline), stored_baseline)
     return results
 
 
+def _resolve_device(
+    device: str | torch.device | None, accelerator: Accelerator | PartialState | None
+) -> torch.device:
+    """The device of this process: ``device``, else the accelerator's, else cuda when available;
+    with several processes, the accelerator's (each its own GPU), which ``device`` may only name
+    the type of."""
+    if accelerator is None or (device is not None and accelerator.num_processes == 1):
+        return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device is not None and torch.device(device).type != accelerator.device.type:
+        raise ValueError(
+            f"device {device!r} differs from the {accelerator.device.type} device of the "
+            f"{accelerator.num_processes} processes; launch them for {torch.device(device).type}"
+            " (e.g. a --cpu launch for cpu) or leave --device out"
+        )
+    return accelerator.device
+
+
+def _open_results(
+    processes: Processes, out_dir: str | Path | None, header: dict, overwrite: bool
+) -> ResultsFile:
+    """The run's results.json, read by the first process only (the one that writes it; on
+    several machines the others may not see it) and sent to the others, after checking that
+    every process evaluates the same run; an error is raised by every process alike. The
+    others' file has no path: their saves only update the summary."""
+    identities = processes.all_values(header["identity"])
+    differing = sorted({key for other in identities for key in other
+                        if other[key] != header["identity"][key]})  # fmt: skip
+    if differing:
+        raise ValueError(
+            f"the {processes.world_size} processes evaluate different runs ({', '.join(differing)} "
+            "differ): give every process the same weights (--checkpoint or --pretrained) and data"
+        )
+    error, store = None, ResultsFile(None, header)
+    if processes.is_main:
+        try:
+            store = ResultsFile(out_dir, header, overwrite=overwrite)
+        except ValueError as exception:
+            error = str(exception)
+    error, stored = processes.broadcast((error, store.results))
+    if error is not None:
+        raise ValueError(error)
+    store.results.update(stored)
+    return store
+
+
 @dataclass
 class _Evaluation:
-    """One run's model, data and settings; one method per section of results.json."""
+    """One run's model, data and settings; one method per section of results.json.
+
+    Every method evaluates this process's shard of the images (:mod:`.parallel`), gathers the
+    per-image results of all processes in image order and returns the section's value computed
+    from all of them, the same on every process.
+    """
 
     classify: _Classifier
+    processes: Processes
     clean: Dataset | None
     clean_indices: np.ndarray | None
     corrupted: CifarCFolder | ImageNetCFolder | None
@@ -509,34 +619,53 @@ class _Evaluation:
         size: int | None = None,
         block: int = NOISE_BLOCK,
     ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
-        """(position of the batch's first image in ``indices``, images in [0, 1], labels), in
-        batches of whole ``block``s of at least ``size`` (default ``batch_size``) images; the
-        classifier splits them into its own batches."""
+        """(position of the batch's first image in ``indices``, images in [0, 1], labels), both on
+        the device, over this process's shard of ``indices``, in batches of whole ``block``s of
+        at least ``size`` (default ``batch_size``) images; the classifier splits them into its
+        own batches. Only the shard's images are read, by ``workers`` DataLoader workers ahead
+        of the model, into pinned memory for a GPU."""
         from tqdm.auto import tqdm
 
         batch_size = -(-(size or self.batch_size) // block) * block
+        positions = self.processes.shard(len(indices), block)
+        starts = range(positions.start, positions.stop, batch_size)
+        pin_memory = self.device.type == "cuda"
         if isinstance(dataset, ArrayImageDataset):
-            starts = range(0, len(indices), batch_size)
-            batches = ((s, *dataset.batch(indices[s : s + batch_size])) for s in starts)
+            reader = _BatchReader(
+                dataset, [indices[s : min(s + batch_size, positions.stop)] for s in starts]
+            )
+            loader = DataLoader(reader, batch_size=None, num_workers=self.workers,
+                                pin_memory=pin_memory)  # fmt: skip
         else:
-            loader = DataLoader(Subset(dataset, indices.tolist()), batch_size=batch_size,
-                                num_workers=self.workers)  # fmt: skip
-            batches = ((n * batch_size, to_unit_images(x), torch.as_tensor(y))
-                       for n, (x, y) in enumerate(loader))  # fmt: skip
-        total = math.ceil(len(indices) / batch_size)
-        yield from tqdm(
-            batches, total=total, leave=False, disable=not self.progress, file=sys.stderr
-        )
+            shard = Subset(dataset, indices[positions.start : positions.stop].tolist())
+            loader = DataLoader(shard, batch_size=batch_size, num_workers=self.workers,
+                                pin_memory=pin_memory)  # fmt: skip
+        disable = not (self.progress and self.processes.is_main)
+        batches = tqdm(loader, total=len(starts), leave=False, disable=disable, file=sys.stderr)
+        for start, (images, labels) in zip(starts, batches, strict=True):
+            images = to_unit_images(images.to(self.device, non_blocking=True))
+            yield start, images, torch.as_tensor(labels).to(self.device, non_blocking=True)
 
     def clean_batches(self) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
         return self.batches(self.clean, self.clean_indices)
 
+    def gather(self, rows: list[torch.Tensor], dtype: torch.dtype, ndim: int = 1) -> torch.Tensor:
+        """This process's per-image ``rows`` joined with all others', in image order, on the CPU."""
+        local = torch.cat(rows) if rows else torch.zeros((0,) * ndim, dtype=dtype)
+        return self.processes.gather(local.to(self.device, dtype)).cpu()
+
+    def error(self, dataset: Dataset, indices: np.ndarray, draw: Callable | None = None) -> float:
+        """Top-1 error on ``dataset[indices]``, the images first changed by ``draw`` per block."""
+        wrong = []
+        for start, images, labels in self.batches(dataset, indices):
+            if draw is not None:
+                images = _per_block(images, start, NOISE_BLOCK, self.seed, draw)
+            wrong.append(self.classify(images) != labels)
+        wrong = self.gather(wrong, torch.uint8)
+        return int(wrong.sum()) / len(wrong)
+
     def clean_error(self, _name: None) -> float:
-        wrong = total = 0
-        for _, images, labels in self.clean_batches():
-            wrong += int((self.classify(images) != labels).sum())
-            total += len(labels)
-        return wrong / total
+        return self.error(self.clean, self.clean_indices)
 
     def corruptions(self, name: str) -> dict:
         errors = []
@@ -544,19 +673,13 @@ class _Evaluation:
             if self.corrupted is not None:
                 dataset = self.corrupted.dataset(name, severity)
                 indices = _subset(len(dataset), self.max_images, self.seed)
+                errors.append(self.error(dataset, indices))
             else:
-                dataset, indices = self.clean, self.clean_indices
-            wrong = total = 0
-            for start, images, labels in self.batches(dataset, indices):
-                if self.corrupted is None:
-                    draw = functools.partial(
-                        corrupt, name=name, severity=severity, scale=self.scale,
-                        frost=self.frost, spatter=self.spatter, output=self.output,
-                    )  # fmt: skip
-                    images = _per_block(images.to(self.device), start, NOISE_BLOCK, self.seed, draw)
-                wrong += int((self.classify(images) != labels).sum())
-                total += len(labels)
-            errors.append(wrong / total)
+                draw = functools.partial(
+                    corrupt, name=name, severity=severity, scale=self.scale,
+                    frost=self.frost, spatter=self.spatter, output=self.output,
+                )  # fmt: skip
+                errors.append(self.error(self.clean, self.clean_indices, draw))
         source = "official" if self.corrupted is not None else "generated"
         result = {"errors": errors, "mean_error": float(np.mean(errors)), "source": source}
         if name == "frost" and self.corrupted is None:
@@ -587,10 +710,10 @@ class _Evaluation:
         for start, images, _ in self.batches(dataset, indices, sequences, SEQUENCE_BLOCK):
             if self.sequences is None:
                 draw = functools.partial(self.generate_sequences, name=name)
-                images = _per_block(images.to(self.device), start, SEQUENCE_BLOCK, self.seed, draw)
+                images = _per_block(images, start, SEQUENCE_BLOCK, self.seed, draw)
             count, frames = images.shape[:2]
             predictions.append(self.classify(images.flatten(0, 1)).view(count, frames))
-        predictions = torch.cat(predictions)
+        predictions = self.gather(predictions, torch.int64, ndim=2)
         noise = name in NOISE_PERTURBATIONS
         return {
             "flip_probability": metrics.flip_probability(predictions, noise=noise),
@@ -603,23 +726,24 @@ class _Evaluation:
     def shift(self, _name: None) -> dict:
         agree = total = 0
         for trial in range(self.shift_trials):
+            same = []
             for start, images, _ in self.clean_batches():
                 draw = functools.partial(_random_offsets, max_shift=self.max_shift)
                 offsets = _per_block(images, start, NOISE_BLOCK, self.seed, draw, 1, trial)
                 offsets = offsets.transpose(0, 1)  # [2, B, 2]
                 first = self.classify(shift_images(images, offsets[0], self.shift_mode))
                 second = self.classify(shift_images(images, offsets[1], self.shift_mode))
-                agree += int((first == second).sum())
-                total += len(images)
+                same.append(first == second)
+            same = self.gather(same, torch.uint8)
+            agree += int(same.sum())
+            total += len(same)
         return {"consistency": agree / total, "mode": self.shift_mode, "max_shift": self.max_shift,
                 "n_pairs": total}  # fmt: skip
 
     def noise_sweeps(self, name: str) -> dict:
         levels = self.sweeps[name]
-        wrong = np.zeros(len(levels))
-        total = 0
+        wrong = []  # [images, levels] per batch
         for start, images, labels in self.clean_batches():
-            images = images.to(self.device)
             blocks = images.split(NOISE_BLOCK)
             generators = [
                 torch.Generator(device=self.device).manual_seed(
@@ -630,7 +754,8 @@ class _Evaluation:
             # one draw per image for all levels: the curve then varies only with the level
             noise = torch.cat([torch.randn(block.shape, generator=generator, device=self.device)
                                for block, generator in zip(blocks, generators, strict=True)])  # fmt: skip
-            for number, level in enumerate(levels):
+            batch_wrong = []
+            for level in levels:
                 if name == "gaussian":
                     noisy = add_gaussian_noise(images, level, noise)
                 elif name == "speckle":
@@ -638,12 +763,13 @@ class _Evaluation:
                 else:
                     noisy = torch.cat([contrast_poisson_noise(block, level, generator)
                                        for block, generator in zip(blocks, generators, strict=True)])  # fmt: skip
-                wrong[number] += int((self.classify(noisy) != labels).sum())
-            total += len(labels)
+                batch_wrong.append(self.classify(noisy) != labels)
+            wrong.append(torch.stack(batch_wrong, dim=1))
+        wrong = self.gather(wrong, torch.uint8, ndim=2)
         return {
             "parameter": NOISE_SWEEPS[name][0],
             "levels": levels,
-            "errors": (wrong / total).tolist(),
+            "errors": (wrong.sum(dim=0).numpy() / len(wrong)).tolist(),
         }
 
 
@@ -708,7 +834,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--workers", type=int, default=0, help="DataLoader workers for image folders"
+        "--workers", type=int, default=0, help="DataLoader workers reading images ahead"
+    )
+    parser.add_argument(
+        "--precision", choices=list(PRECISIONS), default="fp32",
+        help="dtype of the model's forward pass (bf16 / fp16 under autocast)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--channels-last", action="store_true", help="channels-last memory for model and inputs"
     )
     parser.add_argument(
         "--img-size", type=int, help="input size for image folders (default: the model's)"
@@ -731,7 +864,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--corruption-output", choices=OUTPUTS, default="released", help="generated corruptions "
         "stored like the released sets (8 bits; JPEG q85 at ImageNet scale) or kept as floats",
     )  # fmt: skip
-    parser.add_argument("--device", help="default: cuda when available, else cpu")
+    parser.add_argument(
+        "--device", help="default: cuda when available, else cpu; under torchrun / accelerate "
+        "launch each process takes its own GPU, and --device cpu runs the processes on CPUs (gloo)",
+    )  # fmt: skip
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--no-report", action="store_true", help="write results.json only")
     parser.add_argument(
@@ -781,19 +917,30 @@ def _open_datasets(specs: Sequence[str], data_config: dict) -> dict:
     return opened
 
 
+def _processes_state(device: str | None) -> PartialState:
+    """Accelerate's state of the processes launched together (one alone without a launcher);
+    ``cpu`` makes torchrun's processes a gloo group on CPUs."""
+    from accelerate import PartialState
+
+    cpu = torch.device(device).type == "cpu" if device else not torch.cuda.is_available()
+    return PartialState(cpu=cpu)
+
+
 def main(args: argparse.Namespace) -> int:
+    state = _processes_state(args.device)
     try:
-        results = _run(args)
+        results = _run(args, state)
     except (ValueError, FileNotFoundError) as error:
         print(f"timm-pushpull evaluate: error: {error}", file=sys.stderr)
         return 2
-    from .report import format_comparison
+    if state.is_main_process:
+        from .report import format_comparison
 
-    print(format_comparison([results]))
+        print(format_comparison([results]))
     return 0
 
 
-def _run(args: argparse.Namespace) -> dict:
+def _run(args: argparse.Namespace, state: PartialState) -> dict:
     import timm
     from timm.data import resolve_data_config
 
@@ -802,7 +949,10 @@ def _run(args: argparse.Namespace) -> dict:
     if args.checkpoint is not None and not Path(args.checkpoint).is_file():
         raise FileNotFoundError(f"--checkpoint {args.checkpoint} does not exist")
     kwargs = {} if args.num_classes is None else {"num_classes": args.num_classes}
-    model = timm.create_model(args.model, pretrained=args.pretrained, **kwargs)
+    # weights not loaded are the same in every process and rerun; the caller's generator is kept
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(args.seed)
+        model = timm.create_model(args.model, pretrained=args.pretrained, **kwargs)
     if args.checkpoint is not None:
         from timm.models import load_checkpoint
 
@@ -822,10 +972,11 @@ def _run(args: argparse.Namespace) -> dict:
         model_args={"pretrained": args.pretrained, **kwargs}, overwrite=args.overwrite,
         dataset_names={role: description for role, (_, description) in opened.items()},
         shift_mode=args.shift_mode, max_shift=args.max_shift, shift_trials=args.shift_trials,
-        num_frames=args.num_frames, workers=args.workers, progress=not args.no_progress,
+        num_frames=args.num_frames, workers=args.workers, precision=args.precision,
+        channels_last=args.channels_last, accelerator=state, progress=not args.no_progress,
         frost=args.frost, spatter=args.spatter, output=args.corruption_output,
     )  # fmt: skip
-    if not args.no_report:
+    if not args.no_report and state.is_main_process:
         from .report import write_report
 
         sample = None

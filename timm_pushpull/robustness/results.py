@@ -7,7 +7,7 @@ ratios where 1.0 = the baseline; reports print them in %::
     {
       "schema": "timm-pushpull-robustness", "version": 2, "timm_pushpull_version": "0.1.0",
       "model": "resnet20_pp", "checkpoint": null | "path",      (labels: not part of the identity)
-      "n_images": 10000, "seed": 0,
+      "n_images": 10000, "seed": 0, "world_size": 2,   (processes of the run that wrote it last)
       "identity": {"architecture": ..., "model_args": {...}, "weights_sha256": ..., ...},
       "settings": {"datasets": {"clean": ..., "c": ..., "p": ...}, "scale": "cifar", "seed": 0,
                    "n_images": 10000, "severities": [1, 2, 3, 4, 5], "input_size": [3, 32, 32],
@@ -37,6 +37,8 @@ ratios where 1.0 = the baseline; reports print them in %::
 ``identity`` and ``settings`` together say what the numbers depend on (:class:`RunIdentity`): a
 rerun into the same folder resumes only when both are equal, see :func:`run_differences`. Version 1
 files (no ``identity``) are read for reports and baselines but never resumed into.
+``world_size`` (processes of the run that wrote the file last) is provenance, not identity: the
+numbers do not depend on it, and a run resumes with any number of processes.
 """
 
 from __future__ import annotations
@@ -214,6 +216,9 @@ def validate_results(data: Any, where: str = "results") -> dict[str, Any]:
     settings = _mapping(results["settings"], f"{where}: settings")
     if version >= 2:
         _mapping(results["identity"], f"{where}: identity")
+    world_size = results.get("world_size", 1)
+    if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
+        raise ValueError(f"{where}: world_size must be an int >= 1, got {world_size!r}")
     evaluated = _severities(settings, where)
     if results["clean_error"] is not None:
         _fraction(results["clean_error"], f"{where}: clean_error")
