@@ -89,8 +89,10 @@ def _build(name: str) -> Path | None:
     if compiler is None:
         _logger.info("no C compiler found: %s runs on the PyTorch code path", name)
         return None
+    # the headers a kernel may include are part of its source
+    sources = [source, *sorted(SOURCE_DIR.glob("*.h"))]
     key = hashlib.sha256(
-        source.read_bytes()
+        b"".join(path.read_bytes() for path in sources)
         + repr((CFLAGS, OPENMP_FLAGS, LIBS, sys.platform, platform.machine())).encode()
     ).hexdigest()[:16]
     target = cache_dir() / f"{name}-{key}.so"
