@@ -41,11 +41,21 @@ MAX_TAPS = 64  # per axis, csrc/pull_maps.c
 CHUNK_BYTES = 1 << 22
 
 
+def interpolation_matrix(
+    size: int, new_size: int, dtype: torch.dtype, device: torch.device
+) -> Tensor:
+    """``[size, new_size]`` matrix U with ``linear_resize(v) = v @ U`` (``align_corners=True``).
+
+    Made in float64 and cast, so that float64 users get float64 accuracy.
+    """
+    eye = torch.eye(size, dtype=torch.float64, device=device).unsqueeze(0)
+    return F.interpolate(eye, size=new_size, mode="linear", align_corners=True)[0].to(dtype)
+
+
 @functools.lru_cache(maxsize=64)
 def interpolation_taps(size: int, new_size: int) -> Tensor:
-    """``[size, new_size]`` float64 matrix U with ``linear_resize(v) = v @ U`` (``align_corners=True``)."""
-    eye = torch.eye(size, dtype=torch.float64).unsqueeze(0)
-    return F.interpolate(eye, size=new_size, mode="linear", align_corners=True)[0]
+    """:func:`interpolation_matrix` in float64 on the CPU, for the C kernel (cached)."""
+    return interpolation_matrix(size, new_size, torch.float64, torch.device("cpu")).contiguous()
 
 
 def _kernel(backward: bool, dtype: torch.dtype):
@@ -104,7 +114,7 @@ class _Kernels:
 
     def __init__(self, x: Tensor, weight: Tensor, pull_size, stride, padding, dilation, groups):
         (sh, sw), (ph, pw) = weight.shape[-2:], pull_size
-        self.taps = [interpolation_taps(s, p).contiguous() for s, p in ((sh, ph), (sw, pw))]
+        self.taps = [interpolation_taps(s, p) for s, p in ((sh, ph), (sw, pw))]
         n, c, h, w = x.shape
         _, _, self.out_h, self.out_w = _output_shape(x, weight, pull_size, stride, padding, dilation)
         self.maps_per_pixel = c * sh * sw
