@@ -28,6 +28,7 @@ import functools
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.flop_counter import register_flop_formula
 
 from .. import native
 
@@ -116,7 +117,9 @@ class _Kernels:
         (sh, sw), (ph, pw) = weight.shape[-2:], pull_size
         self.taps = [interpolation_taps(s, p) for s, p in ((sh, ph), (sw, pw))]
         n, c, h, w = x.shape
-        _, _, self.out_h, self.out_w = _output_shape(x, weight, pull_size, stride, padding, dilation)
+        _, _, self.out_h, self.out_w = _output_shape(
+            x, weight, pull_size, stride, padding, dilation
+        )
         self.maps_per_pixel = c * sh * sw
         self.geometry = [n, c, groups, h, w, self.out_h, self.out_w, sh, ph, sw, pw]
         self.geometry += [t.data_ptr() for t in self.taps]
@@ -151,7 +154,12 @@ class _Kernels:
         """``grad_x[n .. n + images - 1]`` from the gradient of those images' maps."""
         geometry = [images, *self.geometry[1:]]
         pixels = self.out_h * self.out_w
-        strides = (pixels * self.maps_per_pixel, 1, self.out_w * self.maps_per_pixel, self.maps_per_pixel)
+        strides = (
+            pixels * self.maps_per_pixel,
+            1,
+            self.out_w * self.maps_per_pixel,
+            self.maps_per_pixel,
+        )
         failed = _kernel(True, self.dtype)(
             grad_maps.data_ptr(), grad_x[n].data_ptr(), *geometry, *strides, self.threads
         )
@@ -196,7 +204,9 @@ def exact_pull(
         return out.contiguous(memory_format=torch.channels_last)
     x = x.contiguous(memory_format=torch.channels_last)
     kernels = _Kernels(x, weight, *args)
-    batch, out_channels, out_h, out_w = _output_shape(x, weight, pull_size, stride, padding, dilation)
+    batch, out_channels, out_h, out_w = _output_shape(
+        x, weight, pull_size, stride, padding, dilation
+    )
     out = x.new_empty(batch, out_h, out_w, out_channels)
     mixing = _mixing_weight(weight, groups)
     buffer = x.new_empty(kernels.rows * out_w * kernels.maps_per_pixel)
@@ -225,7 +235,9 @@ def exact_pull_backward(
         _, vjp = torch.func.vjp(lambda t, w: _exact_pull_torch(t, w, None, *args), x, weight)
         grad_x, grad_w = vjp(grad)
         grad_x = grad_x.contiguous(memory_format=torch.channels_last)
-        return (grad_x if need_input else x.new_empty(0)), (grad_w if need_weight else x.new_empty(0))
+        return (grad_x if need_input else x.new_empty(0)), (
+            grad_w if need_weight else x.new_empty(0)
+        )
     x = x.contiguous(memory_format=torch.channels_last)
     kernels = _Kernels(x, weight, *args)
     out_channels, group_channels, sh, sw = weight.shape
@@ -259,13 +271,17 @@ def exact_pull_backward(
 
 @exact_pull.register_fake
 def _(x, weight, bias, pull_size, stride, padding, dilation, groups):
-    batch, out_channels, out_h, out_w = _output_shape(x, weight, pull_size, stride, padding, dilation)
+    batch, out_channels, out_h, out_w = _output_shape(
+        x, weight, pull_size, stride, padding, dilation
+    )
     return x.new_empty(batch, out_h, out_w, out_channels).permute(0, 3, 1, 2)
 
 
 @exact_pull_backward.register_fake
 def _(grad, x, weight, pull_size, stride, padding, dilation, groups, need_input, need_weight):
-    grad_x = torch.empty_like(x, memory_format=torch.channels_last) if need_input else x.new_empty(0)
+    grad_x = (
+        torch.empty_like(x, memory_format=torch.channels_last) if need_input else x.new_empty(0)
+    )
     return grad_x, (torch.empty_like(weight) if need_weight else x.new_empty(0))
 
 
@@ -284,6 +300,30 @@ def _backward(ctx, grad: Tensor):
 
 
 exact_pull.register_autograd(_backward, setup_context=_setup_context)
+
+
+@register_flop_formula(torch.ops.timm_pushpull.exact_pull)
+def _flops(
+    x_shape,
+    weight_shape,
+    bias_shape,
+    pull_size,
+    stride,
+    padding,
+    dilation,
+    groups,
+    *,
+    out_shape,
+    **kwargs,
+) -> int:
+    """FLOPs of the separable form: the mixing (the push conv's multiply-adds) and the map filtering."""
+    (batch, channels, _, width), (_, _, out_h, out_w) = x_shape, out_shape
+    (sh, sw), (ph, pw) = weight_shape[-2:], pull_size
+    taps_v = int((interpolation_taps(sh, ph) != 0).sum())  # non-zero taps over all a
+    taps_h = int((interpolation_taps(sw, pw) != 0).sum())
+    mixing = out_h * out_w * weight_shape[0] * weight_shape[1] * sh * sw
+    filtering = channels * out_h * (width * taps_v + out_w * sh * taps_h)
+    return 2 * batch * (mixing + filtering)
 
 
 @exact_pull.register_vmap
