@@ -247,9 +247,18 @@ class Pull(nn.Module):
             return False
         if isinstance(x, torch.fx.Proxy):  # the op picks its path per call
             return native_available(torch.device("cpu"), torch.float32)
-        return native_available(x.device, x.dtype) and not torch.is_autocast_enabled(
-            x.device.type
-        )
+        return native_available(x.device, x.dtype) and not torch.is_autocast_enabled(x.device.type)
+
+    def runs_native(self, x: Tensor) -> bool:
+        """Whether a call with ``x`` runs the C separable form (channels-last output)."""
+        if torch.jit.is_scripting():
+            return False
+        return self._native_applies(x) and not self._vmapped(x)
+
+    @torch.jit.unused
+    def _vmapped(self, x: Tensor) -> bool:
+        # vmap cannot give a batched tensor another memory format (the op itself runs batched)
+        return isinstance(x, Tensor) and torch._C._functorch.is_batchedtensor(x)
 
     @torch.jit.unused
     def _native(self, x: Tensor, push_weight: Tensor, bias: Tensor | None) -> Tensor:

@@ -219,13 +219,9 @@ class PushPull2d(nn.Module):
             return torch.addcmul(push, F.relu(self.alpha), pull, value=-1.0)
         return torch.sub(push, pull, alpha=self.alpha_value)
 
-    @torch.jit.unused
-    def _native_pull(self, x: Tensor) -> bool:
-        return any(pull._native_applies(x) for pull in self.pulls)
-
     def forward(self, x: Tensor) -> Tensor:
         _check_input_channels(x, self.in_channels)
-        if self.pull_mode == "fast" or (not torch.jit.is_scripting() and self._native_pull(x)):
+        if self.pull_mode == "fast" or self.pulls[0].runs_native(x):
             # The depthwise tent and the dilated conv are much faster channels-last on CPU: the
             # fast layer costs 2.3x a plain conv this way against 3.1x in NCHW (BENCHMARKS.md).
             # The exact pull's C form returns channels-last: the rest follows (4.0x -> 3.0x).
