@@ -180,8 +180,8 @@ def bench_pull(rounds: int = 9, quick: bool = False) -> str:
         with torch.no_grad():
             times = interleaved_medians(
                 {
-                    "direct": lambda: _exact_pull_torch(x, weight, None, *args),
-                    "separable": lambda: exact_pull(x, weight, None, *args),
+                    "direct": lambda w=weight, a=args: _exact_pull_torch(x, w, None, *a),
+                    "separable": lambda w=weight, a=args: exact_pull(x, w, None, *a),
                 },
                 rounds,
             )
@@ -234,15 +234,6 @@ def bench_blurpool(rounds: int = 30) -> str:
     from . import native
     from .layers import BlurPool2d
 
-    class WithoutCKernel(nn.Module):
-        def __init__(self, layer: nn.Module) -> None:
-            super().__init__()
-            self.layer = layer
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            with native.native_kernels(False):
-                return self.layer(x)
-
     rows = []
     for shape in ((8, 64, 56, 56), (4, 64, 112, 112), (8, 256, 28, 28), (32, 64, 32, 32)):
         x = torch.randn(*shape)
@@ -255,7 +246,7 @@ def bench_blurpool(rounds: int = 30) -> str:
         layers.update({f"{n}, compiled": torch.compile(m, dynamic=False) for n, m in eager.items()})
         kernel = "C kernel" if native.load("blur_pool") is not None else "no C compiler found"
         layers[f"timm_pushpull BlurPool2d ({kernel})"] = layers.pop("timm_pushpull BlurPool2d")
-        layers["timm_pushpull BlurPool2d, PyTorch path"] = WithoutCKernel(
+        layers["timm_pushpull BlurPool2d, PyTorch path"] = _WithoutCKernels(
             eager["timm_pushpull BlurPool2d"]
         )
         times = interleaved_medians({n: _eval_fn(m, x) for n, m in layers.items()}, rounds)

@@ -12,9 +12,12 @@ which is slow on the CPU. Implementations, picked per call:
 
 - float32 on the CPU: a C kernel (``timm_pushpull/csrc/blur_pool.c``, built on first use by
   ``timm_pushpull.native``) that filters and subsamples in one pass without a padded copy, about 2-3x faster than the fastest of
-  timm/kornia in eager mode (BENCHMARKS.md); its backward is the PyTorch form's.
-- under ``torch.compile``: sums of strided slices of the padded input, which inductor fuses into one
-  loop (about 2x kornia on the CPU); in eager mode the same expression costs one pass per tap.
+  timm/kornia in eager mode (BENCHMARKS.md); its backward is the PyTorch form's. It is the
+  ``torch.library`` op ``timm_pushpull::blur_pool2d`` (fake implementation, autograd through a
+  transposed op, vmap rule), so ``torch.compile``, ``torch.export`` and ``torch.func`` keep it as
+  one op (it was faster than inductor's fused loop below: BENCHMARKS.md).
+- under ``torch.compile`` elsewhere: sums of strided slices of the padded input, which inductor
+  fuses into one loop (about 2x kornia on the CPU); in eager mode it costs one pass per tap.
 - otherwise (other dtypes, GPU, no C compiler): a depthwise convolution over the padded input, or on
   small maps (<= 32 px) two banded matrix products ``A x B^T`` with the padding folded into A and
   B, which skips the padded copy and measured about 1.8x faster there; on larger maps the dense
