@@ -14,6 +14,7 @@ from timm_pushpull.layers import (
     pull_kernel_size,
     pull_weight,
 )
+from timm_pushpull.layers.pull import separable_pays
 
 
 def reference_pushpull(
@@ -441,6 +442,7 @@ def test_exact_pull_equals_the_reference(case, dtype, tolerance, use_native):
         in_ch, out_ch, kernel, stride, padding, dilation, groups, bias, pull_scale=h, dtype=dtype
     )
     pull = layer.pulls[0]
+    pull.native_separable = use_native  # the C form for every geometry, not only where it pays
     x = torch.randn(2, in_ch, 19, 17, dtype=dtype)
     expected = _reference_pull(
         x, layer.push.weight, layer.push.bias, h, stride, padding, dilation, groups
@@ -461,6 +463,7 @@ def test_exact_pull_gradients_equal_the_reference(case, use_native):
         in_ch, out_ch, kernel, stride, padding, dilation, groups, bias, pull_scale=h,
         dtype=torch.float64,
     )  # fmt: skip
+    layer.pulls[0].native_separable = use_native
     x = torch.randn(2, in_ch, 15, 13, dtype=torch.float64, requires_grad=True)
     params = [x, layer.push.weight] + ([layer.push.bias] if bias else [])
     weights = None
@@ -492,12 +495,23 @@ def test_float64_separable_pytorch_form_is_float64_exact():
     assert (out - expected).abs().max() < 1e-12 * expected.abs().max()
 
 
+@pytest.mark.parametrize(
+    "kernel,pull,out_ch,expected",
+    [((3, 3), (7, 7), 64, True), ((7, 7), (15, 15), 64, True), ((3, 3), (7, 7), 16, False)]
+    + [((5, 5), (7, 7), 64, False), ((3, 3), (3, 3), 256, False)],
+)
+def test_separable_form_where_the_measured_rule_says(kernel, pull, out_ch, expected):
+    # BENCHMARKS.md, "pull alone": the C form wins for 64->64 3x3 -> 7x7, ties for 16->16 and
+    # for 5x5 -> 7x7; with h = 1 the pull is the push kernel itself
+    assert separable_pays(kernel, pull, out_ch) is expected
+
+
 @pytest.mark.skipif(native.find_compiler() is None, reason="no C compiler")
 class TestExactPullOp:
     """The C form of the exact pull as a torch.library custom op."""
 
     def _layer(self):
-        return PushPull2d(8, 6, 3, padding=1, bias=True)
+        return PushPull2d(8, 64, 3, padding=1, bias=True)
 
     def test_runs_the_c_kernel_not_a_large_convolution(self):
         layer, x = self._layer(), torch.randn(2, 8, 12, 12)

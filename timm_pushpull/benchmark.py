@@ -140,7 +140,7 @@ def bench_pull(rounds: int = 9, quick: bool = False) -> str:
     from . import native
     from .layers import PushPull2d
     from .layers.exact_pull import _exact_pull_torch, exact_pull
-    from .layers.pull import pull_kernel_size
+    from .layers.pull import pull_kernel_size, separable_pays
 
     kernel = "C kernel" if native.load("pull_maps") is not None else "no C compiler found"
     rows = []
@@ -170,32 +170,32 @@ def bench_pull(rounds: int = 9, quick: bool = False) -> str:
 
     # direct vs separable, the pull alone, eval: the rule in pull.separable_pays
     rule_rows = []
-    cases = ((3, 2.0), (3, 1.5), (5, 1.5), (2, 1.5), (1, 2.0)) if not quick else ((3, 2.0),)
-    x = torch.randn(2, 8, 14, 14) if quick else torch.randn(8, 64, 28, 28)
-    for size, h in cases:
+    cases = ((3, 2.0, 64), (3, 1.5, 64), (5, 1.5, 64), (2, 1.5, 64), (1, 2.0, 64), (3, 2.0, 16))
+    for size, h, channels in cases[:1] if quick else cases:
+        x = torch.randn(2, channels, 14, 14) if quick else torch.randn(8, channels, 28, 28)
         pull = pull_kernel_size(size, h)
-        weight = torch.randn(x.shape[1], x.shape[1], size, size)
+        weight = torch.randn(channels, channels, size, size)
         pad = (pull - 1) // 2
         args = ([pull, pull], [1, 1], [pad] * 4, [1, 1], 1)
         with torch.no_grad():
             times = interleaved_medians(
                 {
-                    "direct": lambda w=weight, a=args: _exact_pull_torch(x, w, None, *a),
-                    "separable": lambda w=weight, a=args: exact_pull(x, w, None, *a),
+                    "direct": lambda w=weight, a=args, x=x: _exact_pull_torch(x, w, None, *a),
+                    "separable": lambda w=weight, a=args, x=x: exact_pull(x, w, None, *a),
                 },
                 rounds,
             )
-        area = pull * pull / (size * size)
         rule_rows.append(
             [
-                f"{size}x{size} -> {pull}x{pull}",
-                f"{area:.2f}",
+                f"{channels}->{channels} {size}x{size} -> {pull}x{pull}",
+                f"{pull * pull / (size * size):.2f}",
                 f"{times['separable'] / times['direct']:.2f}",
+                "separable" if separable_pays((size, size), (pull, pull), channels) else "direct",
             ]
         )
     out += "\n" + _table(
-        f"Pull alone, C separable form vs direct conv ({x.shape[1]}->{x.shape[1]}, {list(x.shape)}, eval)",
-        ["push -> pull kernel", "pull/push area", "separable / direct time"],
+        f"Pull alone, C separable form vs direct conv ({x.shape[0]}xCx{x.shape[-1]}x{x.shape[-1]}, eval)",
+        ["pull", "pull/push area", "separable / direct time", "rule picks"],
         rule_rows,
     )
     return out

@@ -41,16 +41,20 @@ PULL_MODES = ("exact", "fast")
 # form (see BENCHMARKS.md: 1.8x faster than a direct 15x15 conv for a 3-channel 7x7 stem, 1.5x
 # slower for 64->64 3x3).
 SEPARABLE_MAX_IN_CHANNELS = 4
-# The C separable form (maps + one GEMM) costs about its s*s maps per pixel and channel plus the push
-# conv's multiply-adds; the direct form p*p/(s*s) times the push conv. Measured on this project's
-# 2-core CPU (BENCHMARKS.md, "direct vs separable"), it wins from this pull/push area ratio up.
-SEPARABLE_MIN_AREA_RATIO = 2.0
+# The C separable form costs its S = s_h*s_w maps per input channel and pixel (built, then read by
+# the GEMM) plus the push conv's multiply-adds, S * (c + O) for O output channels per group; the
+# direct form P * O for a P = p_h*p_w pull kernel. Measured on this project's 2-core x86 VM
+# (BENCHMARKS.md, "pull alone"): building the maps costs about what mixing them into c = 72 output
+# channels does (the two forms tie for 16->16 3x3 -> 7x7 and for 64->64 5x5 -> 7x7).
+MAP_COST_CHANNELS = 72
 
 
-def separable_pays(kernel_size: tuple[int, int], pull_size: tuple[int, int]) -> bool:
+def separable_pays(
+    kernel_size: tuple[int, int], pull_size: tuple[int, int], out_per_group: int
+) -> bool:
     """Whether the C separable form of the exact pull beats the direct convolution on the CPU."""
-    push_area = kernel_size[0] * kernel_size[1]
-    return pull_size[0] * pull_size[1] >= SEPARABLE_MIN_AREA_RATIO * push_area
+    maps = kernel_size[0] * kernel_size[1]
+    return maps * (MAP_COST_CHANNELS + out_per_group) < pull_size[0] * pull_size[1] * out_per_group
 
 
 def pull_kernel_size(kernel_size: int, pull_scale: float) -> int:
@@ -182,7 +186,9 @@ class Pull(nn.Module):
         else:
             self.impl = "direct"
             extent = self.pull_size
-        self.native_separable = mode == "exact" and separable_pays(self.kernel_size, self.pull_size)
+        self.native_separable = mode == "exact" and separable_pays(
+            self.kernel_size, self.pull_size, out_channels // groups
+        )
         # TorchScript compiles every branch, so the buffer exists (empty when unused).
         self.register_buffer(
             "smoothing", smoothing.to(device=device, dtype=dtype), persistent=False
