@@ -19,3 +19,11 @@ def test_corruption_benchmark_rejects_bad_arguments(kwargs):
     arguments = {"num_images": 1, "repeats": 1, "verbose": False} | kwargs
     with pytest.raises(ValueError, match="repeats|fogg|num_images"):
         bench.run(**arguments)
+
+
+def test_pull_benchmark_prints_its_tables():
+    from timm_pushpull.benchmark import bench_pull
+
+    text = bench_pull(rounds=1, quick=True)
+    assert "64->64 3x3, h=2" in text and "rule picks" in text
+    assert text.count("\n| 64->64 3x3, h=2 |") == 2  # eval and train
