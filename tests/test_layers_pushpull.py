@@ -506,7 +506,9 @@ def test_separable_form_where_the_measured_rule_says(kernel, pull, out_ch, expec
     assert separable_pays(kernel, pull, out_ch) is expected
 
 
-@pytest.mark.skipif(native.find_compiler() is None, reason="no C compiler")
+@pytest.mark.skipif(
+    native.find_compiler() is None or not native.native_enabled(), reason="no C kernels"
+)
 class TestExactPullOp:
     """The C form of the exact pull as a torch.library custom op."""
 
