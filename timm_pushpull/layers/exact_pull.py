@@ -1,23 +1,24 @@
 """The exact pull as one CPU operation: separable smoothed maps, then one matrix product.
 
-The pull kernel is the push kernel resized with ``align_corners=True``, ``resize(k) = U_v k U_h^T``
-(a fixed ``[s, p]`` interpolation matrix per axis), so
+Strisciuglio et al. (2020) define the pull kernel as the push kernel resized with
+``align_corners=True``. Resizing is linear and separable, ``resize(k) = U_v k U_h^T`` (a fixed
+``[s, p]`` interpolation matrix per axis), so
 
     x * resize(k) = sum_ab k[:, :, a, b] * (x * u_a u_b^T)
 
-(Strisciuglio et al. 2020 define the kernel; the factorisation is ``../notes``' and
-:mod:`.pull`'s). ``exact_pull`` builds the ``s_h * s_w`` maps ``x * u_a u_b^T`` of every input
-channel with a C kernel (``csrc/pull_maps.c``, built by :mod:`timm_pushpull.native`) in one pass
-per axis, channels-last, then mixes them with the push kernel in one matrix product, which has
-exactly the push convolution's multiply-adds. The maps are built and mixed a few MiB at a time:
-a whole map tensor (9x the input for a 3x3 kernel) costs more in page faults than in arithmetic.
-The backward pass rebuilds them the same way (the weight gradient is one matrix product per chunk)
-and spreads the map gradient back through the transposed filtering.
+``exact_pull`` builds the ``s_h * s_w`` maps ``x * u_a u_b^T`` of every input channel with a C
+kernel (``csrc/pull_maps.c``, built by :mod:`timm_pushpull.native`) in one pass per axis,
+channels-last, then mixes them with the push kernel in one matrix product, which has exactly the
+push convolution's multiply-adds. The maps are built and mixed in chunks of at most
+``CHUNK_BYTES`` in a buffer kept per thread. The backward pass rebuilds them the same way (the
+weight gradient is one matrix product per chunk) and spreads the map gradient back through the
+transposed filtering, also in C.
 
-It is a ``torch.library`` custom op with a fake implementation, an autograd formula and a vmap
-rule, so ``torch.compile``, ``torch.export``, FX and ``torch.func`` see one op. Where the C kernel
-does not apply (not float32/float64 on the CPU, no C compiler) the op runs the direct convolution
-with the resized kernel, the paper's formulation. Second derivatives are not implemented.
+It is a ``torch.library`` custom op with a fake implementation, an autograd formula, a vmap rule
+and a FLOP formula, so ``torch.compile``, ``torch.export``, FX, ``torch.func`` and the FLOP counter
+see one op. Where the C kernel does not apply (not float32/float64 on the CPU, no C compiler) the
+op runs the direct convolution with the resized kernel, the paper's formulation. Second
+derivatives and forward-mode AD are not implemented (custom ops have no forward-mode formula).
 """
 
 from __future__ import annotations
