@@ -37,3 +37,11 @@ def test_evaluation_benchmark_writes_the_official_layouts_and_a_table(tmp_path):
             row | {"processes": 2, "seconds": 2.5, "images_per_s": 200.0, "full_run_hours": 1.3}]  # fmt: skip
     table = evaluate_bench.format_table(rows)
     assert "| 2 x 1 | 500 | 2.5 | 200.0 | 2.00x | 1.3 | 1.0 / 1.5 |" in table
+
+
+def test_pull_benchmark_prints_its_tables():
+    from timm_pushpull.benchmark import bench_pull
+
+    text = bench_pull(rounds=1, quick=True)
+    assert "64->64 3x3, h=2" in text and "rule picks" in text
+    assert text.count("\n| 64->64 3x3, h=2 |") == 2  # eval and train

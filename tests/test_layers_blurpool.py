@@ -180,12 +180,20 @@ class TestNativeKernel:
         batched = torch.func.vmap(blur_pool2d)(torch.stack([x, tangent]))
         torch.testing.assert_close(batched, torch.stack([blur_pool2d(x), blur_pool2d(tangent)]))
 
-    def test_torch_export_records_pytorch_ops(self):
+    def test_torch_export_records_the_custom_op(self):
         layer = BlurPool2d(3, "tri", 4)
         x = torch.randn(2, 3, 16, 18)
-        exported = torch.export.export(layer, (x,))
-        assert any(node.target == torch.ops.aten.pad.default for node in exported.graph.nodes)
+        with native.native_kernels(True):
+            exported = torch.export.export(layer, (x,))
+        targets = {node.target for node in exported.graph.nodes}
+        assert torch.ops.timm_pushpull.blur_pool2d.default in targets
         torch.testing.assert_close(exported.module()(x), layer(x))
+
+    def test_custom_op_passes_opcheck(self):
+        from timm_pushpull.layers.blur_pool import _blur_pool_op
+
+        x = torch.randn(2, 3, 9, 10, requires_grad=True)
+        torch.library.opcheck(_blur_pool_op, (x, [0.25, 0.5, 0.25], 2, "reflect"))
 
     def test_jit_trace_records_pytorch_ops(self):
         layer = BlurPool2d(3, "binomial", 3)

@@ -7,6 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from timm_pushpull import native
 from timm_pushpull.layers import (
     PushPull2d,
     create_pushpull,
@@ -14,6 +15,7 @@ from timm_pushpull.layers import (
     pull_kernel_size,
     pull_weight,
 )
+from timm_pushpull.layers.pull import separable_pays
 
 
 def reference_pushpull(
@@ -182,6 +184,12 @@ def _optimizer_step(layer, x):
 
 @pytest.mark.parametrize("in_ch,mode", [(8, "exact"), (3, "exact"), (8, "fast")])
 def test_eval_cache_is_used_and_never_stale(in_ch, mode):
+    # the C form of the exact pull derives nothing worth caching: this is the PyTorch forms' cache
+    with native.native_kernels(False):
+        _check_eval_cache(in_ch, mode)
+
+
+def _check_eval_cache(in_ch, mode):
     layer = PushPull2d(in_ch, 4, 3, padding=1, pull_mode=mode).eval()
     pull = layer.pulls[0]
     x = torch.randn(2, in_ch, 8, 8)
@@ -405,3 +413,151 @@ class TestInterop:
         session = ort.InferenceSession(buffer.getvalue())
         (out,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
         torch.testing.assert_close(torch.from_numpy(out), layer(x).detach(), atol=1e-5, rtol=1e-5)
+
+
+def _reference_pull(x, weight, bias, h, stride, padding, dilation, groups):
+    """The paper's pull: a convolution with the resized kernel, resized in float64."""
+    pull_size = [pull_kernel_size(k, h) for k in weight.shape[-2:]]
+    kernel = -F.interpolate(weight.double(), size=pull_size, mode="bilinear", align_corners=True)
+    pad = [dilation * (p // 2 - k // 2) + padding for p, k in zip(pull_size, weight.shape[-2:])]
+    extra = [
+        dilation * (p - k) + 2 * padding - b for p, k, b in zip(pull_size, weight.shape[-2:], pad)
+    ]
+    padded = F.pad(x.double(), (pad[1], extra[1], pad[0], extra[0]))
+    neg_bias = None if bias is None else -bias.double()
+    return F.conv2d(padded, kernel, neg_bias, stride, 0, dilation, groups)
+
+
+EXACTNESS_CASES = [
+    # in, out, kernel, stride, padding, dilation, groups, h, bias
+    (16, 8, 3, 1, 1, 1, 1, 2.0, True),
+    (16, 8, 3, 2, 1, 1, 1, 1.5, False),
+    (8, 8, 5, 1, 2, 1, 2, 2.0, True),
+    (6, 6, (3, 5), 2, 2, 1, 3, 2.0, True),
+    (16, 4, 3, 1, 2, 2, 1, 3.0, False),
+    (3, 8, 7, 2, 3, 1, 1, 2.0, True),  # a ResNet stem: 15x15 pull
+    (12, 8, 4, 1, 1, 1, 1, 2.0, True),  # even kernel: asymmetric padding
+    (8, 6, (2, 3), 2, 0, 1, 2, 2.5, False),  # non-square even/odd, non-integer h
+]
+
+
+@pytest.mark.parametrize("use_native", [True, False])
+@pytest.mark.parametrize("dtype,tolerance", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+@pytest.mark.parametrize("case", EXACTNESS_CASES)
+def test_exact_pull_equals_the_reference(case, dtype, tolerance, use_native):
+    in_ch, out_ch, kernel, stride, padding, dilation, groups, h, bias = case
+    layer = PushPull2d(
+        in_ch, out_ch, kernel, stride, padding, dilation, groups, bias, pull_scale=h, dtype=dtype
+    )
+    pull = layer.pulls[0]
+    pull.native_separable = use_native  # the C form for every geometry, not only where it pays
+    x = torch.randn(2, in_ch, 19, 17, dtype=dtype)
+    expected = _reference_pull(
+        x, layer.push.weight, layer.push.bias, h, stride, padding, dilation, groups
+    )
+    with native.native_kernels(use_native), torch.no_grad():
+        for mode in ("train", "eval"):
+            getattr(layer, mode)()
+            out = pull(x, layer.push.weight, layer.push.bias)
+            error = (out.double() - expected).abs().max() / expected.abs().max()
+            assert error < tolerance, (mode, error.item())
+
+
+@pytest.mark.parametrize("use_native", [True, False])
+@pytest.mark.parametrize("case", EXACTNESS_CASES[::2])
+def test_exact_pull_gradients_equal_the_reference(case, use_native):
+    in_ch, out_ch, kernel, stride, padding, dilation, groups, h, bias = case
+    layer = PushPull2d(
+        in_ch, out_ch, kernel, stride, padding, dilation, groups, bias, pull_scale=h,
+        dtype=torch.float64,
+    )  # fmt: skip
+    layer.pulls[0].native_separable = use_native
+    x = torch.randn(2, in_ch, 15, 13, dtype=torch.float64, requires_grad=True)
+    params = [x, layer.push.weight] + ([layer.push.bias] if bias else [])
+    weights = None
+    grads = []
+    for form in ("layer", "reference"):
+        with native.native_kernels(use_native):
+            if form == "layer":
+                out = layer.pulls[0](x, layer.push.weight, layer.push.bias)
+            else:
+                out = _reference_pull(
+                    x, layer.push.weight, layer.push.bias, h, stride, padding, dilation, groups
+                )
+            weights = torch.randn_like(out) if weights is None else weights
+            grads.append(torch.autograd.grad((out * weights).sum(), params))
+    for got, want in zip(*grads):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_float64_separable_pytorch_form_is_float64_exact():
+    # the 3-channel layer runs PyTorch's separable form without the C kernel; its interpolation
+    # taps used to be made in float32 (6e-7 error); also after a float32 -> float64 round trip
+    layer = PushPull2d(3, 4, 3, padding=1).double()
+    assert layer.pulls[0].impl == "separable"
+    layer = layer.float().double()
+    x = torch.randn(2, 3, 12, 12, dtype=torch.float64)
+    expected = _reference_pull(x, layer.push.weight, None, 2.0, 1, 1, 1, 1)
+    with native.native_kernels(False):
+        out = layer.pulls[0](x, layer.push.weight)
+    assert (out - expected).abs().max() < 1e-12 * expected.abs().max()
+
+
+@pytest.mark.parametrize(
+    "kernel,pull,out_ch,expected",
+    [((3, 3), (7, 7), 64, True), ((7, 7), (15, 15), 64, True), ((3, 3), (7, 7), 16, False)]
+    + [((5, 5), (7, 7), 64, False), ((3, 3), (3, 3), 256, False)],
+)
+def test_separable_form_where_the_measured_rule_says(kernel, pull, out_ch, expected):
+    # BENCHMARKS.md, "pull alone": the C form wins for 64->64 3x3 -> 7x7, ties for 16->16 and
+    # for 5x5 -> 7x7; with h = 1 the pull is the push kernel itself
+    assert separable_pays(kernel, pull, out_ch) is expected
+
+
+@pytest.mark.skipif(
+    native.find_compiler() is None or not native.native_enabled(), reason="no C kernels"
+)
+class TestExactPullOp:
+    """The C form of the exact pull as a torch.library custom op."""
+
+    def _layer(self):
+        return PushPull2d(8, 64, 3, padding=1, bias=True)
+
+    def test_runs_the_c_kernel_not_a_large_convolution(self):
+        layer, x = self._layer(), torch.randn(2, 8, 12, 12)
+        with torch.profiler.profile() as prof:
+            layer(x)
+        names = {event.name for event in prof.events()}
+        assert "timm_pushpull::exact_pull" in names
+        assert sum(name == "aten::conv2d" for name in names) == 1  # the push conv only
+
+    def test_opcheck(self):
+        from timm_pushpull.layers.exact_pull import exact_pull
+
+        x = torch.randn(2, 6, 9, 11, dtype=torch.float64, requires_grad=True)
+        weight = torch.randn(4, 3, 3, 2, dtype=torch.float64, requires_grad=True)
+        bias = torch.randn(4, dtype=torch.float64, requires_grad=True)
+        torch.library.opcheck(
+            exact_pull, (x, weight, bias, [7, 5], [2, 1], [3, 3, 2, 1], [1, 1], 2)
+        )
+
+    def test_compile_export_fx_and_vmap_see_one_op(self):
+        layer, x = self._layer().eval(), torch.randn(2, 8, 10, 10)
+        expected = layer(x)
+        compiled = torch.compile(layer, backend="aot_eager", fullgraph=True)
+        torch.testing.assert_close(compiled(x), expected)
+        exported = torch.export.export(layer, (x,))
+        targets = {node.target for node in exported.graph.nodes}
+        assert torch.ops.timm_pushpull.exact_pull.default in targets
+        torch.testing.assert_close(exported.module()(x), expected)
+        traced = torch.fx.symbolic_trace(layer)
+        torch.testing.assert_close(traced(x), expected)
+        batched = torch.func.vmap(layer)(torch.stack([x, 2 * x]))
+        torch.testing.assert_close(batched, torch.stack([expected, layer(2 * x)]))
+
+    def test_training_under_compile(self):
+        layer, x = self._layer(), torch.randn(2, 8, 10, 10)
+        compiled = torch.compile(layer, backend="aot_eager", fullgraph=True)
+        (grad,) = torch.autograd.grad(compiled(x).square().sum(), layer.push.weight)
+        (expected,) = torch.autograd.grad(layer(x).square().sum(), layer.push.weight)
+        torch.testing.assert_close(grad, expected)

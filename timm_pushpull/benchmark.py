@@ -18,7 +18,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-SECTIONS = ("layers", "resnet50", "blurpool", "models", "corruptions", "training", "evaluate")
+SECTIONS = (
+    "layers",
+    "pull",
+    "resnet50",
+    "blurpool",
+    "models",
+    "corruptions",
+    "training",
+    "evaluate",
+)
 
 
 def interleaved_medians(
@@ -104,6 +113,104 @@ def bench_layers(rounds: int = 15) -> str:
     )
 
 
+class _WithoutCKernels(nn.Module):
+    """Runs a module with the C kernels off: the path taken without a C compiler."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from . import native
+
+        with native.native_kernels(False):
+            return self.module(x)
+
+
+# (name, input shape, PushPull2d arguments): the issue-14 configurations
+PULL_LAYERS = (
+    ("64->64 3x3, h=2", (8, 64, 56, 56), dict(kernel_size=3, padding=1)),
+    ("64->64 3x3, h=1.5", (8, 64, 56, 56), dict(kernel_size=3, padding=1, pull_scale=1.5)),
+    ("64->64 3x3, h=3", (8, 64, 56, 56), dict(kernel_size=3, padding=1, pull_scale=3.0)),
+    ("16->16 3x3, h=2", (64, 16, 32, 32), dict(kernel_size=3, padding=1)),
+    ("256->256 3x3, h=2", (8, 256, 14, 14), dict(kernel_size=3, padding=1)),
+    ("3->64 7x7 /2 stem, h=2", (8, 3, 224, 224), dict(kernel_size=7, stride=2, padding=3)),
+)
+
+
+def bench_pull(rounds: int = 9, quick: bool = False) -> str:
+    """(d) The exact pull: PushPull2d (C separable form, PyTorch form, fast) vs nn.Conv2d.
+
+    Each configuration is one interleaved group, eval and train. ``exact, PyTorch path`` is the
+    layer with the C kernels off (no C compiler): the direct convolution with the resized kernel
+    (PyTorch's separable form for <= 4 input channels). A second table times the pull alone,
+    direct convolution against the C separable form, the measurement behind
+    ``pull.separable_pays``.
+    """
+    from . import native
+    from .layers import PushPull2d
+    from .layers.exact_pull import _exact_pull_torch, exact_pull
+    from .layers.pull import pull_kernel_size, separable_pays
+
+    kernel = "C kernel" if native.load("pull_maps") is not None else "no C compiler found"
+    rows = []
+    for name, shape, kwargs in PULL_LAYERS[:1] if quick else PULL_LAYERS:
+        x = torch.randn(*(2, *shape[1:]) if quick else shape)
+        in_ch, out_ch = shape[1], 64 if shape[1] == 3 else shape[1]
+        args = dict(kwargs)
+        conv_args = {k: v for k, v in args.items() if k != "pull_scale"}
+        exact = PushPull2d(in_ch, out_ch, **args)
+        layers = {
+            "nn.Conv2d": nn.Conv2d(in_ch, out_ch, bias=False, **conv_args),
+            f"exact ({kernel})": exact,
+            "exact, PyTorch path": _WithoutCKernels(exact),
+            "fast": PushPull2d(in_ch, out_ch, pull_mode="fast", **args),
+        }
+        for mode, make in (("eval", _eval_fn), ("train", _train_fn)):
+            times = interleaved_medians({n: make(m, x) for n, m in layers.items()}, rounds)
+            base = times["nn.Conv2d"]
+            ratios = [f"{times[n] / base:.2f}x" for n in layers if n != "nn.Conv2d"]
+            fast_gap = times[f"exact ({kernel})"] / times["fast"]
+            rows.append(
+                [name, str(list(x.shape)), mode, f"{base * 1e3:.1f}", *ratios, f"{fast_gap:.2f}"]
+            )
+    header = ["layer", "input", "mode", "conv ms", *list(layers)[1:], "exact / fast"]
+    header[4:7] = [f"{h} vs conv" for h in header[4:7]]
+    out = _table("Exact push-pull layer vs conv (ratios to nn.Conv2d, same run)", header, rows)
+
+    # direct vs separable, the pull alone, eval: the rule in pull.separable_pays
+    rule_rows = []
+    cases = ((3, 2.0, 64), (3, 1.5, 64), (5, 1.5, 64), (2, 1.5, 64), (1, 2.0, 64), (3, 2.0, 16))
+    for size, h, channels in cases[:1] if quick else cases:
+        x = torch.randn(2, channels, 14, 14) if quick else torch.randn(8, channels, 28, 28)
+        pull = pull_kernel_size(size, h)
+        weight = torch.randn(channels, channels, size, size)
+        pad = (pull - 1) // 2
+        args = ([pull, pull], [1, 1], [pad] * 4, [1, 1], 1)
+        with torch.no_grad():
+            times = interleaved_medians(
+                {
+                    "direct": lambda w=weight, a=args, x=x: _exact_pull_torch(x, w, None, *a),
+                    "separable": lambda w=weight, a=args, x=x: exact_pull(x, w, None, *a),
+                },
+                rounds,
+            )
+        rule_rows.append(
+            [
+                f"{channels}->{channels} {size}x{size} -> {pull}x{pull}",
+                f"{pull * pull / (size * size):.2f}",
+                f"{times['separable'] / times['direct']:.2f}",
+                "separable" if separable_pays((size, size), (pull, pull), channels) else "direct",
+            ]
+        )
+    out += "\n" + _table(
+        f"Pull alone, C separable form vs direct conv ({x.shape[0]}xCx{x.shape[-1]}x{x.shape[-1]}, eval)",
+        ["pull", "pull/push area", "separable / direct time", "rule picks"],
+        rule_rows,
+    )
+    return out
+
+
 def bench_resnet50(rounds: int = 7) -> str:
     """(b) timm resnet50 vs push-pull in the stem and every first-stage bottleneck 3x3."""
     import timm
@@ -154,15 +261,6 @@ def bench_blurpool(rounds: int = 30) -> str:
     from . import native
     from .layers import BlurPool2d
 
-    class WithoutCKernel(nn.Module):
-        def __init__(self, layer: nn.Module) -> None:
-            super().__init__()
-            self.layer = layer
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            with native.native_kernels(False):
-                return self.layer(x)
-
     rows = []
     for shape in ((8, 64, 56, 56), (4, 64, 112, 112), (8, 256, 28, 28), (32, 64, 32, 32)):
         x = torch.randn(*shape)
@@ -175,7 +273,7 @@ def bench_blurpool(rounds: int = 30) -> str:
         layers.update({f"{n}, compiled": torch.compile(m, dynamic=False) for n, m in eager.items()})
         kernel = "C kernel" if native.load("blur_pool") is not None else "no C compiler found"
         layers[f"timm_pushpull BlurPool2d ({kernel})"] = layers.pop("timm_pushpull BlurPool2d")
-        layers["timm_pushpull BlurPool2d, PyTorch path"] = WithoutCKernel(
+        layers["timm_pushpull BlurPool2d, PyTorch path"] = _WithoutCKernels(
             eager["timm_pushpull BlurPool2d"]
         )
         times = interleaved_medians({n: _eval_fn(m, x) for n, m in layers.items()}, rounds)
@@ -197,10 +295,11 @@ def _macs(model: nn.Module, x: torch.Tensor) -> float:
     return counter.get_total_flops() / 2
 
 
-def bench_models(rounds: int = 3, pattern: str = "*_pp*") -> str:
+def bench_models(rounds: int = 3, pattern: str = "*_pp*", baselines: tuple[str, ...] = ()) -> str:
     """Params, MACs and step times of every push-pull entrypoint next to its baseline.
 
     Each pair is timed side by side, so a baseline appears once per push-pull variant.
+    ``baselines``: only the variants of these baselines (all when empty).
     """
     import timm
 
@@ -211,6 +310,8 @@ def bench_models(rounds: int = 3, pattern: str = "*_pp*") -> str:
         if not timm.get_pretrained_cfg(name) or "_pp" not in name:
             continue
         baseline = name.split("_pp")[0]
+        if baselines and baseline not in baselines:
+            continue
         cfg = timm.get_pretrained_cfg(name).to_dict()
         size = cfg["input_size"]
         batch = 2 if size[-1] >= 224 else 8
@@ -289,6 +390,11 @@ def run(sections: tuple[str, ...] = SECTIONS, quick: bool = False) -> str:
     )
     tables = {
         "layers": lambda: bench_layers(5 if quick else 15),
+        "pull": lambda: (
+            bench_pull(2 if quick else 9, quick)
+            + "\n"
+            + bench_models(1 if quick else 3, "resnet*_pp_b1", ("resnet20", "resnet50"))
+        ),
         "resnet50": lambda: bench_resnet50(2 if quick else 7),
         "blurpool": lambda: bench_blurpool(5 if quick else 30),
         "models": lambda: bench_models(1 if quick else 3),

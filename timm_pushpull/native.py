@@ -4,7 +4,8 @@ Why: eager PyTorch has no fused op for some of our CPU hot spots, and each op it
 pass over memory. Blur-pool is a padded copy plus a depthwise convolution in PyTorch (timm's and
 kornia's too); one pass in C measured 2.3-4x faster than the fastest of them. The robustness
 benchmark's noise draws, shot-noise Poisson look-up and frost blend measured 2-3x faster in C
-(BENCHMARKS.md). ``torch.compile`` fuses such code as well, but costs seconds per input shape.
+(BENCHMARKS.md). The exact pull's smoothed maps (``pull_maps.c``) have no PyTorch op at all.
+``torch.compile`` fuses such code as well, but costs seconds per input shape.
 The kernels (``csrc/``) are plain C99 without PyTorch headers, so they build in under a second
 with any C compiler and do not depend on torch's C++ ABI. Like the CPU kernels of
 torch.compile's inductor, they are built on the user's machine, here once per source version,
@@ -89,8 +90,10 @@ def _build(name: str) -> Path | None:
     if compiler is None:
         _logger.info("no C compiler found: %s runs on the PyTorch code path", name)
         return None
+    # the headers a kernel may include are part of its source
+    sources = [source, *sorted(SOURCE_DIR.glob("*.h"))]
     key = hashlib.sha256(
-        source.read_bytes()
+        b"".join(path.read_bytes() for path in sources)
         + repr((CFLAGS, OPENMP_FLAGS, LIBS, sys.platform, platform.machine())).encode()
     ).hexdigest()[:16]
     target = cache_dir() / f"{name}-{key}.so"

@@ -12,9 +12,12 @@ which is slow on the CPU. Implementations, picked per call:
 
 - float32 on the CPU: a C kernel (``timm_pushpull/csrc/blur_pool.c``, built on first use by
   ``timm_pushpull.native``) that filters and subsamples in one pass without a padded copy, about 2-3x faster than the fastest of
-  timm/kornia in eager mode (BENCHMARKS.md); its backward is the PyTorch form's.
-- under ``torch.compile``: sums of strided slices of the padded input, which inductor fuses into one
-  loop (about 2x kornia on the CPU); in eager mode the same expression costs one pass per tap.
+  timm/kornia in eager mode (BENCHMARKS.md); its backward is the PyTorch form's. It is the
+  ``torch.library`` op ``timm_pushpull::blur_pool2d`` (fake implementation, autograd through a
+  transposed op, vmap rule), so ``torch.compile``, ``torch.export`` and ``torch.func`` keep it as
+  one op (it was faster than inductor's fused loop below: BENCHMARKS.md).
+- under ``torch.compile`` elsewhere: sums of strided slices of the padded input, which inductor
+  fuses into one loop (about 2x kornia on the CPU); in eager mode it costs one pass per tap.
 - otherwise (other dtypes, GPU, no C compiler): a depthwise convolution over the padded input, or on
   small maps (<= 32 px) two banded matrix products ``A x B^T`` with the padding folded into A and
   B, which skips the padded copy and measured about 1.8x faster there; on larger maps the dense
@@ -159,28 +162,20 @@ def _native_kernel():
     return native.function("blur_pool", "blur_pool_float", _KERNEL_SIGNATURE, ctypes.c_int)
 
 
-def _has_storage(x: Tensor) -> bool:
-    # fake, functional and vmap-batched tensors have no data pointer to hand to C
-    try:
-        x.data_ptr()
-    except RuntimeError:
-        return False
-    return True
-
-
 def _has_tangent(x: Tensor) -> bool:
     return forward_ad.unpack_dual(x).tangent is not None
 
 
 def _native_applies(x: Tensor) -> bool:
     return (
-        not torch.jit.is_tracing()  # a trace would not record the C call
+        not torch.jit.is_tracing()  # a trace records aten ops only (TorchScript, ONNX)
         and native.native_enabled()
         and x.device.type == "cpu"
         and x.dtype == torch.float32
         and x.is_contiguous()
         and x.numel() > 0
-        and _has_storage(x)
+        and not _has_tangent(x)  # custom ops have no forward-mode formula
+        and _native_kernel() is not None
     )
 
 
@@ -201,28 +196,66 @@ def _blur_pool_native(x: Tensor, taps: tuple[float, ...], stride: int, pad_mode:
     return out
 
 
-class _NativeBlurPool(torch.autograd.Function):
-    """The C forward with autograd: blur-pool is linear, so its vjp and jvp are the same at every
-    input and come from the PyTorch form."""
+@torch.library.custom_op("timm_pushpull::blur_pool2d", mutates_args=())
+def _blur_pool_op(x: Tensor, taps: list[float], stride: int, pad_mode: str) -> Tensor:
+    """Blur-pool as one op: the C kernel on float32 CPU tensors, the PyTorch form elsewhere."""
+    if _native_applies(x.contiguous()):
+        return _blur_pool_native(x.contiguous(), tuple(taps), stride, pad_mode)
+    return _blur_pool_torch(x, tuple(taps), stride, pad_mode).contiguous()
 
-    @staticmethod
-    def forward(x: Tensor, taps: tuple[float, ...], stride: int, pad_mode: str) -> Tensor:
-        return _blur_pool_native(x, taps, stride, pad_mode)
 
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        x, *ctx.args = inputs
-        ctx.input_shape = x.shape
+@torch.library.custom_op("timm_pushpull::blur_pool2d_backward", mutates_args=())
+def _blur_pool_backward_op(
+    grad: Tensor, height: int, width: int, taps: list[float], stride: int, pad_mode: str
+) -> Tensor:
+    """The transpose of blur-pool (it is linear): its input gradient, from the PyTorch form."""
+    zeros = grad.new_zeros(()).expand(*grad.shape[:2], height, width)
+    _, vjp = torch.func.vjp(lambda t: _blur_pool_torch(t, tuple(taps), stride, pad_mode), zeros)
+    return vjp(grad)[0].contiguous()
 
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        zeros = grad.new_zeros(()).expand(ctx.input_shape)
-        _, vjp = torch.func.vjp(lambda t: _blur_pool_torch(t, *ctx.args), zeros)
-        return vjp(grad)[0], None, None, None
 
-    @staticmethod
-    def jvp(ctx, tangent: Tensor, *_) -> Tensor:
-        return _blur_pool_torch(tangent, *ctx.args)
+@_blur_pool_op.register_fake
+def _(x, taps, stride, pad_mode):
+    # padding adds len(taps) - 1 samples, so each side gives (size - 1) // stride + 1 outputs
+    return x.new_empty(*x.shape[:2], (x.shape[2] - 1) // stride + 1, (x.shape[3] - 1) // stride + 1)
+
+
+@_blur_pool_backward_op.register_fake
+def _(grad, height, width, taps, stride, pad_mode):
+    return grad.new_empty(*grad.shape[:2], height, width)
+
+
+def _setup_forward(ctx, inputs, output) -> None:
+    x, *ctx.args = inputs
+    ctx.size = x.shape[-2:]
+
+
+def _setup_backward(ctx, inputs, output) -> None:
+    ctx.args = inputs[3:]
+
+
+_blur_pool_op.register_autograd(
+    lambda ctx, grad: (_blur_pool_backward_op(grad, *ctx.size, *ctx.args), None, None, None),
+    setup_context=_setup_forward,
+)
+_blur_pool_backward_op.register_autograd(
+    lambda ctx, grad: (_blur_pool_op(grad, *ctx.args), None, None, None, None, None),
+    setup_context=_setup_backward,
+)
+
+
+def _fold_batch(op):
+    """vmap rule: blur-pool is per plane, so a vmapped dimension folds into the batch."""
+
+    def rule(info, in_dims, x, *args):
+        x = x.movedim(in_dims[0], 0)
+        return op(x.flatten(0, 1), *args).unflatten(0, x.shape[:2]), 0
+
+    return rule
+
+
+_blur_pool_op.register_vmap(_fold_batch(_blur_pool_op))
+_blur_pool_backward_op.register_vmap(_fold_batch(_blur_pool_backward_op))
 
 
 def blur_pool2d(
@@ -237,12 +270,10 @@ def blur_pool2d(
         raise ValueError(f"stride must be >= 1, got {stride}")
     taps = blur_taps(filter_type, filter_size)
     _check_padding(min(x.shape[-2:]), len(taps), pad_mode)
+    if _native_applies(x):
+        return _blur_pool_op(x, list(taps), stride, pad_mode)
     if torch.compiler.is_compiling():
         return _blur_pool_strided(x, taps, stride, pad_mode)
-    if _native_applies(x) and _native_kernel() is not None:
-        if (torch.is_grad_enabled() and x.requires_grad) or _has_tangent(x):
-            return _NativeBlurPool.apply(x, taps, stride, pad_mode)
-        return _blur_pool_native(x, taps, stride, pad_mode)
     return _blur_pool_torch(x, taps, stride, pad_mode)
 
 

@@ -9,9 +9,11 @@ and negated. Three ways to apply it, all differentiable in the push weights:
 * ``direct`` (exact): a convolution with the resized kernel, the paper's formulation.
 * ``separable`` (exact): resizing is linear and separable, ``resize(k) = U k U^T``, so
   ``x * resize(k) = sum_ab k[:, :, a, b] * (x * u_a u_b^T)``: per-channel separable filtering
-  followed by a 1x1 convolution with the push kernel's multiply-adds. Chosen automatically when
-  the layer has few input channels per group (the image-facing first layer), where it beats a
-  15x15 convolution; with many channels its intermediate maps cost more than they save.
+  followed by a 1x1 convolution with the push kernel's multiply-adds. On float32/float64 CPU
+  tensors a C kernel builds the maps and one matrix product mixes them (:mod:`.exact_pull`),
+  wherever :func:`separable_pays` says so; that rule was measured on a 2-core x86 CPU
+  (BENCHMARKS.md). Elsewhere (GPU, no C compiler) PyTorch's grouped convolutions build the maps,
+  which only beats the direct form for few input channels per group (the image-facing layer).
 * ``fast`` (approximate, opt-in): linear interpolation at integer spacing ``d`` equals
   zero-insertion with spacing ``d`` followed by a tent filter of half-width ``d``. The pull is then
   a small depthwise tent blur plus the push kernel applied with dilation ``d``, about the cost of
@@ -31,11 +33,28 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from .exact_pull import exact_pull, interpolation_matrix, native_available
+
 PULL_MODES = ("exact", "fast")
 
-# Input channels per group up to which the exact pull uses the separable form (see BENCHMARKS.md:
-# 1.8x faster than a direct 15x15 conv for a 3-channel 7x7 stem, 1.5x slower for 64->64 3x3).
+# Input channels per group up to which the exact pull without the C kernel uses PyTorch's separable
+# form (see BENCHMARKS.md: 1.8x faster than a direct 15x15 conv for a 3-channel 7x7 stem, 1.5x
+# slower for 64->64 3x3).
 SEPARABLE_MAX_IN_CHANNELS = 4
+# The C separable form costs its S = s_h*s_w maps per input channel and pixel (built, then read by
+# the GEMM) plus the push conv's multiply-adds, S * (c + O) for O output channels per group; the
+# direct form P * O for a P = p_h*p_w pull kernel. Measured on this project's 2-core x86 VM
+# (BENCHMARKS.md, "pull alone"): building the maps costs about what mixing them into c = 72 output
+# channels does (the two forms tie for 16->16 3x3 -> 7x7 and for 64->64 5x5 -> 7x7).
+MAP_COST_CHANNELS = 72
+
+
+def separable_pays(
+    kernel_size: tuple[int, int], pull_size: tuple[int, int], out_per_group: int
+) -> bool:
+    """Whether the C separable form of the exact pull beats the direct convolution on the CPU."""
+    maps = kernel_size[0] * kernel_size[1]
+    return maps * (MAP_COST_CHANNELS + out_per_group) < pull_size[0] * pull_size[1] * out_per_group
 
 
 def pull_kernel_size(kernel_size: int, pull_scale: float) -> int:
@@ -55,12 +74,6 @@ def pull_kernel_size(kernel_size: int, pull_scale: float) -> int:
 def pull_weight(push_weight: Tensor, pull_size: tuple[int, int]) -> Tensor:
     """The exact pull kernel: the push kernel resized to ``pull_size`` and negated."""
     return -F.interpolate(push_weight, size=pull_size, mode="bilinear", align_corners=True)
-
-
-def interpolation_matrix(size: int, new_size: int, dtype=None, device=None) -> Tensor:
-    """``[size, new_size]`` matrix U with ``linear_resize(v) = v @ U`` (``align_corners=True``)."""
-    eye = torch.eye(size, dtype=dtype or torch.float32, device=device).unsqueeze(0)
-    return F.interpolate(eye, size=new_size, mode="linear", align_corners=True)[0]
 
 
 def fast_pull_spacing(kernel_size: int, pull_size: int) -> int:
@@ -151,8 +164,7 @@ class Pull(nn.Module):
         dtype=None,
     ) -> None:
         super().__init__()
-        empty = torch.empty(0)
-        smoothing = vertical_taps = horizontal_taps = empty
+        smoothing = torch.empty(0)
         self.spacing = dilation
         self.blur_input = True
         if mode not in PULL_MODES:
@@ -185,21 +197,16 @@ class Pull(nn.Module):
         elif in_per_group <= SEPARABLE_MAX_IN_CHANNELS:
             self.impl = "separable"
             extent = self.pull_size
-            kh, kw = kernel_size
-            taps_v = interpolation_matrix(kh, self.pull_size[0]).repeat(in_channels, 1)
-            taps_h = interpolation_matrix(kw, self.pull_size[1]).repeat(in_channels * kh, 1)
-            vertical_taps = taps_v.view(in_channels * kh, 1, -1, 1)
-            horizontal_taps = taps_h.view(in_channels * kh * kw, 1, 1, -1)
         else:
             self.impl = "direct"
             extent = self.pull_size
-        # TorchScript compiles every branch, so every filter buffer exists (empty when unused).
-        for name, value in (
-            ("smoothing", smoothing),
-            ("vertical_taps", vertical_taps),
-            ("horizontal_taps", horizontal_taps),
-        ):
-            self.register_buffer(name, value.to(device=device, dtype=dtype), persistent=False)
+        self.native_separable = mode == "exact" and separable_pays(
+            self.kernel_size, self.pull_size, out_channels // groups
+        )
+        # TorchScript compiles every branch, so the buffer exists (empty when unused).
+        self.register_buffer(
+            "smoothing", smoothing.to(device=device, dtype=dtype), persistent=False
+        )
         # Same centre and output size as the push conv. An even push kernel has its centre between
         # taps while the pull kernel is odd: the odd pixel of padding goes bottom/right.
         before = [
@@ -208,11 +215,13 @@ class Pull(nn.Module):
         total = [d * (e - k) + 2 * p for e, k, p, d in zip(extent, kernel_size, padding, dilation)]
         self.asymmetric = any(2 * b != t for b, t in zip(before, total))
         self.input_pad = [before[1], total[1] - before[1], before[0], total[0] - before[0]]
+        self.sides = [before[0], total[0] - before[0], before[1], total[1] - before[1]]
         self.padding = (0, 0) if self.asymmetric else (before[0], before[1])
         self._cache: tuple[Tensor, Tensor] | None = None
 
     def extra_repr(self) -> str:
-        return f"pull_scale={self.pull_scale}, pull_size={self.pull_size}, mode={self.mode}, impl={self.impl}"
+        impl = f"{self.impl}, separable C kernel on the CPU" if self.native_separable else self.impl
+        return f"pull_scale={self.pull_scale}, pull_size={self.pull_size}, mode={self.mode}, impl={impl}"
 
     def derived_weight(self, push_weight: Tensor) -> Tensor:
         """The tensor this branch convolves with, computed from the push weights (no caching)."""
@@ -252,25 +261,57 @@ class Pull(nn.Module):
             self._cache = cache
         return cache[1]
 
-    def forward(self, x: Tensor, push_weight: Tensor, push_bias: Tensor | None = None) -> Tensor:
+    @torch.jit.unused
+    def _native_applies(self, x: Tensor) -> bool:
+        if not self.native_separable or torch.jit.is_tracing():  # a trace records aten ops (ONNX)
+            return False
+        if isinstance(x, torch.fx.Proxy):  # the op picks its path per call
+            return native_available(torch.device("cpu"), torch.float32)
+        return native_available(x.device, x.dtype) and not torch.is_autocast_enabled(x.device.type)
+
+    def runs_native(self, x: Tensor) -> bool:
+        """Whether a call with ``x`` runs the C separable form (channels-last output)."""
         if torch.jit.is_scripting():
-            weight = self.derived_weight(push_weight)
-        else:
-            weight = self._weight(push_weight)
+            return False
+        return self._native_applies(x) and not self._vmapped(x)
+
+    @torch.jit.unused
+    def _vmapped(self, x: Tensor) -> bool:
+        # vmap cannot give a batched tensor another memory format (the op itself runs batched)
+        return isinstance(x, Tensor) and torch._C._functorch.is_batchedtensor(x)
+
+    @torch.jit.unused
+    def _native(self, x: Tensor, push_weight: Tensor, bias: Tensor | None) -> Tensor:
+        args = (self.pull_size, self.stride, self.sides, self.dilation)
+        return exact_pull(x, -push_weight, bias, *[list(a) for a in args], self.groups)
+
+    def forward(self, x: Tensor, push_weight: Tensor, push_bias: Tensor | None = None) -> Tensor:
         bias = negated_bias(push_bias)
+        if torch.jit.is_scripting():
+            # TorchScript runs the paper's direct form (or the fast one): plain convolutions
+            impl = "fast" if self.mode == "fast" else "direct"
+            weight = pull_weight(push_weight, self.pull_size) if impl == "direct" else -push_weight
+        elif self._native_applies(x):
+            return self._native(x, push_weight, bias)
+        else:
+            impl = self.impl
+            weight = self._weight(push_weight)
         if self.asymmetric:
             x = F.pad(x, self.input_pad)
-        if self.impl == "direct":
+        if impl == "direct":
             return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
-        if self.impl == "separable":
+        if impl == "separable":
             return self._separable(x, weight, bias)
         return self._fast(x, weight, bias)
 
     def _separable(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         channels = x.shape[1]
+        kh, kw = self.kernel_size
+        vertical = interpolation_matrix(kh, self.pull_size[0], x.dtype, x.device)
+        horizontal = interpolation_matrix(kw, self.pull_size[1], x.dtype, x.device)
         rows = F.conv2d(
             x,
-            self.vertical_taps,
+            vertical.repeat(channels, 1).view(channels * kh, 1, -1, 1),
             stride=(self.stride[0], 1),
             padding=(self.padding[0], 0),
             dilation=(self.dilation[0], 1),
@@ -278,7 +319,7 @@ class Pull(nn.Module):
         )
         maps = F.conv2d(
             rows,
-            self.horizontal_taps,
+            horizontal.repeat(channels * kh, 1).view(channels * kh * kw, 1, 1, -1),
             stride=(1, self.stride[1]),
             padding=(0, self.padding[1]),
             dilation=(1, self.dilation[1]),

@@ -227,9 +227,10 @@ class PushPull2d(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         _check_input_channels(x, self.in_channels)
-        if self.pull_mode == "fast":
+        if self.pull_mode == "fast" or self.pulls[0].runs_native(x):
             # The depthwise tent and the dilated conv are much faster channels-last on CPU: the
             # fast layer costs 2.3x a plain conv this way against 3.1x in NCHW (BENCHMARKS.md).
+            # The exact pull's C form returns channels-last: the rest follows (4.0x -> 3.0x).
             x = x.contiguous(memory_format=torch.channels_last)
         weight, bias = self.push.weight, self.push.bias
         push = self.push(x)
