@@ -33,7 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .exact_pull import exact_pull, interpolation_matrix, native_available
+from .exact_pull import interpolation_matrix, native_available  # also registers the op
 
 PULL_MODES = ("exact", "fast")
 
@@ -283,7 +283,10 @@ class Pull(nn.Module):
     @torch.jit.unused
     def _native(self, x: Tensor, push_weight: Tensor, bias: Tensor | None) -> Tensor:
         args = (self.pull_size, self.stride, self.sides, self.dilation)
-        return exact_pull(x, -push_weight, bias, *[list(a) for a in args], self.groups)
+        # through the op's packet, not its overload: an FX graph then names
+        # torch.ops.timm_pushpull.exact_pull, which TorchScript resolves (`.default` it cannot)
+        pull_op = torch.ops.timm_pushpull.exact_pull
+        return pull_op(x, -push_weight, bias, *[list(a) for a in args], self.groups)
 
     def forward(self, x: Tensor, push_weight: Tensor, push_bias: Tensor | None = None) -> Tensor:
         bias = negated_bias(push_bias)
