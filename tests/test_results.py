@@ -149,6 +149,12 @@ def test_per_image_outcomes_stay_in_step_with_results_json(tmp_path):
         load_per_image(tmp_path)
     assert ResultsFile(tmp_path, header).results["clean_error"] is None
 
+    # the demo's own file of earlier versions (no indices, no run): not read either
+    np.savez(tmp_path / PER_IMAGE_FILE, clean=CLEAN_OUTCOMES.values)
+    with pytest.raises(ValueError, match="not a per_image.npz of `timm-pushpull evaluate`"):
+        load_per_image(tmp_path)
+    assert ResultsFile(tmp_path, header).results["clean_error"] is None
+
 
 def test_hashes_see_values_not_objects():
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))

@@ -396,9 +396,10 @@ def _read_per_image(path: Path) -> tuple[str, dict[str, UnitOutcomes]]:
     except (OSError, ValueError) as error:
         raise ValueError(f"{path} is not a readable {PER_IMAGE_FILE}: {error}") from error
     run = str(arrays.pop("run", ""))
-    units = {key: UnitOutcomes(values, arrays[f"{key}/indices"])
-             for key, values in arrays.items() if not key.endswith("/indices")}  # fmt: skip
-    return run, units
+    keys = [key for key in arrays if not key.endswith("/indices")]
+    if not run or any(f"{key}/indices" not in arrays for key in keys):
+        raise ValueError(f"{path} is not a {PER_IMAGE_FILE} of `timm-pushpull evaluate`")
+    return run, {key: UnitOutcomes(arrays[key], arrays[f"{key}/indices"]) for key in keys}
 
 
 def load_per_image(
@@ -472,7 +473,10 @@ class ResultsFile:
         self.results.update({key: value for key, value in stored.items() if key not in header})
         per_image = self.path.with_name(PER_IMAGE_FILE)
         if per_image.is_file():
-            run, units = _read_per_image(per_image)
+            try:
+                run, units = _read_per_image(per_image)
+            except ValueError:  # damaged, or not evaluate's: no outcome of this run
+                run, units = None, {}
             if run == run_key(self.results):
                 self.per_image = units
         for key in finished_units(self.results):
