@@ -11,16 +11,20 @@ import torch
 
 from timm_pushpull.data import FASHION_MNIST_SYSTEM_DIR
 from timm_pushpull.demo import DEMO_MODELS, add_arguments, compare_models, main, verdict_text
+from timm_pushpull.robustness.results import UnitOutcomes, load_per_image
 
 
-def outcomes(clean_wrong, corruption_wrong, agree):
-    """Per-image outcomes of one model: 1 = wrong (agree: 1 = the two shifted copies agree)."""
+def outcomes(clean_wrong, corruption_wrong, agree, images=None):
+    """Per-image outcomes of one model as ``evaluate`` keeps them: 1 = wrong (agree: 1 = the two
+    shifted copies agree), of the test images ``images`` (default: 0..n-1)."""
+    indices = np.arange(len(clean_wrong)) if images is None else np.asarray(images)
     return {
-        "clean": np.asarray(clean_wrong),
-        **{k: np.asarray(v) for k, v in corruption_wrong.items()},
-        "gaussian noise sweep": np.stack([clean_wrong, clean_wrong]),
-        "shift consistency": np.asarray(agree),
-    }
+        "clean_error": UnitOutcomes(np.asarray(clean_wrong), indices),
+        **{f"corruptions/{k}": UnitOutcomes(np.asarray(v), indices)
+           for k, v in corruption_wrong.items()},
+        "noise_sweeps/gaussian": UnitOutcomes(np.stack([clean_wrong, clean_wrong]), indices),
+        "shift": UnitOutcomes(np.asarray(agree)[None], indices),
+    }  # fmt: skip
 
 
 def test_verdicts_are_paired_over_images_with_intervals():
@@ -60,6 +64,10 @@ def test_verdicts_are_paired_over_images_with_intervals():
     )
     assert "No clear difference on 2 test(s): fog, gaussian noise sweep." in text
     assert "McNemar p = 1): no clear difference." in text
+    # outcomes of other images are not paired
+    shuffled = outcomes(ones((0, 20)), {}, ~ones((0, 10)), images=np.arange(n)[::-1])
+    with pytest.raises(ValueError, match="'clean' on other images"):
+        compare_models(shuffled, reference)
 
 
 @pytest.mark.skipif(
@@ -79,6 +87,12 @@ def test_quick_demo_end_to_end(tmp_path, monkeypatch):
     assert "--quick run: a check of the pipeline" in readme
     summary = json.loads((out / "summary.json").read_text())
     assert "a difference counts only when its 95% interval" in readme
+    # the verdicts are those of the per-image outcomes the benchmark kept beside results.json
+    kept = {model: load_per_image(out / "robustness" / model) for model, _ in DEMO_MODELS}
+    for pair in summary["comparisons"]:
+        candidate, reference = pair.split(" vs ")
+        redone = json.loads(json.dumps(compare_models(kept[candidate], kept[reference])))
+        assert summary["comparisons"][pair] == redone
     for pair, tests in summary["comparisons"].items():
         candidate, reference = pair.split(" vs ")
         section = readme.split(f"### {pair}\n")[1].split("###")[0]
@@ -123,11 +137,15 @@ def test_quick_demo_end_to_end(tmp_path, monkeypatch):
             error = (model(x).argmax(1).numpy() != labels).mean()
         saved = json.loads((out / "robustness" / model_name / "results.json").read_text())
         assert error == pytest.approx(saved["clean_error"])
-        # the per-image outcomes behind the verdicts are those of the benchmark's stored images
-        per_image = np.load(out / "robustness" / model_name / "per_image.npz")
-        assert per_image["clean"].mean() == pytest.approx(saved["clean_error"])
+        # the per-image outcomes behind the verdicts give every number of the benchmark exactly
+        per_image = kept[model_name]
+        assert per_image["clean_error"].values.mean() == saved["clean_error"] == error
+        assert (per_image["clean_error"].indices == np.arange(64)).all()
         for name, entry in saved["corruptions"].items():
-            assert per_image[name].mean(axis=1) == pytest.approx(entry["errors"])
+            assert per_image[f"corruptions/{name}"].values.mean(axis=1).tolist() == entry["errors"]
+        for name, entry in saved["noise_sweeps"].items():
+            assert per_image[f"noise_sweeps/{name}"].values.mean(axis=1).tolist() == entry["errors"]
+        assert per_image["shift"].values.mean() == saved["shift"]["consistency"]
         assert np.isclose(1 - error, summary["models"][model_name]["val_acc"] / 100)
         # pretrained=True finds the demo's models where the error without them says to look
         monkeypatch.setenv("TIMM_PUSHPULL_WEIGHTS_DIR", str(out / "models"))

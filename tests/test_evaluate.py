@@ -20,6 +20,7 @@ from timm_pushpull.robustness.evaluate import (
     noise_seed,
     shift_images,
 )
+from timm_pushpull.robustness.results import PER_IMAGE_FILE, load_per_image
 
 IDENTITY = {"mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]}
 
@@ -105,6 +106,51 @@ def test_official_cifar_c_folder_and_baseline(tmp_path):
     assert results["summary"]["ce"] == {"fog": pytest.approx(0.5 / 0.3031)}
     assert results["summary"]["rce"] == {"fog": pytest.approx((0.5 - 0.0) / (0.3031 - 0.1387))}
     assert results["baseline"]["name"] == "alexnet-cifar10c"
+
+
+def test_per_image_outcomes_reproduce_every_number_of_results_json(tmp_path):
+    images, labels = clean_set(count=40)
+    model = MeanIntensityClassifier()
+    results = evaluate_model(model, images, labels, suites=["c", "p", "shift", "noise"],
+                             corruptions=["brightness", "gaussian_noise"], severities=[2, 5],
+                             perturbations=["translate", "gaussian_noise"], num_frames=3,
+                             shift_mode="crop", max_shift=8, shift_trials=2, max_images=37,
+                             noise_levels={"gaussian": [0.0, 0.03]}, out_dir=tmp_path,
+                             batch_size=16, progress=False, **IDENTITY)  # fmt: skip
+    outcomes = load_per_image(tmp_path)
+    subset = outcomes["clean_error"].indices
+    assert len(subset) == 37 and len(set(subset.tolist()) - set(range(40))) == 0
+    assert all((unit.indices == subset).all() for unit in outcomes.values())  # all generated
+    assert outcomes["clean_error"].values.mean() == results["clean_error"]
+    for name, entry in results["corruptions"].items():
+        assert outcomes[f"corruptions/{name}"].values.shape == (2, 37)
+        assert outcomes[f"corruptions/{name}"].values.mean(axis=1).tolist() == entry["errors"]
+    assert 0 < results["corruptions"]["brightness"]["errors"][1] < 1  # the outcomes vary
+    for name, entry in results["noise_sweeps"].items():
+        assert outcomes[f"noise_sweeps/{name}"].values.shape == (len(entry["levels"]), 37)
+        assert outcomes[f"noise_sweeps/{name}"].values.mean(axis=1).tolist() == entry["errors"]
+    agree = outcomes["shift"].values
+    assert agree.shape == (2, 37) and agree.mean() == results["shift"]["consistency"] < 1
+    # -P: the class of every frame; translate compares consecutive frames, noise the first
+    frames = outcomes["perturbations/translate"].values
+    assert frames.shape == (3, 37)
+    flips = [frames[t] != frames[t - 1] for t in (1, 2)]
+    assert np.mean(flips) == results["perturbations"]["translate"]["flip_probability"]
+    frames = outcomes["perturbations/gaussian_noise"].values
+    flips = [frames[t] != frames[0] for t in (1, 2)]
+    assert np.mean(flips) == results["perturbations"]["gaussian_noise"]["flip_probability"]
+
+
+def test_per_image_outcomes_of_an_official_folder(tmp_path):
+    images, labels = clean_set(count=10)
+    evaluate_model(MeanIntensityClassifier(), images, labels, out_dir=tmp_path / "out",
+                   corrupted=CifarCFolder(_official_folder(tmp_path)), progress=False,
+                   **IDENTITY)  # fmt: skip
+    fog = load_per_image(tmp_path / "out")["corruptions/fog"]
+    # at severity s the first s - 1 of the 4 images are wrong
+    assert fog.values.astype(int).tolist() == [[int(i < s - 1) for i in range(4)]
+                                               for s in range(1, 6)]  # fmt: skip
+    assert fog.indices.tolist() == [0, 1, 2, 3]
 
 
 def test_official_cifar_p_flip_probabilities(tmp_path, official_dir):
@@ -201,6 +247,12 @@ def test_resume_skips_finished_units_and_keeps_them_after_a_crash(tmp_path):
     assert resumed.calls == 2 * 5  # contrast and saturate only
     assert results["corruptions"]["brightness"] == written["corruptions"]["brightness"]
     assert list(results["corruptions"]) == names
+    # the outcomes of every unit, those before the crash included, as an uninterrupted run's
+    evaluate_model(MeanIntensityClassifier(), images, labels, corruptions=names,
+                   out_dir=tmp_path / "whole", batch_size=64, progress=False, **IDENTITY)  # fmt: skip
+    with np.load(tmp_path / PER_IMAGE_FILE) as resumed, np.load(tmp_path / "whole" / PER_IMAGE_FILE) as whole:  # fmt: skip
+        assert sorted(resumed.files) == sorted(whole.files)
+        assert all((resumed[key] == whole[key]).all() for key in whole.files)
 
     again = MeanIntensityClassifier()
     evaluate_model(again, images, labels, corruptions=names, out_dir=tmp_path, batch_size=64,

@@ -15,6 +15,7 @@ from PIL import Image
 
 from timm_pushpull.cli import main
 from timm_pushpull.robustness.parallel import shard
+from timm_pushpull.robustness.results import PER_IMAGE_FILE
 
 WORKER = Path(__file__).with_name("evaluate_worker.py")
 
@@ -83,6 +84,18 @@ def _read(out: Path) -> dict:
     return json.loads((out / "results.json").read_text())
 
 
+def _per_image(out: Path) -> dict[str, np.ndarray]:
+    with np.load(out / PER_IMAGE_FILE) as stored:
+        return {key: stored[key] for key in stored.files}
+
+
+def _assert_same_outcomes(first: Path, second: Path) -> None:
+    one, other = _per_image(first), _per_image(second)
+    assert sorted(one) == sorted(other)
+    for key, values in one.items():
+        assert values.dtype == other[key].dtype and np.array_equal(values, other[key]), key
+
+
 def test_shards_are_whole_blocks_covering_every_image_once():
     assert [shard(70, 32, rank, 2) for rank in range(2)] == [range(0, 32), range(32, 70)]
     assert [shard(70, 32, rank, 4) for rank in range(4)] == [
@@ -113,6 +126,9 @@ def test_two_processes_give_the_numbers_of_one(data, tmp_path):
     # the numbers say something: predictions vary with the images
     assert 0 < one["clean_error"] < 1 and 0 < one["perturbations"]["translate"]["flip_probability"]
     assert one["n_images"] == 33 and one["perturbations"]["translate"]["n_sequences"] == 10
+    # each image's outcomes too, gathered in image order from both processes
+    _assert_same_outcomes(tmp_path / "two", tmp_path / "one")
+    assert _per_image(tmp_path / "two")["noise_sweeps/gaussian"].shape == (7, 33)
 
 
 def test_a_killed_process_leaves_whole_units_and_one_process_finishes_the_run(data, tmp_path):
@@ -127,12 +143,13 @@ def test_a_killed_process_leaves_whole_units_and_one_process_finishes_the_run(da
     written = _read(out)
     assert written["world_size"] == 2 and written["clean_error"] is not None
     assert list(written["corruptions"]) == ["fog"]
-    assert not [path.name for path in out.iterdir() if path.name != "results.json"]
+    assert sorted(path.name for path in out.iterdir()) == [PER_IMAGE_FILE, "results.json"]
 
     assert main(_arguments(data, out, *datasets)) == 0  # resumed by one process
     assert main(_arguments(data, tmp_path / "whole", *datasets)) == 0
     assert (out / "results.json").read_text() == (tmp_path / "whole" / "results.json").read_text()
     assert list(_read(out)["corruptions"]) == ["fog", "contrast"]
+    _assert_same_outcomes(out, tmp_path / "whole")
 
 
 def test_processes_with_other_weights_are_refused(data, tmp_path):

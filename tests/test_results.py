@@ -2,14 +2,18 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 
 from timm_pushpull.robustness.baselines import ALEXNET_CIFAR10_C, Baseline
 from timm_pushpull.robustness.results import (
+    PER_IMAGE_FILE,
     ResultsFile,
+    UnitOutcomes,
     array_sha256,
+    load_per_image,
     load_results,
     run_differences,
     save_results,
@@ -92,15 +96,64 @@ def test_run_differences_name_nested_fields_and_missing_ones():
 def test_results_file_refuses_another_run_and_overwrite_replaces_it(tmp_path):
     header = {k: v for k, v in minimal().items() if k not in ("clean_error", "corruptions")}
     store = ResultsFile(tmp_path, header)
-    store.results["clean_error"] = 0.25
+    store.add("clean_error", None, 0.25, CLEAN_OUTCOMES)
     store.save({}, None)
     other = {**header, "settings": {"severities": [1, 3], "seed": 1}}
     with pytest.raises(ValueError, match=r"settings.seed: 0 \(stored\) vs 1 \(this run\)"):
         ResultsFile(tmp_path, other)
     assert ResultsFile(tmp_path, header).results["clean_error"] == 0.25  # resumed
     fresh = ResultsFile(tmp_path, other, overwrite=True)
-    assert fresh.results["clean_error"] is None
+    assert fresh.results["clean_error"] is None and fresh.per_image == {}
     assert load_results(tmp_path)["clean_error"] == 0.25  # nothing is replaced before a save
+    assert load_per_image(tmp_path)["clean_error"].values.tolist() == [True, False, False, False]
+
+
+# image 0 of images 3, 5, 8, 9 wrong: clean error 0.25
+CLEAN_OUTCOMES = UnitOutcomes(np.array([True, False, False, False]), np.array([3, 5, 8, 9]))
+
+
+def test_per_image_outcomes_stay_in_step_with_results_json(tmp_path):
+    header = {k: v for k, v in minimal().items() if k not in ("clean_error", "corruptions")}
+    store = ResultsFile(tmp_path, header)
+    store.add("clean_error", None, 0.25, CLEAN_OUTCOMES)
+    fog = UnitOutcomes(np.array([[1, 1, 0, 0], [1, 1, 1, 0]], dtype=bool), np.array([3, 5, 8, 9]))
+    store.add("corruptions", "fog", {"errors": [0.5, 0.75], "mean_error": 0.625}, fog)
+    store.save({}, None)
+    loaded = load_per_image(tmp_path)
+    assert list(loaded) == ["clean_error", "corruptions/fog"]
+    assert loaded["corruptions/fog"].values.tolist() == fog.values.tolist()
+    assert loaded["corruptions/fog"].indices.tolist() == [3, 5, 8, 9]
+
+    # a crash after the outcomes of a unit were written, before results.json listed it
+    written = json.loads((tmp_path / "results.json").read_text())
+    store.add("shift", None, {"consistency": 1.0}, CLEAN_OUTCOMES)
+    store.save({}, None)
+    (tmp_path / "results.json").write_text(json.dumps(written))
+    assert list(load_per_image(tmp_path)) == ["clean_error", "corruptions/fog"]
+    assert ResultsFile(tmp_path, header).results["shift"] is None  # evaluated again
+
+    # results.json without outcomes (an older file) resumes without the units lacking them
+    (tmp_path / PER_IMAGE_FILE).unlink()
+    resumed = ResultsFile(tmp_path, header)
+    assert resumed.results["clean_error"] is None and resumed.results["corruptions"] == {}
+    with pytest.raises(FileNotFoundError, match=PER_IMAGE_FILE):
+        load_per_image(tmp_path)
+
+    # another run's outcomes beside these results are never read
+    other = {**header, "settings": {"severities": [1, 3], "seed": 1}}
+    store = ResultsFile(tmp_path / "other", other)
+    store.add("clean_error", None, 0.25, CLEAN_OUTCOMES)
+    store.save({}, None)
+    (tmp_path / "other" / PER_IMAGE_FILE).rename(tmp_path / PER_IMAGE_FILE)
+    with pytest.raises(ValueError, match="another run"):
+        load_per_image(tmp_path)
+    assert ResultsFile(tmp_path, header).results["clean_error"] is None
+
+    # the demo's own file of earlier versions (no indices, no run): not read either
+    np.savez(tmp_path / PER_IMAGE_FILE, clean=CLEAN_OUTCOMES.values)
+    with pytest.raises(ValueError, match="not a per_image.npz of `timm-pushpull evaluate`"):
+        load_per_image(tmp_path)
+    assert ResultsFile(tmp_path, header).results["clean_error"] is None
 
 
 def test_hashes_see_values_not_objects():

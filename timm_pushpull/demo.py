@@ -6,14 +6,16 @@ Trains LeNet-5 (``lenet5_a``) and LeNet-PP (``lenet5_a_pp``), and a CIFAR ResNet
 their robustness on the same test images: the corruptions of CIFAR-10-C generated at CIFAR-scale
 parameters (Hendrycks & Dietterich, 2019), Gaussian / speckle / Poisson noise sweeps (Strisciuglio
 et al., 2019) and shift consistency (Zhang, 2019). Verdicts are paired comparisons on the same
-images, each with its 95% interval (:mod:`.robustness.stats`). The report folder holds::
+images, each with its 95% interval (:mod:`.robustness.stats`), computed from the per-image
+outcomes the benchmark itself kept (``per_image.npz``): the very inputs behind ``results.json``'s
+numbers. The report folder holds::
 
     README.md                  what was run, how long it took, and which model was more robust on what
     summary.json               the same, machine-readable
     report.md, *.png           side-by-side robustness table and plots
     models/<model>/            each trained model as a Hub folder (model.safetensors, config.json, card)
     training/<model>/          the training run (checkpoint, metrics.jsonl, train_config.yaml)
-    robustness/<model>/        results.json of the benchmark, per_image.npz (each test's outcome per image)
+    robustness/<model>/        results.json of the benchmark, per_image.npz (each image's outcomes)
     data/fashion-mnist-c/      the corrupted test images, in the CIFAR-10-C file layout
 
 Every run is seeded (seed 0); each model is trained once, and the report says so. An existing
@@ -32,12 +34,15 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from .data.idx import FASHION_MNIST_SYSTEM_DIR, IdxImageDataset
+
+if TYPE_CHECKING:
+    from .robustness.results import UnitOutcomes
 
 # (model, family); the family picks the training recipe below
 DEMO_MODELS = (
@@ -60,7 +65,6 @@ FMNIST_MEAN, FMNIST_STD = [0.2860], [0.3530]
 APT_PACKAGE = "dataset-fashion-mnist"
 SEED = 0
 SHIFT_TEST, SWEEP_SUFFIX = "shift consistency", " noise sweep"  # names of the paired tests
-OUTCOMES_FILE = "per_image.npz"
 
 
 @dataclass(frozen=True)
@@ -82,9 +86,8 @@ class DemoSettings:
 
 # Sized on 2 cores: LeNet-5 trains at ~3000 images/s (-pp ~2000), ResNet-20 at ~170 (-pp_b1 ~80)
 # and evaluates at ~500 (~200); the benchmark classifies each test image ~120 times. Measured:
-# 12.5 minutes in all (2 min LeNets, 6.6 min ResNets, 3.8 min robustness, 0.2 min report) before
-# the per-image outcomes of the paired verdicts, which classify the same inputs again: in a --quick
-# run (2026-12-01) they took as long as the robustness pass, so about 16 minutes now.
+# 12.5 minutes in all (2 min LeNets, 6.6 min ResNets, 3.8 min robustness, 0.2 min report); the
+# paired verdicts read the per-image outcomes of that same robustness pass, classifying nothing again.
 FULL = DemoSettings(
     name="full",
     lenet_train_samples=None,
@@ -214,113 +217,63 @@ def build_corrupted_set(
     np.save(folder / "labels.npy", labels.astype(np.int64))
 
 
-def per_image_outcomes(
-    model: torch.nn.Module,
-    images: np.ndarray,
-    labels: np.ndarray,
-    corrupted_dir: Path,
-    corruptions: Sequence[str],
-    severities: Sequence[int],
-    noise_levels: Mapping[str, Sequence[float]],
-    max_shift: int,
-    batch_size: int,
-) -> dict[str, np.ndarray]:
-    """What the model does on each test image, for paired comparisons between models.
-
-    ``{"clean": wrong [N], <corruption>: wrong [severities, N], "<sweep> noise sweep": wrong
-    [levels, N], "shift consistency": agree [N]}`` (1 = wrong / the two shifted copies agree). The
-    corrupted images are the demo's stored set; the noise and the shifts are drawn from fixed seeds,
-    so every model sees the very same inputs.
-    """
-    from .robustness.evaluate import (
-        NOISE_SWEEPS,
-        add_gaussian_noise,
-        add_speckle_noise,
-        contrast_poisson_noise,
-        shift_images,
-    )
-
-    mean = torch.tensor(model.pretrained_cfg["mean"]).view(1, -1, 1, 1)
-    std = torch.tensor(model.pretrained_cfg["std"]).view(1, -1, 1, 1)
-    targets = torch.from_numpy(labels)
-
-    @torch.inference_mode()
-    def predict(unit_images: torch.Tensor) -> torch.Tensor:
-        chunks = unit_images.split(batch_size)
-        return torch.cat([model((chunk - mean) / std).argmax(1) for chunk in chunks])
-
-    def wrong(unit_images: torch.Tensor) -> np.ndarray:
-        return (predict(unit_images) != targets).numpy()
-
-    def unit(array: np.ndarray) -> torch.Tensor:  # uint8 [N, H, W] or [N, H, W, 1] -> [N, 1, H, W]
-        return (
-            torch.from_numpy(np.array(array))
-            .float()
-            .div(255)
-            .reshape(len(array), 1, *array.shape[1:3])
-        )
-
-    clean = unit(images)
-    outcomes = {"clean": wrong(clean)}
-    count = len(images)
-    for name in corruptions:
-        stored = np.load(corrupted_dir / f"{name}.npy", mmap_mode="r")  # [5N, H, W, 1]
-        outcomes[name] = np.stack(
-            [wrong(unit(stored[(s - 1) * count : s * count])) for s in severities]
-        )
-    noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(SEED))
-    for sweep, (_, default_levels) in NOISE_SWEEPS.items():
-        rows = []
-        for number, level in enumerate(noise_levels.get(sweep, default_levels)):
-            if sweep == "gaussian":
-                noisy = add_gaussian_noise(clean, level, noise)
-            elif sweep == "speckle":
-                noisy = add_speckle_noise(clean, level, noise)
-            else:
-                generator = torch.Generator().manual_seed(SEED + number)
-                noisy = contrast_poisson_noise(clean, level, generator)
-            rows.append(wrong(noisy))
-        outcomes[f"{sweep}{SWEEP_SUFFIX}"] = np.stack(rows)
-    generator = torch.Generator().manual_seed(SEED)
-    offsets = torch.randint(-max_shift, max_shift + 1, (2, count, 2), generator=generator)
-    first, second = (predict(shift_images(clean, offsets[k])) for k in (0, 1))
-    outcomes[SHIFT_TEST] = (first == second).numpy()
-    return outcomes
+def _by_test(outcomes: Mapping[str, UnitOutcomes]) -> dict[str, UnitOutcomes]:
+    """The demo's tests (``clean``, each corruption, ``<sweep> noise sweep``, ``shift
+    consistency``) from a run's per-image outcomes, by :func:`~.robustness.results.unit_key`."""
+    tests = {}
+    for key, unit in outcomes.items():
+        section, _, name = key.partition("/")
+        if section == "clean_error":
+            tests["clean"] = unit
+        elif section == "corruptions":
+            tests[name] = unit
+        elif section == "noise_sweeps":
+            tests[f"{name}{SWEEP_SUFFIX}"] = unit
+        elif section == "shift":
+            tests[SHIFT_TEST] = unit
+    return tests
 
 
 def compare_models(
-    candidate: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray]
+    candidate: Mapping[str, UnitOutcomes], reference: Mapping[str, UnitOutcomes]
 ) -> dict[str, dict[str, Any]]:
-    """Per-test paired comparisons of two models' :func:`per_image_outcomes` on the same images.
+    """Per-test paired comparisons of two models' per-image outcomes on the same images: those
+    ``evaluate`` kept beside each results.json (:func:`~.robustness.results.load_per_image`).
 
     Clean error: McNemar's exact test; every other test: the paired bootstrap over images of the
-    per-image error averaged over severities / levels (:mod:`.robustness.stats`). "mean corruption
-    error" averages each image over every corruption and severity.
+    per-image error (shift: agreement) averaged over severities / levels / trials
+    (:mod:`.robustness.stats`). "mean corruption error" averages each image over every
+    corruption and severity both runs have. Raises ValueError when a test of the two runs is on
+    other images.
     """
     from .robustness.stats import mcnemar_exact, paired_bootstrap
+
+    ours, theirs = _by_test(candidate), _by_test(reference)
+    shared = [name for name in ours if name in theirs]
+    for name in shared:
+        if not np.array_equal(ours[name].indices, theirs[name].indices):
+            raise ValueError(f"the two runs tested {name!r} on other images: no paired comparison")
 
     def entry(comparison, metric: str, higher_is_better: bool = False) -> dict[str, Any]:
         return dict(
             comparison.to_dict(), metric=metric, verdict=comparison.verdict(higher_is_better)
         )
 
-    tests = {"clean": entry(mcnemar_exact(candidate["clean"], reference["clean"]), "error")}
-    corruptions = [
-        k for k in candidate if k not in ("clean", SHIFT_TEST) and not k.endswith(SWEEP_SUFFIX)
-    ]
-    for name in candidate:
-        if name in reference and name not in ("clean", SHIFT_TEST):
-            tests[name] = entry(paired_bootstrap(candidate[name], reference[name]), "error")
-    if SHIFT_TEST in candidate and SHIFT_TEST in reference:
+    tests = {"clean": entry(mcnemar_exact(ours["clean"].values, theirs["clean"].values), "error")}
+    errors = [name for name in shared if name not in ("clean", SHIFT_TEST)]
+    for name in errors:
+        tests[name] = entry(paired_bootstrap(ours[name].values, theirs[name].values), "error")
+    if SHIFT_TEST in shared:
         tests[SHIFT_TEST] = entry(
-            paired_bootstrap(candidate[SHIFT_TEST], reference[SHIFT_TEST]), "consistency", True
-        )
-    shared = [k for k in corruptions if k in reference]
-    if shared:
+            paired_bootstrap(ours[SHIFT_TEST].values, theirs[SHIFT_TEST].values), "consistency",
+            higher_is_better=True,
+        )  # fmt: skip
+    corruptions = [name for name in errors if not name.endswith(SWEEP_SUFFIX)]
+    if corruptions:
         tests["mean corruption error"] = entry(
             paired_bootstrap(
-                np.concatenate([candidate[k] for k in shared]),
-                np.concatenate([reference[k] for k in shared]),
+                np.concatenate([ours[name].values for name in corruptions]),
+                np.concatenate([theirs[name].values for name in corruptions]),
             ),
             "error",
         )
@@ -418,8 +371,9 @@ def _write_readme(out: Path, summary: Mapping, verdicts: Sequence[str]) -> None:
         "- [report.md](report.md): the side-by-side robustness table and plots",
         "- `models/<model>/`: trained weights as Hub folders (`timm.create_model('local-dir:models/<model>')` "
         "after `import timm_pushpull`)",
-        "- `robustness/<model>/results.json`, `robustness/<model>/per_image.npz` (what each test "
-        "did on each image, for the paired comparisons), `training/<model>/metrics.jsonl`, "
+        "- `robustness/<model>/results.json`, `robustness/<model>/per_image.npz` (what each image "
+        "did in each test of that benchmark: the paired comparisons use these), "
+        "`training/<model>/metrics.jsonl`, "
         "`summary.json`",
         "",
     ]
@@ -439,6 +393,7 @@ def run_demo(
     from .robustness.datasets import CifarCFolder
     from .robustness.evaluate import evaluate_model
     from .robustness.report import write_report
+    from .robustness.results import load_per_image
     from .training.config import build_config
     from .training.trainer import train
 
@@ -515,17 +470,11 @@ def run_demo(
             progress=progress,
         )
         results.append(result)
-        timings[f"robustness {model}"] = time.perf_counter() - tic
-        tic = time.perf_counter()
-        outcomes[model] = per_image_outcomes(
-            net, images, labels, corrupted_dir, corruptions, settings.severities,
-            settings.noise_levels, result["shift"]["max_shift"], settings.eval_batch_size,
-        )  # fmt: skip
-        np.savez_compressed(out / "robustness" / model / OUTCOMES_FILE, **outcomes[model])
+        outcomes[model] = load_per_image(out / "robustness" / model, result)
         models[model].update(
             clean_error=result["clean_error"], params=sum(p.numel() for p in net.parameters())
         )
-        timings[f"per-image outcomes {model}"] = time.perf_counter() - tic
+        timings[f"robustness {model}"] = time.perf_counter() - tic
 
     tic = time.perf_counter()
     sample = torch.from_numpy(images[:4]).float().div(255).unsqueeze(1)

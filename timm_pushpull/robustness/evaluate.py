@@ -25,6 +25,9 @@ most the unit in progress and a rerun of the same run skips what is done. The fi
 the numbers depend on (architecture, model args, a hash of the weights evaluated, data set and
 subset, random generator, device, versions, settings); a rerun that differs in any of them stops
 with an error naming each difference instead of mixing results, unless ``overwrite`` starts over.
+Beside it, ``OUT/per_image.npz`` keeps what each image did in every finished unit (wrong or right
+per severity / level, shift agreement per trial, -P predictions per frame), in step with
+results.json, for paired comparisons of models on the same images (``load_per_image``).
 
 Under ``torchrun`` / ``accelerate launch`` the processes share every unit (:mod:`.parallel`):
 each evaluates its own whole blocks of images, reading only those, and the first process writes
@@ -74,6 +77,7 @@ from .results import (
     SCHEMA_VERSION,
     ResultsFile,
     RunIdentity,
+    UnitOutcomes,
     array_sha256,
     state_dict_sha256,
     summarize,
@@ -524,11 +528,8 @@ def evaluate_model(
     with tqdm(todo, disable=disable, desc=str(results["model"]), file=sys.stderr) as bar:
         for section, name in bar:
             bar.set_postfix_str(f"{section} {name or ''}".strip())
-            value = getattr(run, section)(name)
-            if name is None:
-                results[section] = value
-            else:
-                results[section][name] = value
+            value, outcomes = getattr(run, section)(name)
+            store.add(section, name, value, outcomes)
             # a unit is written whole, after all processes finished it (by the first only)
             store.save(summarize(results, baseline), stored_baseline)
     store.save(summarize(results, baseline), stored_baseline)
@@ -586,7 +587,8 @@ class _Evaluation:
 
     Every method evaluates this process's shard of the images (:mod:`.parallel`), gathers the
     per-image results of all processes in image order and returns the section's value computed
-    from all of them, the same on every process.
+    from all of them and those per-image outcomes (:class:`UnitOutcomes`), the same on every
+    process.
     """
 
     classify: _Classifier
@@ -654,37 +656,46 @@ class _Evaluation:
         local = torch.cat(rows) if rows else torch.zeros((0,) * ndim, dtype=dtype)
         return self.processes.gather(local.to(self.device, dtype)).cpu()
 
-    def error(self, dataset: Dataset, indices: np.ndarray, draw: Callable | None = None) -> float:
-        """Top-1 error on ``dataset[indices]``, the images first changed by ``draw`` per block."""
+    def wrong(
+        self, dataset: Dataset, indices: np.ndarray, draw: Callable | None = None
+    ) -> torch.Tensor:
+        """Which of ``dataset[indices]`` are misclassified (bool ``[N]``), the images first
+        changed by ``draw`` per block."""
         wrong = []
         for start, images, labels in self.batches(dataset, indices):
             if draw is not None:
                 images = _per_block(images, start, NOISE_BLOCK, self.seed, draw)
             wrong.append(self.classify(images) != labels)
-        wrong = self.gather(wrong, torch.uint8)
-        return int(wrong.sum()) / len(wrong)
+        return self.gather(wrong, torch.uint8).bool()
 
-    def clean_error(self, _name: None) -> float:
-        return self.error(self.clean, self.clean_indices)
+    def clean_error(self, _name: None) -> tuple[float, UnitOutcomes]:
+        wrong = self.wrong(self.clean, self.clean_indices)
+        return int(wrong.sum()) / len(wrong), UnitOutcomes(wrong.numpy(), self.clean_indices)
 
-    def corruptions(self, name: str) -> dict:
-        errors = []
+    def corruptions(self, name: str) -> tuple[dict, UnitOutcomes]:
+        wrong, indices = [], self.clean_indices
         for severity in self.severities:
             if self.corrupted is not None:
                 dataset = self.corrupted.dataset(name, severity)
                 indices = _subset(len(dataset), self.max_images, self.seed)
-                errors.append(self.error(dataset, indices))
+                wrong.append(self.wrong(dataset, indices))
             else:
                 draw = functools.partial(
                     corrupt, name=name, severity=severity, scale=self.scale,
                     frost=self.frost, spatter=self.spatter, output=self.output,
                 )  # fmt: skip
-                errors.append(self.error(self.clean, self.clean_indices, draw))
+                wrong.append(self.wrong(self.clean, self.clean_indices, draw))
+        if len({len(row) for row in wrong}) > 1:
+            raise ValueError(
+                f"the severities of {name} hold different numbers of images "
+                f"({[len(row) for row in wrong]}): per-image outcomes need the same images"
+            )
+        errors = [int(row.sum()) / len(row) for row in wrong]
         source = "official" if self.corrupted is not None else "generated"
         result = {"errors": errors, "mean_error": float(np.mean(errors)), "source": source}
         if name == "frost" and self.corrupted is None:
             result["comparable"] = resolve_frost_source(self.frost).reference
-        return result
+        return result, UnitOutcomes(torch.stack(wrong).numpy(), indices)
 
     def generate_sequences(self, images: torch.Tensor, name: str, seed: int) -> torch.Tensor:
         """Sequences at the run's scale. ImageNet-P warps the 256-px image and keeps 224-px crops;
@@ -698,7 +709,7 @@ class _Evaluation:
                                 antialias=True, align_corners=False)  # fmt: skip
         return resized.clamp_(0, 1).view(*frames.shape[:3], *images.shape[-2:])
 
-    def perturbations(self, name: str) -> dict:
+    def perturbations(self, name: str) -> tuple[dict, UnitOutcomes]:
         if self.sequences is not None:
             dataset = self.sequences.dataset(name)
             indices = _subset(len(dataset), self.max_images, self.seed)
@@ -715,16 +726,18 @@ class _Evaluation:
             predictions.append(self.classify(images.flatten(0, 1)).view(count, frames))
         predictions = self.gather(predictions, torch.int64, ndim=2)
         noise = name in NOISE_PERTURBATIONS
-        return {
+        result = {
             "flip_probability": metrics.flip_probability(predictions, noise=noise),
             "noise": noise,
             "n_sequences": int(predictions.shape[0]),
             "n_frames": int(predictions.shape[1]),
             "source": "official" if self.sequences is not None else "generated",
         }
+        frames = predictions.T.numpy().astype(np.int32)  # [frames, sequences]: images last
+        return result, UnitOutcomes(frames, indices)
 
-    def shift(self, _name: None) -> dict:
-        agree = total = 0
+    def shift(self, _name: None) -> tuple[dict, UnitOutcomes]:
+        agree = []
         for trial in range(self.shift_trials):
             same = []
             for start, images, _ in self.clean_batches():
@@ -734,13 +747,13 @@ class _Evaluation:
                 first = self.classify(shift_images(images, offsets[0], self.shift_mode))
                 second = self.classify(shift_images(images, offsets[1], self.shift_mode))
                 same.append(first == second)
-            same = self.gather(same, torch.uint8)
-            agree += int(same.sum())
-            total += len(same)
-        return {"consistency": agree / total, "mode": self.shift_mode, "max_shift": self.max_shift,
-                "n_pairs": total}  # fmt: skip
+            agree.append(self.gather(same, torch.uint8).bool())
+        agree = torch.stack(agree)  # [trials, images]
+        result = {"consistency": int(agree.sum()) / agree.numel(), "mode": self.shift_mode,
+                  "max_shift": self.max_shift, "n_pairs": agree.numel()}  # fmt: skip
+        return result, UnitOutcomes(agree.numpy(), self.clean_indices)
 
-    def noise_sweeps(self, name: str) -> dict:
+    def noise_sweeps(self, name: str) -> tuple[dict, UnitOutcomes]:
         levels = self.sweeps[name]
         wrong = []  # [images, levels] per batch
         for start, images, labels in self.clean_batches():
@@ -765,12 +778,13 @@ class _Evaluation:
                                        for block, generator in zip(blocks, generators, strict=True)])  # fmt: skip
                 batch_wrong.append(self.classify(noisy) != labels)
             wrong.append(torch.stack(batch_wrong, dim=1))
-        wrong = self.gather(wrong, torch.uint8, ndim=2)
-        return {
+        wrong = self.gather(wrong, torch.uint8, ndim=2).bool()
+        result = {
             "parameter": NOISE_SWEEPS[name][0],
             "levels": levels,
             "errors": (wrong.sum(dim=0).numpy() / len(wrong)).tolist(),
         }
+        return result, UnitOutcomes(wrong.T.numpy(), self.clean_indices)
 
 
 # ----------------------------------------------------------------------------------------------

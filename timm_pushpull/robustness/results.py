@@ -39,6 +39,26 @@ rerun into the same folder resumes only when both are equal, see :func:`run_diff
 files (no ``identity``) are read for reports and baselines but never resumed into.
 ``world_size`` (processes of the run that wrote the file last) is provenance, not identity: the
 numbers do not depend on it, and a run resumes with any number of processes.
+
+Beside it, ``per_image.npz`` (:data:`PER_IMAGE_FILE`) keeps what each image did in every finished
+unit, for paired comparisons of models on the same images (:mod:`.stats`); the numbers of
+results.json are means of these arrays. Images are the last axis; ``<unit>/indices`` holds the
+positions of those images in the data set they come from (the clean test set, or an official -C
+/ -P folder)::
+
+    clean_error                  bool [N]: wrong
+    corruptions/<name>           bool [severities, N]: wrong, severities as settings.severities
+    noise_sweeps/<name>          bool [levels, N]: wrong, levels as the entry's levels
+    shift                        bool [trials, N]: the two shifted copies get the same class
+    perturbations/<name>         int32 [frames, N sequences]: top-1 class of each frame
+    <unit>/indices               int64 [N]
+    run                          str: :func:`run_key` of the results.json it belongs to
+
+Both files are written by the first process only, atomically, per-image outcomes first: a crash
+between the two leaves outcomes of one unit results.json does not list, which are ignored. A
+resumed run keeps the outcomes of the units results.json lists and evaluates again any finished
+unit without them (e.g. of a file written before per-image outcomes were kept); outcomes whose
+``run`` is not that of results.json (another run's) are never read (:func:`load_per_image`).
 """
 
 from __future__ import annotations
@@ -61,6 +81,13 @@ __all__ = [
     "SCHEMA",
     "SCHEMA_VERSION",
     "RESULTS_FILE",
+    "PER_IMAGE_FILE",
+    "UnitOutcomes",
+    "unit_key",
+    "run_key",
+    "finished_units",
+    "save_per_image",
+    "load_per_image",
     "RunIdentity",
     "ResultsFile",
     "state_dict_sha256",
@@ -77,6 +104,7 @@ __all__ = [
 SCHEMA = "timm-pushpull-robustness"
 SCHEMA_VERSION = 2
 RESULTS_FILE = "results.json"
+PER_IMAGE_FILE = "per_image.npz"
 _SECTIONS = ("corruptions", "perturbations", "noise_sweeps")  # name -> entry objects
 _ALL_SEVERITIES = (1, 2, 3, 4, 5)
 
@@ -258,6 +286,21 @@ def _results_path(path: str | Path) -> Path:
     return path / RESULTS_FILE if path.is_dir() else path
 
 
+def _write_atomically(path: Path, write) -> Path:
+    """``write(file)`` into a temporary file renamed over ``path``: never a truncated file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with temporary.open("wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
 def load_results(path: str | Path) -> dict[str, Any]:
     """A results.json (or a folder holding one), validated: see :func:`validate_results`."""
     file = _results_path(path)
@@ -274,18 +317,8 @@ def save_results(results: Mapping[str, Any], path: str | Path) -> Path:
     """Validate and write ``results`` atomically (a temporary file renamed over the old one), so
     an interrupted write never leaves a truncated file."""
     validate_results(results, "results to save")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with temporary.open("w", encoding="utf-8") as file:
-            file.write(json.dumps(results, indent=2) + "\n")
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path
+    text = (json.dumps(results, indent=2) + "\n").encode("utf-8")
+    return _write_atomically(Path(path), lambda file: file.write(text))
 
 
 def _flatten(value: Any, prefix: str) -> dict[str, Any]:
@@ -309,15 +342,109 @@ def run_differences(stored: Mapping, requested: Mapping) -> list[tuple[str, Any,
     return differences
 
 
+# ----------------------------------------------------------------------------------------------
+# per-image outcomes
+
+
+@dataclass(frozen=True)
+class UnitOutcomes:
+    """What each image did in one unit: ``values [..., N]`` (see the module docstring) for the
+    images at positions ``indices [N]`` of the data set the unit evaluated."""
+
+    values: np.ndarray
+    indices: np.ndarray
+
+    def __post_init__(self):
+        if self.indices.ndim != 1 or self.values.shape[-1:] != self.indices.shape:
+            raise ValueError(
+                f"per-image values {self.values.shape} must end with the {len(self.indices)} "
+                "images of indices"
+            )
+
+
+def unit_key(section: str, name: str | None = None) -> str:
+    """Name of a unit's outcomes: ``clean_error``, ``shift`` or ``<section>/<name>``."""
+    return section if name is None else f"{section}/{name}"
+
+
+def finished_units(results: Mapping[str, Any]) -> list[str]:
+    """:func:`unit_key` of every unit ``results`` holds a number for."""
+    keys = [key for key in ("clean_error", "shift") if results.get(key) is not None]
+    for section in _SECTIONS:
+        keys += [unit_key(section, name) for name in results.get(section) or {}]
+    return keys
+
+
+def run_key(results: Mapping[str, Any]) -> str:
+    """SHA-256 of a run's ``identity`` and ``settings``: the outcomes of one run carry its key."""
+    run = {"identity": results.get("identity"), "settings": results.get("settings")}
+    return hashlib.sha256(json.dumps(run, sort_keys=True).encode()).hexdigest()
+
+
+def save_per_image(outcomes: Mapping[str, UnitOutcomes], run: str, path: str | Path) -> Path:
+    """Write per-image ``outcomes`` (by :func:`unit_key`) of the run ``run`` atomically."""
+    arrays = {"run": np.array(run)}
+    for key, unit in outcomes.items():
+        arrays[key], arrays[f"{key}/indices"] = unit.values, unit.indices
+    return _write_atomically(Path(path), lambda file: np.savez_compressed(file, **arrays))
+
+
+def _read_per_image(path: Path) -> tuple[str, dict[str, UnitOutcomes]]:
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            arrays = {key: stored[key] for key in stored.files}
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path} is not a readable {PER_IMAGE_FILE}: {error}") from error
+    run = str(arrays.pop("run", ""))
+    keys = [key for key in arrays if not key.endswith("/indices")]
+    if not run or any(f"{key}/indices" not in arrays for key in keys):
+        raise ValueError(f"{path} is not a {PER_IMAGE_FILE} of `timm-pushpull evaluate`")
+    return run, {key: UnitOutcomes(arrays[key], arrays[f"{key}/indices"]) for key in keys}
+
+
+def load_per_image(
+    path: str | Path, results: Mapping[str, Any] | None = None
+) -> dict[str, UnitOutcomes]:
+    """The per-image outcomes of the run in folder ``path``, by :func:`unit_key`, of exactly the
+    units its results.json (or ``results``) lists.
+
+    Raises FileNotFoundError when the folder has none, ValueError when they belong to another
+    run than the results or miss one of its units (written before outcomes were kept).
+    """
+    folder = Path(path)
+    results = load_results(folder) if results is None else results
+    file = folder / PER_IMAGE_FILE
+    if not file.is_file():
+        raise FileNotFoundError(f"{path}: no {PER_IMAGE_FILE} there")
+    run, units = _read_per_image(file)
+    if run != run_key(results):
+        raise ValueError(f"{file} holds the outcomes of another run than {RESULTS_FILE}")
+    missing = [key for key in finished_units(results) if key not in units]
+    if missing:
+        raise ValueError(f"{file} has no per-image outcomes of {', '.join(missing)}")
+    return {key: units[key] for key in finished_units(results)}
+
+
+def _drop_unit(results: dict[str, Any], key: str) -> None:
+    section, _, name = key.partition("/")
+    if name:
+        del results[section][name]
+    else:
+        results[section] = None
+
+
 class ResultsFile:
-    """results.json of one run: resumed when the stored run is the same (:func:`run_differences`),
-    refused when not; ``overwrite=True`` starts over (the file is replaced at the first save)."""
+    """results.json and per_image.npz of one run: resumed when the stored run is the same
+    (:func:`run_differences`), refused when not; ``overwrite=True`` starts over (both files are
+    replaced at the first save). A resumed unit without per-image outcomes is dropped, to be
+    evaluated again. Without ``out_dir`` nothing is written and no per-image outcome kept."""
 
     def __init__(
         self, out_dir: str | Path | None, header: Mapping[str, Any], overwrite: bool = False
     ):
         self.path = Path(out_dir) / RESULTS_FILE if out_dir is not None else None
         self.results = empty_results(header)
+        self.per_image: dict[str, UnitOutcomes] = {}
         if self.path is None or not self.path.is_file() or overwrite:
             return
         try:
@@ -344,11 +471,36 @@ class ResultsFile:
             )
         self.results = empty_results(header)
         self.results.update({key: value for key, value in stored.items() if key not in header})
+        per_image = self.path.with_name(PER_IMAGE_FILE)
+        if per_image.is_file():
+            try:
+                run, units = _read_per_image(per_image)
+            except ValueError:  # damaged, or not evaluate's: no outcome of this run
+                run, units = None, {}
+            if run == run_key(self.results):
+                self.per_image = units
+        for key in finished_units(self.results):
+            if key not in self.per_image:
+                _drop_unit(self.results, key)
+        self.per_image = {key: self.per_image[key] for key in finished_units(self.results)}
+
+    def add(self, section: str, name: str | None, value: Any, outcomes: UnitOutcomes) -> None:
+        """A finished unit: its entry of results.json and its per-image outcomes."""
+        if name is None:
+            self.results[section] = value
+        else:
+            self.results[section][name] = value
+        if self.path is not None:
+            self.per_image[unit_key(section, name)] = outcomes
 
     def save(self, summary: Mapping[str, Any], baseline: Mapping[str, Any] | None) -> None:
         self.results["summary"] = dict(summary)
         self.results["baseline"] = None if baseline is None else dict(baseline)
         if self.path is not None:
+            # outcomes first: results.json never lists a unit whose outcomes are not written
+            save_per_image(
+                self.per_image, run_key(self.results), self.path.with_name(PER_IMAGE_FILE)
+            )
             save_results(self.results, self.path)
 
 
