@@ -7,12 +7,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from test_robustness_data import make_cifar_c, make_cifar_p, make_imagenet_c
+from test_robustness_data import make_cifar_c, make_cifar_p, make_imagenet_c, make_imagenet_p
+from timm.data import resolve_data_config
 
+from timm_pushpull.robustness import metrics
 from timm_pushpull.robustness.baselines import ALEXNET_CIFAR10_C
 from timm_pushpull.robustness.corruptions import corrupt
-from timm_pushpull.robustness.datasets import CifarCFolder, CifarPFolder
+from timm_pushpull.robustness.datasets import CifarCFolder, CifarPFolder, ImageNetPFolder
 from timm_pushpull.robustness.evaluate import (
+    _open_datasets,
     add_gaussian_noise,
     add_speckle_noise,
     contrast_poisson_noise,
@@ -172,6 +175,46 @@ def test_official_cifar_p_flip_probabilities(tmp_path, official_dir):
     assert results["summary"]["flip_rates"] == pytest.approx(rates)
     assert results["summary"]["mfr"] == pytest.approx(sum(rates.values()) / 2)
     assert results["clean_error"] is None and results["settings"]["input_size"] == [3, 32, 32]
+
+
+def test_official_imagenet_p_flip_probabilities(tmp_path):
+    import cv2
+
+    # grey frames at class centres (k + 0.5) / 10 of the mean-intensity classifier, so the
+    # encoder's loss of a few levels changes no prediction
+    def grey(*classes):
+        return [(round(255 * (k + 0.5) / 10),) * 3 for k in classes]
+
+    videos = {
+        (name, wnid, f"v{number}"): grey(*classes)
+        for name in ("translate", "gaussian_noise")
+        for number, (wnid, classes) in enumerate([
+            ("n02", (1, 1, 2, 2, 1)), ("n01", (3, 3, 3, 3, 3)), ("n01", (5, 6, 5, 7, 7)),
+            ("n03", (0, 0, 0, 9, 9)), ("n02", (4, 4, 4, 4, 8)),
+        ])
+    }  # fmt: skip
+    root = make_imagenet_p(tmp_path / "ImageNet-P", videos)
+    model = MeanIntensityClassifier()
+    results = evaluate_model(model, suites=["p"], sequences=ImageNetPFolder(root), batch_size=8,
+                             progress=False, **IDENTITY)  # fmt: skip
+    for name, noise in (("translate", False), ("gaussian_noise", True)):
+        by_hand = []  # decoded here, in DatasetFolder's order: sorted wnids, then sorted names
+        for path in sorted((root / name).glob("*/*.mp4")):
+            capture, frames = cv2.VideoCapture(str(path)), []
+            while (frame := capture.read())[0]:
+                frames.append(torch.from_numpy(frame[1]).permute(2, 0, 1).float() / 255)
+            by_hand.append(model(torch.stack(frames)).argmax(1))
+        expected = metrics.flip_probability(torch.stack(by_hand), noise=noise)
+        result = results["perturbations"][name]
+        assert result["flip_probability"] == pytest.approx(expected)
+        assert (result["n_sequences"], result["n_frames"]) == (5, 5)
+    # the frames hold the drawn classes: 7 flips of 20 consecutive pairs, 8 of 20 against frame 1
+    assert results["perturbations"]["translate"]["flip_probability"] == pytest.approx(7 / 20)
+    assert results["perturbations"]["gaussian_noise"]["flip_probability"] == pytest.approx(8 / 20)
+    assert results["settings"]["input_size"] == [3, 32, 32]
+    opened = _open_datasets([str(root)], resolve_data_config({}, model=nn.Conv2d(3, 3, 1)))
+    assert isinstance(opened["p"][0], ImageNetPFolder)
+    assert opened["p"][1] == f"imagenet-p:{root}"  # no resize: the videos hold the model's frames
 
 
 def test_generated_perturbations_shift_and_noise_suites():

@@ -1,4 +1,5 @@
-"""Readers of the official CIFAR-10-C / ImageNet-C / CIFAR-10-P layouts on small files of those layouts."""
+"""Readers of the official CIFAR-10-C / ImageNet-C / CIFAR-10-P / ImageNet-P layouts on small files
+of those layouts."""
 
 import gzip
 
@@ -12,6 +13,7 @@ from timm_pushpull.robustness.datasets import (
     CifarCFolder,
     CifarPFolder,
     ImageNetCFolder,
+    ImageNetPFolder,
     check_severity,
     detect_dataset_kind,
     open_clean_dataset,
@@ -162,10 +164,59 @@ def test_imagenet_c_folder(tmp_path):
         folder.dataset("fog", 7)
 
 
+def make_imagenet_p(root, videos, size=32):
+    """ImageNet-P layout ``<perturbation>/<wnid>/<name>.mp4`` from ``{(perturbation, wnid, name):
+    RGB levels [T, 3]}``, each frame one colour, written with OpenCV's MPEG-4 encoder (lossy: a
+    few levels off)."""
+    import cv2
+
+    for (perturbation, wnid, name), levels in videos.items():
+        folder = root / perturbation / wnid
+        folder.mkdir(parents=True, exist_ok=True)
+        fourcc = cv2.VideoWriter_fourcc(*"mp4v")
+        writer = cv2.VideoWriter(str(folder / f"{name}.mp4"), fourcc, 10, (size, size))
+        assert writer.isOpened()
+        for rgb in levels:
+            writer.write(np.full((size, size, 3), rgb[::-1], np.uint8))  # OpenCV writes BGR
+        writer.release()
+    return root
+
+
+def test_imagenet_p_reads_videos(tmp_path):
+    red, green = (200, 40, 30), (30, 180, 60)
+    videos = {
+        ("translate", "n01443537", "b"): [green] * 3 + [red] * 3,
+        ("translate", "n01440764", "a"): [red] * 6,
+        ("translate", "n01440764", "c"): [red, green] * 3,
+        ("gaussian_noise", "n01440764", "a"): [red] * 4,
+    }
+    folder = ImageNetPFolder(make_imagenet_p(tmp_path, videos))
+    assert folder.perturbations == ("gaussian_noise", "translate")
+    dataset = folder.dataset("translate")
+    # labels: indices of the sorted wnids, as ImageNet's class indices
+    assert [label for _, label in dataset.samples] == [0, 0, 1]
+    frames, label = dataset[2]
+    assert label == 1 and frames.dtype == torch.uint8 and frames.shape == (6, 32, 32, 3)
+    expected = torch.tensor([green] * 3 + [red] * 3, dtype=torch.float32)[:, None, None]
+    # RGB, not OpenCV's BGR; within the MPEG-4 encoder's loss
+    assert (frames.float() - expected).abs().mean() < 4
+    assert (frames.float() - expected).abs().max() < 24
+    assert dataset[1][0].shape == (6, 32, 32, 3) and len(folder.dataset("gaussian_noise")) == 1
+    with pytest.raises(ValueError, match="allowed"):
+        folder.dataset("rotate")
+    (tmp_path / "translate" / "n01440764" / "a.mp4").write_bytes(b"not a video")
+    with pytest.raises(ValueError, match="a.mp4"):
+        dataset[0]
+    with pytest.raises(ValueError, match="mp4"):
+        ImageNetPFolder(tmp_path / "translate")
+
+
 def test_detect_dataset_kind(tmp_path):
     assert detect_dataset_kind(make_cifar_c(tmp_path / "c")) == "cifar-c"
     assert detect_dataset_kind(make_cifar_p(tmp_path / "p")) == "cifar-p"
     assert detect_dataset_kind(make_imagenet_c(tmp_path / "inc")) == "imagenet-c"
+    videos = {("rotate", "n01440764", "a"): [(10, 20, 30)] * 2}
+    assert detect_dataset_kind(make_imagenet_p(tmp_path / "inp", videos)) == "imagenet-p"
     (tmp_path / "folder" / "cat").mkdir(parents=True)
     assert detect_dataset_kind(tmp_path / "folder") == "image-folder"
     (tmp_path / "empty").mkdir()

@@ -7,6 +7,8 @@ Layouts (Hendrycks & Dietterich, ICLR 2019, github.com/hendrycks/robustness):
 - ImageNet-C: ``<corruption>/<severity>/<wnid>/*.JPEG``.
 - CIFAR-10-P: ``<perturbation>.npy``, uint8 ``[N, T, 32, 32, 3]`` (no labels: flip probabilities
   compare a model with itself).
+- ImageNet-P: ``<perturbation>/<wnid>/*.mp4``, one video of 224 x 224 frames per validation image.
+  The difficulty-2/3 noise folders of the release (``gaussian_noise_2`` ...) are not read.
 
 The ``.npy`` files are memory-mapped, so a 150 MB corruption costs nothing until its images are read.
 Every reader yields images as tensors ``[C, H, W]`` (uint8 or float in [0, 1]); :func:`to_unit_images`
@@ -30,10 +32,12 @@ __all__ = [
     "CifarCFolder",
     "CifarPFolder",
     "ImageNetCFolder",
+    "ImageNetPFolder",
     "check_severity",
     "detect_dataset_kind",
     "open_clean_dataset",
     "read_npy",
+    "read_video",
     "to_unit_images",
 ]
 
@@ -255,8 +259,61 @@ class ImageNetCFolder:
         return ImageFolder(str(folder), transform=self.transform)
 
 
+def read_video(path: str | Path) -> torch.Tensor:
+    """All frames of a video as uint8 RGB ``[T, H, W, C]``.
+
+    Decoded with OpenCV, as the reference evaluation (hendrycks/robustness
+    ``ImageNet-P/video_loader.py``) does, so frames match those behind the published numbers;
+    OpenCV is already a dependency, whereas scikit-video (the reference's first choice) is
+    unmaintained and calls aliases numpy removed, and PyAV would add a package for one reader.
+    """
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise ValueError(f"{path} cannot be opened as a video")
+    frames = []
+    try:
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))  # OpenCV decodes to BGR
+    finally:
+        capture.release()
+    if len(frames) < 2:
+        raise ValueError(
+            f"{path}: a perturbation sequence needs at least 2 frames, decoded {len(frames)}"
+        )
+    return torch.from_numpy(np.stack(frames))
+
+
+class ImageNetPFolder:
+    """An ImageNet-P folder: ``<perturbation>/<wnid>/*.mp4``, one video per validation image.
+
+    Items are ``(uint8 frames [T, H, W, C], label)``, decoded by :func:`read_video` when read, so
+    a process decodes only its shard; labels index the sorted wnids, as torchvision's
+    ``DatasetFolder`` (which the reference evaluation uses) numbers them.
+    """
+
+    kind = "imagenet-p"
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.perturbations = tuple(p for p in PERTURBATIONS if (self.root / p).is_dir())
+        if not self.perturbations:
+            raise ValueError(f"{self.root} has no <perturbation>/<wnid>/*.mp4 folders")
+
+    def dataset(self, perturbation: str) -> Dataset:
+        from torchvision.datasets import DatasetFolder
+
+        _check_name(perturbation, self.perturbations, f"perturbation in {self.root}")
+        return DatasetFolder(str(self.root / perturbation), loader=read_video, extensions=(".mp4",))
+
+
 def detect_dataset_kind(path: str | Path) -> str:
-    """``"cifar-c"``, ``"cifar-p"``, ``"imagenet-c"`` or ``"image-folder"`` for a dataset folder."""
+    """``"cifar-c"``, ``"cifar-p"``, ``"imagenet-c"``, ``"imagenet-p"`` or ``"image-folder"`` for a
+    dataset folder."""
     path = Path(path)
     if not path.is_dir():
         raise ValueError(f"dataset folder {path} does not exist")
@@ -266,12 +323,15 @@ def detect_dataset_kind(path: str | Path) -> str:
         return "cifar-p"
     if any((path / c / str(s)).is_dir() for c in ALL_CORRUPTIONS for s in range(1, 6)):
         return "imagenet-c"
+    if any(next((path / p).glob("*/*.mp4"), None) for p in PERTURBATIONS if (path / p).is_dir()):
+        return "imagenet-p"
     if any(child.is_dir() for child in path.iterdir()):
         return "image-folder"
     raise ValueError(
         f"cannot tell what {path} holds: expected a CIFAR-C folder (<corruption>.npy + labels.npy), "
         "a CIFAR-10-P folder (<perturbation>.npy), an ImageNet-C folder "
-        "(<corruption>/<severity>/<wnid>/) or an image folder (<class>/<image>)"
+        "(<corruption>/<severity>/<wnid>/), an ImageNet-P folder (<perturbation>/<wnid>/*.mp4) "
+        "or an image folder (<class>/<image>)"
     )
 
 

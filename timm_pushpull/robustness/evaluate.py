@@ -4,8 +4,9 @@ Suites:
 - ``c``: error per corruption and severity (official CIFAR-10/100-C or ImageNet-C files, or
   corruptions generated on the fly from a clean test set with :func:`corrupt`), CE / rCE / mCE
   against a baseline (Hendrycks & Dietterich, ICLR 2019).
-- ``p``: flip probability per perturbation sequence (official CIFAR-10-P files or sequences
-  generated with :func:`perturbation_sequence`), mFR against a baseline that has flip probabilities.
+- ``p``: flip probability per perturbation sequence (official CIFAR-10-P / ImageNet-P files or
+  sequences generated with :func:`perturbation_sequence`), mFR against a baseline that has flip
+  probabilities.
 - ``shift``: consistency of the top-1 class under two random shifts of each image (Zhang, ICML 2019),
   circular (``torch.roll``) or crop-based (zero padding, then a crop at the shifted position).
 - ``noise``: error curves under Gaussian and speckle noise of variance 0..0.03 on [0, 1] images and
@@ -63,6 +64,7 @@ from .datasets import (
     CifarCFolder,
     CifarPFolder,
     ImageNetCFolder,
+    ImageNetPFolder,
     check_severity,
     detect_dataset_kind,
     open_clean_dataset,
@@ -340,7 +342,7 @@ def evaluate_model(
     *,
     suites: Sequence[str] = ("c",),
     corrupted: CifarCFolder | ImageNetCFolder | None = None,
-    sequences: CifarPFolder | None = None,
+    sequences: CifarPFolder | ImageNetPFolder | None = None,
     corruptions: Sequence[str] | None = None,
     severities: Sequence[int] = (1, 2, 3, 4, 5),
     perturbations: Sequence[str] | None = None,
@@ -596,7 +598,7 @@ class _Evaluation:
     clean: Dataset | None
     clean_indices: np.ndarray | None
     corrupted: CifarCFolder | ImageNetCFolder | None
-    sequences: CifarPFolder | None
+    sequences: CifarPFolder | ImageNetPFolder | None
     severities: list[int]
     scale: str
     seed: int
@@ -813,7 +815,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--dataset", action="append", required=True, metavar="SPEC",
-        help="repeatable: a CIFAR-10/100-C folder, an ImageNet-C folder, a CIFAR-10-P folder, and/or "
+        help="repeatable: a CIFAR-10/100-C folder, an ImageNet-C folder, a CIFAR-10-P or ImageNet-P "
+        "folder (<perturbation>/<wnid>/*.mp4), and/or "
         "a clean test set (cifar10:ROOT, cifar100:ROOT, fashion_mnist[:ROOT], mnist:ROOT, hf:PATH, "
         "folder:PATH, an image folder; @SPLIT picks a split other than test) from which missing "
         "corruptions are generated",
@@ -915,6 +918,8 @@ def _open_datasets(specs: Sequence[str], data_config: dict) -> dict:
             role, source = "c", ImageNetCFolder(spec, transform=corrupted_transform)
         elif kind == "cifar-p":
             role, source = "p", CifarPFolder(spec)
+        elif kind == "imagenet-p":
+            role, source = "p", ImageNetPFolder(spec)
         else:
             role, source = "clean", open_clean_dataset(spec, clean_transform, MaybePILToTensor())
         if role in opened:
@@ -922,7 +927,9 @@ def _open_datasets(specs: Sequence[str], data_config: dict) -> dict:
                 f"--dataset {spec!r} and {opened[role][1]!r} both give the {role!r} data; give one"
             )
         description = f"{kind}:{spec}" if kind != "clean" else spec
-        if not isinstance(source, ArrayImageDataset | CifarCFolder | CifarPFolder):
+        if not isinstance(
+            source, ArrayImageDataset | CifarCFolder | CifarPFolder | ImageNetPFolder
+        ):
             # images resized and cropped on loading: how is part of what the numbers depend on
             crop_pct = 1.0 if kind == "imagenet-c" else data_config["crop_pct"]
             description += (f" (resized to {list(size)}, crop_pct {crop_pct}, "
