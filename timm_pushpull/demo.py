@@ -84,10 +84,10 @@ class DemoSettings:
     workers: int = 0  # data loader processes for training
 
 
-# Sized on 2 cores: LeNet-5 trains at ~3000 images/s (-pp ~2000), ResNet-20 at ~170 (-pp_b1 ~80)
-# and evaluates at ~500 (~200); the benchmark classifies each test image ~120 times. Measured:
-# 12.5 minutes in all (2 min LeNets, 6.6 min ResNets, 3.8 min robustness, 0.2 min report); the
-# paired verdicts read the per-image outcomes of that same robustness pass, classifying nothing again.
+# Sized on 2 cores: LeNet-5 trains at ~6000 images/s (-pp ~3700), ResNet-20 at ~490 (-pp_b1 ~240);
+# the benchmark classifies each test image ~120 times. Measured on 2026-12-01: 4.9 minutes in all;
+# the paired verdicts read the per-image outcomes of that same robustness pass, classifying nothing
+# again.
 FULL = DemoSettings(
     name="full",
     lenet_train_samples=None,
