@@ -19,6 +19,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "timm_pushpull.demo",
         "Fashion-MNIST: train baselines vs push-pull, benchmark robustness, write a report",
     ),
+    "study": (
+        "timm_pushpull.study",
+        "Fashion-MNIST: the papers' experiments over seeds, resumable, with a report",
+    ),
     "train": ("timm_pushpull.training.train", "train a model on a recipe with Accelerate"),
     "timm-train": (
         "timm_pushpull.training.timm_train",

@@ -132,8 +132,10 @@ def ensure_fashion_mnist(data_dir: str | Path | None) -> Path:
 
 
 def _train_overrides(model: str, family: str, settings: DemoSettings, data_dir: Path, run_dir: Path,
-                     resume: bool, progress: bool) -> tuple[str, dict[str, Any]]:  # fmt: skip
-    """(recipe, overrides) for one model: the papers' recipes, shortened to the demo's budget."""
+                     resume: bool, progress: bool, seed: int = SEED,
+                     model_kwargs: Mapping[str, Any] | None = None) -> tuple[str, dict[str, Any]]:  # fmt: skip
+    """(recipe, overrides) for one model: the papers' recipes, shortened to the demo's budget
+    (also the study's, :mod:`.study`, with its seeds and model kwargs)."""
     common = dict(
         model=f"{model}.{DEMO_TAG}",  # the tag's pretrained cfg (Fashion-MNIST normalisation, Hub id)
         dataset="fashion_mnist",
@@ -147,7 +149,8 @@ def _train_overrides(model: str, family: str, settings: DemoSettings, data_dir: 
         eval_batch_size=settings.eval_batch_size,
         sched="cosine",  # a short run: anneal to zero per step instead of the papers' milestones
         workers=settings.workers,
-        seed=SEED,
+        model_kwargs=dict(model_kwargs or {}),
+        seed=seed,
         cpu=True,
         output=str(run_dir),
         resume=resume,

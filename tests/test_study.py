@@ -1,0 +1,195 @@
+"""The study runner (timm_pushpull/study.py): a quick study on real Fashion-MNIST, resume, refusal
+of another grid, and the report's statistics against hand computations."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import timm
+
+import timm_pushpull  # noqa: F401  (registers the models)
+from timm_pushpull.cli import main as cli_main
+from timm_pushpull.data.idx import FASHION_MNIST_SYSTEM_DIR
+from timm_pushpull.robustness.results import load_per_image, load_results
+from timm_pushpull.study import (
+    FULL,
+    GROUPS,
+    MNIST_NOISE_LEVELS,
+    PAPER_MNIST,
+    QUICK,
+    _noise_levels,
+    cell_finished,
+    grid,
+    mean_interval,
+    open_study,
+    paired_comparisons,
+    run_study,
+    summarize_group,
+    write_study_report,
+)
+
+needs_fmnist = pytest.mark.skipif(
+    not (FASHION_MNIST_SYSTEM_DIR / "t10k-labels-idx1-ubyte.gz").is_file(),
+    reason="Fashion-MNIST (Debian's dataset-fashion-mnist) is not installed",
+)
+# Student t quantiles t(0.975, df), from statistical tables
+T_975 = {1: 12.706204736, 2: 4.302652730}
+
+
+@pytest.fixture(scope="module")
+def quick_lenet(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("study")
+    run_study(out, quick=True, only=["lenet"], workers=2)
+    write_study_report(out)
+    return out
+
+
+def test_grid_is_the_papers():
+    cells = grid()
+    labels = {c.label for c in cells}
+    assert len({(c.label, c.seed) for c in cells}) == len(cells)
+    for name, group in GROUPS.items():
+        for candidate, reference in group.pairs:
+            assert candidate in labels and reference in labels, (name, candidate, reference)
+    assert {c.seed for c in cells if c.group == "lenet"} == set(range(5))
+    assert {c.seed for c in cells if c.group == "resnet"} == {0, 1, 2}
+    assert {c.label for c in cells if c.group == "lenet"} == {
+        "A", "B", "C", "D", "PA", "PB", "PC", "PD"
+    }  # fmt: skip
+    assert len([c for c in cells if c.group == "h_alpha" and c.seed == 0]) == 2 * (1 + 9)
+    # the MNIST paper's levels (NCAA 2020) reach the evaluation, and its numbers line up with them
+    assert _noise_levels(GROUPS["lenet"], FULL)["gaussian"] == [
+        0.0, 0.001, 0.01, 0.1, 0.2, 0.3, 0.4, 0.5
+    ]  # fmt: skip
+    assert _noise_levels(GROUPS["lenet"], FULL)["contrast_poisson"] == [1.0, 0.5, 0.4, 0.3, 0.2]
+    for sweep, rows in PAPER_MNIST.items():
+        assert all(len(v) == len(MNIST_NOISE_LEVELS[sweep]) for v in rows.values())
+    # every declared model builds with its kwargs
+    for model, kwargs in {(c.model, json.dumps(c.kwargs, sort_keys=True)) for c in cells}:
+        timm.create_model(model, num_classes=10, in_chans=1, **json.loads(kwargs))
+
+
+def test_quick_grid_is_small():
+    cells = grid(quick=True)
+    for name in GROUPS:
+        assert 1 <= len({c.label for c in cells if c.group == name}) <= 2
+    assert QUICK.test_samples <= 100
+
+
+def test_other_grid_in_same_folder_is_refused(tmp_path):
+    open_study(tmp_path, grid(quick=True), QUICK)
+    open_study(tmp_path, grid(quick=True), QUICK)  # the same study: resumed
+    with pytest.raises(FileExistsError, match="another grid"):
+        open_study(tmp_path, grid(quick=True)[:3], QUICK)
+    with pytest.raises(FileExistsError, match="another grid"):
+        open_study(tmp_path, grid(), FULL)
+    # through the command: a full study in the quick study's folder
+    assert cli_main(["study", "--out", str(tmp_path), "--only", "lenet"]) == 2
+
+
+def test_folder_with_other_files_is_refused(tmp_path):
+    (tmp_path / "mine.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="not a study"):
+        open_study(tmp_path, grid(quick=True), QUICK)
+    assert (tmp_path / "mine.txt").read_text() == "keep me"
+
+
+def test_bad_group_and_workers_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown group"):
+        run_study(tmp_path, quick=True, only=["nope"])
+    with pytest.raises(ValueError, match="--workers"):
+        run_study(tmp_path, quick=True, only=["lenet"], workers=0)
+
+
+def test_mean_interval_by_hand():
+    mean, low, high = mean_interval([1.0, 2.0, 3.0])
+    half = T_975[2] * 1.0 / np.sqrt(3)  # sd of 1, 2, 3 is 1
+    assert mean == pytest.approx(2.0)
+    assert (low, high) == pytest.approx((2.0 - half, 2.0 + half))
+    assert mean_interval([5.0]) == (5.0, 5.0, 5.0)
+
+
+@needs_fmnist
+def test_quick_study_runs_end_to_end(quick_lenet):
+    lenet = [c for c in grid(quick=True) if c.group == "lenet"]
+    assert len(lenet) == 4
+    for cell in lenet:
+        folder = quick_lenet / cell.folder
+        assert cell_finished(folder)
+        results = load_results(folder / "results.json")
+        assert results["identity"]["model_args"] == cell.kwargs or not cell.kwargs
+        assert set(results["noise_sweeps"]) == {"gaussian", "speckle", "contrast_poisson"}
+        assert results["noise_sweeps"]["contrast_poisson"]["levels"] == [1.0, 0.2]
+        assert not (folder / "evaluation").exists()
+    # no other group ran
+    assert not (quick_lenet / "cells" / "resnet").exists()
+    report = (quick_lenet / "report" / "README.md").read_text()
+    assert "## lenet" in report and "## resnet" not in report
+    assert "PA vs A" in report and "Fashion-MNIST" in report and "MNIST" in report
+    assert (quick_lenet / "report" / "lenet.png").stat().st_size > 1000
+
+
+@needs_fmnist
+def test_report_statistics_by_hand(quick_lenet):
+    cells = [c for c in grid(quick=True) if c.group == "lenet"]
+    summary = summarize_group(quick_lenet, cells)
+    for label in ("A", "PA"):
+        accuracy = [
+            100 * (1 - load_results(quick_lenet / c.folder / "results.json")["clean_error"])
+            for c in cells
+            if c.label == label
+        ]
+        assert len(accuracy) == 2
+        mean = (accuracy[0] + accuracy[1]) / 2
+        half = T_975[1] * abs(accuracy[0] - accuracy[1]) / np.sqrt(2) / np.sqrt(2)
+        got_mean, got_low, got_high, seeds = summary[label]["clean accuracy"][0]
+        assert seeds == 2
+        assert (got_mean, got_low, got_high) == pytest.approx((mean, mean - half, mean + half))
+        assert (
+            f"{mean:.2f} [{mean - half:.2f}, {mean + half:.2f}]"
+            in (quick_lenet / "report" / "README.md").read_text()
+        )
+    # the paired effect: the mean over images of the per-image error difference, averaged over
+    # the noise levels and the two seeds
+    per_image = {}
+    for c in cells:
+        folder = quick_lenet / c.folder
+        units = load_per_image(folder, load_results(folder / "results.json"))
+        per_image[(c.label, c.seed)] = units["noise_sweeps/gaussian"].values.astype(float)
+    expected = np.mean([(per_image[("PA", s)] - per_image[("A", s)]).mean(axis=0) for s in (0, 1)])
+    compared = paired_comparisons(quick_lenet, cells, "PA", "A")
+    assert compared["gaussian noise sweep"]["effect"] == pytest.approx(expected)
+    assert compared["gaussian noise sweep"]["seeds"] == [0, 1]
+    assert len(compared["clean"]["mcnemar_p_per_seed"]) == 2
+
+
+@needs_fmnist
+def test_resume_skips_finished_and_reruns_interrupted(quick_lenet, tmp_path):
+    out = tmp_path / "study"
+    shutil.copytree(quick_lenet, out)
+    cells = {c.folder: c for c in grid(quick=True) if c.group == "lenet"}
+    finished, evaluation_cut, training_cut, corrupt = sorted(cells)
+    before = (out / finished / "results.json").stat().st_mtime_ns
+    # killed during the evaluation: its files not moved into the cell folder yet
+    (out / evaluation_cut / "evaluation").mkdir()
+    for name in ("results.json", "per_image.npz"):
+        (out / evaluation_cut / name).rename(out / evaluation_cut / "evaluation" / name)
+    # killed during training, before its first checkpoint
+    shutil.rmtree(out / training_cut)
+    (out / training_cut / "training").mkdir(parents=True)
+    (out / training_cut / "training" / "metrics.jsonl").write_text("")
+    # a results.json cut short
+    (out / corrupt / "results.json").write_text('{"schema": ')
+    assert not any(cell_finished(out / f) for f in (evaluation_cut, training_cut, corrupt))
+
+    rerun = run_study(out, quick=True, only=["lenet"], workers=1)
+    assert sorted(c.folder for c in rerun) == sorted([evaluation_cut, training_cut, corrupt])
+    assert (out / finished / "results.json").stat().st_mtime_ns == before
+    assert all(cell_finished(out / f) for f in cells)
+    # the rerun cell trained from scratch gives what the uninterrupted run gave (seeded)
+    redone = load_results(out / training_cut / "results.json")
+    original = load_results(quick_lenet / training_cut / "results.json")
+    assert redone["noise_sweeps"] == original["noise_sweeps"]
+    assert run_study(out, quick=True, only=["lenet"], workers=1) == []

@@ -1,0 +1,664 @@
+"""``timm-pushpull study``: the papers' push-pull and blur-pool experiments on Fashion-MNIST, over seeds.
+
+Runs a declared grid (:data:`GROUPS`) of cells, each one (model, model kwargs, training seed):
+train with the package's trainer (the demo's recipes, :func:`.demo._train_overrides`), then
+:func:`~.robustness.evaluate.evaluate_model` on the Fashion-MNIST test set with the protocol of
+the paper the group reproduces:
+
+- ``lenet``: LeNet-5 A-D vs PA-PD (Strisciuglio et al., "Enhanced robustness of convolutional
+  networks with a push-pull inhibition layer", NCAA 2020): Gaussian and speckle noise of
+  variance 0..0.5 and Poisson noise after a contrast change C = 1, 0.5, 0.4, 0.3, 0.2.
+- ``h_alpha``: pull scale h x inhibition alpha of LeNet-PP and ResNet-20-PP, CIFAR noise levels.
+- ``variants``: learned per-channel alpha, unrectified, SE / SimAM attention, multi-scale pull.
+- ``resnet``: ResNet-20, _pp, _pp_b1, with and without anti-aliasing: the 19 corruptions,
+  noise sweeps and shift consistency.
+- ``blurpool``: LeNet-5 with blur-pool filters rect / tri / bin of size 2-7 (Zhang, "Making
+  Convolutional Networks Shift-Invariant Again", ICML 2019): clean accuracy, shift consistency.
+
+Every model is evaluated on the same test images with the same noise draws (evaluation seed 0),
+so models of one training seed are compared image by image. The output folder holds::
+
+    study.json                      the grid and settings (another grid is refused here)
+    cells/<group>/<label>-s<seed>/  training/ (run folder), results.json, per_image.npz
+    data/fashion-mnist-c/           the corrupted test images, shared by every cell
+    report/README.md, report/*.png  tables (mean and 95% interval over seeds), paired
+                                    comparisons, plots with error bands, the papers' numbers
+
+A cell is finished when its results.json is present and valid; an interrupted cell restarts
+(training from its last checkpoint, the evaluation from its last finished test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .demo import DemoSettings
+
+# The MNIST paper's levels (NCAA 2020, Tables 2-4 and Fig. 5): variances on [0, 1] images, and
+# contrast factors of the Poisson test. The journal's supplementary table heads its Poisson
+# columns "0.5 / 1 / 1.5 / 2 / 2.5", which contradicts its Fig. 5 and text (contrast falling
+# 0.5 -> 0.2, accuracy falling with it); we follow the figure, and read the table's first column
+# (accuracy ~ the clean one) as no contrast change, C = 1.
+MNIST_VARIANCES = (0.0, 0.001, 0.01, 0.1, 0.2, 0.3, 0.4, 0.5)
+MNIST_CONTRASTS = (1.0, 0.5, 0.4, 0.3, 0.2)
+MNIST_NOISE_LEVELS = dict(
+    gaussian=list(MNIST_VARIANCES),
+    speckle=list(MNIST_VARIANCES),
+    contrast_poisson=list(MNIST_CONTRASTS),
+)
+
+# The paper's accuracies (%, MNIST) at the levels above, None where the issue's transcription
+# elides them; (sweep -> label -> accuracies).
+PAPER_MNIST: dict[str, dict[str, list[float | None]]] = {
+    "gaussian": {
+        "A": [98.93, 98.94, 98.73, 94.61, 86.5, 76.83, 68.2, 61.6],
+        "PA": [99.11, 99.1, 98.93, 95.27, 87.09, 78.38, 69.71, 62.8],
+        "B": [98.85, None, None, 90.24, 73.91, 62.62, 53.55, 45.67],
+        "PB": [98.74, None, None, 95.24, 87.2, 78.72, 71.43, 63.1],
+        "D": [None, None, None, 90.02, 78.62, 68.63, 60.34, 53.97],
+        "PD": [None, None, None, 93.41, 81.99, 71.27, 63.88, 57.24],
+    },
+    "contrast_poisson": {
+        "A": [98.96, 80.36, 69.07, 52.79, 30.8],
+        "PA": [99.11, 97.53, 95.09, 89.1, 62.84],
+        "D": [98.55, 79.94, 63.61, 46.18, 37.46],
+        "PD": [98.66, 97.44, 95.72, 90.8, 71.9],
+    },
+}
+
+
+@dataclass(frozen=True)
+class Group:
+    """One part of the study: its cells (label, model, model kwargs), seeds, tests and pairs."""
+
+    cells: tuple[tuple[str, str, dict[str, Any]], ...]
+    seeds: tuple[int, ...]
+    suites: tuple[str, ...]
+    noise_levels: dict[str, list[float]] = field(default_factory=dict)  # {} = evaluate's levels
+    pairs: tuple[tuple[str, str], ...] = ()  # (candidate label, reference label), any group's
+
+
+_H_ALPHA = [(h, alpha) for h in (1.0, 1.5, 2.0) for alpha in (0.5, 1.0, 1.5)]
+_BLURS = [f"{kind}{size}" for kind in ("rect", "tri", "bin") for size in range(2, 8)]
+
+# The whole grid, declared here and nowhere else. Labels are unique across groups.
+GROUPS: dict[str, Group] = {
+    "lenet": Group(
+        cells=tuple(
+            (f"{p}{v.upper()}", f"lenet5_{v}{'_pp' if p else ''}", {})
+            for v in "abcd"
+            for p in ("", "P")
+        ),
+        seeds=(0, 1, 2, 3, 4),
+        suites=("noise",),
+        noise_levels=MNIST_NOISE_LEVELS,
+        pairs=tuple((f"P{v}", v) for v in "ABCD"),
+    ),
+    "h_alpha": Group(
+        cells=(
+            ("A cifar-levels", "lenet5_a", {}),
+            *[(f"PA h{h:g} a{a:g}", "lenet5_a_pp", dict(pp_h=h, pp_alpha=a)) for h, a in _H_ALPHA],
+            ("R20 cifar-levels", "resnet20", {}),
+            *[
+                (f"R20-pp h{h:g} a{a:g}", "resnet20_pp", dict(pp_h=h, pp_alpha=a))
+                for h, a in _H_ALPHA
+            ],
+        ),  # fmt: skip
+        seeds=(0, 1, 2),
+        suites=("noise",),
+        pairs=(
+            *[(f"PA h{h:g} a{a:g}", "A cifar-levels") for h, a in _H_ALPHA],
+            *[(f"R20-pp h{h:g} a{a:g}", "R20 cifar-levels") for h, a in _H_ALPHA],
+        ),
+    ),
+    "variants": Group(
+        cells=(
+            ("PA learned-alpha", "lenet5_a_pp", dict(pp_learn_alpha=True)),
+            ("PA unrectified", "lenet5_a_pp", dict(pp_rectify=False)),
+            ("PA SE", "lenet5_a_pp", dict(pp_attention="se")),
+            ("PA SimAM", "lenet5_a_pp", dict(pp_attention="simam")),
+            ("PA multi-scale", "lenet5_a_pp", dict(pp_scales="1.5,2,3")),
+        ),
+        seeds=(0, 1, 2, 3, 4),
+        suites=("noise",),
+        noise_levels=MNIST_NOISE_LEVELS,
+        pairs=tuple(
+            (label, ref)
+            for label in (
+                "PA learned-alpha",
+                "PA unrectified",
+                "PA SE",
+                "PA SimAM",
+                "PA multi-scale",
+            )
+            for ref in ("PA", "A")
+        ),  # fmt: skip
+    ),
+    "resnet": Group(
+        cells=(
+            ("R20", "resnet20", {}),
+            ("R20-pp", "resnet20_pp", {}),
+            ("R20-pp_b1", "resnet20_pp_b1", {}),
+            ("R20+aa", "resnet20", dict(aa="bin3")),
+            ("R20-pp+aa", "resnet20_pp", dict(aa="bin3")),
+        ),
+        seeds=(0, 1, 2),
+        suites=("c", "noise", "shift"),
+        pairs=(
+            ("R20-pp", "R20"),
+            ("R20-pp_b1", "R20"),
+            ("R20-pp_b1", "R20-pp"),
+            ("R20+aa", "R20"),
+            ("R20-pp+aa", "R20-pp"),
+            ("R20-pp+aa", "R20"),
+        ),  # fmt: skip
+    ),
+    "blurpool": Group(
+        cells=(
+            ("A no-blur", "lenet5_a", {}),
+            *[(f"A {blur}", "lenet5_a", dict(aa=blur)) for blur in _BLURS],
+        ),
+        seeds=(0, 1, 2),
+        suites=("shift",),
+        pairs=tuple((f"A {blur}", "A no-blur") for blur in _BLURS),
+    ),
+}
+
+# Full Fashion-MNIST; epochs set so clean accuracy is near its plateau (the report shows the
+# validation curve of every cell, to check).
+FULL = DemoSettings(
+    name="full",
+    lenet_train_samples=None,
+    lenet_epochs=10,
+    resnet_train_samples=None,
+    resnet_epochs=4,
+    test_samples=10_000,
+    eval_batch_size=500,
+)
+# seconds: a check of the pipeline, barely trained models, 2 cells x 2 seeds per group
+QUICK = DemoSettings(
+    name="quick",
+    lenet_train_samples=256,
+    lenet_epochs=1,
+    resnet_train_samples=128,  # the recipe's batch size
+    resnet_epochs=1,
+    test_samples=64,
+    corruptions=("gaussian_noise", "contrast"),
+    severities=(1, 3),
+    eval_batch_size=64,
+)
+QUICK_CELLS, QUICK_SEEDS = 2, (0, 1)
+STUDY_FILE, DONE_FILES = "study.json", ("results.json", "per_image.npz")
+EVAL_SEED = 0  # the same test images and noise draws for every cell: paired comparisons
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One training run and its evaluation."""
+
+    group: str
+    label: str
+    model: str
+    kwargs: dict[str, Any]
+    seed: int
+
+    @property
+    def family(self) -> str:
+        return "lenet" if self.model.startswith("lenet") else "resnet"
+
+    @property
+    def folder(self) -> str:
+        return f"cells/{self.group}/{self.label.replace(' ', '_')}-s{self.seed}"
+
+
+def grid(quick: bool = False) -> list[Cell]:
+    """Every cell of the study (``quick``: the first cells and seeds of each group)."""
+    cells = []
+    for name, group in GROUPS.items():
+        specs = group.cells[:QUICK_CELLS] if quick else group.cells
+        for seed in QUICK_SEEDS if quick else group.seeds:
+            cells += [Cell(name, label, model, dict(kw), seed) for label, model, kw in specs]
+    return cells
+
+
+def _noise_levels(group: Group, settings: DemoSettings) -> dict[str, list[float]] | None:
+    """The group's levels; --quick keeps the first and last of each sweep."""
+    levels = dict(group.noise_levels)
+    if settings.name == "quick":
+        from .robustness.evaluate import NOISE_SWEEPS
+
+        full = {
+            name: list(levels.get(name, default)) for name, (_, default) in NOISE_SWEEPS.items()
+        }
+        levels = {name: [values[0], values[-1]] for name, values in full.items()}
+    return levels or None
+
+
+def open_study(out: Path, cells: Sequence[Cell], settings: DemoSettings) -> None:
+    """Create ``out/study.json``, or check the one there declares this very grid and settings."""
+    identity = dict(settings=asdict(settings), cells=[asdict(c) for c in cells])
+    identity = json.loads(json.dumps(identity))  # tuples -> lists, as read back
+    path = out / STUDY_FILE
+    if path.is_file():
+        stored = json.loads(path.read_text())
+        if stored != identity:
+            raise FileExistsError(
+                f"{out} holds a study of another grid or settings ({path}): choose another --out "
+                "(results of different grids are never mixed in one folder)"
+            )
+        return
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(
+            f"{out} already holds files that are not a study: choose another --out"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(identity, indent=1))
+
+
+def cell_finished(folder: Path) -> bool:
+    """The cell's results.json and per_image.npz are present and its results valid."""
+    from .robustness.results import load_results
+
+    if not all((folder / name).is_file() for name in DONE_FILES):
+        return False
+    try:
+        load_results(folder / "results.json")
+    except (ValueError, OSError):
+        return False
+    return True
+
+
+def run_cell(cell: Cell, out: Path, settings: DemoSettings, data_dir: Path) -> float:
+    """Train and evaluate one cell single-threaded; returns its wall time in seconds.
+
+    The evaluation writes into ``<cell>/evaluation`` and its files move to the cell folder only
+    when it has finished, so a results.json in the cell folder always means a finished cell.
+    """
+    import torch
+
+    from .demo import _load_model, _test_subset, _train_overrides
+    from .robustness.datasets import CifarCFolder
+    from .robustness.evaluate import evaluate_model
+    from .training.checkpoint import RESUME_FILE
+    from .training.config import build_config
+    from .training.trainer import train
+
+    tic = time.perf_counter()
+    torch.set_num_threads(1)
+    folder = out / cell.folder
+    run_dir = folder / "training"
+    if not (run_dir / "model.safetensors").is_file():
+        resume = (run_dir / RESUME_FILE).is_file()
+        if not resume and run_dir.exists():
+            shutil.rmtree(run_dir)  # killed before its first checkpoint: nothing to keep
+        recipe, overrides = _train_overrides(cell.model, cell.family, settings, data_dir, run_dir,
+                                             resume, False, cell.seed, cell.kwargs)  # fmt: skip
+        train(build_config(recipe, overrides), recipe=recipe)
+        shutil.rmtree(folder / "evaluation", ignore_errors=True)  # of weights no longer there
+    group = GROUPS[cell.group]
+    images, labels = _test_subset(data_dir, settings.test_samples)
+    evaluation = folder / "evaluation"
+    evaluate_model(
+        _load_model(run_dir),
+        images,
+        labels,
+        suites=group.suites,
+        corrupted=CifarCFolder(out / "data" / "fashion-mnist-c") if "c" in group.suites else None,
+        corruptions=list(settings.corruptions) if settings.corruptions else None,
+        severities=settings.severities,
+        scale="cifar",
+        out_dir=evaluation,
+        batch_size=settings.eval_batch_size,
+        seed=EVAL_SEED,
+        device="cpu",
+        model_name=cell.model,
+        model_args=cell.kwargs,
+        dataset_names=dict(
+            clean="fashion_mnist test", c="fashion-mnist-c (generated, CIFAR scale)"
+        ),
+        noise_levels=_noise_levels(group, settings),
+        progress=False,
+    )
+    for name in DONE_FILES[::-1]:  # results.json last: it marks the cell finished
+        os.replace(evaluation / name, folder / name)
+    shutil.rmtree(evaluation)
+    return time.perf_counter() - tic
+
+
+def _run_cell_task(task: tuple[Cell, Path, DemoSettings, Path]) -> tuple[Cell, float]:
+    return task[0], run_cell(*task)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds > 5400 else f"{seconds / 60:.1f} min"
+
+
+def run_study(
+    out: str | Path,
+    quick: bool = False,
+    only: Sequence[str] | None = None,
+    workers: int = 2,
+    data_dir: str | Path | None = None,
+) -> list[Cell]:
+    """Run the unfinished cells (of the ``only`` groups) with ``workers`` single-threaded processes,
+    printing progress and an ETA; returns the cells run."""
+    from .demo import _test_subset, build_corrupted_set, ensure_fashion_mnist
+    from .robustness.corruptions import ALL_CORRUPTIONS
+
+    unknown = sorted(set(only or ()) - set(GROUPS))
+    if unknown:
+        raise ValueError(f"--only: unknown group(s) {unknown}; groups are {list(GROUPS)}")
+    if workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {workers}")
+    out, settings = Path(out), QUICK if quick else FULL
+    cells = grid(quick)
+    open_study(out, cells, settings)
+    data = ensure_fashion_mnist(data_dir)
+    todo = [c for c in cells if (not only or c.group in only) and not cell_finished(out / c.folder)]
+    if any("c" in GROUPS[c.group].suites for c in todo):
+        images, labels = _test_subset(data, settings.test_samples)
+        build_corrupted_set(images, labels, out / "data" / "fashion-mnist-c",
+                            settings.corruptions or ALL_CORRUPTIONS, settings.severities)  # fmt: skip
+    selected = [c for c in cells if not only or c.group in only]
+    print(f"study: {len(selected) - len(todo)} of {len(selected)} cells finished, "
+          f"{len(todo)} to run on {workers} worker(s)", flush=True)  # fmt: skip
+    tasks = [(cell, out, settings, data) for cell in todo]
+    start, done = time.perf_counter(), 0
+    if workers == 1:
+        results = map(_run_cell_task, tasks)
+        pool = None
+    else:
+        pool = multiprocessing.get_context("spawn").Pool(workers)
+        results = pool.imap_unordered(_run_cell_task, tasks)
+    finished = False
+    try:
+        for cell, seconds in results:
+            done += 1
+            elapsed = time.perf_counter() - start
+            eta = elapsed / done * (len(todo) - done)
+            print(f"[{done}/{len(todo)}] {cell.folder} done in {seconds:.0f} s; "
+                  f"elapsed {_duration(elapsed)}, ETA {_duration(eta)}", flush=True)  # fmt: skip
+        finished = True
+    finally:
+        if pool is not None:
+            if finished:
+                pool.close()
+            else:
+                pool.terminate()  # interrupted or failed: stop the other cells too
+            pool.join()
+    return todo
+
+
+# ----------------------------------------------------------------------------------------------
+# report
+
+
+def mean_interval(values: Sequence[float]) -> tuple[float, float, float]:
+    """Mean over seeds and its 95% Student-t interval (one value: the interval is the value)."""
+    from scipy import stats
+
+    values = np.asarray(values, dtype=np.float64)
+    mean = float(values.mean())
+    if values.size < 2:
+        return mean, mean, mean
+    half = float(stats.t.ppf(0.975, values.size - 1) * values.std(ddof=1) / np.sqrt(values.size))
+    return mean, mean - half, mean + half
+
+
+def cell_metrics(results: Mapping[str, Any]) -> dict[str, list[float]]:
+    """Accuracies / consistencies (%) of one results.json, per test (noise sweeps: per level)."""
+    metrics = {"clean accuracy": [100 * (1 - results["clean_error"])]}
+    for name, sweep in results.get("noise_sweeps", {}).items():
+        metrics[name] = [100 * (1 - e) for e in sweep["errors"]]
+    if results.get("corruptions"):
+        metrics["mean corruption accuracy"] = [
+            100 * (1 - results["summary"]["mean_corruption_error"])
+        ]
+    if results.get("shift"):
+        metrics["shift consistency"] = [100 * results["shift"]["consistency"]]
+    return metrics
+
+
+def _finished(out: Path, cells: Sequence[Cell]) -> dict[tuple[str, int], Path]:
+    return {(c.label, c.seed): out / c.folder for c in cells if cell_finished(out / c.folder)}
+
+
+def summarize_group(out: Path, cells: Sequence[Cell]) -> dict[str, dict[str, list[tuple]]]:
+    """label -> test -> [(mean, low, high, seeds)] per level over the finished seeds."""
+    from .robustness.results import load_results
+
+    by_label: dict[str, list[dict[str, list[float]]]] = {}
+    for (label, _), folder in _finished(out, cells).items():
+        by_label.setdefault(label, []).append(cell_metrics(load_results(folder / "results.json")))
+    summary = {}
+    for label, runs in by_label.items():
+        summary[label] = {
+            test: [(*mean_interval([r[test][i] for r in runs]), len(runs))
+                   for i in range(len(runs[0][test]))]
+            for test in runs[0]
+        }  # fmt: skip
+    return summary
+
+
+def paired_comparisons(
+    out: Path, cells: Sequence[Cell], candidate: str, reference: str
+) -> dict[str, dict[str, Any]]:
+    """Per test: the paired bootstrap over images of the per-image error (shift: agreement),
+    averaged over levels and over the training seeds both models have, and McNemar's test of
+    the clean error of each such seed (:mod:`.robustness.stats`)."""
+    from .demo import SHIFT_TEST, SWEEP_SUFFIX, _by_test
+    from .robustness.results import load_per_image, load_results
+    from .robustness.stats import mcnemar_exact, paired_bootstrap
+
+    finished = _finished(out, cells)
+    seeds = sorted(
+        s for (label, s) in finished if label == candidate and (reference, s) in finished
+    )
+    if not seeds:
+        return {}
+    ours, theirs = [], []
+    for seed in seeds:
+        for label, store in ((candidate, ours), (reference, theirs)):
+            folder = finished[(label, seed)]
+            store.append(_by_test(load_per_image(folder, load_results(folder / "results.json"))))
+    tests: dict[str, dict[str, Any]] = {}
+    for name in ours[0]:
+        if name not in theirs[0]:
+            continue
+        a = np.concatenate([np.atleast_2d(o[name].values) for o in ours])
+        b = np.concatenate([np.atleast_2d(t[name].values) for t in theirs])
+        tests[name] = dict(paired_bootstrap(a, b).to_dict(), seeds=seeds)
+    corruptions = [
+        n for n in tests if n not in ("clean", SHIFT_TEST) and not n.endswith(SWEEP_SUFFIX)
+    ]
+    if corruptions:  # each image's error over every corruption, severity and seed
+        tests["mean corruption error"] = dict(
+            paired_bootstrap(
+                np.concatenate([np.atleast_2d(o[n].values) for o in ours for n in corruptions]),
+                np.concatenate([np.atleast_2d(t[n].values) for t in theirs for n in corruptions]),
+            ).to_dict(),
+            seeds=seeds,
+        )
+    tests["clean"]["mcnemar_p_per_seed"] = [
+        mcnemar_exact(o["clean"].values, t["clean"].values).p_value
+        for o, t in zip(ours, theirs, strict=True)
+    ]
+    return tests
+
+
+def _cell(entry: tuple) -> str:
+    mean, low, high, _ = entry
+    return f"{mean:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def _levels(out: Path, cells: Sequence[Cell]) -> dict[str, list[float]]:
+    from .robustness.results import load_results
+
+    for folder in _finished(out, cells).values():
+        sweeps = load_results(folder / "results.json").get("noise_sweeps", {})
+        return {name: sweep["levels"] for name, sweep in sweeps.items()}
+    return {}
+
+
+def plot_group(
+    summary: Mapping, levels: Mapping[str, list[float]], title: str, path: Path
+) -> Path | None:
+    """Accuracy against noise level, one panel per sweep, mean over seeds with its 95% band."""
+    from .robustness.evaluate import NOISE_SWEEPS
+    from .robustness.report import _figure, _save
+
+    if not levels:
+        return None
+    figure = _figure(5 * len(levels), 4)
+    for axis, (sweep, xs) in zip(
+        figure.subplots(1, len(levels), squeeze=False)[0], levels.items(), strict=True
+    ):
+        for label, tests in summary.items():
+            if sweep not in tests:
+                continue
+            mean, low, high = (np.array([e[i] for e in tests[sweep]]) for i in range(3))
+            (line,) = axis.plot(xs, mean, marker="o", label=label)
+            axis.fill_between(xs, low, high, color=line.get_color(), alpha=0.2)
+        axis.set(title=f"{title}: {sweep}", xlabel=NOISE_SWEEPS[sweep][0], ylabel="accuracy (%)")
+        if sweep == "contrast_poisson":
+            axis.invert_xaxis()  # contrast falls to the right, as the noise of the other panels grows
+    figure.axes[0].legend(fontsize=7)
+    return _save(figure, path)  # fmt: skip
+
+
+def _paper_rows(sweep: str, summary: Mapping, levels: Sequence[float]) -> list[str]:
+    if sweep not in PAPER_MNIST or list(levels) != list(MNIST_NOISE_LEVELS[sweep]):
+        return []
+    return [
+        f"| {label} | paper (MNIST) | " + " | ".join("–" if v is None else f"{v:.2f}" for v in values) + " |"
+        for label, values in PAPER_MNIST[sweep].items()
+        if label in summary
+    ]  # fmt: skip
+
+
+def stored_study(out: Path) -> tuple[list[Cell], dict[str, Any]]:
+    """The cells and settings ``out/study.json`` declares."""
+    path = out / STUDY_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no {STUDY_FILE} in {out}: not a study folder (run the study first)"
+        )
+    stored = json.loads(path.read_text())
+    return [Cell(**c) for c in stored["cells"]], stored["settings"]
+
+
+def write_study_report(out: str | Path) -> Path:
+    """``out/report/README.md`` and one plot per group from the finished cells."""
+    out = Path(out)
+    cells, settings = stored_study(out)
+    quick = settings["name"] == QUICK.name
+    report = out / "report"
+    report.mkdir(parents=True, exist_ok=True)
+    lines = [
+        "# Push-pull and blur-pool on Fashion-MNIST: the study",
+        "",
+        "Ours: Fashion-MNIST (28x28 grey, 60,000 training images), "
+        f"{settings['test_samples']} test images, every model evaluated on the same "
+        "images and noise draws. Numbers are accuracy (%): mean over training seeds and its 95% "
+        "Student-t interval. Papers' numbers are **MNIST** (LeNet) and **CIFAR-10** (the others), "
+        "shown only where the protocol matches; they are not the same data set as ours. Poisson "
+        "noise: counts of a 255-photon full-scale pixel (as scikit-image's "
+        "`random_noise(mode='poisson')` for 8-bit images), after the contrast change "
+        "`I_C = (I - 0.5) * C + 0.5`; C = 1, 0.5, 0.4, 0.3, 0.2 follows the journal's Fig. 5 (its "
+        "supplementary table's header 0.5 / 1 / 1.5 / 2 / 2.5 contradicts the figure and text).",
+        "",
+    ]
+    if quick:
+        lines += [
+            "**--quick run: barely trained models; these numbers say nothing about push-pull.**",
+            "",
+        ]
+    for name, group in GROUPS.items():
+        group_cells = [c for c in cells if c.group == name]
+        summary = summarize_group(out, group_cells)
+        if not summary:
+            continue
+        lines += [f"## {name}", ""]
+        levels = _levels(out, group_cells)
+        single = sorted({t for tests in summary.values() for t in tests if t not in levels})
+        lines += [
+            "| model | seeds | " + " | ".join(single) + " |",
+            "|---" * (len(single) + 2) + "|",
+        ]
+        for label, tests in summary.items():
+            seeds = next(iter(tests.values()))[0][3]
+            lines.append(f"| {label} | {seeds} | "
+                         + " | ".join(_cell(tests[t][0]) if t in tests else "–" for t in single) + " |")  # fmt: skip
+        lines.append("")
+        for sweep, xs in levels.items():
+            lines += [f"### {sweep} ({', '.join(f'{x:g}' for x in xs)})", "",
+                      "| model | data | " + " | ".join(f"{x:g}" for x in xs) + " |",
+                      "|---" * (len(xs) + 2) + "|"]  # fmt: skip
+            for label, tests in summary.items():
+                if sweep in tests:
+                    lines.append(f"| {label} | ours (Fashion-MNIST) | " + " | ".join(map(_cell, tests[sweep])) + " |")  # fmt: skip
+            lines += [*_paper_rows(sweep, summary, xs), ""]
+        plot = plot_group(summary, levels, name, report / f"{name}.png")
+        if plot is not None:
+            lines += [f"![{name}]({plot.name})", ""]
+        pairs = [p for p in group.pairs if p[0] in summary]
+        if pairs:
+            lines += ["Paired differences (candidate - reference, % points of error; shift: of "
+                      "agreement) on the same images, averaged over levels and seeds; 95% BCa "
+                      "bootstrap interval over images:", "",
+                      "| candidate vs reference | test | difference [95% CI] | seeds |",
+                      "|---|---|---|---|"]  # fmt: skip
+            for candidate, reference in pairs:
+                compared = paired_comparisons(out, cells, candidate, reference)
+                for test, c in compared.items():
+                    lines.append(f"| {candidate} vs {reference} | {test} | {100 * c['effect']:+.2f} "
+                                 f"[{100 * c['low']:+.2f}, {100 * c['high']:+.2f}] | {len(c['seeds'])} |")  # fmt: skip
+            lines.append("")
+    path = report / "README.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+# ----------------------------------------------------------------------------------------------
+# command line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = __doc__.split("\n\n")[0]
+    parser.add_argument(
+        "--out",
+        default="timm-pushpull-study",
+        help="study folder (resumed when it holds this study)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny data, 2 cells x 2 seeds per group (seconds)"
+    )
+    parser.add_argument(
+        "--only", action="append", choices=list(GROUPS), help="run only this group (repeatable)"
+    )
+    parser.add_argument("--workers", type=int, default=2, help="single-threaded worker processes")
+    parser.add_argument("--data-dir", help="Fashion-MNIST IDX files (default: the system's)")
+    parser.add_argument("--report-only", action="store_true", help="write the report from the finished cells")  # fmt: skip
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        if not args.report_only:
+            run_study(args.out, args.quick, args.only, args.workers, args.data_dir)
+        print(f"report: {write_study_report(args.out)}", flush=True)
+    except (FileExistsError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
