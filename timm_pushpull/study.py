@@ -512,30 +512,62 @@ def _levels(out: Path, cells: Sequence[Cell]) -> dict[str, list[float]]:
     return {}
 
 
-def plot_group(
-    summary: Mapping, levels: Mapping[str, list[float]], title: str, path: Path
-) -> Path | None:
-    """Accuracy against noise level, one panel per sweep, mean over seeds with its 95% band."""
-    from .robustness.evaluate import NOISE_SWEEPS
+Curves = dict[str, tuple[Sequence[float], Sequence[tuple]]]  # label -> (xs, [(mean, low, high, n)])
+
+
+def plot_bands(panels: Mapping[str, tuple[str, Curves]], path: Path) -> Path | None:
+    """One panel per ``title -> (x label, curves)``: each curve's mean over seeds and its 95% band."""
     from .robustness.report import _figure, _save
 
-    if not levels:
+    if not panels:
         return None
-    figure = _figure(5 * len(levels), 4)
-    for axis, (sweep, xs) in zip(
-        figure.subplots(1, len(levels), squeeze=False)[0], levels.items(), strict=True
-    ):
-        for label, tests in summary.items():
-            if sweep not in tests:
-                continue
-            mean, low, high = (np.array([e[i] for e in tests[sweep]]) for i in range(3))
+    figure = _figure(5 * len(panels), 4)
+    axes = figure.subplots(1, len(panels), squeeze=False)[0]
+    for axis, (title, (xlabel, curves)) in zip(axes, panels.items(), strict=True):
+        for label, (xs, entries) in curves.items():
+            mean, low, high = (np.array([e[i] for e in entries]) for i in range(3))
             (line,) = axis.plot(xs, mean, marker="o", label=label)
             axis.fill_between(xs, low, high, color=line.get_color(), alpha=0.2)
-        axis.set(title=f"{title}: {sweep}", xlabel=NOISE_SWEEPS[sweep][0], ylabel="accuracy (%)")
-        if sweep == "contrast_poisson":
+        axis.set(title=title, xlabel=xlabel, ylabel="%")
+        axis.grid(alpha=0.3)
+        if xlabel == "contrast":
             axis.invert_xaxis()  # contrast falls to the right, as the noise of the other panels grows
-    figure.axes[0].legend(fontsize=7)
-    return _save(figure, path)  # fmt: skip
+        axis.legend(fontsize=6)
+    return _save(figure, path)
+
+
+def training_curves(out: Path, cells: Sequence[Cell]) -> Curves:
+    """label -> (epochs, validation accuracy per epoch: mean and 95% interval over seeds)."""
+    runs: dict[str, list[list[float]]] = {}
+    for (label, _), folder in _finished(out, cells).items():
+        records = (folder / "training" / "metrics.jsonl").read_text().splitlines()
+        runs.setdefault(label, []).append([json.loads(r)["val_acc"] for r in records if r.strip()])
+    curves = {}
+    for label, accuracies in runs.items():
+        epochs = min(map(len, accuracies))
+        curves[label] = (
+            list(range(1, epochs + 1)),
+            [(*mean_interval([a[e] for a in accuracies]), len(accuracies)) for e in range(epochs)],
+        )
+    return curves
+
+
+def _blur_curves(summary: Mapping, test: str) -> Curves:
+    """Blur-pool group: filter type -> (filter size 1-7, ``test``); size 1 is no blur."""
+    from .layers.blur_pool import parse_blur_spec
+
+    curves: dict[str, tuple[list[float], list[tuple]]] = {}
+    for kind in ("rect", "tri", "bin"):
+        no_blur = summary.get("A no-blur")
+        xs, entries = ([1.0], [no_blur[test][0]]) if no_blur else ([], [])
+        for label, tests in summary.items():
+            spec = label.removeprefix("A ")
+            if spec.startswith(kind) and spec[len(kind) :].isdigit():
+                xs.append(float(parse_blur_spec(spec)[1]))
+                entries.append(tests[test][0])
+        if len(entries) > 1:
+            curves[kind] = (xs, entries)
+    return curves
 
 
 def _paper_rows(sweep: str, summary: Mapping, levels: Sequence[float]) -> list[str]:
@@ -561,6 +593,8 @@ def stored_study(out: Path) -> tuple[list[Cell], dict[str, Any]]:
 
 def write_study_report(out: str | Path) -> Path:
     """``out/report/README.md`` and one plot per group from the finished cells."""
+    from .robustness.evaluate import NOISE_SWEEPS
+
     out = Path(out)
     cells, settings = stored_study(out)
     quick = settings["name"] == QUICK.name
@@ -610,21 +644,34 @@ def write_study_report(out: str | Path) -> Path:
                 if sweep in tests:
                     lines.append(f"| {label} | ours (Fashion-MNIST) | " + " | ".join(map(_cell, tests[sweep])) + " |")  # fmt: skip
             lines += [*_paper_rows(sweep, summary, xs), ""]
-        plot = plot_group(summary, levels, name, report / f"{name}.png")
-        if plot is not None:
-            lines += [f"![{name}]({plot.name})", ""]
+        panels = {
+            f"{name}: {sweep} accuracy": (NOISE_SWEEPS[sweep][0],
+                                          {label: (xs, t[sweep]) for label, t in summary.items() if sweep in t})
+            for sweep, xs in levels.items()
+        }  # fmt: skip
+        if name == "blurpool":
+            panels = {f"blurpool: {test}": ("filter size", _blur_curves(summary, test))
+                      for test in ("clean accuracy", "shift consistency")}  # fmt: skip
+        panels[f"{name}: validation accuracy while training"] = (
+            "epoch",
+            training_curves(out, group_cells),
+        )
+        plot = plot_bands(panels, report / f"{name}.png")
+        lines += [f"![{name}]({plot.name})", ""]
         pairs = [p for p in group.pairs if p[0] in summary]
         if pairs:
             lines += ["Paired differences (candidate - reference, % points of error; shift: of "
                       "agreement) on the same images, averaged over levels and seeds; 95% BCa "
                       "bootstrap interval over images:", "",
-                      "| candidate vs reference | test | difference [95% CI] | seeds |",
-                      "|---|---|---|---|"]  # fmt: skip
+                      "| candidate vs reference | test | difference [95% CI] | seeds | McNemar p per seed |",
+                      "|---|---|---|---|---|"]  # fmt: skip
             for candidate, reference in pairs:
                 compared = paired_comparisons(out, cells, candidate, reference)
                 for test, c in compared.items():
+                    p_values = ", ".join(f"{p:.3g}" for p in c.get("mcnemar_p_per_seed", [])) or "–"
                     lines.append(f"| {candidate} vs {reference} | {test} | {100 * c['effect']:+.2f} "
-                                 f"[{100 * c['low']:+.2f}, {100 * c['high']:+.2f}] | {len(c['seeds'])} |")  # fmt: skip
+                                 f"[{100 * c['low']:+.2f}, {100 * c['high']:+.2f}] | {len(c['seeds'])} | "
+                                 f"{p_values} |")  # fmt: skip
             lines.append("")
     path = report / "README.md"
     path.write_text("\n".join(lines))
