@@ -87,6 +87,8 @@ def test_other_grid_in_same_folder_is_refused(tmp_path):
         open_study(tmp_path, grid(), FULL)
     # through the command: a full study in the quick study's folder
     assert cli_main(["study", "--out", str(tmp_path), "--only", "lenet"]) == 2
+    # a report of a folder that holds no study
+    assert cli_main(["study", "--report-only", "--out", str(tmp_path / "none")]) == 2
 
 
 def test_folder_with_other_files_is_refused(tmp_path):
