@@ -490,14 +490,28 @@ def test_exact_pull_gradients_equal_the_reference(case, use_native):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize(
+    "in_channels, out_channels, kernel_size, impl",
+    [
+        (1, 6, 5, "direct"),  # LeNet-5's first layer: separable measured 8x slower
+        (3, 16, 3, "direct"),  # CIFAR ResNet stem: separable measured 2.6x slower
+        (3, 64, 7, "separable"),  # ImageNet stem: separable measured 1.4x faster
+        (64, 64, 3, "direct"),  # many input channels: grouped map building does not pay
+    ],
+)
+def test_pytorch_form_follows_the_measured_rule(in_channels, out_channels, kernel_size, impl):
+    layer = PushPull2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+    assert layer.pulls[0].impl == impl
+
+
 def test_float64_separable_pytorch_form_is_float64_exact():
-    # the 3-channel layer runs PyTorch's separable form without the C kernel; its interpolation
+    # the 3-channel 7x7 stem runs PyTorch's separable form without the C kernel; its interpolation
     # taps used to be made in float32 (6e-7 error); also after a float32 -> float64 round trip
-    layer = PushPull2d(3, 4, 3, padding=1).double()
+    layer = PushPull2d(3, 64, 7, padding=3).double()
     assert layer.pulls[0].impl == "separable"
     layer = layer.float().double()
     x = torch.randn(2, 3, 12, 12, dtype=torch.float64)
-    expected = _reference_pull(x, layer.push.weight, None, 2.0, 1, 1, 1, 1)
+    expected = _reference_pull(x, layer.push.weight, None, 2.0, 1, 3, 1, 1)
     with native.native_kernels(False):
         out = layer.pulls[0](x, layer.push.weight)
     assert (out - expected).abs().max() < 1e-12 * expected.abs().max()

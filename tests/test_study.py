@@ -19,9 +19,11 @@ from timm_pushpull.study import (
     MNIST_NOISE_LEVELS,
     PAPER_MNIST,
     QUICK,
+    RESNET_TEST_SAMPLES,
     _noise_levels,
     cell_finished,
     grid,
+    group_settings,
     mean_interval,
     open_study,
     paired_comparisons,
@@ -58,7 +60,11 @@ def test_grid_is_the_papers():
     assert {c.label for c in cells if c.group == "lenet"} == {
         "A", "B", "C", "D", "PA", "PB", "PC", "PD"
     }  # fmt: skip
-    assert len([c for c in cells if c.group == "h_alpha" and c.seed == 0]) == 2 * (1 + 9)
+    # the paper's 3 x 3 grid of h and alpha (on LeNet only: ResNet-20 does not fit the budget)
+    assert len([c for c in cells if c.group == "h_alpha" and c.seed == 0]) == 1 + 9
+    # ResNet cells evaluate a smaller subset, LeNet cells the whole test set
+    assert group_settings(GROUPS["resnet"], FULL).test_samples == RESNET_TEST_SAMPLES < 10_000
+    assert group_settings(GROUPS["lenet"], FULL).test_samples == 10_000
     # the MNIST paper's levels (NCAA 2020) reach the evaluation, and its numbers line up with them
     assert _noise_levels(GROUPS["lenet"], FULL)["gaussian"] == [
         0.0, 0.001, 0.01, 0.1, 0.2, 0.3, 0.4, 0.5

@@ -38,7 +38,7 @@ import shutil
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -88,10 +88,14 @@ class Group:
     suites: tuple[str, ...]
     noise_levels: dict[str, list[float]] = field(default_factory=dict)  # {} = evaluate's levels
     pairs: tuple[tuple[str, str], ...] = ()  # (candidate label, reference label), any group's
+    test_samples: int | None = None  # None: the settings' (all 10,000 test images)
 
 
+# ResNet-20 evaluations run on this many test images (the same seeded subset for every cell): its
+# 19 corruptions x 5 severities on all 10,000 would take ~35 single-threaded minutes per cell.
+RESNET_TEST_SAMPLES = 1_000
 _H_ALPHA = [(h, alpha) for h in (1.0, 1.5, 2.0) for alpha in (0.5, 1.0, 1.5)]
-_BLURS = [f"{kind}{size}" for kind in ("rect", "tri", "bin") for size in range(2, 8)]
+_BLURS = [f"{kind}{size}" for kind in ("rect", "tri", "bin") for size in (2, 3, 5, 7)]
 
 # The whole grid, declared here and nowhere else. Labels are unique across groups.
 GROUPS: dict[str, Group] = {
@@ -106,22 +110,25 @@ GROUPS: dict[str, Group] = {
         noise_levels=MNIST_NOISE_LEVELS,
         pairs=tuple((f"P{v}", v) for v in "ABCD"),
     ),
-    "h_alpha": Group(
+    "resnet": Group(
         cells=(
-            ("A cifar-levels", "lenet5_a", {}),
-            *[(f"PA h{h:g} a{a:g}", "lenet5_a_pp", dict(pp_h=h, pp_alpha=a)) for h, a in _H_ALPHA],
-            ("R20 cifar-levels", "resnet20", {}),
-            *[
-                (f"R20-pp h{h:g} a{a:g}", "resnet20_pp", dict(pp_h=h, pp_alpha=a))
-                for h, a in _H_ALPHA
-            ],
-        ),  # fmt: skip
-        seeds=(0, 1, 2),
-        suites=("noise",),
-        pairs=(
-            *[(f"PA h{h:g} a{a:g}", "A cifar-levels") for h, a in _H_ALPHA],
-            *[(f"R20-pp h{h:g} a{a:g}", "R20 cifar-levels") for h, a in _H_ALPHA],
+            ("R20", "resnet20", {}),
+            ("R20-pp", "resnet20_pp", {}),
+            ("R20-pp_b1", "resnet20_pp_b1", {}),
+            ("R20+aa", "resnet20", dict(aa="bin3")),
+            ("R20-pp+aa", "resnet20_pp", dict(aa="bin3")),
         ),
+        seeds=(0, 1, 2),
+        test_samples=RESNET_TEST_SAMPLES,
+        suites=("c", "noise", "shift"),
+        pairs=(
+            ("R20-pp", "R20"),
+            ("R20-pp_b1", "R20"),
+            ("R20-pp_b1", "R20-pp"),
+            ("R20+aa", "R20"),
+            ("R20-pp+aa", "R20-pp"),
+            ("R20-pp+aa", "R20"),
+        ),  # fmt: skip
     ),
     "variants": Group(
         cells=(
@@ -131,7 +138,7 @@ GROUPS: dict[str, Group] = {
             ("PA SimAM", "lenet5_a_pp", dict(pp_attention="simam")),
             ("PA multi-scale", "lenet5_a_pp", dict(pp_scales="1.5,2,3")),
         ),
-        seeds=(0, 1, 2, 3, 4),
+        seeds=(0, 1, 2),
         suites=("noise",),
         noise_levels=MNIST_NOISE_LEVELS,
         pairs=tuple(
@@ -146,24 +153,14 @@ GROUPS: dict[str, Group] = {
             for ref in ("PA", "A")
         ),  # fmt: skip
     ),
-    "resnet": Group(
+    "h_alpha": Group(
         cells=(
-            ("R20", "resnet20", {}),
-            ("R20-pp", "resnet20_pp", {}),
-            ("R20-pp_b1", "resnet20_pp_b1", {}),
-            ("R20+aa", "resnet20", dict(aa="bin3")),
-            ("R20-pp+aa", "resnet20_pp", dict(aa="bin3")),
+            ("A cifar-levels", "lenet5_a", {}),
+            *[(f"PA h{h:g} a{a:g}", "lenet5_a_pp", dict(pp_h=h, pp_alpha=a)) for h, a in _H_ALPHA],
         ),
         seeds=(0, 1, 2),
-        suites=("c", "noise", "shift"),
-        pairs=(
-            ("R20-pp", "R20"),
-            ("R20-pp_b1", "R20"),
-            ("R20-pp_b1", "R20-pp"),
-            ("R20+aa", "R20"),
-            ("R20-pp+aa", "R20-pp"),
-            ("R20-pp+aa", "R20"),
-        ),  # fmt: skip
+        suites=("noise",),
+        pairs=tuple((f"PA h{h:g} a{a:g}", "A cifar-levels") for h, a in _H_ALPHA),
     ),
     "blurpool": Group(
         cells=(
@@ -176,18 +173,19 @@ GROUPS: dict[str, Group] = {
     ),
 }
 
-# Full Fashion-MNIST and its 10,000 test images. Measured on 2026-12-01 (2 cores, two single-threaded
-# workers side by side): a LeNet-5 epoch on 60,000 images takes 12 s (-pp 21 s), its evaluation at
-# the MNIST levels 15 s (-pp 80 s): ~2.5 (-pp ~5) minutes per 10-epoch cell; ResNet-20-pp trains
-# at 261 images/s, ~15 minutes per epoch of 60,000. Not yet sized to the issue's 5-hour budget:
-# at these settings the ResNet cells alone take many hours; the session running the study sets
-# the ResNet training length (and checks the plateau on the report's training curves) first.
+# Sized to the issue's budget of about 5 hours on this 2-core machine (two single-threaded
+# workers). Measured on 2026-12-01/02: a LeNet-5 epoch on 60,000 images takes 12 s (-pp 15 s since
+# the pull's PyTorch form follows its measured rule), its evaluation at the MNIST levels 15 s
+# (-pp ~30 s); ResNet-20-pp trains at ~260 images/s and evaluates the 19 corruptions x 5
+# severities at ~490 images/s, which is why the ResNet cells train on 10,000 images for 3 epochs
+# and are evaluated on RESNET_TEST_SAMPLES images. The report's training curves show how close
+# each model is to its plateau at these lengths.
 FULL = DemoSettings(
     name="full",
     lenet_train_samples=None,
-    lenet_epochs=10,
-    resnet_train_samples=None,
-    resnet_epochs=4,
+    lenet_epochs=4,
+    resnet_train_samples=10_000,
+    resnet_epochs=3,
     test_samples=10_000,
     eval_batch_size=500,
 )
@@ -225,6 +223,13 @@ class Cell:
     @property
     def folder(self) -> str:
         return f"cells/{self.group}/{self.label.replace(' ', '_')}-s{self.seed}"
+
+
+def group_settings(group: Group, settings: DemoSettings) -> DemoSettings:
+    """The settings a group's cells run with: its own (smaller) test subset where it has one."""
+    if group.test_samples is None or group.test_samples >= settings.test_samples:
+        return settings
+    return replace(settings, test_samples=group.test_samples)
 
 
 def grid(quick: bool = False) -> list[Cell]:
@@ -301,6 +306,8 @@ def run_cell(cell: Cell, out: Path, settings: DemoSettings, data_dir: Path) -> f
 
     tic = time.perf_counter()
     torch.set_num_threads(1)
+    group = GROUPS[cell.group]
+    settings = group_settings(group, settings)
     folder = out / cell.folder
     run_dir = folder / "training"
     if not (run_dir / "model.safetensors").is_file():
@@ -311,7 +318,6 @@ def run_cell(cell: Cell, out: Path, settings: DemoSettings, data_dir: Path) -> f
                                              resume, False, cell.seed, cell.kwargs)  # fmt: skip
         train(build_config(recipe, overrides), recipe=recipe)
         shutil.rmtree(folder / "evaluation", ignore_errors=True)  # of weights no longer there
-    group = GROUPS[cell.group]
     images, labels = _test_subset(data_dir, settings.test_samples)
     evaluation = folder / "evaluation"
     evaluate_model(
@@ -371,8 +377,9 @@ def run_study(
     open_study(out, cells, settings)
     data = ensure_fashion_mnist(data_dir)
     todo = [c for c in cells if (not only or c.group in only) and not cell_finished(out / c.folder)]
-    if any("c" in GROUPS[c.group].suites for c in todo):
-        images, labels = _test_subset(data, settings.test_samples)
+    with_c = [GROUPS[c.group] for c in todo if "c" in GROUPS[c.group].suites]
+    if with_c:  # one corrupted set: every group with the c suite evaluates the same subset
+        images, labels = _test_subset(data, group_settings(with_c[0], settings).test_samples)
         build_corrupted_set(images, labels, out / "data" / "fashion-mnist-c",
                             settings.corruptions or ALL_CORRUPTIONS, settings.severities)  # fmt: skip
     selected = [c for c in cells if not only or c.group in only]

@@ -37,10 +37,16 @@ from .exact_pull import interpolation_matrix, native_available  # also registers
 
 PULL_MODES = ("exact", "fast")
 
-# Input channels per group up to which the exact pull without the C kernel uses PyTorch's separable
-# form (see BENCHMARKS.md: 1.8x faster than a direct 15x15 conv for a 3-channel 7x7 stem, 1.5x
-# slower for 64->64 3x3).
+# PyTorch's separable form (no C kernel) builds its maps with grouped 1-D convolutions, which pay
+# only for few input channels (1.5x slower than a direct 7x7 conv for 64->64 3x3) and, for those,
+# only when the pull mixes into enough output channels. Its cost per input channel and pixel is
+# about S * (TORCH_MAP_COST_CHANNELS + O) for S = k_h*k_w maps and O outputs per group, against the
+# direct form's P * O. Measured on the 2-core x86 VM, one thread (BENCHMARKS.md, "PyTorch
+# separable vs direct"): the 3->64 7x7 stem's pull runs 1.4x faster separable, but LeNet's
+# 1->6 5x5 (11x11 pull) 8x slower, 1->20 5x5 1.7x slower and 3->16 3x3 2.6x slower, which puts
+# the crossover near 150 output channels' worth of work per map.
 SEPARABLE_MAX_IN_CHANNELS = 4
+TORCH_MAP_COST_CHANNELS = 150
 # The C separable form costs its S = s_h*s_w maps per input channel and pixel (built, then read by
 # the GEMM) plus the push conv's multiply-adds, S * (c + O) for O output channels per group; the
 # direct form P * O for a P = p_h*p_w pull kernel. Measured on this project's 2-core x86 VM
@@ -55,6 +61,21 @@ def separable_pays(
     """Whether the C separable form of the exact pull beats the direct convolution on the CPU."""
     maps = kernel_size[0] * kernel_size[1]
     return maps * (MAP_COST_CHANNELS + out_per_group) < pull_size[0] * pull_size[1] * out_per_group
+
+
+def torch_separable_pays(
+    in_per_group: int,
+    kernel_size: tuple[int, int],
+    pull_size: tuple[int, int],
+    out_per_group: int,
+) -> bool:
+    """Whether PyTorch's separable form of the exact pull beats the direct convolution."""
+    maps = kernel_size[0] * kernel_size[1]
+    direct = pull_size[0] * pull_size[1] * out_per_group
+    return (
+        in_per_group <= SEPARABLE_MAX_IN_CHANNELS
+        and maps * (TORCH_MAP_COST_CHANNELS + out_per_group) < direct
+    )
 
 
 def pull_kernel_size(kernel_size: int, pull_scale: float) -> int:
@@ -194,7 +215,9 @@ class Pull(nn.Module):
             )
             taps = torch.outer(taps_h, taps_w).expand(blur_channels, 1, -1, -1).contiguous()
             smoothing = taps
-        elif in_per_group <= SEPARABLE_MAX_IN_CHANNELS:
+        elif torch_separable_pays(
+            in_per_group, self.kernel_size, self.pull_size, out_channels // groups
+        ):
             self.impl = "separable"
             extent = self.pull_size
         else:
