@@ -150,7 +150,13 @@ def bench_pull(rounds: int = 9, quick: bool = False) -> str:
     from . import native
     from .layers import PushPull2d
     from .layers.exact_pull import _exact_pull_torch, exact_pull
-    from .layers.pull import pull_kernel_size, separable_pays
+    from .layers.pull import (
+        Pull,
+        pull_kernel_size,
+        pull_weight,
+        separable_pays,
+        torch_separable_pays,
+    )
 
     kernel = "C kernel" if native.load("pull_maps") is not None else "no C compiler found"
     rows = []
@@ -207,6 +213,40 @@ def bench_pull(rounds: int = 9, quick: bool = False) -> str:
         f"Pull alone, C separable form vs direct conv ({x.shape[0]}xCx{x.shape[-1]}x{x.shape[-1]}, eval)",
         ["pull", "pull/push area", "separable / direct time", "rule picks"],
         rule_rows,
+    )
+
+    # PyTorch's separable form vs direct for few input channels (no C kernel): the rule in
+    # pull.torch_separable_pays. (in, out, kernel, batch, size): LeNet-5, CIFAR and ImageNet stems
+    torch_rows = []
+    torch_cases = ((1, 6, 5, 500, 28), (1, 20, 5, 128, 28), (3, 16, 3, 64, 32), (3, 64, 7, 2, 112))
+    for in_ch, out_ch, size, batch, side in torch_cases[:1] if quick else torch_cases:
+        x = torch.randn(2 if quick else batch, in_ch, side, side)
+        pull = Pull(in_ch, out_ch, (size, size), 2.0, (1, 1), (size // 2,) * 2, (1, 1), 1)
+        weight = torch.randn(out_ch, in_ch, size, size, requires_grad=True)
+        pad = pull.pull_size[0] // 2
+
+        def direct(w: torch.Tensor, x: torch.Tensor = x, pull: Pull = pull, pad: int = pad):
+            return F.conv2d(x, pull_weight(w, pull.pull_size), None, 1, pad)
+
+        def separable(w: torch.Tensor, x: torch.Tensor = x, pull: Pull = pull):
+            return pull._separable(x, -w.reshape(w.shape[0], -1, 1, 1), None)
+
+        row = [f"{in_ch}->{out_ch} {size}x{size} -> {pull.pull_size[0]}x{pull.pull_size[1]}",
+               str(list(x.shape))]  # fmt: skip
+        forms = {"direct": direct, "separable": separable}
+        for mode in ("eval", "train"):
+            if mode == "eval":
+                fns = {n: lambda f=f, w=weight: f(w.detach()) for n, f in forms.items()}
+            else:
+                fns = {n: lambda f=f, w=weight: f(w).sum().backward() for n, f in forms.items()}
+            times = interleaved_medians(fns, rounds)
+            row.append(f"{times['separable'] / times['direct']:.2f}")
+        picks = torch_separable_pays(in_ch, (size, size), pull.pull_size, out_ch)
+        torch_rows.append([*row, "separable" if picks else "direct"])
+    out += "\n" + _table(
+        "Pull alone, PyTorch separable form vs direct conv (no C kernel)",
+        ["pull", "input", "separable / direct (eval)", "(train)", "rule picks"],
+        torch_rows,
     )
     return out
 
