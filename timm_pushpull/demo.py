@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from .data.idx import FASHION_MNIST_SYSTEM_DIR, IdxImageDataset
+from .models._cfg import FMNIST_DEMO_MODELS
 
 if TYPE_CHECKING:
     from .robustness.results import UnitOutcomes
@@ -137,7 +138,9 @@ def _train_overrides(model: str, family: str, settings: DemoSettings, data_dir: 
     """(recipe, overrides) for one model: the papers' recipes, shortened to the demo's budget
     (also the study's, :mod:`.study`, with its seeds and model kwargs)."""
     common = dict(
-        model=f"{model}.{DEMO_TAG}",  # the tag's pretrained cfg (Fashion-MNIST normalisation, Hub id)
+        # the demo models' tag carries their pretrained cfg (Fashion-MNIST normalisation, Hub id);
+        # the study's other models have no such tag and get the same values from the overrides
+        model=f"{model}.{DEMO_TAG}" if model in FMNIST_DEMO_MODELS else model,
         dataset="fashion_mnist",
         data_dir=str(data_dir),
         num_classes=10,
