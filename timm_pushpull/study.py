@@ -614,8 +614,12 @@ def write_study_report(out: str | Path) -> Path:
     lines = [
         "# Push-pull and blur-pool on Fashion-MNIST: the study",
         "",
-        "Ours: Fashion-MNIST (28x28 grey, 60,000 training images), "
-        f"{settings['test_samples']} test images, every model evaluated on the same "
+        "Ours: Fashion-MNIST (28x28 grey). LeNets train on "
+        f"{settings['lenet_train_samples'] or 60_000:,} images for {settings['lenet_epochs']} "
+        f"epoch(s) and are tested on {settings['test_samples']:,} test images; ResNet-20s train on "
+        f"{settings['resnet_train_samples'] or 60_000:,} images for {settings['resnet_epochs']} "
+        f"epoch(s) and are tested on {min(RESNET_TEST_SAMPLES, settings['test_samples']):,} of "
+        "them. Every model of a group is evaluated on the same "
         "images and noise draws. Numbers are accuracy (%): mean over training seeds and its 95% "
         "Student-t interval. Papers' numbers are **MNIST** (LeNet) and **CIFAR-10** (the others), "
         "shown only where the protocol matches; they are not the same data set as ours. Poisson "
