@@ -3,6 +3,7 @@ of another grid, and the report's statistics against hand computations."""
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +102,16 @@ def test_other_grid_in_same_folder_is_refused(tmp_path):
     assert cli_main(["study", "--out", str(tmp_path), "--only", "lenet"]) == 2
     # a report of a folder that holds no study
     assert cli_main(["study", "--report-only", "--out", str(tmp_path / "none")]) == 2
+
+
+def test_other_test_subset_in_same_folder_is_refused(tmp_path, monkeypatch):
+    # a group's test subset is part of the study: its corrupted images are generated once per
+    # folder, so a study resumed with another subset would mix images
+    open_study(tmp_path, grid(), FULL)
+    resnet = GROUPS["resnet"]
+    monkeypatch.setitem(GROUPS, "resnet", replace(resnet, test_samples=resnet.test_samples + 1))
+    with pytest.raises(FileExistsError, match="another grid"):
+        open_study(tmp_path, grid(), FULL)
 
 
 def test_folder_with_other_files_is_refused(tmp_path):
