@@ -1,5 +1,6 @@
-"""Digital corruptions: contrast, elastic transform, pixelate, JPEG and saturate, and the 8-bit /
-JPEG storage of the released data sets.
+"""Digital corruptions (contrast, elastic, pixelate, JPEG, saturate) and the released storage.
+
+``quantise_like_released`` stores images as the released data sets did (8 bits, then JPEG).
 
 Hendrycks & Dietterich, "Benchmarking Neural Network Robustness to Common Corruptions and
 Perturbations", ICLR 2019; the operations of ``make_cifar_c.py`` / ``make_imagenet_c.py`` in

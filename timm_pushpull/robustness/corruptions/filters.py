@@ -4,11 +4,12 @@ Each reproduces the library call of Hendrycks' generation scripts it replaces (O
 ``filter2D``, SciPy's ``gaussian_filter`` and ``zoom``, ImageMagick's motion blur) on
 ``[B, C, H, W]`` tensors on any device.
 
-Padding modes use the names of the blur-pool layer (:data:`timm_pushpull.layers.blur_pool.PAD_MODES`)
-and of PyTorch's ``F.pad``, whatever library a filter reproduces (:data:`PAD_MODES`):
+Padding modes (:data:`PAD_MODES`) are named as the blur-pool layer
+(:data:`timm_pushpull.layers.blur_pool.PAD_MODES`) and PyTorch's ``F.pad`` name them, whatever
+library a filter reproduces:
 
 * ``"reflect"``: mirror without repeating the edge pixel, ``dcb|abcd|cba``: torch's ``reflect``,
-  OpenCV's ``BORDER_REFLECT_101`` (its default), NumPy's ``reflect``;
+  OpenCV's ``BORDER_REFLECT_101`` (its default), NumPy's ``reflect``, SciPy's ``mirror``;
 * ``"symmetric"``: mirror repeating the edge pixel, ``cba|abcd|dcb``: NumPy's ``symmetric``,
   OpenCV's ``BORDER_REFLECT``, and what SciPy and scikit-image call ``reflect``;
 * ``"replicate"``: repeat the edge pixel, ``aaa|abcd|ddd``: OpenCV's ``BORDER_REPLICATE``, SciPy's

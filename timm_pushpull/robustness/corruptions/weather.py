@@ -1,4 +1,4 @@
-"""Weather corruptions: snow, frost, fog, brightness and spatter, and the layers the -P sequences reuse.
+"""Weather corruptions (snow, frost, fog, brightness, spatter) and the layers -P sequences reuse.
 
 Hendrycks & Dietterich, "Benchmarking Neural Network Robustness to Common Corruptions and
 Perturbations", ICLR 2019; the operations of ``make_cifar_c.py`` / ``make_imagenet_c.py`` in
