@@ -11,24 +11,33 @@ import pytest
 import scipy.ndimage as ndi
 import skimage.color
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from timm_pushpull import native
+from timm_pushpull.layers import blur_pool
 from timm_pushpull.robustness.corruptions import (
-    _GUIDE_BUCKETS,
     ALL_CORRUPTIONS,
     CORRUPTIONS,
     EXTRA_CORRUPTIONS,
+    PAD_MODES,
     SEVERITY_PARAMS,
-    _poisson_8bit,
-    _poisson_tables,
-    _quantise_8bit,
-    _randn,
-    _uniform,
+    gaussian_blur2d,
     motion_blur2d,
+    pad2d,
     plasma_fractal,
 )
 from timm_pushpull.robustness.corruptions import corrupt as corrupt_stored
+from timm_pushpull.robustness.corruptions.noise import (
+    _GUIDE_BUCKETS,
+    _poisson_8bit,
+    _poisson_tables,
+    _quantise_8bit,
+    add_gaussian_noise,
+    add_speckle_noise,
+)
+from timm_pushpull.robustness.corruptions.random import random_normal, random_uniform
+from timm_pushpull.robustness.perturbations import SEQUENCE_PARAMS, perturbation_sequence
 
 
 def corrupt(*args, **kwargs):
@@ -123,6 +132,25 @@ def test_noise_statistics():
     assert set(impulse[changed].unique().tolist()) == {0.0, 1.0}
 
 
+@pytest.mark.parametrize(
+    "name,sweep,sequence_std",
+    [
+        ("gaussian_noise", add_gaussian_noise, SEQUENCE_PARAMS["cifar"].gaussian_std),
+        ("speckle_noise", add_speckle_noise, SEQUENCE_PARAMS["cifar"].speckle_std),
+    ],
+)
+def test_corruptions_sequences_and_sweeps_add_the_same_noise(name, sweep, sequence_std):
+    # one noise implementation: with the same standard normal draws, a corruption, a -P frame and
+    # a noise-sweep level of the same strength are the same images, bit for bit
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    seed = 4
+    draws = torch.randn(images.shape, generator=torch.Generator().manual_seed(seed))
+    std = SEVERITY_PARAMS[name]["cifar"][4]
+    assert torch.equal(corrupt(images, name, 5, seed=seed), sweep(images, std**2, draws))
+    frame = perturbation_sequence(images, name, seed=seed, num_frames=2)[:, 1]
+    assert torch.equal(frame, sweep(images, sequence_std**2, draws))
+
+
 def _poisson_chi2_pvalue(samples: np.ndarray, rate: float) -> float:
     """Chi-square goodness of fit of integer samples to Poisson(rate), bins of expected >= 20."""
     from scipy import stats
@@ -145,7 +173,7 @@ def _poisson_chi2_pvalue(samples: np.ndarray, rate: float) -> float:
 
 
 def _draw_counts(levels: torch.Tensor, photons: float, generator: torch.Generator) -> torch.Tensor:
-    u_scaled = _uniform(levels.shape, 0, _GUIDE_BUCKETS, torch.empty(0), generator)
+    u_scaled = random_uniform(levels.shape, 0, _GUIDE_BUCKETS, torch.empty(0), generator)
     return (_poisson_8bit(levels, u_scaled, photons) * photons).round().long()
 
 
@@ -264,14 +292,14 @@ def test_large_noise_draws_are_chunked_and_fork_safe():
 
 @pytest.mark.parametrize("use_native", [True, False])
 def test_large_draws_fit_their_distributions(use_native):
-    # above _RANDOM_CHUNK values: the chunked path (the C kernel, or torch generators on threads);
+    # above RANDOM_CHUNK values: the chunked path (the C kernel, or torch generators on threads);
     # the same goodness-of-fit tests must reject a slightly wrong distribution (they can fail)
     from scipy import stats
 
     target = torch.empty(600_000)
     with native.native_kernels(use_native):
-        normal = _randn(target, torch.Generator().manual_seed(1)).double().numpy()
-        uniform = _uniform(target.shape, -2, 6, target, torch.Generator().manual_seed(2))
+        normal = random_normal(target, torch.Generator().manual_seed(1)).double().numpy()
+        uniform = random_uniform(target.shape, -2, 6, target, torch.Generator().manual_seed(2))
     assert stats.kstest(normal, "norm").pvalue > 1e-4
     assert stats.kstest(normal, "norm", args=(0.01, 1.0)).pvalue < 1e-4
     assert stats.kstest(normal * 1.02, "norm").pvalue < 1e-4
@@ -292,13 +320,15 @@ def test_large_draws_do_not_depend_on_the_thread_count():
     try:
         for count in (1, 2, 3):
             torch.set_num_threads(count)
-            draws.append(_randn(target, torch.Generator().manual_seed(5)))
-            draws.append(_uniform(target.shape, 0, 1, target, torch.Generator().manual_seed(5)))
+            draws.append(random_normal(target, torch.Generator().manual_seed(5)))
+            draws.append(
+                random_uniform(target.shape, 0, 1, target, torch.Generator().manual_seed(5))
+            )
     finally:
         torch.set_num_threads(threads)
     for later in range(2, len(draws)):
         assert torch.equal(draws[later], draws[later % 2])
-    assert not torch.equal(draws[0], _randn(target, torch.Generator().manual_seed(6)))
+    assert not torch.equal(draws[0], random_normal(target, torch.Generator().manual_seed(6)))
 
 
 def test_gaussian_blur_matches_scipy():
@@ -310,6 +340,47 @@ def test_gaussian_blur_matches_scipy():
             expected = ndi.gaussian_filter(images.numpy(), (0, 0, sigma, sigma), mode="nearest")
             out = corrupt(images, "gaussian_blur", severity, scale=scale)
             np.testing.assert_allclose(out.numpy(), expected.clip(0, 1), atol=1e-5)
+
+
+# pad2d's modes as NumPy names them, and SciPy (scipy.ndimage, hence scikit-image)
+NUMPY_PAD = {
+    "reflect": "reflect",
+    "symmetric": "symmetric",
+    "replicate": "edge",
+    "zero": "constant",
+}
+SCIPY_PAD = {
+    "reflect": "mirror",
+    "symmetric": "reflect",
+    "replicate": "nearest",
+    "zero": "constant",
+}
+
+
+@pytest.mark.parametrize("pad", [(1, 2, 0, 1), (6, 9, 4, 7)])  # within and beyond the 4 x 3 map
+def test_pad_modes_are_numpys_and_mean_what_blur_pool_means(pad):
+    x = torch.arange(2 * 4 * 3, dtype=torch.float32).view(1, 2, 4, 3)
+    top, bottom, left, right = pad
+    for mode in PAD_MODES:
+        expected = np.pad(
+            x.numpy(), ((0, 0), (0, 0), (top, bottom), (left, right)), NUMPY_PAD[mode]
+        )
+        np.testing.assert_array_equal(pad2d(x, pad, mode).numpy(), expected, err_msg=mode)
+    # the blur-pool's names are these, with torch's meaning (its "reflect" repeats no edge pixel)
+    assert set(blur_pool.PAD_MODES) - set(PAD_MODES) == {"circular"}
+    for mode in ("reflect", "replicate", "zero"):
+        torch_mode = "constant" if mode == "zero" else mode
+        assert torch.equal(pad2d(x, (1, 2, 0, 1), mode), F.pad(x, (0, 1, 1, 2), mode=torch_mode))
+    with pytest.raises(ValueError, match="pad_mode 'reflect101'; expected one of: reflect, "):
+        pad2d(x, pad, "reflect101")
+
+
+@pytest.mark.parametrize("mode", ["reflect", "symmetric", "replicate", "zero"])
+def test_gaussian_blur_pads_like_scipys_other_names(mode):
+    images = torch.rand(1, 2, 9, 7, generator=torch.Generator().manual_seed(0))
+    expected = ndi.gaussian_filter(images.double().numpy(), (0, 0, 1.5, 1.5), mode=SCIPY_PAD[mode])
+    out = gaussian_blur2d(images, 1.5, pad_mode=mode)
+    np.testing.assert_allclose(out.numpy(), expected, atol=1e-6)
 
 
 def test_contrast_by_hand():

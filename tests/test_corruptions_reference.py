@@ -31,7 +31,8 @@ from scipy.ndimage import zoom as scizoom
 from wand.api import library as wandlibrary
 from wand.image import Image as WandImage
 
-from timm_pushpull.robustness.corruptions import _randn, _uniform, corrupt
+from timm_pushpull.robustness.corruptions import corrupt
+from timm_pushpull.robustness.corruptions.random import random_normal, random_uniform
 from timm_pushpull.robustness.perturbations import perturbation_sequence
 
 # The scripts' MotionImage: ImageMagick's MagickMotionBlurImage through Wand.
@@ -586,18 +587,18 @@ def _nhwc(t):
 
 
 DRAWS = {
-    "gaussian_noise": lambda g, x, c: _per_image(_nhwc(_randn(x, g))),
-    "speckle_noise": lambda g, x, c: _per_image(_nhwc(_randn(x, g))),
-    "shot_noise": lambda g, x, c: _per_image(_nhwc(_uniform(x.shape, 0, 1024, x, g) / 1024)),
-    "impulse_noise": lambda g, x, c: _per_image(_nhwc(_uniform(x.shape, 0, 1, x, g))),
+    "gaussian_noise": lambda g, x, c: _per_image(_nhwc(random_normal(x, g))),
+    "speckle_noise": lambda g, x, c: _per_image(_nhwc(random_normal(x, g))),
+    "shot_noise": lambda g, x, c: _per_image(_nhwc(random_uniform(x.shape, 0, 1024, x, g) / 1024)),
+    "impulse_noise": lambda g, x, c: _per_image(_nhwc(random_uniform(x.shape, 0, 1, x, g))),
     "glass_blur": _glass_swaps,
     "snow": lambda g, x, c: draws_snow(g, len(x), x.shape[-1]),
     "spatter": lambda g, x, c: [(draw,) for draw in draws_spatter(g, len(x), x.shape[-1])],
-    "motion_blur": lambda g, x, c: _per_image(_uniform((x.shape[0],), -45, 45, x, g)),
+    "motion_blur": lambda g, x, c: _per_image(random_uniform((x.shape[0],), -45, 45, x, g)),
     "fog": _fog_uniforms,
     "elastic_transform": lambda g, x, c: _per_image(
-        _uniform((x.shape[0], 3, 2), -c[2], c[2], x, g),
-        _uniform((x.shape[0], 2, *x.shape[2:]), -1, 1, x, g),
+        random_uniform((x.shape[0], 3, 2), -c[2], c[2], x, g),
+        random_uniform((x.shape[0], 2, *x.shape[2:]), -1, 1, x, g),
     ),
 }
 

@@ -30,7 +30,8 @@ from scipy.ndimage import zoom as scipy_zoom
 from skimage.filters import gaussian
 
 from .. import native
-from .corruptions import _RANDOM_CHUNK, ALL_CORRUPTIONS, SEVERITY_PARAMS, corrupt
+from .corruptions import ALL_CORRUPTIONS, SEVERITY_PARAMS, corrupt
+from .corruptions import RANDOM_CHUNK as _RANDOM_CHUNK
 from .frost import frost_textures
 
 __all__ = ["format_table", "main", "run"]

@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import math
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -59,6 +58,7 @@ from ..version import __version__
 from . import metrics
 from .baselines import Baseline, get_baseline
 from .corruptions import ALL_CORRUPTIONS, OUTPUTS, SPATTER_MODES, corrupt
+from .corruptions.noise import add_gaussian_noise, add_speckle_noise, contrast_poisson_noise
 from .datasets import (
     ArrayImageDataset,
     CifarCFolder,
@@ -112,35 +112,12 @@ NOISE_SWEEPS: dict[str, tuple[str, tuple[float, ...]]] = {
     "speckle": ("variance", (0.0, 0.005, 0.01, 0.015, 0.02, 0.025, 0.03)),
     "contrast_poisson": ("contrast", (0.4, 0.6, 0.8, 1.0, 1.5, 2.0, 2.5)),
 }
-# photon count of a full-scale pixel: Poisson noise of an 8-bit sensor, as scikit-image's
-# random_noise(mode="poisson") gives for 8-bit images
-_POISSON_PEAK = 255.0
 # Random draws are made per block of this many consecutive images (sequences for the p suite),
 # seeded by the block's position: small enough that an extra partial block costs little memory,
 # large enough that the corruptions stay batched (blocks of 32 CIFAR images cost ~6 % more than
 # batches of 256 on the CPU).
 NOISE_BLOCK = 32
 SEQUENCE_BLOCK = 4
-
-
-def add_gaussian_noise(images: torch.Tensor, variance: float, noise: torch.Tensor) -> torch.Tensor:
-    """``clip(I + sqrt(variance) * n)`` for a standard normal draw ``n`` (reused across levels)."""
-    return (images + math.sqrt(variance) * noise).clamp_(0, 1)
-
-
-def add_speckle_noise(images: torch.Tensor, variance: float, noise: torch.Tensor) -> torch.Tensor:
-    """``clip(I + I * sqrt(variance) * n)``: multiplicative noise, as scikit-image's ``speckle``."""
-    return (images + images * math.sqrt(variance) * noise).clamp_(0, 1)
-
-
-def contrast_poisson_noise(
-    images: torch.Tensor, contrast: float, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """Contrast change ``I_C = (I - 0.5) * C + 0.5`` (clipped to [0, 1]), then Poisson noise."""
-    contrasted = ((images - 0.5) * contrast + 0.5).clamp_(0, 1)
-    return (torch.poisson(contrasted * _POISSON_PEAK, generator=generator) / _POISSON_PEAK).clamp_(
-        0, 1
-    )
 
 
 def shift_images(

@@ -40,16 +40,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .corruptions import (
-    add_snow,
-    adjust_value,
-    check_images,
-    gaussian_blur2d,
-    liquid_layer,
-    motion_blur2d,
-    snow_layer,
-    water_spatter,
-)
+from .corruptions.filters import gaussian_blur2d, motion_blur2d
+from .corruptions.noise import gaussian_noise, poisson_noise, speckle_noise
+from .corruptions.params import check_images
+from .corruptions.weather import add_snow, adjust_value, liquid_layer, snow_layer, water_spatter
 
 __all__ = [
     "DEFAULT_NUM_FRAMES",
@@ -157,18 +151,20 @@ def _noise_frames(
     return frames
 
 
+def _normal(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    return torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype)
+
+
 def _gaussian(x: torch.Tensor, g: torch.Generator, p: SequenceParams) -> torch.Tensor:
-    noise = torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype)
-    return x + p.gaussian_std * noise
+    return gaussian_noise(x, p.gaussian_std, _normal(x, g))
 
 
 def _shot(x: torch.Tensor, g: torch.Generator, p: SequenceParams) -> torch.Tensor:
-    return torch.poisson(x * p.shot_photons, generator=g) / p.shot_photons
+    return poisson_noise(x, p.shot_photons, g)
 
 
 def _speckle(x: torch.Tensor, g: torch.Generator, p: SequenceParams) -> torch.Tensor:
-    noise = torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype)
-    return x + x * p.speckle_std * noise
+    return speckle_noise(x, p.speckle_std, _normal(x, g))
 
 
 def _motion_blur(

@@ -335,7 +335,7 @@ def plot_response_maps(
     ``channels`` maps with the largest response variance on the clean image (shared colour scale
     per channel, so clean and noisy compare directly).
     """
-    from .evaluate import add_gaussian_noise
+    from .corruptions.noise import add_gaussian_noise
 
     generator = torch.Generator().manual_seed(seed)
     noisy = add_gaussian_noise(
