@@ -1,49 +1,22 @@
-"""Speed benchmark: ``timm-pushpull bench [--section ...]`` (also ``scripts/benchmark.py``).
+"""Speed of the layers: push-pull against ``nn.Conv2d`` and the authors' layer, the exact pull's
+forms against each other, ResNet-50 with push-pull layers, and blur-pool against timm's and kornia's.
 
-Every table is measured side by side in one run: the variants of a row are timed in interleaved
-rounds and the median is reported, so load on the machine hits all of them alike. Ratios are
-what to compare across machines; absolute times are for this machine only.
+Sections ``layers``, ``pull``, ``resnet50`` and ``blurpool`` of ``timm-pushpull bench``.
 """
 
 from __future__ import annotations
 
-import argparse
-import platform
-import statistics
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-
+import timm
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from timm.layers import BlurPool2d as TimmBlurPool2d
 
-SECTIONS = (
-    "layers",
-    "pull",
-    "resnet50",
-    "blurpool",
-    "models",
-    "corruptions",
-    "training",
-    "evaluate",
-)
-
-
-def interleaved_medians(
-    fns: dict[str, Callable[[], object]], rounds: int, warmup: int = 2
-) -> dict[str, float]:
-    """Median seconds per call of each function, timed in interleaved rounds."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+from .. import native
+from ..layers import BlurPool2d, PushPull2d, convert_to_pushpull
+from ..layers.exact_pull import _exact_pull_torch, exact_pull
+from ..layers.pull import Pull, pull_kernel_size, pull_weight, separable_pays, torch_separable_pays
+from .timing import bench_extra, eval_fn, interleaved_medians, markdown_table, train_fn
 
 
 class AuthorsPushPull(nn.Module):
@@ -64,37 +37,8 @@ class AuthorsPushPull(nn.Module):
         return push - F.relu(F.conv2d(x, pull, None, self.conv.stride, padding))
 
 
-def _eval_fn(module: nn.Module, x: torch.Tensor) -> Callable[[], object]:
-    module.eval()
-
-    def run():
-        with torch.no_grad():
-            return module(x)
-
-    return run
-
-
-def _train_fn(module: nn.Module, x: torch.Tensor) -> Callable[[], object]:
-    module.train()
-
-    def run():
-        module.zero_grad(set_to_none=True)
-        out = module(x)
-        (out[0] if isinstance(out, tuple) else out).float().mean().backward()
-
-    return run
-
-
-def _table(title: str, header: list[str], rows: list[list[str]]) -> str:
-    lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
 def bench_layers(rounds: int = 15) -> str:
     """(a) PushPull2d vs nn.Conv2d, 64->64 3x3 on 8x64x56x56."""
-    from .layers import PushPull2d
-
     x = torch.randn(8, 64, 56, 56)
     conv = nn.Conv2d(64, 64, 3, padding=1, bias=False)
     layers = {
@@ -104,11 +48,11 @@ def bench_layers(rounds: int = 15) -> str:
         "PushPull2d fast": PushPull2d(64, 64, 3, padding=1, pull_mode="fast"),
     }
     rows = []
-    for mode, make in (("eval", _eval_fn), ("train", _train_fn)):
+    for mode, make in (("eval", eval_fn), ("train", train_fn)):
         times = interleaved_medians({n: make(m, x) for n, m in layers.items()}, rounds)
         base = times["nn.Conv2d"]
         rows += [[n, mode, f"{t * 1e3:.1f}", f"{t / base:.2f}x"] for n, t in times.items()]
-    return _table(
+    return markdown_table(
         "Push-pull layer vs conv (64->64 3x3, 8x64x56x56)", ["layer", "mode", "ms", "vs conv"], rows
     )
 
@@ -121,8 +65,6 @@ class _WithoutCKernels(nn.Module):
         self.module = module
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from . import native
-
         with native.native_kernels(False):
             return self.module(x)
 
@@ -147,17 +89,6 @@ def bench_pull(rounds: int = 9, quick: bool = False) -> str:
     direct convolution against the C separable form, the measurement behind
     ``pull.separable_pays``.
     """
-    from . import native
-    from .layers import PushPull2d
-    from .layers.exact_pull import _exact_pull_torch, exact_pull
-    from .layers.pull import (
-        Pull,
-        pull_kernel_size,
-        pull_weight,
-        separable_pays,
-        torch_separable_pays,
-    )
-
     kernel = "C kernel" if native.load("pull_maps") is not None else "no C compiler found"
     rows = []
     for name, shape, kwargs in PULL_LAYERS[:1] if quick else PULL_LAYERS:
@@ -172,7 +103,7 @@ def bench_pull(rounds: int = 9, quick: bool = False) -> str:
             "exact, PyTorch path": _WithoutCKernels(exact),
             "fast": PushPull2d(in_ch, out_ch, pull_mode="fast", **args),
         }
-        for mode, make in (("eval", _eval_fn), ("train", _train_fn)):
+        for mode, make in (("eval", eval_fn), ("train", train_fn)):
             times = interleaved_medians({n: make(m, x) for n, m in layers.items()}, rounds)
             base = times["nn.Conv2d"]
             ratios = [f"{times[n] / base:.2f}x" for n in layers if n != "nn.Conv2d"]
@@ -182,7 +113,9 @@ def bench_pull(rounds: int = 9, quick: bool = False) -> str:
             )
     header = ["layer", "input", "mode", "conv ms", *list(layers)[1:], "exact / fast"]
     header[4:7] = [f"{h} vs conv" for h in header[4:7]]
-    out = _table("Exact push-pull layer vs conv (ratios to nn.Conv2d, same run)", header, rows)
+    out = markdown_table(
+        "Exact push-pull layer vs conv (ratios to nn.Conv2d, same run)", header, rows
+    )
 
     # direct vs separable, the pull alone, eval: the rule in pull.separable_pays
     rule_rows = []
@@ -209,7 +142,7 @@ def bench_pull(rounds: int = 9, quick: bool = False) -> str:
                 "separable" if separable_pays((size, size), (pull, pull), channels) else "direct",
             ]
         )
-    out += "\n" + _table(
+    out += "\n" + markdown_table(
         f"Pull alone, C separable form vs direct conv ({x.shape[0]}xCx{x.shape[-1]}x{x.shape[-1]}, eval)",
         ["pull", "pull/push area", "separable / direct time", "rule picks"],
         rule_rows,
@@ -243,7 +176,7 @@ def bench_pull(rounds: int = 9, quick: bool = False) -> str:
             row.append(f"{times['separable'] / times['direct']:.2f}")
         picks = torch_separable_pays(in_ch, (size, size), pull.pull_size, out_ch)
         torch_rows.append([*row, "separable" if picks else "direct"])
-    out += "\n" + _table(
+    out += "\n" + markdown_table(
         "Pull alone, PyTorch separable form vs direct conv (no C kernel)",
         ["pull", "input", "separable / direct (eval)", "(train)", "rule picks"],
         torch_rows,
@@ -253,10 +186,6 @@ def bench_pull(rounds: int = 9, quick: bool = False) -> str:
 
 def bench_resnet50(rounds: int = 7) -> str:
     """(b) timm resnet50 vs push-pull in the stem and every first-stage bottleneck 3x3."""
-    import timm
-
-    from .layers import convert_to_pushpull
-
     x = torch.randn(4, 3, 224, 224)
     models = {"resnet50": timm.create_model("resnet50")}
     for mode in ("exact", "fast"):
@@ -264,26 +193,13 @@ def bench_resnet50(rounds: int = 7) -> str:
             timm.create_model("resnet50"), "stage1", pull_mode=mode
         )
     rows = []
-    for mode, make in (("eval", _eval_fn), ("train", _train_fn)):
+    for mode, make in (("eval", eval_fn), ("train", train_fn)):
         times = interleaved_medians({n: make(m, x) for n, m in models.items()}, rounds)
         base = times["resnet50"]
         rows += [[n, mode, f"{t * 1e3:.0f}", f"{t / base:.3f}x"] for n, t in times.items()]
-    return _table("ResNet-50, batch 4 at 224x224", ["model", "mode", "ms", "vs resnet50"], rows)
-
-
-BENCH_EXTRA_INSTALL = "pip install 'timm-pushpull[bench]'"
-
-
-@contextmanager
-def _bench_extra(section: str) -> Iterator[None]:
-    """Imports of the references the ``bench`` extra installs: a missing one says how to get it."""
-    try:
-        yield
-    except ModuleNotFoundError as error:
-        missing = error.name.partition(".")[0]  # skimage, not skimage.color
-        raise ModuleNotFoundError(
-            f"the {section} benchmark needs {missing}, which is not installed: {BENCH_EXTRA_INSTALL}"
-        ) from error
+    return markdown_table(
+        "ResNet-50, batch 4 at 224x224", ["model", "mode", "ms", "vs resnet50"], rows
+    )
 
 
 def bench_blurpool(rounds: int = 30) -> str:
@@ -293,13 +209,8 @@ def bench_blurpool(rounds: int = 30) -> str:
     also eagerly without its C kernel. The speed-up is against the fastest timm/kornia row of the
     same input, eager or compiled.
     """
-    from timm.layers import BlurPool2d as TimmBlurPool2d
-
-    with _bench_extra("blur-pool"):
+    with bench_extra("blur-pool"):
         import kornia
-
-    from . import native
-    from .layers import BlurPool2d
 
     rows = []
     for shape in ((8, 64, 56, 56), (4, 64, 112, 112), (8, 256, 28, 28), (32, 64, 32, 32)):
@@ -316,158 +227,12 @@ def bench_blurpool(rounds: int = 30) -> str:
         layers["timm_pushpull BlurPool2d, PyTorch path"] = _WithoutCKernels(
             eager["timm_pushpull BlurPool2d"]
         )
-        times = interleaved_medians({n: _eval_fn(m, x) for n, m in layers.items()}, rounds)
+        times = interleaved_medians({n: eval_fn(m, x) for n, m in layers.items()}, rounds)
         best_other = min(t for n, t in times.items() if not n.startswith("timm_pushpull"))
         for name, t in times.items():
             rows.append([str(list(shape)), name, f"{t * 1e3:.2f}", f"{best_other / t:.2f}x"])
-    return _table(
+    return markdown_table(
         "Blur-pool, binomial 3, stride 2, reflect padding (kornia pads with zeros)",
         ["input", "implementation", "ms", "speed-up vs fastest timm/kornia row"],
         rows,
     )
-
-
-def _macs(model: nn.Module, x: torch.Tensor) -> float:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(x)
-    return counter.get_total_flops() / 2
-
-
-def bench_models(rounds: int = 3, pattern: str = "*_pp*", baselines: tuple[str, ...] = ()) -> str:
-    """Params, MACs and step times of every push-pull entrypoint next to its baseline.
-
-    Each pair is timed side by side, so a baseline appears once per push-pull variant.
-    ``baselines``: only the variants of these baselines (all when empty).
-    """
-    import timm
-
-    import timm_pushpull  # noqa: F401  (registers the models)
-
-    rows = []
-    for name in timm.list_models(pattern):
-        if not timm.get_pretrained_cfg(name) or "_pp" not in name:
-            continue
-        baseline = name.split("_pp")[0]
-        if baselines and baseline not in baselines:
-            continue
-        cfg = timm.get_pretrained_cfg(name).to_dict()
-        size = cfg["input_size"]
-        batch = 2 if size[-1] >= 224 else 8
-        x = torch.randn(batch, *size)
-        models = {n: timm.create_model(n) for n in (baseline, name) if n in timm.list_models()}
-        stats = {
-            n: (sum(p.numel() for p in m.parameters()), _macs(m.eval(), x[:1]))
-            for n, m in models.items()
-        }
-        evals = interleaved_medians(
-            {n: _eval_fn(m, x) for n, m in models.items()}, rounds, warmup=1
-        )
-        trains = interleaved_medians(
-            {n: _train_fn(m, x) for n, m in models.items()}, rounds, warmup=1
-        )
-        base = baseline if baseline in models else name
-        for n in models:
-            params, macs = stats[n]
-            rows.append(
-                [
-                    n, f"{params / 1e6:.3f}", f"{macs / 1e6:.1f}", f"{batch}x{size[-1]}",
-                    f"{evals[n] * 1e3:.1f}", f"{evals[n] / evals[base]:.2f}x",
-                    f"{trains[n] * 1e3:.1f}", f"{trains[n] / trains[base]:.2f}x",
-                ]
-            )  # fmt: skip
-    header = [
-        "model",
-        "params (M)",
-        "MACs/img (M)",
-        "batch",
-        "eval ms",
-        "eval vs base",
-        "train ms",
-        "train vs base",
-    ]
-    return _table("Model zoo: push-pull variants vs baselines", header, rows)
-
-
-def bench_corruptions(num_images: int, repeats: int) -> str:
-    """Batched torch corruptions vs a per-image NumPy reference (:mod:`.robustness.bench`)."""
-    with _bench_extra("corruption"):
-        from .robustness import bench
-
-    size, scale, device = 32, "cifar", "cpu"
-    rows = bench.run(
-        num_images, image_size=size, scale=scale, device=device, repeats=repeats, verbose=False
-    )
-    return bench.format_table(rows, num_images=num_images, size=size, scale=scale, device=device)
-
-
-def bench_training(steps: int) -> str:
-    """Training throughput and data-loader overhead (:mod:`.training.bench`)."""
-    from .training import bench
-
-    batch_size = 128
-    return bench.format_table(bench.run(batch_size=batch_size, steps=steps), batch_size)
-
-
-def bench_evaluate(cifar_per_severity: int, imagenet_images: int) -> str:
-    """``evaluate`` images/s on 1 and 2 CPU processes (and 1..N GPUs when there are any), on
-    generated CIFAR-10-C and ImageNet-C layouts (:mod:`.robustness.evaluate_bench`)."""
-    from .robustness import evaluate_bench
-
-    rows = evaluate_bench.run((1, 2), cifar_per_severity, imagenet_images, "cpu")
-    if torch.cuda.is_available():
-        gpus = tuple(range(1, torch.cuda.device_count() + 1))
-        rows += evaluate_bench.run(gpus, cifar_per_severity, imagenet_images, "cuda")
-    return evaluate_bench.format_table(rows)
-
-
-def run(sections: tuple[str, ...] = SECTIONS, quick: bool = False) -> str:
-    torch.manual_seed(0)
-    header = (
-        f"Machine: {platform.machine()} {platform.processor() or ''}, {torch.get_num_threads()} threads, "
-        f"torch {torch.__version__}, {time.strftime('%Y-%m-%d')}\n"
-    )
-    tables = {
-        "layers": lambda: bench_layers(5 if quick else 15),
-        "pull": lambda: (
-            bench_pull(2 if quick else 9, quick)
-            + "\n"
-            + bench_models(1 if quick else 3, "resnet*_pp_b1", ("resnet20", "resnet50"))
-        ),
-        "resnet50": lambda: bench_resnet50(2 if quick else 7),
-        "blurpool": lambda: bench_blurpool(5 if quick else 30),
-        "models": lambda: bench_models(1 if quick else 3),
-        "corruptions": lambda: bench_corruptions(100 if quick else 1000, 1 if quick else 3),
-        "training": lambda: bench_training(3 if quick else 10),
-        "evaluate": lambda: bench_evaluate(100 if quick else 1000, 16 if quick else 32),
-    }
-    out = [header]
-    for section in sections:
-        out.append(tables[section]())
-        print(out[-1], flush=True)
-    return "\n".join(out)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--section",
-        action="append",
-        choices=SECTIONS,
-        help="section to run (repeatable); default: all",
-    )
-    parser.add_argument("--quick", action="store_true", help="fewer rounds, for a smoke run")
-    parser.add_argument(
-        "--output", help="also write the markdown tables to this file (must not exist)"
-    )
-
-
-def main(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    if args.output and Path(args.output).exists():
-        raise SystemExit(f"--output {args.output} exists; refusing to overwrite it")
-    text = run(tuple(args.section or SECTIONS), quick=args.quick)
-    if args.output:
-        Path(args.output).write_text(text)
-    return 0
