@@ -16,7 +16,14 @@ from .. import native
 from ..layers import BlurPool2d, PushPull2d, convert_to_pushpull
 from ..layers.exact_pull import _exact_pull_torch, exact_pull
 from ..layers.pull import Pull, pull_kernel_size, pull_weight, separable_pays, torch_separable_pays
-from .timing import bench_extra, eval_fn, interleaved_medians, markdown_table, train_fn
+from .timing import (
+    bench_extra,
+    eval_and_train_rows,
+    eval_fn,
+    interleaved_medians,
+    markdown_table,
+    train_fn,
+)
 
 
 class AuthorsPushPull(nn.Module):
@@ -47,11 +54,7 @@ def bench_layers(rounds: int = 15) -> str:
         "PushPull2d exact": PushPull2d(64, 64, 3, padding=1),
         "PushPull2d fast": PushPull2d(64, 64, 3, padding=1, pull_mode="fast"),
     }
-    rows = []
-    for mode, make in (("eval", eval_fn), ("train", train_fn)):
-        times = interleaved_medians({n: make(m, x) for n, m in layers.items()}, rounds)
-        base = times["nn.Conv2d"]
-        rows += [[n, mode, f"{t * 1e3:.1f}", f"{t / base:.2f}x"] for n, t in times.items()]
+    rows = eval_and_train_rows(layers, x, rounds, "nn.Conv2d")
     return markdown_table(
         "Push-pull layer vs conv (64->64 3x3, 8x64x56x56)", ["layer", "mode", "ms", "vs conv"], rows
     )
@@ -192,11 +195,7 @@ def bench_resnet50(rounds: int = 7) -> str:
         models[f"resnet50 + push-pull stem & stage 1 ({mode})"] = convert_to_pushpull(
             timm.create_model("resnet50"), "stage1", pull_mode=mode
         )
-    rows = []
-    for mode, make in (("eval", eval_fn), ("train", train_fn)):
-        times = interleaved_medians({n: make(m, x) for n, m in models.items()}, rounds)
-        base = times["resnet50"]
-        rows += [[n, mode, f"{t * 1e3:.0f}", f"{t / base:.3f}x"] for n, t in times.items()]
+    rows = eval_and_train_rows(models, x, rounds, "resnet50", ms_format=".0f", ratio_format=".3f")
     return markdown_table(
         "ResNet-50, batch 4 at 224x224", ["model", "mode", "ms", "vs resnet50"], rows
     )

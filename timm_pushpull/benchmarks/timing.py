@@ -57,6 +57,26 @@ def train_fn(module: nn.Module, x: torch.Tensor) -> Callable[[], object]:
     return run
 
 
+def eval_and_train_rows(
+    modules: dict[str, nn.Module],
+    x: torch.Tensor,
+    rounds: int,
+    baseline: str,
+    ms_format: str = ".1f",
+    ratio_format: str = ".2f",
+) -> list[list[str]]:
+    """Rows ``[name, mode, ms, time / baseline's]``, eval then train, each mode one interleaved group."""
+    rows = []
+    for mode, make in (("eval", eval_fn), ("train", train_fn)):
+        times = interleaved_medians({n: make(m, x) for n, m in modules.items()}, rounds)
+        base = times[baseline]
+        rows += [
+            [n, mode, f"{t * 1e3:{ms_format}}", f"{t / base:{ratio_format}}x"]
+            for n, t in times.items()
+        ]
+    return rows
+
+
 def markdown_table(title: str, header: list[str], rows: list[list[str]]) -> str:
     lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
