@@ -2,7 +2,8 @@
 
 import pytest
 
-from timm_pushpull.robustness import bench
+from timm_pushpull.benchmarks import corruption_references
+from timm_pushpull.benchmarks import corruptions as bench
 from timm_pushpull.robustness.corruptions import ALL_CORRUPTIONS
 
 
@@ -14,6 +15,20 @@ def test_corruption_benchmark_runs_every_reference():
     assert table.count("\n| ") == len(ALL_CORRUPTIONS) + 2  # header, one row each, total
 
 
+def test_corruption_benchmark_names_the_file_to_edit_for_a_corruption_without_reference(
+    monkeypatch,
+):
+    # a corruption added to the package but not to the references fails before any timing
+    monkeypatch.delattr(corruption_references, "fog")
+    with pytest.raises(NotImplementedError, match=r"'fog' has no NumPy reference.*def fog\("):
+        bench.run(1, names=["contrast", "fog"], repeats=1, verbose=False)
+    # the references' helpers are no corruptions
+    with pytest.raises(
+        ValueError, match="unknown corruption '_disk'; expected one of: gaussian_noise"
+    ):
+        bench.reference("_disk")
+
+
 @pytest.mark.parametrize("kwargs", [{"repeats": 0}, {"names": ["fogg"]}, {"num_images": 0}])
 def test_corruption_benchmark_rejects_bad_arguments(kwargs):
     arguments = {"num_images": 1, "repeats": 1, "verbose": False} | kwargs
@@ -22,7 +37,7 @@ def test_corruption_benchmark_rejects_bad_arguments(kwargs):
 
 
 def test_evaluation_benchmark_writes_the_official_layouts_and_a_table(tmp_path):
-    from timm_pushpull.robustness import evaluate_bench
+    from timm_pushpull.benchmarks import evaluate as evaluate_bench
     from timm_pushpull.robustness.datasets import CifarCFolder, ImageNetCFolder, detect_dataset_kind
 
     cifar = evaluate_bench.write_cifar_c(tmp_path / "CIFAR-10-C", per_severity=3)
@@ -40,8 +55,21 @@ def test_evaluation_benchmark_writes_the_official_layouts_and_a_table(tmp_path):
 
 
 def test_pull_benchmark_prints_its_tables():
-    from timm_pushpull.benchmark import bench_pull
+    from timm_pushpull.benchmarks.layers import bench_pull
 
     text = bench_pull(rounds=1, quick=True)
     assert "64->64 3x3, h=2" in text and "rule picks" in text
     assert text.count("\n| 64->64 3x3, h=2 |") == 2  # eval and train
+
+
+def test_bench_command_runs_a_section_and_keeps_an_existing_output(tmp_path, capsys):
+    from timm_pushpull.cli import main
+
+    output = tmp_path / "tables.md"
+    assert main(["bench", "--section", "layers", "--quick", "--output", str(output)]) == 0
+    text = output.read_text()
+    assert "### Push-pull layer vs conv" in text and text.count("| PushPull2d fast |") == 2
+    assert "### Push-pull layer vs conv" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="exists; refusing to overwrite"):
+        main(["bench", "--section", "layers", "--output", str(output)])
+    assert output.read_text() == text

@@ -9,6 +9,8 @@ import torch.nn.functional as F
 
 from timm_pushpull import native
 from timm_pushpull.layers import (
+    PULL_IMPLS,
+    PULL_MODES,
     PushPull2d,
     create_pushpull,
     fast_pull_weight,
@@ -122,7 +124,8 @@ def test_learned_alpha_per_channel_and_scalar():
     assert abs(wide.mean().item() - 0.5) < 0.002
     # an explicit alpha moves the centre; a fixed alpha defaults to the papers' 1.0
     assert abs(PushPull2d(1, 4096, 1, learn_alpha=True, alpha=1.0).alpha.mean().item() - 1) < 0.002
-    assert PushPull2d(4, 6, 3).alpha_value == 1.0
+    fixed = PushPull2d(4, 6, 3)
+    assert fixed.alpha_init == 1.0 and fixed.alpha.item() == 1.0 and not fixed.alpha.requires_grad
     assert PushPull2d(4, 6, 3, learn_alpha="scalar").alpha.shape == (1, 1, 1, 1)
     x = torch.randn(2, 4, 8, 8)
     with torch.no_grad():
@@ -133,6 +136,18 @@ def test_learned_alpha_per_channel_and_scalar():
     # alpha is learned: it gets a gradient
     layer(x).sum().backward()
     assert layer.alpha.grad is not None and layer.alpha.grad.abs().sum() > 0
+
+
+def test_fixed_alpha_is_a_constant_that_follows_the_layer():
+    layer = PushPull2d(3, 4, 3, padding=1, alpha=0.25)
+    assert layer.alpha.shape == () and [n for n, _ in layer.named_parameters()] == ["push.weight"]
+    x = torch.randn(1, 3, 6, 6, dtype=torch.float64)
+    assert layer.double()(x).dtype == torch.float64 and layer.alpha.dtype == torch.float64
+    layer.alpha_init = 0.75
+    layer.reset_parameters()
+    assert layer.alpha.item() == 0.75
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the response keeps autocast's dtype
+        assert layer.float()(x.float()).dtype == torch.bfloat16
 
 
 def test_state_dict_matches_the_authors_layer():
@@ -501,7 +516,15 @@ def test_exact_pull_gradients_equal_the_reference(case, use_native):
 )
 def test_pytorch_form_follows_the_measured_rule(in_channels, out_channels, kernel_size, impl):
     layer = PushPull2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
-    assert layer.pulls[0].impl == impl
+    assert (layer.pulls[0].mode, layer.pulls[0].impl) == ("exact", impl)
+
+
+def test_mode_names_the_kernel_and_impl_how_it_is_computed():
+    # the fast kernel is computed as a tent blur and a dilated conv: no value shared by the two
+    fast = PushPull2d(64, 64, 3, padding=1, pull_mode="fast").pulls[0]
+    assert (fast.mode, fast.impl, fast.native_separable) == ("fast", "dilated", False)
+    assert "mode=fast, impl=dilated" in repr(fast)
+    assert set(PULL_MODES).isdisjoint(PULL_IMPLS)
 
 
 def test_float64_separable_pytorch_form_is_float64_exact():

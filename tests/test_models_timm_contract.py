@@ -38,7 +38,7 @@ def test_factory_device_and_dtype_reach_every_tensor(name):
         ("resnet20_pp", {}),
         ("wrn16_4_pp_b1", {}),
         ("lenet5_a_pp", {}),  # a push-pull conv with a bias
-        ("lenet5_a_pp", dict(pp_mode="fast")),
+        ("lenet5_a_pp", dict(pp_pull_mode="fast")),
     ],
 )
 def test_fx_traced_model_compiles_with_torchscript(name, kwargs):

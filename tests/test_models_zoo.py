@@ -288,8 +288,8 @@ def test_timm_resnet50_state_dict_converts_by_renaming_only():
 
 
 def test_pushpull_kwargs_are_recorded_and_rebuild_the_model(tmp_path):
-    kwargs = dict(pp_h=1.5, pp_scales="1.5,2,3", pp_attention="se", pp_learn_alpha="scalar",
-                  pp_rectify=False, pp_mode="exact", aa="bin3", num_classes=7)  # fmt: skip
+    kwargs = dict(pp_pull_scale=1.5, pp_scales="1.5,2,3", pp_attention="se", pp_learn_alpha="scalar",
+                  pp_rectify=False, pp_pull_mode="exact", aa="bin3", num_classes=7)  # fmt: skip
     model = timm.create_model("resnet20_pp", **kwargs).eval()
     layer = model.conv1
     assert (
@@ -304,6 +304,25 @@ def test_pushpull_kwargs_are_recorded_and_rebuild_the_model(tmp_path):
         torch.testing.assert_close(reloaded(x), model(x))
 
 
+def test_deprecated_pushpull_names_still_build_the_same_model(tmp_path):
+    deprecated = "pp_h is deprecated, use pp_pull_scale|pp_mode is deprecated, use pp_pull_mode"
+    with pytest.warns(DeprecationWarning, match=deprecated):
+        old = timm.create_model("lenet5_a_pp", pp_h=3, pp_mode="fast")
+    new = timm.create_model("lenet5_a_pp", pp_pull_scale=3, pp_pull_mode="fast")
+    assert (
+        (old.conv1.pull_scale, old.conv1.pull_mode) == (new.conv1.pull_scale, "fast") == (3, "fast")
+    )
+    # a folder written with the old names (by an earlier version, e.g. a running study) reloads
+    save_for_hf(old, tmp_path, safe_serialization=True)
+    with pytest.warns(DeprecationWarning, match=deprecated):
+        reloaded = timm.create_model(f"local-dir:{tmp_path}", pretrained=True)
+    assert (reloaded.conv1.pull_scale, reloaded.conv1.pull_mode) == (3, "fast")
+    with pytest.raises(
+        TypeError, match="pp_h and pp_pull_scale are the same; give only pp_pull_scale"
+    ):
+        timm.create_model("resnet50_pp", pp_h=2, pp_pull_scale=3)
+
+
 def test_pp_scales_as_a_sequence():
     assert timm.create_model("lenet5_a_pp", pp_scales=[2, 3]).conv1.pull_scale == (2.0, 3.0)
 
@@ -312,14 +331,15 @@ def test_pp_scales_as_a_sequence():
     "name, kwargs, error, match",
     [
         ("resnet20", dict(pp_scope="all"), ValueError, "pp_scope must be one of"),
-        ("resnet20", dict(pp_h=1.5), ValueError, r"\['pp_h'\] only apply to push-pull"),
+        ("resnet20", dict(pp_pull_scale=1.5), ValueError, r"\['pp_pull_scale'\] only apply to"),
         ("resnet20_pp", dict(pp_scales="2,x"), ValueError, "pp_scales must be"),
-        ("resnet20_pp", dict(pp_mode="quick"), ValueError, "pull_mode must be one of"),
+        ("resnet20_pp", dict(pp_pull_mode="quick"), ValueError, "pull_mode must be one of"),
         ("resnet20_pp", dict(aa="gauss3"), ValueError, "blur spec"),
         ("densenet40_12", dict(depth=41), ValueError, "depth must be 6n"),
         ("lenet5_a_pp", dict(pp_scope="stage1"), ValueError, "pp_scope None or 'stem'"),
         ("resnet50_pp", dict(pp_scope="everything"), ValueError, "pp_scope must be one of"),
         ("wrn16_4_pp", dict(pp_bogus=1), TypeError, "pp_bogus"),
+        ("resnet50_pp", dict(pp_bogus=1), TypeError, r"\['pp_bogus'\]; push-pull arguments are"),
     ],
 )
 def test_bad_model_arguments_raise_clear_errors(name, kwargs, error, match):

@@ -20,7 +20,7 @@ PACKAGE = REPO_ROOT / "timm_pushpull"
 
 # Modules that only the speed benchmarks import (inside ``timm-pushpull bench``): their imports
 # may come from that extra instead of install_requires.
-EXTRA_ONLY_MODULES = {"timm_pushpull.robustness.bench": "bench"}
+EXTRA_ONLY_MODULES = {"timm_pushpull.benchmarks.corruption_references": "bench"}
 
 
 def _normalise(name: str) -> str:
@@ -145,8 +145,8 @@ def test_package_imports_without_extras_and_benchmarks_name_the_install_line():
         "import importlib, sys\n"
         f"for name in {blocked!r}:\n    sys.modules[name] = None\n"
         f"for module in {modules!r}:\n    importlib.import_module(module)\n"
-        "from timm_pushpull.benchmark import bench_blurpool, bench_corruptions\n"
-        "for run in (bench_blurpool, lambda: bench_corruptions(1, 1)):\n"
+        "from timm_pushpull.benchmarks import corruptions, layers\n"
+        "for run in (layers.bench_blurpool, lambda: corruptions.run(1, repeats=1, verbose=False)):\n"
         "    try:\n        run()\n    except ModuleNotFoundError as error:\n        print(error)\n"
     )
     out = subprocess.run(

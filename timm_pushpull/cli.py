@@ -42,7 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "write (and upload) a Hub model folder: safetensors, config, card",
     ),
     "bench": (
-        "timm_pushpull.benchmark",
+        "timm_pushpull.benchmarks",
         "speed benchmark of the layers and models on this machine",
     ),
 }

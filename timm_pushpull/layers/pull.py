@@ -4,17 +4,18 @@ Strisciuglio, Lopez-Antequera, Petkov, "Enhanced robustness of convolutional net
 push-pull inhibition layer", Neural Computing and Applications 32 (2020).
 
 The pull kernel is the push kernel resized by a factor ``h`` (bilinear, ``align_corners=True``)
-and negated. Three ways to apply it, all differentiable in the push weights:
+and negated. The pull ``mode`` says which kernel is applied: ``exact`` (that one) or ``fast`` (an
+approximation); its ``impl`` how it is computed, all differentiable in the push weights:
 
-* ``direct`` (exact): a convolution with the resized kernel, the paper's formulation.
-* ``separable`` (exact): resizing is linear and separable, ``resize(k) = U k U^T``, so
+* ``direct`` (exact mode): a convolution with the resized kernel, the paper's formulation.
+* ``separable`` (exact mode): resizing is linear and separable, ``resize(k) = U k U^T``, so
   ``x * resize(k) = sum_ab k[:, :, a, b] * (x * u_a u_b^T)``: per-channel separable filtering
   followed by a 1x1 convolution with the push kernel's multiply-adds. On float32/float64 CPU
   tensors a C kernel builds the maps and one matrix product mixes them (:mod:`.exact_pull`),
   wherever :func:`separable_pays` says so; that rule was measured on a 2-core x86 CPU
   (BENCHMARKS.md). Elsewhere (GPU, no C compiler) PyTorch's grouped convolutions build the maps,
   which only beats the direct form for few input channels per group (the image-facing layer).
-* ``fast`` (approximate, opt-in): linear interpolation at integer spacing ``d`` equals
+* ``dilated`` (fast mode, approximate, opt-in): linear interpolation at integer spacing ``d`` equals
   zero-insertion with spacing ``d`` followed by a tent filter of half-width ``d``. The pull is then
   a small depthwise tent blur plus the push kernel applied with dilation ``d``, about the cost of
   the push convolution itself. It differs from the exact kernel in two documented ways: the
@@ -35,7 +36,8 @@ from torch import Tensor
 
 from .exact_pull import interpolation_matrix, native_available  # also registers the op
 
-PULL_MODES = ("exact", "fast")
+PULL_MODES = ("exact", "fast")  # which kernel
+PULL_IMPLS = ("direct", "separable", "dilated")  # how it is computed
 
 # PyTorch's separable form (no C kernel) builds its maps with grouped 1-D convolutions, which pay
 # only for few input channels (1.5x slower than a direct 7x7 conv for 64->64 3x3) and, for those,
@@ -164,6 +166,10 @@ torch.fx.wrap("add_channel_bias")
 class Pull(nn.Module):
     """Pull branch of a push-pull layer: ``x * pull_kernel(push_weight) - push_bias`` (pre-activation).
 
+    ``mode`` (:data:`PULL_MODES`) is which pull kernel, ``impl`` (:data:`PULL_IMPLS`) how PyTorch
+    computes it, picked from the mode and the geometry; ``native_separable`` says that float CPU
+    inputs take the C separable form instead.
+
     Holds no parameters: it receives the push weights at every call. Constant filters (interpolation
     taps, tent) are non-persistent buffers so they follow ``.to()``; in eval mode the tensors derived
     from the push weights are cached and rebuilt whenever those weights change in any way
@@ -199,7 +205,7 @@ class Pull(nn.Module):
         self.mode = mode
         in_per_group = in_channels // groups
         if mode == "fast":
-            self.impl = "fast"
+            self.impl = "dilated"
             extent = tuple(fast_pull_extent(k, p) for k, p in zip(kernel_size, self.pull_size))
             self.spacing = tuple(
                 fast_pull_spacing(k, p) * d
@@ -314,8 +320,8 @@ class Pull(nn.Module):
     def forward(self, x: Tensor, push_weight: Tensor, push_bias: Tensor | None = None) -> Tensor:
         bias = negated_bias(push_bias)
         if torch.jit.is_scripting():
-            # TorchScript runs the paper's direct form (or the fast one): plain convolutions
-            impl = "fast" if self.mode == "fast" else "direct"
+            # TorchScript runs the paper's direct form (or the dilated one): plain convolutions
+            impl = "dilated" if self.mode == "fast" else "direct"
             weight = pull_weight(push_weight, self.pull_size) if impl == "direct" else -push_weight
         elif self._native_applies(x):
             return self._native(x, push_weight, bias)
@@ -328,7 +334,7 @@ class Pull(nn.Module):
             return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
         if impl == "separable":
             return self._separable(x, weight, bias)
-        return self._fast(x, weight, bias)
+        return self._dilated(x, weight, bias)
 
     def _separable(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         channels = x.shape[1]
@@ -353,7 +359,7 @@ class Pull(nn.Module):
         )
         return F.conv2d(maps, weight, bias, groups=self.groups)
 
-    def _fast(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    def _dilated(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         # Valid (unpadded) linear filters commute, so all zero padding goes into the first op.
         if self.blur_input:
             x = F.conv2d(

@@ -79,13 +79,17 @@ class PushPull2d(nn.Module):
             ``[push, V_1..V_S]``, channel attention, 1x1 conv back to ``out_channels``.
         alpha: inhibition strength when fixed (>= 0; default 1.0, as in the papers), or the centre
             of the uniform initialisation ``alpha +- 1/sqrt(C_in*C_out)`` when learned (default
-            0.5, the authors' centre).
+            0.5, the authors' centre); kept as ``alpha_init``.
         learn_alpha: ``False``, ``True``/``"channel"`` (one per output channel) or ``"scalar"``;
-            learned alpha enters as ``relu(alpha)``.
+            alpha enters as ``relu(alpha)``.
         rectify: ``False`` gives the unrectified variant ``push - alpha * pull``.
         attention: ``None``, ``"se"`` (squeeze-excitation with ``attention_reduction``) or
             ``"simam"`` (parameter-free), applied to the push response.
         pull_mode: ``"exact"`` (the paper's kernel) or ``"fast"`` (see :mod:`.pull`).
+
+    The inhibition strength in use is always ``layer.alpha``: a parameter when learned (in the
+    state dict as ``alpha``, like the authors' layer), else a constant 0-dim buffer outside the
+    state dict (so checkpoints of fixed-alpha layers hold only the push kernel).
     """
 
     def __init__(
@@ -143,7 +147,7 @@ class PushPull2d(nn.Module):
         self.pull_scale = scales if len(scales) > 1 else scales[0]
         self.rectify = rectify
         self.learn_alpha = learn_alpha
-        self.alpha_value = float(alpha)
+        self.alpha_init = float(alpha)
         self.pull_mode = pull_mode
         self.attention_type = attention
 
@@ -171,7 +175,10 @@ class PushPull2d(nn.Module):
             shape = (1, 1, 1, 1) if learn_alpha == "scalar" else (1, out_channels, 1, 1)
             self.alpha = nn.Parameter(torch.empty(shape, device=device, dtype=dtype))
         else:
-            self.register_parameter("alpha", None)
+            # 0-dim, so that it never promotes the dtype of the response (autocast)
+            self.register_buffer(
+                "alpha", torch.empty((), device=device, dtype=dtype), persistent=False
+            )
         fused_channels = out_channels * (len(scales) + 1) if len(scales) > 1 else out_channels
         self.attention = _attention_layer(
             attention, fused_channels, attention_reduction, device, dtype
@@ -195,10 +202,13 @@ class PushPull2d(nn.Module):
 
     def reset_parameters(self) -> None:
         self.push.reset_parameters()
-        if self.alpha is not None:
-            # The authors' initialisation of the learned inhibition strength.
-            fan = (self.in_channels * self.out_channels) ** -0.5
-            nn.init.uniform_(self.alpha, self.alpha_value - fan, self.alpha_value + fan)
+        with torch.no_grad():
+            if self.learn_alpha:
+                # The authors' initialisation of the learned inhibition strength.
+                fan = (self.in_channels * self.out_channels) ** -0.5
+                nn.init.uniform_(self.alpha, self.alpha_init - fan, self.alpha_init + fan)
+            else:
+                self.alpha.fill_(self.alpha_init)
         if isinstance(self.fuse, nn.Conv2d):
             self.fuse.reset_parameters()
         if isinstance(self.attention, SEModule):
@@ -210,10 +220,10 @@ class PushPull2d(nn.Module):
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
             f"padding={self.padding}, pull_scale={self.pull_scale}, pull_mode={self.pull_mode}"
         )
-        if self.alpha is None:
-            s += f", alpha={self.alpha_value}"
-        else:
+        if self.learn_alpha:
             s += f", learn_alpha={self.learn_alpha}"
+        else:
+            s += f", alpha={self.alpha_init}"
         if not self.rectify:
             s += ", rectify=False"
         if self.attention_type is not None:
@@ -221,9 +231,7 @@ class PushPull2d(nn.Module):
         return s
 
     def _inhibit(self, push: Tensor, pull: Tensor) -> Tensor:
-        if self.alpha is not None:
-            return torch.addcmul(push, F.relu(self.alpha), pull, value=-1.0)
-        return torch.sub(push, pull, alpha=self.alpha_value)
+        return torch.addcmul(push, F.relu(self.alpha), pull, value=-1.0)
 
     def forward(self, x: Tensor) -> Tensor:
         _check_input_channels(x, self.in_channels)

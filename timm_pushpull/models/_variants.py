@@ -10,6 +10,7 @@ Anti-aliasing: Zhang, "Making Convolutional Networks Shift-Invariant Again", ICM
 arXiv:1904.11486.
 """
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,16 +22,14 @@ from ..layers import pushpull_conv_layer
 # every 3x3 conv of the first stage / dense block (``*_pp_b1``).
 PP_SCOPES = (None, "stem", "stage1")
 
-# pp_* model kwarg -> PushPull2d kwarg
-_PUSHPULL_KWARGS = {
-    "pp_h": "pull_scale",
-    "pp_alpha": "alpha",
-    "pp_learn_alpha": "learn_alpha",
-    "pp_rectify": "rectify",
-    "pp_attention": "attention",
-    "pp_mode": "pull_mode",
-}
-PP_ARGS = (*_PUSHPULL_KWARGS, "pp_scales")
+# The push-pull options of every model: ``pp_`` + the PushPull2d argument it sets; ``pp_scales``
+# (several pull scales, the multi-scale variant) sets ``pull_scale`` too.
+PP_ARGS = (
+    "pp_pull_scale", "pp_alpha", "pp_learn_alpha", "pp_rectify", "pp_attention", "pp_pull_mode",
+    "pp_scales",
+)  # fmt: skip
+# Earlier names, still accepted with a DeprecationWarning (configs and scripts that use them).
+DEPRECATED_PP_ARGS = {"pp_h": "pp_pull_scale", "pp_mode": "pp_pull_mode"}
 
 
 def parse_pull_scales(pp_scales: str | Sequence[float] | None) -> tuple[float, ...] | None:
@@ -51,14 +50,23 @@ def parse_pull_scales(pp_scales: str | Sequence[float] | None) -> tuple[float, .
 def pushpull_kwargs(**pp_kwargs: Any) -> dict[str, Any]:
     """Translate ``pp_*`` model kwargs into :class:`~timm_pushpull.layers.PushPull2d` kwargs.
 
-    ``pp_scales`` (several pull scales, the multi-scale variant) takes precedence over ``pp_h``.
+    ``pp_scales`` takes precedence over ``pp_pull_scale``. Deprecated aliases: ``pp_h`` (use
+    ``pp_pull_scale``) and ``pp_mode`` (use ``pp_pull_mode``).
     """
+    for old, new in DEPRECATED_PP_ARGS.items():
+        if old in pp_kwargs:
+            if new in pp_kwargs:
+                raise TypeError(f"model arguments {old} and {new} are the same; give only {new}")
+            warnings.warn(
+                f"model argument {old} is deprecated, use {new}", DeprecationWarning, stacklevel=2
+            )
+            pp_kwargs[new] = pp_kwargs.pop(old)
     unknown = sorted(set(pp_kwargs) - set(PP_ARGS))
     if unknown:
         raise TypeError(
             f"unexpected model argument(s) {unknown}; push-pull arguments are {PP_ARGS}"
         )
-    kwargs = {_PUSHPULL_KWARGS[k]: v for k, v in pp_kwargs.items() if k in _PUSHPULL_KWARGS}
+    kwargs = {k.removeprefix("pp_"): v for k, v in pp_kwargs.items() if k != "pp_scales"}
     scales = parse_pull_scales(pp_kwargs.get("pp_scales"))
     if scales is not None:
         kwargs["pull_scale"] = scales

@@ -129,7 +129,7 @@ class CifarDenseNet(nn.Module):
         aa: blur filter for the transitions (``"bin5"``, ``"tri3"``, ``"rect2"`` ...) or None.
         pp_scope: push-pull layers in ``"stem"`` (conv0) or ``"stage1"`` (conv0 and the 3x3 conv
             of every layer of dense block 1), None for none.
-        **pp_kwargs: ``pp_h``, ``pp_alpha``, ... see :func:`timm_pushpull.models._variants.pushpull_kwargs`.
+        **pp_kwargs: ``pp_pull_scale``, ``pp_alpha``, ... see :func:`timm_pushpull.models._variants.pushpull_kwargs`.
     """
 
     def __init__(

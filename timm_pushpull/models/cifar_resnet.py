@@ -140,8 +140,8 @@ class CifarResNet(nn.Module):
         aa: blur filter for anti-aliased downsampling (``"bin5"``, ``"tri3"``, ``"rect2"`` ...) or None.
         pp_scope: push-pull layers in ``"stem"`` (conv1) or ``"stage1"`` (conv1 and every 3x3
             conv of ``layer1``), None for none.
-        **pp_kwargs: ``pp_h``, ``pp_alpha``, ``pp_learn_alpha``, ``pp_rectify``, ``pp_attention``,
-            ``pp_scales``, ``pp_mode``, see :func:`timm_pushpull.models._variants.pushpull_kwargs`.
+        **pp_kwargs: ``pp_pull_scale``, ``pp_alpha``, ``pp_learn_alpha``, ``pp_rectify``,
+            ``pp_attention``, ``pp_scales``, ``pp_pull_mode``, see :func:`timm_pushpull.models._variants.pushpull_kwargs`.
     """
 
     def __init__(

@@ -24,7 +24,7 @@ from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 from ..layers import blur_pool_class, convert_to_pushpull
 from ._builder import build_pushpull_model
 from ._cfg import PAPER_ANTIALIAS, PAPER_PUSHPULL, PAPER_PUSHPULL_RESNET
-from ._variants import PP_ARGS, scope_pushpull_kwargs
+from ._variants import scope_pushpull_kwargs
 
 __all__ = ["checkpoint_filter_fn", "create_pushpull_resnet"]
 
@@ -50,7 +50,7 @@ def create_pushpull_resnet(
 
     ``pp_*`` kwargs configure the push-pull layers (see :mod:`timm_pushpull.models._variants`).
     """
-    pp_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in PP_ARGS}
+    pp_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k.startswith("pp_")}
     pushpull = scope_pushpull_kwargs(pp_scope, **pp_kwargs)
     aa_layer = blur_pool_class(aa)
     model = ResNet(aa_layer=aa_layer, **kwargs)

@@ -80,7 +80,7 @@ class LeNet5(nn.Module):
             ``""`` returns the unpooled features (no hidden layers; with ``num_classes=0``).
         aa: blur filter for anti-aliased max-pooling (``"bin3"``, ``"rect2"`` ...) or None.
         pp_scope: ``"stem"`` for a push-pull first conv, None for none.
-        **pp_kwargs: ``pp_h``, ``pp_alpha``, ... see :func:`timm_pushpull.models._variants.pushpull_kwargs`.
+        **pp_kwargs: ``pp_pull_scale``, ``pp_alpha``, ... see :func:`timm_pushpull.models._variants.pushpull_kwargs`.
     """
 
     def __init__(

@@ -2,7 +2,7 @@
 
 A recipe (``recipes/<name>.yaml`` or any YAML path) sets the fields of a paper setting; every field
 can then be overridden, either with its own flag (``--epochs 3 --lr 0.05``) or with
-``--set key=value`` (``--set model_kwargs.pp_h=3``). Values are parsed as YAML.
+``--set key=value`` (``--set model_kwargs.pp_pull_scale=3``). Values are parsed as YAML.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class TrainConfig:
 
     # model
     model: str | None = None  # a timm model name (ours are registered on `import timm_pushpull`)
-    model_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {pp_h: 3, aa: bin5}
+    model_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {pp_pull_scale: 3, aa: bin5}
     pretrained: bool = False
     # start from weights: a timm model name (pretrained weights), a local model folder
     # (config.json + model.safetensors) or a weights file for `model`

@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override any setting (YAML value; dotted keys reach into mappings, e.g. model_kwargs.pp_h=3)",
+        help="override any setting (YAML value; dotted keys reach into mappings, e.g. model_kwargs.pp_pull_scale=3)",
     )
     parser.add_argument(
         "--print-config", action="store_true", help="print the resolved settings and exit"

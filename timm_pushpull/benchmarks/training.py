@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from ..data import normalize_batch
-from .config import TrainConfig, build_config
-from .trainer import create_datasets, create_train_loader
+from ..training.config import TrainConfig, build_config
+from ..training.trainer import create_datasets, create_train_loader
 
 
 @dataclass(frozen=True)

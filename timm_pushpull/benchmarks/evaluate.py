@@ -1,6 +1,6 @@
 """Throughput of ``evaluate`` on 1 and more processes: images per second on released-set layouts.
 
-    timm-pushpull bench --section evaluate        (or: python scripts/benchmark.py --section evaluate)
+    timm-pushpull bench --section evaluate
 
 Writes a CIFAR-10-C folder in the official layout (``fog.npy``: 5 severities x N uint8 images,
 ``labels.npy``) and an ImageNet-C-layout folder (``fog/1/<wnid>/*.JPEG``, 224 px) into a
@@ -75,7 +75,7 @@ def _worker(args: argparse.Namespace) -> None:
 
     import timm_pushpull  # noqa: F401  (registers the models)
 
-    from .evaluate import _open_datasets, evaluate_model
+    from ..robustness.evaluate import _open_datasets, evaluate_model
 
     state = PartialState(cpu=args.device == "cpu")
     if args.threads:
@@ -101,7 +101,7 @@ def _worker(args: argparse.Namespace) -> None:
 def _launch(folder: Path, dataset: str, processes: int, device: str, threads: int, workers: int):
     model, batch_size, severities = _CASES[dataset]
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-               str(processes), "-m", "timm_pushpull.robustness.evaluate_bench", "--worker", "--folder", str(folder), "--model", model,
+               str(processes), "-m", "timm_pushpull.benchmarks.evaluate", "--worker", "--folder", str(folder), "--model", model,
                "--batch-size", str(batch_size), "--severities", severities, "--device", device,
                "--threads", str(threads), "--workers", str(workers)]  # fmt: skip
     environment = {**os.environ, "OMP_NUM_THREADS": str(max(threads, 1))}

@@ -1,88 +1,54 @@
-"""Corruption speed benchmark: batched torch ``corrupt`` vs per-image NumPy references.
+"""Per-image NumPy references of the corruptions, timed by :mod:`.corruptions`.
 
-The references follow Hendrycks' ``make_cifar_c.py`` / ``make_imagenet_c.py`` one image at a time
-(NumPy, scikit-image, SciPy, OpenCV, Pillow), with the same parameters and textures, except that
-ImageMagick's motion blur is the NumPy shift-and-add of ``imagecorruptions`` (Wand is not
-installed) and scikit-image's removed ``multichannel=True`` is ``channel_axis=-1``. Random draws
-come from NumPy's legacy ``RandomState`` samplers, as ``np.random.normal`` / ``np.random.poisson``
-in the scripts and in ``imagecorruptions``; seeding one makes the reference repeatable.
-
-    python -m timm_pushpull.robustness.bench --num-images 1000
+One function per corruption, named like it: ``f(image HxWx3 float64 in [0, 1], params,
+RandomState) -> image``. They follow Hendrycks' ``make_cifar_c.py`` / ``make_imagenet_c.py`` one
+image at a time (NumPy, scikit-image, SciPy, OpenCV, Pillow), with the same parameters and
+textures, except that ImageMagick's motion blur is the NumPy shift-and-add of
+``imagecorruptions`` (Wand is not installed) and scikit-image's removed ``multichannel=True`` is
+``channel_axis=-1``. Random draws come from NumPy's legacy ``RandomState`` samplers, as
+``np.random.normal`` / ``np.random.poisson`` in the scripts and in ``imagecorruptions``; seeding
+one makes the reference repeatable. Needs the ``bench`` extra (scikit-image).
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import math
-import statistics
-import time
-from collections.abc import Callable, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
 import skimage.color
 import skimage.util
-import torch
 from PIL import Image
 from scipy.ndimage import map_coordinates
 from scipy.ndimage import zoom as scipy_zoom
 from skimage.filters import gaussian
 
-from .. import native
-from .corruptions import ALL_CORRUPTIONS, SEVERITY_PARAMS, corrupt
-from .corruptions import RANDOM_CHUNK as _RANDOM_CHUNK
-from .frost import frost_textures
-
-__all__ = ["format_table", "main", "run"]
-
-# How each corruption runs in ``corrupt``, for the table.
-_IMPLEMENTATION = dict.fromkeys(ALL_CORRUPTIONS, "torch, batched")
-_IMPLEMENTATION["jpeg_compression"] = "Pillow per image"
-_IMPLEMENTATION["spatter"] = "torch + OpenCV per image"
+from ..robustness.frost import frost_textures
 
 
-# Corruptions whose large CPU draws come from the C kernel of csrc/random.c where it builds.
-_C_DRAWS = ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise", "elastic_transform")
-
-
-def _implementation(name: str, images: torch.Tensor) -> str:
-    if name == "frost" and images.device.type == "cpu" and native.load("frost") is not None:
-        return "C kernel, batched"
-    if images.device.type != "cpu" or name not in _C_DRAWS or native.load("random") is None:
-        return _IMPLEMENTATION[name]
-    if images.numel() <= _RANDOM_CHUNK:  # small draws stay with torch's generator
-        return _IMPLEMENTATION[name]
-    if name == "shot_noise" and native.load("shot_noise") is not None:
-        return "C draws + C kernel, batched"
-    return "C draws + torch, batched"
-
-
-# --------------------------------------------------------------------------------------------
-# Per-image NumPy references: f(image HxWx3 float64 in [0, 1], params, RandomState) -> image
-
-
-def _gaussian_noise(x, c, rng):
+def gaussian_noise(x: np.ndarray, c: Any, rng: np.random.RandomState) -> np.ndarray:
     return np.clip(x + rng.normal(size=x.shape, scale=c), 0, 1)
 
 
-def _shot_noise(x, c, rng):
+def shot_noise(x: np.ndarray, c: Any, rng: np.random.RandomState) -> np.ndarray:
     return np.clip(rng.poisson(x * c) / c, 0, 1)
 
 
-def _impulse_noise(x, c, rng):
+def impulse_noise(x: np.ndarray, c: Any, rng: np.random.RandomState) -> np.ndarray:
     return np.clip(skimage.util.random_noise(x, mode="s&p", amount=c, rng=rng.randint(2**31)), 0, 1)
 
 
-def _speckle_noise(x, c, rng):
+def speckle_noise(x: np.ndarray, c: Any, rng: np.random.RandomState) -> np.ndarray:
     return np.clip(x + x * rng.normal(size=x.shape, scale=c), 0, 1)
 
 
-def _gaussian_blur(x, c, rng):
+def gaussian_blur(x: np.ndarray, c: Any, rng: np.random.RandomState) -> np.ndarray:
     return np.clip(gaussian(x, sigma=c, channel_axis=-1), 0, 1)
 
 
-def _glass_blur(x, c, rng):
+def glass_blur(x: np.ndarray, c: Any, rng: np.random.RandomState) -> np.ndarray:
     sigma, delta, iterations = c
     x = np.uint8(gaussian(x, sigma=sigma, channel_axis=-1) * 255)
     height, width = x.shape[:2]
@@ -109,7 +75,7 @@ def _disk(radius, alias_blur):
     return cv2.GaussianBlur(disk, ksize=ksize, sigmaX=alias_blur)
 
 
-def _defocus_blur(x, c, rng):
+def defocus_blur(x: np.ndarray, c: Any, rng: np.random.RandomState) -> np.ndarray:
     kernel = _disk(*c)
     channels = [cv2.filter2D(x[:, :, d], -1, kernel) for d in range(3)]
     return np.clip(np.array(channels).transpose((1, 2, 0)), 0, 1)
@@ -147,7 +113,7 @@ def _numpy_motion_blur(x, radius, sigma, angle):
     return blurred
 
 
-def _motion_blur(x, c, rng):
+def motion_blur(x: np.ndarray, c: Any, rng: np.random.RandomState) -> np.ndarray:
     return np.clip(_numpy_motion_blur(x, c[0], c[1], rng.uniform(-45, 45)), 0, 1)
 
 
@@ -160,7 +126,7 @@ def _clipped_zoom(img, zoom_factor):
     return img[trim_top : trim_top + h, trim_top : trim_top + h]
 
 
-def _zoom_blur(x, c, rng):
+def zoom_blur(x: np.ndarray, c: Any, rng: np.random.RandomState) -> np.ndarray:
     factors = np.arange(*c)
     x = x.astype(np.float32)
     out = np.zeros_like(x)
@@ -169,7 +135,7 @@ def _zoom_blur(x, c, rng):
     return np.clip((x + out) / (len(factors) + 1), 0, 1)
 
 
-def _snow(x, c, rng):
+def snow(x: np.ndarray, c: Any, rng: np.random.RandomState) -> np.ndarray:
     x = x.astype(np.float32)
     size = x.shape[0]
     snow_layer = rng.normal(size=x.shape[:2], loc=c[0], scale=c[1])
@@ -183,7 +149,7 @@ def _snow(x, c, rng):
     return np.clip(x + snow_layer + np.rot90(snow_layer, k=2), 0, 1)
 
 
-def _frost(x, c, rng):
+def frost(x: np.ndarray, c: Any, rng: np.random.RandomState) -> np.ndarray:
     size = x.shape[0]
     textures = frost_textures(size, c[2])
     frost = textures[rng.randint(len(textures))]
@@ -220,31 +186,31 @@ def _plasma_fractal(mapsize, wibbledecay, rng):
     return maparray / maparray.max()
 
 
-def _fog(x, c, rng):
+def fog(x: np.ndarray, c: Any, rng: np.random.RandomState) -> np.ndarray:
     size = x.shape[0]
     max_val = x.max()
     x = x + c[0] * _plasma_fractal(c[2], c[1], rng)[:size, :size][..., np.newaxis]
     return np.clip(x * max_val / (max_val + c[0]), 0, 1)
 
 
-def _brightness(x, c, rng):
+def brightness(x: np.ndarray, c: Any, rng: np.random.RandomState) -> np.ndarray:
     x = skimage.color.rgb2hsv(x)
     x[:, :, 2] = np.clip(x[:, :, 2] + c, 0, 1)
     return np.clip(skimage.color.hsv2rgb(x), 0, 1)
 
 
-def _saturate(x, c, rng):
+def saturate(x: np.ndarray, c: Any, rng: np.random.RandomState) -> np.ndarray:
     x = skimage.color.rgb2hsv(x)
     x[:, :, 1] = np.clip(x[:, :, 1] * c[0] + c[1], 0, 1)
     return np.clip(skimage.color.hsv2rgb(x), 0, 1)
 
 
-def _contrast(x, c, rng):
+def contrast(x: np.ndarray, c: Any, rng: np.random.RandomState) -> np.ndarray:
     means = np.mean(x, axis=(0, 1), keepdims=True)
     return np.clip((x - means) * c + means, 0, 1)
 
 
-def _elastic_transform(x, c, rng):
+def elastic_transform(x: np.ndarray, c: Any, rng: np.random.RandomState) -> np.ndarray:
     image = x.astype(np.float32)
     shape = image.shape
     shape_size = shape[:2]
@@ -273,20 +239,20 @@ def _elastic_transform(x, c, rng):
     return np.clip(out, 0, 1)
 
 
-def _pixelate(x, c, rng):
+def pixelate(x: np.ndarray, c: Any, rng: np.random.RandomState) -> np.ndarray:
     size = x.shape[0]
     image = Image.fromarray(np.uint8(np.round(x * 255)))
     image = image.resize((int(size * c), int(size * c)), Image.BOX)
     return np.asarray(image.resize((size, size), Image.BOX)) / 255.0
 
 
-def _jpeg_compression(x, c, rng):
+def jpeg_compression(x: np.ndarray, c: Any, rng: np.random.RandomState) -> np.ndarray:
     buffer = io.BytesIO()
     Image.fromarray(np.uint8(np.round(x * 255))).save(buffer, "JPEG", quality=c)
     return np.asarray(Image.open(buffer)) / 255.0
 
 
-def _spatter(x, c, rng):
+def spatter(x: np.ndarray, c: Any, rng: np.random.RandomState) -> np.ndarray:
     x = x.astype(np.float32)
     liquid_layer = rng.normal(size=x.shape[:2], loc=c[0], scale=c[1])
     liquid_layer = gaussian(liquid_layer, sigma=c[2])
@@ -317,164 +283,3 @@ def _spatter(x, c, rng):
     color *= m[..., np.newaxis]
     x *= 1 - m[..., np.newaxis]
     return np.clip(x + color, 0, 1)
-
-
-REFERENCES: dict[str, Callable[[np.ndarray, object, np.random.RandomState], np.ndarray]] = {
-    "gaussian_noise": _gaussian_noise,
-    "shot_noise": _shot_noise,
-    "impulse_noise": _impulse_noise,
-    "defocus_blur": _defocus_blur,
-    "glass_blur": _glass_blur,
-    "motion_blur": _motion_blur,
-    "zoom_blur": _zoom_blur,
-    "snow": _snow,
-    "frost": _frost,
-    "fog": _fog,
-    "brightness": _brightness,
-    "contrast": _contrast,
-    "elastic_transform": _elastic_transform,
-    "pixelate": _pixelate,
-    "jpeg_compression": _jpeg_compression,
-    "speckle_noise": _speckle_noise,
-    "gaussian_blur": _gaussian_blur,
-    "spatter": _spatter,
-    "saturate": _saturate,
-}
-
-
-# --------------------------------------------------------------------------------------------
-
-
-def _time_torch(images: torch.Tensor, name: str, scale: str, seed: int) -> float:
-    start = time.perf_counter()
-    for severity in range(1, 6):
-        corrupt(images, name, severity, scale=scale, seed=seed + severity, output="float")
-    if images.is_cuda:
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
-
-
-def _time_reference(images: np.ndarray, name: str, scale: str, seed: int) -> float:
-    reference = REFERENCES[name]
-    rng = np.random.RandomState(seed)
-    start = time.perf_counter()
-    for severity in range(1, 6):
-        params = SEVERITY_PARAMS[name][scale][severity - 1]
-        for image in images:
-            reference(image / 255.0, params, rng)
-    return time.perf_counter() - start
-
-
-def run(
-    num_images: int = 1000,
-    *,
-    image_size: int | None = None,
-    scale: str = "cifar",
-    names: Sequence[str] = ALL_CORRUPTIONS,
-    device: str = "cpu",
-    seed: int = 0,
-    repeats: int = 3,
-    verbose: bool = True,
-) -> list[dict]:
-    """Time all 5 severities of each corruption on ``num_images`` random RGB images, batched
-    torch vs the per-image NumPy reference, and print a markdown table (``verbose``).
-
-    ``image_size`` defaults to 32 (``scale="cifar"``) or 224. Returns one dict per corruption
-    (``name``, ``implementation``, ``torch_s``, ``numpy_s``, ``speedup``).
-    """
-    unknown = [name for name in names if name not in ALL_CORRUPTIONS]
-    if unknown:
-        raise ValueError(
-            f"unknown corruptions {unknown}; expected some of: {', '.join(ALL_CORRUPTIONS)}"
-        )
-    if num_images < 1:
-        raise ValueError(f"num_images must be >= 1, got {num_images}")
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
-    size = image_size or (32 if scale == "cifar" else 224)
-    rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 256, (num_images, size, size, 3), dtype=np.uint8)
-    # contiguous NCHW, as a DataLoader delivers batches
-    images = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous().float().div(255).to(device)
-    rows = []
-    for name in names:
-        # warm-up (frost textures, kernel caches, oneDNN primitives) outside the timings
-        corrupt(images[:2], name, 1, scale=scale, output="float")
-        _time_reference(pixels[:1], name, scale, seed)
-        # interleaved rounds, median of each side: load on a shared machine hits both alike
-        rounds = [
-            (_time_torch(images, name, scale, seed), _time_reference(pixels, name, scale, seed))
-            for _ in range(repeats)
-        ]
-        torch_s = statistics.median(t for t, _ in rounds)
-        numpy_s = statistics.median(n for _, n in rounds)
-        row = {
-            "name": name,
-            "implementation": _implementation(name, images),
-            "torch_s": torch_s,
-            "numpy_s": numpy_s,
-            "speedup": numpy_s / torch_s,
-        }
-        rows.append(row)
-        if verbose:
-            print(f"{name}: torch {torch_s:.3f} s, NumPy {numpy_s:.3f} s", flush=True)
-    if verbose:
-        print()
-        print(format_table(rows, num_images=num_images, size=size, scale=scale, device=device))
-    return rows
-
-
-def format_table(rows: list[dict], *, num_images: int, size: int, scale: str, device: str) -> str:
-    """Markdown table of ``run``'s rows with a total line."""
-    lines = [
-        f"{num_images} random {size}x{size} RGB images, severities 1-5, {scale} parameters, "
-        f"torch on {device} ({torch.get_num_threads()} threads) vs per-image NumPy reference",
-        "",
-        "| corruption | implementation | torch (s) | NumPy per image (s) | speed-up |",
-        "|---|---|---:|---:|---:|",
-    ]
-    for row in rows:
-        lines.append(
-            f"| {row['name']} | {row['implementation']} | {row['torch_s']:.3f} | "
-            f"{row['numpy_s']:.3f} | {row['speedup']:.1f}x |"
-        )
-    torch_total = sum(row["torch_s"] for row in rows)
-    numpy_total = sum(row["numpy_s"] for row in rows)
-    lines.append(
-        f"| **total** | | {torch_total:.3f} | {numpy_total:.3f} | "
-        f"{numpy_total / torch_total:.1f}x |"
-    )
-    return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--num-images", type=int, default=1000)
-    parser.add_argument(
-        "--image-size", type=int, default=None, help="default: 32 cifar, 224 imagenet"
-    )
-    parser.add_argument("--scale", choices=("cifar", "imagenet"), default="cifar")
-    parser.add_argument("--corruptions", nargs="+", default=list(ALL_CORRUPTIONS), metavar="NAME")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--repeats", type=int, default=3, help="interleaved rounds; the median is reported"
-    )
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    run(
-        args.num_images,
-        image_size=args.image_size,
-        scale=args.scale,
-        names=args.corruptions,
-        device=args.device,
-        seed=args.seed,
-        repeats=args.repeats,
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,237 @@
+"""Speed of the layers: push-pull against ``nn.Conv2d`` and the authors' layer, the exact pull's
+forms against each other, ResNet-50 with push-pull layers, and blur-pool against timm's and kornia's.
+
+Sections ``layers``, ``pull``, ``resnet50`` and ``blurpool`` of ``timm-pushpull bench``.
+"""
+
+from __future__ import annotations
+
+import timm
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.layers import BlurPool2d as TimmBlurPool2d
+
+from .. import native
+from ..layers import BlurPool2d, PushPull2d, convert_to_pushpull
+from ..layers.exact_pull import _exact_pull_torch, exact_pull
+from ..layers.pull import Pull, pull_kernel_size, pull_weight, separable_pays, torch_separable_pays
+from .timing import (
+    bench_extra,
+    eval_and_train_rows,
+    eval_fn,
+    interleaved_medians,
+    markdown_table,
+    train_fn,
+)
+
+
+class AuthorsPushPull(nn.Module):
+    """The original layer as the paper describes it: the pull kernel resized on every forward pass."""
+
+    def __init__(self, conv: nn.Conv2d, pull_size: int = 7) -> None:
+        super().__init__()
+        self.conv = conv
+        self.pull_size = pull_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.conv.weight
+        pull = -F.interpolate(
+            weight, size=(self.pull_size,) * 2, mode="bilinear", align_corners=True
+        )
+        padding = self.pull_size // 2 - weight.shape[-1] // 2 + self.conv.padding[0]
+        push = F.relu(self.conv(x))
+        return push - F.relu(F.conv2d(x, pull, None, self.conv.stride, padding))
+
+
+def bench_layers(rounds: int = 15) -> str:
+    """(a) PushPull2d vs nn.Conv2d, 64->64 3x3 on 8x64x56x56."""
+    x = torch.randn(8, 64, 56, 56)
+    conv = nn.Conv2d(64, 64, 3, padding=1, bias=False)
+    layers = {
+        "nn.Conv2d": conv,
+        "authors' layer (resize every call)": AuthorsPushPull(conv),
+        "PushPull2d exact": PushPull2d(64, 64, 3, padding=1),
+        "PushPull2d fast": PushPull2d(64, 64, 3, padding=1, pull_mode="fast"),
+    }
+    rows = eval_and_train_rows(layers, x, rounds, "nn.Conv2d")
+    return markdown_table(
+        "Push-pull layer vs conv (64->64 3x3, 8x64x56x56)", ["layer", "mode", "ms", "vs conv"], rows
+    )
+
+
+class _WithoutCKernels(nn.Module):
+    """Runs a module with the C kernels off: the path taken without a C compiler."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with native.native_kernels(False):
+            return self.module(x)
+
+
+# (name, input shape, PushPull2d arguments): the issue-14 configurations
+PULL_LAYERS = (
+    ("64->64 3x3, h=2", (8, 64, 56, 56), dict(kernel_size=3, padding=1)),
+    ("64->64 3x3, h=1.5", (8, 64, 56, 56), dict(kernel_size=3, padding=1, pull_scale=1.5)),
+    ("64->64 3x3, h=3", (8, 64, 56, 56), dict(kernel_size=3, padding=1, pull_scale=3.0)),
+    ("16->16 3x3, h=2", (64, 16, 32, 32), dict(kernel_size=3, padding=1)),
+    ("256->256 3x3, h=2", (8, 256, 14, 14), dict(kernel_size=3, padding=1)),
+    ("3->64 7x7 /2 stem, h=2", (8, 3, 224, 224), dict(kernel_size=7, stride=2, padding=3)),
+)
+
+
+def bench_pull(rounds: int = 9, quick: bool = False) -> str:
+    """(d) The exact pull: PushPull2d (C separable form, PyTorch form, fast) vs nn.Conv2d.
+
+    Each configuration is one interleaved group, eval and train. ``exact, PyTorch path`` is the
+    layer with the C kernels off (no C compiler): the direct convolution with the resized kernel
+    (PyTorch's separable form for <= 4 input channels). A second table times the pull alone,
+    direct convolution against the C separable form, the measurement behind
+    ``pull.separable_pays``.
+    """
+    kernel = "C kernel" if native.load("pull_maps") is not None else "no C compiler found"
+    rows = []
+    for name, shape, kwargs in PULL_LAYERS[:1] if quick else PULL_LAYERS:
+        x = torch.randn(*(2, *shape[1:]) if quick else shape)
+        in_ch, out_ch = shape[1], 64 if shape[1] == 3 else shape[1]
+        args = dict(kwargs)
+        conv_args = {k: v for k, v in args.items() if k != "pull_scale"}
+        exact = PushPull2d(in_ch, out_ch, **args)
+        layers = {
+            "nn.Conv2d": nn.Conv2d(in_ch, out_ch, bias=False, **conv_args),
+            f"exact ({kernel})": exact,
+            "exact, PyTorch path": _WithoutCKernels(exact),
+            "fast": PushPull2d(in_ch, out_ch, pull_mode="fast", **args),
+        }
+        for mode, make in (("eval", eval_fn), ("train", train_fn)):
+            times = interleaved_medians({n: make(m, x) for n, m in layers.items()}, rounds)
+            base = times["nn.Conv2d"]
+            ratios = [f"{times[n] / base:.2f}x" for n in layers if n != "nn.Conv2d"]
+            fast_gap = times[f"exact ({kernel})"] / times["fast"]
+            rows.append(
+                [name, str(list(x.shape)), mode, f"{base * 1e3:.1f}", *ratios, f"{fast_gap:.2f}"]
+            )
+    header = ["layer", "input", "mode", "conv ms", *list(layers)[1:], "exact / fast"]
+    header[4:7] = [f"{h} vs conv" for h in header[4:7]]
+    out = markdown_table(
+        "Exact push-pull layer vs conv (ratios to nn.Conv2d, same run)", header, rows
+    )
+
+    # direct vs separable, the pull alone, eval: the rule in pull.separable_pays
+    rule_rows = []
+    cases = ((3, 2.0, 64), (3, 1.5, 64), (5, 1.5, 64), (2, 1.5, 64), (1, 2.0, 64), (3, 2.0, 16))
+    for size, h, channels in cases[:1] if quick else cases:
+        x = torch.randn(2, channels, 14, 14) if quick else torch.randn(8, channels, 28, 28)
+        pull = pull_kernel_size(size, h)
+        weight = torch.randn(channels, channels, size, size)
+        pad = (pull - 1) // 2
+        args = ([pull, pull], [1, 1], [pad] * 4, [1, 1], 1)
+        with torch.no_grad():
+            times = interleaved_medians(
+                {
+                    "direct": lambda w=weight, a=args, x=x: _exact_pull_torch(x, w, None, *a),
+                    "separable": lambda w=weight, a=args, x=x: exact_pull(x, w, None, *a),
+                },
+                rounds,
+            )
+        rule_rows.append(
+            [
+                f"{channels}->{channels} {size}x{size} -> {pull}x{pull}",
+                f"{pull * pull / (size * size):.2f}",
+                f"{times['separable'] / times['direct']:.2f}",
+                "separable" if separable_pays((size, size), (pull, pull), channels) else "direct",
+            ]
+        )
+    out += "\n" + markdown_table(
+        f"Pull alone, C separable form vs direct conv ({x.shape[0]}xCx{x.shape[-1]}x{x.shape[-1]}, eval)",
+        ["pull", "pull/push area", "separable / direct time", "rule picks"],
+        rule_rows,
+    )
+
+    # PyTorch's separable form vs direct for few input channels (no C kernel): the rule in
+    # pull.torch_separable_pays. (in, out, kernel, batch, size): LeNet-5, CIFAR and ImageNet stems
+    torch_rows = []
+    torch_cases = ((1, 6, 5, 500, 28), (1, 20, 5, 128, 28), (3, 16, 3, 64, 32), (3, 64, 7, 2, 112))
+    for in_ch, out_ch, size, batch, side in torch_cases[:1] if quick else torch_cases:
+        x = torch.randn(2 if quick else batch, in_ch, side, side)
+        pull = Pull(in_ch, out_ch, (size, size), 2.0, (1, 1), (size // 2,) * 2, (1, 1), 1)
+        weight = torch.randn(out_ch, in_ch, size, size, requires_grad=True)
+        pad = pull.pull_size[0] // 2
+
+        def direct(w: torch.Tensor, x: torch.Tensor = x, pull: Pull = pull, pad: int = pad):
+            return F.conv2d(x, pull_weight(w, pull.pull_size), None, 1, pad)
+
+        def separable(w: torch.Tensor, x: torch.Tensor = x, pull: Pull = pull):
+            return pull._separable(x, -w.reshape(w.shape[0], -1, 1, 1), None)
+
+        row = [f"{in_ch}->{out_ch} {size}x{size} -> {pull.pull_size[0]}x{pull.pull_size[1]}",
+               str(list(x.shape))]  # fmt: skip
+        forms = {"direct": direct, "separable": separable}
+        for mode in ("eval", "train"):
+            if mode == "eval":
+                fns = {n: lambda f=f, w=weight: f(w.detach()) for n, f in forms.items()}
+            else:
+                fns = {n: lambda f=f, w=weight: f(w).sum().backward() for n, f in forms.items()}
+            times = interleaved_medians(fns, rounds)
+            row.append(f"{times['separable'] / times['direct']:.2f}")
+        picks = torch_separable_pays(in_ch, (size, size), pull.pull_size, out_ch)
+        torch_rows.append([*row, "separable" if picks else "direct"])
+    out += "\n" + markdown_table(
+        "Pull alone, PyTorch separable form vs direct conv (no C kernel)",
+        ["pull", "input", "separable / direct (eval)", "(train)", "rule picks"],
+        torch_rows,
+    )
+    return out
+
+
+def bench_resnet50(rounds: int = 7) -> str:
+    """(b) timm resnet50 vs push-pull in the stem and every first-stage bottleneck 3x3."""
+    x = torch.randn(4, 3, 224, 224)
+    models = {"resnet50": timm.create_model("resnet50")}
+    for mode in ("exact", "fast"):
+        models[f"resnet50 + push-pull stem & stage 1 ({mode})"] = convert_to_pushpull(
+            timm.create_model("resnet50"), "stage1", pull_mode=mode
+        )
+    rows = eval_and_train_rows(models, x, rounds, "resnet50", ms_format=".0f", ratio_format=".3f")
+    return markdown_table(
+        "ResNet-50, batch 4 at 224x224", ["model", "mode", "ms", "vs resnet50"], rows
+    )
+
+
+def bench_blurpool(rounds: int = 30) -> str:
+    """(c) our blur-pool vs timm's and kornia's on the same tensor (filter 3, stride 2).
+
+    Each implementation runs eagerly and under ``torch.compile`` (compile time not counted); ours
+    also eagerly without its C kernel. The speed-up is against the fastest timm/kornia row of the
+    same input, eager or compiled.
+    """
+    with bench_extra("blur-pool"):
+        import kornia
+
+    rows = []
+    for shape in ((8, 64, 56, 56), (4, 64, 112, 112), (8, 256, 28, 28), (32, 64, 32, 32)):
+        x = torch.randn(*shape)
+        eager = {
+            "timm BlurPool2d": TimmBlurPool2d(shape[1], 3, 2),
+            "kornia BlurPool2D": kornia.filters.BlurPool2D(3, 2),
+            "timm_pushpull BlurPool2d": BlurPool2d(shape[1], "binomial", 3, 2),
+        }
+        layers = dict(eager)
+        layers.update({f"{n}, compiled": torch.compile(m, dynamic=False) for n, m in eager.items()})
+        kernel = "C kernel" if native.load("blur_pool") is not None else "no C compiler found"
+        layers[f"timm_pushpull BlurPool2d ({kernel})"] = layers.pop("timm_pushpull BlurPool2d")
+        layers["timm_pushpull BlurPool2d, PyTorch path"] = _WithoutCKernels(
+            eager["timm_pushpull BlurPool2d"]
+        )
+        times = interleaved_medians({n: eval_fn(m, x) for n, m in layers.items()}, rounds)
+        best_other = min(t for n, t in times.items() if not n.startswith("timm_pushpull"))
+        for name, t in times.items():
+            rows.append([str(list(shape)), name, f"{t * 1e3:.2f}", f"{best_other / t:.2f}x"])
+    return markdown_table(
+        "Blur-pool, binomial 3, stride 2, reflect padding (kornia pads with zeros)",
+        ["input", "implementation", "ms", "speed-up vs fastest timm/kornia row"],
+        rows,
+    )

@@ -1,0 +1,95 @@
+"""Side-by-side timing shared by every benchmark: interleaved medians and markdown tables.
+
+The variants of a row are timed in interleaved rounds and the median is reported, so load on the
+machine hits all of them alike. Ratios are what to compare across machines; absolute times are
+for this machine only.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn as nn
+
+BENCH_EXTRA_INSTALL = "pip install 'timm-pushpull[bench]'"
+
+
+def interleaved_medians(
+    fns: dict[str, Callable[[], object]], rounds: int, warmup: int = 2
+) -> dict[str, float]:
+    """Median seconds per call of each function, timed in interleaved rounds."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def eval_fn(module: nn.Module, x: torch.Tensor) -> Callable[[], object]:
+    """One inference call of ``module`` on ``x`` (eval mode, no autograd)."""
+    module.eval()
+
+    def run():
+        with torch.no_grad():
+            return module(x)
+
+    return run
+
+
+def train_fn(module: nn.Module, x: torch.Tensor) -> Callable[[], object]:
+    """One forward and backward pass of ``module`` on ``x`` (train mode)."""
+    module.train()
+
+    def run():
+        module.zero_grad(set_to_none=True)
+        out = module(x)
+        (out[0] if isinstance(out, tuple) else out).float().mean().backward()
+
+    return run
+
+
+def eval_and_train_rows(
+    modules: dict[str, nn.Module],
+    x: torch.Tensor,
+    rounds: int,
+    baseline: str,
+    ms_format: str = ".1f",
+    ratio_format: str = ".2f",
+) -> list[list[str]]:
+    """Rows ``[name, mode, ms, time / baseline's]``, eval then train, each mode one interleaved group."""
+    rows = []
+    for mode, make in (("eval", eval_fn), ("train", train_fn)):
+        times = interleaved_medians({n: make(m, x) for n, m in modules.items()}, rounds)
+        base = times[baseline]
+        rows += [
+            [n, mode, f"{t * 1e3:{ms_format}}", f"{t / base:{ratio_format}}x"]
+            for n, t in times.items()
+        ]
+    return rows
+
+
+def markdown_table(title: str, header: list[str], rows: list[list[str]]) -> str:
+    lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+@contextmanager
+def bench_extra(section: str) -> Iterator[None]:
+    """Imports of the references the ``bench`` extra installs: a missing one says how to get it."""
+    try:
+        yield
+    except ModuleNotFoundError as error:
+        missing = error.name.partition(".")[0]  # skimage, not skimage.color
+        raise ModuleNotFoundError(
+            f"the {section} benchmark needs {missing}, which is not installed: {BENCH_EXTRA_INSTALL}"
+        ) from error
