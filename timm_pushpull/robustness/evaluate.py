@@ -1,4 +1,5 @@
-"""``timm-pushpull evaluate``: the robustness benchmark of any timm model, resumable.
+"""The robustness benchmark of any timm model, resumable: :func:`evaluate_model` runs what an
+:class:`EvalSettings` asks for (its command line, ``timm-pushpull evaluate``: :mod:`.cli.evaluate`).
 
 Suites:
 - ``c``: error per corruption and severity (official CIFAR-10/100-C or ImageNet-C files, or
