@@ -282,7 +282,7 @@ def test_evaluate_feeds_and_records_stored_corruptions(output):
 
     model = _RecordingClassifier()
     images = torch.from_numpy(natural_images(32)).permute(0, 3, 1, 2).float() / 255
-    kwargs = {} if output == "released" else {"output": output}  # released is the default
+    kwargs = {} if output == "released" else {"corruption_output": output}  # the default: released
     results = evaluate_model(model, images, torch.tensor([0, 1, 0]), corruptions=["contrast"],
                              severities=[2], progress=False, mean=[0.0] * 3, std=[1.0] * 3,
                              **kwargs)  # fmt: skip

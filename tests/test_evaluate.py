@@ -12,10 +12,10 @@ from timm.data import resolve_data_config
 
 from timm_pushpull.robustness import metrics
 from timm_pushpull.robustness.baselines import ALEXNET_CIFAR10_C
+from timm_pushpull.robustness.cli.evaluate import open_datasets
 from timm_pushpull.robustness.corruptions import corrupt
 from timm_pushpull.robustness.datasets import CifarCFolder, CifarPFolder, ImageNetPFolder
 from timm_pushpull.robustness.evaluate import (
-    _open_datasets,
     add_gaussian_noise,
     add_speckle_noise,
     contrast_poisson_noise,
@@ -212,7 +212,7 @@ def test_official_imagenet_p_flip_probabilities(tmp_path):
     assert results["perturbations"]["translate"]["flip_probability"] == pytest.approx(7 / 20)
     assert results["perturbations"]["gaussian_noise"]["flip_probability"] == pytest.approx(8 / 20)
     assert results["settings"]["input_size"] == [3, 32, 32]
-    opened = _open_datasets([str(root)], resolve_data_config({}, model=nn.Conv2d(3, 3, 1)))
+    opened = open_datasets([str(root)], resolve_data_config({}, model=nn.Conv2d(3, 3, 1)))
     assert isinstance(opened["p"][0], ImageNetPFolder)
     assert opened["p"][1] == f"imagenet-p:{root}"  # no resize: the videos hold the model's frames
 
@@ -369,7 +369,7 @@ def test_cli_end_to_end(tmp_path, capsys):
 
     bad = [arg if arg != "1,5" else "0,5" for arg in argv]
     assert main(bad) == 2
-    assert "severity" in capsys.readouterr().err
+    assert "severities must be distinct ints in 1..5, got [0, 5]" in capsys.readouterr().err
     assert main(argv[:1] + ["--model", "test_resnet", "--checkpoint", str(tmp_path / "missing.pt"),
                             "--dataset", str(clean), "--out", str(out)]) == 2  # fmt: skip
     assert "missing.pt" in capsys.readouterr().err

@@ -163,3 +163,43 @@ def test_relative_mce_cell_has_its_own_completeness():
     assert _row(table, "mCE") == ["50.0", "–"]
     assert _row(table, "relative mCE") == ["25.0, 1 corruptions", "–"]
     assert _row(table, "CE on severities") == ["fog: 1, 2; snow: 2", "–"]
+
+
+def _imported_modules(path) -> set[str]:
+    """Modules a file of timm_pushpull.robustness imports anywhere (functions included), as
+    absolute names."""
+    import ast
+
+    package = "timm_pushpull.robustness" + ("" if path.parent.name == "robustness" else ".cli")
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+            module = ".".join(part for part in (base, node.module) if part)
+            names.add(module)
+            names.update(f"{module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def test_only_the_command_lines_import_the_report():
+    """The library (evaluate, results, baselines, ...) never imports the report or the command
+    lines, so report -> evaluate is no cycle; the command lines import both."""
+    from pathlib import Path
+
+    import timm_pushpull.robustness as robustness
+
+    root = Path(robustness.__file__).parent
+    # evaluate_bench times the command line's data sets: a benchmark, above the library
+    library = sorted(
+        p for p in root.glob("*.py") if p.name not in ("report.py", "evaluate_bench.py")
+    )
+    assert any(path.name == "evaluate.py" for path in library)
+    for path in library:
+        imported = _imported_modules(path)
+        assert "timm_pushpull.robustness.report" not in imported, path.name
+        assert not any(name.startswith("timm_pushpull.robustness.cli") for name in imported), path
+    commands = _imported_modules(root / "cli" / "evaluate.py")
+    assert {"timm_pushpull.robustness.report", "timm_pushpull.robustness.evaluate"} <= commands
+    assert "timm_pushpull.robustness.report" in _imported_modules(root / "cli" / "compare.py")

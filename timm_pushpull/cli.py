@@ -29,10 +29,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "run timm's own train.py with our models registered",
     ),
     "evaluate": (
-        "timm_pushpull.robustness.evaluate",
+        "timm_pushpull.robustness.cli.evaluate",
         "robustness benchmark (-C, -P, shift, noise sweeps) of any timm model",
     ),
-    "compare": ("timm_pushpull.robustness.report", "side-by-side table of results.json files"),
+    "compare": ("timm_pushpull.robustness.cli.compare", "side-by-side table of results.json files"),
     "convert-official": (
         "timm_pushpull.models.official",
         "convert the authors' CIFAR-10 checkpoints to timm folders",

@@ -397,7 +397,7 @@ def run_demo(
     """Train, benchmark and report (see the module docstring); returns the summary dict."""
     from .hub import publish as publish_folder
     from .robustness.datasets import CifarCFolder
-    from .robustness.evaluate import evaluate_model
+    from .robustness.evaluate import EvalSettings, evaluate_model
     from .robustness.report import write_report
     from .robustness.results import load_per_image
     from .training.config import build_config
@@ -450,6 +450,14 @@ def run_demo(
     timings["corrupt test images"] = time.perf_counter() - tic
 
     results, loaded, outcomes = [], {}, {}
+    evaluation_settings = EvalSettings(
+        suites=("c", "noise", "shift"),
+        corruptions=corruptions,
+        severities=settings.severities,
+        scale="cifar",
+        seed=SEED,
+        noise_levels=settings.noise_levels or None,
+    )
     for model, _ in DEMO_MODELS:
         tic = time.perf_counter()
         net = _load_model(out / "training" / model)
@@ -459,20 +467,15 @@ def run_demo(
             net,
             images,
             labels,
-            suites=("c", "noise", "shift"),
+            evaluation_settings,
             corrupted=CifarCFolder(corrupted_dir),
-            corruptions=list(corruptions),
-            severities=settings.severities,
-            scale="cifar",
             out_dir=out / "robustness" / model,
-            batch_size=settings.eval_batch_size,
-            seed=SEED,
-            device="cpu",
             model_name=model,
             dataset_names=dict(
                 clean="fashion_mnist test", c="fashion-mnist-c (generated, CIFAR scale)"
             ),
-            noise_levels=settings.noise_levels or None,
+            device="cpu",
+            batch_size=settings.eval_batch_size,
             progress=progress,
         )
         results.append(result)

@@ -303,7 +303,7 @@ def run_cell(cell: Cell, out: Path, settings: DemoSettings, data_dir: Path) -> f
 
     from .demo import _load_model, _test_subset, _train_overrides
     from .robustness.datasets import CifarCFolder
-    from .robustness.evaluate import evaluate_model
+    from .robustness.evaluate import EvalSettings, evaluate_model
     from .training.checkpoint import RESUME_FILE
     from .training.config import build_config
     from .training.trainer import train
@@ -324,25 +324,28 @@ def run_cell(cell: Cell, out: Path, settings: DemoSettings, data_dir: Path) -> f
         shutil.rmtree(folder / "evaluation", ignore_errors=True)  # of weights no longer there
     images, labels = _test_subset(data_dir, settings.test_samples)
     evaluation = folder / "evaluation"
+    evaluation_settings = EvalSettings(
+        suites=group.suites,
+        corruptions=settings.corruptions or None,
+        severities=settings.severities,
+        scale="cifar",
+        seed=EVAL_SEED,
+        noise_levels=_noise_levels(group, settings),
+    )
     evaluate_model(
         _load_model(run_dir),
         images,
         labels,
-        suites=group.suites,
+        evaluation_settings,
         corrupted=CifarCFolder(out / "data" / "fashion-mnist-c") if "c" in group.suites else None,
-        corruptions=list(settings.corruptions) if settings.corruptions else None,
-        severities=settings.severities,
-        scale="cifar",
         out_dir=evaluation,
-        batch_size=settings.eval_batch_size,
-        seed=EVAL_SEED,
-        device="cpu",
         model_name=cell.model,
         model_args=cell.kwargs,
         dataset_names=dict(
             clean="fashion_mnist test", c="fashion-mnist-c (generated, CIFAR scale)"
         ),
-        noise_levels=_noise_levels(group, settings),
+        device="cpu",
+        batch_size=settings.eval_batch_size,
         progress=False,
     )
     for name in DONE_FILES[::-1]:  # results.json last: it marks the cell finished

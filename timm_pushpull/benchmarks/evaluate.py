@@ -75,7 +75,8 @@ def _worker(args: argparse.Namespace) -> None:
 
     import timm_pushpull  # noqa: F401  (registers the models)
 
-    from ..robustness.evaluate import _open_datasets, evaluate_model
+    from ..robustness.cli.evaluate import open_datasets
+    from ..robustness.evaluate import evaluate_model
 
     state = PartialState(cpu=args.device == "cpu")
     if args.threads:
@@ -83,7 +84,7 @@ def _worker(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     model = timm.create_model(args.model, num_classes=10)
     config = resolve_data_config({}, model=model)
-    corrupted = _open_datasets([args.folder], config)["c"][0]
+    corrupted = open_datasets([args.folder], config)["c"][0]
     kwargs = dict(suites=["c"], corrupted=corrupted, corruptions=["fog"], batch_size=args.batch_size,
                   severities=[int(s) for s in args.severities.split(",")], mean=config["mean"],
                   std=config["std"], accelerator=state, workers=args.workers, progress=False)  # fmt: skip

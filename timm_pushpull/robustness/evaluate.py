@@ -1,4 +1,5 @@
-"""``timm-pushpull evaluate``: the robustness benchmark of any timm model, resumable.
+"""The robustness benchmark of any timm model, resumable: :func:`evaluate_model` runs what an
+:class:`EvalSettings` asks for (its command line, ``timm-pushpull evaluate``: :mod:`.cli.evaluate`).
 
 Suites:
 - ``c``: error per corruption and severity (official CIFAR-10/100-C or ImageNet-C files, or
@@ -38,7 +39,6 @@ with another number of processes; ``world_size`` in the file only records how ma
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import sys
@@ -56,8 +56,8 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from .. import native
 from ..version import __version__
 from . import metrics
-from .baselines import Baseline, get_baseline
-from .corruptions import ALL_CORRUPTIONS, OUTPUTS, SPATTER_MODES, corrupt
+from .baselines import get_baseline
+from .corruptions import ALL_CORRUPTIONS, corrupt
 from .corruptions.noise import add_gaussian_noise, add_speckle_noise, contrast_poisson_noise
 from .datasets import (
     ArrayImageDataset,
@@ -65,13 +65,10 @@ from .datasets import (
     CifarPFolder,
     ImageNetCFolder,
     ImageNetPFolder,
-    check_severity,
-    detect_dataset_kind,
-    open_clean_dataset,
     read_npy,
     to_unit_images,
 )
-from .frost import FROST_SOURCES, resolve_frost_source
+from .frost import resolve_frost_source
 from .parallel import Processes
 from .perturbations import NOISE_PERTURBATIONS, PERTURBATIONS, perturbation_sequence
 from .results import (
@@ -84,6 +81,7 @@ from .results import (
     state_dict_sha256,
     summarize,
 )
+from .settings import NOISE_SWEEPS, SHIFT_MODES, SUITES, EvalSettings
 
 if TYPE_CHECKING:
     from accelerate import Accelerator, PartialState
@@ -91,27 +89,17 @@ if TYPE_CHECKING:
 __all__ = [
     "SUITES",
     "NOISE_SWEEPS",
+    "EvalSettings",
     "add_gaussian_noise",
     "add_speckle_noise",
     "contrast_poisson_noise",
     "shift_images",
     "evaluate_model",
     "noise_seed",
-    "add_arguments",
-    "main",
 ]
 
-SUITES = ("c", "p", "shift", "noise")
-SHIFT_MODES = ("circular", "crop")
-# --precision: the dtype the model runs in (autocast for the half ones)
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-SCALES = ("cifar", "imagenet")
-# sweep -> (parameter, default levels); variances on [0, 1] images, contrast factors
-NOISE_SWEEPS: dict[str, tuple[str, tuple[float, ...]]] = {
-    "gaussian": ("variance", (0.0, 0.005, 0.01, 0.015, 0.02, 0.025, 0.03)),
-    "speckle": ("variance", (0.0, 0.005, 0.01, 0.015, 0.02, 0.025, 0.03)),
-    "contrast_poisson": ("contrast", (0.4, 0.6, 0.8, 1.0, 1.5, 2.0, 2.5)),
-}
+# EvalSettings.precision -> the dtype the model runs in (autocast for the half ones)
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Random draws are made per block of this many consecutive images (sequences for the p suite),
 # seeded by the block's position: small enough that an extra partial block costs little memory,
 # large enough that the corruptions stay batched (blocks of 32 CIFAR images cost ~6 % more than
@@ -172,7 +160,7 @@ class _Classifier:
         self.model = model.to(device, memory_format=self.memory_format).eval()
         self.device = device
         self.batch_size = batch_size
-        self.dtype = PRECISIONS[precision]
+        self.dtype = _DTYPES[precision]
         self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
 
@@ -215,14 +203,6 @@ def _image_size(dataset: Dataset) -> tuple[int, int, int]:
     image = dataset.batch(np.array([0]))[0][0] if isinstance(dataset, ArrayImageDataset) else (
         to_unit_images(dataset[0][0].unsqueeze(0))[0])  # fmt: skip
     return tuple(image.shape[-3:])
-
-
-def _sample_images(dataset: Dataset, count: int = 4) -> torch.Tensor:
-    """The first ``count`` images of a dataset, in [0, 1] (for the report's response maps)."""
-    indices = np.arange(min(count, len(dataset)))
-    if isinstance(dataset, ArrayImageDataset):
-        return dataset.batch(indices)[0]
-    return to_unit_images(torch.stack([torch.as_tensor(dataset[int(i)][0]) for i in indices]))
 
 
 def noise_seed(seed: int, first_image: int, *stream: int) -> int:
@@ -292,14 +272,12 @@ def run_identity(
     )
 
 
-def _resolve_normalization(model: nn.Module, mean, std) -> tuple[list[float], list[float]]:
-    if mean is None or std is None:
-        from timm.data import resolve_data_config
+def _model_normalization(model: nn.Module) -> tuple[list[float], list[float]]:
+    """The model's input mean and std from its timm data config."""
+    from timm.data import resolve_data_config
 
-        config = resolve_data_config({}, model=model)
-        mean = config["mean"] if mean is None else mean
-        std = config["std"] if std is None else std
-    return [float(m) for m in mean], [float(s) for s in std]
+    config = resolve_data_config({}, model=model)
+    return [float(m) for m in config["mean"]], [float(s) for s in config["std"]]
 
 
 def _check_names(names: Sequence[str] | None, allowed: Sequence[str], what: str) -> list[str]:
@@ -307,8 +285,6 @@ def _check_names(names: Sequence[str] | None, allowed: Sequence[str], what: str)
     unknown = [name for name in names if name not in allowed]
     if unknown:
         raise ValueError(f"unknown {what} {unknown}; allowed: {', '.join(allowed)}")
-    if not names:
-        raise ValueError(f"no {what} selected")
     return names
 
 
@@ -316,40 +292,22 @@ def evaluate_model(
     model: nn.Module,
     images: torch.Tensor | np.ndarray | Dataset | None = None,
     labels: torch.Tensor | np.ndarray | Sequence[int] | None = None,
+    settings: EvalSettings | None = None,
     *,
-    suites: Sequence[str] = ("c",),
     corrupted: CifarCFolder | ImageNetCFolder | None = None,
     sequences: CifarPFolder | ImageNetPFolder | None = None,
-    corruptions: Sequence[str] | None = None,
-    severities: Sequence[int] = (1, 2, 3, 4, 5),
-    perturbations: Sequence[str] | None = None,
-    scale: str | None = None,
-    baseline: str | Path | Baseline | Mapping | None = None,
     out_dir: str | Path | None = None,
-    batch_size: int = 128,
-    max_images: int | None = None,
-    seed: int = 0,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-    device: str | torch.device | None = None,
+    overwrite: bool = False,
     model_name: str | None = None,
     model_args: Mapping[str, object] | None = None,
     checkpoint: str | None = None,
     dataset_names: Mapping[str, str] | None = None,
-    shift_mode: str = "circular",
-    max_shift: int | None = None,
-    shift_trials: int = 1,
-    noise_levels: Mapping[str, Sequence[float]] | None = None,
-    num_frames: int | None = None,
+    device: str | torch.device | None = None,
+    batch_size: int = 128,
     workers: int = 0,
-    precision: str = "fp32",
-    channels_last: bool = False,
     accelerator: Accelerator | PartialState | None = None,
     progress: bool = True,
-    overwrite: bool = False,
-    frost: str = "photos",
-    spatter: str = "wrap",
-    output: str = "released",
+    **overrides,
 ) -> dict:
     """Run the robustness suites on ``model`` and return the results dict (format:
     :mod:`timm_pushpull.robustness.results`).
@@ -360,68 +318,40 @@ def evaluate_model(
             layout :func:`to_unit_images` takes) with labels, or a Dataset of ``(image, label)``.
             Needed for the clean error, the shift and noise suites, and to generate corruptions
             and perturbation sequences when no official files are given.
-        suites: any of ``"c"``, ``"p"``, ``"shift"``, ``"noise"``.
+        settings: what runs and how (:class:`EvalSettings`; default: its defaults), recorded in
+            results.json. ``overrides`` are fields of it (e.g. ``suites=["c", "noise"]``)
+            replacing the values of ``settings``.
         corrupted / sequences: official -C / -P files (:mod:`timm_pushpull.robustness.datasets`).
-        corruptions / perturbations: names to run (default: all available).
-        scale: parameter set of generated corruptions, ``"cifar"`` or ``"imagenet"`` (default:
-            ``"cifar"`` for images up to 64 px).
-        baseline: built-in name (``alexnet-cifar10c``, ``alexnet-imagenetc``), results.json, an
-            authors' results folder, or None (no CE/mFR).
         out_dir: where results.json goes; None keeps everything in memory (no resume).
+        overwrite: start over when ``out_dir`` holds results of another run (they are replaced
+            at the first save); without it such a run is refused.
         model_name / model_args / checkpoint: how the model was made (``model_args``: keyword
             arguments of ``timm.create_model`` such as ``pretrained``, ``num_classes``). The
             model args are part of the run's identity, and so is the architecture (the model's
             ``pretrained_cfg``, else ``model_name``); the checkpoint path is only a label (the
             identity has a hash of the weights themselves).
-        batch_size: images per forward pass; the numbers do not depend on it.
-        max_images: evaluate a fixed random subset (seeded by ``seed``) of this many images.
-        mean / std: input normalisation (default: the model's timm data config).
-        shift_mode / max_shift / shift_trials: shift suite: offsets uniform in
-            [-max_shift, max_shift] (default: 1/7 of the image size: 4 px for CIFAR, 32 for 224 px).
-        noise_levels: overrides of :data:`NOISE_SWEEPS` levels per sweep.
-        num_frames: frames of generated perturbation sequences (default: the generator's).
-        workers: DataLoader workers reading images ahead of the model.
-        precision / channels_last: the model runs in ``precision`` (``"fp32"``, or ``"bf16"`` /
-            ``"fp16"`` under autocast) and channels-last memory; both are settings of the run.
+        dataset_names: a description of the data per role (``clean``, ``c``, ``p``), recorded.
+        device / batch_size / workers / progress: runtime options the numbers do not depend on
+            (but for the device type, which the identity records): where the model runs, images
+            per forward pass, DataLoader workers reading images ahead, a progress bar.
         accelerator: an ``accelerate`` ``Accelerator`` or ``PartialState`` of the processes
             evaluating together (``torchrun`` / ``accelerate launch``): each evaluates a shard of
             whole blocks of images on its device, and the first writes the file (its
             ``world_size`` records how many processes did). None: this process alone.
-        overwrite: start over when ``out_dir`` holds results of another run (they are replaced
-            at the first save); without it such a run is refused.
-        frost / spatter / output: options of generated corruptions (:func:`corrupt`; ``output``
-            ``"released"`` stores them as the released data sets: 8 bits, plus JPEG q85 at
-            ImageNet scale, ``"float"`` keeps them as computed); the frost source
-            used is recorded in ``settings["frost"]``, with ``"comparable": false`` unless it is
-            the reference photos.
     """
-    suites = _check_names(suites, SUITES, "suites")
-    severities = [check_severity(s) for s in severities]
-    if shift_mode not in SHIFT_MODES:
-        raise ValueError(f"shift_mode must be one of {SHIFT_MODES}, got {shift_mode!r}")
-    if scale is not None and scale not in SCALES:
-        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
-    if batch_size < 1 or (max_images is not None and max_images < 1) or shift_trials < 1:
-        raise ValueError("batch_size, max_images and shift_trials must be >= 1")
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
-    unknown_sweeps = set(noise_levels or {}) - set(NOISE_SWEEPS)
-    if unknown_sweeps:
-        raise ValueError(
-            f"unknown noise sweeps {sorted(unknown_sweeps)}; allowed: {list(NOISE_SWEEPS)}"
-        )
-    if frost not in FROST_SOURCES or spatter not in SPATTER_MODES or output not in OUTPUTS:
-        raise ValueError(
-            f"frost must be one of {FROST_SOURCES}, spatter one of {SPATTER_MODES} and output one "
-            f"of {OUTPUTS}, got {frost!r}, {spatter!r} and {output!r}"
-        )
-    baseline = get_baseline(baseline)
+    settings = (settings or EvalSettings()).replace(**overrides)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ValueError(f"workers must be an int >= 0, got {workers!r}")
+    baseline = get_baseline(settings.baseline)
 
     clean = images
     if images is not None and not isinstance(images, Dataset):
         if labels is None:
             raise ValueError("labels are needed with an array of images")
         clean = ArrayImageDataset(images, labels)
+    suites = settings.suites
     corruption_source = corrupted if corrupted is not None else clean
     sequence_source = sequences if sequences is not None else clean
     needs = {"c": corruption_source, "p": sequence_source, "shift": clean, "noise": clean}
@@ -430,55 +360,57 @@ def evaluate_model(
             raise ValueError(f"suite {suite!r} needs clean images (or official files for c / p)")
     available_c = corrupted.corruptions if corrupted is not None else ALL_CORRUPTIONS
     available_p = sequences.perturbations if sequences is not None else PERTURBATIONS
-    corruptions = _check_names(corruptions, available_c, "corruptions") if "c" in suites else []
+    corruptions = (
+        _check_names(settings.corruptions, available_c, "corruptions") if "c" in suites else []
+    )
     perturbations = (
-        _check_names(perturbations, available_p, "perturbations") if "p" in suites else []
+        _check_names(settings.perturbations, available_p, "perturbations") if "p" in suites else []
     )
     if clean is not None:
         image_size = _image_size(clean)
     elif corrupted is not None:
-        image_size = _image_size(corrupted.dataset(corruptions[0], severities[0]))
+        image_size = _image_size(corrupted.dataset(corruptions[0], settings.severities[0]))
     else:
         image_size = _image_size(sequences.dataset(perturbations[0]))
-    scale = scale or ("cifar" if max(image_size[1:]) <= 64 else "imagenet")
-    max_shift = max(1, round(max(image_size[1:]) / 7)) if max_shift is None else int(max_shift)
-    sweeps = {name: [float(v) for v in (noise_levels or {}).get(name, levels)]
-              for name, (_, levels) in NOISE_SWEEPS.items()}  # fmt: skip
-    mean, std = _resolve_normalization(model, mean, std)
-    if len(mean) not in (1, image_size[0]) or len(std) != len(mean):
+    if settings.mean is None:
+        mean, std = _model_normalization(model)
+        settings = settings.replace(mean=mean, std=std)
+    settings = settings.resolved(image_size)
+    if len(settings.mean) not in (1, image_size[0]):
         raise ValueError(
-            f"images have {image_size[0]} channels but the normalisation mean/std {len(mean)}/"
-            f"{len(std)}: pass mean and std, or use the channels the model was trained on"
+            f"images have {image_size[0]} channels but the normalisation mean/std "
+            f"{len(settings.mean)}: pass mean and std, or use the channels the model was trained on"
         )
     processes = Processes(accelerator)
     device = _resolve_device(device, accelerator)
-    classify = _Classifier(model, mean, std, device, batch_size, precision, channels_last)
-    clean_indices = _subset(len(clean), max_images, seed) if clean is not None else None
+    classify = _Classifier(model, settings.mean, settings.std, device, batch_size,
+                           settings.precision, settings.channels_last)  # fmt: skip
+    clean_indices = (
+        _subset(len(clean), settings.max_images, settings.seed) if clean is not None else None
+    )
 
     names = dict(dataset_names or {})
-    settings = {
-        "datasets": {
-            "clean": names.get("clean", "in-memory" if clean is not None else None),
-            "c": names.get("c", "official" if corrupted is not None else "generated"),
-            "p": names.get("p", "official" if sequences is not None else "generated"),
-        },
-        "scale": scale, "seed": seed, "severities": severities,
-        "n_images": len(clean_indices) if clean_indices is not None else max_images,
-        "input_size": list(image_size), "mean": mean, "std": std,
-        "shift": {"mode": shift_mode, "max_shift": max_shift, "trials": shift_trials},
-        "noise_levels": sweeps, "num_frames": num_frames, "precision": precision,
-        "channels_last": channels_last,
-        # which frost textures generated corruptions use (None: no frost generated)
-        "frost": resolve_frost_source(frost).to_json()
-        if corrupted is None and "frost" in corruptions else None,
-        "spatter": spatter, "corruption_output": output,
-    }  # fmt: skip
+    datasets = {
+        "clean": names.get("clean", "in-memory" if clean is not None else None),
+        "c": names.get("c", "official" if corrupted is not None else "generated"),
+        "p": names.get("p", "official" if sequences is not None else "generated"),
+    }
+    # which frost textures generated corruptions use (None: no frost generated)
+    frost = (
+        resolve_frost_source(settings.frost).to_json()
+        if corrupted is None and "frost" in corruptions
+        else None
+    )
+    recorded = settings.record(
+        datasets, len(clean_indices) if clean_indices is not None else settings.max_images,
+        image_size, frost,
+    )  # fmt: skip
     identity = run_identity(model, model_name, model_args, clean, clean_indices, corrupted, device)
     header = {
         "schema": SCHEMA, "version": SCHEMA_VERSION, "timm_pushpull_version": __version__,
         "model": model_name or type(model).__name__, "checkpoint": checkpoint,
-        "n_images": settings["n_images"], "seed": seed, "identity": identity.to_dict(),
-        "settings": json.loads(json.dumps(settings)), "world_size": processes.world_size,
+        "n_images": recorded["n_images"], "seed": settings.seed, "identity": identity.to_dict(),
+        "settings": json.loads(json.dumps(recorded)), "world_size": processes.world_size,
     }  # fmt: skip
     store = _open_results(processes, out_dir, header, overwrite)
     results = store.results
@@ -494,12 +426,9 @@ def evaluate_model(
         if (results[section] is None if name is None else name not in results[section])
     ]  # fmt: skip
     run = _Evaluation(
-        classify=classify, processes=processes, clean=clean, clean_indices=clean_indices, corrupted=corrupted,
-        sequences=sequences, severities=severities, scale=scale, seed=seed,
-        batch_size=batch_size, max_images=max_images, device=device, workers=workers,
-        shift_mode=shift_mode, max_shift=max_shift, shift_trials=shift_trials, sweeps=sweeps,
-        num_frames=num_frames, progress=progress, frost=frost, spatter=spatter,
-        output=output,
+        settings=settings, classify=classify, processes=processes, clean=clean,
+        clean_indices=clean_indices, corrupted=corrupted, sequences=sequences, device=device,
+        batch_size=batch_size, workers=workers, progress=progress,
     )  # fmt: skip
     from tqdm.auto import tqdm
 
@@ -507,7 +436,7 @@ def evaluate_model(
     with tqdm(todo, disable=disable, desc=str(results["model"]), file=sys.stderr) as bar:
         for section, name in bar:
             bar.set_postfix_str(f"{section} {name or ''}".strip())
-            value, outcomes = getattr(run, section)(name)
+            value, outcomes = _UNIT_EVALUATORS[section](run, name)
             store.add(section, name, value, outcomes)
             # a unit is written whole, after all processes finished it (by the first only)
             store.save(summarize(results, baseline), stored_baseline)
@@ -562,36 +491,27 @@ def _open_results(
 
 @dataclass
 class _Evaluation:
-    """One run's model, data and settings; one method per section of results.json.
+    """One run's resolved settings, model and data; its methods evaluate one unit each
+    (:data:`_UNIT_EVALUATORS` says which method computes the units of which results.json
+    section).
 
     Every method evaluates this process's shard of the images (:mod:`.parallel`), gathers the
-    per-image results of all processes in image order and returns the section's value computed
+    per-image results of all processes in image order and returns the unit's value computed
     from all of them and those per-image outcomes (:class:`UnitOutcomes`), the same on every
     process.
     """
 
+    settings: EvalSettings  # resolved: no derived value left None
     classify: _Classifier
     processes: Processes
     clean: Dataset | None
     clean_indices: np.ndarray | None
     corrupted: CifarCFolder | ImageNetCFolder | None
     sequences: CifarPFolder | ImageNetPFolder | None
-    severities: list[int]
-    scale: str
-    seed: int
-    batch_size: int
-    max_images: int | None
     device: torch.device
+    batch_size: int
     workers: int
-    shift_mode: str
-    max_shift: int
-    shift_trials: int
-    sweeps: dict[str, list[float]]
-    num_frames: int | None
     progress: bool
-    frost: str
-    spatter: str
-    output: str
 
     def batches(
         self,
@@ -643,25 +563,27 @@ class _Evaluation:
         wrong = []
         for start, images, labels in self.batches(dataset, indices):
             if draw is not None:
-                images = _per_block(images, start, NOISE_BLOCK, self.seed, draw)
+                images = _per_block(images, start, NOISE_BLOCK, self.settings.seed, draw)
             wrong.append(self.classify(images) != labels)
         return self.gather(wrong, torch.uint8).bool()
 
-    def clean_error(self, _name: None) -> tuple[float, UnitOutcomes]:
+    def evaluate_clean(self, _name: None) -> tuple[float, UnitOutcomes]:
         wrong = self.wrong(self.clean, self.clean_indices)
         return int(wrong.sum()) / len(wrong), UnitOutcomes(wrong.numpy(), self.clean_indices)
 
-    def corruptions(self, name: str) -> tuple[dict, UnitOutcomes]:
+    def evaluate_corruption(self, name: str) -> tuple[dict, UnitOutcomes]:
         wrong, indices = [], self.clean_indices
-        for severity in self.severities:
+        for severity in self.settings.severities:
             if self.corrupted is not None:
                 dataset = self.corrupted.dataset(name, severity)
-                indices = _subset(len(dataset), self.max_images, self.seed)
+                indices = _subset(len(dataset), self.settings.max_images, self.settings.seed)
                 wrong.append(self.wrong(dataset, indices))
             else:
+                settings = self.settings
                 draw = functools.partial(
-                    corrupt, name=name, severity=severity, scale=self.scale,
-                    frost=self.frost, spatter=self.spatter, output=self.output,
+                    corrupt, name=name, severity=severity, scale=settings.scale,
+                    frost=settings.frost, spatter=settings.spatter,
+                    output=settings.corruption_output,
                 )  # fmt: skip
                 wrong.append(self.wrong(self.clean, self.clean_indices, draw))
         if len({len(row) for row in wrong}) > 1:
@@ -673,25 +595,25 @@ class _Evaluation:
         source = "official" if self.corrupted is not None else "generated"
         result = {"errors": errors, "mean_error": float(np.mean(errors)), "source": source}
         if name == "frost" and self.corrupted is None:
-            result["comparable"] = resolve_frost_source(self.frost).reference
+            result["comparable"] = resolve_frost_source(self.settings.frost).reference
         return result, UnitOutcomes(torch.stack(wrong).numpy(), indices)
 
     def generate_sequences(self, images: torch.Tensor, name: str, seed: int) -> torch.Tensor:
         """Sequences at the run's scale. ImageNet-P warps the 256-px image and keeps 224-px crops;
         the clean images here are already the model's input size, so they stand in for the
         resized image and the 7/8 crops are resized back to it (bilinear, antialiased)."""
-        frames = perturbation_sequence(images, name, seed=seed, num_frames=self.num_frames,
-                                       scale=self.scale)  # fmt: skip
+        frames = perturbation_sequence(images, name, seed=seed, scale=self.settings.scale,
+                                       num_frames=self.settings.num_frames)  # fmt: skip
         if frames.shape[-2:] == images.shape[-2:]:
             return frames
         resized = F.interpolate(frames.flatten(0, 1), size=images.shape[-2:], mode="bilinear",
                                 antialias=True, align_corners=False)  # fmt: skip
         return resized.clamp_(0, 1).view(*frames.shape[:3], *images.shape[-2:])
 
-    def perturbations(self, name: str) -> tuple[dict, UnitOutcomes]:
+    def evaluate_perturbation(self, name: str) -> tuple[dict, UnitOutcomes]:
         if self.sequences is not None:
             dataset = self.sequences.dataset(name)
-            indices = _subset(len(dataset), self.max_images, self.seed)
+            indices = _subset(len(dataset), self.settings.max_images, self.settings.seed)
         else:
             dataset, indices = self.clean, self.clean_indices
         predictions = []
@@ -700,7 +622,7 @@ class _Evaluation:
         for start, images, _ in self.batches(dataset, indices, sequences, SEQUENCE_BLOCK):
             if self.sequences is None:
                 draw = functools.partial(self.generate_sequences, name=name)
-                images = _per_block(images, start, SEQUENCE_BLOCK, self.seed, draw)
+                images = _per_block(images, start, SEQUENCE_BLOCK, self.settings.seed, draw)
             count, frames = images.shape[:2]
             predictions.append(self.classify(images.flatten(0, 1)).view(count, frames))
         predictions = self.gather(predictions, torch.int64, ndim=2)
@@ -715,31 +637,31 @@ class _Evaluation:
         frames = predictions.T.numpy().astype(np.int32)  # [frames, sequences]: images last
         return result, UnitOutcomes(frames, indices)
 
-    def shift(self, _name: None) -> tuple[dict, UnitOutcomes]:
-        agree = []
-        for trial in range(self.shift_trials):
+    def evaluate_shift(self, _name: None) -> tuple[dict, UnitOutcomes]:
+        agree, settings = [], self.settings
+        for trial in range(settings.shift_trials):
             same = []
             for start, images, _ in self.clean_batches():
-                draw = functools.partial(_random_offsets, max_shift=self.max_shift)
-                offsets = _per_block(images, start, NOISE_BLOCK, self.seed, draw, 1, trial)
+                draw = functools.partial(_random_offsets, max_shift=settings.max_shift)
+                offsets = _per_block(images, start, NOISE_BLOCK, settings.seed, draw, 1, trial)
                 offsets = offsets.transpose(0, 1)  # [2, B, 2]
-                first = self.classify(shift_images(images, offsets[0], self.shift_mode))
-                second = self.classify(shift_images(images, offsets[1], self.shift_mode))
+                first = self.classify(shift_images(images, offsets[0], settings.shift_mode))
+                second = self.classify(shift_images(images, offsets[1], settings.shift_mode))
                 same.append(first == second)
             agree.append(self.gather(same, torch.uint8).bool())
         agree = torch.stack(agree)  # [trials, images]
-        result = {"consistency": int(agree.sum()) / agree.numel(), "mode": self.shift_mode,
-                  "max_shift": self.max_shift, "n_pairs": agree.numel()}  # fmt: skip
+        result = {"consistency": int(agree.sum()) / agree.numel(), "mode": settings.shift_mode,
+                  "max_shift": settings.max_shift, "n_pairs": agree.numel()}  # fmt: skip
         return result, UnitOutcomes(agree.numpy(), self.clean_indices)
 
-    def noise_sweeps(self, name: str) -> tuple[dict, UnitOutcomes]:
-        levels = self.sweeps[name]
+    def evaluate_noise_sweep(self, name: str) -> tuple[dict, UnitOutcomes]:
+        levels = list(self.settings.noise_levels[name])
         wrong = []  # [images, levels] per batch
         for start, images, labels in self.clean_batches():
             blocks = images.split(NOISE_BLOCK)
             generators = [
                 torch.Generator(device=self.device).manual_seed(
-                    noise_seed(self.seed, start + number * NOISE_BLOCK, 2)
+                    noise_seed(self.settings.seed, start + number * NOISE_BLOCK, 2)
                 )
                 for number in range(len(blocks))
             ]
@@ -766,220 +688,12 @@ class _Evaluation:
         return result, UnitOutcomes(wrong.T.numpy(), self.clean_indices)
 
 
-# ----------------------------------------------------------------------------------------------
-# command line
-
-
-def _comma_list(text: str) -> list[str]:
-    return [item.strip() for item in text.split(",") if item.strip()]
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model",
-        required=True,
-        help="timm model name (ours are registered), or local-dir:DIR / hf-hub:ID",
-    )
-    weights = parser.add_mutually_exclusive_group()
-    weights.add_argument(
-        "--pretrained", action="store_true", help="load the model's pretrained weights"
-    )
-    weights.add_argument(
-        "--checkpoint", help="weights file: .safetensors or a torch checkpoint (weights_only)"
-    )
-    parser.add_argument(
-        "--num-classes", type=int, help="classifier size when it differs from the model default"
-    )
-    parser.add_argument(
-        "--dataset", action="append", required=True, metavar="SPEC",
-        help="repeatable: a CIFAR-10/100-C folder, an ImageNet-C folder, a CIFAR-10-P or ImageNet-P "
-        "folder (<perturbation>/<wnid>/*.mp4), and/or "
-        "a clean test set (cifar10:ROOT, cifar100:ROOT, fashion_mnist[:ROOT], mnist:ROOT, hf:PATH, "
-        "folder:PATH, an image folder; @SPLIT picks a split other than test) from which missing "
-        "corruptions are generated",
-    )  # fmt: skip
-    parser.add_argument(
-        "--suite", type=_comma_list, default=["c"], help=f"comma list of {', '.join(SUITES)}"
-    )
-    parser.add_argument(
-        "--corruptions", type=_comma_list, help="comma list (default: all available)"
-    )
-    parser.add_argument(
-        "--severities", type=lambda s: [int(v) for v in _comma_list(s)], default=[1, 2, 3, 4, 5]
-    )
-    parser.add_argument(
-        "--perturbations", type=_comma_list, help="comma list (default: all available)"
-    )
-    parser.add_argument(
-        "--scale",
-        choices=SCALES,
-        help="parameters of generated corruptions (default: by image size)",
-    )
-    parser.add_argument(
-        "--baseline", help="alexnet-cifar10c, alexnet-imagenetc, a results.json or a folder with the "
-        "authors' C_details.txt (default: none, no CE/mFR)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--out", required=True, help="output folder: results.json, report.md, plots"
-    )
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument(
-        "--max-images", type=int, help="evaluate a fixed random subset of this many images"
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--workers", type=int, default=0, help="DataLoader workers reading images ahead"
-    )
-    parser.add_argument(
-        "--precision", choices=list(PRECISIONS), default="fp32",
-        help="dtype of the model's forward pass (bf16 / fp16 under autocast)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--channels-last", action="store_true", help="channels-last memory for model and inputs"
-    )
-    parser.add_argument(
-        "--img-size", type=int, help="input size for image folders (default: the model's)"
-    )
-    parser.add_argument("--shift-mode", choices=SHIFT_MODES, default="circular")
-    parser.add_argument(
-        "--max-shift", type=int, help="largest shift in pixels (default: image size / 7)"
-    )
-    parser.add_argument("--shift-trials", type=int, default=1, help="random shift pairs per image")
-    parser.add_argument("--num-frames", type=int, help="frames of generated perturbation sequences")
-    parser.add_argument(
-        "--frost", choices=FROST_SOURCES, default="photos", help="frost textures of generated "
-        "corruptions: the reference photos (found or downloaded once) or procedural ones",
-    )  # fmt: skip
-    parser.add_argument(
-        "--spatter", choices=SPATTER_MODES, default="wrap", help="generated spatter: the released "
-        "data's 8-bit wrap of the water layer, or clipped",
-    )  # fmt: skip
-    parser.add_argument(
-        "--corruption-output", choices=OUTPUTS, default="released", help="generated corruptions "
-        "stored like the released sets (8 bits; JPEG q85 at ImageNet scale) or kept as floats",
-    )  # fmt: skip
-    parser.add_argument(
-        "--device", help="default: cuda when available, else cpu; under torchrun / accelerate "
-        "launch each process takes its own GPU, and --device cpu runs the processes on CPUs (gloo)",
-    )  # fmt: skip
-    parser.add_argument("--no-progress", action="store_true")
-    parser.add_argument("--no-report", action="store_true", help="write results.json only")
-    parser.add_argument(
-        "--overwrite", action="store_true",
-        help="start over when --out holds the results of another run (they are replaced); "
-        "without it such a run is refused",
-    )  # fmt: skip
-
-
-def _open_datasets(specs: Sequence[str], data_config: dict) -> dict:
-    """{"clean" | "c" | "p": (source, description)} from the --dataset values."""
-    from timm.data.transforms import MaybePILToTensor
-    from timm.data.transforms_factory import transforms_imagenet_eval
-
-    size = data_config["input_size"][1:]
-    interpolation = data_config["interpolation"]
-    # ImageNet-C images are already cropped to the evaluation size: no extra resize margin
-    corrupted_transform = transforms_imagenet_eval(
-        size, crop_pct=1.0, interpolation=interpolation, normalize=False
-    )
-    clean_transform = transforms_imagenet_eval(
-        size, crop_pct=data_config["crop_pct"], crop_mode=data_config.get("crop_mode"),
-        interpolation=interpolation, normalize=False,
-    )  # fmt: skip
-    opened = {}
-    for spec in specs:
-        kind = detect_dataset_kind(spec) if Path(spec).is_dir() else "clean"
-        if kind == "cifar-c":
-            role, source = "c", CifarCFolder(spec)
-        elif kind == "imagenet-c":
-            role, source = "c", ImageNetCFolder(spec, transform=corrupted_transform)
-        elif kind == "cifar-p":
-            role, source = "p", CifarPFolder(spec)
-        elif kind == "imagenet-p":
-            role, source = "p", ImageNetPFolder(spec)
-        else:
-            role, source = "clean", open_clean_dataset(spec, clean_transform, MaybePILToTensor())
-        if role in opened:
-            raise ValueError(
-                f"--dataset {spec!r} and {opened[role][1]!r} both give the {role!r} data; give one"
-            )
-        description = f"{kind}:{spec}" if kind != "clean" else spec
-        if not isinstance(
-            source, ArrayImageDataset | CifarCFolder | CifarPFolder | ImageNetPFolder
-        ):
-            # images resized and cropped on loading: how is part of what the numbers depend on
-            crop_pct = 1.0 if kind == "imagenet-c" else data_config["crop_pct"]
-            description += (f" (resized to {list(size)}, crop_pct {crop_pct}, "
-                            f"crop_mode {data_config.get('crop_mode')}, {interpolation})")  # fmt: skip
-        opened[role] = (source, description)
-    return opened
-
-
-def _processes_state(device: str | None) -> PartialState:
-    """Accelerate's state of the processes launched together (one alone without a launcher);
-    ``cpu`` makes torchrun's processes a gloo group on CPUs."""
-    from accelerate import PartialState
-
-    cpu = torch.device(device).type == "cpu" if device else not torch.cuda.is_available()
-    return PartialState(cpu=cpu)
-
-
-def main(args: argparse.Namespace) -> int:
-    state = _processes_state(args.device)
-    try:
-        results = _run(args, state)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"timm-pushpull evaluate: error: {error}", file=sys.stderr)
-        return 2
-    if state.is_main_process:
-        from .report import format_comparison
-
-        print(format_comparison([results]))
-    return 0
-
-
-def _run(args: argparse.Namespace, state: PartialState) -> dict:
-    import timm
-    from timm.data import resolve_data_config
-
-    import timm_pushpull  # noqa: F401  (registers our models with timm)
-
-    if args.checkpoint is not None and not Path(args.checkpoint).is_file():
-        raise FileNotFoundError(f"--checkpoint {args.checkpoint} does not exist")
-    kwargs = {} if args.num_classes is None else {"num_classes": args.num_classes}
-    # weights not loaded are the same in every process and rerun; the caller's generator is kept
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(args.seed)
-        model = timm.create_model(args.model, pretrained=args.pretrained, **kwargs)
-    if args.checkpoint is not None:
-        from timm.models import load_checkpoint
-
-        load_checkpoint(model, args.checkpoint, strict=True, weights_only=True)
-    overrides = {} if args.img_size is None else {"input_size": (model.pretrained_cfg.get("input_size", (3,))[0],
-                                                                   args.img_size, args.img_size)}  # fmt: skip
-    data_config = resolve_data_config(overrides, model=model)
-    opened = _open_datasets(args.dataset, data_config)
-    clean = opened.get("clean", (None, None))
-    results = evaluate_model(
-        model, clean[0],
-        suites=args.suite, corrupted=opened.get("c", (None,))[0], sequences=opened.get("p", (None,))[0],
-        corruptions=args.corruptions, severities=args.severities, perturbations=args.perturbations,
-        scale=args.scale, baseline=args.baseline, out_dir=args.out, batch_size=args.batch_size,
-        max_images=args.max_images, seed=args.seed, mean=data_config["mean"], std=data_config["std"],
-        device=args.device, model_name=args.model, checkpoint=args.checkpoint,
-        model_args={"pretrained": args.pretrained, **kwargs}, overwrite=args.overwrite,
-        dataset_names={role: description for role, (_, description) in opened.items()},
-        shift_mode=args.shift_mode, max_shift=args.max_shift, shift_trials=args.shift_trials,
-        num_frames=args.num_frames, workers=args.workers, precision=args.precision,
-        channels_last=args.channels_last, accelerator=state, progress=not args.no_progress,
-        frost=args.frost, spatter=args.spatter, output=args.corruption_output,
-    )  # fmt: skip
-    if not args.no_report and state.is_main_process:
-        from .report import write_report
-
-        sample = None
-        if clean[0] is not None:
-            sample = _sample_images(clean[0])
-        write_report([results], args.out, models={args.model: model}, sample_images=sample,
-                     normalization={args.model: (data_config["mean"], data_config["std"])})  # fmt: skip
-    return results
+# results.json section -> the method evaluating one of its units (named, or None for the
+# sections of a single unit)
+_UNIT_EVALUATORS: dict[str, Callable[[_Evaluation, str | None], tuple[object, UnitOutcomes]]] = {
+    "clean_error": _Evaluation.evaluate_clean,
+    "corruptions": _Evaluation.evaluate_corruption,
+    "perturbations": _Evaluation.evaluate_perturbation,
+    "shift": _Evaluation.evaluate_shift,
+    "noise_sweeps": _Evaluation.evaluate_noise_sweep,
+}

@@ -1,4 +1,5 @@
-"""Robustness report: side-by-side table, markdown, plots; the ``timm-pushpull compare`` sub-command.
+"""Robustness report: side-by-side table, markdown, plots (``timm-pushpull compare`` prints and
+writes them: :mod:`.cli.compare`).
 
 Plots (PNG, matplotlib's object API with the Agg canvas, so no display or global backend is
 touched): error per corruption of each model next to the baseline's, CE (or error) against flip
@@ -10,9 +11,7 @@ that layer plus the convolutions of the first stage timm's ``feature_info`` name
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -32,8 +31,6 @@ __all__ = [
     "first_layer",
     "first_block_weights",
     "hoyer_sparsity",
-    "add_arguments",
-    "main",
 ]
 
 REPORT_FILE = "report.md"
@@ -475,31 +472,3 @@ def write_report(
     report = out_dir / REPORT_FILE
     report.write_text("\n".join(lines))
     return [report] + [path for _, path in plots]
-
-
-# ----------------------------------------------------------------------------------------------
-# command line: timm-pushpull compare a.json b.json
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("results", nargs="+", help="results.json files (or folders holding one)")
-    parser.add_argument("--labels", help="comma list of column names (default: model names)")
-    parser.add_argument("--out", help="also write report.md and the plots into this folder")
-
-
-def main(args: argparse.Namespace) -> int:
-    from .results import load_results
-
-    try:
-        results = [load_results(path) for path in args.results]
-        labels = [label.strip() for label in args.labels.split(",")] if args.labels else None
-        if labels is not None and len(labels) != len(results):
-            raise ValueError(f"--labels has {len(labels)} names for {len(results)} results")
-        print(format_comparison(results, labels))
-        if args.out:
-            for path in write_report(results, args.out, labels=labels):
-                print(f"wrote {path}")
-    except (ValueError, FileNotFoundError) as error:
-        print(f"timm-pushpull compare: error: {error}", file=sys.stderr)
-        return 2
-    return 0

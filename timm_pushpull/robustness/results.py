@@ -34,8 +34,10 @@ ratios where 1.0 = the baseline; reports print them in %::
                   "mean_flip_probability": p | null, "flip_rates": {name: r}, "mfr": r | null}
     }
 
-``identity`` and ``settings`` together say what the numbers depend on (:class:`RunIdentity`): a
-rerun into the same folder resumes only when both are equal, see :func:`run_differences`. Version 1
+``identity`` and ``settings`` together say what the numbers depend on (:class:`RunIdentity`; the
+``settings`` block is :meth:`.settings.EvalSettings.record`, read back by
+:meth:`~.settings.EvalSettings.from_record`): a rerun into the same folder resumes only when both
+are equal, see :func:`run_differences`. Version 1
 files (no ``identity``) are read for reports and baselines but never resumed into.
 ``world_size`` (processes of the run that wrote the file last) is provenance, not identity: the
 numbers do not depend on it, and a run resumes with any number of processes.

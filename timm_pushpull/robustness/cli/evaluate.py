@@ -1,0 +1,260 @@
+"""``timm-pushpull evaluate``: flags -> :class:`EvalSettings` and data sets ->
+:func:`~timm_pushpull.robustness.evaluate.evaluate_model`, then the report of the run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..corruptions import OUTPUTS, SPATTER_MODES
+from ..datasets import (
+    ArrayImageDataset,
+    CifarCFolder,
+    CifarPFolder,
+    ImageNetCFolder,
+    ImageNetPFolder,
+    detect_dataset_kind,
+    open_clean_dataset,
+    to_unit_images,
+)
+from ..evaluate import evaluate_model
+from ..frost import FROST_SOURCES
+from ..report import format_comparison, write_report
+from ..settings import PRECISIONS, SCALES, SHIFT_MODES, SUITES, EvalSettings
+
+if TYPE_CHECKING:
+    from accelerate import PartialState
+
+__all__ = ["add_arguments", "main", "open_datasets", "settings_from_args"]
+
+
+def _comma_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="timm model name (ours are registered), or local-dir:DIR / hf-hub:ID",
+    )
+    weights = parser.add_mutually_exclusive_group()
+    weights.add_argument(
+        "--pretrained", action="store_true", help="load the model's pretrained weights"
+    )
+    weights.add_argument(
+        "--checkpoint", help="weights file: .safetensors or a torch checkpoint (weights_only)"
+    )
+    parser.add_argument(
+        "--num-classes", type=int, help="classifier size when it differs from the model default"
+    )
+    parser.add_argument(
+        "--dataset", action="append", required=True, metavar="SPEC",
+        help="repeatable: a CIFAR-10/100-C folder, an ImageNet-C folder, a CIFAR-10-P or ImageNet-P "
+        "folder (<perturbation>/<wnid>/*.mp4), and/or "
+        "a clean test set (cifar10:ROOT, cifar100:ROOT, fashion_mnist[:ROOT], mnist:ROOT, hf:PATH, "
+        "folder:PATH, an image folder; @SPLIT picks a split other than test) from which missing "
+        "corruptions are generated",
+    )  # fmt: skip
+    parser.add_argument(
+        "--suite", type=_comma_list, default=["c"], help=f"comma list of {', '.join(SUITES)}"
+    )
+    parser.add_argument(
+        "--corruptions", type=_comma_list, help="comma list (default: all available)"
+    )
+    parser.add_argument(
+        "--severities", type=lambda s: [int(v) for v in _comma_list(s)], default=[1, 2, 3, 4, 5]
+    )
+    parser.add_argument(
+        "--perturbations", type=_comma_list, help="comma list (default: all available)"
+    )
+    parser.add_argument(
+        "--scale",
+        choices=SCALES,
+        help="parameters of generated corruptions (default: by image size)",
+    )
+    parser.add_argument(
+        "--baseline", help="alexnet-cifar10c, alexnet-imagenetc, a results.json or a folder with the "
+        "authors' C_details.txt (default: none, no CE/mFR)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--out", required=True, help="output folder: results.json, report.md, plots"
+    )
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument(
+        "--max-images", type=int, help="evaluate a fixed random subset of this many images"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--workers", type=int, default=0, help="DataLoader workers reading images ahead"
+    )
+    parser.add_argument(
+        "--precision", choices=PRECISIONS, default="fp32",
+        help="dtype of the model's forward pass (bf16 / fp16 under autocast)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--channels-last", action="store_true", help="channels-last memory for model and inputs"
+    )
+    parser.add_argument(
+        "--img-size", type=int, help="input size for image folders (default: the model's)"
+    )
+    parser.add_argument("--shift-mode", choices=SHIFT_MODES, default="circular")
+    parser.add_argument(
+        "--max-shift", type=int, help="largest shift in pixels (default: image size / 7)"
+    )
+    parser.add_argument("--shift-trials", type=int, default=1, help="random shift pairs per image")
+    parser.add_argument("--num-frames", type=int, help="frames of generated perturbation sequences")
+    parser.add_argument(
+        "--frost", choices=FROST_SOURCES, default="photos", help="frost textures of generated "
+        "corruptions: the reference photos (found or downloaded once) or procedural ones",
+    )  # fmt: skip
+    parser.add_argument(
+        "--spatter", choices=SPATTER_MODES, default="wrap", help="generated spatter: the released "
+        "data's 8-bit wrap of the water layer, or clipped",
+    )  # fmt: skip
+    parser.add_argument(
+        "--corruption-output", choices=OUTPUTS, default="released", help="generated corruptions "
+        "stored like the released sets (8 bits; JPEG q85 at ImageNet scale) or kept as floats",
+    )  # fmt: skip
+    parser.add_argument(
+        "--device", help="default: cuda when available, else cpu; under torchrun / accelerate "
+        "launch each process takes its own GPU, and --device cpu runs the processes on CPUs (gloo)",
+    )  # fmt: skip
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-report", action="store_true", help="write results.json only")
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="start over when --out holds the results of another run (they are replaced); "
+        "without it such a run is refused",
+    )  # fmt: skip
+
+
+def open_datasets(specs: Sequence[str], data_config: dict) -> dict:
+    """{"clean" | "c" | "p": (source, description)} from the --dataset values."""
+    from timm.data.transforms import MaybePILToTensor
+    from timm.data.transforms_factory import transforms_imagenet_eval
+
+    size = data_config["input_size"][1:]
+    interpolation = data_config["interpolation"]
+    # ImageNet-C images are already cropped to the evaluation size: no extra resize margin
+    corrupted_transform = transforms_imagenet_eval(
+        size, crop_pct=1.0, interpolation=interpolation, normalize=False
+    )
+    clean_transform = transforms_imagenet_eval(
+        size, crop_pct=data_config["crop_pct"], crop_mode=data_config.get("crop_mode"),
+        interpolation=interpolation, normalize=False,
+    )  # fmt: skip
+    opened = {}
+    for spec in specs:
+        kind = detect_dataset_kind(spec) if Path(spec).is_dir() else "clean"
+        if kind == "cifar-c":
+            role, source = "c", CifarCFolder(spec)
+        elif kind == "imagenet-c":
+            role, source = "c", ImageNetCFolder(spec, transform=corrupted_transform)
+        elif kind == "cifar-p":
+            role, source = "p", CifarPFolder(spec)
+        elif kind == "imagenet-p":
+            role, source = "p", ImageNetPFolder(spec)
+        else:
+            role, source = "clean", open_clean_dataset(spec, clean_transform, MaybePILToTensor())
+        if role in opened:
+            raise ValueError(
+                f"--dataset {spec!r} and {opened[role][1]!r} both give the {role!r} data; give one"
+            )
+        description = f"{kind}:{spec}" if kind != "clean" else spec
+        if not isinstance(
+            source, ArrayImageDataset | CifarCFolder | CifarPFolder | ImageNetPFolder
+        ):
+            # images resized and cropped on loading: how is part of what the numbers depend on
+            crop_pct = 1.0 if kind == "imagenet-c" else data_config["crop_pct"]
+            description += (f" (resized to {list(size)}, crop_pct {crop_pct}, "
+                            f"crop_mode {data_config.get('crop_mode')}, {interpolation})")  # fmt: skip
+        opened[role] = (source, description)
+    return opened
+
+
+def _processes_state(device: str | None) -> PartialState:
+    """Accelerate's state of the processes launched together (one alone without a launcher);
+    ``cpu`` makes torchrun's processes a gloo group on CPUs."""
+    from accelerate import PartialState
+
+    cpu = torch.device(device).type == "cpu" if device else not torch.cuda.is_available()
+    return PartialState(cpu=cpu)
+
+
+def settings_from_args(args: argparse.Namespace) -> EvalSettings:
+    """The evaluation settings the flags ask for (normalisation: the model's, added later)."""
+    return EvalSettings(
+        suites=args.suite, corruptions=args.corruptions, perturbations=args.perturbations,
+        baseline=args.baseline, severities=args.severities, scale=args.scale, seed=args.seed,
+        max_images=args.max_images, shift_mode=args.shift_mode, max_shift=args.max_shift,
+        shift_trials=args.shift_trials, num_frames=args.num_frames, precision=args.precision,
+        channels_last=args.channels_last, frost=args.frost, spatter=args.spatter,
+        corruption_output=args.corruption_output,
+    )  # fmt: skip
+
+
+def _sample_images(dataset: Dataset, count: int = 4) -> torch.Tensor:
+    """The first ``count`` images of a dataset, in [0, 1] (for the report's response maps)."""
+    indices = np.arange(min(count, len(dataset)))
+    if isinstance(dataset, ArrayImageDataset):
+        return dataset.batch(indices)[0]
+    return to_unit_images(torch.stack([torch.as_tensor(dataset[int(i)][0]) for i in indices]))
+
+
+def main(args: argparse.Namespace) -> int:
+    state = _processes_state(args.device)
+    try:
+        results = _run(args, state)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"timm-pushpull evaluate: error: {error}", file=sys.stderr)
+        return 2
+    if state.is_main_process:
+        print(format_comparison([results]))
+    return 0
+
+
+def _run(args: argparse.Namespace, state: PartialState) -> dict:
+    import timm
+    from timm.data import resolve_data_config
+
+    import timm_pushpull  # noqa: F401  (registers our models with timm)
+
+    settings = settings_from_args(args)  # bad flags fail before the model is made
+    if args.checkpoint is not None and not Path(args.checkpoint).is_file():
+        raise FileNotFoundError(f"--checkpoint {args.checkpoint} does not exist")
+    kwargs = {} if args.num_classes is None else {"num_classes": args.num_classes}
+    # weights not loaded are the same in every process and rerun; the caller's generator is kept
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(args.seed)
+        model = timm.create_model(args.model, pretrained=args.pretrained, **kwargs)
+    if args.checkpoint is not None:
+        from timm.models import load_checkpoint
+
+        load_checkpoint(model, args.checkpoint, strict=True, weights_only=True)
+    overrides = {} if args.img_size is None else {"input_size": (model.pretrained_cfg.get("input_size", (3,))[0],
+                                                                   args.img_size, args.img_size)}  # fmt: skip
+    data_config = resolve_data_config(overrides, model=model)
+    opened = open_datasets(args.dataset, data_config)
+    clean = opened.get("clean", (None, None))[0]
+    results = evaluate_model(
+        model, clean, None, settings.replace(mean=data_config["mean"], std=data_config["std"]),
+        corrupted=opened.get("c", (None,))[0], sequences=opened.get("p", (None,))[0],
+        out_dir=args.out, overwrite=args.overwrite, model_name=args.model,
+        model_args={"pretrained": args.pretrained, **kwargs}, checkpoint=args.checkpoint,
+        dataset_names={role: description for role, (_, description) in opened.items()},
+        device=args.device, batch_size=args.batch_size, workers=args.workers, accelerator=state,
+        progress=not args.no_progress,
+    )  # fmt: skip
+    if not args.no_report and state.is_main_process:
+        sample = None if clean is None else _sample_images(clean)
+        write_report([results], args.out, models={args.model: model}, sample_images=sample,
+                     normalization={args.model: (data_config["mean"], data_config["std"])})  # fmt: skip
+    return results
