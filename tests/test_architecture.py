@@ -32,7 +32,7 @@ LAYERS = {
     "timm_pushpull.benchmarks": 6,
     "timm_pushpull.robustness.cli": 7,
     "timm_pushpull.cli": 7,
-    "timm_pushpull.cli": 7,
+    "timm_pushpull_cli": 7,
     # the package's __init__ registers the models and re-exports create_model: `import
     # timm_pushpull` is for everything from training up
     "timm_pushpull": 3,
