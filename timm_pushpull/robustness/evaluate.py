@@ -962,10 +962,9 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, state: PartialState) -> dict:
-    import timm
     from timm.data import resolve_data_config
 
-    import timm_pushpull  # noqa: F401  (registers our models with timm)
+    from ..factory import create_model, load_weights  # clear errors for unknown models, bad files
 
     if args.checkpoint is not None and not Path(args.checkpoint).is_file():
         raise FileNotFoundError(f"--checkpoint {args.checkpoint} does not exist")
@@ -973,11 +972,9 @@ def _run(args: argparse.Namespace, state: PartialState) -> dict:
     # weights not loaded are the same in every process and rerun; the caller's generator is kept
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(args.seed)
-        model = timm.create_model(args.model, pretrained=args.pretrained, **kwargs)
+        model = create_model(args.model, pretrained=args.pretrained, **kwargs)
     if args.checkpoint is not None:
-        from timm.models import load_checkpoint
-
-        load_checkpoint(model, args.checkpoint, strict=True, weights_only=True)
+        load_weights(model, args.checkpoint, args.model)
     overrides = {} if args.img_size is None else {"input_size": (model.pretrained_cfg.get("input_size", (3,))[0],
                                                                    args.img_size, args.img_size)}  # fmt: skip
     data_config = resolve_data_config(overrides, model=model)

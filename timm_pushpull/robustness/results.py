@@ -75,6 +75,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..constants import PER_IMAGE_FILE, RESULTS_FILE
 from . import metrics
 
 __all__ = [
@@ -103,8 +104,6 @@ __all__ = [
 
 SCHEMA = "timm-pushpull-robustness"
 SCHEMA_VERSION = 2
-RESULTS_FILE = "results.json"
-PER_IMAGE_FILE = "per_image.npz"
 _SECTIONS = ("corruptions", "perturbations", "noise_sweeps")  # name -> entry objects
 _ALL_SEVERITIES = (1, 2, 3, 4, 5)
 

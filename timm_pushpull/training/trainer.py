@@ -26,6 +26,7 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from ..constants import CONVERSION_KEY
 from ..data import (
     EpochShuffleSampler,
     SeededTransformDataset,
@@ -461,7 +462,7 @@ def train(cfg: TrainConfig, recipe: str | None = None) -> dict[str, Any]:
             model_config["label_names"] = list(classes)
         if cfg.convert:
             # the architecture in config.json is the unconverted one: record how to rebuild it
-            model_config["pushpull_conversion"] = dict(scope=cfg.convert, **cfg.convert_kwargs)
+            model_config[CONVERSION_KEY] = dict(scope=cfg.convert, **cfg.convert_kwargs)
         save_model_folder(accelerator.unwrap_model(model), run_dir, data_config, model_config)
     accelerator.wait_for_everyone()
     accelerator.end_training()
