@@ -26,7 +26,7 @@ from safetensors import SafetensorError, safe_open
 from timm.models import is_model, load_state_dict, parse_model_name, split_model_name_tag
 
 from .constants import CONVERSION_KEY, MODEL_CONFIG_FILE, VERSION_KEY, WEIGHTS_DIR_ENV, WEIGHTS_FILE
-from .errors import CheckpointError, MissingFileError, UnknownModelError
+from .errors import CheckpointError, InvalidArgumentError, MissingFileError, UnknownModelError
 from .layers import convert_to_pushpull
 from .models._pretrained import read_config
 from .version import __version__
@@ -223,7 +223,9 @@ def load_checkpoint_model(
     if not source.is_file():
         raise MissingFileError(f"{source} is neither a model folder nor a weights file")
     if model is None:
-        raise MissingFileError(f"{source} is a weights file: name its architecture with --model")
+        raise InvalidArgumentError(
+            f"{source} is a weights file: name its architecture with --model"
+        )
     net = create_model(model, **dict(model_args or {}))
     return load_weights(net, source, model).eval()
 

@@ -21,7 +21,12 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from ..constants import METRICS_FILE, TRAIN_CONFIG_FILE
 from ..data.idx import FASHION_MNIST_CLASSES
 from ..errors import CheckpointError, InvalidArgumentError, MissingFileError
+from ..layers import BlurPool2d, PushPull2d
 from ..models._cfg import HUB_CONFIGS_DIR
+from ..models.official import OFFICIAL_CHECKPOINTS, ORIGIN_URL
+from ..robustness.baselines import ALEXNET_CIFAR10_C, get_baseline, read_official_results
+from ..robustness.metrics import flip_rates, mean_corruption_error, summarize_corruptions
+from ..robustness.results import load_results
 from ..version import __version__
 
 __all__ = [
@@ -190,10 +195,6 @@ def official_results(
     paper; the mFR, when ``flip_baseline`` names another
     model's results folder (the same network without push-pull), is relative to that model.
     """
-    from .models.official import OFFICIAL_CHECKPOINTS, ORIGIN_URL
-    from .robustness.baselines import ALEXNET_CIFAR10_C, get_baseline, read_official_results
-    from .robustness.metrics import flip_rates, mean_corruption_error, summarize_corruptions
-
     if architecture not in OFFICIAL_CHECKPOINTS:
         raise InvalidArgumentError(
             f"{architecture!r} is not a released model; those are {sorted(OFFICIAL_CHECKPOINTS)}"
@@ -240,8 +241,6 @@ def official_results(
 
 def evaluation_results(path: Path) -> RobustnessResults:
     """The results.json of ``timm-pushpull evaluate`` (format: :mod:`.robustness.results`)."""
-    from .robustness.results import load_results
-
     try:
         data = load_results(path)
     except FileNotFoundError as error:
@@ -277,8 +276,6 @@ def evaluation_results(path: Path) -> RobustnessResults:
 
 def cited_papers(model: nn.Module) -> dict[str, bool]:
     """Which papers the model's layers come from (the card cites them)."""
-    from .layers import BlurPool2d, PushPull2d
-
     pushpull = [m for m in model.modules() if isinstance(m, PushPull2d)]
     return {
         "pushpull": True,  # every model here is a push-pull model or its published baseline

@@ -111,7 +111,7 @@ def _collect_results(
     results.source_name = spec.get("attribution", results.source_name)
     results.source_url = spec.get("source_url", results.source_url)
     if results.clean_error is None or not results.has_robustness():
-        raise MissingFileError(
+        raise InvalidArgumentError(
             f"refusing to publish {source} without results: a card needs the clean error and "
             "robustness results. Pass --results results.json (from `timm-pushpull evaluate`), put "
             "results.json in the run directory, or name them under 'results' in the hub config."
@@ -169,7 +169,7 @@ def _write_folder(
     if source.is_dir() and (source / LICENSE_FILE).is_file():
         shutil.copyfile(source / LICENSE_FILE, folder / LICENSE_FILE)
     elif pretrained_cfg["license"] == "mit":
-        raise MissingFileError(
+        raise CheckpointError(
             f"MIT-licensed weights travel with their LICENSE, and {source} has none"
         )
     title = hub_config.title or repo_id.split("/")[-1]
