@@ -89,6 +89,17 @@ def test_wheel_ships_card_template_hub_configs_and_c_sources(tmp_path):
     assert has_template
     assert installed_configs == [config.name for config in configs]
     assert kernel_built
+    # the installed console script answers --help (through the launcher beside the package)
+    script = target / "bin" / "timm-pushpull"
+    helped = subprocess.run(
+        [sys.executable, str(script), "--help"],
+        env={**os.environ, "PYTHONPATH": str(target)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "usage: timm-pushpull" in helped.stdout and "convert-official" in helped.stdout
 
 
 def test_models_import_nothing_above_them():
