@@ -40,7 +40,8 @@ def create_model(model_name: str, pretrained: bool = False, **kwargs: Any) -> nn
     Accepts what timm accepts: ``"resnet20_pp.c10_official"``, ``"hf-hub:ORG/NAME"``,
     ``"local-dir:PATH"``. Before building anything it checks that the architecture (from the name
     or from ``config.json``) is registered, and that a Hub/local folder has ``model.safetensors``;
-    weights that do not fit the architecture raise :class:`~.errors.CheckpointError`. No model is returned on error.
+    weights that do not fit the architecture raise :class:`~.errors.CheckpointError`. No model is
+    returned on error.
     """
     source, model_id = parse_model_name(model_name)
     if source == "local-dir":
@@ -180,7 +181,8 @@ def load_weights(model: nn.Module, path: str | Path, model_name: str | None = No
     raises :class:`~.errors.CheckpointError` naming the file.
     """
     path = Path(path)
-    model_name = model_name or model.pretrained_cfg.get("architecture") or type(model).__name__
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    model_name = model_name or cfg.get("architecture") or type(model).__name__
     if not path.is_file():
         raise MissingFileError(f"weights file {path} not found")
     try:
@@ -231,4 +233,5 @@ def load_checkpoint_model(
 
 
 def compare_keys(expected: Mapping, found: Mapping) -> tuple[list[str], list[str]]:
+    """The keys of ``expected`` missing from ``found``, and those of ``found`` not expected."""
     return sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
