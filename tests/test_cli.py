@@ -77,15 +77,20 @@ def _user_error(done: subprocess.CompletedProcess, command: str) -> str:
     return lines[0]
 
 
-def test_unknown_model_is_one_line(tmp_path):
+@pytest.mark.parametrize(
+    "command, arguments",
+    [
+        ("evaluate", ["--dataset", "fashion_mnist", "--out"]),
+        ("train", ["--recipe", "cifar_resnet", "--output"]),
+    ],
+)
+def test_unknown_model_is_one_line(tmp_path, command, arguments):
     done = _python(
-        "-m", "timm_pushpull_cli", "evaluate", "--model", "resnet20_ppp", "--dataset",
-        "fashion_mnist", "--out", str(tmp_path / "out"), "--device", "cpu",
+        "-m", "timm_pushpull_cli", command, "--model", "resnet20_ppp", *arguments, str(tmp_path / "out")
     )  # fmt: skip
-    line = _user_error(done, "evaluate")
+    line = _user_error(done, command)
     assert "'resnet20_ppp'" in line and "not registered" in line
     assert "Did you mean resnet20_pp" in line  # the allowed names closest to it
-    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("name", ["x.safetensors", "x.pth"])

@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import timm
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator, DataLoaderConfiguration
@@ -37,6 +36,8 @@ from ..data import (
     normalize_batch,
     subset,
 )
+from ..errors import InvalidArgumentError
+from ..factory import create_model
 from .checkpoint import (
     METRICS_FILE,
     load_config,
@@ -62,28 +63,24 @@ def default_run_dir(cfg: TrainConfig, recipe: str | None) -> Path:
 def create_train_model(cfg: TrainConfig) -> torch.nn.Module:
     """The model to train: ``cfg.model`` from timm, or started from ``cfg.init_from`` weights, then
     optionally converted to push-pull (``cfg.convert`` scope)."""
-    import timm_pushpull  # noqa: F401  (registers our models with timm)
-
     kwargs = dict(num_classes=cfg.num_classes, in_chans=cfg.in_chans, **cfg.model_kwargs)
     source = cfg.init_from
     if source is None:
-        model = timm.create_model(cfg.model_name, pretrained=cfg.pretrained, **kwargs)
+        model = create_model(cfg.model_name, pretrained=cfg.pretrained, **kwargs)
     elif Path(source).is_file():
         if not cfg.model:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"init_from={source!r} is a weights file: set model to its architecture"
             )
         overlay = dict(file=str(Path(source).resolve()))
-        model = timm.create_model(
-            cfg.model, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs
-        )
+        model = create_model(cfg.model, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
     else:
         name = f"local-dir:{source}" if Path(source).is_dir() else source
         if cfg.model and not Path(source).is_dir() and cfg.model != source:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"model={cfg.model!r} and init_from={source!r} name different architectures"
             )
-        model = timm.create_model(name, pretrained=True, **kwargs)
+        model = create_model(name, pretrained=True, **kwargs)
     if cfg.convert:
         from ..layers import convert_to_pushpull
         from ..layers.surgery import SCOPES
