@@ -189,6 +189,17 @@ def test_official_results_need_an_explicit_release_folder(run_dir, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("name", ["x.safetensors", "x.pth"])
+def test_unreadable_weights_file_is_named(tmp_path, name):
+    from timm_pushpull.errors import CheckpointError
+    from timm_pushpull.factory import load_weights
+
+    path = tmp_path / name
+    path.write_text("not weights\n")
+    with pytest.raises(CheckpointError, match=f"{name} is not a readable weights file"):
+        load_weights(timm.create_model("lenet5_a"), path)
+
+
 def test_refuses_weights_that_do_not_fit(run_dir, tmp_path):
     # lenet5_a has conv1.weight where lenet5_a_pp has conv1.push.weight
     with pytest.raises(ValueError, match="does not fit 'lenet5_a'"):
