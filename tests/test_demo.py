@@ -9,6 +9,7 @@ import pytest
 import timm
 import torch
 
+from timm_pushpull.cli import main as cli_main
 from timm_pushpull.data import FASHION_MNIST_SYSTEM_DIR
 from timm_pushpull.demo import DEMO_MODELS, add_arguments, compare_models, main, verdict_text
 from timm_pushpull.robustness.results import UnitOutcomes, load_per_image
@@ -154,5 +155,5 @@ def test_quick_demo_end_to_end(tmp_path, monkeypatch):
 
     # a second demo never overwrites the first one's report
     before = (out / "README.md").read_bytes()
-    assert main(parser.parse_args(["--quick", "--out", str(out), "--no-progress"])) == 2
+    assert cli_main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 2
     assert (out / "README.md").read_bytes() == before

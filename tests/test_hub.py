@@ -174,6 +174,32 @@ def test_refuses_card_without_results(run_dir, tmp_path):
     )
 
 
+def test_official_results_need_an_explicit_release_folder(run_dir, tmp_path):
+    """No default is guessed from where the checkout sits: the hub config's 'official' results
+    need --official-dir, and the refusal says so."""
+    config = tmp_path / "official.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {"repo_id": "me/model", "dataset": "fashion_mnist", "training": {"Epochs": 1},
+             "results": {"official": "resnet/resnet-20-pp"}}
+        )
+    )  # fmt: skip
+    with pytest.raises(FileNotFoundError, match="resnet/resnet-20-pp.*pass --official-dir"):
+        hub.publish(run_dir, hub_config=config, dry_run=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", ["x.safetensors", "x.pth"])
+def test_unreadable_weights_file_is_named(tmp_path, name):
+    from timm_pushpull.errors import CheckpointError
+    from timm_pushpull.factory import load_weights
+
+    path = tmp_path / name
+    path.write_text("not weights\n")
+    with pytest.raises(CheckpointError, match=f"{name} is not a readable weights file"):
+        load_weights(timm.create_model("lenet5_a"), path)
+
+
 def test_refuses_weights_that_do_not_fit(run_dir, tmp_path):
     # lenet5_a has conv1.weight where lenet5_a_pp has conv1.push.weight
     with pytest.raises(ValueError, match="does not fit 'lenet5_a'"):
@@ -239,8 +265,8 @@ with torch.no_grad():
 def error(call):
     try:
         call()
-    except Exception as e:
-        return [type(e).__name__, str(e)]
+    except Exception as e:  # the built-in kinds it is, and its message
+        return [[kind.__name__ for kind in type(e).__mro__], str(e)]
 out["pretrained"] = error(lambda: timm.create_model("lenet5_a.fmnist_demo", pretrained=True))
 out["hf_hub"] = error(lambda: hub.create_model("hf-hub:timm-pushpull/lenet5_a.fmnist_demo", pretrained=True))
 out["upload"] = error(lambda: hub.publish("{published}", "me/model"))
@@ -254,12 +280,12 @@ print(json.dumps(out))
 
     expected = _logits(timm.create_model(f"local-dir:{published}", pretrained=True), _inputs())
     assert torch.equal(load_file(tmp_path / "logits.safetensors")["logits"], expected)
-    kind, message = errors["pretrained"]
-    assert kind == "FileNotFoundError"
+    kinds, message = errors["pretrained"]
+    assert "FileNotFoundError" in kinds
     assert str(published.parent / "lenet5_a.fmnist_demo" / "model.safetensors") in message
     assert "timm-pushpull demo" in message  # the Hub does not hold them: how to make them
-    assert errors["hf_hub"][0] == "FileNotFoundError" and "local-dir:" in errors["hf_hub"][1]
-    assert errors["upload"][0] == "ConnectionError" and "--dry-run" in errors["upload"][1]
+    assert "FileNotFoundError" in errors["hf_hub"][0] and "local-dir:" in errors["hf_hub"][1]
+    assert "ConnectionError" in errors["upload"][0] and "--dry-run" in errors["upload"][1]
 
 
 def test_official_model_card_and_weights(official_dir, tmp_path, monkeypatch, logits_atol):

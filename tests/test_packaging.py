@@ -49,6 +49,11 @@ def test_wheel_ships_card_template_hub_configs_and_c_sources(tmp_path):
             name = c_source.relative_to(REPO_ROOT).as_posix()
             assert archive.read(name) == c_source.read_bytes()
     assert not any(name.startswith("hub_configs/") for name in names)  # inside the package only
+    # the console script's launcher ships beside the package, and the script points at it
+    assert "timm_pushpull_cli.py" in names
+    (entry_points,) = [name for name in names if name.endswith(".dist-info/entry_points.txt")]
+    with zipfile.ZipFile(wheel) as archive:
+        assert "timm-pushpull = timm_pushpull_cli:main" in archive.read(entry_points).decode()
 
     # installed from the wheel (not this checkout), publishing finds its template and configs and
     # the blur-pool C kernel builds from the installed source
@@ -84,3 +89,41 @@ def test_wheel_ships_card_template_hub_configs_and_c_sources(tmp_path):
     assert has_template
     assert installed_configs == [config.name for config in configs]
     assert kernel_built
+    # the installed console script answers --help (through the launcher beside the package)
+    script = target / "bin" / "timm-pushpull"
+    helped = subprocess.run(
+        [sys.executable, str(script), "--help"],
+        env={**os.environ, "PYTHONPATH": str(target)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "usage: timm-pushpull" in helped.stdout and "convert-official" in helped.stdout
+
+
+def test_models_import_nothing_above_them():
+    """models/ builds on layers/ and the shared constants only: never on the Hub, factory,
+    robustness or training code above it (read from the import statements)."""
+    import ast
+
+    allowed = {"constants", "errors", "version", "layers", "data", "models"}
+    for path in sorted((REPO_ROOT / "timm_pushpull" / "models").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                # relative: level 1 is models/ itself, level 2 the package root
+                if node.level == 1:
+                    continue
+                top = (node.module or "").split(".")[0] or node.names[0].name
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "timm_pushpull"
+            ):
+                top = (node.module.split(".") + [node.names[0].name])[1]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names if a.name.startswith("timm_pushpull.")]
+                if not names:
+                    continue
+                top = names[0].split(".")[1]
+            else:
+                continue
+            assert top in allowed, f"{path.name} imports timm_pushpull.{top}"

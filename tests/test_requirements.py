@@ -21,6 +21,8 @@ PACKAGE = REPO_ROOT / "timm_pushpull"
 # Modules that only the speed benchmarks import (inside ``timm-pushpull bench``): their imports
 # may come from that extra instead of install_requires.
 EXTRA_ONLY_MODULES = {"timm_pushpull.benchmarks.corruption_references": "bench"}
+# what this distribution itself installs: the package and the console script's launcher
+OWN_TOP_LEVEL = {"timm_pushpull", "timm_pushpull_cli"}
 
 
 def _normalise(name: str) -> str:
@@ -101,7 +103,7 @@ def test_import_time_imports_are_declared_requirements():
             top_level = name.split(".")[0]
             if name in EXTRA_ONLY_MODULES:  # would need the extra in every install
                 missing.append(f"{path.relative_to(REPO_ROOT)}:{line} imports {name}")
-            elif top_level in sys.stdlib_module_names or top_level == "timm_pushpull":
+            elif top_level in sys.stdlib_module_names or top_level in OWN_TOP_LEVEL:
                 continue
             elif not _distributions(top_level) & allowed:
                 missing.append(f"{path.relative_to(REPO_ROOT)}:{line} imports {top_level}")

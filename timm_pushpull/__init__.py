@@ -5,7 +5,7 @@ works afterwards.
 """
 
 from . import layers, models  # noqa: F401  (models registers the timm entrypoints)
-from .hub import create_model
+from .factory import create_model
 from .version import __version__
 
 __all__ = ["__version__", "create_model", "layers", "models"]

@@ -1,75 +1,15 @@
-"""timm-pushpull: push-pull and blur-pool CNNs for timm (train, evaluate robustness, publish).
+"""``python -m timm_pushpull.cli``: the ``timm-pushpull`` command (see :mod:`timm_pushpull_cli`).
 
-One sub-command per task, each living next to its code.
-
-Each sub-command module exposes ``add_arguments(parser)`` and ``main(args) -> int``; it is imported
-only when its sub-command runs, so ``timm-pushpull --help`` stays fast and a missing optional
-dependency of one task never breaks another.
+The command itself lives in the top-level module ``timm_pushpull_cli`` so that ``timm-pushpull
+--help`` does not import this package (and with it torch); this module keeps the package's own
+entry point, which ``accelerate launch -m timm_pushpull.cli`` and ``torchrun`` use.
 """
 
-from __future__ import annotations
-
-import argparse
-import importlib
 import sys
 
-# sub-command -> (module, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": (
-        "timm_pushpull.demo",
-        "Fashion-MNIST: train baselines vs push-pull, benchmark robustness, write a report",
-    ),
-    "study": (
-        "timm_pushpull.study",
-        "Fashion-MNIST: the papers' experiments over seeds, resumable, with a report",
-    ),
-    "train": ("timm_pushpull.training.train", "train a model on a recipe with Accelerate"),
-    "timm-train": (
-        "timm_pushpull.training.timm_train",
-        "run timm's own train.py with our models registered",
-    ),
-    "evaluate": (
-        "timm_pushpull.robustness.cli.evaluate",
-        "robustness benchmark (-C, -P, shift, noise sweeps) of any timm model",
-    ),
-    "compare": ("timm_pushpull.robustness.cli.compare", "side-by-side table of results.json files"),
-    "convert-official": (
-        "timm_pushpull.models.official",
-        "convert the authors' CIFAR-10 checkpoints to timm folders",
-    ),
-    "publish": (
-        "timm_pushpull.hub",
-        "write (and upload) a Hub model folder: safetensors, config, card",
-    ),
-    "bench": (
-        "timm_pushpull.benchmarks",
-        "speed benchmark of the layers and models on this machine",
-    ),
-}
+from timm_pushpull_cli import COMMANDS, build_parser, main
 
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="timm-pushpull", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, (_, help_text) in COMMANDS.items():
-        sub.add_parser(name, help=help_text, add_help=False)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    if not argv or argv[0] not in COMMANDS:
-        parser.parse_args(argv)  # prints usage / the allowed commands and exits
-        return 2
-    name, rest = argv[0], argv[1:]
-    module = importlib.import_module(COMMANDS[name][0])
-    sub_parser = argparse.ArgumentParser(
-        prog=f"timm-pushpull {name}", description=COMMANDS[name][1]
-    )
-    module.add_arguments(sub_parser)
-    return int(module.main(sub_parser.parse_args(rest)) or 0)
-
+__all__ = ["COMMANDS", "build_parser", "main"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -29,7 +29,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -39,7 +38,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from .constants import METRICS_FILE, RESULTS_FILE, RESUME_FILE, TRAIN_CONFIG_FILE, WEIGHTS_FILE
 from .data.idx import FASHION_MNIST_SYSTEM_DIR, IdxImageDataset
+from .errors import MissingFileError, OutputExistsError
 from .models._cfg import FMNIST_DEMO_MODELS
 
 if TYPE_CHECKING:
@@ -126,7 +127,7 @@ def ensure_fashion_mnist(data_dir: str | Path | None) -> Path:
         subprocess.run(install, check=True)
         if (folder / "t10k-labels-idx1-ubyte.gz").is_file():
             return folder
-    raise FileNotFoundError(
+    raise MissingFileError(
         f"no Fashion-MNIST IDX files in {folder}. Install them with `sudo {' '.join(install)}` "
         "(Debian/Ubuntu), or pass --data-dir with the four *-idx*-ubyte.gz files."
     )
@@ -395,7 +396,7 @@ def run_demo(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train, benchmark and report (see the module docstring); returns the summary dict."""
-    from .hub import publish as publish_folder
+    from .hub.publish import publish as publish_folder
     from .robustness.datasets import CifarCFolder
     from .robustness.evaluate import EvalSettings, evaluate_model
     from .robustness.report import write_report
@@ -406,7 +407,7 @@ def run_demo(
     start = time.perf_counter()
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not resume:
-        raise FileExistsError(
+        raise OutputExistsError(
             f"{out} already holds files: choose another --out, or --resume to finish that demo"
         )
     out.mkdir(parents=True, exist_ok=True)
@@ -418,17 +419,17 @@ def run_demo(
     for model, family in DEMO_MODELS:
         run_dir = out / "training" / model
         tic = time.perf_counter()
-        if not (run_dir / "model.safetensors").is_file():
-            resuming = resume and (run_dir / "checkpoint.pth").is_file()
+        if not (run_dir / WEIGHTS_FILE).is_file():
+            resuming = resume and (run_dir / RESUME_FILE).is_file()
             recipe, overrides = _train_overrides(
                 model, family, settings, data, run_dir, resuming, progress
             )
             print(f"\n== training {model} ({recipe} recipe, shortened) ==", flush=True)
             train(build_config(recipe, overrides), recipe=recipe)
         records = [
-            json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()
+            json.loads(x) for x in (run_dir / METRICS_FILE).read_text().splitlines() if x.strip()
         ]
-        train_samples = _yaml(run_dir / "train_config.yaml")["train_samples"]
+        train_samples = _yaml(run_dir / TRAIN_CONFIG_FILE)["train_samples"]
         models[model] = dict(
             epochs=records[-1]["epoch"],
             train_images=train_samples or 60_000,
@@ -498,9 +499,9 @@ def run_demo(
     if publish:
         for model, _ in DEMO_MODELS:
             target = out / "models" / model
-            if not (target / "model.safetensors").is_file():
+            if not (target / WEIGHTS_FILE).is_file():
                 publish_folder(out / "training" / model, f"{HUB_ORG}/{model}.{DEMO_TAG}",
-                               results=out / "robustness" / model / "results.json", dry_run=target)  # fmt: skip
+                               results=out / "robustness" / model / RESULTS_FILE, dry_run=target)  # fmt: skip
     timings["report"] = time.perf_counter() - tic
 
     summary = dict(
@@ -554,9 +555,5 @@ def main(args: argparse.Namespace) -> int:
         settings = replace(settings, test_samples=args.test_samples)
     if args.epochs:
         settings = replace(settings, lenet_epochs=args.epochs, resnet_epochs=args.epochs)
-    try:
-        run_demo(args.out, settings, args.data_dir, args.resume, args.publish, args.progress)
-    except (FileExistsError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    run_demo(args.out, settings, args.data_dir, args.resume, args.publish, args.progress)
     return 0

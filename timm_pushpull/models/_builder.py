@@ -5,6 +5,8 @@ from typing import Any
 import torch.nn as nn
 from timm.models import build_model_with_cfg
 
+from ._pretrained import with_local_pretrained
+
 
 def build_pushpull_model(
     model_cls: type[nn.Module], variant: str, pretrained: bool = False, **kwargs: Any
@@ -12,13 +14,9 @@ def build_pushpull_model(
     """timm's ``build_model_with_cfg`` plus our local-weights lookup for ``pretrained=True``.
 
     With ``pretrained=True`` the pretrained cfg is first pointed at a local copy of the weights
-    (``TIMM_PUSHPULL_WEIGHTS_DIR``, see :mod:`timm_pushpull.hub`) so that offline use works; timm
+    (``TIMM_PUSHPULL_WEIGHTS_DIR``, see :mod:`._pretrained`) so that offline use works; timm
     falls back to the Hub id otherwise.
     """
     if pretrained:
-        from ..hub import (
-            with_local_pretrained,  # deferred: only pretrained loading needs the Hub code
-        )
-
         kwargs = with_local_pretrained(variant, kwargs)
     return build_model_with_cfg(model_cls, variant, pretrained, **kwargs)

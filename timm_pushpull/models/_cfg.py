@@ -3,7 +3,7 @@
 A pretrained tag exists only for weights a user can get. Those timm-pushpull makes on the user's
 machine (``c10_official``: the authors' released checkpoints, converted; ``fmnist_demo``: the
 demo's models) have no Hub id, so ``timm.list_pretrained()`` does not list them, and
-``pretrained=True`` loads them from ``$TIMM_PUSHPULL_WEIGHTS_DIR`` (:mod:`timm_pushpull.hub`) or
+``pretrained=True`` loads them from ``$TIMM_PUSHPULL_WEIGHTS_DIR`` (:mod:`._pretrained`) or
 says how to make them (:data:`LOCAL_WEIGHTS_HOWTO`). Once a model is uploaded, ``published: true``
 in its ``hub_configs/<architecture>.<tag>.yaml`` gives the tag its Hub id: no code changes.
 """

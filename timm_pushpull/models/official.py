@@ -13,7 +13,6 @@ into DST, a folder ``timm.create_model("local-dir:DST")`` loads after ``import t
 import argparse
 import logging
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,13 @@ import timm
 import torch
 from timm.models import save_for_hf
 
+from ..constants import LICENSE_FILE
+from ..errors import (
+    CheckpointError,
+    InvalidArgumentError,
+    MissingFileError,
+    OutputExistsError,
+)
 from ._cfg import C10_OFFICIAL, published_hub_id
 
 _logger = logging.getLogger(__name__)
@@ -85,7 +91,9 @@ def checkpoint_for_file(path: str | Path) -> OfficialCheckpoint:
         if name in (stem + suffix for suffix in CHECKPOINT_SUFFIXES):
             return ckpt
     known = ", ".join(c.file for c in OFFICIAL_CHECKPOINTS.values())
-    raise ValueError(f"{name!r} is not one of the released checkpoints ({known}); pass model_name")
+    raise InvalidArgumentError(
+        f"{name!r} is not one of the released checkpoints ({known}); pass model_name"
+    )
 
 
 def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -94,7 +102,7 @@ def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(state_dict, dict) or not all(
         isinstance(v, torch.Tensor) for v in state_dict.values()
     ):
-        raise ValueError(
+        raise CheckpointError(
             f"{path}: expected a state dict or a dict with 'state_dict', got {type(checkpoint)}"
         )
     # checkpoints saved from nn.DataParallel prefix every key
@@ -122,20 +130,20 @@ def _check_keys(
         if keys
     ]
     if problems:
-        raise ValueError(f"{src} does not match {model_name}: " + "; ".join(problems))
+        raise CheckpointError(f"{src} does not match {model_name}: " + "; ".join(problems))
 
 
 def _find_license(src: Path) -> Path | None:
     real = src.resolve()
     for folder in (src.parent, src.parent.parent, real.parent, real.parent.parent):
-        if (folder / "LICENSE").is_file():
-            return folder / "LICENSE"
+        if (folder / LICENSE_FILE).is_file():
+            return folder / LICENSE_FILE
     return None
 
 
 def _check_destination(dst: Path, overwrite: bool) -> None:
     if dst.exists() and not (dst.is_dir() and not any(dst.iterdir())) and not overwrite:
-        raise FileExistsError(
+        raise OutputExistsError(
             f"{dst} already exists; pass overwrite=True (--overwrite) to replace it"
         )
 
@@ -154,11 +162,11 @@ def convert_official_checkpoint(
     if model_name is None:
         model_name = checkpoint_for_file(src).model_name
     elif model_name not in OFFICIAL_CHECKPOINTS:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"model_name must be one of {sorted(OFFICIAL_CHECKPOINTS)}, got {model_name!r}"
         )
     if not src.is_file():
-        raise FileNotFoundError(f"checkpoint {src} not found")
+        raise MissingFileError(f"checkpoint {src} not found")
     _check_destination(dst, overwrite)
 
     state_dict = _load_state_dict(src)
@@ -173,7 +181,7 @@ def convert_official_checkpoint(
         save_for_hf(model, staging, safe_serialization=True)
         license_file = _find_license(src)
         if license_file is not None:
-            shutil.copyfile(license_file, staging / "LICENSE")
+            shutil.copyfile(license_file, staging / LICENSE_FILE)
         else:
             _logger.warning("no LICENSE beside %s: add the authors' MIT license to %s", src, dst)
         if dst.exists():
@@ -196,7 +204,7 @@ def convert_official_folder(
         if (src / ckpt.file).is_file()
     ]
     if not found:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"no released checkpoint ({', '.join(c.file for c in OFFICIAL_CHECKPOINTS.values())}) in {src}"
         )
     for ckpt, _ in found:  # check them all before writing anything
@@ -222,16 +230,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        if args.src.is_dir():
-            if args.model:
-                raise ValueError("--model applies to a single checkpoint file, not a folder")
-            written = convert_official_folder(args.src, args.dst, args.overwrite)
-        else:
-            written = [convert_official_checkpoint(args.src, args.dst, args.overwrite, args.model)]
-    except (ValueError, FileExistsError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if args.src.is_dir():
+        if args.model:
+            raise InvalidArgumentError("--model applies to a single checkpoint file, not a folder")
+        written = convert_official_folder(args.src, args.dst, args.overwrite)
+    else:
+        written = [convert_official_checkpoint(args.src, args.dst, args.overwrite, args.model)]
     for path in written:
         print(f"wrote {path}")
     return 0

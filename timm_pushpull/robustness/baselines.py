@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import InvalidArgumentError
 from .results import RESULTS_FILE, load_results, severities, validate_results
 
 __all__ = [
@@ -148,7 +149,7 @@ def get_baseline(spec: str | Path | Baseline | Mapping | None) -> Baseline | Non
             flip_probabilities=results["perturbations"],
             mce_corruptions=tuple(results["corruptions"]),
         )
-    raise ValueError(
+    raise InvalidArgumentError(
         f"baseline must be one of {sorted(BUILTIN_BASELINES)}, a results.json file (or a folder "
         f"with one) or a folder with C_details.txt; got {spec!r}"
     )
@@ -186,14 +187,16 @@ def read_official_results(folder: str | Path) -> dict:
     folder = Path(folder)
     details = folder / "C_details.txt"
     if not details.is_file():
-        raise ValueError(f"no C_details.txt in {folder}")
+        raise InvalidArgumentError(f"no C_details.txt in {folder}")
     corruptions = {}
     for number, line in enumerate(details.read_text().splitlines(), start=1):
         if not line.strip():
             continue
         match = _DETAILS_LINE.match(line)
         if match is None:
-            raise ValueError(f"{details}:{number}: expected 'name: e1 e2 ...', got {line!r}")
+            raise InvalidArgumentError(
+                f"{details}:{number}: expected 'name: e1 e2 ...', got {line!r}"
+            )
         corruptions[match.group(1)] = [float(value) for value in match.group(2).split()]
     perturbations = {}
     flips = folder / "P_flipprob.txt"
@@ -203,7 +206,7 @@ def read_official_results(folder: str | Path) -> dict:
                 continue
             match = _FLIP_LINE.match(line)
             if match is None:
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"{flips}:{number}: expected 'Perturbation: name | Flip Prob: p', got {line!r}"
                 )
             perturbations[match.group(1)] = float(match.group(2))

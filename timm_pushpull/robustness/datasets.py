@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..errors import InvalidArgumentError, MissingFileError
 from .corruptions import ALL_CORRUPTIONS
 from .perturbations import PERTURBATIONS
 
@@ -47,15 +48,15 @@ NUM_SEVERITIES = 5
 def check_severity(severity: int) -> int:
     """``severity`` as an int in 1..5, or a ValueError naming the allowed values."""
     if isinstance(severity, bool) or not isinstance(severity, int | np.integer):
-        raise ValueError(f"severity must be an int in 1..5, got {severity!r}")
+        raise InvalidArgumentError(f"severity must be an int in 1..5, got {severity!r}")
     if not 1 <= severity <= NUM_SEVERITIES:
-        raise ValueError(f"severity must be in 1..5, got {severity}")
+        raise InvalidArgumentError(f"severity must be in 1..5, got {severity}")
     return int(severity)
 
 
 def _check_name(name: str, allowed: Sequence[str], what: str) -> str:
     if name not in allowed:
-        raise ValueError(f"unknown {what} {name!r}; allowed: {', '.join(allowed)}")
+        raise InvalidArgumentError(f"unknown {what} {name!r}; allowed: {', '.join(allowed)}")
     return name
 
 
@@ -63,22 +64,22 @@ def read_npy(path: str | Path) -> np.ndarray:
     """Memory-map a ``.npy`` file, turning numpy's errors on truncated files into one clear message."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist")
+        raise MissingFileError(f"{path} does not exist")
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, EOFError, OSError) as error:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"{path} is not a complete .npy file ({error}); the download or copy was probably truncated"
         ) from error
 
 
 def _check_uint8_images(array: np.ndarray, path: Path, ndim: int, layout: str) -> None:
     if array.dtype != np.uint8:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"{path}: images must be uint8 as in the official files, got {array.dtype}"
         )
     if array.ndim != ndim or array.shape[-1] not in (1, 3):
-        raise ValueError(f"{path}: expected shape {layout}, got {tuple(array.shape)}")
+        raise InvalidArgumentError(f"{path}: expected shape {layout}, got {tuple(array.shape)}")
 
 
 def to_unit_images(images: torch.Tensor | np.ndarray, name: str = "images") -> torch.Tensor:
@@ -95,7 +96,7 @@ def to_unit_images(images: torch.Tensor | np.ndarray, name: str = "images") -> t
     if tensor.ndim == 3:
         tensor = tensor.unsqueeze(-3)
     if tensor.ndim < 4:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"{name} must be [N, C, H, W], [N, H, W, C] or [N, H, W]; got {tuple(tensor.shape)}"
         )
     if tensor.shape[-1] in (1, 3) and tensor.shape[-3] not in (1, 3):
@@ -103,10 +104,12 @@ def to_unit_images(images: torch.Tensor | np.ndarray, name: str = "images") -> t
     if tensor.dtype == torch.uint8:
         return tensor.float().div_(255)
     if not tensor.is_floating_point():
-        raise ValueError(f"{name} must be uint8 or float in [0, 1], got dtype {tensor.dtype}")
+        raise InvalidArgumentError(
+            f"{name} must be uint8 or float in [0, 1], got dtype {tensor.dtype}"
+        )
     tensor = tensor.float()
     if tensor.numel() and (tensor.min() < 0 or tensor.max() > 1):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"{name} must lie in [0, 1] (corruptions act on [0, 1] images; normalisation comes "
             f"after), got range [{tensor.min().item():.3g}, {tensor.max().item():.3g}]"
         )
@@ -123,7 +126,7 @@ class ArrayImageDataset(Dataset):
 
     def __init__(self, images, labels=None):
         if len(images) == 0:
-            raise ValueError("no images")
+            raise InvalidArgumentError("no images")
         if labels is None:
             labels = np.full(len(images), -1, dtype=np.int64)
         # a copy: labels.npy is memory-mapped read-only
@@ -133,9 +136,11 @@ class ArrayImageDataset(Dataset):
             else torch.as_tensor(np.array(labels))
         ).reshape(-1)
         if labels.is_floating_point() or labels.dtype == torch.bool:
-            raise ValueError(f"labels must be integer class indices, got dtype {labels.dtype}")
+            raise InvalidArgumentError(
+                f"labels must be integer class indices, got dtype {labels.dtype}"
+            )
         if len(labels) != len(images):
-            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+            raise InvalidArgumentError(f"{len(images)} images but {len(labels)} labels")
         self.images = images
         self.labels = labels.long()
 
@@ -170,10 +175,10 @@ class CifarCFolder:
     def __init__(self, root: str | Path):
         self.root = Path(root)
         if not (self.root / "labels.npy").is_file():
-            raise ValueError(f"{self.root} is not a CIFAR-C folder: it has no labels.npy")
+            raise InvalidArgumentError(f"{self.root} is not a CIFAR-C folder: it has no labels.npy")
         self.corruptions = tuple(c for c in ALL_CORRUPTIONS if (self.root / f"{c}.npy").is_file())
         if not self.corruptions:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"{self.root} holds none of the corruptions {', '.join(ALL_CORRUPTIONS)}"
             )
 
@@ -185,14 +190,16 @@ class CifarCFolder:
         images = read_npy(path)
         _check_uint8_images(images, path, 4, "[5 * N, H, W, C]")
         if len(images) % NUM_SEVERITIES:
-            raise ValueError(f"{path}: {len(images)} images do not split into 5 severities")
+            raise InvalidArgumentError(
+                f"{path}: {len(images)} images do not split into 5 severities"
+            )
         count = len(images) // NUM_SEVERITIES
         labels = read_npy(self.root / "labels.npy")
         if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-            raise ValueError(f"{self.root / 'labels.npy'} must be a 1-d integer array, got "
+            raise InvalidArgumentError(f"{self.root / 'labels.npy'} must be a 1-d integer array, got "
                              f"{labels.dtype} {tuple(labels.shape)}")  # fmt: skip
         if len(labels) not in (len(images), count):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"{self.root / 'labels.npy'} has {len(labels)} labels but {path} has {len(images)} "
                 f"images (5 severities x {count}); expected {len(images)} or {count} labels"
             )
@@ -213,7 +220,7 @@ class CifarPFolder:
         self.root = Path(root)
         self.perturbations = tuple(p for p in PERTURBATIONS if (self.root / f"{p}.npy").is_file())
         if not self.perturbations:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"{self.root} holds none of the perturbations {', '.join(PERTURBATIONS)}"
             )
 
@@ -223,7 +230,9 @@ class CifarPFolder:
         sequences = read_npy(path)
         _check_uint8_images(sequences, path, 5, "[N, T, H, W, C]")
         if sequences.shape[1] < 2:
-            raise ValueError(f"{path}: sequences need at least 2 frames, got {sequences.shape[1]}")
+            raise InvalidArgumentError(
+                f"{path}: sequences need at least 2 frames, got {sequences.shape[1]}"
+            )
         return sequences
 
     def dataset(self, perturbation: str) -> ArrayImageDataset:
@@ -245,7 +254,9 @@ class ImageNetCFolder:
         self.transform = transform
         self.corruptions = tuple(c for c in ALL_CORRUPTIONS if (self.root / c).is_dir())
         if not self.corruptions:
-            raise ValueError(f"{self.root} has no <corruption>/<severity>/<wnid>/ folders")
+            raise InvalidArgumentError(
+                f"{self.root} has no <corruption>/<severity>/<wnid>/ folders"
+            )
 
     def dataset(self, corruption: str, severity: int) -> Dataset:
         from torchvision.datasets import ImageFolder
@@ -253,7 +264,7 @@ class ImageNetCFolder:
         _check_name(corruption, self.corruptions, f"corruption in {self.root}")
         folder = self.root / corruption / str(check_severity(severity))
         if not folder.is_dir():
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"{folder} does not exist (expected <corruption>/<severity>/<wnid>/*.JPEG)"
             )
         return ImageFolder(str(folder), transform=self.transform)
@@ -271,7 +282,7 @@ def read_video(path: str | Path) -> torch.Tensor:
 
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
-        raise ValueError(f"{path} cannot be opened as a video")
+        raise InvalidArgumentError(f"{path} cannot be opened as a video")
     frames = []
     try:
         while True:
@@ -282,7 +293,7 @@ def read_video(path: str | Path) -> torch.Tensor:
     finally:
         capture.release()
     if len(frames) < 2:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"{path}: a perturbation sequence needs at least 2 frames, decoded {len(frames)}"
         )
     return torch.from_numpy(np.stack(frames))
@@ -302,7 +313,7 @@ class ImageNetPFolder:
         self.root = Path(root)
         self.perturbations = tuple(p for p in PERTURBATIONS if (self.root / p).is_dir())
         if not self.perturbations:
-            raise ValueError(f"{self.root} has no <perturbation>/<wnid>/*.mp4 folders")
+            raise InvalidArgumentError(f"{self.root} has no <perturbation>/<wnid>/*.mp4 folders")
 
     def dataset(self, perturbation: str) -> Dataset:
         from torchvision.datasets import DatasetFolder
@@ -316,7 +327,7 @@ def detect_dataset_kind(path: str | Path) -> str:
     dataset folder."""
     path = Path(path)
     if not path.is_dir():
-        raise ValueError(f"dataset folder {path} does not exist")
+        raise InvalidArgumentError(f"dataset folder {path} does not exist")
     if (path / "labels.npy").is_file():
         return "cifar-c"
     if any((path / f"{p}.npy").is_file() for p in PERTURBATIONS):
@@ -327,7 +338,7 @@ def detect_dataset_kind(path: str | Path) -> str:
         return "imagenet-p"
     if any(child.is_dir() for child in path.iterdir()):
         return "image-folder"
-    raise ValueError(
+    raise InvalidArgumentError(
         f"cannot tell what {path} holds: expected a CIFAR-C folder (<corruption>.npy + labels.npy), "
         "a CIFAR-10-P folder (<perturbation>.npy), an ImageNet-C folder "
         "(<corruption>/<severity>/<wnid>/), an ImageNet-P folder (<perturbation>/<wnid>/*.mp4) "

@@ -54,6 +54,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from .. import native
+from ..errors import InvalidArgumentError
 from ..version import __version__
 from . import metrics
 from .baselines import get_baseline
@@ -117,7 +118,7 @@ def shift_images(
     background, i.e. crops the zero-padded image at the shifted position, keeping the size.
     """
     if mode not in SHIFT_MODES:
-        raise ValueError(f"shift mode must be one of {SHIFT_MODES}, got {mode!r}")
+        raise InvalidArgumentError(f"shift mode must be one of {SHIFT_MODES}, got {mode!r}")
     batch, _, height, width = images.shape
     offsets = offsets.to(images.device)
     rows = torch.arange(height, device=images.device)[None] - offsets[:, :1]  # [B, H]
@@ -284,7 +285,7 @@ def _check_names(names: Sequence[str] | None, allowed: Sequence[str], what: str)
     names = list(allowed if names is None else names)
     unknown = [name for name in names if name not in allowed]
     if unknown:
-        raise ValueError(f"unknown {what} {unknown}; allowed: {', '.join(allowed)}")
+        raise InvalidArgumentError(f"unknown {what} {unknown}; allowed: {', '.join(allowed)}")
     return names
 
 
@@ -341,15 +342,15 @@ def evaluate_model(
     """
     settings = (settings or EvalSettings()).replace(**overrides)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        raise InvalidArgumentError(f"batch_size must be an int >= 1, got {batch_size!r}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-        raise ValueError(f"workers must be an int >= 0, got {workers!r}")
+        raise InvalidArgumentError(f"workers must be an int >= 0, got {workers!r}")
     baseline = get_baseline(settings.baseline)
 
     clean = images
     if images is not None and not isinstance(images, Dataset):
         if labels is None:
-            raise ValueError("labels are needed with an array of images")
+            raise InvalidArgumentError("labels are needed with an array of images")
         clean = ArrayImageDataset(images, labels)
     suites = settings.suites
     corruption_source = corrupted if corrupted is not None else clean
@@ -357,7 +358,9 @@ def evaluate_model(
     needs = {"c": corruption_source, "p": sequence_source, "shift": clean, "noise": clean}
     for suite in suites:
         if needs[suite] is None:
-            raise ValueError(f"suite {suite!r} needs clean images (or official files for c / p)")
+            raise InvalidArgumentError(
+                f"suite {suite!r} needs clean images (or official files for c / p)"
+            )
     available_c = corrupted.corruptions if corrupted is not None else ALL_CORRUPTIONS
     available_p = sequences.perturbations if sequences is not None else PERTURBATIONS
     corruptions = (
@@ -377,7 +380,7 @@ def evaluate_model(
         settings = settings.replace(mean=mean, std=std)
     settings = settings.resolved(image_size)
     if len(settings.mean) not in (1, image_size[0]):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"images have {image_size[0]} channels but the normalisation mean/std "
             f"{len(settings.mean)}: pass mean and std, or use the channels the model was trained on"
         )
@@ -453,7 +456,7 @@ def _resolve_device(
     if accelerator is None or (device is not None and accelerator.num_processes == 1):
         return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device is not None and torch.device(device).type != accelerator.device.type:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"device {device!r} differs from the {accelerator.device.type} device of the "
             f"{accelerator.num_processes} processes; launch them for {torch.device(device).type}"
             " (e.g. a --cpu launch for cpu) or leave --device out"
@@ -472,7 +475,7 @@ def _open_results(
     differing = sorted({key for other in identities for key in other
                         if other[key] != header["identity"][key]})  # fmt: skip
     if differing:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"the {processes.world_size} processes evaluate different runs ({', '.join(differing)} "
             "differ): give every process the same weights (--checkpoint or --pretrained) and data"
         )
@@ -484,7 +487,7 @@ def _open_results(
             error = str(exception)
     error, stored = processes.broadcast((error, store.results))
     if error is not None:
-        raise ValueError(error)
+        raise InvalidArgumentError(error)
     store.results.update(stored)
     return store
 
@@ -587,7 +590,7 @@ class _Evaluation:
                 )  # fmt: skip
                 wrong.append(self.wrong(self.clean, self.clean_indices, draw))
         if len({len(row) for row in wrong}) > 1:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"the severities of {name} hold different numbers of images "
                 f"({[len(row) for row in wrong]}): per-image outcomes need the same images"
             )

@@ -77,6 +77,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..constants import PER_IMAGE_FILE, RESULTS_FILE
+from ..errors import InvalidArgumentError, MissingFileError
 from . import metrics
 
 __all__ = [
@@ -105,8 +107,6 @@ __all__ = [
 
 SCHEMA = "timm-pushpull-robustness"
 SCHEMA_VERSION = 2
-RESULTS_FILE = "results.json"
-PER_IMAGE_FILE = "per_image.npz"
 _SECTIONS = ("corruptions", "perturbations", "noise_sweeps")  # name -> entry objects
 _ALL_SEVERITIES = (1, 2, 3, 4, 5)
 
@@ -185,21 +185,23 @@ def empty_results(header: Mapping[str, Any]) -> dict[str, Any]:
 
 def _fraction(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-        raise ValueError(f"{where} must be a number in [0, 1], got {value!r}")
+        raise InvalidArgumentError(f"{where} must be a number in [0, 1], got {value!r}")
     return float(value)
 
 
 def _mapping(value: Any, where: str) -> Mapping:
     if not isinstance(value, Mapping):
-        raise ValueError(f"{where} must be an object, got {type(value).__name__}")
+        raise InvalidArgumentError(f"{where} must be an object, got {type(value).__name__}")
     return value
 
 
 def _fractions(values: Any, where: str, length: int | None = None) -> list[float]:
     if not isinstance(values, list) or not values:
-        raise ValueError(f"{where} must be a non-empty list of numbers, got {values!r}")
+        raise InvalidArgumentError(f"{where} must be a non-empty list of numbers, got {values!r}")
     if length is not None and len(values) != length:
-        raise ValueError(f"{where} has {len(values)} values but settings.severities {length}")
+        raise InvalidArgumentError(
+            f"{where} has {len(values)} values but settings.severities {length}"
+        )
     return [_fraction(value, f"{where}[{number}]") for number, value in enumerate(values)]
 
 
@@ -216,7 +218,7 @@ def _severities(settings: Mapping, where: str) -> list[int] | None:
         )
         or len(set(values)) != len(values)
     ):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"{where}: settings.severities must be distinct ints in 1..5, got {values!r}"
         )
     return values
@@ -229,12 +231,12 @@ def validate_results(data: Any, where: str = "results") -> dict[str, Any]:
     version 1 file gets ``identity: None`` (it recorded none).
     """
     if not isinstance(data, Mapping) or data.get("schema") != SCHEMA:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"{where} is not a results.json of `timm-pushpull evaluate` (no schema {SCHEMA!r})"
         )
     version = data.get("version")
     if version not in range(1, SCHEMA_VERSION + 1):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"{where} has results format version {version!r}; this timm-pushpull reads versions "
             f"1..{SCHEMA_VERSION}"
             + (" (upgrade timm-pushpull)" if isinstance(version, int) else "")
@@ -248,14 +250,16 @@ def validate_results(data: Any, where: str = "results") -> dict[str, Any]:
         _mapping(results["identity"], f"{where}: identity")
     world_size = results.get("world_size", 1)
     if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
-        raise ValueError(f"{where}: world_size must be an int >= 1, got {world_size!r}")
+        raise InvalidArgumentError(f"{where}: world_size must be an int >= 1, got {world_size!r}")
     evaluated = _severities(settings, where)
     if results["clean_error"] is not None:
         _fraction(results["clean_error"], f"{where}: clean_error")
     for section in _SECTIONS:
         _mapping(results[section], f"{where}: {section}")
     if results["corruptions"] and evaluated is None:
-        raise ValueError(f"{where}: corruption errors need settings.severities, which is missing")
+        raise InvalidArgumentError(
+            f"{where}: corruption errors need settings.severities, which is missing"
+        )
     for name, entry in results["corruptions"].items():
         entry = _mapping(entry, f"{where}: corruptions.{name}")
         _fractions(entry.get("errors"), f"{where}: corruptions.{name}.errors", len(evaluated))
@@ -270,10 +274,12 @@ def validate_results(data: Any, where: str = "results") -> dict[str, Any]:
         entry = _mapping(entry, f"{where}: noise_sweeps.{name}")
         levels = entry.get("levels")
         if not isinstance(levels, list) or not levels:
-            raise ValueError(f"{where}: noise_sweeps.{name}.levels must be a non-empty list")
+            raise InvalidArgumentError(
+                f"{where}: noise_sweeps.{name}.levels must be a non-empty list"
+            )
         _fractions(entry.get("errors"), f"{where}: noise_sweeps.{name}.errors")
         if len(entry["errors"]) != len(levels):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"{where}: noise_sweeps.{name} has {len(levels)} levels but "
                 f"{len(entry['errors'])} errors"
             )
@@ -307,11 +313,11 @@ def load_results(path: str | Path) -> dict[str, Any]:
     """A results.json (or a folder holding one), validated: see :func:`validate_results`."""
     file = _results_path(path)
     if not file.is_file():
-        raise FileNotFoundError(f"{path}: no {RESULTS_FILE} there")
+        raise MissingFileError(f"{path}: no {RESULTS_FILE} there")
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{file} is not a readable results.json: {error}") from error
+        raise InvalidArgumentError(f"{file} is not a readable results.json: {error}") from error
     return validate_results(data, str(file))
 
 
@@ -358,7 +364,7 @@ class UnitOutcomes:
 
     def __post_init__(self):
         if self.indices.ndim != 1 or self.values.shape[-1:] != self.indices.shape:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"per-image values {self.values.shape} must end with the {len(self.indices)} "
                 "images of indices"
             )
@@ -396,11 +402,11 @@ def _read_per_image(path: Path) -> tuple[str, dict[str, UnitOutcomes]]:
         with np.load(path, allow_pickle=False) as stored:
             arrays = {key: stored[key] for key in stored.files}
     except (OSError, ValueError) as error:
-        raise ValueError(f"{path} is not a readable {PER_IMAGE_FILE}: {error}") from error
+        raise InvalidArgumentError(f"{path} is not a readable {PER_IMAGE_FILE}: {error}") from error
     run = str(arrays.pop("run", ""))
     keys = [key for key in arrays if not key.endswith("/indices")]
     if not run or any(f"{key}/indices" not in arrays for key in keys):
-        raise ValueError(f"{path} is not a {PER_IMAGE_FILE} of `timm-pushpull evaluate`")
+        raise InvalidArgumentError(f"{path} is not a {PER_IMAGE_FILE} of `timm-pushpull evaluate`")
     return run, {key: UnitOutcomes(arrays[key], arrays[f"{key}/indices"]) for key in keys}
 
 
@@ -417,13 +423,13 @@ def load_per_image(
     results = load_results(folder) if results is None else results
     file = folder / PER_IMAGE_FILE
     if not file.is_file():
-        raise FileNotFoundError(f"{path}: no {PER_IMAGE_FILE} there")
+        raise MissingFileError(f"{path}: no {PER_IMAGE_FILE} there")
     run, units = _read_per_image(file)
     if run != run_key(results):
-        raise ValueError(f"{file} holds the outcomes of another run than {RESULTS_FILE}")
+        raise InvalidArgumentError(f"{file} holds the outcomes of another run than {RESULTS_FILE}")
     missing = [key for key in finished_units(results) if key not in units]
     if missing:
-        raise ValueError(f"{file} has no per-image outcomes of {', '.join(missing)}")
+        raise InvalidArgumentError(f"{file} has no per-image outcomes of {', '.join(missing)}")
     return {key: units[key] for key in finished_units(results)}
 
 
@@ -452,11 +458,11 @@ class ResultsFile:
         try:
             stored = load_results(self.path)
         except ValueError as error:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"{error}; choose another --out, or pass --overwrite to start over"
             ) from error
         if stored["identity"] is None:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"{self.path} was written by an older timm-pushpull (results format version "
                 f"{stored['version']}) that did not record what its numbers depend on, so this "
                 "run cannot resume it; choose another --out, or pass --overwrite to start over"
@@ -467,7 +473,7 @@ class ResultsFile:
                 f"  {key}: {_short(old)} (stored) vs {_short(new)} (this run)"
                 for key, old, new in differences
             )
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"{self.path} holds the results of another run; they differ in:\n{lines}\n"
                 "Choose another --out, or pass --overwrite to start over (replacing those results)"
             )

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import InvalidArgumentError
 from .corruptions import OUTPUTS, SCALES, SPATTER_MODES
 from .frost import FROST_SOURCES
 
@@ -49,23 +50,25 @@ def _names(value: Sequence[str] | None, field: str, allowed: Sequence[str] | Non
         return None
     names = (value,) if isinstance(value, str) else tuple(value)
     if not names or not all(isinstance(name, str) for name in names):
-        raise ValueError(f"{field} must be a non-empty list of names, got {value!r}")
+        raise InvalidArgumentError(f"{field} must be a non-empty list of names, got {value!r}")
     unknown = [name for name in names if allowed is not None and name not in allowed]
     if unknown:
-        raise ValueError(f"unknown {field} {unknown}; allowed: {', '.join(allowed)}")
+        raise InvalidArgumentError(f"unknown {field} {unknown}; allowed: {', '.join(allowed)}")
     return names
 
 
 def _choice(value: Any, field: str, allowed: Sequence[str]) -> None:
     if value not in allowed:
-        raise ValueError(f"{field} must be one of {', '.join(map(str, allowed))}, got {value!r}")
+        raise InvalidArgumentError(
+            f"{field} must be one of {', '.join(map(str, allowed))}, got {value!r}"
+        )
 
 
 def _count(value: Any, field: str, minimum: int = 1) -> None:
     if value is not None and (
         isinstance(value, bool) or not isinstance(value, int) or value < minimum
     ):
-        raise ValueError(f"{field} must be an int >= {minimum} (or None), got {value!r}")
+        raise InvalidArgumentError(f"{field} must be an int >= {minimum} (or None), got {value!r}")
 
 
 def _floats(value: Sequence[float] | None, field: str) -> tuple[float, ...] | None:
@@ -74,9 +77,9 @@ def _floats(value: Sequence[float] | None, field: str) -> tuple[float, ...] | No
     try:
         values = tuple(float(v) for v in value)
     except (TypeError, ValueError):
-        raise ValueError(f"{field} must be a list of numbers, got {value!r}") from None
+        raise InvalidArgumentError(f"{field} must be a list of numbers, got {value!r}") from None
     if not values:
-        raise ValueError(f"{field} must not be empty")
+        raise InvalidArgumentError(f"{field} must not be empty")
     return values
 
 
@@ -144,21 +147,23 @@ class EvalSettings:
         severities = normalised["severities"]
         valid = all(not isinstance(s, bool) and s in _SEVERITIES for s in severities)
         if not severities or len(set(severities)) != len(severities) or not valid:
-            raise ValueError(f"severities must be distinct ints in 1..5, got {self.severities!r}")
+            raise InvalidArgumentError(
+                f"severities must be distinct ints in 1..5, got {self.severities!r}"
+            )
         if self.scale is not None:
             _choice(self.scale, "scale", SCALES)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ValueError(f"seed must be an int, got {self.seed!r}")
+            raise InvalidArgumentError(f"seed must be an int, got {self.seed!r}")
         _count(self.max_images, "max_images")
         _count(self.max_shift, "max_shift", minimum=0)
         _count(self.num_frames, "num_frames", minimum=2)
         if self.shift_trials is None:
-            raise ValueError("shift_trials must be an int >= 1, got None")
+            raise InvalidArgumentError("shift_trials must be an int >= 1, got None")
         _count(self.shift_trials, "shift_trials")
         if (normalised["mean"] is None) != (normalised["std"] is None) or (
             normalised["mean"] is not None and len(normalised["mean"]) != len(normalised["std"])
         ):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"mean and std must both be given, with as many values, got {self.mean!r} and "
                 f"{self.std!r}"
             )
@@ -171,7 +176,9 @@ class EvalSettings:
         _choice(self.shift_mode, "shift_mode", SHIFT_MODES)
         _choice(self.precision, "precision", PRECISIONS)
         if not isinstance(self.channels_last, bool):
-            raise ValueError(f"channels_last must be True or False, got {self.channels_last!r}")
+            raise InvalidArgumentError(
+                f"channels_last must be True or False, got {self.channels_last!r}"
+            )
         _choice(self.frost, "frost", FROST_SOURCES)
         _choice(self.spatter, "spatter", SPATTER_MODES)
         _choice(self.corruption_output, "corruption_output", OUTPUTS)

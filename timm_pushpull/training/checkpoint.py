@@ -18,10 +18,9 @@ import numpy as np
 import torch
 import yaml
 
-RESUME_FILE = "checkpoint.pth"
-CONFIG_FILE = "train_config.yaml"
-METRICS_FILE = "metrics.jsonl"
-MODEL_FILES = ("model.safetensors", "config.json")
+# the run folder's file names live in ..constants; trainer and study import them from here too
+from ..constants import METRICS_FILE, MODEL_FILES, RESUME_FILE, TRAIN_CONFIG_FILE  # noqa: F401
+from ..errors import MissingFileError, OutputExistsError
 
 
 def prepare_run_dir(path: str | Path, resume: bool, overwrite: bool) -> Path:
@@ -30,9 +29,9 @@ def prepare_run_dir(path: str | Path, resume: bool, overwrite: bool) -> Path:
     has_content = path.is_dir() and any(path.iterdir())
     if resume:
         if not (path / RESUME_FILE).is_file():
-            raise FileNotFoundError(f"resume: no {RESUME_FILE} in {path} to continue from")
+            raise MissingFileError(f"resume: no {RESUME_FILE} in {path} to continue from")
     elif has_content and not overwrite:
-        raise FileExistsError(
+        raise OutputExistsError(
             f"output {path} already holds files (another run?). Pass --resume to continue that run, "
             "--overwrite to replace its files, or choose another --output."
         )
@@ -60,11 +59,11 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 
 def save_config(run_dir: Path, config: dict[str, Any]) -> None:
-    write_text_atomic(run_dir / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
+    write_text_atomic(run_dir / TRAIN_CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
 
 
 def load_config(run_dir: Path) -> dict[str, Any]:
-    return yaml.safe_load((Path(run_dir) / CONFIG_FILE).read_text())
+    return yaml.safe_load((Path(run_dir) / TRAIN_CONFIG_FILE).read_text())
 
 
 def rng_state() -> dict[str, Any]:

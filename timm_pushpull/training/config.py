@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from ..errors import InvalidArgumentError
+
 RECIPES_DIR = Path(__file__).parent / "recipes"
 
 SCHEDULERS = ("multistep", "cosine", "constant")
@@ -112,16 +114,20 @@ class TrainConfig:
         choices = dict(opt=list_optimizers(), sched=SCHEDULERS, mixed_precision=MIXED_PRECISION)
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"{name}={getattr(self, name)!r}; allowed: {allowed}")
+                raise InvalidArgumentError(f"{name}={getattr(self, name)!r}; allowed: {allowed}")
         for name in ("epochs", "batch_size", "eval_batch_size", "num_classes", "img_size"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
-                raise ValueError(f"{name}={getattr(self, name)!r}; must be a positive integer")
+                raise InvalidArgumentError(
+                    f"{name}={getattr(self, name)!r}; must be a positive integer"
+                )
         if self.lr <= 0:
-            raise ValueError(f"lr={self.lr}; must be positive")
+            raise InvalidArgumentError(f"lr={self.lr}; must be positive")
         if self.max_steps is not None and self.max_steps <= 0:
-            raise ValueError(f"max_steps={self.max_steps}; must be positive (or null for no limit)")
+            raise InvalidArgumentError(
+                f"max_steps={self.max_steps}; must be positive (or null for no limit)"
+            )
         if self.resume and self.overwrite:
-            raise ValueError(
+            raise InvalidArgumentError(
                 "resume and overwrite exclude each other: resume continues the run in output"
             )
 
@@ -132,7 +138,9 @@ class TrainConfig:
             return self.model
         if self.init_from:
             return Path(self.init_from).name or self.init_from
-        raise ValueError("set model (a timm model name) or init_from (weights to start from)")
+        raise InvalidArgumentError(
+            "set model (a timm model name) or init_from (weights to start from)"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -157,11 +165,11 @@ def _coerce(name: str, annotation: str, value: Any) -> Any:
                 value = [value]
             return [_SCALARS[kind[5:-1]](v) for v in value]
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{name}={value!r} is not a valid {annotation}") from e
+        raise InvalidArgumentError(f"{name}={value!r} is not a valid {annotation}") from e
     if kind == "str":
         return str(value)
     if kind == "bool" and not isinstance(value, bool):
-        raise ValueError(f"{name}={value!r}; expected true or false")
+        raise InvalidArgumentError(f"{name}={value!r}; expected true or false")
     return value
 
 
@@ -178,15 +186,17 @@ def read_recipe(recipe: str) -> dict[str, Any]:
     if not path.is_file():
         path = RECIPES_DIR / f"{recipe}.yaml"
         if not path.is_file():
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"recipe={recipe!r} is neither a file nor one of {available_recipes()}"
             )
     values = yaml.safe_load(path.read_text()) or {}
     if not isinstance(values, dict):
-        raise ValueError(f"recipe {path} must be a mapping of field: value")
+        raise InvalidArgumentError(f"recipe {path} must be a mapping of field: value")
     unknown = sorted(set(values) - set(FIELD_NAMES))
     if unknown:
-        raise ValueError(f"recipe {path}: unknown fields {unknown}; allowed: {list(FIELD_NAMES)}")
+        raise InvalidArgumentError(
+            f"recipe {path}: unknown fields {unknown}; allowed: {list(FIELD_NAMES)}"
+        )
     return values
 
 
@@ -194,7 +204,7 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     """``"key=value"`` -> (key, YAML-parsed value); ``key`` may be dotted into a dict field."""
     key, sep, value = text.partition("=")
     if not sep or not key:
-        raise ValueError(f"--set {text!r}: expected key=value")
+        raise InvalidArgumentError(f"--set {text!r}: expected key=value")
     return key.strip(), yaml.safe_load(value)
 
 
@@ -204,11 +214,13 @@ def apply_overrides(values: dict[str, Any], overrides: dict[str, Any]) -> dict[s
     for key, value in overrides.items():
         name, _, entry = key.partition(".")
         if name not in FIELD_NAMES:
-            raise ValueError(f"unknown setting {name!r}; allowed: {list(FIELD_NAMES)}")
+            raise InvalidArgumentError(f"unknown setting {name!r}; allowed: {list(FIELD_NAMES)}")
         if entry:
             values.setdefault(name, {})
             if not isinstance(values[name], dict):
-                raise ValueError(f"{name} is not a mapping, so {key!r} cannot set an entry of it")
+                raise InvalidArgumentError(
+                    f"{name} is not a mapping, so {key!r} cannot set an entry of it"
+                )
             values[name][entry] = value
         else:
             values[name] = value

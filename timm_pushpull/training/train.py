@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 from typing import Any
 
 import yaml
@@ -70,10 +69,6 @@ def main(args: argparse.Namespace) -> int:
         return 0
     from .trainer import train  # deferred: accelerate/datasets imports are slow
 
-    try:
-        result = train(cfg, recipe=args.recipe)
-    except (FileExistsError, FileNotFoundError) as e:  # the run folder guard: no traceback needed
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    result = train(cfg, recipe=args.recipe)
     print(json.dumps(result, indent=2))
     return 0

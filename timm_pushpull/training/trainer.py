@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import timm
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator, DataLoaderConfiguration
@@ -26,6 +25,7 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from ..constants import CONVERSION_KEY
 from ..data import (
     EpochShuffleSampler,
     SeededTransformDataset,
@@ -36,6 +36,8 @@ from ..data import (
     normalize_batch,
     subset,
 )
+from ..errors import InvalidArgumentError
+from ..factory import create_model
 from .checkpoint import (
     METRICS_FILE,
     load_config,
@@ -61,28 +63,24 @@ def default_run_dir(cfg: TrainConfig, recipe: str | None) -> Path:
 def create_train_model(cfg: TrainConfig) -> torch.nn.Module:
     """The model to train: ``cfg.model`` from timm, or started from ``cfg.init_from`` weights, then
     optionally converted to push-pull (``cfg.convert`` scope)."""
-    import timm_pushpull  # noqa: F401  (registers our models with timm)
-
     kwargs = dict(num_classes=cfg.num_classes, in_chans=cfg.in_chans, **cfg.model_kwargs)
     source = cfg.init_from
     if source is None:
-        model = timm.create_model(cfg.model_name, pretrained=cfg.pretrained, **kwargs)
+        model = create_model(cfg.model_name, pretrained=cfg.pretrained, **kwargs)
     elif Path(source).is_file():
         if not cfg.model:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"init_from={source!r} is a weights file: set model to its architecture"
             )
         overlay = dict(file=str(Path(source).resolve()))
-        model = timm.create_model(
-            cfg.model, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs
-        )
+        model = create_model(cfg.model, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
     else:
         name = f"local-dir:{source}" if Path(source).is_dir() else source
         if cfg.model and not Path(source).is_dir() and cfg.model != source:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"model={cfg.model!r} and init_from={source!r} name different architectures"
             )
-        model = timm.create_model(name, pretrained=True, **kwargs)
+        model = create_model(name, pretrained=True, **kwargs)
     if cfg.convert:
         from ..layers import convert_to_pushpull
         from ..layers.surgery import SCOPES
@@ -461,7 +459,7 @@ def train(cfg: TrainConfig, recipe: str | None = None) -> dict[str, Any]:
             model_config["label_names"] = list(classes)
         if cfg.convert:
             # the architecture in config.json is the unconverted one: record how to rebuild it
-            model_config["pushpull_conversion"] = dict(scope=cfg.convert, **cfg.convert_kwargs)
+            model_config[CONVERSION_KEY] = dict(scope=cfg.convert, **cfg.convert_kwargs)
         save_model_folder(accelerator.unwrap_model(model), run_dir, data_config, model_config)
     accelerator.wait_for_everyone()
     accelerator.end_training()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
+from ...errors import InvalidArgumentError
 from ..report import format_comparison, write_report
 from ..results import load_results
 
@@ -18,16 +18,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        results = [load_results(path) for path in args.results]
-        labels = [label.strip() for label in args.labels.split(",")] if args.labels else None
-        if labels is not None and len(labels) != len(results):
-            raise ValueError(f"--labels has {len(labels)} names for {len(results)} results")
-        print(format_comparison(results, labels))
-        if args.out:
-            for path in write_report(results, args.out, labels=labels):
-                print(f"wrote {path}")
-    except (ValueError, FileNotFoundError) as error:
-        print(f"timm-pushpull compare: error: {error}", file=sys.stderr)
-        return 2
+    results = [load_results(path) for path in args.results]
+    labels = [label.strip() for label in args.labels.split(",")] if args.labels else None
+    if labels is not None and len(labels) != len(results):
+        raise InvalidArgumentError(f"--labels has {len(labels)} names for {len(results)} results")
+    print(format_comparison(results, labels))
+    if args.out:
+        for path in write_report(results, args.out, labels=labels):
+            print(f"wrote {path}")
     return 0

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,6 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ...errors import InvalidArgumentError, MissingFileError
 from ..corruptions import OUTPUTS, SPATTER_MODES
 from ..datasets import (
     ArrayImageDataset,
@@ -165,7 +165,7 @@ def open_datasets(specs: Sequence[str], data_config: dict) -> dict:
         else:
             role, source = "clean", open_clean_dataset(spec, clean_transform, MaybePILToTensor())
         if role in opened:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"--dataset {spec!r} and {opened[role][1]!r} both give the {role!r} data; give one"
             )
         description = f"{kind}:{spec}" if kind != "clean" else spec
@@ -211,34 +211,27 @@ def _sample_images(dataset: Dataset, count: int = 4) -> torch.Tensor:
 
 def main(args: argparse.Namespace) -> int:
     state = _processes_state(args.device)
-    try:
-        results = _run(args, state)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"timm-pushpull evaluate: error: {error}", file=sys.stderr)
-        return 2
+    results = _run(args, state)
     if state.is_main_process:
         print(format_comparison([results]))
     return 0
 
 
 def _run(args: argparse.Namespace, state: PartialState) -> dict:
-    import timm
     from timm.data import resolve_data_config
 
-    import timm_pushpull  # noqa: F401  (registers our models with timm)
+    from ...factory import create_model, load_weights  # clear errors: unknown models, bad files
 
     settings = settings_from_args(args)  # bad flags fail before the model is made
     if args.checkpoint is not None and not Path(args.checkpoint).is_file():
-        raise FileNotFoundError(f"--checkpoint {args.checkpoint} does not exist")
+        raise MissingFileError(f"--checkpoint {args.checkpoint} does not exist")
     kwargs = {} if args.num_classes is None else {"num_classes": args.num_classes}
     # weights not loaded are the same in every process and rerun; the caller's generator is kept
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(args.seed)
-        model = timm.create_model(args.model, pretrained=args.pretrained, **kwargs)
+        model = create_model(args.model, pretrained=args.pretrained, **kwargs)
     if args.checkpoint is not None:
-        from timm.models import load_checkpoint
-
-        load_checkpoint(model, args.checkpoint, strict=True, weights_only=True)
+        load_weights(model, args.checkpoint, args.model)
     overrides = {} if args.img_size is None else {"input_size": (model.pretrained_cfg.get("input_size", (3,))[0],
                                                                    args.img_size, args.img_size)}  # fmt: skip
     data_config = resolve_data_config(overrides, model=model)

@@ -14,6 +14,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from ...errors import InvalidArgumentError
+
 __all__ = [
     "ALL_CORRUPTIONS",
     "CORRUPTIONS",
@@ -197,31 +199,37 @@ def check_images(images: torch.Tensor, arg: str = "images") -> None:
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"{arg} must be a torch.Tensor, got {type(images).__name__}")
     if images.ndim != 4:
-        raise ValueError(f"{arg} must have shape [B, C, H, W], got {tuple(images.shape)}")
+        raise InvalidArgumentError(f"{arg} must have shape [B, C, H, W], got {tuple(images.shape)}")
     if not images.is_floating_point():
-        raise ValueError(
+        raise InvalidArgumentError(
             f"{arg} must be a floating-point tensor with values in [0, 1], got dtype "
             f"{images.dtype} (convert uint8 images with images.float() / 255)"
         )
     if images.shape[1] not in (1, 3):
-        raise ValueError(f"{arg} must have 1 (grey) or 3 (RGB) channels, got {images.shape[1]}")
+        raise InvalidArgumentError(
+            f"{arg} must have 1 (grey) or 3 (RGB) channels, got {images.shape[1]}"
+        )
     if images.numel() == 0:
         return
     low, high = torch.aminmax(images)
     low, high = float(low), float(high)
     if not (low >= 0.0 and high <= 1.0):  # also catches NaN
-        raise ValueError(f"{arg} must have values in [0, 1], got min {low:.4g} and max {high:.4g}")
+        raise InvalidArgumentError(
+            f"{arg} must have values in [0, 1], got min {low:.4g} and max {high:.4g}"
+        )
 
 
 def check_choice(value: str, arg: str, allowed: tuple[str, ...]) -> None:
     """Raise a ValueError naming ``arg`` and the ``allowed`` values unless ``value`` is one."""
     if value not in allowed:
-        raise ValueError(f"unknown {arg} {value!r}; expected one of: {', '.join(allowed)}")
+        raise InvalidArgumentError(
+            f"unknown {arg} {value!r}; expected one of: {', '.join(allowed)}"
+        )
 
 
 def check_severity(severity: int) -> None:
     """Raise a ValueError unless ``severity`` is an int in 1..5."""
     if isinstance(severity, bool) or not isinstance(severity, int | np.integer):
-        raise ValueError(f"severity must be an int in 1..5, got {severity!r}")
+        raise InvalidArgumentError(f"severity must be an int in 1..5, got {severity!r}")
     if not 1 <= severity <= 5:
-        raise ValueError(f"severity must be in 1..5, got {severity}")
+        raise InvalidArgumentError(f"severity must be in 1..5, got {severity}")

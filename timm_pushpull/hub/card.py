@@ -1,0 +1,562 @@
+"""What a model card says: the training dataset, the hub config, the robustness results, the plot.
+
+The card is rendered from the ``MODEL_CARD.md`` template by ``huggingface_hub.ModelCard``, with
+Hub metadata (``model-index``) built from the results of ``timm-pushpull evaluate`` or from the
+push-pull authors' released results.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch.nn as nn
+import yaml
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from ..constants import METRICS_FILE, TRAIN_CONFIG_FILE
+from ..data.idx import FASHION_MNIST_CLASSES
+from ..errors import CheckpointError, InvalidArgumentError, MissingFileError
+from ..layers import BlurPool2d, PushPull2d
+from ..models._cfg import HUB_CONFIGS_DIR
+from ..models.official import OFFICIAL_CHECKPOINTS, ORIGIN_URL
+from ..robustness.baselines import ALEXNET_CIFAR10_C, get_baseline, read_official_results
+from ..robustness.metrics import flip_rates, mean_corruption_error, summarize_corruptions
+from ..robustness.results import load_results
+from ..version import __version__
+
+__all__ = [
+    "DATASETS",
+    "MODEL_CARD_TEMPLATE",
+    "DatasetInfo",
+    "HubConfig",
+    "RobustnessResults",
+    "check_card",
+    "evaluation_results",
+    "official_results",
+    "plot_robustness",
+    "render_card",
+]
+
+# The card template and hub_configs/ live at the top of the repository; the package holds
+# symlinks to them, which the wheel turns into copies (package data), so installs find them too.
+MODEL_CARD_TEMPLATE = Path(__file__).resolve().parents[1] / "MODEL_CARD.md"
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """How a training dataset is named on the Hub and in the robustness benchmarks."""
+
+    name: str
+    hub_id: str
+    corrupted: str  # the -C benchmark's name
+    perturbed: str  # the -P benchmark's name
+    label_names: tuple[str, ...] = ()
+
+
+CIFAR10_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)  # fmt: skip
+
+DATASETS: dict[str, DatasetInfo] = {
+    "cifar10": DatasetInfo(
+        "CIFAR-10", "uoft-cs/cifar10", "CIFAR-10-C", "CIFAR-10-P", CIFAR10_CLASSES
+    ),
+    "fashion_mnist": DatasetInfo(
+        "Fashion-MNIST",
+        "zalando-datasets/fashion_mnist",
+        "Fashion-MNIST-C (timm-pushpull corruptions)",
+        "Fashion-MNIST-P (timm-pushpull perturbations)",
+        FASHION_MNIST_CLASSES,
+    ),
+    "imagenet": DatasetInfo("ImageNet-1k", "ILSVRC/imagenet-1k", "ImageNet-C", "ImageNet-P"),
+}
+
+_RESULTS_KEYS = {
+    "official": "the authors' results folder of the model, relative to <--official-dir>/results",
+    "flip_baseline": "the same for the model its flip rates are relative to (mFR)",
+    "attribution": "who measured the numbers",
+    "source_url": "where they were published",
+}
+_HUB_CONFIG_KEYS = {
+    "repo_id": "ORG/NAME of the Hub repository",
+    "published": "true once repo_id is uploaded: gives the model's tag its Hub id (pretrained=True)",
+    "model": "architecture[.tag] the weights belong to (its pretrained cfg fills config.json)",
+    "model_args": "model kwargs needed to rebuild the architecture from a checkpoint file",
+    "dataset": f"training dataset, one of {sorted(DATASETS)}",
+    "license": "license id of the weights (Hub metadata), e.g. mit, apache-2.0",
+    "title": "first heading of the card",
+    "summary": "what the model is, one paragraph",
+    "tags": "extra Hub tags",
+    "weights_origin": "where the weights come from, when not trained by this project",
+    "training": "mapping shown as 'how it was trained' (recipe, epochs, augmentation, ...)",
+    "results": f"numbers not measured by `timm-pushpull evaluate`: {_RESULTS_KEYS}",
+    "notes": "extra paragraphs for the card",
+}
+
+
+@dataclass
+class HubConfig:
+    """One file of ``hub_configs/``: where a model goes and what its card says."""
+
+    repo_id: str | None = None
+    published: bool = False
+    model: str | None = None
+    model_args: dict[str, Any] = field(default_factory=dict)
+    dataset: str | None = None
+    license: str | None = None
+    title: str | None = None
+    summary: str | None = None
+    tags: list[str] = field(default_factory=list)
+    weights_origin: str | None = None
+    training: dict[str, Any] = field(default_factory=dict)
+    results: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    path: Path | None = None
+
+    @classmethod
+    def load(cls, path: str | Path) -> HubConfig:
+        """Read a YAML (or JSON, a subset of YAML) hub config, rejecting unknown keys."""
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as error:
+            raise InvalidArgumentError(
+                f"--hub-config {path} is not a readable YAML file: {error}"
+            ) from error
+        if not isinstance(data, dict):
+            raise InvalidArgumentError(
+                f"--hub-config {path} must be a mapping of {sorted(_HUB_CONFIG_KEYS)}"
+            )
+        unknown = sorted(set(data) - set(_HUB_CONFIG_KEYS))
+        if unknown:
+            allowed = "; ".join(f"{k}: {v}" for k, v in _HUB_CONFIG_KEYS.items())
+            raise InvalidArgumentError(
+                f"--hub-config {path}: unknown keys {unknown}; allowed: {allowed}"
+            )
+        unknown = sorted(set(data.get("results") or {}) - set(_RESULTS_KEYS))
+        if unknown:
+            raise InvalidArgumentError(
+                f"--hub-config {path}: unknown results keys {unknown}; allowed: {_RESULTS_KEYS}"
+            )
+        if data.get("dataset") is not None and data["dataset"] not in DATASETS:
+            raise InvalidArgumentError(
+                f"--hub-config {path}: dataset must be one of {sorted(DATASETS)}"
+            )
+        return cls(**data, path=path)
+
+
+@dataclass
+class RobustnessResults:
+    """Everything a card shows about robustness. Errors and probabilities are fractions.
+
+    ``mce``/``relative_mce`` are ratios to ``ce_baseline`` and ``mfr`` a ratio to
+    ``flip_baseline`` (Hendrycks & Dietterich 2019); ``mean_flip_probability`` is unnormalised.
+    ``source_name``/``source_url`` attribute numbers this project did not measure.
+    """
+
+    clean_error: float | None = None
+    corruption_errors: dict[str, list[float]] = field(default_factory=dict)
+    flip_probabilities: dict[str, float] = field(default_factory=dict)
+    mce: float | None = None
+    relative_mce: float | None = None
+    mce_corruptions: list[str] = field(default_factory=list)
+    mce_complete: bool = True
+    relative_mce_corruptions: list[str] = field(default_factory=list)
+    relative_mce_complete: bool = True
+    ce_baseline: str | None = None
+    mfr: float | None = None
+    flip_baseline: str | None = None
+    mean_flip_probability: float | None = None
+    shift_consistency: float | None = None
+    source_name: str | None = None
+    source_url: str | None = None
+
+    def has_robustness(self) -> bool:
+        return any(
+            value is not None
+            for value in (self.mce, self.relative_mce, self.mfr, self.shift_consistency)
+        ) or bool(self.corruption_errors or self.flip_probabilities)
+
+
+def official_results(
+    architecture: str, folder: Path, flip_baseline: Path | None = None
+) -> RobustnessResults:
+    """The push-pull authors' CIFAR-10-C/-P text results of a released model.
+
+    The clean error is the one of the authors' evaluation that produced these results (the last
+    "Test accuracy clean" of ``test_clean.txt``), so that relative CE subtracts a clean error
+    measured with the corrupted ones; where the folder has no ``test_clean.txt`` (the ResNets) it
+    is the checkpoint's ``best_prec1``. CE and relative CE are normalised by AlexNet as in their
+    paper; the mFR, when ``flip_baseline`` names another
+    model's results folder (the same network without push-pull), is relative to that model.
+    """
+    if architecture not in OFFICIAL_CHECKPOINTS:
+        raise InvalidArgumentError(
+            f"{architecture!r} is not a released model; those are {sorted(OFFICIAL_CHECKPOINTS)}"
+        )
+    if not (folder / "C_details.txt").is_file():
+        raise MissingFileError(
+            f"no C_details.txt in {folder}: pass --official-dir, the folder of the authors' release"
+        )
+    raw = read_official_results(folder)
+    clean_error = raw["clean_error"]
+    if clean_error is None:
+        clean_error = round(1 - OFFICIAL_CHECKPOINTS[architecture].top1 / 100, 6)
+    summary = summarize_corruptions(
+        raw["corruptions"],
+        clean_error,
+        ALEXNET_CIFAR10_C.corruption_errors,
+        ALEXNET_CIFAR10_C.clean_error,
+        ALEXNET_CIFAR10_C.mce_corruptions,
+    )
+    results = RobustnessResults(
+        clean_error=clean_error,
+        corruption_errors=raw["corruptions"],
+        flip_probabilities=raw["perturbations"],
+        mce=summary["mce"],
+        relative_mce=summary["relative_mce"],
+        mce_corruptions=summary["mce_corruptions"],
+        mce_complete=summary["mce_complete"],
+        relative_mce_corruptions=summary["relative_mce_corruptions"],
+        relative_mce_complete=summary["relative_mce_complete"],
+        ce_baseline=ALEXNET_CIFAR10_C.source,
+        source_name="Strisciuglio et al. 2020, released results",
+        source_url=ORIGIN_URL,
+    )
+    if raw["perturbations"]:
+        results.mean_flip_probability = mean_corruption_error(raw["perturbations"])
+    if flip_baseline is not None:
+        baseline = get_baseline(flip_baseline)
+        rates = flip_rates(raw["perturbations"], baseline.flip_probabilities)
+        if rates:
+            results.mfr = mean_corruption_error(rates)
+            results.flip_baseline = f"{flip_baseline.name} (authors' results)"
+    return results
+
+
+def evaluation_results(path: Path) -> RobustnessResults:
+    """The results.json of ``timm-pushpull evaluate`` (format: :mod:`.robustness.results`)."""
+    try:
+        data = load_results(path)
+    except FileNotFoundError as error:
+        raise MissingFileError(str(error)) from error
+    except ValueError as error:
+        raise InvalidArgumentError(str(error)) from error
+    summary = data["summary"] or {}
+    baseline = (data["baseline"] or {}).get("source")
+    return RobustnessResults(
+        clean_error=data["clean_error"],
+        corruption_errors={k: list(v["errors"]) for k, v in data["corruptions"].items()},
+        flip_probabilities={
+            k: float(v["flip_probability"]) for k, v in data["perturbations"].items()
+        },
+        mce=summary.get("mce"),
+        relative_mce=summary.get("relative_mce"),
+        mce_corruptions=list(summary.get("mce_corruptions") or []),
+        mce_complete=bool(summary.get("mce_complete", False)),
+        # version 1 files have no flag of their own: the mCE's
+        relative_mce_corruptions=list(
+            summary.get("relative_mce_corruptions", summary.get("mce_corruptions")) or []
+        ),
+        relative_mce_complete=bool(
+            summary.get("relative_mce_complete", summary.get("mce_complete", False))
+        ),
+        ce_baseline=baseline if summary.get("mce") is not None else None,
+        mfr=summary.get("mfr"),
+        flip_baseline=baseline if summary.get("mfr") is not None else None,
+        mean_flip_probability=summary.get("mean_flip_probability"),
+        shift_consistency=(data["shift"] or {}).get("consistency"),
+    )
+
+
+def cited_papers(model: nn.Module) -> dict[str, bool]:
+    """Which papers the model's layers come from (the card cites them)."""
+    pushpull = [m for m in model.modules() if isinstance(m, PushPull2d)]
+    return {
+        "pushpull": True,  # every model here is a push-pull model or its published baseline
+        "antialias": any(isinstance(m, BlurPool2d) for m in model.modules()),
+        "pushpull_variants": any(
+            not m.rectify or m.attention_type or isinstance(m.pull_scale, tuple) for m in pushpull
+        ),
+        "pushpull_layers": bool(pushpull),
+    }
+
+
+PAPER_IDS = {
+    "pushpull": "doi:10.1007/s00521-020-04751-8",
+    "antialias": "arXiv:1904.11486",
+}
+
+
+def _percent(value: float | None) -> float | None:
+    return None if value is None else round(100 * float(value), 2)
+
+
+def _summary_rows(results: RobustnessResults, dataset: DatasetInfo) -> list[dict[str, Any]]:
+    """(metric, value, definition, model-index fields) for every result the card shows."""
+    flips = len(results.flip_probabilities)
+
+    def partial(complete: bool) -> str:
+        return "" if complete else " (not all the baseline's: not comparable with published ones)"
+
+    candidates = [
+        ("Clean error (%)", "error", results.clean_error, dataset.name,
+         f"top-1 error on the {dataset.name} test set"),
+        ("mCE (%)", "mCE", results.mce, dataset.corrupted,
+         f"mean over {len(results.mce_corruptions)} corruptions of the corruption error, "
+         f"normalised by {results.ce_baseline}{partial(results.mce_complete)}"),
+        ("Relative mCE (%)", "relative_mCE", results.relative_mce, dataset.corrupted,
+         f"mean over {len(results.relative_mce_corruptions)} corruptions of the relative "
+         f"corruption error (degradation from clean), same baseline"
+         f"{partial(results.relative_mce_complete)}"),
+        ("mFR (%)", "mFR", results.mfr, dataset.perturbed,
+         f"mean flip rate: flip probability normalised by {results.flip_baseline}"),
+        ("Mean flip probability (%)", "mean_flip_probability", results.mean_flip_probability,
+         dataset.perturbed, f"unnormalised, mean over {flips} perturbations"),
+        ("Shift consistency (%)", "shift_consistency", results.shift_consistency, dataset.name,
+         "how often the top-1 class agrees for two random shifts of an image (Zhang 2019)"),
+    ]  # fmt: skip
+    return [
+        dict(name=name, metric_type=kind, value=_percent(value), dataset_name=ds, definition=text)
+        for name, kind, value, ds, text in candidates
+        if value is not None
+    ]
+
+
+def _eval_results(
+    rows: list[dict], dataset: DatasetInfo, results: RobustnessResults
+) -> list[EvalResult]:
+    return [
+        EvalResult(
+            task_type="image-classification",
+            task_name="Image Classification",
+            dataset_type=dataset.hub_id
+            if row["dataset_name"] == dataset.name
+            else row["dataset_name"],
+            dataset_name=row["dataset_name"],
+            dataset_split="test",
+            metric_type=row["metric_type"],
+            metric_name=row["name"],
+            metric_value=row["value"],
+            source_name=results.source_name,
+            source_url=results.source_url,
+        )
+        for row in rows
+    ]
+
+
+def plot_robustness(results: RobustnessResults, path: Path, title: str) -> bool:
+    """Bar charts of the error per corruption and the flip probability per perturbation."""
+    if not results.corruption_errors and not results.flip_probabilities:
+        return False
+    # Figure without pyplot: no GUI backend and no global figure state, just a file
+    from matplotlib.figure import Figure
+
+    panels = [p for p in (results.corruption_errors, results.flip_probabilities) if p]
+    fig = Figure(figsize=(6 * len(panels), 4))
+    axes = fig.subplots(1, len(panels), squeeze=False)
+    for ax, values in zip(axes[0], panels, strict=True):
+        names = list(values)
+        if values is results.corruption_errors:
+            heights = [100 * sum(v) / len(v) for v in values.values()]
+            ax.set_ylabel("top-1 error (%), mean over severities")
+            if results.clean_error is not None:
+                ax.axhline(100 * results.clean_error, color="black", linestyle="--", label="clean")
+                ax.legend()
+        else:
+            heights = [100 * v for v in values.values()]
+            ax.set_ylabel("flip probability (%)")
+        ax.bar(range(len(names)), heights, color="tab:blue")
+        ax.set_xticks(range(len(names)), names, rotation=75, fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    return True
+
+
+def render_card(
+    model: nn.Module,
+    repo_id: str,
+    hub_config: HubConfig,
+    results: RobustnessResults,
+    training: Mapping[str, Any],
+    plot: str | None,
+    template: Path = MODEL_CARD_TEMPLATE,
+) -> ModelCard:
+    """The model card: Hub metadata (with ``model-index``) and the text of ``MODEL_CARD.md``."""
+    if not template.is_file():
+        raise MissingFileError(f"card template {template} not found: pass --card-template")
+    cfg = model.pretrained_cfg
+    architecture, tag = cfg["architecture"], cfg.get("tag")
+    dataset = DATASETS[hub_config.dataset]
+    rows = _summary_rows(results, dataset)
+    papers = cited_papers(model)
+    license_id = hub_config.license or cfg.get("license") or "apache-2.0"
+    # only claim `name.tag` with pretrained=True loads this when its cfg points at this repo
+    registered_name = f"{architecture}.{tag}" if tag else None
+    if registered_name and _registered_hub_id(registered_name) != repo_id:
+        registered_name = None
+    card_data = ModelCardData(
+        library_name="timm",
+        pipeline_tag="image-classification",
+        license=license_id,
+        tags=["image-classification", "timm", "timm-pushpull", "robustness",
+              *(["push-pull"] if papers["pushpull_layers"] else []),
+              *(["anti-aliasing"] if papers["antialias"] else []), *hub_config.tags],
+        datasets=[dataset.hub_id],
+        metrics=sorted({row["metric_type"] for row in rows}),
+        model_name=repo_id.split("/")[-1],
+        eval_results=_eval_results(rows, dataset, results),
+    )  # fmt: skip
+    severities = sorted({len(v) for v in results.corruption_errors.values()}) or [5]
+    corruption_rows = [
+        dict(
+            name=name,
+            errors=[f"{100 * e:.2f}" for e in errs],
+            mean=f"{100 * sum(errs) / len(errs):.2f}",
+        )
+        for name, errs in results.corruption_errors.items()
+    ]
+    perturbation_rows = [
+        dict(name=name, value=f"{100 * value:.2f}")
+        for name, value in results.flip_probabilities.items()
+    ]
+    input_size = tuple(cfg["input_size"])
+    mean = ", ".join(f"{m:.4f}" for m in cfg["mean"])
+    std = ", ".join(f"{s:.4f}" for s in cfg["std"])
+    details = [
+        ("Architecture", f"`{architecture}`"),
+        ("Model args", f"`{json.dumps(getattr(model, '_model_args', {}) or {})}`"),
+        ("Parameters", f"{sum(p.numel() for p in model.parameters()) / 1e6:.3f} M"),
+        ("Input size", " x ".join(str(s) for s in input_size)),
+        (
+            "Dataset",
+            f"{dataset.name} ([{dataset.hub_id}](https://huggingface.co/datasets/{dataset.hub_id}))",
+        ),
+        ("Classes", model.num_classes),
+        ("Papers", ", ".join(PAPER_IDS[k] for k in ("pushpull", "antialias") if papers[k])),
+        ("Library", f"timm {timm.__version__}, timm-pushpull {__version__}"),
+    ]
+    license_text = {
+        "mit": "MIT. The weights carry the MIT license of their authors; LICENSE holds its text.",
+        "apache-2.0": "Apache-2.0, like timm-pushpull.",
+    }.get(license_id, license_id)
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(template),
+        title=hub_config.title or repo_id.split("/")[-1],
+        summary=(hub_config.summary or cfg.get("description") or "").strip(),
+        weights_origin=hub_config.weights_origin,
+        model_name=repo_id.split("/")[-1],
+        repo_id=repo_id,
+        registered_name=registered_name,
+        input_description=(
+            f"{input_size[0]} x {input_size[1]} x {input_size[2]} images scaled to [0, 1], "
+            f"normalised with mean ({mean}) and std ({std})"
+        ),
+        details=details,
+        training=list(training.items()),
+        results_attribution=_attribution(results),
+        summary_rows=rows,
+        plot=plot,
+        corrupted_name=dataset.corrupted,
+        perturbed_name=dataset.perturbed,
+        severities=list(range(1, max(severities) + 1)),
+        corruption_rows=corruption_rows,
+        perturbation_rows=perturbation_rows,
+        notes=[n.strip() for n in hub_config.notes],
+        license_text=license_text,
+        cite_antialias=papers["antialias"],
+        cite_variants=papers["pushpull_variants"],
+    )
+
+
+def _attribution(results: RobustnessResults) -> str:
+    if results.source_name:
+        return (
+            f"Numbers reported by the authors, not measured by timm-pushpull: "
+            f"{results.source_name} ({results.source_url})."
+        )
+    return "Measured with `timm-pushpull evaluate`."
+
+
+def _registered_hub_id(model_name: str) -> str | None:
+    """The repository of the registered tag ``model_name`` per its hub config (the tag's Hub id
+    once the config says ``published: true``, which follows the upload)."""
+    path = HUB_CONFIGS_DIR / f"{model_name}.yaml"
+    return HubConfig.load(path).repo_id if path.is_file() else None
+
+
+def training_facts(source: Path, hub_config: HubConfig) -> dict[str, Any]:
+    """'How it was trained': the hub config's entries, then what the run directory recorded
+    (``train_config.yaml`` and ``metrics.jsonl`` of ``timm-pushpull train``)."""
+    facts = dict(hub_config.training)
+    run_config = source / TRAIN_CONFIG_FILE if source.is_dir() else None
+    if run_config is not None and run_config.is_file():
+        cfg = yaml.safe_load(run_config.read_text(encoding="utf-8")) or {}
+        crop = {
+            "pad": f"random crop with {cfg.get('padding')} px padding",
+            "rrc": "random resized crop",
+        }
+        augmentation = [crop.get(cfg.get("crop"), "")] + [
+            f"{key} {cfg[key]}"
+            for key in ("hflip", "auto_augment", "cutout", "color_jitter")
+            if cfg.get(key) not in (None, 0, 0.0, False)
+        ]
+        recorded = {
+            "Dataset": cfg.get("dataset")
+            + (f" ({cfg['train_samples']} training images)" if cfg.get("train_samples") else ""),
+            "Epochs": cfg.get("epochs"),
+            "Optimizer": f"{cfg.get('opt')}, lr {cfg.get('lr')}, momentum {cfg.get('momentum')}, "
+            f"weight decay {cfg.get('weight_decay')}, batch {cfg.get('batch_size')}",
+            "Schedule": f"{cfg.get('sched')}, milestones {cfg.get('milestones')}, gamma {cfg.get('gamma')}",
+            "Augmentation": ", ".join(a for a in augmentation if a) or "none",
+            "Label smoothing": cfg.get("label_smoothing") or None,
+            "Started from": cfg.get("init_from"),
+            "Seed": cfg.get("seed"),
+        }
+        facts.update({k: v for k, v in recorded.items() if v is not None and k not in facts})
+    metrics_log = source / METRICS_FILE if source.is_dir() else None
+    if metrics_log is not None and metrics_log.is_file():
+        records = [
+            json.loads(line) for line in metrics_log.read_text().splitlines() if line.strip()
+        ]
+        if records:
+            last = records[-1]
+            facts.setdefault(
+                "Trained for",
+                f"{last.get('epoch')} epochs, {last.get('step')} steps; final validation accuracy "
+                f"{last.get('val_acc', float('nan')):.2f}%",
+            )
+    if not facts:
+        raise InvalidArgumentError(
+            f"nothing says how {source} was trained: add a 'training' mapping to the hub config "
+            "(recipe, epochs, augmentation)"
+        )
+    return facts
+
+
+def training_dataset(source: Path, hub_config: HubConfig) -> str:
+    """The hub config's dataset, else the one the run directory was trained on."""
+    dataset = hub_config.dataset
+    if dataset is None and source.is_dir() and (source / TRAIN_CONFIG_FILE).is_file():
+        dataset = (yaml.safe_load((source / TRAIN_CONFIG_FILE).read_text()) or {}).get("dataset")
+    if dataset not in DATASETS:
+        raise InvalidArgumentError(
+            f"the card needs the training dataset, one of {sorted(DATASETS)}: set 'dataset' in "
+            f"the hub config (found {dataset!r})"
+        )
+    return dataset
+
+
+def check_card(path: Path) -> ModelCard:
+    """Parse a written card back and require timm metadata and a model-index with results."""
+    card = ModelCard.load(path)
+    if card.data.library_name != "timm" or not card.data.eval_results:
+        raise CheckpointError(f"{path} lacks library_name: timm or a model-index with results")
+    return card
