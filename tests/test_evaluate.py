@@ -12,9 +12,13 @@ from timm.data import resolve_data_config
 
 from timm_pushpull.robustness import metrics
 from timm_pushpull.robustness.baselines import ALEXNET_CIFAR10_C
-from timm_pushpull.robustness.cli.evaluate import open_datasets
 from timm_pushpull.robustness.corruptions import corrupt
-from timm_pushpull.robustness.datasets import CifarCFolder, CifarPFolder, ImageNetPFolder
+from timm_pushpull.robustness.datasets import (
+    CifarCFolder,
+    CifarPFolder,
+    ImageNetPFolder,
+    open_datasets,
+)
 from timm_pushpull.robustness.evaluate import (
     add_gaussian_noise,
     add_speckle_noise,

@@ -75,7 +75,7 @@ def _worker(args: argparse.Namespace) -> None:
 
     import timm_pushpull  # noqa: F401  (registers the models)
 
-    from ..robustness.cli.evaluate import open_datasets
+    from ..robustness.datasets import open_datasets
     from ..robustness.evaluate import evaluate_model
 
     state = PartialState(cpu=args.device == "cpu")

@@ -37,6 +37,7 @@ __all__ = [
     "check_severity",
     "detect_dataset_kind",
     "open_clean_dataset",
+    "open_datasets",
     "read_npy",
     "read_video",
     "to_unit_images",
@@ -374,3 +375,47 @@ def open_clean_dataset(spec: str, transform=None, native_transform=None) -> Data
         # in-memory arrays (the IDX datasets): batched reads instead of one PIL image per item
         return ArrayImageDataset(dataset.data, dataset.targets)
     return dataset
+
+
+def open_datasets(specs: Sequence[str], data_config: dict) -> dict:
+    """{"clean" | "c" | "p": (source, description)} from the --dataset values."""
+    from timm.data.transforms import MaybePILToTensor
+    from timm.data.transforms_factory import transforms_imagenet_eval
+
+    size = data_config["input_size"][1:]
+    interpolation = data_config["interpolation"]
+    # ImageNet-C images are already cropped to the evaluation size: no extra resize margin
+    corrupted_transform = transforms_imagenet_eval(
+        size, crop_pct=1.0, interpolation=interpolation, normalize=False
+    )
+    clean_transform = transforms_imagenet_eval(
+        size, crop_pct=data_config["crop_pct"], crop_mode=data_config.get("crop_mode"),
+        interpolation=interpolation, normalize=False,
+    )  # fmt: skip
+    opened = {}
+    for spec in specs:
+        kind = detect_dataset_kind(spec) if Path(spec).is_dir() else "clean"
+        if kind == "cifar-c":
+            role, source = "c", CifarCFolder(spec)
+        elif kind == "imagenet-c":
+            role, source = "c", ImageNetCFolder(spec, transform=corrupted_transform)
+        elif kind == "cifar-p":
+            role, source = "p", CifarPFolder(spec)
+        elif kind == "imagenet-p":
+            role, source = "p", ImageNetPFolder(spec)
+        else:
+            role, source = "clean", open_clean_dataset(spec, clean_transform, MaybePILToTensor())
+        if role in opened:
+            raise InvalidArgumentError(
+                f"--dataset {spec!r} and {opened[role][1]!r} both give the {role!r} data; give one"
+            )
+        description = f"{kind}:{spec}" if kind != "clean" else spec
+        if not isinstance(
+            source, ArrayImageDataset | CifarCFolder | CifarPFolder | ImageNetPFolder
+        ):
+            # images resized and cropped on loading: how is part of what the numbers depend on
+            crop_pct = 1.0 if kind == "imagenet-c" else data_config["crop_pct"]
+            description += (f" (resized to {list(size)}, crop_pct {crop_pct}, "
+                            f"crop_mode {data_config.get('crop_mode')}, {interpolation})")  # fmt: skip
+        opened[role] = (source, description)
+    return opened
