@@ -157,7 +157,10 @@ GROUPS: dict[str, Group] = {
     "h_alpha": Group(
         cells=(
             ("A cifar-levels", "lenet5_a", {}),
-            *[(f"PA h{h:g} a{a:g}", "lenet5_a_pp", dict(pp_h=h, pp_alpha=a)) for h, a in _H_ALPHA],
+            *[
+                (f"PA h{h:g} a{a:g}", "lenet5_a_pp", dict(pp_pull_scale=h, pp_alpha=a))
+                for h, a in _H_ALPHA
+            ],
         ),
         seeds=(0, 1, 2),
         suites=("noise",),
