@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from .constants import METRICS_FILE, PER_IMAGE_FILE, RESULTS_FILE, WEIGHTS_FILE
 from .demo import DemoSettings
 
 # The MNIST paper's levels (NCAA 2020, Tables 2-4 and Fig. 5): variances on [0, 1] images, and
@@ -206,7 +207,7 @@ QUICK = DemoSettings(
     eval_batch_size=64,
 )
 QUICK_CELLS, QUICK_SEEDS = 2, (0, 1)
-STUDY_FILE, DONE_FILES = "study.json", ("results.json", "per_image.npz")
+STUDY_FILE, DONE_FILES = "study.json", (RESULTS_FILE, PER_IMAGE_FILE)
 EVAL_SEED = 0  # the same test images and noise draws for every cell: paired comparisons
 
 
@@ -290,7 +291,7 @@ def cell_finished(folder: Path) -> bool:
     if not all((folder / name).is_file() for name in DONE_FILES):
         return False
     try:
-        load_results(folder / "results.json")
+        load_results(folder / RESULTS_FILE)
     except (ValueError, OSError):
         return False
     return True
@@ -317,7 +318,7 @@ def run_cell(cell: Cell, out: Path, settings: DemoSettings, data_dir: Path) -> f
     settings = group_settings(group, settings)
     folder = out / cell.folder
     run_dir = folder / "training"
-    if not (run_dir / "model.safetensors").is_file():
+    if not (run_dir / WEIGHTS_FILE).is_file():
         resume = (run_dir / RESUME_FILE).is_file()
         if not resume and run_dir.exists():
             shutil.rmtree(run_dir)  # killed before its first checkpoint: nothing to keep
@@ -462,7 +463,7 @@ def summarize_group(out: Path, cells: Sequence[Cell]) -> dict[str, dict[str, lis
 
     by_label: dict[str, list[dict[str, list[float]]]] = {}
     for (label, _), folder in _finished(out, cells).items():
-        by_label.setdefault(label, []).append(cell_metrics(load_results(folder / "results.json")))
+        by_label.setdefault(label, []).append(cell_metrics(load_results(folder / RESULTS_FILE)))
     summary = {}
     for label, runs in by_label.items():
         summary[label] = {
@@ -493,7 +494,7 @@ def paired_comparisons(
     for seed in seeds:
         for label, store in ((candidate, ours), (reference, theirs)):
             folder = finished[(label, seed)]
-            store.append(_by_test(load_per_image(folder, load_results(folder / "results.json"))))
+            store.append(_by_test(load_per_image(folder, load_results(folder / RESULTS_FILE))))
     tests: dict[str, dict[str, Any]] = {}
     for name in ours[0]:
         if name not in theirs[0]:
@@ -528,7 +529,7 @@ def _levels(out: Path, cells: Sequence[Cell]) -> dict[str, list[float]]:
     from .robustness.results import load_results
 
     for folder in _finished(out, cells).values():
-        sweeps = load_results(folder / "results.json").get("noise_sweeps", {})
+        sweeps = load_results(folder / RESULTS_FILE).get("noise_sweeps", {})
         return {name: sweep["levels"] for name, sweep in sweeps.items()}
     return {}
 
@@ -561,7 +562,7 @@ def training_curves(out: Path, cells: Sequence[Cell]) -> Curves:
     """label -> (epochs, validation accuracy per epoch: mean and 95% interval over seeds)."""
     runs: dict[str, list[list[float]]] = {}
     for (label, _), folder in _finished(out, cells).items():
-        records = (folder / "training" / "metrics.jsonl").read_text().splitlines()
+        records = (folder / "training" / METRICS_FILE).read_text().splitlines()
         runs.setdefault(label, []).append([json.loads(r)["val_acc"] for r in records if r.strip()])
     curves = {}
     for label, accuracies in runs.items():

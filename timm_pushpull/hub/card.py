@@ -293,7 +293,7 @@ PAPER_IDS = {
 }
 
 
-def _percent(value: float | None) -> float | None:
+def _percent_value(value: float | None) -> float | None:
     return None if value is None else round(100 * float(value), 2)
 
 
@@ -322,7 +322,13 @@ def _summary_rows(results: RobustnessResults, dataset: DatasetInfo) -> list[dict
          "how often the top-1 class agrees for two random shifts of an image (Zhang 2019)"),
     ]  # fmt: skip
     return [
-        dict(name=name, metric_type=kind, value=_percent(value), dataset_name=ds, definition=text)
+        dict(
+            name=name,
+            metric_type=kind,
+            value=_percent_value(value),
+            dataset_name=ds,
+            definition=text,
+        )
         for name, kind, value, ds, text in candidates
         if value is not None
     ]

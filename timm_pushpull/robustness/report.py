@@ -42,14 +42,18 @@ def _labels(results: Sequence[Mapping]) -> list[str]:
     return [f"{n} ({i + 1})" if names.count(n) > 1 else n for i, n in enumerate(names)]
 
 
-def _percent(value: float | None, digits: int = 2) -> str:
+def _format_percent(value: float | None, digits: int = 2) -> str:
     return "–" if value is None else f"{100 * value:.{digits}f}"
 
 
 def _with_ratio(value: float | None, ratio: float | None, what: str) -> str:
     if value is None:
         return "–"
-    return _percent(value) if ratio is None else f"{_percent(value)} ({what} {_percent(ratio, 1)})"
+    return (
+        _format_percent(value)
+        if ratio is None
+        else f"{_format_percent(value)} ({what} {_format_percent(ratio, 1)})"
+    )
 
 
 def format_comparison(results: Sequence[Mapping], labels: Sequence[str] | None = None) -> str:
@@ -67,11 +71,14 @@ def format_comparison(results: Sequence[Mapping], labels: Sequence[str] | None =
 
     summaries = [r.get("summary") or {} for r in results]
     add("images", [str(r.get("n_images", "–")) for r in results])
-    add("clean error", [_percent(r.get("clean_error")) for r in results],
-        _percent(baseline.get("clean_error")) if baseline else "–")  # fmt: skip
+    add("clean error", [_format_percent(r.get("clean_error")) for r in results],
+        _format_percent(baseline.get("clean_error")) if baseline else "–")  # fmt: skip
     corruptions = _union(r.get("corruptions") or {} for r in results)
     if corruptions:
-        add("mean corruption error", [_percent(s.get("mean_corruption_error")) for s in summaries])
+        add(
+            "mean corruption error",
+            [_format_percent(s.get("mean_corruption_error")) for s in summaries],
+        )
         add("mCE", [_mce_cell(s, "mce") for s in summaries])
         add("relative mCE", [_mce_cell(s, "relative_mce") for s in summaries])
         if baseline:
@@ -83,11 +90,14 @@ def format_comparison(results: Sequence[Mapping], labels: Sequence[str] | None =
                 ratio = (s.get("ce") or {}).get(name)
                 cells.append(_with_ratio(entry and entry["mean_error"], ratio, "CE"))
             base = baseline and baseline.get("corruption_errors", {}).get(name)
-            add(f"error: {name}", cells, _percent(base))
+            add(f"error: {name}", cells, _format_percent(base))
     perturbations = _union(r.get("perturbations") or {} for r in results)
     if perturbations:
-        add("mean flip probability", [_percent(s.get("mean_flip_probability")) for s in summaries])
-        add("mFR", [_percent(s.get("mfr"), 1) for s in summaries])
+        add(
+            "mean flip probability",
+            [_format_percent(s.get("mean_flip_probability")) for s in summaries],
+        )
+        add("mFR", [_format_percent(s.get("mfr"), 1) for s in summaries])
         for name in perturbations:
             cells = []
             for r, s in zip(results, summaries, strict=True):
@@ -95,15 +105,17 @@ def format_comparison(results: Sequence[Mapping], labels: Sequence[str] | None =
                 ratio = (s.get("flip_rates") or {}).get(name)
                 cells.append(_with_ratio(entry and entry["flip_probability"], ratio, "FR"))
             base = baseline and baseline.get("flip_probabilities", {}).get(name)
-            add(f"flip probability: {name}", cells, _percent(base))
+            add(f"flip probability: {name}", cells, _format_percent(base))
     if any(r.get("shift") for r in results):
-        cells = [_percent((r.get("shift") or {}).get("consistency")) for r in results]
+        cells = [_format_percent((r.get("shift") or {}).get("consistency")) for r in results]
         add("shift consistency", cells)
     for sweep in _union(r.get("noise_sweeps") or {} for r in results):
         curves = [(r.get("noise_sweeps") or {}).get(sweep) for r in results]
         shown = next(c for c in curves if c)
         levels = " / ".join(f"{v:g}" for v in shown["levels"])
-        cells = ["–" if not c else " / ".join(_percent(e, 1) for e in c["errors"]) for c in curves]
+        cells = [
+            "–" if not c else " / ".join(_format_percent(e, 1) for e in c["errors"]) for c in curves
+        ]
         add(f"error: {sweep.replace('_', ' + ')} noise, {shown['parameter']} {levels}", cells)
     header = "| metric (%) | " + " | ".join(columns) + " |"
     separator = "|---|" + "---|" * len(columns)
@@ -120,7 +132,7 @@ def _mce_cell(summary: Mapping, key: str) -> str:
     # version 1 results have no flags for the relative mCE: it covers the mCE's corruptions
     names = summary.get(f"{key}_corruptions", summary.get("mce_corruptions")) or []
     complete = summary.get(f"{key}_complete", summary.get("mce_complete"))
-    return f"{_percent(value, 1)}{'' if complete else f', {len(names)} corruptions'}"
+    return f"{_format_percent(value, 1)}{'' if complete else f', {len(names)} corruptions'}"
 
 
 def ce_pairs(summary: Mapping) -> str:
