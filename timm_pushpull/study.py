@@ -35,7 +35,6 @@ import json
 import multiprocessing
 import os
 import shutil
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -46,6 +45,7 @@ import numpy as np
 
 from .constants import METRICS_FILE, PER_IMAGE_FILE, RESULTS_FILE, WEIGHTS_FILE
 from .demo import DemoSettings
+from .errors import InvalidArgumentError, MissingFileError, OutputExistsError
 
 # The MNIST paper's levels (NCAA 2020, Tables 2-4 and Fig. 5): variances on [0, 1] images, and
 # contrast factors of the Poisson test. The journal's supplementary table heads its Poisson
@@ -271,13 +271,13 @@ def open_study(out: Path, cells: Sequence[Cell], settings: DemoSettings) -> None
     if path.is_file():
         stored = json.loads(path.read_text())
         if stored != identity:
-            raise FileExistsError(
+            raise OutputExistsError(
                 f"{out} holds a study of another grid or settings ({path}): choose another --out "
                 "(results of different grids are never mixed in one folder)"
             )
         return
     if out.exists() and any(out.iterdir()):
-        raise FileExistsError(
+        raise OutputExistsError(
             f"{out} already holds files that are not a study: choose another --out"
         )
     out.mkdir(parents=True, exist_ok=True)
@@ -380,9 +380,9 @@ def run_study(
 
     unknown = sorted(set(only or ()) - set(GROUPS))
     if unknown:
-        raise ValueError(f"--only: unknown group(s) {unknown}; groups are {list(GROUPS)}")
+        raise InvalidArgumentError(f"--only: unknown group(s) {unknown}; groups are {list(GROUPS)}")
     if workers < 1:
-        raise ValueError(f"--workers must be >= 1, got {workers}")
+        raise InvalidArgumentError(f"--workers must be >= 1, got {workers}")
     out, settings = Path(out), QUICK if quick else FULL
     cells = grid(quick)
     open_study(out, cells, settings)
@@ -606,7 +606,7 @@ def stored_study(out: Path) -> tuple[list[Cell], dict[str, Any]]:
     """The cells and settings ``out/study.json`` declares."""
     path = out / STUDY_FILE
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"no {STUDY_FILE} in {out}: not a study folder (run the study first)"
         )
     stored = json.loads(path.read_text())
@@ -727,11 +727,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        if not args.report_only:
-            run_study(args.out, args.quick, args.only, args.workers, args.data_dir)
-        print(f"report: {write_study_report(args.out)}", flush=True)
-    except (FileExistsError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if not args.report_only:
+        run_study(args.out, args.quick, args.only, args.workers, args.data_dir)
+    print(f"report: {write_study_report(args.out)}", flush=True)
     return 0
