@@ -43,10 +43,11 @@ PULL_IMPLS = ("direct", "separable", "dilated")  # how it is computed
 # only for few input channels (1.5x slower than a direct 7x7 conv for 64->64 3x3) and, for those,
 # only when the pull mixes into enough output channels. Its cost per input channel and pixel is
 # about S * (TORCH_MAP_COST_CHANNELS + O) for S = k_h*k_w maps and O outputs per group, against the
-# direct form's P * O. Measured on the 2-core x86 VM, one thread (BENCHMARKS.md, "PyTorch
-# separable vs direct"): the 3->64 7x7 stem's pull runs 1.4x faster separable, but LeNet's
-# 1->6 5x5 (11x11 pull) 8x slower, 1->20 5x5 1.7x slower and 3->16 3x3 2.6x slower, which puts
-# the crossover near 150 output channels' worth of work per map.
+# direct form's P * O. Measured on the 2-core x86 VM with one thread: the 3->64 7x7 stem's pull
+# runs 1.4x faster separable, LeNet's 1->6 5x5 (11x11 pull) 8x slower, 1->20 5x5 1.7x slower and
+# 3->16 3x3 2.6x slower, which puts the crossover near 150 output channels' worth of work per map.
+# BENCHMARKS.md (exact pull, run 7) repeats it with 2 threads: the same picks, except that the
+# stem's eval is then 1.14x slower separable (its training 2.2x faster, so the rule keeps it).
 SEPARABLE_MAX_IN_CHANNELS = 4
 TORCH_MAP_COST_CHANNELS = 150
 # The C separable form costs its S = s_h*s_w maps per input channel and pixel (built, then read by
