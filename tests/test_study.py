@@ -24,6 +24,7 @@ from timm_pushpull.study import (
     RESNET_TEST_SAMPLES,
     _noise_levels,
     cell_finished,
+    cells_to_run,
     grid,
     group_settings,
     mean_interval,
@@ -57,8 +58,12 @@ def test_grid_is_the_papers():
     for name, group in GROUPS.items():
         for candidate, reference in group.pairs:
             assert candidate in labels and reference in labels, (name, candidate, reference)
-    assert {c.seed for c in cells if c.group == "lenet"} == set(range(5))
-    assert {c.seed for c in cells if c.group == "resnet"} == {0, 1, 2}
+    # the minimum: 5 seeds for every LeNet experiment, 3 for ResNet-20
+    for name in GROUPS:
+        family = {c.family for c in cells if c.group == name}
+        assert len(family) == 1, name
+        seeds = {c.seed for c in cells if c.group == name}
+        assert seeds == (set(range(5)) if family == {"lenet"} else {0, 1, 2}), name
     assert {c.label for c in cells if c.group == "lenet"} == {
         "A", "B", "C", "D", "PA", "PB", "PC", "PD"
     }  # fmt: skip
@@ -112,6 +117,39 @@ def test_other_test_subset_in_same_folder_is_refused(tmp_path, monkeypatch):
     monkeypatch.setitem(GROUPS, "resnet", replace(resnet, test_samples=resnet.test_samples + 1))
     with pytest.raises(FileExistsError, match="another grid"):
         open_study(tmp_path, grid(), FULL)
+
+
+def test_grid_that_adds_cells_extends_the_study(tmp_path):
+    # a study run with fewer seeds (the first part of the committed one) grows to the full grid
+    full = grid()
+    first_part = [c for c in full if c.seed < 3]
+    open_study(tmp_path, first_part, FULL)
+    open_study(tmp_path, full, FULL)
+    stored = json.loads((tmp_path / "study.json").read_text())
+    assert len(stored["cells"]) == len(full) > len(first_part)
+    open_study(tmp_path, full, FULL)  # now the stored grid: resumed as is
+    # a grid that changes a stored cell (not only adds cells) is another study
+    changed = [replace(c, kwargs={"pp_alpha": 0.25}) if c == full[1] else c for c in full]
+    with pytest.raises(FileExistsError, match="another grid"):
+        open_study(tmp_path, changed, FULL)
+    # ... and so is one that drops cells
+    with pytest.raises(FileExistsError, match="another grid"):
+        open_study(tmp_path, first_part, FULL)
+    assert json.loads((tmp_path / "study.json").read_text()) == stored
+
+
+def test_lowest_seeds_run_first_across_groups(tmp_path):
+    cells = grid()
+    todo = cells_to_run(tmp_path, cells)
+    assert sorted(todo, key=cells.index) == cells  # every cell, once
+    seeds = [c.seed for c in todo]
+    assert seeds == sorted(seeds)
+    # within a seed, the grid's order (its groups in turn)
+    seed_0 = [c for c in cells if c.seed == 0]
+    assert todo[: len(seed_0)] == seed_0
+    assert [c.group for c in cells_to_run(tmp_path, cells, ["blurpool"])] == ["blurpool"] * len(
+        [c for c in cells if c.group == "blurpool"]
+    )
 
 
 def test_folder_with_other_files_is_refused(tmp_path):

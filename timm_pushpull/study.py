@@ -18,7 +18,8 @@ the paper the group reproduces:
 Every model is evaluated on the same test images with the same noise draws (evaluation seed 0),
 so models of one training seed are compared image by image. The output folder holds::
 
-    study.json                      the grid and settings (another grid is refused here)
+    study.json                      the grid and settings (another grid is refused here; one
+                                    that only adds cells, e.g. seeds, extends the study)
     cells/<group>/<label>-s<seed>/  training/ (run folder), results.json, per_image.npz
     data/fashion-mnist-c/           the corrupted test images, shared by every cell
     report/README.md, report/*.png  tables (mean and 95% interval over seeds), paired
@@ -96,6 +97,8 @@ class Group:
 # 19 corruptions x 5 severities on all 10,000 would take ~35 single-threaded minutes per cell
 # (at ~490 images/s), on 500 under 2.
 RESNET_TEST_SAMPLES = 500
+# the issue's minimum: 5 training seeds for every LeNet experiment, 3 for ResNet-20
+LENET_SEEDS, RESNET_SEEDS = (0, 1, 2, 3, 4), (0, 1, 2)
 _H_ALPHA = [(h, alpha) for h in (1.0, 1.5, 2.0) for alpha in (0.5, 1.0, 1.5)]
 _BLURS = [f"{kind}{size}" for kind in ("rect", "tri", "bin") for size in (2, 3, 5, 7)]
 
@@ -107,7 +110,7 @@ GROUPS: dict[str, Group] = {
             for v in "abcd"
             for p in ("", "P")
         ),
-        seeds=(0, 1, 2, 3, 4),
+        seeds=LENET_SEEDS,
         suites=("noise",),
         noise_levels=MNIST_NOISE_LEVELS,
         pairs=tuple((f"P{v}", v) for v in "ABCD"),
@@ -120,7 +123,7 @@ GROUPS: dict[str, Group] = {
             ("R20+aa", "resnet20", dict(aa="bin3")),
             ("R20-pp+aa", "resnet20_pp", dict(aa="bin3")),
         ),
-        seeds=(0, 1, 2),
+        seeds=RESNET_SEEDS,
         test_samples=RESNET_TEST_SAMPLES,
         suites=("c", "noise", "shift"),
         pairs=(
@@ -140,7 +143,7 @@ GROUPS: dict[str, Group] = {
             ("PA SimAM", "lenet5_a_pp", dict(pp_attention="simam")),
             ("PA multi-scale", "lenet5_a_pp", dict(pp_scales="1.5,2,3")),
         ),
-        seeds=(0, 1, 2),
+        seeds=LENET_SEEDS,
         suites=("noise",),
         noise_levels=MNIST_NOISE_LEVELS,
         pairs=tuple(
@@ -163,7 +166,7 @@ GROUPS: dict[str, Group] = {
                 for h, a in _H_ALPHA
             ],
         ),
-        seeds=(0, 1, 2),
+        seeds=LENET_SEEDS,
         suites=("noise",),
         pairs=tuple((f"PA h{h:g} a{a:g}", "A cifar-levels") for h, a in _H_ALPHA),
     ),
@@ -172,7 +175,7 @@ GROUPS: dict[str, Group] = {
             ("A no-blur", "lenet5_a", {}),
             *[(f"A {blur}", "lenet5_a", dict(aa=blur)) for blur in _BLURS],
         ),
-        seeds=(0, 1, 2),
+        seeds=LENET_SEEDS,
         suites=("shift",),
         pairs=tuple((f"A {blur}", "A no-blur") for blur in _BLURS),
     ),
@@ -261,7 +264,10 @@ def _noise_levels(group: Group, settings: DemoSettings) -> dict[str, list[float]
 
 
 def open_study(out: Path, cells: Sequence[Cell], settings: DemoSettings) -> None:
-    """Create ``out/study.json``, or check the one there declares this very grid and settings."""
+    """Create ``out/study.json``, or check the one there declares this grid and settings.
+
+    A grid that only adds cells (more seeds, more settings) to the stored one, with the same
+    settings and test subsets, extends the study: its finished cells are the same experiments."""
     # each group's test subset too: its corrupted images are generated once for the whole folder
     test_samples = {name: group_settings(g, settings).test_samples for name, g in GROUPS.items()}
     identity = dict(settings=asdict(settings), cells=[asdict(c) for c in cells],
@@ -270,11 +276,17 @@ def open_study(out: Path, cells: Sequence[Cell], settings: DemoSettings) -> None
     path = out / STUDY_FILE
     if path.is_file():
         stored = json.loads(path.read_text())
-        if stored != identity:
+        if stored == identity:
+            return
+        same_protocol = all(stored.get(k) == identity[k] for k in ("settings", "test_samples"))
+        if not same_protocol or any(c not in identity["cells"] for c in stored.get("cells", [])):
             raise OutputExistsError(
                 f"{out} holds a study of another grid or settings ({path}): choose another --out "
                 "(results of different grids are never mixed in one folder)"
             )
+        added = len(identity["cells"]) - len(stored["cells"])
+        print(f"study: extending {path} by {added} cell(s)", flush=True)
+        path.write_text(json.dumps(identity, indent=1))
         return
     if out.exists() and any(out.iterdir()):
         raise OutputExistsError(
@@ -366,6 +378,14 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds > 5400 else f"{seconds / 60:.1f} min"
 
 
+def cells_to_run(out: Path, cells: Sequence[Cell], only: Sequence[str] | None = None) -> list[Cell]:
+    """The unfinished cells (of the ``only`` groups), lowest training seeds first across groups,
+    so that a study stopped early has every cell at fewer seeds rather than some groups at all
+    seeds and others at none."""
+    todo = [c for c in cells if (not only or c.group in only) and not cell_finished(out / c.folder)]
+    return sorted(todo, key=lambda c: c.seed)  # stable: grid order within a seed
+
+
 def run_study(
     out: str | Path,
     quick: bool = False,
@@ -387,7 +407,7 @@ def run_study(
     cells = grid(quick)
     open_study(out, cells, settings)
     data = ensure_fashion_mnist(data_dir)
-    todo = [c for c in cells if (not only or c.group in only) and not cell_finished(out / c.folder)]
+    todo = cells_to_run(out, cells, only)
     with_c = [GROUPS[c.group] for c in todo if "c" in GROUPS[c.group].suites]
     if with_c:  # one corrupted set: every group with the c suite evaluates the same subset
         images, labels = _test_subset(data, group_settings(with_c[0], settings).test_samples)
