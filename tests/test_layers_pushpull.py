@@ -453,6 +453,10 @@ EXACTNESS_CASES = [
     (3, 8, 7, 2, 3, 1, 1, 2.0, True),  # a ResNet stem: 15x15 pull
     (12, 8, 4, 1, 1, 1, 1, 2.0, True),  # even kernel: asymmetric padding
     (8, 6, (2, 3), 2, 0, 1, 2, 2.5, False),  # non-square even/odd, non-integer h
+    # few input channels: the C kernel's planar (channels-first) form
+    (1, 6, 5, 1, 2, 1, 1, 2.0, True),  # LeNet-5's first layer
+    (2, 4, (3, 4), 2, 1, 2, 1, 1.5, False),  # stride, dilation, even width
+    (4, 5, 3, 3, 0, 1, 1, 3.0, True),  # stride 3: three phases per row
 ]
 
 

@@ -74,6 +74,79 @@ int NAME(pull_maps)(const SCALAR *x, SCALAR *maps, long batch, int channels, int
     return failed;
 }
 
+/* One output row i of image n in the planar layout, for one group: x is [N, C, H, W]
+   (channels-first), and map m = (a*sw + b)*C + c of this row's pixels goes to
+   maps[m * pixels + column + j]. plane holds one zero-padded, vertically filtered input row,
+   phases the same row split by the horizontal stride, so that every loop, vertical and
+   horizontal, runs over contiguous pixels. */
+static VECTOR_CLONES void NAME(planar_row)(const geometry *geo, const SCALAR *x, SCALAR *maps,
+                                           long pixels, long column, SCALAR *plane,
+                                           SCALAR *phases, long n, int i) {
+    const int channels = geo->channels, stride = geo->stride_w;
+    const long width = geo->width, padded = geo->cols.padded;
+    const long phase_size = (padded + stride - 1) / stride;
+    for (int c = 0; c < channels; c++) {
+        const SCALAR *image = x + (n * channels + c) * geo->height * width;
+        for (int a = 0; a < geo->sh; a++) {
+            for (long w = 0; w < padded; w++) plane[w] = 0;
+            for (int u = geo->rows.first[a]; u <= geo->rows.last[a]; u++) {
+                const int r = i * geo->stride_h + u * geo->dil_h - geo->pad_top;
+                if (r >= 0 && r < geo->height)
+                    NAME(scale_add)(plane + geo->cols.before, image + r * width,
+                                    (SCALAR)geo->taps_v[a * geo->ph + u], width);
+            }
+            const SCALAR *source = plane;
+            if (stride > 1) {
+                for (long w = 0; w < padded; w++) phases[(w % stride) * phase_size + w / stride] = plane[w];
+                source = phases;
+            }
+            for (int b = 0; b < geo->sw; b++) {
+                SCALAR *dst = maps + ((long)(a * geo->sw + b) * channels + c) * pixels + column;
+                for (int j = 0; j < geo->out_width; j++) dst[j] = 0;
+                for (int v = geo->cols.first[b]; v <= geo->cols.last[b]; v++) {
+                    const long offset = (long)v * geo->dil_w; /* padded column j*stride + offset */
+                    NAME(scale_add)(dst, source + (offset % stride) * phase_size + offset / stride,
+                                    (SCALAR)geo->taps_h[b * geo->pw + v], geo->out_width);
+                }
+            }
+        }
+    }
+}
+
+/* The maps of pull_maps in the planar layout, for one group and an [N, C, H, W] input:
+   maps[m, p] for m = (a*sw + b)*C + c and the pixels p of output rows first_row ..
+   first_row + row_count - 1 of every image, [C*sh*sw, batch*row_count*out_width]. For layers with
+   few input channels (the image-facing one), where the channels-last kernel's inner loops run
+   over 1-4 channels and cost more than the mixing; the GEMM reads these maps transposed. */
+int NAME(pull_maps_planar)(const SCALAR *x, SCALAR *maps, long batch, int channels, int groups,
+                           int height, int width, int out_height, int out_width, int sh, int ph,
+                           int sw, int pw, const double *taps_v, const double *taps_h,
+                           int stride_h, int stride_w, int pad_top, int pad_left, int dil_h,
+                           int dil_w, int first_row, int row_count, int num_threads) {
+    geometry geo = {channels, groups, height, width, out_height, out_width, sh, ph, sw, pw,
+                    taps_v, taps_h, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w};
+    if (groups != 1 || make_geometry(&geo) || first_row < 0 || row_count < 0 ||
+        first_row + row_count > out_height)
+        return 1;
+    const long tasks = batch * row_count, pixels = tasks * out_width;
+    const long padded = geo.cols.padded, phases_size = padded + stride_w;
+    int failed = 0;
+    if (num_threads > tasks) num_threads = (int)tasks;
+    if (num_threads < 1) num_threads = 1;
+#pragma omp parallel num_threads(num_threads) reduction(| : failed)
+    {
+        SCALAR *plane = (SCALAR *)malloc(sizeof(SCALAR) * (size_t)(padded + phases_size));
+        if (plane == NULL) failed = 1;
+#pragma omp for schedule(static)
+        for (long task = 0; task < tasks; task++)
+            if (plane != NULL)
+                NAME(planar_row)(&geo, x, maps, pixels, task * out_width, plane, plane + padded,
+                                 task / row_count, first_row + (int)(task % row_count));
+        free(plane);
+    }
+    return failed;
+}
+
 /* Channels first .. first + count - 1 of group g of image n: grad_x (image [H, W, C], those
    channels overwritten) from grad (the map gradient of image n, by element strides). smooth holds
    [sh][padded width][count], gathered [count]. */

@@ -46,6 +46,11 @@ MAX_TAPS = 64  # per axis, csrc/pull_maps.c
 # 64 MiB (one chunk). The buffer is kept per thread (at most 64 MiB), so it is not page-faulted in
 # on every call: a fresh 58 MB tensor cost 1.9x a conv to fill.
 CHUNK_BYTES = 1 << 26
+# With few input channels the channels-last kernel's inner loops (over channels) run 1-4 times and
+# cost more than their multiply-adds: the 3->64 7x7 stem's maps took 3.5x its push conv. Up to
+# this many channels (one group) the planar kernel reads NCHW and loops over pixels instead, and
+# the GEMM reads its maps transposed (BENCHMARKS.md, exact pull run 8).
+PLANAR_MAX_CHANNELS = 4
 _scratch = threading.local()
 
 
@@ -75,10 +80,21 @@ def interpolation_taps(size: int, new_size: int) -> Tensor:
     return interpolation_matrix(size, new_size, torch.float64, torch.device("cpu")).contiguous()
 
 
-def _kernel(backward: bool, dtype: torch.dtype):
-    name = f"pull_maps{'_backward' if backward else ''}_{_SUFFIX[dtype]}"
+def _kernel(backward: bool, dtype: torch.dtype, planar: bool = False):
+    name = f"pull_maps{'_backward' if backward else '_planar' if planar else ''}_{_SUFFIX[dtype]}"
     signature = _BACKWARD_SIGNATURE if backward else _FORWARD_SIGNATURE
     return native.function("pull_maps", name, signature, ctypes.c_int)
+
+
+def planar_maps(channels: int, groups: int) -> bool:
+    """Whether the maps are built channels-first (the kernel's planar form): one group of at most
+    ``PLANAR_MAX_CHANNELS`` input channels."""
+    return groups == 1 and channels <= PLANAR_MAX_CHANNELS
+
+
+def _input_format(channels: int, groups: int) -> torch.memory_format:
+    """The layout the map kernel reads its input in."""
+    return torch.contiguous_format if planar_maps(channels, groups) else torch.channels_last
 
 
 def native_available(device: torch.device, dtype: torch.dtype) -> bool:
@@ -143,6 +159,7 @@ class _Kernels:
         # small inputs: waking threads would cost more than it saves
         self.threads = torch.get_num_threads() if x.numel() * ph >= 1 << 16 else 1
         self.dtype = x.dtype
+        self.planar = planar_maps(c, groups)
         row_bytes = self.out_w * self.maps_per_pixel * x.element_size()
         self.rows = max(1, CHUNK_BYTES // row_bytes)  # output rows per chunk
 
@@ -158,12 +175,16 @@ class _Kernels:
                     yield n, 1, i, min(self.rows, self.out_h - i)
 
     def maps(self, x: Tensor, buffer: Tensor, n: int, images: int, row: int, rows: int) -> Tensor:
-        """``[pixels, maps]`` of images ``n .. n + images - 1``, output rows ``row .. row + rows - 1``."""
+        """``[pixels, maps]`` of images ``n .. n + images - 1``, output rows ``row .. row + rows - 1``
+        (a transposed view in the planar form); ``x`` in :func:`_input_format`."""
         geometry = [images, *self.geometry[1:]]
         image = x[n].data_ptr()
         maps = buffer[: images * rows * self.out_w * self.maps_per_pixel]
-        if _kernel(False, self.dtype)(image, maps.data_ptr(), *geometry, row, rows, self.threads):
+        kernel = _kernel(False, self.dtype, self.planar)
+        if kernel(image, maps.data_ptr(), *geometry, row, rows, self.threads):
             raise RuntimeError("pull-maps C kernel: bad geometry or out of memory")
+        if self.planar:
+            return maps.view(self.maps_per_pixel, -1).T
         return maps.view(-1, self.maps_per_pixel)
 
     def spread(self, grad_maps: Tensor, grad_x: Tensor, n: int, images: int) -> None:
@@ -192,7 +213,7 @@ def _mix(maps: Tensor, mixing: Tensor, bias: Tensor | None, out: Tensor) -> None
         else:
             torch.addmm(bias, maps, mixing[0], out=out)
         return
-    mixed = torch.bmm(maps.view(maps.shape[0], groups, -1).transpose(0, 1), mixing)
+    mixed = torch.bmm(maps.unflatten(1, (groups, -1)).transpose(0, 1), mixing)
     out.view(out.shape[0], groups, -1).copy_(mixed.transpose(0, 1))
     if bias is not None:
         out.add_(bias)
@@ -218,7 +239,7 @@ def exact_pull(
     if not _native_applies(x, weight, pull_size):
         out = _exact_pull_torch(x, weight, bias, *args)
         return out.contiguous(memory_format=torch.channels_last)
-    x = x.contiguous(memory_format=torch.channels_last)
+    x = x.contiguous(memory_format=_input_format(x.shape[1], groups))
     kernels = _Kernels(x, weight, *args)
     batch, out_channels, out_h, out_w = _output_shape(
         x, weight, pull_size, stride, padding, dilation
@@ -254,12 +275,14 @@ def exact_pull_backward(
         return (grad_x if need_input else x.new_empty(0)), (
             grad_w if need_weight else x.new_empty(0)
         )
-    x = x.contiguous(memory_format=torch.channels_last)
+    x = x.contiguous(memory_format=_input_format(x.shape[1], groups))
     kernels = _Kernels(x, weight, *args)
     out_channels, group_channels, sh, sw = weight.shape
     grad = grad.permute(0, 2, 3, 1).contiguous()  # [N, Ho, Wo, O]
     mixing = _mixing_weight(weight, groups)  # [groups, K, O/groups]
-    grad_x = torch.empty_like(x) if need_input else x.new_empty(0)
+    grad_x = (
+        torch.empty_like(x, memory_format=torch.channels_last) if need_input else x.new_empty(0)
+    )
     grad_mixing = torch.zeros_like(mixing) if need_weight else x.new_empty(0)
     per_image = kernels.out_h * kernels.out_w * kernels.maps_per_pixel
     images_per_chunk = max(1, CHUNK_BYTES // (per_image * x.element_size()))
@@ -269,7 +292,7 @@ def exact_pull_backward(
         grad_out = grad[n : n + images].view(pixels, groups, -1).transpose(0, 1)  # [g, P, O/g]
         if need_weight:
             maps = kernels.maps(x, buffer, n, images, 0, kernels.out_h)
-            maps = maps.view(pixels, groups, -1).transpose(0, 1)  # [g, P, K]
+            maps = maps.unflatten(1, (groups, -1)).transpose(0, 1)  # [g, P, K]
             grad_mixing.baddbmm_(maps.transpose(1, 2), grad_out)
         if need_input:
             grad_maps = buffer[: pixels * kernels.maps_per_pixel].view(pixels, -1)
