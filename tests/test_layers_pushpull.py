@@ -596,6 +596,22 @@ class TestExactPullOp:
         batched = torch.func.vmap(layer)(torch.stack([x, 2 * x]))
         torch.testing.assert_close(batched, torch.stack([expected, layer(2 * x)]))
 
+    @pytest.mark.parametrize("in_ch", [3, 8])  # the planar and the channels-last map kernels
+    def test_layer_gradients_through_the_op_equal_the_papers_formula(self, in_ch):
+        # the layer rectifies the op's output in place (a view made inside a custom op would
+        # refuse that under autograd); gradients against relu(x*k) - alpha relu(x*pull(k))
+        layer = PushPull2d(in_ch, 64, 3, padding=1, learn_alpha=True, dtype=torch.float64)
+        assert layer.pulls[0].native_separable
+        x = torch.randn(2, in_ch, 9, 8, dtype=torch.float64, requires_grad=True)
+        weight, alpha = layer.push.weight, layer.alpha
+        got = torch.autograd.grad(layer(x).sin().sum(), (x, weight, alpha))
+        push = F.relu(F.conv2d(x, weight, padding=1))
+        pull = F.relu(_reference_pull(x, weight, None, 2.0, 1, 1, 1, 1))
+        expected = push - F.relu(alpha).view(1, -1, 1, 1) * pull
+        want = torch.autograd.grad(expected.sin().sum(), (x, weight, alpha))
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-10)
+
     def test_training_under_compile(self):
         layer, x = self._layer(), torch.randn(2, 8, 10, 10)
         compiled = torch.compile(layer, backend="aot_eager", fullgraph=True)

@@ -204,6 +204,17 @@ class _Kernels:
             raise RuntimeError("pull-maps C kernel: bad geometry or out of memory")
 
 
+def _channels_last_output(x: Tensor, batch: int, channels: int, height: int, width: int) -> Tensor:
+    # a tensor of its own, not a permuted view: the layer applies its ReLU in place, which autograd
+    # forbids on a view made inside a custom op
+    return torch.empty(
+        (batch, channels, height, width),
+        dtype=x.dtype,
+        device=x.device,
+        memory_format=torch.channels_last,
+    )
+
+
 def _mix(maps: Tensor, mixing: Tensor, bias: Tensor | None, out: Tensor) -> None:
     """``out[P, O] = maps[P, K] @ mixing (+ bias)``, per group."""
     groups = mixing.shape[0]
@@ -244,13 +255,15 @@ def exact_pull(
     batch, out_channels, out_h, out_w = _output_shape(
         x, weight, pull_size, stride, padding, dilation
     )
-    out = x.new_empty(batch, out_h, out_w, out_channels)
+    out = _channels_last_output(x, batch, out_channels, out_h, out_w)
+    pixels_last = out.permute(0, 2, 3, 1)  # [N, Ho, Wo, O], contiguous
     mixing = _mixing_weight(weight, groups)
     buffer = _scratch_buffer(kernels.rows * out_w * kernels.maps_per_pixel, x.dtype)
     for n, images, row, rows in kernels.chunks(batch):
         maps = kernels.maps(x, buffer, n, images, row, rows)
-        _mix(maps, mixing, bias, out[n : n + images, row : row + rows].reshape(-1, out_channels))
-    return out.permute(0, 3, 1, 2)
+        chunk = pixels_last[n : n + images, row : row + rows].view(-1, out_channels)
+        _mix(maps, mixing, bias, chunk)
+    return out
 
 
 @torch.library.custom_op("timm_pushpull::exact_pull_backward", mutates_args=())
@@ -313,7 +326,7 @@ def _(x, weight, bias, pull_size, stride, padding, dilation, groups):
     batch, out_channels, out_h, out_w = _output_shape(
         x, weight, pull_size, stride, padding, dilation
     )
-    return x.new_empty(batch, out_h, out_w, out_channels).permute(0, 3, 1, 2)
+    return _channels_last_output(x, batch, out_channels, out_h, out_w)
 
 
 @exact_pull_backward.register_fake

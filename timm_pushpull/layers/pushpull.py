@@ -230,7 +230,9 @@ class PushPull2d(nn.Module):
             s += f", attention={self.attention_type}"
         return s
 
-    def _inhibit(self, push: Tensor, pull: Tensor) -> Tensor:
+    def _inhibit(self, push: Tensor, pull: Tensor, inplace: bool = False) -> Tensor:
+        if inplace:
+            return push.addcmul_(pull, F.relu(self.alpha), value=-1.0)
         return torch.addcmul(push, F.relu(self.alpha), pull, value=-1.0)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -243,11 +245,15 @@ class PushPull2d(nn.Module):
         weight, bias = self.push.weight, self.push.bias
         push = self.push(x)
         pulls = [pull(x, weight, bias) for pull in self.pulls]
+        # In place on the convolutions' fresh outputs: every new activation-sized tensor is a fresh
+        # allocation that page-faults in, and the three of the out-of-place ReLUs and inhibition
+        # cost 0.5-0.9x the push conv on the 2-core VM, in place 0.03x (BENCHMARKS.md, exact pull
+        # run 8). Autograd saves the ReLUs' results, so only the inhibition needs a new tensor.
         if self.rectify:
-            push = F.relu(push)
-            pulls = [F.relu(p) for p in pulls]
+            push = F.relu_(push)
+            pulls = [F.relu_(p) for p in pulls]
         if len(pulls) == 1:
-            return self._inhibit(self.attention(push), pulls[0])
+            return self._inhibit(self.attention(push), pulls[0], not torch.is_grad_enabled())
         responses = [push] + [self._inhibit(push, p) for p in pulls]
         return self.fuse(self.attention(torch.cat(responses, dim=1)))
 
