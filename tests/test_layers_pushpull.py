@@ -482,6 +482,27 @@ def test_exact_pull_equals_the_reference(case, dtype, tolerance, use_native):
             assert error < tolerance, (mode, error.item())
 
 
+@pytest.mark.parametrize("case", [EXACTNESS_CASES[1], EXACTNESS_CASES[5], EXACTNESS_CASES[-2]])
+def test_exact_pull_in_many_chunks_equals_the_reference(case, monkeypatch):
+    # chunks of a few output rows, and of a part of an image: every boundary between them
+    from timm_pushpull.layers import exact_pull
+
+    monkeypatch.setattr(exact_pull, "FORWARD_CHUNK_BYTES_PER_THREAD", 1000)
+    in_ch, out_ch, kernel, stride, padding, dilation, groups, h, bias = case
+    layer = PushPull2d(
+        in_ch, out_ch, kernel, stride, padding, dilation, groups, bias, pull_scale=h,
+        dtype=torch.float64,
+    )  # fmt: skip
+    layer.pulls[0].native_separable = True
+    x = torch.randn(3, in_ch, 19, 17, dtype=torch.float64)
+    expected = _reference_pull(
+        x, layer.push.weight, layer.push.bias, h, stride, padding, dilation, groups
+    )
+    with native.native_kernels(True), torch.no_grad():
+        out = layer.pulls[0](x, layer.push.weight, layer.push.bias)
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("use_native", [True, False])
 @pytest.mark.parametrize("case", EXACTNESS_CASES[::2])
 def test_exact_pull_gradients_equal_the_reference(case, use_native):

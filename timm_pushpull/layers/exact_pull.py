@@ -10,7 +10,7 @@ Strisciuglio et al. (2020) define the pull kernel as the push kernel resized wit
 kernel (``csrc/pull_maps.c``, built by :mod:`timm_pushpull.native`) in one pass per axis,
 channels-last, then mixes them with the push kernel in one matrix product, which has exactly the
 push convolution's multiply-adds. The maps are built and mixed in chunks of at most
-``CHUNK_BYTES`` in a buffer kept per thread. The backward pass rebuilds them the same way (the
+``FORWARD_CHUNK_BYTES_PER_THREAD`` (cache-sized) in a buffer kept per thread. The backward pass rebuilds them the same way (the
 weight gradient is one matrix product per chunk) and spreads the map gradient back through the
 transposed filtering, also in C.
 
@@ -46,6 +46,11 @@ MAX_TAPS = 64  # per axis, csrc/pull_maps.c
 # 64 MiB (one chunk). The buffer is kept per thread (at most 64 MiB), so it is not page-faulted in
 # on every call: a fresh 58 MB tensor cost 1.9x a conv to fill.
 CHUNK_BYTES = 1 << 26
+# The forward pass mixes each chunk right after building it, so chunks small enough to stay in
+# cache (this per thread) are not written to memory and read back: single-threaded on the quiet
+# 2-core VM, the 64->64 pull ran at 2.1x a conv with 64 MiB chunks and 1.6-1.9x with 2-4 MiB, the
+# 3->64 7x7 stem's at 2.6-2.9x and 1.9-2.1x (BENCHMARKS.md, exact pull run 8).
+FORWARD_CHUNK_BYTES_PER_THREAD = 1 << 22
 # With few input channels the channels-last kernel's inner loops (over channels) run 1-4 times and
 # cost more than their multiply-adds: the 3->64 7x7 stem's maps took 3.5x its push conv. Up to
 # this many channels (one group) the planar kernel reads NCHW and loops over pixels instead, and
@@ -145,7 +150,9 @@ def _mixing_weight(weight: Tensor, groups: int) -> Tensor:
 class _Kernels:
     """The C kernels' geometry arguments for one call, and its chunks of maps."""
 
-    def __init__(self, x: Tensor, weight: Tensor, pull_size, stride, padding, dilation, groups):
+    def __init__(
+        self, x: Tensor, weight: Tensor, pull_size, stride, padding, dilation, groups, chunk_bytes
+    ):
         (sh, sw), (ph, pw) = weight.shape[-2:], pull_size
         self.taps = [interpolation_taps(s, p) for s, p in ((sh, ph), (sw, pw))]
         n, c, h, w = x.shape
@@ -161,7 +168,7 @@ class _Kernels:
         self.dtype = x.dtype
         self.planar = planar_maps(c, groups)
         row_bytes = self.out_w * self.maps_per_pixel * x.element_size()
-        self.rows = max(1, CHUNK_BYTES // row_bytes)  # output rows per chunk
+        self.rows = max(1, chunk_bytes // row_bytes)  # output rows per chunk
 
     def chunks(self, batch: int, whole_images: bool = False):
         """``(first image, images, first row, rows)`` covering the output a few MiB at a time."""
@@ -251,7 +258,7 @@ def exact_pull(
         out = _exact_pull_torch(x, weight, bias, *args)
         return out.contiguous(memory_format=torch.channels_last)
     x = x.contiguous(memory_format=_input_format(x.shape[1], groups))
-    kernels = _Kernels(x, weight, *args)
+    kernels = _Kernels(x, weight, *args, FORWARD_CHUNK_BYTES_PER_THREAD * torch.get_num_threads())
     batch, out_channels, out_h, out_w = _output_shape(
         x, weight, pull_size, stride, padding, dilation
     )
@@ -289,7 +296,7 @@ def exact_pull_backward(
             grad_w if need_weight else x.new_empty(0)
         )
     x = x.contiguous(memory_format=_input_format(x.shape[1], groups))
-    kernels = _Kernels(x, weight, *args)
+    kernels = _Kernels(x, weight, *args, CHUNK_BYTES)
     out_channels, group_channels, sh, sw = weight.shape
     grad = grad.permute(0, 2, 3, 1).contiguous()  # [N, Ho, Wo, O]
     mixing = _mixing_weight(weight, groups)  # [groups, K, O/groups]
