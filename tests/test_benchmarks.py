@@ -56,10 +56,16 @@ def test_evaluation_benchmark_writes_the_official_layouts_and_a_table(tmp_path):
 
 def test_pull_benchmark_prints_its_tables():
     from timm_pushpull.benchmarks.layers import bench_pull
+    from timm_pushpull.layers import exact_pull
 
+    default = exact_pull.FORWARD_CHUNK_BYTES_PER_THREAD
     text = bench_pull(rounds=1, quick=True)
+    layer_table, *_ = text.split("### Pull alone")
     assert "64->64 3x3, h=2" in text and "rule picks" in text
-    assert text.count("\n| 64->64 3x3, h=2 |") == 2  # eval and train
+    assert layer_table.count("\n| 64->64 3x3, h=2 |") == 2  # eval and train
+    # the chunk sizes, with one thread and with all, and the default chunk size restored
+    assert f"by forward chunk size per thread (default {default >> 20} MiB)" in text
+    assert "| 64 MiB |" in text and exact_pull.FORWARD_CHUNK_BYTES_PER_THREAD == default
 
 
 def test_bench_command_runs_a_section_and_keeps_an_existing_output(tmp_path, capsys):

@@ -14,6 +14,7 @@ from timm.layers import BlurPool2d as TimmBlurPool2d
 
 from .. import native
 from ..layers import BlurPool2d, PushPull2d, convert_to_pushpull
+from ..layers import exact_pull as exact_pull_module
 from ..layers.exact_pull import _exact_pull_torch, exact_pull
 from ..layers.pull import Pull, pull_kernel_size, pull_weight, separable_pays, torch_separable_pays
 from .timing import (
@@ -184,7 +185,55 @@ def bench_pull(rounds: int = 9, quick: bool = False) -> str:
         ["pull", "input", "separable / direct (eval)", "(train)", "rule picks"],
         torch_rows,
     )
-    return out
+    return out + "\n" + _bench_chunks(rounds, quick)
+
+
+def _bench_chunks(rounds: int, quick: bool) -> str:
+    """The C form's forward chunk size: the pull alone (eval) against the push conv, with one
+    thread and with all, the measurement behind ``exact_pull.FORWARD_CHUNK_BYTES_PER_THREAD``."""
+    default = exact_pull_module.FORWARD_CHUNK_BYTES_PER_THREAD
+    sizes = sorted({64 << 20, 16 << 20, default, 1 << 20}, reverse=True)
+    threads = torch.get_num_threads()
+    rows = []
+    cases = (
+        ("64->64 3x3, h=2", (8, 64, 56, 56), 3, 1),
+        ("3->64 7x7 /2, h=2", (8, 3, 224, 224), 7, 2),
+    )
+    for name, shape, size, stride in cases[:1] if quick else cases:
+        x = torch.randn(2, *shape[1:]) if quick else torch.randn(shape)
+        conv = nn.Conv2d(shape[1], 64, size, stride, size // 2, bias=False).eval()
+        pull = pull_kernel_size(size, 2.0)
+        args = ([pull, pull], [stride] * 2, [pull // 2] * 4, [1, 1], 1)
+        weight = conv.weight.detach()
+        conv_input = x.contiguous(memory_format=torch.channels_last)
+
+        def pull_with(chunk: int, x: torch.Tensor = x, w: torch.Tensor = weight, a=args):
+            def run():
+                exact_pull_module.FORWARD_CHUNK_BYTES_PER_THREAD = chunk
+                try:
+                    return exact_pull(x, w, None, *a)
+                finally:
+                    exact_pull_module.FORWARD_CHUNK_BYTES_PER_THREAD = default
+
+            return run
+
+        for used in sorted({1, threads}):
+            torch.set_num_threads(used)
+            try:
+                fns = {"conv": lambda c=conv, x=conv_input: c(x)}
+                fns.update({f"{b >> 20} MiB": pull_with(b) for b in sizes})
+                with torch.no_grad():
+                    times = interleaved_medians(fns, rounds)
+            finally:
+                torch.set_num_threads(threads)
+            rows.append([name, str(list(x.shape)), str(used)]
+                        + [f"{times[f'{b >> 20} MiB'] / times['conv']:.2f}x" for b in sizes])  # fmt: skip
+    return markdown_table(
+        f"Pull alone (C form, eval) vs the push conv, by forward chunk size per thread "
+        f"(default {default >> 20} MiB)",
+        ["pull", "input", "threads", *[f"{b >> 20} MiB" for b in sizes]],
+        rows,
+    )
 
 
 def bench_resnet50(rounds: int = 7) -> str:
