@@ -66,6 +66,22 @@ def test_pull_benchmark_prints_its_tables():
     # the chunk sizes, with one thread and with all, and the default chunk size restored
     assert f"by forward chunk size per thread (default {default >> 20} MiB)" in text
     assert "| 64 MiB |" in text and exact_pull.FORWARD_CHUNK_BYTES_PER_THREAD == default
+    assert "ReLUs and inhibition in place or into new tensors" in text
+
+
+def test_out_of_place_variant_of_the_benchmark_computes_the_layer():
+    import torch
+
+    from timm_pushpull.benchmarks.layers import _OutOfPlaceEpilogue
+    from timm_pushpull.layers import PushPull2d
+
+    for in_ch, kernel, stride in ((8, 3, 1), (3, 7, 2)):
+        layer, x = (
+            PushPull2d(in_ch, 64, kernel, stride, kernel // 2).eval(),
+            torch.randn(2, in_ch, 16, 16),
+        )
+        with torch.no_grad():
+            torch.testing.assert_close(_OutOfPlaceEpilogue(layer)(x), layer(x))
 
 
 def test_bench_command_runs_a_section_and_keeps_an_existing_output(tmp_path, capsys):

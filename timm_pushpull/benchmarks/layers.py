@@ -185,7 +185,49 @@ def bench_pull(rounds: int = 9, quick: bool = False) -> str:
         ["pull", "input", "separable / direct (eval)", "(train)", "rule picks"],
         torch_rows,
     )
-    return out + "\n" + _bench_chunks(rounds, quick)
+    return out + "\n" + _bench_chunks(rounds, quick) + "\n" + _bench_epilogue(rounds, quick)
+
+
+class _OutOfPlaceEpilogue(nn.Module):
+    """The exact layer with new tensors for its ReLUs and the inhibition (before issue 14's run 8)."""
+
+    def __init__(self, layer: PushPull2d) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        layer = self.layer
+        if layer.pulls[0].runs_native(x):
+            x = x.contiguous(memory_format=torch.channels_last)
+        push = F.relu(layer.push(x))
+        pull = F.relu(layer.pulls[0](x, layer.push.weight, layer.push.bias))
+        return torch.addcmul(push, F.relu(layer.alpha), pull, value=-1.0)
+
+
+def _bench_epilogue(rounds: int, quick: bool) -> str:
+    """The layer's ReLUs and inhibition in place (the default) or into new tensors, eval."""
+    rows = []
+    cases = (
+        ("64->64 3x3, h=2", (8, 64, 56, 56), 3, 1),
+        ("3->64 7x7 /2, h=2", (8, 3, 224, 224), 7, 2),
+    )
+    for name, shape, size, stride in cases[:1] if quick else cases:
+        x = torch.randn(2, *shape[1:]) if quick else torch.randn(shape)
+        layer = PushPull2d(shape[1], 64, size, stride, size // 2).eval()
+        conv = nn.Conv2d(shape[1], 64, size, stride, size // 2, bias=False).eval()
+        fns = {
+            "conv": eval_fn(conv, x.contiguous(memory_format=torch.channels_last)),
+            "in place": eval_fn(layer, x),
+            "new tensors": eval_fn(_OutOfPlaceEpilogue(layer), x),
+        }
+        times = interleaved_medians(fns, rounds)
+        rows.append([name, str(list(x.shape)), f"{times['conv'] * 1e3:.1f}"]
+                    + [f"{times[n] / times['conv']:.2f}x" for n in ("in place", "new tensors")])  # fmt: skip
+    return markdown_table(
+        "Exact layer (eval) vs conv: ReLUs and inhibition in place or into new tensors",
+        ["layer", "input", "conv ms", "in place (default)", "new tensors"],
+        rows,
+    )
 
 
 def _bench_chunks(rounds: int, quick: bool) -> str:
