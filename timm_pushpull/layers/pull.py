@@ -11,7 +11,8 @@ approximation); its ``impl`` how it is computed, all differentiable in the push 
 * ``separable`` (exact mode): resizing is linear and separable, ``resize(k) = U k U^T``, so
   ``x * resize(k) = sum_ab k[:, :, a, b] * (x * u_a u_b^T)``: per-channel separable filtering
   followed by a 1x1 convolution with the push kernel's multiply-adds. On float32/float64 CPU
-  tensors a C kernel builds the maps and one matrix product mixes them (:mod:`.exact_pull`),
+  tensors a C kernel builds the maps (channels-last, or channels-first for at most 4 input
+  channels) and one matrix product mixes them (:mod:`.exact_pull`), in eval and training alike,
   wherever :func:`separable_pays` says so; that rule was measured on a 2-core x86 CPU
   (BENCHMARKS.md). Elsewhere (GPU, no C compiler) PyTorch's grouped convolutions build the maps,
   which only beats the direct form for few input channels per group (the image-facing layer).
@@ -48,13 +49,18 @@ PULL_IMPLS = ("direct", "separable", "dilated")  # how it is computed
 # 3->16 3x3 2.6x slower, which puts the crossover near 150 output channels' worth of work per map.
 # BENCHMARKS.md (exact pull, run 7) repeats it with 2 threads: the same picks, except that the
 # stem's eval is then 1.14x slower separable (its training 2.2x faster, so the rule keeps it).
+# This form only runs where the C kernel does not (no C compiler, GPU).
 SEPARABLE_MAX_IN_CHANNELS = 4
 TORCH_MAP_COST_CHANNELS = 150
 # The C separable form costs its S = s_h*s_w maps per input channel and pixel (built, then read by
 # the GEMM) plus the push conv's multiply-adds, S * (c + O) for O output channels per group; the
 # direct form P * O for a P = p_h*p_w pull kernel. Measured on this project's 2-core x86 VM
 # (BENCHMARKS.md, "pull alone"): building the maps costs about what mixing them into c = 72 output
-# channels does (the two forms tie for 16->16 3x3 -> 7x7 and for 64->64 5x5 -> 7x7).
+# channels does (the two forms tie for 16->16 3x3 -> 7x7 and for 64->64 5x5 -> 7x7). The same rule
+# holds for the channels-first maps of layers with few input channels (exact pull run 8): the
+# 3->64 7x7 stem runs separable (its pull 1.4-1.5x the push conv, direct 2.3-2.4x; training too),
+# LeNet's 1->6 5x5 and the CIFAR 3->16 3x3 stems direct (separable 6x and 3.7x the push conv,
+# direct 2.7x and 3.0x).
 MAP_COST_CHANNELS = 72
 
 
