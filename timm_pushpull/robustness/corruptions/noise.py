@@ -7,9 +7,13 @@ The -P sequences (:mod:`~timm_pushpull.robustness.perturbations`) and the noise 
 :func:`gaussian_noise`, :func:`speckle_noise` and :func:`poisson_noise`.
 
 Shot noise of CPU images on the 8-bit grid draws Poisson by table inversion (exact up to float32
-resolution) from torch uniforms; the look-up runs in the C kernels of ``csrc/shot_noise.c`` where a
-C compiler is found (:mod:`timm_pushpull.native`), else as torch ops, with the same results.
-Elsewhere it is ``torch.poisson``.
+resolution) from torch uniforms; elsewhere it is ``torch.poisson``. The two steps are the
+``torch.library`` ops ``timm_pushpull::quantise_8bit`` (:func:`quantise_8bit`: the levels and
+whether the image is on the grid, as tensors; the choice of sampler stays outside the op) and
+``timm_pushpull::poisson_8bit`` (:func:`poisson_8bit`), with fake implementations, so
+``torch.compile``, ``torch.export`` and FX record one node each. They run the C kernels of
+``csrc/shot_noise.c`` where a C compiler is found (:mod:`timm_pushpull.native`), else torch ops,
+with the same results. Neither has a derivative (integer levels; draws are a step function of u).
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ __all__ = [
     "add_speckle_noise",
     "contrast_poisson_noise",
     "gaussian_noise",
+    "poisson_8bit",
     "poisson_noise",
+    "quantise_8bit",
     "speckle_noise",
 ]
 
@@ -121,10 +127,8 @@ def quantise_8bit(x: torch.Tensor, tolerance: float) -> tuple[torch.Tensor, torc
     if kernel is not None and x.dtype == torch.float32:
         levels = torch.empty(x.shape, dtype=torch.uint8)
         return levels, torch.tensor(bool(kernel(x, levels, x.numel(), tolerance)))
-    if x.numel() == 0:
-        return torch.empty(x.shape, dtype=torch.uint8, device=x.device), x.new_ones(
-            (), dtype=torch.bool
-        )
+    if x.numel() == 0:  # aminmax refuses empty tensors
+        return x.new_empty(x.shape, dtype=torch.uint8), torch.tensor(True, device=x.device)
     levels = x * 255
     rounded = levels.round()
     low, high = torch.aminmax(levels.sub_(rounded))
@@ -132,11 +136,9 @@ def quantise_8bit(x: torch.Tensor, tolerance: float) -> tuple[torch.Tensor, torc
     # compared as Python floats (doubles, like the C kernel) and written this way round, so that a
     # NaN is off the grid too
     errors_ok = -float(low) <= tolerance and float(high) <= tolerance
-    if errors_ok and float(lowest) >= 0 and float(highest) <= 255:
-        return rounded.to(torch.uint8), x.new_ones((), dtype=torch.bool)
-    return torch.zeros(x.shape, dtype=torch.uint8, device=x.device), x.new_zeros(
-        (), dtype=torch.bool
-    )
+    on_grid = errors_ok and float(lowest) >= 0 and float(highest) <= 255
+    levels = rounded.to(torch.uint8) if on_grid else torch.zeros_like(x, dtype=torch.uint8)
+    return levels, torch.tensor(on_grid, device=x.device)
 
 
 @quantise_8bit.register_fake

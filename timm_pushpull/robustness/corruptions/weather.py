@@ -34,6 +34,7 @@ from .random import c_kernel, random_uniform
 __all__ = [
     "add_snow",
     "adjust_value",
+    "frost_blend",
     "liquid_layer",
     "plasma_fractal",
     "snow_layer",
