@@ -267,9 +267,9 @@ def test_torch_export_records_each_op_as_one_node(use_native):
     ],
 )
 def test_torch_compile_fullgraph_equals_eager(backend):
-    # aot_eager: dynamo and AOT autograd over the fake implementations; inductor also generates
-    # the code around the ops (15 s here with a cold cache, 2026-12-02), and may fuse x + std * noise into
-    # one fused multiply-add: 1 ulp from eager there, while the ops' outputs stay exact
+    # aot_eager: dynamo and AOT autograd over the fake implementations; inductor also compiles
+    # the code around the ops, and may turn x + std * noise into a fused multiply-add: 1 ulp from
+    # eager there, while the ops' outputs stay exact
     inputs = _corruption_inputs()
     compiled = torch.compile(Corruptions(), backend=backend, fullgraph=True)
     (noisy, *exact), (expected_noisy, *expected_exact) = compiled(*inputs), Corruptions()(*inputs)
