@@ -153,6 +153,12 @@ def test_random_fill_refuses_a_wrong_number_of_seeds():
             random_fill(seeds, [2, 5], chunk, True, 0.0, 1.0, torch.float32)
 
 
+def test_poisson_8bit_refuses_uniforms_of_another_shape():
+    levels = torch.zeros(2, 5, dtype=torch.uint8)
+    with pytest.raises(ValueError, match=r"u_scaled must have the levels' shape \[2, 5\]"):
+        poisson_8bit(levels, torch.zeros(8), 60.0)
+
+
 def test_quantise_8bit_op_returns_levels_and_whether_on_the_grid(use_native):
     levels = torch.arange(256, dtype=torch.uint8).view(16, 16)
     got, on_grid = quantise_8bit(levels / 255 + 0.0009 / 255, GRID_TOLERANCE)
@@ -216,6 +222,36 @@ def test_the_random_and_quantising_ops_have_no_gradient():
         poisson_8bit(levels, u_scaled, 50.0).sum().backward()
     got, on_grid = quantise_8bit((levels / 255).requires_grad_(), GRID_TOLERANCE)
     assert not got.requires_grad and not on_grid.requires_grad  # integer outputs
+
+
+def test_vmap_runs_each_op_per_element(use_native):
+    # quantise: one on_grid per vmapped image
+    levels = torch.randint(0, 256, (2, 3, 4, 4), dtype=torch.uint8)
+    images = torch.stack([levels / 255, levels / 255 + 0.3 / 255])
+    got, on_grid = torch.vmap(quantise_8bit, in_dims=(0, None))(images, GRID_TOLERANCE)
+    assert on_grid.tolist() == [True, False] and torch.equal(got[0], levels)
+    # frost: the same crops blended into each vmapped batch of images
+    x, textures, origin, corners = _frost_inputs(3)
+    xs = torch.stack([x, 1 - x])
+    blended = torch.vmap(frost_blend, in_dims=(0, None, None, None, None))(
+        xs, textures, origin, 0.7, 0.6
+    )
+    for got, images in zip(blended, xs, strict=True):
+        expected = _frost_reference(images, textures, corners, 0.7, 0.6)
+        torch.testing.assert_close(got.double(), expected, rtol=0, atol=1e-6)
+    # random_fill and poisson_8bit: a row of seeds / uniforms per element
+    seeds = torch.stack([_seeds(3, 1), _seeds(3, 2)])
+    draws = torch.vmap(random_fill, in_dims=(0, None, None, None, None, None, None))(
+        seeds, [2, 5], 4, False, 0.0, float(_GUIDE_BUCKETS), torch.float32
+    )
+    pixels = levels.view(-1)[:10].view(2, 5)
+    counts = torch.vmap(poisson_8bit, in_dims=(None, 0, None))(pixels, draws, 60.0)
+    for row in range(2):
+        single = random_fill(
+            seeds[row], [2, 5], 4, False, 0.0, float(_GUIDE_BUCKETS), torch.float32
+        )
+        assert torch.equal(draws[row], single)
+        assert torch.equal(counts[row], poisson_8bit(pixels, single, 60.0))
 
 
 # ---- graphs ----

@@ -23,8 +23,8 @@ C kernels where a C compiler is found (``timm_pushpull.native``, ``csrc/``): lar
 the shot-noise Poisson look-up and the frost blend. Eager torch ops cost a pass over memory each
 and bound these corruptions on the CPU; the torch forms stay for GPUs and as the fallback. Each
 is a ``torch.library`` op (``timm_pushpull::random_fill``, ``quantise_8bit``, ``poisson_8bit``,
-``frost_blend``) with a fake implementation, so ``torch.compile`` and ``torch.export`` keep it as
-one node.
+``frost_blend``) with a fake implementation and a vmap rule, so ``torch.compile``,
+``torch.export`` and ``torch.vmap`` keep it as one op.
 
 Why not ``imagecorruptions``: version 1.1.2 fails to import without ``pkg_resources``, and on
 current NumPy / scikit-image glass blur and gaussian blur raise (``multichannel``) and fog raises

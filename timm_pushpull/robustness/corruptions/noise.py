@@ -10,8 +10,8 @@ Shot noise of CPU images on the 8-bit grid draws Poisson by table inversion (exa
 resolution) from torch uniforms; elsewhere it is ``torch.poisson``. The two steps are the
 ``torch.library`` ops ``timm_pushpull::quantise_8bit`` (:func:`quantise_8bit`: the levels and
 whether the image is on the grid, as tensors; the choice of sampler stays outside the op) and
-``timm_pushpull::poisson_8bit`` (:func:`poisson_8bit`), with fake implementations, so
-``torch.compile``, ``torch.export`` and FX record one node each. They run the C kernels of
+``timm_pushpull::poisson_8bit`` (:func:`poisson_8bit`), with fake implementations and vmap
+rules, so ``torch.compile``, ``torch.export``, FX and ``torch.vmap`` take one op each. They run the C kernels of
 ``csrc/shot_noise.c`` where a C compiler is found (:mod:`timm_pushpull.native`), else torch ops,
 with the same results. Neither has a derivative (integer levels; draws are a step function of u).
 """
@@ -25,7 +25,7 @@ import math
 import torch
 
 from .params import GRID_TOLERANCE, CorruptionFn
-from .random import c_kernel, random_normal, random_uniform
+from .random import c_kernel, random_normal, random_uniform, vmap_by_loop
 
 __all__ = [
     "add_gaussian_noise",
@@ -146,6 +146,9 @@ def _(x, tolerance):
     return x.new_empty(x.shape, dtype=torch.uint8), x.new_empty((), dtype=torch.bool)
 
 
+quantise_8bit.register_vmap(vmap_by_loop(quantise_8bit))  # on_grid per vmapped element
+
+
 def _quantise_8bit(x: torch.Tensor) -> torch.Tensor | None:
     """``round(255 x)`` as uint8 if every value of float32 ``x`` is within ``GRID_TOLERANCE`` of
     a level in 0..255, else None."""
@@ -163,6 +166,11 @@ def poisson_8bit(levels: torch.Tensor, u_scaled: torch.Tensor, photons: float) -
     ``csrc/shot_noise.c`` on the CPU where a compiler is found, else by torch ops, with the same
     results. Not differentiable: the draws are a step function of ``u_scaled``.
     """
+    if u_scaled.shape != levels.shape:  # the C kernel reads one u per level
+        raise ValueError(
+            f"poisson_8bit: u_scaled must have the levels' shape {list(levels.shape)}, got "
+            f"{list(u_scaled.shape)}"
+        )
     cdf, guide, bounds = _poisson_tables(photons, levels.device)
     kernel = c_kernel("shot_noise", "poisson_8bit", _POISSON_SIGNATURE, levels, u_scaled)
     if kernel is not None and levels.dtype == torch.uint8 and u_scaled.dtype == torch.float32:
@@ -202,6 +210,9 @@ def poisson_8bit(levels: torch.Tensor, u_scaled: torch.Tensor, photons: float) -
 @poisson_8bit.register_fake
 def _(levels, u_scaled, photons):
     return levels.new_empty(levels.shape, dtype=torch.float32)
+
+
+poisson_8bit.register_vmap(vmap_by_loop(poisson_8bit))
 
 
 def _gaussian_noise(x: torch.Tensor, std: float, g: torch.Generator) -> torch.Tensor:

@@ -9,11 +9,12 @@ number of threads.
 
 The op takes the chunks' seeds, not a generator, and returns a new tensor: it is a pure function of
 its inputs, so ``torch.compile``, ``torch.export`` and FX record it as one node that they may move,
-deduplicate or run again without changing a draw. (An op filling a given tensor in place would be
+deduplicate or run again without changing a draw (and ``torch.vmap`` over seeds draws per row). (An op filling a given tensor in place would be
 wrapped in a copy by their functionalisation, and a generator cannot enter a graph.) It has no
 derivative: its only tensor input is the integer seeds.
 
-:func:`c_kernel` is the glue all the corruptions' ops share to call their C kernels.
+:func:`c_kernel` and :func:`vmap_by_loop` are the glue all the corruptions' ops share: calling
+their C kernels, and their ``torch.vmap`` rule.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = [
     "random_fill",
     "random_normal",
     "random_uniform",
+    "vmap_by_loop",
 ]
 
 RANDOM_CHUNK = 1 << 18  # elements per generator when filling large CPU tensors
@@ -67,6 +69,27 @@ def c_kernel(
         return kernel(*args, torch.get_num_threads())
 
     return call
+
+
+def vmap_by_loop(op: Callable) -> Callable:
+    """A ``register_vmap`` rule that runs ``op`` once per element of the vmapped dimension and
+    stacks the results: the corruptions' ops work per call (one set of seeds, one quantisation
+    decision, one crop per image), so a vmapped dimension cannot fold into their arguments."""
+
+    def rule(info, in_dims, *args):
+        def element(index):
+            # in_dims holds an int for each vmapped tensor, None (or Nones) for the rest
+            picked = [
+                a.select(d, index) if isinstance(d, int) else a for a, d in zip(args, in_dims)
+            ]
+            return op(*picked)
+
+        outs = [element(index) for index in range(info.batch_size)]
+        if isinstance(outs[0], tuple):
+            return tuple(torch.stack(parts) for parts in zip(*outs)), (0,) * len(outs[0])
+        return torch.stack(outs), 0
+
+    return rule
 
 
 @functools.cache
@@ -121,6 +144,9 @@ def random_fill(
 @random_fill.register_fake
 def _(seeds, shape, chunk, normal, low, high, dtype):
     return seeds.new_empty(shape, dtype=dtype)
+
+
+random_fill.register_vmap(vmap_by_loop(random_fill))
 
 
 def _draws(

@@ -7,8 +7,9 @@ https://github.com/hendrycks/robustness, batched.
 * Frost blends the scripts' photos frost1-frost5 by default (``source="photos"``) and generated
   textures only when asked or when no photo can be had; see :mod:`timm_pushpull.robustness.frost`.
   The blend is the ``torch.library`` op ``timm_pushpull::frost_blend`` (:func:`frost_blend`: a
-  fake implementation and its gradient, so ``torch.compile``, ``torch.export`` and FX record one
-  node); on the CPU it runs the C kernel of ``csrc/frost.c`` where a C compiler is found.
+  fake implementation, its gradient and a vmap rule, so ``torch.compile``, ``torch.export``, FX
+  and ``torch.func`` take one op); on the CPU it runs the C kernel of ``csrc/frost.c`` where a C
+  compiler is found.
 * Spatter turns the water layer into 8 bits with the scripts' wrap-around by default
   (``overflow="wrap"``, as in the released data; ``"clip"`` saturates); see :func:`water_spatter`.
   Its water drops (severities 1-3) use OpenCV's Canny, distance transform and histogram
@@ -29,7 +30,7 @@ import torch
 from ..frost import FrostSource, frost_textures, resolve_frost_source
 from .filters import clipped_zoom, gaussian_blur2d, motion_blur2d
 from .params import GRID_TOLERANCE, SPATTER_MODES, CorruptionFn, check_choice
-from .random import c_kernel, random_uniform
+from .random import c_kernel, random_uniform, vmap_by_loop
 
 __all__ = [
     "add_snow",
@@ -297,6 +298,7 @@ def _frost_blend_backward(ctx, grad: torch.Tensor):
 
 
 frost_blend.register_autograd(_frost_blend_backward, setup_context=_setup_frost_blend)
+frost_blend.register_vmap(vmap_by_loop(frost_blend))
 
 
 def _frost(
