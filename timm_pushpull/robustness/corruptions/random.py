@@ -74,7 +74,8 @@ def c_kernel(
 def vmap_by_loop(op: Callable) -> Callable:
     """A ``register_vmap`` rule that runs ``op`` once per element of the vmapped dimension and
     stacks the results: the corruptions' ops work per call (one set of seeds, one quantisation
-    decision, one crop per image), so a vmapped dimension cannot fold into their arguments."""
+    decision, one crop per image), so a vmapped dimension does not in general fold into their
+    own batch."""
 
     def rule(info, in_dims, *args):
         def element(index):
