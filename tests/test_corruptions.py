@@ -30,11 +30,11 @@ from timm_pushpull.robustness.corruptions import (
 from timm_pushpull.robustness.corruptions import corrupt as corrupt_stored
 from timm_pushpull.robustness.corruptions.noise import (
     _GUIDE_BUCKETS,
-    _poisson_8bit,
     _poisson_tables,
     _quantise_8bit,
     add_gaussian_noise,
     add_speckle_noise,
+    poisson_8bit,
 )
 from timm_pushpull.robustness.corruptions.random import random_normal, random_uniform
 from timm_pushpull.robustness.perturbations import SEQUENCE_PARAMS, perturbation_sequence
@@ -174,7 +174,7 @@ def _poisson_chi2_pvalue(samples: np.ndarray, rate: float) -> float:
 
 def _draw_counts(levels: torch.Tensor, photons: float, generator: torch.Generator) -> torch.Tensor:
     u_scaled = random_uniform(levels.shape, 0, _GUIDE_BUCKETS, torch.empty(0), generator)
-    return (_poisson_8bit(levels, u_scaled, photons) * photons).round().long()
+    return (poisson_8bit(levels, u_scaled, photons) * photons).round().long()
 
 
 @pytest.mark.parametrize("photons", [500, 50, 3])  # CIFAR severity 1 and 5, ImageNet severity 5
@@ -203,7 +203,7 @@ def test_largest_uniform_draw_takes_the_last_bucket(use_native):
     expected = torch.tensor([int((cdf[level] >= 1.0).nonzero()[0]) for level in levels.tolist()])
     u_scaled = torch.full((3,), float(_GUIDE_BUCKETS))
     with native.native_kernels(use_native):
-        counts = _poisson_8bit(levels, u_scaled, photons) * photons
+        counts = poisson_8bit(levels, u_scaled, photons) * photons
     torch.testing.assert_close(counts.round().long(), expected)
     assert expected[0] > photons  # the far tail of level 255's Poisson(50)
 

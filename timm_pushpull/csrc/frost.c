@@ -1,7 +1,8 @@
 /* Frost on RGB images: crop each image's frost texture and blend it in one pass, the CPU kernel of
-   timm_pushpull.robustness.corruptions._frost (whose torch form gathers the crops into a new
-   tensor, then adds and scales it: three passes over memory, which bound it on the CPU).
-   Elements are split over OpenMP threads (torch's runtime, see blur_pool.c). */
+   the op timm_pushpull::frost_blend (timm_pushpull/robustness/corruptions/weather.py), whose torch
+   form gathers the crops into a new tensor, then adds and scales it: three passes over memory,
+   which bound it on the CPU. Elements are split over OpenMP threads (torch's runtime, see
+   blur_pool.c). */
 #include <stdint.h>
 
 /* out[b, c, h, w] = (x[b, c, h, w] + frost_ratio * textures[origin[b] + h * texture_width + w, c])

@@ -1,5 +1,5 @@
-/* Uniform and standard normal float32 draws for large CPU tensors, the fast path of
-   timm_pushpull.robustness.corruptions._fill_random.
+/* Uniform and standard normal float32 draws for large CPU tensors, the fast path of the op
+   timm_pushpull::random_fill (timm_pushpull/robustness/corruptions/random.py).
 
    Why not torch's or NumPy's samplers: torch's CPU normal_ took 9-11 ns a value and runs on one
    thread; NumPy's PCG64/SFC64 normals 15-19 ns (BENCHMARKS.md). Here each fixed chunk of the tensor

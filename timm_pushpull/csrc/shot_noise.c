@@ -1,7 +1,8 @@
-/* Shot noise on images on the 8-bit grid: the CPU kernels of
-   timm_pushpull.robustness.corruptions._quantise_8bit and _poisson_8bit. They do the PyTorch forms'
-   float32 arithmetic in the same order, one pass each instead of about ten tensor ops, and give the
-   same numbers. Elements are split over OpenMP threads (torch's runtime, see blur_pool.c). */
+/* Shot noise on images on the 8-bit grid: the CPU kernels of the ops timm_pushpull::quantise_8bit
+   and timm_pushpull::poisson_8bit (timm_pushpull/robustness/corruptions/noise.py). They do the
+   PyTorch forms' float32 arithmetic in the same order, one pass each instead of about ten tensor
+   ops, and give the same numbers. Elements are split over OpenMP threads (torch's runtime, see
+   blur_pool.c). */
 #include <math.h>
 
 /* levels = round(255 x), half to even like torch.round. Returns 1 if every value is within
@@ -40,13 +41,15 @@ void poisson_8bit(const unsigned char *levels, const float *u_scaled, float *out
 #pragma omp parallel for num_threads(num_threads) schedule(static)
     for (long i = 0; i < count; i++) {
         const int level = levels[i];
-        int bucket = (int)u_scaled[i];
-        /* uniform_(0, B) rounds its largest draws up to B itself */
-        if (bucket > buckets - 1) bucket = buckets - 1;
+        const float v = u_scaled[i];
+        /* uniform_(0, B) rounds its largest draws up to B itself; and a u outside [0, B] (NaN
+           too), which the op's callers never pass, still reads inside the tables */
+        int bucket = v < (float)buckets ? (int)v : buckets - 1;
+        if (!(v >= 0.0f)) bucket = 0;
         int k = guide[level * buckets + bucket];
         if (k < 0) {
             int lo = bounds[2 * (-1 - k)], hi = bounds[2 * (-1 - k) + 1];
-            const float u = u_scaled[i] / (float)buckets;
+            const float u = v / (float)buckets;
             const float *row = cdf + (long)level * table_size;
             while (lo < hi) {
                 const int mid = (lo + hi) / 2;

@@ -21,7 +21,10 @@ as in the scripts; the water drops of ``spatter`` (severities 1-3) use OpenCV's 
 transform and histogram equalisation per image on the CPU. On the CPU, three hot spots run in small
 C kernels where a C compiler is found (``timm_pushpull.native``, ``csrc/``): large random draws,
 the shot-noise Poisson look-up and the frost blend. Eager torch ops cost a pass over memory each
-and bound these corruptions on the CPU; the torch forms stay for GPUs and as the fallback.
+and bound these corruptions on the CPU; the torch forms stay for GPUs and as the fallback. Each
+is a ``torch.library`` op (``timm_pushpull::random_fill``, ``quantise_8bit``, ``poisson_8bit``,
+``frost_blend``) with a fake implementation and a vmap rule, so ``torch.compile``,
+``torch.export`` and ``torch.vmap`` keep it as one op.
 
 Why not ``imagecorruptions``: version 1.1.2 fails to import without ``pkg_resources``, and on
 current NumPy / scikit-image glass blur and gaussian blur raise (``multichannel``) and fog raises

@@ -7,9 +7,13 @@ The -P sequences (:mod:`~timm_pushpull.robustness.perturbations`) and the noise 
 :func:`gaussian_noise`, :func:`speckle_noise` and :func:`poisson_noise`.
 
 Shot noise of CPU images on the 8-bit grid draws Poisson by table inversion (exact up to float32
-resolution) from torch uniforms; the look-up runs in the C kernels of ``csrc/shot_noise.c`` where a
-C compiler is found (:mod:`timm_pushpull.native`), else as torch ops, with the same results.
-Elsewhere it is ``torch.poisson``.
+resolution) from torch uniforms; elsewhere it is ``torch.poisson``. The two steps are the
+``torch.library`` ops ``timm_pushpull::quantise_8bit`` (:func:`quantise_8bit`: the levels and
+whether the image is on the grid, as tensors; the choice of sampler stays outside the op) and
+``timm_pushpull::poisson_8bit`` (:func:`poisson_8bit`), with fake implementations and vmap
+rules, so ``torch.compile``, ``torch.export``, FX and ``torch.vmap`` take one op each. They run the C kernels of
+``csrc/shot_noise.c`` where a C compiler is found (:mod:`timm_pushpull.native`), else torch ops,
+with the same results. Neither has a derivative (integer levels; draws are a step function of u).
 """
 
 from __future__ import annotations
@@ -20,16 +24,17 @@ import math
 
 import torch
 
-from ... import native
 from .params import GRID_TOLERANCE, CorruptionFn
-from .random import contiguous_on_cpu, random_normal, random_uniform
+from .random import c_kernel, random_normal, random_uniform, vmap_by_loop
 
 __all__ = [
     "add_gaussian_noise",
     "add_speckle_noise",
     "contrast_poisson_noise",
     "gaussian_noise",
+    "poisson_8bit",
     "poisson_noise",
+    "quantise_8bit",
     "speckle_noise",
 ]
 
@@ -112,43 +117,67 @@ def _poisson_tables(
     return cdf.to(device), guide.to(device), bounds.to(device)
 
 
-def _quantise_8bit(x: torch.Tensor) -> torch.Tensor | None:
-    """``round(255 x)`` as uint8 if every value of float32 ``x`` is within ``GRID_TOLERANCE`` of
-    a level in 0..255, else None."""
-    kernel = native.function("shot_noise", "quantise_8bit", _QUANTISE_SIGNATURE, ctypes.c_int)
-    if kernel is not None and contiguous_on_cpu(x) and x.dtype == torch.float32:
+@torch.library.custom_op("timm_pushpull::quantise_8bit", mutates_args=())
+def quantise_8bit(x: torch.Tensor, tolerance: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(levels, on_grid)``: ``round(255 x)`` as uint8 and a 0-d bool tensor, true where every
+    value of ``x`` is within ``tolerance`` of a level in 0..255 (``levels`` is then exact, else
+    unspecified). By the C kernel of ``csrc/shot_noise.c`` for float32 CPU tensors where a compiler
+    is found, else by torch ops, with the same results. Integer outputs: not differentiable."""
+    kernel = c_kernel("shot_noise", "quantise_8bit", _QUANTISE_SIGNATURE, x, restype=ctypes.c_int)
+    if kernel is not None and x.dtype == torch.float32:
         levels = torch.empty(x.shape, dtype=torch.uint8)
-        on_grid = kernel(
-            x.data_ptr(), levels.data_ptr(), x.numel(), GRID_TOLERANCE, torch.get_num_threads()
-        )
-        return levels if on_grid else None
+        return levels, torch.tensor(bool(kernel(x, levels, x.numel(), tolerance)))
+    if x.numel() == 0:  # aminmax refuses empty tensors
+        return x.new_empty(x.shape, dtype=torch.uint8), torch.tensor(True, device=x.device)
     levels = x * 255
     rounded = levels.round()
     low, high = torch.aminmax(levels.sub_(rounded))
     lowest, highest = torch.aminmax(rounded)
     # compared as Python floats (doubles, like the C kernel) and written this way round, so that a
     # NaN is off the grid too
-    errors_ok = -float(low) <= GRID_TOLERANCE and float(high) <= GRID_TOLERANCE
-    if errors_ok and float(lowest) >= 0 and float(highest) <= 255:
-        return rounded.to(torch.uint8)
-    return None
+    errors_ok = -float(low) <= tolerance and float(high) <= tolerance
+    on_grid = errors_ok and float(lowest) >= 0 and float(highest) <= 255
+    levels = rounded.to(torch.uint8) if on_grid else torch.zeros_like(x, dtype=torch.uint8)
+    return levels, torch.tensor(on_grid, device=x.device)
 
 
-def _poisson_8bit(levels: torch.Tensor, u_scaled: torch.Tensor, photons: float) -> torch.Tensor:
+@quantise_8bit.register_fake
+def _(x, tolerance):
+    return x.new_empty(x.shape, dtype=torch.uint8), x.new_empty((), dtype=torch.bool)
+
+
+quantise_8bit.register_vmap(vmap_by_loop(quantise_8bit))  # on_grid per vmapped element
+
+
+def _quantise_8bit(x: torch.Tensor) -> torch.Tensor | None:
+    """``round(255 x)`` as uint8 if every value of float32 ``x`` is within ``GRID_TOLERANCE`` of
+    a level in 0..255, else None."""
+    levels, on_grid = quantise_8bit(x, GRID_TOLERANCE)
+    return levels if bool(on_grid) else None
+
+
+@torch.library.custom_op("timm_pushpull::poisson_8bit", mutates_args=())
+def poisson_8bit(levels: torch.Tensor, u_scaled: torch.Tensor, photons: float) -> torch.Tensor:
     """Poisson(photons * levels / 255) draws divided by ``photons``, float32, for uint8 ``levels``,
-    by inversion, k = min{k : F(k) > u}, from float32 ``u_scaled`` = u * B uniform in [0, B).
+    by inversion, k = min{k : F(k) > u}, from float32 ``u_scaled`` = u * B uniform in [0, B].
 
     The guide bucket of u settles k for most pixels; the rest (1-8 %) bisect the k range their
-    bucket spans. Exact up to the float32 resolution of u and F.
+    bucket spans. Exact up to the float32 resolution of u and F. By the C kernel of
+    ``csrc/shot_noise.c`` on the CPU where a compiler is found, else by torch ops, with the same
+    results. Not differentiable: the draws are a step function of ``u_scaled``.
     """
+    if u_scaled.shape != levels.shape:  # the C kernel reads one u per level
+        raise ValueError(
+            f"poisson_8bit: u_scaled must have the levels' shape {list(levels.shape)}, got "
+            f"{list(u_scaled.shape)}"
+        )
     cdf, guide, bounds = _poisson_tables(photons, levels.device)
-    kernel = native.function("shot_noise", "poisson_8bit", _POISSON_SIGNATURE)
-    if kernel is not None and contiguous_on_cpu(levels, u_scaled):
-        out = torch.empty(levels.shape)
+    kernel = c_kernel("shot_noise", "poisson_8bit", _POISSON_SIGNATURE, levels, u_scaled)
+    if kernel is not None and levels.dtype == torch.uint8 and u_scaled.dtype == torch.float32:
+        out = torch.empty(levels.shape, dtype=torch.float32)
         kernel(
-            levels.data_ptr(), u_scaled.data_ptr(), out.data_ptr(), levels.numel(),
-            cdf.data_ptr(), cdf.shape[1], guide.data_ptr(), bounds.data_ptr(), _GUIDE_BUCKETS,
-            photons, torch.get_num_threads(),
+            levels, u_scaled, out, levels.numel(), cdf, cdf.shape[1], guide, bounds,
+            _GUIDE_BUCKETS, photons,
         )  # fmt: skip
         return out
     u_scaled = u_scaled.reshape(-1)
@@ -178,6 +207,14 @@ def _poisson_8bit(levels: torch.Tensor, u_scaled: torch.Tensor, photons: float) 
     return torch.div(counts, photons).view(levels.shape)
 
 
+@poisson_8bit.register_fake
+def _(levels, u_scaled, photons):
+    return levels.new_empty(levels.shape, dtype=torch.float32)
+
+
+poisson_8bit.register_vmap(vmap_by_loop(poisson_8bit))
+
+
 def _gaussian_noise(x: torch.Tensor, std: float, g: torch.Generator) -> torch.Tensor:
     noise = random_normal(x, g)
     return gaussian_noise(x, std, noise, out=noise)
@@ -190,7 +227,7 @@ def _shot_noise(x: torch.Tensor, photons: float, g: torch.Generator) -> torch.Te
     if x.device.type == "cpu":
         levels = _quantise_8bit(x)
         if levels is not None:
-            return _poisson_8bit(levels, random_uniform(x.shape, 0, _GUIDE_BUCKETS, x, g), photons)
+            return poisson_8bit(levels, random_uniform(x.shape, 0, _GUIDE_BUCKETS, x, g), photons)
     return poisson_noise(x, photons, g)
 
 

@@ -6,7 +6,10 @@ https://github.com/hendrycks/robustness, batched.
 
 * Frost blends the scripts' photos frost1-frost5 by default (``source="photos"``) and generated
   textures only when asked or when no photo can be had; see :mod:`timm_pushpull.robustness.frost`.
-  On the CPU the blend runs in the C kernel of ``csrc/frost.c`` where a C compiler is found.
+  The blend is the ``torch.library`` op ``timm_pushpull::frost_blend`` (:func:`frost_blend`: a
+  fake implementation, its gradient and a vmap rule, so ``torch.compile``, ``torch.export``, FX
+  and ``torch.func`` take one op); on the CPU it runs the C kernel of ``csrc/frost.c`` where a C
+  compiler is found.
 * Spatter turns the water layer into 8 bits with the scripts' wrap-around by default
   (``overflow="wrap"``, as in the released data; ``"clip"`` saturates); see :func:`water_spatter`.
   Its water drops (severities 1-3) use OpenCV's Canny, distance transform and histogram
@@ -24,15 +27,15 @@ import cv2
 import numpy as np
 import torch
 
-from ... import native
 from ..frost import FrostSource, frost_textures, resolve_frost_source
 from .filters import clipped_zoom, gaussian_blur2d, motion_blur2d
 from .params import GRID_TOLERANCE, SPATTER_MODES, CorruptionFn, check_choice
-from .random import contiguous_on_cpu, random_uniform
+from .random import c_kernel, random_uniform, vmap_by_loop
 
 __all__ = [
     "add_snow",
     "adjust_value",
+    "frost_blend",
     "liquid_layer",
     "plasma_fractal",
     "snow_layer",
@@ -206,6 +209,98 @@ def _frost_stack(
     return stack, shapes
 
 
+def _crop_pixels(origin: torch.Tensor, height: int, width: int, texture_width: int) -> torch.Tensor:
+    """``[B, H, W]``: the row of the ``[N * H_max * W_max, 3]`` texture table each crop pixel reads
+    (index_select of rows beats 3-index gathering)."""
+    rows = torch.arange(height, device=origin.device) * texture_width
+    cols = torch.arange(width, device=origin.device)
+    return origin.view(-1, 1, 1) + rows.view(1, -1, 1) + cols.view(1, 1, -1)
+
+
+@torch.library.custom_op("timm_pushpull::frost_blend", mutates_args=())
+def frost_blend(
+    x: torch.Tensor,
+    textures: torch.Tensor,
+    origin: torch.Tensor,
+    frost_ratio: float,
+    image_weight: float,
+) -> torch.Tensor:
+    """``(x + frost_ratio * crop) * image_weight`` for images ``x [B, C, H, W]`` (C = 3, or 1 for
+    the crop's luma), where image b's crop is the ``H x W`` window of ``textures [N, H_max, W_max,
+    3]`` whose top-left pixel is row ``origin[b]`` of ``textures`` viewed as ``[N * H_max * W_max,
+    3]``.
+
+    By the C kernel of ``csrc/frost.c`` for float32 RGB on the CPU where a compiler is found (one
+    pass), else by torch ops (which may round the last bit differently). Linear in ``x`` and
+    ``textures``: both have gradients.
+    """
+    if x.dim() != 4 or x.shape[1] not in (1, 3) or textures.dim() != 4 or textures.shape[3] != 3:
+        raise ValueError(
+            f"frost_blend: x must be [B, 1 or 3, H, W] and textures [N, H_max, W_max, 3], got "
+            f"{list(x.shape)} and {list(textures.shape)}"
+        )
+    batch, channels, height, width = x.shape
+    # the C kernel reads the crops without bounds checks: each must lie inside the textures
+    last = (height - 1) * textures.shape[2] + width - 1  # a crop's last pixel, from its corner
+    table_rows = textures.numel() // 3
+    if origin.shape != (batch,) or (
+        x.numel() and not (origin.min() >= 0 and origin.max() + last < table_rows)
+    ):
+        raise ValueError(
+            f"frost_blend: origin must hold {batch} crop corners whose {height}x{width} crops lie "
+            f"inside the textures {list(textures.shape)}, got {origin.tolist()}"
+        )
+    kernel = c_kernel("frost", "frost_blend", _FROST_SIGNATURE, x, textures, origin)
+    float32 = x.dtype == textures.dtype == torch.float32
+    if kernel is not None and channels == 3 and float32 and origin.dtype == torch.int64:
+        out = torch.empty_like(x)
+        kernel(
+            x, textures, origin, out, batch, height, width, textures.shape[2], frost_ratio,
+            image_weight,
+        )  # fmt: skip
+        return out
+    pixel = _crop_pixels(origin, height, width, textures.shape[2])
+    frost = textures.reshape(-1, 3).index_select(0, pixel.flatten())
+    frost = frost.view(batch, height, width, 3).permute(0, 3, 1, 2)
+    if channels == 1:
+        frost = _luma(frost)
+    out = torch.add(x, frost, alpha=frost_ratio)  # one pass over the crops
+    return out if image_weight == 1 else out.mul_(image_weight)
+
+
+@frost_blend.register_fake
+def _(x, textures, origin, frost_ratio, image_weight):
+    return torch.empty_like(x)
+
+
+def _setup_frost_blend(ctx, inputs, output) -> None:
+    x, textures, origin, ctx.frost_ratio, ctx.image_weight = inputs
+    ctx.save_for_backward(origin)
+    ctx.x_shape, ctx.textures_shape = x.shape, textures.shape
+
+
+def _frost_blend_backward(ctx, grad: torch.Tensor):
+    (origin,) = ctx.saved_tensors
+    grad_x = grad * ctx.image_weight if ctx.needs_input_grad[0] else None
+    grad_textures = None
+    if ctx.needs_input_grad[1]:
+        _, channels, height, width = ctx.x_shape
+        scaled = grad * (ctx.frost_ratio * ctx.image_weight)
+        if channels == 1:  # the crop's luma: spread over R, G, B by the luma weights
+            luma = torch.tensor(_LUMA, dtype=grad.dtype, device=grad.device)
+            scaled = scaled * luma.view(3, 1, 1)
+        pixel = _crop_pixels(origin, height, width, ctx.textures_shape[2])
+        grad_textures = grad.new_zeros(ctx.textures_shape)
+        grad_textures.view(-1, 3).index_add_(
+            0, pixel.flatten(), scaled.permute(0, 2, 3, 1).reshape(-1, 3)
+        )
+    return grad_x, grad_textures, None, None, None
+
+
+frost_blend.register_autograd(_frost_blend_backward, setup_context=_setup_frost_blend)
+frost_blend.register_vmap(vmap_by_loop(frost_blend))
+
+
 def _frost(
     x: torch.Tensor, params: tuple, g: torch.Generator, source: str = "photos"
 ) -> torch.Tensor:
@@ -218,26 +313,8 @@ def _frost(
     room = (shapes[choice] - torch.tensor([height, width], device=x.device)).clamp_min(1)
     start = (torch.rand(batch, 2, generator=g, device=x.device) * room).long()
     _, stack_h, stack_w, _ = stack.shape
-    kernel = native.function("frost", "frost_blend", _FROST_SIGNATURE)
-    if kernel is not None and channels == 3 and contiguous_on_cpu(x) and x.dtype == torch.float32:
-        # crop corners as rows of the [N * H_max * W_max, 3] texture table
-        origin = (choice * stack_h + start[:, 0]) * stack_w + start[:, 1]
-        out = torch.empty_like(x)
-        kernel(
-            x.data_ptr(), stack.data_ptr(), origin.data_ptr(), out.data_ptr(), batch, height,
-            width, stack_w, frost_weight / image_weight, image_weight, torch.get_num_threads(),
-        )  # fmt: skip
-        return out
-    rows = start[:, :1] + torch.arange(height, device=x.device)
-    cols = start[:, 1:] + torch.arange(width, device=x.device)
-    # crops as rows of a [N * H_max * W_max, 3] table: index_select beats 3-index gathering
-    pixel = (choice.view(-1, 1, 1) * stack_h + rows.unsqueeze(2)) * stack_w + cols.unsqueeze(1)
-    frost = stack.view(-1, 3).index_select(0, pixel.flatten())
-    frost = frost.view(batch, height, width, 3).permute(0, 3, 1, 2)
-    if channels == 1:
-        frost = _luma(frost)
-    out = torch.add(x, frost, alpha=frost_weight / image_weight)  # one pass over the crops
-    return out if image_weight == 1 else out.mul_(image_weight)
+    origin = (choice * stack_h + start[:, 0]) * stack_w + start[:, 1]  # crop corners' rows
+    return frost_blend(x, stack, origin, frost_weight / image_weight, image_weight)
 
 
 def _fog(x: torch.Tensor, params: tuple, g: torch.Generator) -> torch.Tensor:
