@@ -245,10 +245,10 @@ class PushPull2d(nn.Module):
         weight, bias = self.push.weight, self.push.bias
         push = self.push(x)
         pulls = [pull(x, weight, bias) for pull in self.pulls]
-        # In place on the convolutions' fresh outputs: every new activation-sized tensor is a fresh
-        # allocation that page-faults in, and the three of the out-of-place ReLUs and inhibition
-        # cost 0.5-0.9x the push conv on the 2-core VM, in place 0.03x (BENCHMARKS.md, exact pull
-        # run 8). Autograd saves the ReLUs' results, so only the inhibition needs a new tensor.
+        # In place on the convolutions' fresh outputs: two (in eval three) activation-sized tensors
+        # fewer to allocate and page in. Side by side in the benchmark that is 1-2% of the exact
+        # layer's time (BENCHMARKS.md, exact pull run 8), and less memory. Autograd saves the ReLUs'
+        # results, so with gradients the inhibition writes a new tensor.
         if self.rectify:
             push = F.relu_(push)
             pulls = [F.relu_(p) for p in pulls]
