@@ -47,9 +47,10 @@ MAX_TAPS = 64  # per axis, csrc/pull_maps.c
 # on every call: a fresh 58 MB tensor cost 1.9x a conv to fill.
 CHUNK_BYTES = 1 << 26
 # The forward pass mixes each chunk right after building it, so chunks small enough to stay in
-# cache (this per thread) are not written to memory and read back: single-threaded on the quiet
-# 2-core VM, the 64->64 pull ran at 2.1x a conv with 64 MiB chunks and 1.6-1.9x with 2-4 MiB, the
-# 3->64 7x7 stem's at 2.6-2.9x and 1.9-2.1x (BENCHMARKS.md, exact pull run 8).
+# cache (this per thread) are not written to memory and read back. Side by side on the 2-core VM
+# (BENCHMARKS.md, exact pull run 8), the 64->64 pull on 8x64x56x56 against its push conv: 2.60x
+# with 64 MiB chunks, 1.96x with 4 MiB on one thread; 3.00x and 2.30x on two. The 3->64 7x7 stem's:
+# 2.80x and 2.28x, 3.02x and 2.57x.
 FORWARD_CHUNK_BYTES_PER_THREAD = 1 << 22
 # With few input channels the channels-last kernel's inner loops (over channels) run 1-4 times and
 # cost more than their multiply-adds: the 3->64 7x7 stem's maps took 3.5x its push conv. Up to
