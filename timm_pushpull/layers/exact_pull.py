@@ -53,9 +53,10 @@ CHUNK_BYTES = 1 << 26
 # 2.80x and 2.28x, 3.02x and 2.57x.
 FORWARD_CHUNK_BYTES_PER_THREAD = 1 << 22
 # With few input channels the channels-last kernel's inner loops (over channels) run 1-4 times and
-# cost more than their multiply-adds: the 3->64 7x7 stem's maps took 3.5x its push conv. Up to
-# this many channels (one group) the planar kernel reads NCHW and loops over pixels instead, and
-# the GEMM reads its maps transposed (BENCHMARKS.md, exact pull run 8).
+# cost more than their multiply-adds. Up to this many channels (one group) the planar kernel reads
+# NCHW and loops over pixels instead, and the GEMM reads its maps transposed: the exact 3->64 7x7
+# stem went from 6.86x to 3.81x a conv in eval and from 8.61x to 5.03x in training
+# (BENCHMARKS.md, exact pull runs 7 and 8, with the chunk size below).
 PLANAR_MAX_CHANNELS = 4
 _scratch = threading.local()
 
