@@ -460,16 +460,22 @@ EXACTNESS_CASES = [
 ]
 
 
+def _case_layer(case: tuple, dtype: torch.dtype, use_native: bool) -> PushPull2d:
+    in_ch, out_ch, kernel, stride, padding, dilation, groups, h, bias = case
+    layer = PushPull2d(
+        in_ch, out_ch, kernel, stride, padding, dilation, groups, bias, pull_scale=h, dtype=dtype
+    )
+    layer.pulls[0].native_separable = use_native  # the C form for every geometry, if asked
+    return layer
+
+
 @pytest.mark.parametrize("use_native", [True, False])
 @pytest.mark.parametrize("dtype,tolerance", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
 @pytest.mark.parametrize("case", EXACTNESS_CASES)
 def test_exact_pull_equals_the_reference(case, dtype, tolerance, use_native):
     in_ch, out_ch, kernel, stride, padding, dilation, groups, h, bias = case
-    layer = PushPull2d(
-        in_ch, out_ch, kernel, stride, padding, dilation, groups, bias, pull_scale=h, dtype=dtype
-    )
+    layer = _case_layer(case, dtype, use_native)
     pull = layer.pulls[0]
-    pull.native_separable = use_native  # the C form for every geometry, not only where it pays
     x = torch.randn(2, in_ch, 19, 17, dtype=dtype)
     expected = _reference_pull(
         x, layer.push.weight, layer.push.bias, h, stride, padding, dilation, groups
@@ -489,11 +495,7 @@ def test_exact_pull_in_many_chunks_equals_the_reference(case, monkeypatch):
 
     monkeypatch.setattr(exact_pull, "FORWARD_CHUNK_BYTES_PER_THREAD", 1000)
     in_ch, out_ch, kernel, stride, padding, dilation, groups, h, bias = case
-    layer = PushPull2d(
-        in_ch, out_ch, kernel, stride, padding, dilation, groups, bias, pull_scale=h,
-        dtype=torch.float64,
-    )  # fmt: skip
-    layer.pulls[0].native_separable = True
+    layer = _case_layer(case, torch.float64, use_native=True)
     x = torch.randn(3, in_ch, 19, 17, dtype=torch.float64)
     expected = _reference_pull(
         x, layer.push.weight, layer.push.bias, h, stride, padding, dilation, groups
@@ -507,11 +509,7 @@ def test_exact_pull_in_many_chunks_equals_the_reference(case, monkeypatch):
 @pytest.mark.parametrize("case", EXACTNESS_CASES[::2])
 def test_exact_pull_gradients_equal_the_reference(case, use_native):
     in_ch, out_ch, kernel, stride, padding, dilation, groups, h, bias = case
-    layer = PushPull2d(
-        in_ch, out_ch, kernel, stride, padding, dilation, groups, bias, pull_scale=h,
-        dtype=torch.float64,
-    )  # fmt: skip
-    layer.pulls[0].native_separable = use_native
+    layer = _case_layer(case, torch.float64, use_native)
     x = torch.randn(2, in_ch, 15, 13, dtype=torch.float64, requires_grad=True)
     params = [x, layer.push.weight] + ([layer.push.bias] if bias else [])
     weights = None

@@ -188,6 +188,13 @@ def bench_pull(rounds: int = 9, quick: bool = False) -> str:
     return out + "\n" + _bench_chunks(rounds, quick) + "\n" + _bench_epilogue(rounds, quick)
 
 
+# (name, input shape, kernel size, stride), 64 output channels, h = 2: the chunk and epilogue tables
+_C_FORM_CASES = (
+    ("64->64 3x3, h=2", (8, 64, 56, 56), 3, 1),
+    ("3->64 7x7 /2, h=2", (8, 3, 224, 224), 7, 2),
+)
+
+
 class _OutOfPlaceEpilogue(nn.Module):
     """The exact layer with new tensors for its ReLUs and the inhibition (before issue 14's run 8)."""
 
@@ -207,11 +214,7 @@ class _OutOfPlaceEpilogue(nn.Module):
 def _bench_epilogue(rounds: int, quick: bool) -> str:
     """The layer's ReLUs and inhibition in place (the default) or into new tensors, eval."""
     rows = []
-    cases = (
-        ("64->64 3x3, h=2", (8, 64, 56, 56), 3, 1),
-        ("3->64 7x7 /2, h=2", (8, 3, 224, 224), 7, 2),
-    )
-    for name, shape, size, stride in cases[:1] if quick else cases:
+    for name, shape, size, stride in _C_FORM_CASES[:1] if quick else _C_FORM_CASES:
         x = torch.randn(2, *shape[1:]) if quick else torch.randn(shape)
         layer = PushPull2d(shape[1], 64, size, stride, size // 2).eval()
         conv = nn.Conv2d(shape[1], 64, size, stride, size // 2, bias=False).eval()
@@ -237,11 +240,7 @@ def _bench_chunks(rounds: int, quick: bool) -> str:
     sizes = sorted({64 << 20, 16 << 20, default, 1 << 20}, reverse=True)
     threads = torch.get_num_threads()
     rows = []
-    cases = (
-        ("64->64 3x3, h=2", (8, 64, 56, 56), 3, 1),
-        ("3->64 7x7 /2, h=2", (8, 3, 224, 224), 7, 2),
-    )
-    for name, shape, size, stride in cases[:1] if quick else cases:
+    for name, shape, size, stride in _C_FORM_CASES[:1] if quick else _C_FORM_CASES:
         x = torch.randn(2, *shape[1:]) if quick else torch.randn(shape)
         conv = nn.Conv2d(shape[1], 64, size, stride, size // 2, bias=False).eval()
         pull = pull_kernel_size(size, 2.0)
