@@ -488,12 +488,18 @@ def test_exact_pull_equals_the_reference(case, dtype, tolerance, use_native):
             assert error < tolerance, (mode, error.item())
 
 
+@pytest.mark.parametrize("one_pass", [True, False])
 @pytest.mark.parametrize("case", [EXACTNESS_CASES[1], EXACTNESS_CASES[5], EXACTNESS_CASES[-2]])
-def test_exact_pull_in_many_chunks_equals_the_reference(case, monkeypatch):
-    # chunks of a few output rows, and of a part of an image: every boundary between them
+def test_exact_pull_in_many_chunks_equals_the_reference(case, one_pass, monkeypatch):
+    # chunks of a few output rows, and of a part of an image: every boundary between them; each
+    # thread mixing its own rows with MKL's GEMM (one pass), or chunk by chunk with torch.mm
     from timm_pushpull.layers import exact_pull
 
     monkeypatch.setattr(exact_pull, "FORWARD_CHUNK_BYTES_PER_THREAD", 1000)
+    if not one_pass:
+        monkeypatch.setattr(exact_pull, "blas_gemm", lambda dtype: None)
+    elif exact_pull.blas_gemm(torch.float64) is None:
+        pytest.skip("PyTorch without MKL: no GEMM to call from the C kernel")
     in_ch, out_ch, kernel, stride, padding, dilation, groups, h, bias = case
     layer = _case_layer(case, torch.float64, use_native=True)
     x = torch.randn(3, in_ch, 19, 17, dtype=torch.float64)

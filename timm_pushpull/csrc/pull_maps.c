@@ -10,6 +10,12 @@
    write channels-first. Planes or rows are split over OpenMP threads (torch's runtime, see
    blur_pool.c). */
 #include <stdlib.h>
+#ifdef _OPENMP
+#include <omp.h>
+#define THREAD_ID omp_get_thread_num()
+#else
+#define THREAD_ID 0
+#endif
 
 #define MAX_TAPS 64
 #define CHANNEL_BLOCK 32

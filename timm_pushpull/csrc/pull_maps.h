@@ -147,6 +147,71 @@ int NAME(pull_maps_planar)(const SCALAR *x, SCALAR *maps, long batch, int channe
     return failed;
 }
 
+/* The BLAS's Fortran GEMM for this type (sgemm_ / dgemm_): column-major, arguments by address. */
+typedef void (*NAME(gemm_fn))(const char *, const char *, const int *, const int *, const int *,
+                              const SCALAR *, const SCALAR *, const int *, const SCALAR *,
+                              const int *, const SCALAR *, SCALAR *, const int *);
+
+/* The whole exact pull of one group in one parallel region: each thread builds the maps of a
+   block of block_rows output rows of one image into its own part of scratch (block_rows * out_width
+   * C * sh * sw elements per thread, sized to stay in its cache) and mixes them at once with
+   gemm, the BLAS PyTorch uses, which runs on the calling thread inside a parallel region. So the
+   maps never go to memory and the threads never wait for each other between building and mixing
+   (two parallel regions per chunk otherwise). x is [N, C, H, W] (planar) or [N, H, W, C];
+   out [N, Ho, Wo, O]; weights [C*sh*sw, O] in the maps' order, row-major; bias [O] or NULL. */
+int NAME(pull_mixed)(const SCALAR *x, SCALAR *out, long batch, int channels, int groups,
+                     int height, int width, int out_height, int out_width, int sh, int ph, int sw,
+                     int pw, const double *taps_v, const double *taps_h, int stride_h,
+                     int stride_w, int pad_top, int pad_left, int dil_h, int dil_w,
+                     const SCALAR *weights, const SCALAR *bias, int out_channels, int block_rows,
+                     int planar, SCALAR *scratch, void *gemm, int num_threads) {
+    geometry geo = {channels, groups, height, width, out_height, out_width, sh, ph, sw, pw,
+                    taps_v, taps_h, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w};
+    if (groups != 1 || block_rows < 1 || gemm == NULL || make_geometry(&geo)) return 1;
+    const NAME(gemm_fn) mix = (NAME(gemm_fn))gemm;
+    const int maps_per_pixel = channels * sh * sw;
+    const long blocks = (out_height + block_rows - 1) / block_rows, tasks = batch * blocks;
+    const long block_size = (long)block_rows * out_width * maps_per_pixel;
+    const long padded = geo.cols.padded;
+    const long work_size = planar ? padded + padded + stride_w : (long)sh * padded * channels;
+    int failed = 0;
+    if (num_threads > tasks) num_threads = (int)tasks;
+    if (num_threads < 1) num_threads = 1;
+#pragma omp parallel num_threads(num_threads) reduction(| : failed)
+    {
+        SCALAR *maps = scratch + (long)THREAD_ID * block_size;
+        SCALAR *work = (SCALAR *)calloc((size_t)work_size, sizeof(SCALAR));
+        if (work == NULL) failed = 1;
+#pragma omp for schedule(static)
+        for (long task = 0; task < tasks; task++) {
+            if (work == NULL) continue;
+            const long n = task / blocks;
+            const int first = (int)(task % blocks) * block_rows;
+            const int rows = out_height - first < block_rows ? out_height - first : block_rows;
+            const int pixels = rows * out_width, k = maps_per_pixel, o = out_channels;
+            for (int r = 0; r < rows; r++) {
+                if (planar)
+                    NAME(planar_row)(&geo, x, maps, pixels, (long)r * out_width, work,
+                                     work + padded, n, first + r);
+                else
+                    NAME(forward_row)(&geo, x, maps + (long)r * out_width * k, work, n,
+                                      first + r);
+            }
+            /* row-major out[P, O] = maps[P, K] @ weights[K, O], i.e. column-major
+               out^T = weights^T maps^T; planar maps are [K, P], i.e. maps^T already */
+            SCALAR *dst = out + (n * out_height + first) * (long)out_width * o;
+            const SCALAR one = 1, zero = 0;
+            mix("N", planar ? "T" : "N", &o, &pixels, &k, &one, weights, &o, maps,
+                planar ? &pixels : &k, &zero, dst, &o);
+            if (bias != NULL)
+                for (long p = 0; p < pixels; p++)
+                    for (int c = 0; c < o; c++) dst[p * o + c] += bias[c];
+        }
+        free(work);
+    }
+    return failed;
+}
+
 /* Channels first .. first + count - 1 of group g of image n: grad_x (image [H, W, C], those
    channels overwritten) from grad (the map gradient of image n, by element strides). smooth holds
    [sh][padded width][count], gathered [count]. */

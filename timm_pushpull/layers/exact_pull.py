@@ -26,6 +26,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import threading
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +38,7 @@ from .. import native
 _INT, _LONG, _PTR = ctypes.c_int, ctypes.c_long, ctypes.c_void_p
 _GEOMETRY = [_LONG] + [_INT] * 10 + [_PTR, _PTR] + [_INT] * 6
 _FORWARD_SIGNATURE = [_PTR, _PTR, *_GEOMETRY, _INT, _INT, _INT]
+_MIXED_SIGNATURE = [_PTR, _PTR, *_GEOMETRY, _PTR, _PTR, _INT, _INT, _INT, _PTR, _PTR, _INT]
 _BACKWARD_SIGNATURE = [_PTR, _PTR, *_GEOMETRY, _LONG, _LONG, _LONG, _LONG, _INT]
 _SUFFIX = {torch.float32: "float", torch.float64: "double"}
 MAX_TAPS = 64  # per axis, csrc/pull_maps.c
@@ -91,6 +93,23 @@ def _kernel(backward: bool, dtype: torch.dtype, planar: bool = False):
     name = f"pull_maps{'_backward' if backward else '_planar' if planar else ''}_{_SUFFIX[dtype]}"
     signature = _BACKWARD_SIGNATURE if backward else _FORWARD_SIGNATURE
     return native.function("pull_maps", name, signature, ctypes.c_int)
+
+
+@functools.cache
+def blas_gemm(dtype: torch.dtype) -> int | None:
+    """Address of the Fortran GEMM (``sgemm_``/``dgemm_``) of the MKL that PyTorch runs on, for the
+    C kernel that mixes inside its own parallel region; None where PyTorch has no MKL (other
+    BLAS builds may start threads of their own there) or the symbol is not found."""
+    if dtype not in _SUFFIX or not torch.backends.mkl.is_available():
+        return None
+    symbol = {torch.float32: "sgemm_", torch.float64: "dgemm_"}[dtype]
+    for name in ("libtorch_cpu.so", "libtorch_cpu.dylib"):
+        path = Path(torch.__file__).parent / "lib" / name
+        try:
+            return ctypes.cast(getattr(ctypes.CDLL(str(path)), symbol), ctypes.c_void_p).value
+        except (OSError, AttributeError):
+            continue
+    return None
 
 
 def planar_maps(channels: int, groups: int) -> bool:
@@ -169,8 +188,8 @@ class _Kernels:
         self.threads = torch.get_num_threads() if x.numel() * ph >= 1 << 16 else 1
         self.dtype = x.dtype
         self.planar = planar_maps(c, groups)
-        row_bytes = self.out_w * self.maps_per_pixel * x.element_size()
-        self.rows = max(1, chunk_bytes // row_bytes)  # output rows per chunk
+        self.row_bytes = self.out_w * self.maps_per_pixel * x.element_size()
+        self.rows = max(1, chunk_bytes // self.row_bytes)  # output rows per chunk
 
     def chunks(self, batch: int, whole_images: bool = False):
         """``(first image, images, first row, rows)`` covering the output a few MiB at a time."""
@@ -195,6 +214,26 @@ class _Kernels:
         if self.planar:
             return maps.view(self.maps_per_pixel, -1).T
         return maps.view(-1, self.maps_per_pixel)
+
+    def mix_in_one_pass(
+        self, x: Tensor, weights: Tensor, bias: Tensor | None, out: Tensor, gemm: int
+    ) -> None:
+        """``out [N, Ho, Wo, O]`` = the maps of ``x`` mixed by ``weights [K, O]`` (+ ``bias``), one
+        group, each thread building and mixing its own blocks of rows (``csrc/pull_maps.h``)."""
+        threads = min(self.threads, x.shape[0] * self.out_h)
+        block_rows = max(1, FORWARD_CHUNK_BYTES_PER_THREAD // self.row_bytes)
+        block_rows = min(block_rows, -(-x.shape[0] * self.out_h // threads))  # work for all
+        scratch = _scratch_buffer(threads * block_rows * self.out_w * self.maps_per_pixel, x.dtype)
+        kernel = native.function(
+            "pull_maps", f"pull_mixed_{_SUFFIX[self.dtype]}", _MIXED_SIGNATURE, ctypes.c_int
+        )
+        bias_pointer = None if bias is None else bias.data_ptr()
+        failed = kernel(
+            x.data_ptr(), out.data_ptr(), *self.geometry, weights.data_ptr(), bias_pointer,
+            out.shape[-1], block_rows, self.planar, scratch.data_ptr(), gemm, threads,
+        )  # fmt: skip
+        if failed:
+            raise RuntimeError("pull-maps C kernel: bad geometry or out of memory")
 
     def spread(self, grad_maps: Tensor, grad_x: Tensor, n: int, images: int) -> None:
         """``grad_x[n .. n + images - 1]`` from the gradient of those images' maps."""
@@ -267,6 +306,11 @@ def exact_pull(
     out = _channels_last_output(x, batch, out_channels, out_h, out_w)
     pixels_last = out.permute(0, 2, 3, 1)  # [N, Ho, Wo, O], contiguous
     mixing = _mixing_weight(weight, groups)
+    gemm = blas_gemm(x.dtype) if groups == 1 else None
+    if gemm is not None:
+        bias = None if bias is None else bias.contiguous()
+        kernels.mix_in_one_pass(x, mixing[0].contiguous(), bias, pixels_last, gemm)
+        return out
     buffer = _scratch_buffer(kernels.rows * out_w * kernels.maps_per_pixel, x.dtype)
     for n, images, row, rows in kernels.chunks(batch):
         maps = kernels.maps(x, buffer, n, images, row, rows)
