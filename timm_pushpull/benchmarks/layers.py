@@ -122,14 +122,26 @@ def bench_pull(rounds: int = 9, quick: bool = False) -> str:
     )
 
     # direct vs separable, the pull alone, eval: the rule in pull.separable_pays
+    # (in, out, kernel, h, stride, input): square layers, then the image-facing ones (planar maps)
     rule_rows = []
-    cases = ((3, 2.0, 64), (3, 1.5, 64), (5, 1.5, 64), (2, 1.5, 64), (1, 2.0, 64), (3, 2.0, 16))
-    for size, h, channels in cases[:1] if quick else cases:
-        x = torch.randn(2, channels, 14, 14) if quick else torch.randn(8, channels, 28, 28)
+    cases = (
+        (64, 64, 3, 2.0, 1, (8, 28)),
+        (64, 64, 3, 1.5, 1, (8, 28)),
+        (64, 64, 5, 1.5, 1, (8, 28)),
+        (64, 64, 2, 1.5, 1, (8, 28)),
+        (64, 64, 1, 2.0, 1, (8, 28)),
+        (16, 16, 3, 2.0, 1, (8, 28)),
+        (1, 6, 5, 2.0, 1, (256, 28)),
+        (1, 20, 5, 2.0, 1, (128, 28)),
+        (3, 16, 3, 2.0, 1, (64, 32)),
+        (3, 64, 7, 2.0, 2, (4, 224)),
+    )
+    for in_ch, out_ch, size, h, stride, (batch, side) in cases[:1] if quick else cases:
+        x = torch.randn(2, in_ch, 14, 14) if quick else torch.randn(batch, in_ch, side, side)
         pull = pull_kernel_size(size, h)
-        weight = torch.randn(channels, channels, size, size)
+        weight = torch.randn(out_ch, in_ch, size, size)
         pad = (pull - 1) // 2
-        args = ([pull, pull], [1, 1], [pad] * 4, [1, 1], 1)
+        args = ([pull, pull], [stride] * 2, [pad] * 4, [1, 1], 1)
         with torch.no_grad():
             times = interleaved_medians(
                 {
@@ -138,17 +150,19 @@ def bench_pull(rounds: int = 9, quick: bool = False) -> str:
                 },
                 rounds,
             )
+        picks = separable_pays((size, size), (pull, pull), out_ch)
         rule_rows.append(
             [
-                f"{channels}->{channels} {size}x{size} -> {pull}x{pull}",
+                f"{in_ch}->{out_ch} {size}x{size}{f' /{stride}' if stride > 1 else ''} -> {pull}x{pull}",
+                str(list(x.shape)),
                 f"{pull * pull / (size * size):.2f}",
                 f"{times['separable'] / times['direct']:.2f}",
-                "separable" if separable_pays((size, size), (pull, pull), channels) else "direct",
+                "separable" if picks else "direct",
             ]
         )
     out += "\n" + markdown_table(
-        f"Pull alone, C separable form vs direct conv ({x.shape[0]}xCx{x.shape[-1]}x{x.shape[-1]}, eval)",
-        ["pull", "pull/push area", "separable / direct time", "rule picks"],
+        "Pull alone, C separable form vs direct conv (eval)",
+        ["pull", "input", "pull/push area", "separable / direct time", "rule picks"],
         rule_rows,
     )
 
