@@ -7,12 +7,15 @@ Strisciuglio et al. (2020) define the pull kernel as the push kernel resized wit
     x * resize(k) = sum_ab k[:, :, a, b] * (x * u_a u_b^T)
 
 ``exact_pull`` builds the ``s_h * s_w`` maps ``x * u_a u_b^T`` of every input channel with a C
-kernel (``csrc/pull_maps.c``, built by :mod:`timm_pushpull.native`) in one pass per axis,
-channels-last, then mixes them with the push kernel in one matrix product, which has exactly the
-push convolution's multiply-adds. The maps are built and mixed in chunks of at most
-``FORWARD_CHUNK_BYTES_PER_THREAD`` (cache-sized) in a buffer kept per thread. The backward pass rebuilds them the same way (the
-weight gradient is one matrix product per chunk) and spreads the map gradient back through the
-transposed filtering, also in C.
+kernel (``csrc/pull_maps.c``, built by :mod:`timm_pushpull.native`) in one pass per axis
+(channels-last, or channels-first for few input channels), then mixes them with the push kernel
+in a matrix product, which has exactly the push convolution's multiply-adds. Each thread builds
+a cache-sized block of output rows (``FORWARD_CHUNK_BYTES_PER_THREAD``) and mixes it at once with
+the GEMM of the MKL that PyTorch runs on, called from the C kernel (one parallel region for the
+whole op); without MKL, or with groups, the blocks are built in parallel and mixed with
+``torch.mm``/``torch.bmm`` chunk by chunk. The backward pass rebuilds the maps chunk by chunk
+(the weight gradient is one matrix product per chunk) and spreads the map gradient back through
+the transposed filtering, also in C.
 
 It is a ``torch.library`` custom op with a fake implementation, an autograd formula, a vmap rule
 and a FLOP formula, so ``torch.compile``, ``torch.export``, FX, ``torch.func`` and the FLOP counter
@@ -48,11 +51,11 @@ MAX_TAPS = 64  # per axis, csrc/pull_maps.c
 # 64 MiB (one chunk). The buffer is kept per thread (at most 64 MiB), so it is not page-faulted in
 # on every call: a fresh 58 MB tensor cost 1.9x a conv to fill.
 CHUNK_BYTES = 1 << 26
-# The forward pass mixes each chunk right after building it, so chunks small enough to stay in
-# cache (this per thread) are not written to memory and read back. Side by side on the 2-core VM
-# (BENCHMARKS.md, exact pull run 8), the 64->64 pull on 8x64x56x56 against its push conv: 2.60x
-# with 64 MiB chunks, 1.96x with 4 MiB on one thread; 3.00x and 2.30x on two. The 3->64 7x7 stem's:
-# 2.80x and 2.28x, 3.02x and 2.57x.
+# The forward pass mixes each block right after building it, so blocks small enough to stay in a
+# core's cache (1 MiB of L2 on the 2-core VM) are not written to memory and read back. Side by
+# side (BENCHMARKS.md, exact pull run 9), the 64->64 pull on 8x64x56x56 against its push conv:
+# 1.82x with 64 MiB blocks, 1.73x with 1 MiB on one thread; 2.58x and 2.02x on two. The 3->64 7x7
+# stem's: 2.52x and 2.10x, 2.38x and 2.18x.
 FORWARD_CHUNK_BYTES_PER_THREAD = 1 << 20
 # With few input channels the channels-last kernel's inner loops (over channels) run 1-4 times and
 # cost more than their multiply-adds. Up to this many channels (one group) the planar kernel reads

@@ -57,10 +57,9 @@ TORCH_MAP_COST_CHANNELS = 150
 # direct form P * O for a P = p_h*p_w pull kernel. Measured on this project's 2-core x86 VM
 # (BENCHMARKS.md, "pull alone"): building the maps costs about what mixing them into c = 72 output
 # channels does (the two forms tie for 16->16 3x3 -> 7x7 and for 64->64 5x5 -> 7x7). The same rule
-# holds for the channels-first maps of layers with few input channels (exact pull run 8): the
-# 3->64 7x7 stem runs separable (its pull 1.4-1.5x the push conv, direct 2.3-2.4x; training too),
-# LeNet's 1->6 5x5 and the CIFAR 3->16 3x3 stems direct (separable 6x and 3.7x the push conv,
-# direct 2.7x and 3.0x).
+# holds for the channels-first maps of layers with few input channels (BENCHMARKS.md, exact pull
+# run 9: separable / direct time): the 3->64 7x7 stem (0.62) and 1->20 5x5 (0.60) run separable,
+# LeNet's 1->6 5x5 (1.84) and the CIFAR 3->16 3x3 stem (1.04) direct; in training too.
 MAP_COST_CHANNELS = 72
 
 

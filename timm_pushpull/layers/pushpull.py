@@ -246,9 +246,9 @@ class PushPull2d(nn.Module):
         push = self.push(x)
         pulls = [pull(x, weight, bias) for pull in self.pulls]
         # In place on the convolutions' fresh outputs: two (in eval three) activation-sized tensors
-        # fewer to allocate and page in. Side by side in the benchmark that is 1-2% of the exact
-        # layer's time (BENCHMARKS.md, exact pull run 8), and less memory. Autograd saves the ReLUs'
-        # results, so with gradients the inhibition writes a new tensor.
+        # fewer to allocate and page in. Side by side in the benchmark that is 0-5% of the exact
+        # layer's time (BENCHMARKS.md, exact pull runs 8 and 9), and less memory. Autograd saves
+        # the ReLUs' results, so with gradients the inhibition writes a new tensor.
         if self.rectify:
             push = F.relu_(push)
             pulls = [F.relu_(p) for p in pulls]
