@@ -18,6 +18,7 @@ from timm_pushpull.robustness.results import load_per_image, load_results
 from timm_pushpull.study import (
     FULL,
     GROUPS,
+    LARGE,
     MNIST_NOISE_LEVELS,
     PAPER_MNIST,
     QUICK,
@@ -87,6 +88,30 @@ def test_grid_is_the_papers():
             model, family, FULL, Path("data"), Path("run"), False, False
         )
         timm.create_model(overrides["model"], num_classes=10, in_chans=1, **json.loads(kwargs))
+
+
+def test_large_scale_is_the_papers_protocol_on_all_images(tmp_path):
+    # every group, ResNet-20 too, on all 10,000 test images; every model on all training images
+    for group in GROUPS.values():
+        assert group_settings(group, LARGE).test_samples == 10_000
+    assert LARGE.lenet_train_samples is None and LARGE.resnet_train_samples is None
+    assert LARGE.lenet_epochs > FULL.lenet_epochs and LARGE.resnet_epochs > FULL.resnet_epochs
+    # another scale is another study: refused in a folder of the default one
+    open_study(tmp_path, grid(), FULL)
+    assert cli_main(["study", "--scale", "large", "--out", str(tmp_path)]) == 2
+    with pytest.raises(ValueError, match="--scale must be one of"):
+        run_study(tmp_path / "new", scale="huge")
+
+
+def test_report_names_the_resnet_test_subset_the_study_used(tmp_path):
+    for settings, expected in (
+        (FULL, "tested on 500 of them"),
+        (LARGE, "tested on 10,000 of them"),
+    ):
+        out = tmp_path / settings.name
+        open_study(out, grid(), settings)
+        text = write_study_report(out).read_text()
+        assert expected in text, settings.name
 
 
 def test_quick_grid_is_small():
