@@ -249,6 +249,13 @@ def test_report_statistics_by_hand(quick_lenet):
     expected = np.mean([(per_image[("PA", s)] - per_image[("A", s)]).mean(axis=0) for s in (0, 1)])
     compared = paired_comparisons(quick_lenet, cells, "PA", "A")
     assert compared["gaussian noise sweep"]["effect"] == pytest.approx(expected)
+    # ... and the interval over the two seeds of each seed's mean difference (training randomness)
+    per_seed = [(per_image[("PA", s)] - per_image[("A", s)]).mean() for s in (0, 1)]
+    half = T_975[1] * abs(per_seed[0] - per_seed[1]) / np.sqrt(2) / np.sqrt(2)
+    got = compared["gaussian noise sweep"]
+    assert (got["seed_low"], got["seed_high"]) == pytest.approx((expected - half, expected + half))
+    report = (quick_lenet / "report" / "README.md").read_text()
+    assert f"[{100 * (expected - half):+.2f}, {100 * (expected + half):+.2f}]" in report
     assert compared["gaussian noise sweep"]["seeds"] == [0, 1]
     assert len(compared["clean"]["mcnemar_p_per_seed"]) == 2
 

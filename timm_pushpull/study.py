@@ -513,11 +513,13 @@ def paired_comparisons(
     out: Path, cells: Sequence[Cell], candidate: str, reference: str
 ) -> dict[str, dict[str, Any]]:
     """Per test: the paired bootstrap over images of the per-image error (shift: agreement),
-    averaged over levels and over the training seeds both models have, and McNemar's test of
-    the clean error of each such seed (:mod:`.robustness.stats`)."""
+    averaged over levels and over the training seeds both models have; the Student-t interval
+    over those seeds of each seed's mean difference (``seed_low``, ``seed_high``: the bootstrap
+    resamples images, not training runs); and McNemar's test of the clean error of each such
+    seed (:mod:`.robustness.stats`)."""
     from .demo import SHIFT_TEST, SWEEP_SUFFIX, _by_test
     from .robustness.results import load_per_image, load_results
-    from .robustness.stats import mcnemar_exact, paired_bootstrap
+    from .robustness.stats import mcnemar_exact
 
     finished = _finished(out, cells)
     seeds = sorted(
@@ -534,25 +536,33 @@ def paired_comparisons(
     for name in ours[0]:
         if name not in theirs[0]:
             continue
-        a = np.concatenate([np.atleast_2d(o[name].values) for o in ours])
-        b = np.concatenate([np.atleast_2d(t[name].values) for t in theirs])
-        tests[name] = dict(paired_bootstrap(a, b).to_dict(), seeds=seeds)
+        a = [np.atleast_2d(o[name].values) for o in ours]
+        b = [np.atleast_2d(t[name].values) for t in theirs]
+        tests[name] = _compared(a, b, seeds)
     corruptions = [
         n for n in tests if n not in ("clean", SHIFT_TEST) and not n.endswith(SWEEP_SUFFIX)
     ]
     if corruptions:  # each image's error over every corruption, severity and seed
-        tests["mean corruption error"] = dict(
-            paired_bootstrap(
-                np.concatenate([np.atleast_2d(o[n].values) for o in ours for n in corruptions]),
-                np.concatenate([np.atleast_2d(t[n].values) for t in theirs for n in corruptions]),
-            ).to_dict(),
-            seeds=seeds,
+        tests["mean corruption error"] = _compared(
+            [np.concatenate([np.atleast_2d(o[n].values) for n in corruptions]) for o in ours],
+            [np.concatenate([np.atleast_2d(t[n].values) for n in corruptions]) for t in theirs],
+            seeds,
         )
     tests["clean"]["mcnemar_p_per_seed"] = [
         mcnemar_exact(o["clean"].values, t["clean"].values).p_value
         for o, t in zip(ours, theirs, strict=True)
     ]
     return tests
+
+
+def _compared(ours: list[np.ndarray], theirs: list[np.ndarray], seeds: list[int]) -> dict:
+    """One paired comparison from per-seed ``[levels, images]`` outcomes of the two models."""
+    from .robustness.stats import paired_bootstrap
+
+    per_seed = [float((o.astype(np.float64) - t).mean()) for o, t in zip(ours, theirs, strict=True)]
+    _, seed_low, seed_high = mean_interval(per_seed)
+    compared = paired_bootstrap(np.concatenate(ours), np.concatenate(theirs)).to_dict()
+    return dict(compared, seeds=seeds, seed_low=seed_low, seed_high=seed_high)
 
 
 def _cell(entry: tuple) -> str:
@@ -725,16 +735,20 @@ def write_study_report(out: str | Path) -> Path:
         if pairs:
             lines += ["Paired differences (candidate - reference, % points of error; shift: of "
                       "agreement) on the same images, averaged over levels and seeds; 95% BCa "
-                      "bootstrap interval over images:", "",
-                      "| candidate vs reference | test | difference [95% CI] | seeds | McNemar p per seed |",
-                      "|---|---|---|---|---|"]  # fmt: skip
+                      "bootstrap interval over images, and 95% Student-t interval over the training "
+                      "seeds of each seed's difference (the first leaves out training randomness, "
+                      "the second includes it):", "",
+                      "| candidate vs reference | test | difference [95% CI over images] | "
+                      "[95% CI over seeds] | seeds | McNemar p per seed |",
+                      "|---|---|---|---|---|---|"]  # fmt: skip
             for candidate, reference in pairs:
                 compared = paired_comparisons(out, cells, candidate, reference)
                 for test, c in compared.items():
                     p_values = ", ".join(f"{p:.3g}" for p in c.get("mcnemar_p_per_seed", [])) or "–"
                     lines.append(f"| {candidate} vs {reference} | {test} | {100 * c['effect']:+.2f} "
-                                 f"[{100 * c['low']:+.2f}, {100 * c['high']:+.2f}] | {len(c['seeds'])} | "
-                                 f"{p_values} |")  # fmt: skip
+                                 f"[{100 * c['low']:+.2f}, {100 * c['high']:+.2f}] | "
+                                 f"[{100 * c['seed_low']:+.2f}, {100 * c['seed_high']:+.2f}] | "
+                                 f"{len(c['seeds'])} | {p_values} |")  # fmt: skip
             lines.append("")
     path = report / "README.md"
     path.write_text("\n".join(lines))
