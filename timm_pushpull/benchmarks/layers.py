@@ -15,6 +15,7 @@ from timm.layers import BlurPool2d as TimmBlurPool2d
 from .. import native
 from ..layers import BlurPool2d, PushPull2d, convert_to_pushpull
 from ..layers import exact_pull as exact_pull_module
+from ..layers import push_and_pull as push_and_pull_module
 from ..layers.exact_pull import _exact_pull_torch, exact_pull
 from ..layers.pull import Pull, pull_kernel_size, pull_weight, separable_pays, torch_separable_pays
 from .timing import (
@@ -199,7 +200,87 @@ def bench_pull(rounds: int = 9, quick: bool = False) -> str:
         ["pull", "input", "separable / direct (eval)", "(train)", "rule picks"],
         torch_rows,
     )
-    return out + "\n" + _bench_chunks(rounds, quick) + "\n" + _bench_epilogue(rounds, quick)
+    tables = (_bench_shared, _bench_shared_chunks, _bench_chunks, _bench_epilogue)
+    return "\n".join([out, *(table(rounds, quick) for table in tables)])
+
+
+# (in, out, kernel, h, input): the stride-1 layers of the model zoo and the issue's configurations
+_SHARED_CASES = (
+    (16, 16, 3, 2.0, (8, 16, 32, 32)),  # CIFAR ResNet stage 1, the benchmark's batch
+    (16, 16, 3, 2.0, (64, 16, 32, 32)),
+    (32, 32, 3, 2.0, (8, 32, 16, 16)),
+    (64, 64, 3, 2.0, (8, 64, 56, 56)),
+    (64, 64, 3, 1.5, (8, 64, 56, 56)),
+    (64, 64, 3, 3.0, (8, 64, 56, 56)),
+    (256, 256, 3, 2.0, (8, 256, 14, 14)),
+    (64, 256, 1, 2.0, (8, 64, 56, 56)),  # a bottleneck's 1x1: the pull is a 3x3 box of the push
+    (6, 16, 5, 2.0, (64, 6, 14, 14)),
+    (3, 16, 3, 2.0, (8, 3, 32, 32)),  # the CIFAR stem
+    (1, 6, 5, 2.0, (64, 1, 28, 28)),  # LeNet-5's first layer
+)
+
+
+def _bench_shared(rounds: int, quick: bool) -> str:
+    """The exact layer's two stride-1 forms against a conv, eval and train: push and pull from
+    one GEMM (``layers/push_and_pull.py``) or apart (push conv + the pull's best C form), the
+    measurement behind ``push_and_pull.shared_taps_pay``."""
+    rows = []
+    for in_ch, out_ch, size, h, shape in _SHARED_CASES[:1] if quick else _SHARED_CASES:
+        x = torch.randn(2, *shape[1:]) if quick else torch.randn(shape)
+        shared = PushPull2d(in_ch, out_ch, size, padding=size // 2, pull_scale=h)
+        apart = PushPull2d(in_ch, out_ch, size, padding=size // 2, pull_scale=h)
+        apart.load_state_dict(shared.state_dict())
+        picks = shared.shares_taps
+        shared.shares_taps, apart.shares_taps = True, False
+        layers = {"conv": nn.Conv2d(in_ch, out_ch, size, padding=size // 2, bias=False),
+                  "shared": shared, "apart": apart}  # fmt: skip
+        name = f"{in_ch}->{out_ch} {size}x{size}, h={h:g}"
+        for mode, make in (("eval", eval_fn), ("train", train_fn)):
+            times = interleaved_medians({n: make(m, x) for n, m in layers.items()}, rounds)
+            rows.append([name, str(list(x.shape)), mode, f"{times['conv'] * 1e3:.2f}",
+                         f"{times['shared'] / times['conv']:.2f}x",
+                         f"{times['apart'] / times['conv']:.2f}x",
+                         "shared" if picks else "apart"])  # fmt: skip
+    return markdown_table(
+        "Exact layer, stride 1: push and pull from one GEMM (shared) or apart, vs conv",
+        ["layer", "input", "mode", "conv ms", "shared", "apart", "rule picks"],
+        rows,
+    )
+
+
+def _bench_shared_chunks(rounds: int, quick: bool) -> str:
+    """The shared form's input pixels per GEMM call (eval, all threads), the measurement behind
+    ``push_and_pull.GEMM_PIXELS``."""
+    default = push_and_pull_module.GEMM_PIXELS
+    sizes = sorted({32, 128, default, 2048, 8192})
+    rows = []
+    for in_ch, out_ch, size, h, shape in _SHARED_CASES[:1] if quick else _SHARED_CASES[::3]:
+        x = torch.randn(2, *shape[1:]) if quick else torch.randn(shape)
+        layer = PushPull2d(in_ch, out_ch, size, padding=size // 2, pull_scale=h).eval()
+        layer.shares_taps = True
+        conv = nn.Conv2d(in_ch, out_ch, size, padding=size // 2, bias=False).eval()
+
+        def with_pixels(pixels: int, layer: nn.Module = layer, x: torch.Tensor = x):
+            def run():
+                push_and_pull_module.GEMM_PIXELS = pixels
+                try:
+                    return layer(x)
+                finally:
+                    push_and_pull_module.GEMM_PIXELS = default
+
+            return run
+
+        fns = {"conv": eval_fn(conv, x.contiguous(memory_format=torch.channels_last))}
+        fns.update({str(p): with_pixels(p) for p in sizes})
+        with torch.no_grad():
+            times = interleaved_medians(fns, rounds)
+        rows.append([f"{in_ch}->{out_ch} {size}x{size}, h={h:g}", str(list(x.shape))]
+                    + [f"{times[str(p)] / times['conv']:.2f}x" for p in sizes])  # fmt: skip
+    return markdown_table(
+        f"Shared form (eval) vs conv, by input pixels per GEMM call (default {default})",
+        ["layer", "input", *map(str, sizes)],
+        rows,
+    )
 
 
 # (name, input shape, kernel size, stride), 64 output channels, h = 2: the chunk and epilogue tables

@@ -152,13 +152,55 @@ typedef void (*NAME(gemm_fn))(const char *, const char *, const int *, const int
                               const SCALAR *, const SCALAR *, const int *, const SCALAR *,
                               const int *, const SCALAR *, SCALAR *, const int *);
 
+/* One thread's tasks of pull_mixed (output row blocks first .. end - 1), with its own maps. */
+static void NAME(mixed_tasks)(const geometry *geo, const SCALAR *x, SCALAR *out,
+                              const SCALAR *weights, const SCALAR *bias, int out_channels,
+                              int block_rows, int planar, SCALAR *maps, NAME(gemm_fn) mix,
+                              long first_task, long end_task, int *failed) {
+    const int maps_per_pixel = geo->channels * geo->sh * geo->sw;
+    const int out_height = geo->out_height, out_width = geo->out_width;
+    const long blocks = (out_height + block_rows - 1) / block_rows, padded = geo->cols.padded;
+    const long work_size =
+        planar ? padded + padded + geo->stride_w : (long)geo->sh * padded * geo->channels;
+    SCALAR *work = (SCALAR *)calloc((size_t)work_size, sizeof(SCALAR));
+    if (work == NULL) {
+        *failed = 1;
+        return;
+    }
+    for (long task = first_task; task < end_task; task++) {
+        const long n = task / blocks;
+        const int first = (int)(task % blocks) * block_rows;
+        const int rows = out_height - first < block_rows ? out_height - first : block_rows;
+        const int pixels = rows * out_width, k = maps_per_pixel, o = out_channels;
+        for (int r = 0; r < rows; r++) {
+            if (planar)
+                NAME(planar_row)(geo, x, maps, pixels, (long)r * out_width, work, work + padded,
+                                 n, first + r);
+            else
+                NAME(forward_row)(geo, x, maps + (long)r * out_width * k, work, n, first + r);
+        }
+        /* row-major out[P, O] = maps[P, K] @ weights[K, O], i.e. column-major
+           out^T = weights^T maps^T; planar maps are [K, P], i.e. maps^T already */
+        SCALAR *dst = out + (n * out_height + first) * (long)out_width * o;
+        const SCALAR one = 1, zero = 0;
+        mix("N", planar ? "T" : "N", &o, &pixels, &k, &one, weights, &o, maps,
+            planar ? &pixels : &k, &zero, dst, &o);
+        if (bias != NULL)
+            for (long p = 0; p < pixels; p++)
+                for (int c = 0; c < o; c++) dst[p * o + c] += bias[c];
+    }
+    free(work);
+}
+
 /* The whole exact pull of one group in one parallel region: each thread builds the maps of a
    block of block_rows output rows of one image into its own part of scratch (block_rows * out_width
    * C * sh * sw elements per thread, sized to stay in its cache) and mixes them at once with
    gemm, the BLAS PyTorch uses, which runs on the calling thread inside a parallel region. So the
    maps never go to memory and the threads never wait for each other between building and mixing
    (two parallel regions per chunk otherwise). x is [N, C, H, W] (planar) or [N, H, W, C];
-   out [N, Ho, Wo, O]; weights [C*sh*sw, O] in the maps' order, row-major; bias [O] or NULL. */
+   out [N, Ho, Wo, O]; weights [C*sh*sw, O] in the maps' order, row-major; bias [O] or NULL.
+   With one thread there is no parallel region: MKL's GEMM called in a region of one thread starts
+   a nested team of its own on every call (csrc/push_pull_taps.h measured 75 us a call). */
 int NAME(pull_mixed)(const SCALAR *x, SCALAR *out, long batch, int channels, int groups,
                      int height, int width, int out_height, int out_width, int sh, int ph, int sw,
                      int pw, const double *taps_v, const double *taps_h, int stride_h,
@@ -169,45 +211,26 @@ int NAME(pull_mixed)(const SCALAR *x, SCALAR *out, long batch, int channels, int
                     taps_v, taps_h, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w};
     if (groups != 1 || block_rows < 1 || gemm == NULL || make_geometry(&geo)) return 1;
     const NAME(gemm_fn) mix = (NAME(gemm_fn))gemm;
-    const int maps_per_pixel = channels * sh * sw;
     const long blocks = (out_height + block_rows - 1) / block_rows, tasks = batch * blocks;
-    const long block_size = (long)block_rows * out_width * maps_per_pixel;
-    const long padded = geo.cols.padded;
-    const long work_size = planar ? padded + padded + stride_w : (long)sh * padded * channels;
+    const long block_size = (long)block_rows * out_width * channels * sh * sw;
     int failed = 0;
     if (num_threads > tasks) num_threads = (int)tasks;
-    if (num_threads < 1) num_threads = 1;
+    if (num_threads <= 1) {
+        NAME(mixed_tasks)(&geo, x, out, weights, bias, out_channels, block_rows, planar, scratch,
+                          mix, 0, tasks, &failed);
+        return failed;
+    }
 #pragma omp parallel num_threads(num_threads) reduction(| : failed)
     {
-        SCALAR *maps = scratch + (long)THREAD_ID * block_size;
-        SCALAR *work = (SCALAR *)calloc((size_t)work_size, sizeof(SCALAR));
-        if (work == NULL) failed = 1;
-#pragma omp for schedule(static)
-        for (long task = 0; task < tasks; task++) {
-            if (work == NULL) continue;
-            const long n = task / blocks;
-            const int first = (int)(task % blocks) * block_rows;
-            const int rows = out_height - first < block_rows ? out_height - first : block_rows;
-            const int pixels = rows * out_width, k = maps_per_pixel, o = out_channels;
-            for (int r = 0; r < rows; r++) {
-                if (planar)
-                    NAME(planar_row)(&geo, x, maps, pixels, (long)r * out_width, work,
-                                     work + padded, n, first + r);
-                else
-                    NAME(forward_row)(&geo, x, maps + (long)r * out_width * k, work, n,
-                                      first + r);
-            }
-            /* row-major out[P, O] = maps[P, K] @ weights[K, O], i.e. column-major
-               out^T = weights^T maps^T; planar maps are [K, P], i.e. maps^T already */
-            SCALAR *dst = out + (n * out_height + first) * (long)out_width * o;
-            const SCALAR one = 1, zero = 0;
-            mix("N", planar ? "T" : "N", &o, &pixels, &k, &one, weights, &o, maps,
-                planar ? &pixels : &k, &zero, dst, &o);
-            if (bias != NULL)
-                for (long p = 0; p < pixels; p++)
-                    for (int c = 0; c < o; c++) dst[p * o + c] += bias[c];
-        }
-        free(work);
+#ifdef _OPENMP
+        const long team = omp_get_num_threads(), thread = omp_get_thread_num();
+#else
+        const long team = 1, thread = 0;
+#endif
+        /* static split, as schedule(static) */
+        NAME(mixed_tasks)(&geo, x, out, weights, bias, out_channels, block_rows, planar,
+                          scratch + thread * block_size, mix, tasks * thread / team,
+                          tasks * (thread + 1) / team, &failed);
     }
     return failed;
 }

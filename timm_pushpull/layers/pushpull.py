@@ -25,6 +25,7 @@ from torch.nn.modules.utils import _pair
 
 from .attention import SimAM
 from .pull import PULL_MODES, Pull
+from .push_and_pull import inference_response, runs_shared_taps, shared_taps_apply, shared_taps_pay
 
 ATTENTION_TYPES = (None, "se", "simam")
 LEARN_ALPHA = (False, True, "channel", "scalar")
@@ -55,6 +56,12 @@ def _padding_pair(padding: int | tuple[int, int] | str, kernel_size, stride, dil
             f"padding must be an int, a pair of ints, 'valid', or 'same' (odd kernel, stride 1), got {padding!r}"
         )
     return _pair(padding)
+
+
+def _shared_args(layer: PushPull2d) -> tuple:
+    """The geometry arguments of :mod:`.push_and_pull`'s ops for a layer."""
+    pull = layer.pulls[0]
+    return list(pull.pull_size), list(layer.padding), list(pull.sides)
 
 
 def _attention_layer(
@@ -179,6 +186,13 @@ class PushPull2d(nn.Module):
             self.register_buffer(
                 "alpha", torch.empty((), device=device, dtype=dtype), persistent=False
             )
+        # Stride-1 layers compute push and pull from one matrix product where that pays
+        # (:mod:`.push_and_pull`); the C kernel decides per call whether it runs.
+        self.shares_taps = (
+            pull_mode == "exact"
+            and shared_taps_apply(stride, dilation, groups, len(scales))
+            and shared_taps_pay(in_channels, out_channels, kernel_size, self.pulls[0].pull_size)
+        )
         fused_channels = out_channels * (len(scales) + 1) if len(scales) > 1 else out_channels
         self.attention = _attention_layer(
             attention, fused_channels, attention_reduction, device, dtype
@@ -235,16 +249,60 @@ class PushPull2d(nn.Module):
             return push.addcmul_(pull, F.relu(self.alpha), value=-1.0)
         return torch.addcmul(push, F.relu(self.alpha), pull, value=-1.0)
 
-    def forward(self, x: Tensor) -> Tensor:
-        _check_input_channels(x, self.in_channels)
+    @torch.jit.unused
+    def _runs_shared_taps(self, x: Tensor) -> bool:
+        if not self.shares_taps or torch.jit.is_tracing() or isinstance(x, torch.fx.Proxy):
+            return False  # traces and FX graphs record the two branches' ops
+        if torch._C._functorch.is_batchedtensor(x) or torch.is_autocast_enabled(x.device.type):
+            return False
+        if torch.compiler.is_compiling():
+            # the op itself picks the C kernel or the two branches, per call, when it runs
+            return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+        return runs_shared_taps(x, self.push.weight)
+
+    @torch.jit.unused
+    def _fuses_response(self, x: Tensor) -> bool:
+        """Whether the shared form can also apply the inhibition: inference, one pull, no attention."""
+        needs_grad = torch.is_grad_enabled() and (
+            x.requires_grad or any(p.requires_grad for p in self.parameters())
+        )
+        return self.rectify and self.attention_type is None and not needs_grad
+
+    @torch.jit.unused
+    def _shared_response(self, x: Tensor) -> Tensor:
+        """``relu(push) - alpha * relu(pull)`` from one matrix product."""
+        x = x.contiguous(memory_format=torch.channels_last)
+        weight, bias, alpha = self.push.weight, self.push.bias, F.relu(self.alpha)
+        return inference_response(x, weight, bias, alpha, *_shared_args(self))
+
+    @torch.jit.unused
+    def _shared_branches(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(push, pull)`` from one matrix product."""
+        x = x.contiguous(memory_format=torch.channels_last)
+        weight, bias = self.push.weight, self.push.bias
+        return torch.ops.timm_pushpull.push_and_pull(x, weight, bias, *_shared_args(self))
+
+    def _separate_branches(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """``(push, [pull per scale])``, each branch computed on its own."""
         if self.pull_mode == "fast" or self.pulls[0].runs_native(x):
             # The depthwise tent and the dilated conv are much faster channels-last on CPU: the
             # fast layer costs 2.3x a plain conv this way against 3.1x in NCHW (BENCHMARKS.md).
             # The exact pull's C form returns channels-last: the rest follows (4.0x -> 3.0x).
             x = x.contiguous(memory_format=torch.channels_last)
         weight, bias = self.push.weight, self.push.bias
-        push = self.push(x)
-        pulls = [pull(x, weight, bias) for pull in self.pulls]
+        return self.push(x), [pull(x, weight, bias) for pull in self.pulls]
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_input_channels(x, self.in_channels)
+        if torch.jit.is_scripting():
+            push, pulls = self._separate_branches(x)
+        elif self._runs_shared_taps(x):
+            if self._fuses_response(x):
+                return self._shared_response(x)
+            push, pull = self._shared_branches(x)
+            pulls = [pull]
+        else:
+            push, pulls = self._separate_branches(x)
         # In place on the convolutions' fresh outputs: two (in eval three) activation-sized tensors
         # fewer to allocate and page in. Side by side in the benchmark that is 0-5% of the exact
         # layer's time (BENCHMARKS.md, exact pull runs 8 and 9), and less memory. Autograd saves

@@ -1,0 +1,239 @@
+"""The shared form of a stride-1 push-pull layer: push and exact pull from one matrix product."""
+
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+import timm_pushpull  # noqa: F401  (registers the models)
+from timm_pushpull import native
+from timm_pushpull.layers import PushPull2d, pull_kernel_size
+from timm_pushpull.layers import push_and_pull as shared
+from timm_pushpull.layers.exact_pull import blas_gemm
+
+needs_kernel = pytest.mark.skipif(
+    native.find_compiler() is None
+    or not native.native_enabled()
+    or blas_gemm(torch.float64) is None,
+    reason="no C compiler or no MKL: the layer computes the branches apart",
+)
+
+
+def paper_layer(x, weight, bias, h, padding, alpha, rectify=True, attention=None):
+    """relu(x * k + b) - alpha relu(x * k_pull - b), k_pull = -resize(k) (float64, by hand)."""
+    sh, sw = weight.shape[-2:]
+    ph, pw = pull_kernel_size(sh, h), pull_kernel_size(sw, h)
+    pull_kernel = -F.interpolate(
+        weight.double(), size=(ph, pw), mode="bilinear", align_corners=True
+    )
+    # the authors' pull padding p//2 - s//2 + padding; the extra pixel of an even push kernel
+    # goes bottom/right
+    top, left = ph // 2 - sh // 2 + padding, pw // 2 - sw // 2 + padding
+    bottom, right = ph - sh + 2 * padding - top, pw - sw + 2 * padding - left
+    bias = None if bias is None else bias.double()
+    push = F.conv2d(x.double(), weight.double(), bias, 1, padding)
+    pull = F.conv2d(
+        F.pad(x.double(), (left, right, top, bottom)),
+        pull_kernel,
+        None if bias is None else -bias,
+        1,
+        0,
+    )
+    if rectify:
+        push, pull = F.relu(push), F.relu(pull)
+    if attention is not None:
+        push = attention(push)
+    return push - alpha.double() * pull
+
+
+# in, out, kernel, padding, h, bias
+CASES = [
+    (16, 8, 3, 1, 2.0, True),  # a CIFAR ResNet block: 3x3 -> 7x7
+    (3, 5, 5, 2, 2.0, False),  # 5x5 -> 11x11
+    (6, 4, (3, 2), 1, 2.5, True),  # non-square, even width, non-integer h
+    (12, 8, 4, 1, 2.0, True),  # even kernel: the pull's padding is asymmetric
+    (5, 7, 3, 0, 1.5, False),  # no padding, 3x3 -> 5x5
+    (8, 8, 3, 1, 3.0, True),  # 3x3 -> 9x9
+    (8, 6, 1, 0, 2.0, True),  # 1x1 kernel: the pull is a 3x3 box of the push
+    (8, 8, 3, 1, 1.0, False),  # h = 1: the pull kernel is the push kernel
+]
+
+
+def _layer(case, dtype, **kwargs) -> PushPull2d:
+    in_ch, out_ch, kernel, padding, h, bias = case
+    layer = PushPull2d(
+        in_ch, out_ch, kernel, 1, padding, bias=bias, pull_scale=h, dtype=dtype, **kwargs
+    )
+    layer.shares_taps = True  # every geometry, whatever the speed rule says
+    if bias:
+        torch.nn.init.normal_(layer.push.bias)
+    return layer
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype,tolerance", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+@pytest.mark.parametrize("case", CASES)
+def test_layer_equals_the_papers_definition(case, dtype, tolerance):
+    layer = _layer(case, dtype, learn_alpha="channel")
+    x = torch.randn(2, case[0], 13, 11, dtype=dtype)
+    expected = paper_layer(x, layer.push.weight, layer.push.bias, case[4], case[3], layer.alpha)
+    assert layer._runs_shared_taps(x)
+    with torch.no_grad():  # the inference op: the inhibition inside the kernel
+        assert layer._fuses_response(x)
+        got = [layer.eval()(x)]
+    got.append(layer.train()(x))  # the op with both branches, under autograd
+    for out in got:
+        assert out.is_contiguous(memory_format=torch.channels_last)
+        error = (out.double() - expected).abs().max() / expected.abs().max()
+        assert error < tolerance, error.item()
+
+
+@needs_kernel
+def test_variants_that_need_both_branches():
+    case = CASES[0]
+    x = torch.randn(2, 16, 10, 9, dtype=torch.float64)
+    for kwargs in ({"rectify": False}, {"attention": "se", "attention_reduction": 4}):
+        layer = _layer(case, torch.float64, **kwargs).eval()
+        with torch.no_grad():
+            assert not layer._fuses_response(x)
+            out = layer(x)
+        attention = layer.attention if "attention" in kwargs else None
+        alpha = torch.tensor(1.0, dtype=torch.float64)
+        expected = paper_layer(x, layer.push.weight, layer.push.bias, 2.0, 1, alpha,
+                               rectify=kwargs.get("rectify", True), attention=attention)  # fmt: skip
+        torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+
+
+@needs_kernel
+@pytest.mark.parametrize("case", CASES[:4])
+def test_gradients_equal_the_papers_formula(case):
+    layer = _layer(case, torch.float64, learn_alpha="scalar")
+    x = torch.randn(2, case[0], 9, 10, dtype=torch.float64, requires_grad=True)
+    params = [x, layer.push.weight, layer.alpha] + ([layer.push.bias] if case[-1] else [])
+    got = torch.autograd.grad(layer(x).sin().sum(), params)
+    expected = paper_layer(x, layer.push.weight, layer.push.bias, case[4], case[3], layer.alpha)
+    want = torch.autograd.grad(expected.sin().sum(), params)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-10)
+
+
+@needs_kernel
+@pytest.mark.parametrize("gemm_pixels", [1, 70, 10_000])
+@pytest.mark.parametrize("batch,threads", [(1, 2), (3, 2), (2, 1)])
+def test_every_ring_and_band_boundary(gemm_pixels, batch, threads, monkeypatch):
+    # one row per GEMM (the ring wraps every 7 rows), a few, or the whole image at once; one image
+    # split into bands over two threads (each recomputing its first rows), or whole images
+    monkeypatch.setattr(shared, "GEMM_PIXELS", gemm_pixels)
+    layer = _layer(CASES[0], torch.float64).eval()
+    x = torch.randn(batch, 16, 41, 23, dtype=torch.float64)  # large enough for two threads
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.no_grad():
+            out = layer(x)
+    finally:
+        torch.set_num_threads(previous)
+    expected = paper_layer(x, layer.push.weight, layer.push.bias, 2.0, 1, layer.alpha)
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+
+
+@needs_kernel
+def test_the_layer_runs_no_convolution():
+    layer, x = _layer(CASES[0], torch.float32), torch.randn(2, 16, 12, 12)
+    for grad in (True, False):
+        with torch.profiler.profile() as prof, torch.set_grad_enabled(grad):
+            layer(x)
+        names = {event.name for event in prof.events()}
+        assert "aten::conv2d" not in names and "timm_pushpull::exact_pull" not in names
+        # in inference the kernel runs without the dispatcher (no op to record)
+        assert ("timm_pushpull::push_and_pull" in names) is grad
+
+
+def test_ops_without_the_c_kernel_compute_the_same():
+    case = CASES[3]
+    layer = _layer(case, torch.float64)
+    x = torch.randn(2, 12, 9, 8, dtype=torch.float64)
+    alpha = torch.rand(8, dtype=torch.float64)
+    args = (layer.push.weight, layer.push.bias)
+    geometry = [list(layer.pulls[0].pull_size), list(layer.padding), list(layer.pulls[0].sides)]
+    expected = paper_layer(x, *args, 2.0, 1, alpha.view(1, -1, 1, 1))
+    for enabled in (True, False):
+        with native.native_kernels(enabled), torch.no_grad():
+            response = shared.push_pull_response(x, *args, alpha, *geometry)
+            push, pull = shared.push_and_pull(x, *args, *geometry)
+        torch.testing.assert_close(response, expected, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(push.relu() - alpha.view(1, -1, 1, 1) * pull.relu(), expected)
+
+
+def test_inconsistent_padding_is_refused_with_a_clear_error():
+    x, weight = torch.randn(1, 4, 8, 8), torch.randn(4, 4, 3, 3)
+    with pytest.raises(ValueError, match="pull padding"):
+        shared.push_and_pull(x, weight, None, [7, 7], [1, 1], [3, 3, 3, 2])
+
+
+@needs_kernel
+def test_opcheck_both_ops():
+    x = torch.randn(2, 6, 9, 11, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(4, 6, 3, 2, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    geometry = ([7, 5], [1, 0], [3, 3, 2, 1])
+    torch.library.opcheck(shared.push_and_pull, (x, weight, bias, *geometry))
+    alpha = torch.rand(4, dtype=torch.float64)
+    args = (x.detach(), weight.detach(), bias.detach(), alpha, *geometry)
+    torch.library.opcheck(shared.push_pull_response, args)
+
+
+@needs_kernel
+def test_compile_and_export_see_the_ops():
+    layer, x = _layer(CASES[0], torch.float32).eval(), torch.randn(2, 16, 10, 10)
+    with torch.no_grad():
+        expected = layer(x)
+        compiled = torch.compile(layer, backend="aot_eager", fullgraph=True)
+        torch.testing.assert_close(compiled(x), expected)
+    exported = torch.export.export(layer, (x,))  # parameters need gradients: both branches
+    targets = {node.target for node in exported.graph.nodes}
+    assert torch.ops.timm_pushpull.push_and_pull.default in targets
+    torch.testing.assert_close(exported.module()(x), expected)
+
+
+@needs_kernel
+def test_flop_counter_counts_the_gemm_and_the_smoothing():
+    layer, x = _layer(CASES[0], torch.float32).eval(), torch.randn(1, 16, 5, 5)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        layer(x)
+    # 16 inputs x 8 outputs x 9 taps per output pixel, plus the smoothing of 3x3 -> 7x7: the
+    # interpolation rows [1, 2/3, 1/3], [1/3, 2/3, 1, 2/3, 1/3], [1/3, 2/3, 1] have 11 non-zero
+    # taps per axis: 11 * 3 vertically (per column b) and 11 horizontally per output value
+    per_output = 16 * 9 + 11 * 3 + 11
+    assert counter.get_total_flops() == 2 * 8 * 25 * per_output
+
+
+@pytest.mark.parametrize(
+    "in_ch,out_ch,kernel,h,expected",
+    [
+        (16, 16, 3, 2.0, True),  # measured 2.3-3.7x a conv against 5.8-6.5x apart
+        (64, 64, 3, 2.0, True),  # measured 1.5-1.7x against 2.8-3.1x
+        (3, 16, 3, 2.0, False),  # the CIFAR stem: a tie (5.1x either way)
+        (1, 6, 5, 2.0, False),  # LeNet's first layer: 16x against 3.7x
+    ],
+)
+def test_shared_form_where_the_measured_rule_says(in_ch, out_ch, kernel, h, expected):
+    pull = (pull_kernel_size(kernel, h),) * 2
+    assert shared.shared_taps_pay(in_ch, out_ch, (kernel, kernel), pull) is expected
+    assert (
+        PushPull2d(in_ch, out_ch, kernel, padding=kernel // 2, pull_scale=h).shares_taps is expected
+    )
+
+
+def test_strided_dilated_grouped_and_multi_scale_layers_compute_the_branches_apart():
+    for kwargs in ({"stride": 2}, {"dilation": 2}, {"groups": 2}, {"pull_scale": (1.5, 2.0)}):
+        assert not PushPull2d(16, 16, 3, padding=1, **kwargs).shares_taps, kwargs
+    assert not PushPull2d(16, 16, 3, padding=1, pull_mode="fast").shares_taps
+
+
+def test_resnet20_pp_b1_shares_taps_in_its_16_channel_layers():
+    model = timm.create_model("resnet20_pp_b1")
+    layers = {n: m.shares_taps for n, m in model.named_modules() if isinstance(m, PushPull2d)}
+    assert layers.pop("conv1") is False  # the 3-channel stem
+    assert layers and all(layers.values())

@@ -1,0 +1,68 @@
+/* Push and exact pull of a stride-1 push-pull layer from one matrix product.
+
+   A convolution is a sum over its taps: x * k = sum_ab shift_ab(z_ab), z_ab = sum_c k[:, c, a, b] x_c,
+   one 1x1 product per tap. The exact pull kernel is the push kernel resized (align_corners=True),
+   resize(k) = U_v k U_h^T, so x * resize(k) = sum_ab (u_a u_b^T) * z_ab: the same per-tap
+   products, smoothed instead of shifted (layers/push_and_pull.py). One GEMM therefore feeds both
+   branches, and the pull costs only the smoothing of z, about (taps_v * s_w + taps_h) multiply-adds
+   per output value, e.g. 44 for 3x3 -> 7x7 against the push's 9 * C_in.
+
+   Each thread takes whole images (or bands of rows of one image), computes z a few input rows at a
+   time with MKL's GEMM into a ring of rows that stays in its cache, and writes every output row of
+   push and pull (or, in eval, the rectified response) once. Channels-last throughout, so every
+   inner loop runs over contiguous output channels. Threads: OpenMP, torch's runtime (blur_pool.c). */
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define MAX_TAPS 64
+#if defined(__GNUC__) || defined(__clang__)
+#define TAPS_VECTORS /* gcc/clang vector extensions, one AVX2 register */
+#define TAPS_VECTOR_BYTES 32
+#endif
+
+/* as in pull_maps.c: AVX2 and FMA where the CPU has them, chosen when the library loads */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11 && defined(__x86_64__) && \
+    defined(__linux__)
+/* fused multiply-adds too (-std=c99 turns contraction off) */
+#define VECTOR_CLONES \
+    __attribute__((target_clones("arch=x86-64-v3", "default"), optimize("fp-contract=fast")))
+#else
+#define VECTOR_CLONES
+#endif
+
+/* Everything a call shares. */
+typedef struct {
+    int channels, height, width, out_height, out_width, sh, sw, push_top, push_left;
+    int ph, pw, pull_top, pull_left, out_channels, ring_rows, gemm_rows, row_lo, row_hi;
+    const double *taps_v, *taps_h;
+} geometry;
+
+static int check_geometry(geometry *geo) {
+    if (geo->sh < 1 || geo->sw < 1 || geo->ph < 1 || geo->pw < 1 || geo->sh > MAX_TAPS ||
+        geo->sw > MAX_TAPS || geo->ph > MAX_TAPS || geo->pw > MAX_TAPS || geo->gemm_rows < 1 ||
+        geo->out_channels < 1 || geo->channels < 1)
+        return 1;
+    /* input rows an output row reads, relative to it */
+    int lo = -geo->push_top, hi = geo->sh - 1 - geo->push_top;
+    if (-geo->pull_top < lo) lo = -geo->pull_top;
+    if (geo->ph - 1 - geo->pull_top > hi) hi = geo->ph - 1 - geo->pull_top;
+    geo->row_lo = lo;
+    geo->row_hi = hi;
+    /* the ring keeps every row an output row reads while the next chunk is computed */
+    return geo->ring_rows % geo->gemm_rows || geo->ring_rows < hi - lo + geo->gemm_rows;
+}
+
+#define SCALAR float
+#define NAME(f) f##_float
+#include "push_pull_taps.h"
+#undef SCALAR
+#undef NAME
+
+#define SCALAR double
+#define NAME(f) f##_double
+#include "push_pull_taps.h"
+#undef SCALAR
+#undef NAME

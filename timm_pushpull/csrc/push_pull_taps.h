@@ -1,0 +1,273 @@
+/* The body of csrc/push_pull_taps.c for one scalar type: push_pull_taps.c includes it once per
+   type with SCALAR (the element type) and NAME(f) (the exported name) defined. */
+
+/* Fortran BLAS GEMM (column-major), as MKL exports it */
+typedef void (*NAME(taps_gemm_fn))(const char *, const char *, const int *, const int *,
+                                   const int *, const SCALAR *, const SCALAR *, const int *,
+                                   const SCALAR *, const int *, const SCALAR *, SCALAR *,
+                                   const int *);
+
+#ifdef TAPS_VECTORS
+typedef SCALAR NAME(vector) __attribute__((vector_size(TAPS_VECTOR_BYTES)));
+#define LANES ((long)(TAPS_VECTOR_BYTES / sizeof(SCALAR)))
+#define LOAD(var, ptr) memcpy(&(var), (ptr), sizeof(var))
+#endif
+
+/* dst[0 .. count) = init_sign * init[0 .. count) (0 without init)
+                     + sum_e weights[e] * src[offsets[e] + k] for k < count.
+   Two vectors of outputs at a time, even and odd entries apart: four chains of sums held in
+   registers (as arrays, gcc kept them on the stack, 5x slower). */
+static inline void NAME(weighted_sum)(SCALAR *restrict dst, const SCALAR *src, const long *offsets,
+                                      const SCALAR *weights, int entries, const SCALAR *init,
+                                      SCALAR init_sign, long count) {
+    long k0 = 0;
+#ifdef TAPS_VECTORS
+    for (; k0 + 2 * LANES <= count; k0 += 2 * LANES) {
+        NAME(vector) sum0 = {0}, sum1 = {0}, odd0 = {0}, odd1 = {0}, value0, value1;
+        if (init != NULL) {
+            LOAD(sum0, init + k0);
+            LOAD(sum1, init + k0 + LANES);
+            sum0 *= init_sign;
+            sum1 *= init_sign;
+        }
+        const SCALAR *base = src + k0;
+        int e = 0;
+        for (; e + 1 < entries; e += 2) {
+            LOAD(value0, base + offsets[e]);
+            LOAD(value1, base + offsets[e] + LANES);
+            sum0 += weights[e] * value0;
+            sum1 += weights[e] * value1;
+            LOAD(value0, base + offsets[e + 1]);
+            LOAD(value1, base + offsets[e + 1] + LANES);
+            odd0 += weights[e + 1] * value0;
+            odd1 += weights[e + 1] * value1;
+        }
+        if (e < entries) {
+            LOAD(value0, base + offsets[e]);
+            LOAD(value1, base + offsets[e] + LANES);
+            sum0 += weights[e] * value0;
+            sum1 += weights[e] * value1;
+        }
+        sum0 += odd0;
+        sum1 += odd1;
+        memcpy(dst + k0, &sum0, sizeof sum0);
+        memcpy(dst + k0 + LANES, &sum1, sizeof sum1);
+    }
+    for (; k0 + LANES <= count; k0 += LANES) {
+        NAME(vector) sum = {0}, value;
+        if (init != NULL) {
+            LOAD(sum, init + k0);
+            sum *= init_sign;
+        }
+        for (int e = 0; e < entries; e++) {
+            LOAD(value, src + offsets[e] + k0);
+            sum += weights[e] * value;
+        }
+        memcpy(dst + k0, &sum, sizeof sum);
+    }
+#endif
+    for (long k = k0; k < count; k++) {
+        SCALAR sum = init == NULL ? 0 : init_sign * init[k];
+        for (int e = 0; e < entries; e++) sum += weights[e] * src[offsets[e] + k];
+        dst[k] = sum;
+    }
+}
+
+/* A sum over taps along the row: entries at columns j + shift[e] (offsets[e] relative to column 0
+   of the source), one output of count values per column j < out_width, source row width wide, each
+   column step apart. Columns whose taps all fall inside the row share one list; near the edges the
+   taps outside are dropped. */
+typedef struct {
+    long offsets[MAX_TAPS * MAX_TAPS];
+    SCALAR weights[MAX_TAPS * MAX_TAPS];
+    int shifts[MAX_TAPS * MAX_TAPS], entries;
+} NAME(tap_list);
+
+static inline void NAME(sum_along_row)(const NAME(tap_list) *taps, const SCALAR *src, long step,
+                                       int width, SCALAR *dst, int out_width, long count,
+                                       const SCALAR *init, SCALAR init_sign) {
+    int low = 0, high = 0; /* the columns' reach */
+    for (int e = 0; e < taps->entries; e++) {
+        if (taps->shifts[e] < low) low = taps->shifts[e];
+        if (taps->shifts[e] > high) high = taps->shifts[e];
+    }
+    long offsets[MAX_TAPS * MAX_TAPS];
+    SCALAR weights[MAX_TAPS * MAX_TAPS];
+    for (int j = 0; j < out_width; j++) {
+        if (j + low >= 0 && j + high < width) {
+            NAME(weighted_sum)(dst + j * count, src + j * step, taps->offsets, taps->weights,
+                               taps->entries, init, init_sign, count);
+            continue;
+        }
+        int entries = 0;
+        for (int e = 0; e < taps->entries; e++) {
+            const int col = j + taps->shifts[e];
+            if (col < 0 || col >= width) continue;
+            offsets[entries] = taps->offsets[e];
+            weights[entries++] = taps->weights[e];
+        }
+        NAME(weighted_sum)(dst + j * count, src + j * step, offsets, weights, entries, init,
+                           init_sign, count);
+    }
+}
+
+/* Output row i of image n from the ring of z rows (the first one is row ring_base): push (with
+   bias) into push_row and the pull (with the negated kernel and bias) into pull_row, both
+   [Wo][O]. vertical is [W][sw][O] scratch. */
+static VECTOR_CLONES void NAME(taps_row)(const geometry *geo, const SCALAR *ring, long ring_base,
+                                         int i, const SCALAR *bias, SCALAR *push_row,
+                                         SCALAR *pull_row, SCALAR *vertical) {
+    const int o = geo->out_channels, sh = geo->sh, sw = geo->sw, width = geo->width;
+    const long pixel = (long)sh * sw * o, row_size = (long)width * pixel, fan = (long)sw * o;
+    NAME(tap_list) taps;
+#define Z_ROW(r) ((((r) - ring_base) % geo->ring_rows) * row_size) /* offset in the ring */
+    /* push: the shifted sum of the taps' products */
+    taps.entries = 0;
+    for (int a = 0; a < sh; a++) {
+        const int r = i + a - geo->push_top;
+        if (r < 0 || r >= geo->height) continue;
+        for (int b = 0; b < sw; b++) {
+            const int shift = b - geo->push_left;
+            taps.offsets[taps.entries] = Z_ROW(r) + shift * pixel + ((long)a * sw + b) * o;
+            taps.shifts[taps.entries] = shift;
+            taps.weights[taps.entries++] = 1;
+        }
+    }
+    NAME(sum_along_row)(&taps, ring, pixel, width, push_row, geo->out_width, o, bias, 1);
+    /* pull, vertically: vertical[col][b] = sum_{a, u} taps_v[a, u] z[i + u - top][col][a][b] */
+    taps.entries = 0;
+    for (int u = 0; u < geo->ph; u++) {
+        const int r = i + u - geo->pull_top;
+        if (r < 0 || r >= geo->height) continue;
+        for (int a = 0; a < sh; a++)
+            if (geo->taps_v[a * geo->ph + u] != 0) {
+                taps.offsets[taps.entries] = Z_ROW(r) + (long)a * fan;
+                taps.shifts[taps.entries] = 0;
+                taps.weights[taps.entries++] = (SCALAR)geo->taps_v[a * geo->ph + u];
+            }
+    }
+#undef Z_ROW
+    NAME(sum_along_row)(&taps, ring, pixel, width, vertical, width, fan, NULL, 0);
+    /* then horizontally, negated: the pull kernel is minus the resized push kernel */
+    taps.entries = 0;
+    for (int b = 0; b < sw; b++)
+        for (int v = 0; v < geo->pw; v++)
+            if (geo->taps_h[b * geo->pw + v] != 0) {
+                const int shift = v - geo->pull_left;
+                taps.offsets[taps.entries] = shift * fan + (long)b * o;
+                taps.shifts[taps.entries] = shift;
+                taps.weights[taps.entries++] = (SCALAR)-geo->taps_h[b * geo->pw + v];
+            }
+    NAME(sum_along_row)(&taps, vertical, fan, width, pull_row, geo->out_width, o, bias, -1);
+}
+
+/* relu(push) - alpha * relu(pull), in place in push_row */
+static VECTOR_CLONES void NAME(taps_inhibit)(SCALAR *restrict push_row,
+                                             const SCALAR *restrict pull_row, const SCALAR *alpha,
+                                             int alpha_count, long pixels, int o) {
+    for (long p = 0; p < pixels; p++)
+        for (int c = 0; c < o; c++) {
+            const SCALAR push = push_row[p * o + c], pull = pull_row[p * o + c];
+            const SCALAR inhibition = alpha[alpha_count == 1 ? 0 : c] * (pull > 0 ? pull : 0);
+            push_row[p * o + c] = (push > 0 ? push : 0) - inhibition;
+        }
+}
+
+/* push[n, i, j, o] = bias[o] + sum_{a, b} z[n, i + a - push_top, j + b - push_left, a, b, o]
+   pull[n, i, j, o] = -bias[o] - sum_{a, b, u, v} taps_v[a, u] taps_h[b, v]
+                                 * z[n, i + u - pull_top, j + v - pull_left, a, b, o]
+   with z[n, r, col, a, b, o] = sum_c x[n, r, col, c] weights[c, (a*sw + b)*O + o] (zero outside
+   the image): x [N, H, W, C] and both outputs [N, Ho, Wo, O] channels-last, stride 1, no
+   dilation, one group. With alpha (already rectified; one value or one per channel) push receives
+   relu(push) - alpha * relu(pull) and pull is not written. Tasks are (image, band of output rows);
+   each thread's scratch holds the ring of z rows, [ring_rows][W][sh*sw*O], then [W][sw][O] and
+   one output row [Wo][O]. Returns non-zero on bad arguments.
+
+   With one thread there is no parallel region: MKL's GEMM called in a region of one thread
+   starts a nested team of its own on every call (75 us, against 10 us for the whole kernel on a
+   4x4 image). */
+typedef struct {
+    const geometry *geo;
+    const SCALAR *x, *weights, *bias, *alpha;
+    SCALAR *push, *pull;
+    int alpha_count, bands;
+    NAME(taps_gemm_fn) mix;
+} NAME(taps_call);
+
+/* Tasks first .. end - 1, with this thread's scratch. */
+static void NAME(taps_tasks)(const NAME(taps_call) *call, long first_task, long end_task,
+                             SCALAR *scratch) {
+    const geometry *geo = call->geo;
+    const int height = geo->height, width = geo->width, out_height = geo->out_height;
+    const int gemm_rows = geo->gemm_rows, ring_rows = geo->ring_rows;
+    const long pixel = (long)geo->sh * geo->sw * geo->out_channels, row_size = width * pixel;
+    const long out_row = (long)geo->out_width * geo->out_channels;
+    SCALAR *ring = scratch, *vertical = ring + ring_rows * row_size;
+    SCALAR *spare_row = vertical + (long)width * geo->sw * geo->out_channels;
+    const long band_rows = (out_height + call->bands - 1) / call->bands;
+    for (long task = first_task; task < end_task; task++) {
+        const long n = task / call->bands;
+        const int first = (int)((task % call->bands) * band_rows);
+        const int last = first + band_rows < out_height ? first + (int)band_rows : out_height;
+        /* z rows are computed in chunks of gemm_rows from base, so that each chunk lands
+           contiguously in the ring (ring_rows is a multiple of gemm_rows) */
+        const long base = first + geo->row_lo > 0 ? first + geo->row_lo : 0;
+        long next = base;
+        for (int i = first; i < last; i++) {
+            const long needed = i + geo->row_hi + 1 < height ? i + geo->row_hi + 1 : height;
+            for (; next < needed; next += gemm_rows) {
+                const int rows = height - next < gemm_rows ? (int)(height - next) : gemm_rows;
+                const int pixels = rows * width, k = geo->channels, taps_out = (int)pixel;
+                const SCALAR one = 1, zero = 0;
+                /* row-major z[P, taps_out] = x[P, C] @ weights[C, taps_out] */
+                call->mix("N", "N", &taps_out, &pixels, &k, &one, call->weights, &taps_out,
+                          call->x + (n * height + next) * (long)width * k, &k, &zero,
+                          ring + ((next - base) % ring_rows) * row_size, &taps_out);
+            }
+            SCALAR *push_row = call->push + (n * out_height + i) * out_row;
+            SCALAR *pull_row =
+                call->alpha == NULL ? call->pull + (n * out_height + i) * out_row : spare_row;
+            NAME(taps_row)(geo, ring, base, i, call->bias, push_row, pull_row, vertical);
+            if (call->alpha != NULL)
+                NAME(taps_inhibit)(push_row, pull_row, call->alpha, call->alpha_count,
+                                   geo->out_width, geo->out_channels);
+        }
+    }
+}
+
+int NAME(push_pull_taps)(const SCALAR *x, SCALAR *push, SCALAR *pull, long batch, int channels,
+                         int height, int width, int out_height, int out_width, int sh, int sw,
+                         int push_top, int push_left, int ph, int pw, const double *taps_v,
+                         const double *taps_h, int pull_top, int pull_left, const SCALAR *weights,
+                         const SCALAR *bias, int out_channels, const SCALAR *alpha,
+                         int alpha_count, int ring_rows, int gemm_rows, int bands, SCALAR *scratch,
+                         long scratch_per_thread, void *gemm, int num_threads) {
+    geometry geo = {channels, height, width, out_height, out_width, sh, sw, push_top, push_left,
+                    ph, pw, pull_top, pull_left, out_channels, ring_rows, gemm_rows, 0, 0,
+                    taps_v, taps_h};
+    if (gemm == NULL || bands < 1 || check_geometry(&geo)) return 1;
+    const long row_size = (long)width * sh * sw * out_channels;
+    const long needed = ring_rows * row_size + (long)width * sw * out_channels +
+                        (long)out_width * out_channels;
+    if (scratch_per_thread < needed) return 1;
+    const NAME(taps_call) call = {&geo, x, weights, bias, alpha, push, pull, alpha_count, bands,
+                                  (NAME(taps_gemm_fn))gemm};
+    const long tasks = batch * bands;
+    if (num_threads > tasks) num_threads = (int)tasks;
+    if (num_threads <= 1) {
+        NAME(taps_tasks)(&call, 0, tasks, scratch);
+        return 0;
+    }
+#pragma omp parallel num_threads(num_threads)
+    {
+#ifdef _OPENMP
+        const long team = omp_get_num_threads(), thread = omp_get_thread_num();
+#else
+        const long team = 1, thread = 0;
+#endif
+        /* static split, as schedule(static) */
+        const long first = tasks * thread / team, end = tasks * (thread + 1) / team;
+        NAME(taps_tasks)(&call, first, end, scratch + thread * scratch_per_thread);
+    }
+    return 0;
+}
