@@ -79,12 +79,15 @@ def test_layer_equals_the_papers_definition(case, dtype, tolerance):
     x = torch.randn(2, case[0], 13, 11, dtype=dtype)
     expected = paper_layer(x, layer.push.weight, layer.push.bias, case[4], case[3], layer.alpha)
     assert layer._runs_shared_taps(x)
+    got = []
     with torch.no_grad():  # the inference op: the inhibition inside the kernel
         assert layer._fuses_response(x)
-        got = [layer.eval()(x)]
+        for layout in (torch.contiguous_format, torch.channels_last):  # kept in the output
+            got.append(layer.eval()(x.contiguous(memory_format=layout)))
+            assert got[-1].is_contiguous(memory_format=layout)
     got.append(layer.train()(x))  # the op with both branches, under autograd
+    assert got[-1].is_contiguous(memory_format=torch.channels_last)
     for out in got:
-        assert out.is_contiguous(memory_format=torch.channels_last)
         error = (out.double() - expected).abs().max() / expected.abs().max()
         assert error < tolerance, error.item()
 
@@ -121,12 +124,14 @@ def test_gradients_equal_the_papers_formula(case):
 @needs_kernel
 @pytest.mark.parametrize("gemm_pixels", [1, 70, 10_000])
 @pytest.mark.parametrize("batch,threads", [(1, 2), (3, 2), (2, 1)])
-def test_every_ring_and_band_boundary(gemm_pixels, batch, threads, monkeypatch):
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_every_ring_and_band_boundary(gemm_pixels, batch, threads, layout, monkeypatch):
     # one row per GEMM (the ring wraps every 7 rows), a few, or the whole image at once; one image
     # split into bands over two threads (each recomputing its first rows), or whole images
     monkeypatch.setattr(shared, "GEMM_PIXELS", gemm_pixels)
     layer = _layer(CASES[0], torch.float64).eval()
     x = torch.randn(batch, 16, 41, 23, dtype=torch.float64)  # large enough for two threads
+    x = x.contiguous(memory_format=layout)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -237,3 +242,21 @@ def test_resnet20_pp_b1_shares_taps_in_its_16_channel_layers():
     layers = {n: m.shares_taps for n, m in model.named_modules() if isinstance(m, PushPull2d)}
     assert layers.pop("conv1") is False  # the 3-channel stem
     assert layers and all(layers.values())
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_op_gradients_with_and_without_the_c_kernel(enabled):
+    case = CASES[3]  # even kernel, asymmetric pull padding, bias
+    layer = _layer(case, torch.float64)
+    x = torch.randn(2, 12, 8, 9, dtype=torch.float64, requires_grad=True)
+    weight, bias = layer.push.weight, layer.push.bias
+    geometry = [list(layer.pulls[0].pull_size), list(layer.padding), list(layer.pulls[0].sides)]
+    with native.native_kernels(enabled):
+        push, pull = shared.push_and_pull(x, weight, bias, *geometry)
+        got = torch.autograd.grad((push.sin() + pull.cos()).sum(), (x, weight, bias))
+    one = torch.tensor(1.0, dtype=torch.float64)
+    push_ref = paper_layer(x, weight, bias, 2.0, 1, 0 * one, rectify=False)
+    pull_ref = (paper_layer(x, weight, bias, 2.0, 1, one, rectify=False) - push_ref) / -1
+    want = torch.autograd.grad((push_ref.sin() + pull_ref.cos()).sum(), (x, weight, bias))
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-10)

@@ -51,8 +51,13 @@ static int check_geometry(geometry *geo) {
     if (geo->ph - 1 - geo->pull_top > hi) hi = geo->ph - 1 - geo->pull_top;
     geo->row_lo = lo;
     geo->row_hi = hi;
-    /* the ring keeps every row an output row reads while the next chunk is computed */
-    return geo->ring_rows % geo->gemm_rows || geo->ring_rows < hi - lo + geo->gemm_rows;
+    return 0;
+}
+
+/* the ring keeps every row an output row reads while the next chunk is computed */
+static int check_ring(const geometry *geo) {
+    return geo->ring_rows % geo->gemm_rows ||
+           geo->ring_rows < geo->row_hi - geo->row_lo + geo->gemm_rows;
 }
 
 #define SCALAR float

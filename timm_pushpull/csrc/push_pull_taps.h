@@ -14,10 +14,11 @@ typedef SCALAR NAME(vector) __attribute__((vector_size(TAPS_VECTOR_BYTES)));
 #endif
 
 /* dst[0 .. count) = init_sign * init[0 .. count) (0 without init)
-                     + sum_e weights[e] * src[offsets[e] + k] for k < count.
-   Two vectors of outputs at a time, even and odd entries apart: four chains of sums held in
+                     + sum_e weights[e] * src[offsets[e] + k] for k < count;
+   dst may be init (a sum accumulated in place). Two vectors of outputs at a time, even and odd
+   entries apart: four chains of sums held in
    registers (as arrays, gcc kept them on the stack, 5x slower). */
-static inline void NAME(weighted_sum)(SCALAR *restrict dst, const SCALAR *src, const long *offsets,
+static inline void NAME(weighted_sum)(SCALAR *dst, const SCALAR *src, const long *offsets,
                                       const SCALAR *weights, int entries, const SCALAR *init,
                                       SCALAR init_sign, long count) {
     long k0 = 0;
@@ -84,8 +85,9 @@ typedef struct {
 } NAME(tap_list);
 
 static inline void NAME(sum_along_row)(const NAME(tap_list) *taps, const SCALAR *src, long step,
-                                       int width, SCALAR *dst, int out_width, long count,
-                                       const SCALAR *init, SCALAR init_sign) {
+                                       int width, SCALAR *dst, long dst_step, int out_width,
+                                       long count, const SCALAR *init, long init_step,
+                                       SCALAR init_sign) {
     int low = 0, high = 0; /* the columns' reach */
     for (int e = 0; e < taps->entries; e++) {
         if (taps->shifts[e] < low) low = taps->shifts[e];
@@ -94,9 +96,10 @@ static inline void NAME(sum_along_row)(const NAME(tap_list) *taps, const SCALAR 
     long offsets[MAX_TAPS * MAX_TAPS];
     SCALAR weights[MAX_TAPS * MAX_TAPS];
     for (int j = 0; j < out_width; j++) {
+        const SCALAR *start = init == NULL ? NULL : init + j * init_step;
         if (j + low >= 0 && j + high < width) {
-            NAME(weighted_sum)(dst + j * count, src + j * step, taps->offsets, taps->weights,
-                               taps->entries, init, init_sign, count);
+            NAME(weighted_sum)(dst + j * dst_step, src + j * step, taps->offsets, taps->weights,
+                               taps->entries, start, init_sign, count);
             continue;
         }
         int entries = 0;
@@ -106,7 +109,7 @@ static inline void NAME(sum_along_row)(const NAME(tap_list) *taps, const SCALAR 
             offsets[entries] = taps->offsets[e];
             weights[entries++] = taps->weights[e];
         }
-        NAME(weighted_sum)(dst + j * count, src + j * step, offsets, weights, entries, init,
+        NAME(weighted_sum)(dst + j * dst_step, src + j * step, offsets, weights, entries, start,
                            init_sign, count);
     }
 }
@@ -133,7 +136,7 @@ static VECTOR_CLONES void NAME(taps_row)(const geometry *geo, const SCALAR *ring
             taps.weights[taps.entries++] = 1;
         }
     }
-    NAME(sum_along_row)(&taps, ring, pixel, width, push_row, geo->out_width, o, bias, 1);
+    NAME(sum_along_row)(&taps, ring, pixel, width, push_row, o, geo->out_width, o, bias, 0, 1);
     /* pull, vertically: vertical[col][b] = sum_{a, u} taps_v[a, u] z[i + u - top][col][a][b] */
     taps.entries = 0;
     for (int u = 0; u < geo->ph; u++) {
@@ -147,7 +150,7 @@ static VECTOR_CLONES void NAME(taps_row)(const geometry *geo, const SCALAR *ring
             }
     }
 #undef Z_ROW
-    NAME(sum_along_row)(&taps, ring, pixel, width, vertical, width, fan, NULL, 0);
+    NAME(sum_along_row)(&taps, ring, pixel, width, vertical, fan, width, fan, NULL, 0, 0);
     /* then horizontally, negated: the pull kernel is minus the resized push kernel */
     taps.entries = 0;
     for (int b = 0; b < sw; b++)
@@ -158,7 +161,8 @@ static VECTOR_CLONES void NAME(taps_row)(const geometry *geo, const SCALAR *ring
                 taps.shifts[taps.entries] = shift;
                 taps.weights[taps.entries++] = (SCALAR)-geo->taps_h[b * geo->pw + v];
             }
-    NAME(sum_along_row)(&taps, vertical, fan, width, pull_row, geo->out_width, o, bias, -1);
+    NAME(sum_along_row)(&taps, vertical, fan, width, pull_row, o, geo->out_width, o, bias, 0,
+                        -1);
 }
 
 /* relu(push) - alpha * relu(pull), in place in push_row */
@@ -177,11 +181,11 @@ static VECTOR_CLONES void NAME(taps_inhibit)(SCALAR *restrict push_row,
    pull[n, i, j, o] = -bias[o] - sum_{a, b, u, v} taps_v[a, u] taps_h[b, v]
                                  * z[n, i + u - pull_top, j + v - pull_left, a, b, o]
    with z[n, r, col, a, b, o] = sum_c x[n, r, col, c] weights[c, (a*sw + b)*O + o] (zero outside
-   the image): x [N, H, W, C] and both outputs [N, Ho, Wo, O] channels-last, stride 1, no
-   dilation, one group. With alpha (already rectified; one value or one per channel) push receives
+   the image): x [N, H, W, C] and both outputs [N, Ho, Wo, O] channels-last, or all NCHW
+   (planar), stride 1, no dilation, one group. With alpha (already rectified; one value or one per channel) push receives
    relu(push) - alpha * relu(pull) and pull is not written. Tasks are (image, band of output rows);
    each thread's scratch holds the ring of z rows, [ring_rows][W][sh*sw*O], then [W][sw][O] and
-   one output row [Wo][O]. Returns non-zero on bad arguments.
+   two output rows [Wo][O]. Returns non-zero on bad arguments.
 
    With one thread there is no parallel region: MKL's GEMM called in a region of one thread
    starts a nested team of its own on every call (75 us, against 10 us for the whole kernel on a
@@ -190,9 +194,18 @@ typedef struct {
     const geometry *geo;
     const SCALAR *x, *weights, *bias, *alpha;
     SCALAR *push, *pull;
-    int alpha_count, bands;
+    int alpha_count, bands, planar;
     NAME(taps_gemm_fn) mix;
 } NAME(taps_call);
+
+/* row [Wo][O] into output row i of image n of an NCHW tensor */
+static void NAME(scatter_row)(const geometry *geo, const SCALAR *row, SCALAR *out, long n, int i) {
+    const long plane = (long)geo->out_height * geo->out_width;
+    SCALAR *dst = out + n * geo->out_channels * plane + (long)i * geo->out_width;
+    for (int c = 0; c < geo->out_channels; c++)
+        for (int j = 0; j < geo->out_width; j++)
+            dst[c * plane + j] = row[(long)j * geo->out_channels + c];
+}
 
 /* Tasks first .. end - 1, with this thread's scratch. */
 static void NAME(taps_tasks)(const NAME(taps_call) *call, long first_task, long end_task,
@@ -203,8 +216,10 @@ static void NAME(taps_tasks)(const NAME(taps_call) *call, long first_task, long 
     const long pixel = (long)geo->sh * geo->sw * geo->out_channels, row_size = width * pixel;
     const long out_row = (long)geo->out_width * geo->out_channels;
     SCALAR *ring = scratch, *vertical = ring + ring_rows * row_size;
-    SCALAR *spare_row = vertical + (long)width * geo->sw * geo->out_channels;
+    SCALAR *spare_push = vertical + (long)width * geo->sw * geo->out_channels;
+    SCALAR *spare_pull = spare_push + out_row;
     const long band_rows = (out_height + call->bands - 1) / call->bands;
+    const long plane = (long)height * width;
     for (long task = first_task; task < end_task; task++) {
         const long n = task / call->bands;
         const int first = (int)((task % call->bands) * band_rows);
@@ -218,19 +233,29 @@ static void NAME(taps_tasks)(const NAME(taps_call) *call, long first_task, long 
             for (; next < needed; next += gemm_rows) {
                 const int rows = height - next < gemm_rows ? (int)(height - next) : gemm_rows;
                 const int pixels = rows * width, k = geo->channels, taps_out = (int)pixel;
+                const int x_stride = call->planar ? (int)plane : k;
                 const SCALAR one = 1, zero = 0;
-                /* row-major z[P, taps_out] = x[P, C] @ weights[C, taps_out] */
-                call->mix("N", "N", &taps_out, &pixels, &k, &one, call->weights, &taps_out,
-                          call->x + (n * height + next) * (long)width * k, &k, &zero,
+                /* row-major z[P, taps_out] = x[P, C] @ weights[C, taps_out]; NCHW x is the
+                   transposed matrix, one plane per channel */
+                const SCALAR *x = call->planar ? call->x + n * k * plane + next * width
+                                               : call->x + (n * height + next) * (long)width * k;
+                call->mix("N", call->planar ? "T" : "N", &taps_out, &pixels, &k, &one,
+                          call->weights, &taps_out, x, &x_stride, &zero,
                           ring + ((next - base) % ring_rows) * row_size, &taps_out);
             }
-            SCALAR *push_row = call->push + (n * out_height + i) * out_row;
-            SCALAR *pull_row =
-                call->alpha == NULL ? call->pull + (n * out_height + i) * out_row : spare_row;
+            SCALAR *push_row =
+                call->planar ? spare_push : call->push + (n * out_height + i) * out_row;
+            SCALAR *pull_row = call->alpha != NULL || call->planar
+                                   ? spare_pull
+                                   : call->pull + (n * out_height + i) * out_row;
             NAME(taps_row)(geo, ring, base, i, call->bias, push_row, pull_row, vertical);
             if (call->alpha != NULL)
                 NAME(taps_inhibit)(push_row, pull_row, call->alpha, call->alpha_count,
                                    geo->out_width, geo->out_channels);
+            if (call->planar) {
+                NAME(scatter_row)(geo, push_row, call->push, n, i);
+                if (call->alpha == NULL) NAME(scatter_row)(geo, pull_row, call->pull, n, i);
+            }
         }
     }
 }
@@ -240,17 +265,18 @@ int NAME(push_pull_taps)(const SCALAR *x, SCALAR *push, SCALAR *pull, long batch
                          int push_top, int push_left, int ph, int pw, const double *taps_v,
                          const double *taps_h, int pull_top, int pull_left, const SCALAR *weights,
                          const SCALAR *bias, int out_channels, const SCALAR *alpha,
-                         int alpha_count, int ring_rows, int gemm_rows, int bands, SCALAR *scratch,
-                         long scratch_per_thread, void *gemm, int num_threads) {
+                         int alpha_count, int ring_rows, int gemm_rows, int bands, int planar,
+                         SCALAR *scratch, long scratch_per_thread, void *gemm, int num_threads) {
     geometry geo = {channels, height, width, out_height, out_width, sh, sw, push_top, push_left,
                     ph, pw, pull_top, pull_left, out_channels, ring_rows, gemm_rows, 0, 0,
                     taps_v, taps_h};
-    if (gemm == NULL || bands < 1 || check_geometry(&geo)) return 1;
+    if (gemm == NULL || bands < 1 || check_geometry(&geo) || check_ring(&geo)) return 1;
     const long row_size = (long)width * sh * sw * out_channels;
     const long needed = ring_rows * row_size + (long)width * sw * out_channels +
-                        (long)out_width * out_channels;
+                        2L * out_width * out_channels;
     if (scratch_per_thread < needed) return 1;
-    const NAME(taps_call) call = {&geo, x, weights, bias, alpha, push, pull, alpha_count, bands,
+    const NAME(taps_call) call = {&geo, x,           weights, bias,   alpha,
+                                  push, pull,        alpha_count, bands, planar,
                                   (NAME(taps_gemm_fn))gemm};
     const long tasks = batch * bands;
     if (num_threads > tasks) num_threads = (int)tasks;
@@ -268,6 +294,151 @@ int NAME(push_pull_taps)(const SCALAR *x, SCALAR *push, SCALAR *pull, long batch
         /* static split, as schedule(static) */
         const long first = tasks * thread / team, end = tasks * (thread + 1) / team;
         NAME(taps_tasks)(&call, first, end, scratch + thread * scratch_per_thread);
+    }
+    return 0;
+}
+
+/* The gradient of z for input row r of image n, [W][sh][sw][O], from the outputs' gradients
+   (image n's, [Ho][Wo][O], either NULL for zero): z feeds push[i, j] at (i, j) = (r - a + push_top,
+   col - b + push_left) and the pull through the transposed smoothing, with minus signs.
+   vertical is [Wo][sh][O] scratch. */
+static VECTOR_CLONES void NAME(grad_z_row)(const geometry *geo, const SCALAR *grad_push,
+                                           const SCALAR *grad_pull, int r, SCALAR *grad_z,
+                                           SCALAR *vertical) {
+    const int o = geo->out_channels, sh = geo->sh, sw = geo->sw, width = geo->width;
+    const int out_width = geo->out_width;
+    const long pixel = (long)sh * sw * o, out_row = (long)out_width * o;
+    NAME(tap_list) taps;
+    if (grad_pull == NULL) {
+        for (long k = 0; k < width * pixel; k++) grad_z[k] = 0;
+    } else {
+        /* vertical[j][a] = sum_u taps_v[a, u] grad_pull[r - u + pull_top][j] */
+        for (int a = 0; a < sh; a++) {
+            taps.entries = 0;
+            for (int u = 0; u < geo->ph; u++) {
+                const int i = r - u + geo->pull_top;
+                const SCALAR t = (SCALAR)geo->taps_v[a * geo->ph + u];
+                if (t == 0 || i < 0 || i >= geo->out_height) continue;
+                taps.offsets[taps.entries] = i * out_row;
+                taps.shifts[taps.entries] = 0;
+                taps.weights[taps.entries++] = t;
+            }
+            NAME(sum_along_row)(&taps, grad_pull, o, out_width, vertical + (long)a * o,
+                                (long)sh * o, out_width, o, NULL, 0, 0);
+        }
+        /* grad_z[col][a][b] = -sum_v taps_h[b, v] vertical[col - v + pull_left][a] */
+        for (int b = 0; b < sw; b++) {
+            taps.entries = 0;
+            for (int v = 0; v < geo->pw; v++) {
+                const SCALAR t = (SCALAR)geo->taps_h[b * geo->pw + v];
+                if (t == 0) continue;
+                const int shift = geo->pull_left - v;
+                taps.offsets[taps.entries] = shift * (long)sh * o;
+                taps.shifts[taps.entries] = shift;
+                taps.weights[taps.entries++] = -t;
+            }
+            for (int a = 0; a < sh; a++)
+                NAME(sum_along_row)(&taps, vertical + (long)a * o, (long)sh * o, out_width,
+                                    grad_z + ((long)a * sw + b) * o, pixel, width, o, NULL, 0, 0);
+        }
+    }
+    if (grad_push == NULL) return;
+    /* + grad_push[r - a + push_top][col - b + push_left] */
+    for (int a = 0; a < sh; a++) {
+        const int i = r - a + geo->push_top;
+        if (i < 0 || i >= geo->out_height) continue;
+        for (int b = 0; b < sw; b++) {
+            const int shift = geo->push_left - b;
+            SCALAR *dst = grad_z + ((long)a * sw + b) * o;
+            taps.offsets[0] = i * out_row + shift * (long)o;
+            taps.shifts[0] = shift;
+            taps.weights[0] = 1;
+            taps.entries = 1;
+            NAME(sum_along_row)(&taps, grad_push, o, out_width, dst, pixel, width, o, dst, pixel, 1);
+        }
+    }
+}
+
+typedef struct {
+    const geometry *geo;
+    const SCALAR *x, *grad_push, *grad_pull, *weights;
+    SCALAR *grad_x, *grad_weights;
+    int bands;
+    NAME(taps_gemm_fn) mix;
+} NAME(taps_backward_call);
+
+/* Backward tasks first .. end - 1, with this thread's scratch and sum of weight gradients. */
+static void NAME(taps_backward_tasks)(const NAME(taps_backward_call) *call, long first_task,
+                                      long end_task, SCALAR *scratch, SCALAR *grad_weights) {
+    const geometry *geo = call->geo;
+    const int height = geo->height, width = geo->width, gemm_rows = geo->gemm_rows;
+    const long pixel = (long)geo->sh * geo->sw * geo->out_channels, row_size = width * pixel;
+    const long band_rows = (height + call->bands - 1) / call->bands;
+    const long out_image = (long)geo->out_height * geo->out_width * geo->out_channels;
+    SCALAR *grad_z = scratch, *vertical = scratch + gemm_rows * row_size;
+    for (long task = first_task; task < end_task; task++) {
+        const long n = task / call->bands;
+        const long first = (task % call->bands) * band_rows;
+        const long last = first + band_rows < height ? first + band_rows : height;
+        const SCALAR *grad_push = call->grad_push == NULL ? NULL : call->grad_push + n * out_image;
+        const SCALAR *grad_pull = call->grad_pull == NULL ? NULL : call->grad_pull + n * out_image;
+        for (long r0 = first; r0 < last; r0 += gemm_rows) {
+            const int rows = last - r0 < gemm_rows ? (int)(last - r0) : gemm_rows;
+            for (int k = 0; k < rows; k++)
+                NAME(grad_z_row)(geo, grad_push, grad_pull, (int)(r0 + k), grad_z + k * row_size,
+                                 vertical);
+            const int pixels = rows * width, c = geo->channels, taps_out = (int)pixel;
+            const SCALAR one = 1, zero = 0;
+            const long x_offset = (n * height + r0) * (long)width * c;
+            if (call->grad_x != NULL) /* row-major grad_x[P, C] = g[P, N] @ weights[C, N]^T */
+                call->mix("T", "N", &c, &pixels, &taps_out, &one, call->weights, &taps_out, grad_z,
+                          &taps_out, &zero, call->grad_x + x_offset, &c);
+            if (grad_weights != NULL) /* row-major grad_weights[C, N] += x[P, C]^T @ g[P, N] */
+                call->mix("N", "T", &taps_out, &c, &pixels, &one, grad_z, &taps_out,
+                          call->x + x_offset, &c, &one, grad_weights, &taps_out);
+        }
+    }
+}
+
+/* Gradients of push_pull_taps for x and its weights: with g = d(loss)/dz (grad_z_row), grad_x =
+   g @ weights^T and grad_weights = x^T @ g, two GEMMs per block of gemm_rows input rows, g built
+   in this thread's scratch ([gemm_rows][W][sh*sw*O], then [Wo][sh][O]). Tasks are (image, band of
+   input rows). grad_push, grad_pull: [N, Ho, Wo, O] or NULL (zero). grad_x [N, H, W, C] (or NULL)
+   is overwritten; grad_weights (or NULL) holds one [C, sh*sw*O] sum per thread, accumulated into
+   (zero it first). Returns non-zero on bad arguments. */
+int NAME(push_pull_taps_backward)(const SCALAR *x, const SCALAR *grad_push,
+                                  const SCALAR *grad_pull, SCALAR *grad_x, SCALAR *grad_weights,
+                                  long batch, int channels, int height, int width, int out_height,
+                                  int out_width, int sh, int sw, int push_top, int push_left,
+                                  int ph, int pw, const double *taps_v, const double *taps_h,
+                                  int pull_top, int pull_left, const SCALAR *weights,
+                                  int out_channels, int gemm_rows, int bands, SCALAR *scratch,
+                                  long scratch_per_thread, void *gemm, int num_threads) {
+    geometry geo = {channels, height, width, out_height, out_width, sh, sw, push_top, push_left,
+                    ph, pw, pull_top, pull_left, out_channels, 0, gemm_rows, 0, 0,
+                    taps_v, taps_h};
+    if (gemm == NULL || bands < 1 || check_geometry(&geo)) return 1;
+    const long pixel = (long)sh * sw * out_channels;
+    const long needed = gemm_rows * width * pixel + (long)out_width * sh * out_channels;
+    if (scratch_per_thread < needed) return 1;
+    const NAME(taps_backward_call) call = {&geo, x, grad_push, grad_pull, weights, grad_x,
+                                           grad_weights, bands, (NAME(taps_gemm_fn))gemm};
+    const long tasks = batch * bands, weights_size = (long)channels * pixel;
+    if (num_threads > tasks) num_threads = (int)tasks;
+    if (num_threads <= 1) { /* no parallel region: see push_pull_taps */
+        NAME(taps_backward_tasks)(&call, 0, tasks, scratch, grad_weights);
+        return 0;
+    }
+#pragma omp parallel num_threads(num_threads)
+    {
+#ifdef _OPENMP
+        const long team = omp_get_num_threads(), thread = omp_get_thread_num();
+#else
+        const long team = 1, thread = 0;
+#endif
+        NAME(taps_backward_tasks)(&call, tasks * thread / team, tasks * (thread + 1) / team,
+                                  scratch + thread * scratch_per_thread,
+                                  grad_weights == NULL ? NULL : grad_weights + thread * weights_size);
     }
     return 0;
 }

@@ -44,7 +44,9 @@ from .pull import MAP_COST_CHANNELS, separable_pays
 
 _INT, _LONG, _PTR = ctypes.c_int, ctypes.c_long, ctypes.c_void_p
 _SIGNATURE = [_PTR, _PTR, _PTR, _LONG] + [_INT] * 11 + [_PTR, _PTR, _INT, _INT, _PTR, _PTR, _INT]
-_SIGNATURE += [_PTR, _INT, _INT, _INT, _INT, _PTR, _LONG, _PTR, _INT]
+_SIGNATURE += [_PTR, _INT, _INT, _INT, _INT, _INT, _PTR, _LONG, _PTR, _INT]
+_BACKWARD_SIGNATURE = [_PTR] * 5 + [_LONG] + [_INT] * 11 + [_PTR, _PTR, _INT, _INT, _PTR, _INT]
+_BACKWARD_SIGNATURE += [_INT, _INT, _PTR, _LONG, _PTR, _INT]
 _SUFFIX = {torch.float32: "float", torch.float64: "double"}
 # Input pixels per GEMM call, at least: one 32-pixel row is too short a product for MKL.
 GEMM_PIXELS = 512
@@ -59,9 +61,10 @@ GEMM_PIXELS = 512
 SHARED_TAP_COST = 3.0
 
 
-def _kernel(dtype: torch.dtype):
-    name = f"push_pull_taps_{_SUFFIX[dtype]}"
-    return native.function("push_pull_taps", name, _SIGNATURE, ctypes.c_int)
+def _kernel(dtype: torch.dtype, backward: bool = False):
+    name = f"push_pull_taps{'_backward' if backward else ''}_{_SUFFIX[dtype]}"
+    signature = _BACKWARD_SIGNATURE if backward else _SIGNATURE
+    return native.function("push_pull_taps", name, signature, ctypes.c_int)
 
 
 def shared_taps_apply(stride, dilation, groups: int, pull_scales: int) -> bool:
@@ -116,12 +119,17 @@ def _check_geometry(x, weight, pull_size, push_padding, pull_padding) -> None:
         )
 
 
-def _empty_output(x: Tensor, weight: Tensor, push_padding) -> Tensor:
+def _planar(x: Tensor) -> bool:
+    """Whether ``x`` is NCHW (and not also channels-last, as with one channel or one pixel)."""
+    return x.is_contiguous() and not x.is_contiguous(memory_format=torch.channels_last)
+
+
+def _empty_output(x: Tensor, weight: Tensor, push_padding, planar: bool = False) -> Tensor:
     return torch.empty(
         _output_shape(x, weight, push_padding),
         dtype=x.dtype,
         device=x.device,
-        memory_format=torch.channels_last,
+        memory_format=torch.contiguous_format if planar else torch.channels_last,
     )
 
 
@@ -134,9 +142,12 @@ def _branches_apart(
     return push.contiguous(memory_format=torch.channels_last), pull
 
 
-def _run_kernel(x, weight, bias, pull_size, push_padding, pull_padding, push, pull, alpha) -> None:
-    """Fill ``push`` and ``pull`` (channels-last), or ``push`` with the response when ``alpha``."""
-    x = x.contiguous(memory_format=torch.channels_last)
+def _run_kernel(
+    x, weight, bias, pull_size, push_padding, pull_padding, push, pull, alpha, planar=False
+) -> None:
+    """Fill ``push`` and ``pull``, or ``push`` with the response when ``alpha``; all channels-last,
+    or all NCHW when ``planar``."""
+    x = x.contiguous(memory_format=torch.contiguous_format if planar else torch.channels_last)
     batch, channels, height, width = x.shape
     out_channels, _, sh, sw = weight.shape
     out_h, out_w = push.shape[-2:]
@@ -151,7 +162,7 @@ def _run_kernel(x, weight, bias, pull_size, push_padding, pull_padding, push, pu
     threads = torch.get_num_threads() if x.numel() * pull_size[0] >= 1 << 16 else 1
     threads = min(threads, batch * out_h)
     bands = -(-threads // batch)  # each band of rows recomputes the ring's first rows
-    per_thread = (ring_rows * width * sh + width) * sw * out_channels + out_w * out_channels
+    per_thread = (ring_rows * width * sh + width) * sw * out_channels + 2 * out_w * out_channels
     scratch = _scratch_buffer(threads * per_thread, x.dtype)
     bias = None if bias is None else bias.contiguous()
     if alpha is not None:
@@ -162,7 +173,8 @@ def _run_kernel(x, weight, bias, pull_size, push_padding, pull_padding, push, pu
         taps_v.data_ptr(), taps_h.data_ptr(), pull_top, pull_left, weights.data_ptr(),
         None if bias is None else bias.data_ptr(), out_channels,
         None if alpha is None else alpha.data_ptr(), 0 if alpha is None else alpha.numel(),
-        ring_rows, gemm_rows, bands, scratch.data_ptr(), per_thread, blas_gemm(x.dtype), threads,
+        ring_rows, gemm_rows, bands, planar, scratch.data_ptr(), per_thread, blas_gemm(x.dtype),
+        threads,
     )  # fmt: skip
     if failed:
         raise RuntimeError("push-pull-taps C kernel: bad geometry")
@@ -226,31 +238,120 @@ def _pull_backward(grad, x, weight, pull_size, pull_padding, need_x: bool, need_
     return grad_x, grad_kernel
 
 
-def _backward(ctx, grad_push: Tensor | None, grad_pull: Tensor | None):
-    x, weight = ctx.saved_tensors
-    pull_size, push_padding, pull_padding = ctx.args
-    need_x, need_weight, need_bias = ctx.needs_input_grad[:3]
-    grads: list[Tensor | None] = [None, None, None]
+def _backward_apart(x, weight, grad_push, grad_pull, pull_size, push_padding, pull_padding,
+                    need_x: bool, need_weight: bool) -> list[Tensor | None]:  # fmt: skip
+    """The two branches' own backward passes, summed (no C kernel)."""
+    grads: list[Tensor | None] = [None, None]
     if grad_push is not None:
-        bias_sizes = [weight.shape[0]] if ctx.has_bias else None
         grads = list(
             torch.ops.aten.convolution_backward(
-                grad_push, x, weight, bias_sizes, [1, 1], list(push_padding), [1, 1], False,
-                [0, 0], 1, [need_x, need_weight, need_bias and ctx.has_bias],
-            )
+                grad_push, x, weight, None, [1, 1], list(push_padding), [1, 1], False, [0, 0], 1,
+                [need_x, need_weight, False],
+            )[:2]
         )  # fmt: skip
     if grad_pull is not None:
         pull_x, pull_weight = _pull_backward(
             grad_pull, x, weight, pull_size, pull_padding, need_x, need_weight
         )
-        # the pull convolves with minus the resized kernel and subtracts the bias
+        # the pull convolves with minus the resized kernel
         updates = (pull_x if need_x else None, -pull_weight if need_weight else None)
-        if need_bias and ctx.has_bias:
-            updates += (-grad_pull.sum((0, 2, 3)),)
         for index, update in enumerate(updates):
             if update is not None:
                 grads[index] = update if grads[index] is None else grads[index] + update
-    return grads[0], grads[1], grads[2], None, None, None
+    return grads
+
+
+def _backward_shared(x, weight, grad_push, grad_pull, pull_size, push_padding, pull_padding,
+                     need_x: bool, need_weight: bool) -> list[Tensor | None]:  # fmt: skip
+    """The transposed shared form: the products' gradient g (the transposed shift and smoothing
+    of the outputs' gradients, built in cache) and two GEMMs, g @ k^T for x and x^T @ g for k."""
+    x = x.contiguous(memory_format=torch.channels_last)
+    batch, channels, height, width = x.shape
+    out_channels, _, sh, sw = weight.shape
+    grads = [g if g is None else g.contiguous(memory_format=torch.channels_last)
+             for g in (grad_push, grad_pull)]  # fmt: skip
+    out_h, out_w = _output_shape(x, weight, push_padding)[2:]
+    weights = weight.permute(1, 2, 3, 0).reshape(channels, -1).contiguous()
+    taps_v, taps_h = (interpolation_taps(s, p) for s, p in zip((sh, sw), pull_size))
+    gemm_rows = max(1, min(height, GEMM_PIXELS // width))
+    threads = torch.get_num_threads() if x.numel() * pull_size[0] >= 1 << 16 else 1
+    threads = min(threads, batch * height)
+    bands = -(-threads // batch)
+    per_thread = gemm_rows * width * sh * sw * out_channels + out_w * sh * out_channels
+    scratch = _scratch_buffer(threads * per_thread, x.dtype)
+    grad_x = torch.empty_like(x, memory_format=torch.channels_last) if need_x else None
+    grad_weights = x.new_zeros(threads, *weights.shape) if need_weight else None
+
+    def pointer(tensor: Tensor | None) -> int | None:
+        return None if tensor is None else tensor.data_ptr()
+
+    failed = _kernel(x.dtype, backward=True)(
+        x.data_ptr(), pointer(grads[0]), pointer(grads[1]), pointer(grad_x),
+        pointer(grad_weights), batch, channels, height, width, out_h, out_w, sh, sw,
+        *push_padding, *pull_size, taps_v.data_ptr(), taps_h.data_ptr(), pull_padding[0],
+        pull_padding[2], weights.data_ptr(), out_channels, gemm_rows, bands, scratch.data_ptr(),
+        per_thread, blas_gemm(x.dtype), threads,
+    )  # fmt: skip
+    if failed:
+        raise RuntimeError("push-pull-taps C kernel: bad geometry")
+    if grad_weights is not None:
+        grad_weights = grad_weights.sum(0).view(channels, sh, sw, out_channels)
+        grad_weights = grad_weights.permute(3, 0, 1, 2).contiguous()
+    return [grad_x, grad_weights]
+
+
+@torch.library.custom_op("timm_pushpull::push_and_pull_backward", mutates_args=())
+def push_and_pull_backward(
+    grad_push: Tensor | None,
+    grad_pull: Tensor | None,
+    x: Tensor,
+    weight: Tensor,
+    pull_size: list[int],
+    push_padding: list[int],
+    pull_padding: list[int],
+    need_x: bool,
+    need_weight: bool,
+) -> tuple[Tensor, Tensor]:
+    """Gradients of :func:`push_and_pull` for ``x`` and ``weight`` (empty where not needed)."""
+    args = (x, weight, grad_push, grad_pull, pull_size, push_padding, pull_padding)
+    backward = _backward_shared if runs_shared_taps(x, weight) else _backward_apart
+    grad_x, grad_weight = backward(*args, need_x, need_weight)
+    empty = x.new_empty(0)
+    if grad_x is None:
+        grad_x = empty
+    elif grad_x.dim():  # the apart form's gradient has the input's layout
+        grad_x = grad_x.contiguous(memory_format=torch.channels_last)
+    return grad_x, empty if grad_weight is None else grad_weight
+
+
+@push_and_pull_backward.register_fake
+def _(grad_push, grad_pull, x, weight, pull_size, push_padding, pull_padding, need_x, need_weight):
+    grad_x = torch.empty_like(x, memory_format=torch.channels_last) if need_x else x.new_empty(0)
+    return grad_x, (torch.empty_like(weight) if need_weight else x.new_empty(0))
+
+
+def _backward(ctx, grad_push: Tensor | None, grad_pull: Tensor | None):
+    x, weight = ctx.saved_tensors
+    need_x, need_weight, need_bias = ctx.needs_input_grad[:3]
+    grad_x, grad_weight = push_and_pull_backward(
+        grad_push, grad_pull, x, weight, *ctx.args, need_x, need_weight
+    )
+    grad_bias = None
+    if need_bias:  # the push adds the bias, the pull subtracts it
+        sums = [
+            sign * g.sum((0, 2, 3))
+            for sign, g in ((1, grad_push), (-1, grad_pull))
+            if g is not None
+        ]
+        grad_bias = sum(sums[1:], sums[0])
+    return (
+        (grad_x if need_x else None),
+        (grad_weight if need_weight else None),
+        grad_bias,
+        None,
+        None,
+        None,
+    )
 
 
 push_and_pull.register_autograd(_backward, setup_context=_setup_context)
@@ -260,11 +361,20 @@ def _response(x, weight, bias, alpha, pull_size, push_padding, pull_padding) -> 
     _check_geometry(x, weight, pull_size, push_padding, pull_padding)
     if not runs_shared_taps(x, weight):
         push, pull = _branches_apart(x, weight, bias, pull_size, push_padding, pull_padding)
-        return push.relu_().addcmul_(alpha.reshape(1, -1, 1, 1), pull.relu_(), value=-1.0)
-    response = _empty_output(x, weight, push_padding)
+        response = push.relu_().addcmul_(alpha.reshape(1, -1, 1, 1), pull.relu_(), value=-1.0)
+        return response.contiguous(memory_format=_response_format(x))
+    # in the input's layout: a model kept NCHW would otherwise convert between the two around
+    # every push-pull layer (21 copies per resnet20_pp_b1 forward, slower mixed-layout adds)
+    planar = _planar(x)
+    response = _empty_output(x, weight, push_padding, planar)
     alpha = alpha.reshape(-1).to(x.dtype)
-    _run_kernel(x, weight, bias, pull_size, push_padding, pull_padding, response, None, alpha)
+    args = (pull_size, push_padding, pull_padding, response, None, alpha, planar)
+    _run_kernel(x, weight, bias, *args)
     return response
+
+
+def _response_format(x: Tensor) -> torch.memory_format:
+    return torch.contiguous_format if _planar(x) else torch.channels_last
 
 
 @torch.library.custom_op("timm_pushpull::push_pull_response", mutates_args=())
@@ -278,7 +388,8 @@ def push_pull_response(
     pull_padding: list[int],
 ) -> Tensor:
     """``relu(push) - alpha * relu(pull)`` of :func:`push_and_pull` (``alpha``: one value or one
-    per output channel, used as given), channels-last; for inference, no autograd formula."""
+    per output channel, used as given), NCHW for an NCHW ``x``, else channels-last; for
+    inference, no autograd formula."""
     return _response(x, weight, bias, alpha, pull_size, push_padding, pull_padding)
 
 
@@ -303,7 +414,7 @@ def inference_response(
 
 @push_pull_response.register_fake
 def _(x, weight, bias, alpha, pull_size, push_padding, pull_padding):
-    return _empty_output(x, weight, push_padding)
+    return _empty_output(x, weight, push_padding, _planar(x))
 
 
 def _smoothing_macs(weight_shape, pull_size, out_shape) -> int:

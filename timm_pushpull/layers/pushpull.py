@@ -271,7 +271,6 @@ class PushPull2d(nn.Module):
     @torch.jit.unused
     def _shared_response(self, x: Tensor) -> Tensor:
         """``relu(push) - alpha * relu(pull)`` from one matrix product."""
-        x = x.contiguous(memory_format=torch.channels_last)
         weight, bias, alpha = self.push.weight, self.push.bias, F.relu(self.alpha)
         return inference_response(x, weight, bias, alpha, *_shared_args(self))
 
