@@ -214,7 +214,12 @@ _SHARED_CASES = (
     (64, 64, 3, 3.0, (8, 64, 56, 56)),
     (256, 256, 3, 2.0, (8, 256, 14, 14)),
     (64, 256, 1, 2.0, (8, 64, 56, 56)),  # a bottleneck's 1x1: the pull is a 3x3 box of the push
+    (64, 16, 3, 2.0, (8, 64, 32, 32)),
+    (16, 16, 5, 2.0, (8, 16, 32, 32)),  # 5x5 -> 11x11
+    (20, 50, 5, 2.0, (64, 20, 12, 12)),
+    # near the rule's boundary: few input channels, many products per input value
     (6, 16, 5, 2.0, (64, 6, 14, 14)),
+    (4, 16, 3, 2.0, (8, 4, 32, 32)),
     (3, 16, 3, 2.0, (8, 3, 32, 32)),  # the CIFAR stem
     (1, 6, 5, 2.0, (64, 1, 28, 28)),  # LeNet-5's first layer
 )
@@ -307,11 +312,13 @@ class _OutOfPlaceEpilogue(nn.Module):
 
 
 def _bench_epilogue(rounds: int, quick: bool) -> str:
-    """The layer's ReLUs and inhibition in place (the default) or into new tensors, eval."""
+    """The layer's ReLUs and inhibition in place (the default) or into new tensors, eval, with the
+    branches computed apart."""
     rows = []
     for name, shape, size, stride in _C_FORM_CASES[:1] if quick else _C_FORM_CASES:
         x = torch.randn(2, *shape[1:]) if quick else torch.randn(shape)
         layer = PushPull2d(shape[1], 64, size, stride, size // 2).eval()
+        layer.shares_taps = False  # the epilogue of the two branches (the shared form has its own)
         conv = nn.Conv2d(shape[1], 64, size, stride, size // 2, bias=False).eval()
         fns = {
             "conv": eval_fn(conv, x.contiguous(memory_format=torch.channels_last)),
@@ -322,7 +329,7 @@ def _bench_epilogue(rounds: int, quick: bool) -> str:
         rows.append([name, str(list(x.shape)), f"{times['conv'] * 1e3:.1f}"]
                     + [f"{times[n] / times['conv']:.2f}x" for n in ("in place", "new tensors")])  # fmt: skip
     return markdown_table(
-        "Exact layer (eval) vs conv: ReLUs and inhibition in place or into new tensors",
+        "Exact layer, branches apart (eval) vs conv: ReLUs and inhibition in place or into new tensors",
         ["layer", "input", "conv ms", "in place (default)", "new tensors"],
         rows,
     )
