@@ -7,6 +7,9 @@ The pull kernel is the push kernel resized by a factor ``h`` (bilinear, ``align_
 and negated. The pull ``mode`` says which kernel is applied: ``exact`` (that one) or ``fast`` (an
 approximation); its ``impl`` how it is computed, all differentiable in the push weights:
 
+A stride-1 exact layer usually computes its push and pull together, from one matrix product
+(:mod:`.push_and_pull`, chosen by ``PushPull2d``); this module is the pull on its own:
+
 * ``direct`` (exact mode): a convolution with the resized kernel, the paper's formulation.
 * ``separable`` (exact mode): resizing is linear and separable, ``resize(k) = U k U^T``, so
   ``x * resize(k) = sum_ab k[:, :, a, b] * (x * u_a u_b^T)``: per-channel separable filtering

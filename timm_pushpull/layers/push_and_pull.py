@@ -53,11 +53,12 @@ GEMM_PIXELS = 512
 # What the shared form adds to the push convolution, per output value: the push's shifted sum
 # (s_h*s_w additions) and the pull's smoothing (taps_v*s_w + taps_h multiply-adds), each costing
 # about SHARED_TAP_COST multiply-adds of a convolution (its operands come from the cache-resident
-# ring of products instead of registers). Measured side by side on the 2-core x86 VM
-# (BENCHMARKS.md, exact pull run 10): 16->16 3x3 on 8x16x32x32 ran at 2.3-3.7x a plain conv
-# against 5.8-6.5x for push conv + pull, i.e. about 3 multiply-adds per added operation; the
-# CIFAR 3->16 stem tied (5.1x either way) and LeNet's 1->6 5x5 lost (16x against 3.7x): with few
-# input channels the products outnumber the inputs and the pull is cheap anyway.
+# ring of products instead of registers). Side by side on the 2-core x86 VM (BENCHMARKS.md, exact
+# pull run 10, eval; shared / apart, in convs): 16->16 3x3 2.1 / 4.2, 64->64 1.4 / 2.6, 16->16 5x5
+# 2.9 / 5.1, 20->50 5x5 1.5 / 2.5, and at the boundary, where the products far outnumber the
+# inputs: 4->16 3x3 3.4 / 3.7 (picked), 6->16 5x5 4.5 / 4.3 (picked, 5% slower), the CIFAR 3->16
+# stem 3.5 / 3.6 (not picked, a tie) and LeNet's 1->6 5x5 15 / 4.2 (not picked). In training the
+# boundary lies a little higher (4->16 and 6->16 train 20% slower shared); one rule serves both.
 SHARED_TAP_COST = 3.0
 
 
