@@ -12,8 +12,10 @@
 #include <stdlib.h>
 #ifdef _OPENMP
 #include <omp.h>
+#define TEAM_SIZE omp_get_num_threads()
 #define THREAD_ID omp_get_thread_num()
 #else
+#define TEAM_SIZE 1
 #define THREAD_ID 0
 #endif
 

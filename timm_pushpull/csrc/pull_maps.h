@@ -222,11 +222,7 @@ int NAME(pull_mixed)(const SCALAR *x, SCALAR *out, long batch, int channels, int
     }
 #pragma omp parallel num_threads(num_threads) reduction(| : failed)
     {
-#ifdef _OPENMP
-        const long team = omp_get_num_threads(), thread = omp_get_thread_num();
-#else
-        const long team = 1, thread = 0;
-#endif
+        const long team = TEAM_SIZE, thread = THREAD_ID;
         /* static split, as schedule(static) */
         NAME(mixed_tasks)(&geo, x, out, weights, bias, out_channels, block_rows, planar,
                           scratch + thread * block_size, mix, tasks * thread / team,

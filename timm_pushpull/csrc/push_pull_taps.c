@@ -15,6 +15,11 @@
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
+#define TEAM_SIZE omp_get_num_threads()
+#define THREAD_ID omp_get_thread_num()
+#else
+#define TEAM_SIZE 1
+#define THREAD_ID 0
 #endif
 
 #define MAX_TAPS 64

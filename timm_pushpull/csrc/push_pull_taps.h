@@ -286,11 +286,7 @@ int NAME(push_pull_taps)(const SCALAR *x, SCALAR *push, SCALAR *pull, long batch
     }
 #pragma omp parallel num_threads(num_threads)
     {
-#ifdef _OPENMP
-        const long team = omp_get_num_threads(), thread = omp_get_thread_num();
-#else
-        const long team = 1, thread = 0;
-#endif
+        const long team = TEAM_SIZE, thread = THREAD_ID;
         /* static split, as schedule(static) */
         const long first = tasks * thread / team, end = tasks * (thread + 1) / team;
         NAME(taps_tasks)(&call, first, end, scratch + thread * scratch_per_thread);
@@ -431,11 +427,7 @@ int NAME(push_pull_taps_backward)(const SCALAR *x, const SCALAR *grad_push,
     }
 #pragma omp parallel num_threads(num_threads)
     {
-#ifdef _OPENMP
-        const long team = omp_get_num_threads(), thread = omp_get_thread_num();
-#else
-        const long team = 1, thread = 0;
-#endif
+        const long team = TEAM_SIZE, thread = THREAD_ID;
         NAME(taps_backward_tasks)(&call, tasks * thread / team, tasks * (thread + 1) / team,
                                   scratch + thread * scratch_per_thread,
                                   grad_weights == NULL ? NULL : grad_weights + thread * weights_size);
