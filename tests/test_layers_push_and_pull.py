@@ -260,3 +260,28 @@ def test_op_gradients_with_and_without_the_c_kernel(enabled):
     want = torch.autograd.grad((push_ref.sin() + pull_ref.cos()).sum(), (x, weight, bias))
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-10)
+
+
+@needs_kernel
+@pytest.mark.parametrize("frozen", ["input", "weight"])
+def test_gradients_when_only_one_side_needs_them(frozen):
+    # the C backward skips one of its two GEMMs: a frozen layer, or an input without gradients
+    layer = _layer(CASES[0], torch.float64)
+    x = torch.randn(2, 16, 9, 8, dtype=torch.float64, requires_grad=frozen == "weight")
+    layer.push.weight.requires_grad_(frozen == "input")
+    wanted = x if frozen == "weight" else layer.push.weight
+    (got,) = torch.autograd.grad(layer(x).sin().sum(), wanted)
+    expected = paper_layer(x, layer.push.weight, layer.push.bias, 2.0, 1, layer.alpha)
+    (want,) = torch.autograd.grad(expected.sin().sum(), wanted)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+def test_meta_tensors_take_the_branches_apart():
+    # timm's default-config test runs models on the meta device, which autocast does not know
+    layer = PushPull2d(16, 16, 3, padding=1, device="meta")
+    assert layer.shares_taps and layer(torch.empty(2, 16, 8, 8, device="meta")).shape == (
+        2,
+        16,
+        8,
+        8,
+    )

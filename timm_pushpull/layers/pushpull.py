@@ -253,11 +253,13 @@ class PushPull2d(nn.Module):
     def _runs_shared_taps(self, x: Tensor) -> bool:
         if not self.shares_taps or torch.jit.is_tracing() or isinstance(x, torch.fx.Proxy):
             return False  # traces and FX graphs record the two branches' ops
-        if torch._C._functorch.is_batchedtensor(x) or torch.is_autocast_enabled(x.device.type):
+        # a CPU kernel: other devices (meta included, which autocast does not know) go apart
+        if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+            return False
+        if torch._C._functorch.is_batchedtensor(x) or torch.is_autocast_enabled("cpu"):
             return False
         if torch.compiler.is_compiling():
-            # the op itself picks the C kernel or the two branches, per call, when it runs
-            return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+            return True  # the op itself picks the C kernel or the two branches when it runs
         return runs_shared_taps(x, self.push.weight)
 
     @torch.jit.unused
