@@ -10,14 +10,7 @@
    write channels-first. Planes or rows are split over OpenMP threads (torch's runtime, see
    blur_pool.c). */
 #include <stdlib.h>
-#ifdef _OPENMP
-#include <omp.h>
-#define TEAM_SIZE omp_get_num_threads()
-#define THREAD_ID omp_get_thread_num()
-#else
-#define TEAM_SIZE 1
-#define THREAD_ID 0
-#endif
+#include "threads.h"
 
 #define MAX_TAPS 64
 #define CHANNEL_BLOCK 32

@@ -13,14 +13,7 @@
    inner loop runs over contiguous output channels. Threads: OpenMP, torch's runtime (blur_pool.c). */
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#define TEAM_SIZE omp_get_num_threads()
-#define THREAD_ID omp_get_thread_num()
-#else
-#define TEAM_SIZE 1
-#define THREAD_ID 0
-#endif
+#include "threads.h"
 
 #define MAX_TAPS 64
 #if defined(__GNUC__) || defined(__clang__)
