@@ -645,3 +645,24 @@ class TestExactPullOp:
         (grad,) = torch.autograd.grad(compiled(x).square().sum(), layer.push.weight)
         (expected,) = torch.autograd.grad(layer(x).square().sum(), layer.push.weight)
         torch.testing.assert_close(grad, expected)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(in_channels=3, out_channels=64, kernel_size=7, stride=2, padding=3),  # C pull, apart
+        dict(in_channels=16, out_channels=16, kernel_size=3, padding=1),  # shared form
+        dict(in_channels=8, out_channels=8, kernel_size=3, padding=1, pull_mode="fast"),
+    ],
+)
+def test_inference_output_keeps_an_nchw_inputs_layout(kwargs):
+    # a channels-last response turned the rest of an NCHW model channels-last, and every later
+    # convolution then converted its weights on each call (8% of a resnet50_pp_b1 forward pass)
+    layer = PushPull2d(**kwargs).eval()
+    x = torch.randn(2, kwargs["in_channels"], 16, 16)
+    with torch.no_grad():
+        out = layer(x)
+        assert out.is_contiguous() and not out.is_contiguous(memory_format=torch.channels_last)
+        cl = layer(x.contiguous(memory_format=torch.channels_last))
+    assert cl.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, cl)

@@ -46,6 +46,32 @@ def _check_input_channels(x: Tensor, in_channels: int) -> None:
 torch.fx.wrap("_check_input_channels")
 
 
+@register_notrace_function
+def _in_input_layout(out: Tensor, x: Tensor) -> Tensor:
+    """``out`` in NCHW if ``x`` is, in inference, as nn.Conv2d's output, though the C forms work
+    channels-last: a channels-last response made the rest of an NCHW model channels-last, and each
+    later convolution then converted its weights on every call (22 copies, 8% of a
+    resnet50_pp_b1 forward pass, against one copy of the stem's response). In training the copy
+    and its backward cost more than they save (BENCHMARKS.md, exact pull run 10)."""
+    if torch.is_grad_enabled():
+        return out
+    if torch.jit.is_scripting():
+        pass  # TorchScript runs the direct forms, whose output is in the input's layout
+    elif _vmapped(x):
+        return out  # vmap cannot query the channels-last layout
+    if x.is_contiguous() and not x.is_contiguous(memory_format=torch.channels_last):
+        return out.contiguous()
+    return out
+
+
+@torch.jit.unused
+def _vmapped(x: Tensor) -> bool:
+    return torch._C._functorch.is_batchedtensor(x)
+
+
+torch.fx.wrap("_in_input_layout")
+
+
 def _padding_pair(padding: int | tuple[int, int] | str, kernel_size, stride, dilation):
     if isinstance(padding, str):
         if padding == "valid":
@@ -299,11 +325,15 @@ class PushPull2d(nn.Module):
             push, pulls = self._separate_branches(x)
         elif self._runs_shared_taps(x):
             if self._fuses_response(x):
-                return self._shared_response(x)
+                return self._shared_response(x)  # in the input's layout
             push, pull = self._shared_branches(x)
             pulls = [pull]
         else:
             push, pulls = self._separate_branches(x)
+        return _in_input_layout(self._respond(push, pulls), x)
+
+    def _respond(self, push: Tensor, pulls: list[Tensor]) -> Tensor:
+        """The response from the pre-activations of push and pulls."""
         # In place on the convolutions' fresh outputs: two (in eval three) activation-sized tensors
         # fewer to allocate and page in. Side by side in the benchmark that is 0-5% of the exact
         # layer's time (BENCHMARKS.md, exact pull runs 8 and 9), and less memory. Autograd saves
