@@ -67,6 +67,21 @@ def test_pull_benchmark_prints_its_tables():
     assert "by forward chunk size per thread (default " in text
     assert "| 64 MiB |" in text and exact_pull.FORWARD_CHUNK_BYTES_PER_THREAD == default
     assert "ReLUs and inhibition in place or into new tensors" in text
+    # the shared form against the branches apart, and its GEMM size restored
+    from timm_pushpull.layers import push_and_pull
+
+    assert "push and pull from one GEMM (shared) or apart" in text
+    assert "by input pixels per GEMM call (default 512)" in text
+    assert push_and_pull.GEMM_PIXELS == 512
+
+
+def test_pair_runs_report_each_run_and_the_median():
+    from timm_pushpull.benchmarks.models import bench_pair_runs
+
+    text = bench_pair_runs(("resnet20",), runs=2, rounds=1)
+    rows = [line for line in text.splitlines() if line.startswith("| ")][1:]  # after the header
+    assert [row.split(" | ")[0] for row in rows] == ["| 1", "| 2", "| median (range)"]
+    assert "resnet20_pp_b1 eval" in text and "resnet20_pp_b1 train" in text
 
 
 def test_out_of_place_variant_of_the_benchmark_computes_the_layer():

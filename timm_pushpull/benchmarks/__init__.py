@@ -43,6 +43,12 @@ def _blurpool(quick: bool) -> str:
     return bench_blurpool(5 if quick else 30)
 
 
+def _pairs(quick: bool) -> str:
+    from .models import bench_pair_runs
+
+    return bench_pair_runs(runs=1 if quick else 7, rounds=2 if quick else 21)
+
+
 def _models(quick: bool) -> str:
     from .models import bench_models
 
@@ -89,6 +95,7 @@ _SECTIONS: dict[str, Callable[[bool], str]] = {
     "resnet50": _resnet50,
     "blurpool": _blurpool,
     "models": _models,
+    "pairs": _pairs,
     "corruptions": _corruptions,
     "training": _training,
     "evaluate": _evaluate,

@@ -5,6 +5,9 @@ Section ``models`` of ``timm-pushpull bench`` (and the ``*_pp_b1`` rows of secti
 
 from __future__ import annotations
 
+import os
+import statistics
+
 import timm
 import torch
 import torch.nn as nn
@@ -67,3 +70,36 @@ def bench_models(rounds: int = 3, pattern: str = "*_pp*", baselines: tuple[str, 
         "train vs base",
     ]
     return markdown_table("Model zoo: push-pull variants vs baselines", header, rows)
+
+
+def bench_pair_runs(
+    baselines: tuple[str, ...] = ("resnet20", "resnet50"), runs: int = 7, rounds: int = 21
+) -> str:
+    """Each ``<baseline>_pp_b1`` against its baseline in ``runs`` separate runs of ``rounds``
+    interleaved rounds, with the load average at each: the median and range of the ratio, for a
+    number that holds on a machine shared with other work (one short run moved by 10%)."""
+    ratios: dict[tuple[str, str], list[float]] = {}
+    rows = []
+    for run in range(runs):
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        row = [str(run + 1), f"{load:.2f}"]
+        for baseline in baselines:
+            size = timm.get_pretrained_cfg(baseline + "_pp_b1").to_dict()["input_size"]
+            x = torch.randn(2 if size[-1] >= 224 else 8, *size)
+            models = {n: timm.create_model(n) for n in (baseline, baseline + "_pp_b1")}
+            for mode, make in (("eval", eval_fn), ("train", train_fn)):
+                fns = {n: make(m, x) for n, m in models.items()}
+                times = interleaved_medians(fns, rounds, warmup=1)
+                ratio = times[baseline + "_pp_b1"] / times[baseline]
+                ratios.setdefault((baseline, mode), []).append(ratio)
+                row.append(f"{ratio:.2f}x")
+        rows.append(row)
+    header = ["run", "load"] + [f"{b}_pp_b1 {m}" for b in baselines for m in ("eval", "train")]
+    summary = ["median (range)", ""] + [
+        f"{statistics.median(v):.2f}x ({min(v):.2f}-{max(v):.2f})" for v in ratios.values()
+    ]
+    return markdown_table(
+        f"`_pp_b1` vs baseline: {runs} runs of {rounds} interleaved rounds",
+        header,
+        rows + [summary],
+    )
