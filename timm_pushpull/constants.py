@@ -33,3 +33,7 @@ CONVERSION_KEY = "pushpull_conversion"  # convert_to_pushpull's scope and kwargs
 
 # environment variables
 WEIGHTS_DIR_ENV = "TIMM_PUSHPULL_WEIGHTS_DIR"  # local copies of pretrained weights
+
+# the lock of an output folder held by one run at a time (timm_pushpull.locking), and who holds it
+LOCK_FILE = ".timm_pushpull.lock"
+LOCK_HOLDER_FILE = ".timm_pushpull.lock.json"

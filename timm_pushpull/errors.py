@@ -8,6 +8,7 @@ derives from the built-in exception its callers caught before it existed (``Valu
 
 __all__ = [
     "CheckpointError",
+    "FolderInUseError",
     "InvalidArgumentError",
     "MissingFileError",
     "OfflineError",
@@ -43,3 +44,7 @@ class OutputExistsError(UserError, FileExistsError):
 
 class OfflineError(UserError, ConnectionError):
     """The command needs the Hugging Face Hub and it cannot be reached."""
+
+
+class FolderInUseError(UserError, OSError):
+    """An output folder that another run holds (or that cannot be created or written)."""
