@@ -273,7 +273,9 @@ def test_cifar_resnet_blur_placement():
     assert block.conv1.stride == (1, 1) and block.downsample[0].stride == (1, 1)
     timm_block = timm.create_model("resnet50_pp", aa="bin3").layer2[0]
     assert isinstance(timm_block.aa, BlurPool2d)  # Zhang: after the stride-1 3x3 conv
-    assert isinstance(timm_block.downsample[0], BlurPool2d)  # Zhang: blurred projection shortcut
+    shortcut = timm_block.downsample[0]  # Zhang: blurred projection shortcut, in timm's layout
+    assert isinstance(shortcut.aa, BlurPool2d) and shortcut.aa.stride == 2
+    assert shortcut.stride == (1, 1) and isinstance(timm_block.downsample[1], nn.BatchNorm2d)
 
 
 def test_timm_resnet50_state_dict_converts_by_renaming_only():
@@ -358,3 +360,99 @@ def test_pretrained_timm_resnet18_weights_load_into_the_pushpull_model(tmp_path)
     torch.testing.assert_close(model.conv1.push.weight, timm_model.conv1.weight)
     torch.testing.assert_close(model.layer1[1].conv2.push.weight, timm_model.layer1[1].conv2.weight)
     torch.testing.assert_close(model.fc.weight, timm_model.fc.weight)
+
+
+def _timm_keys_onto_pushpull(timm_state, model_state):
+    """Each timm key and the key of ``model_state`` it must land on (its push kernel, if renamed)."""
+    return {
+        k: k if k in model_state else k.removesuffix("weight") + "push.weight" for k in timm_state
+    }
+
+
+@pytest.mark.parametrize("name", IMAGENET)
+@pytest.mark.parametrize("aa", [None, "bin3", "rect2"])
+def test_timm_imagenet_weights_load_into_every_variant(name, aa, tmp_path):
+    """timm's resnet18/resnet50 weights (issue 26: they failed on the aa shortcut) through
+    pretrained=True with a file, timm's own loading path: every tensor lands on its key."""
+    timm_model = timm.create_model(name.split("_")[0], num_classes=1000)
+    file = tmp_path / "timm.safetensors"
+    save_file(timm_model.state_dict(), file)
+    model = timm.create_model(
+        name, aa=aa, pretrained=True, pretrained_cfg_overlay=dict(file=str(file))
+    )
+    state = model.state_dict()
+    onto = _timm_keys_onto_pushpull(timm_model.state_dict(), state)
+    assert set(onto.values()) == set(state)  # nothing left at its random initialisation
+    for timm_key, key in onto.items():
+        assert torch.equal(state[key], timm_model.state_dict()[timm_key]), key
+    pushed = {k for k, v in onto.items() if k != v}
+    expected = {"conv1.weight"}
+    if name.endswith("_b1"):
+        convs = ("conv1", "conv2") if name.startswith("resnet18") else ("conv2",)
+        blocks = 2 if name.startswith("resnet18") else 3
+        expected |= {f"layer1.{b}.{c}.weight" for b in range(blocks) for c in convs}
+    assert pushed == expected
+
+
+def test_timm_aa_resnet_keys_are_ours(tmp_path):
+    """Same keys as timm's resnet50 with aa_layer (but the push kernels): its weights load, and
+    ours load into it."""
+    from timm_pushpull.layers import blur_pool_class
+
+    timm_aa = timm.create_model("resnet50", aa_layer=blur_pool_class("bin3"))
+    ours = timm.create_model("resnet50_pp_b1", aa="bin3")
+    onto = _timm_keys_onto_pushpull(timm_aa.state_dict(), ours.state_dict())
+    assert set(onto.values()) == set(ours.state_dict())
+    back = {k: ours.state_dict()[v] for k, v in onto.items()}
+    timm_aa.load_state_dict(back, strict=True)
+
+
+def _zhang_shortcuts(model: nn.Module) -> nn.Module:
+    """timm's anti-aliased ResNet with Zhang's blurred shortcut built by hand: blur-pool module,
+    then the 1x1 conv at stride 1, then BN (three entries, as timm-pushpull 0.1.0 stored it)."""
+    from timm_pushpull.layers import blur_pool_class
+
+    for block in (model.layer2[0], model.layer3[0], model.layer4[0]):
+        conv, norm = block.downsample
+        conv.stride = (1, 1)
+        blur = blur_pool_class("bin3")(channels=conv.in_channels, stride=2)
+        block.downsample = nn.Sequential(blur, conv, norm)
+    return model
+
+
+def test_antialiased_model_computes_zhangs_shortcut_from_timm_weights():
+    from timm.models.resnet import BasicBlock
+
+    from timm_pushpull.layers import blur_pool_class
+    from timm_pushpull.models import create_pushpull_resnet
+
+    reference = _zhang_shortcuts(timm.create_model("resnet18", aa_layer=blur_pool_class("bin3")))
+    timm_state = timm.create_model("resnet18", aa_layer=blur_pool_class("bin3")).state_dict()
+    reference.load_state_dict(
+        {k.replace("downsample.1.", "downsample.2.").replace("downsample.0.", "downsample.1."): v
+         for k, v in timm_state.items()}
+    )  # fmt: skip
+    ours = create_pushpull_resnet(None, "bin3", block=BasicBlock, layers=(2, 2, 2, 2))
+    ours.load_state_dict(checkpoint_filter_fn(timm_state, ours), strict=True)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours.eval()(x), reference.eval()(x), rtol=0, atol=1e-6)
+
+
+def test_three_entry_shortcut_checkpoints_still_load(tmp_path):
+    """A resnet18_pp with aa saved before the shortcut took timm's layout loads unchanged."""
+    old = timm.create_model("resnet18_pp", aa="bin3")
+    for block in (old.layer2[0], old.layer3[0], old.layer4[0]):
+        projection, norm = block.downsample
+        conv = nn.Conv2d(projection.in_channels, projection.out_channels, 1, bias=False)
+        conv.weight = projection.weight
+        block.downsample = nn.Sequential(projection.aa, conv, norm)
+    assert "layer2.0.downsample.2.running_var" in old.state_dict()
+    save_file(old.state_dict(), tmp_path / "old.safetensors")
+    new = timm.create_model(
+        "resnet18_pp", aa="bin3", pretrained=True,
+        pretrained_cfg_overlay=dict(file=str(tmp_path / "old.safetensors")),
+    )  # fmt: skip
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(new.eval()(x), old.eval()(x), rtol=0, atol=0)

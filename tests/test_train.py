@@ -4,6 +4,7 @@ timm models, two CPU processes, timm's own train script route."""
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 import timm
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from test_data import make_mnist_folder
 from timm.models import save_for_hf
 
@@ -227,6 +228,89 @@ def test_fine_tune_from_a_local_timm_model_converted_to_pushpull(tmp_path):
         create_train_model(
             build_config(None, dict(init_from=str(tmp_path / "test_resnet" / "model.safetensors")))
         )
+
+
+def _into_hub_cache(hf_home: Path, repo_id: str, folder: Path) -> None:
+    """A Hub download as huggingface_hub caches it (refs/main -> snapshots/<commit>/files)."""
+    repo = hf_home / "hub" / f"models--{repo_id.replace('/', '--')}"
+    commit = "0" * 40
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    shutil.copytree(folder, repo / "snapshots" / commit)
+
+
+def _timm_resnet18_weights_landed(net, timm_state, classes):
+    """Every timm tensor is where it belongs in the push-pull model (push kernels from convs)."""
+    state = net.state_dict()
+    for key, value in timm_state.items():
+        if key.startswith("fc.") and classes != 1000:
+            continue  # timm resets a head of another size
+        target = key if key in state else key.removesuffix("weight") + "push.weight"
+        assert torch.equal(state[target], value), key
+
+
+@pytest.mark.parametrize("form", ["safetensors", "pth", "folder"])
+def test_init_from_timm_weights_into_an_antialiased_pushpull_model(tmp_path, form):
+    """issue 26: --init-from with timm's resnet18 weights into resnet18_pp_b1 with aa."""
+    source = timm.create_model("resnet18")
+    timm_state = source.state_dict()
+    if form == "folder":
+        path = tmp_path / "resnet18"
+        save_for_hf(source, path, safe_serialization=True)
+    elif form == "pth":
+        path = tmp_path / "resnet18.pth"
+        torch.save({"state_dict": timm_state}, path)
+    else:
+        path = tmp_path / "resnet18.safetensors"
+        save_file(timm_state, path)
+    for classes in (1000, 10):
+        c = build_config("imagenet_resnet", dict(model="resnet18_pp_b1", init_from=str(path),
+                                                 model_kwargs={"aa": "bin3"}, num_classes=classes))  # fmt: skip
+        net = create_train_model(c)
+        assert net.layer2[0].downsample[0].aa.filter_size == 3
+        _timm_resnet18_weights_landed(net, timm_state, classes)
+        assert "state_dict" not in net.pretrained_cfg  # no second copy of the weights kept
+
+
+def test_init_from_a_hub_id_or_timm_name_from_the_offline_cache(tmp_path):
+    """hf-hub:ORG/NAME and a timm model name resolve to the Hugging Face cache with no network."""
+    source = timm.create_model("resnet18")
+    save_for_hf(source, tmp_path / "folder", safe_serialization=True)
+    save_file(source.state_dict(), tmp_path / "timm_state.safetensors")
+    hf_home = tmp_path / "hf"
+    _into_hub_cache(hf_home, "someone/resnet18-test", tmp_path / "folder")
+    # timm's default pretrained tag of resnet18 is hosted at timm/resnet18.a1_in1k
+    hub_id = timm.models.get_pretrained_cfg("resnet18").hf_hub_id
+    _into_hub_cache(hf_home, hub_id, tmp_path / "folder")
+    script = f"""
+import sys, torch
+from safetensors.torch import save_file
+from timm_pushpull.training.config import build_config
+from timm_pushpull.training.trainer import create_train_model
+torch.set_num_threads(1)
+for i, source in enumerate(sys.argv[1:]):
+    c = build_config("imagenet_resnet", dict(model="resnet18_pp_b1", init_from=source,
+                                             model_kwargs={{"aa": "bin3"}}))
+    save_file(create_train_model(c).state_dict(), f"{tmp_path}/out{{i}}.safetensors")
+"""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(hf_home))
+    done = subprocess.run([sys.executable, "-c", script, "hf-hub:someone/resnet18-test", "resnet18"],
+                          env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    timm_state = load_file(tmp_path / "timm_state.safetensors")
+    for i in range(2):
+        net = timm.create_model("resnet18_pp_b1", aa="bin3")
+        net.load_state_dict(load_file(tmp_path / f"out{i}.safetensors"))
+        _timm_resnet18_weights_landed(net, timm_state, 1000)
+
+
+def test_init_from_a_path_that_is_not_there_says_so(tmp_path):
+    c = build_config(None, dict(model="resnet18_pp", init_from=str(tmp_path / "no" / "such.pth")))
+    with pytest.raises(
+        ValueError,
+        match="not a file or folder; a Hugging Face Hub model is written hf-hub:ORG/NAME",
+    ):
+        create_train_model(c)
 
 
 def test_two_cpu_processes_match_one_with_the_same_global_batch(tiny_mnist, tmp_path):

@@ -10,9 +10,13 @@ timm checkpoint loads through :func:`checkpoint_filter_fn` (also used for ``pret
 Anti-aliasing (``aa``): Zhang 2019 (arXiv:1904.11486) through timm's ``aa_layer`` (max-pool at
 stride 1 + blur-pool in the stem, blur-pool after the stride-1 3x3 conv in the blocks), plus
 Zhang's blurred projection shortcut (blur-pool -> 1x1 conv at stride 1 -> BN), which timm's
-``aa_layer`` leaves strided.
+``aa_layer`` leaves strided. The shortcut's conv blurs its own input (:class:`BlurProjection2d`),
+so the state dict keeps timm's layout (``downsample.0`` the conv, ``downsample.1`` the BN) and
+the weights of timm's ``resnet18`` / ``resnet50`` (with or without ``aa_layer``) load into every
+variant, anti-aliased or not. :func:`checkpoint_filter_fn` names the keys it maps.
 """
 
+import re
 from typing import Any
 
 import torch
@@ -26,7 +30,37 @@ from ._builder import build_pushpull_model
 from ._cfg import PAPER_ANTIALIAS, PAPER_PUSHPULL, PAPER_PUSHPULL_RESNET
 from ._variants import scope_pushpull_kwargs
 
-__all__ = ["checkpoint_filter_fn", "create_pushpull_resnet"]
+__all__ = ["BlurProjection2d", "checkpoint_filter_fn", "create_pushpull_resnet"]
+
+
+class BlurProjection2d(nn.Conv2d):
+    """A stride-1 projection conv that first low-pass filters and subsamples its input (Zhang 2019).
+
+    Blur-pool -> conv, as Zhang's anti-aliased ResNet shortcut, in one module whose state dict is
+    the conv's (the blur has no weights), so ``downsample.0.weight`` stays where timm's strided
+    1x1 conv keeps it.
+    """
+
+    def __init__(self, conv: nn.Conv2d, aa_layer: type[nn.Module], stride: int) -> None:
+        super().__init__(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            stride=1,
+            padding=conv.padding,
+            dilation=conv.dilation,
+            groups=conv.groups,
+            bias=conv.bias is not None,
+            padding_mode=conv.padding_mode,
+            device=conv.weight.device,
+            dtype=conv.weight.dtype,
+        )
+        self.aa = aa_layer(channels=conv.in_channels, stride=stride)
+        self.weight = conv.weight  # a 1x1 conv: only the sampling changes, the weights stay valid
+        self.bias = conv.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(self.aa(x), self.weight, self.bias)
 
 
 def _blur_projection_shortcuts(model: ResNet, aa_layer: type[nn.Module]) -> None:
@@ -34,13 +68,9 @@ def _blur_projection_shortcuts(model: ResNet, aa_layer: type[nn.Module]) -> None
         downsample = getattr(block, "downsample", None)
         if not isinstance(block, (BasicBlock, Bottleneck)) or downsample is None:
             continue
-        conv, norm = downsample[0], downsample[1]
+        conv = downsample[0]
         if isinstance(conv, nn.Conv2d) and conv.stride != (1, 1):
-            stride = conv.stride[0]
-            conv.stride = (1, 1)  # a 1x1 conv: only the sampling changes, the weights stay valid
-            block.downsample = nn.Sequential(
-                aa_layer(channels=conv.in_channels, stride=stride), conv, norm
-            )
+            downsample[0] = BlurProjection2d(conv, aa_layer, conv.stride[0])
 
 
 def create_pushpull_resnet(
@@ -61,13 +91,32 @@ def create_pushpull_resnet(
     return model
 
 
+_SHORTCUT_ENTRY = re.compile(r"\.downsample\.([12])\.")
+
+
 def checkpoint_filter_fn(
     state_dict: dict[str, torch.Tensor], model: nn.Module
 ) -> dict[str, torch.Tensor]:
-    """Map a timm ResNet state dict onto a push-pull one: ``<conv>.weight`` -> ``<conv>.push.weight``."""
+    """Map a timm ResNet state dict (``resnet18``/``resnet50``, any ``aa_layer``) onto ``model``.
+
+    The keys it renames:
+
+    - ``<conv>.weight`` -> ``<conv>.push.weight`` where ``model`` has the latter and not the
+      former: the push kernel of a push-pull layer is the weight of the conv it replaces (``conv1`` in every variant; ``layer1.*.conv1``/``conv2`` of ResNet-18 and
+      ``layer1.*.conv2`` of ResNet-50 in ``*_pp_b1``);
+    - ``layer<i>.0.downsample.1.weight`` -> ``.0.weight`` and ``.downsample.2.*`` -> ``.1.*``,
+      when the state dict has ``downsample.2`` keys: the anti-aliased shortcut as
+      timm-pushpull 0.1.0 stored it (blur-pool, conv, BN: three entries).
+
+    Every other key (BN, fc, the blocks' and shortcuts' convs) passes unchanged: timm's
+    anti-aliased ResNet has the same keys, its blur-pools having no weights.
+    """
     model_keys = model.state_dict().keys()
+    three_entry_shortcut = any(".downsample.2." in key for key in state_dict)
     out = {}
     for key, value in state_dict.items():
+        if three_entry_shortcut:
+            key = _SHORTCUT_ENTRY.sub(lambda m: f".downsample.{int(m[1]) - 1}.", key)
         pushed = key.removesuffix("weight") + "push.weight"
         out[pushed if key not in model_keys and pushed in model_keys else key] = value
     return out

@@ -62,7 +62,15 @@ def default_run_dir(cfg: TrainConfig, recipe: str | None) -> Path:
 
 def create_train_model(cfg: TrainConfig) -> torch.nn.Module:
     """The model to train: ``cfg.model`` from timm, or started from ``cfg.init_from`` weights, then
-    optionally converted to push-pull (``cfg.convert`` scope)."""
+    optionally converted to push-pull (``cfg.convert`` scope).
+
+    ``init_from`` is a weights file (``.safetensors``, or ``.pth`` read with
+    ``weights_only=True``), a timm model folder, a timm model name (``resnet50.a1_in1k``: its
+    pretrained weights) or ``hf-hub:ORG/NAME`` (from the Hugging Face cache when offline). With
+    ``model`` set, the weights go into ``model`` through its pretrained filter, which maps timm's
+    ResNet keys onto the push-pull ones (push kernels from the conv weights); without it,
+    ``init_from`` names the architecture too.
+    """
     kwargs = dict(num_classes=cfg.num_classes, in_chans=cfg.in_chans, **cfg.model_kwargs)
     source = cfg.init_from
     if source is None:
@@ -75,12 +83,26 @@ def create_train_model(cfg: TrainConfig) -> torch.nn.Module:
         overlay = dict(file=str(Path(source).resolve()))
         model = create_model(cfg.model, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
     else:
-        name = f"local-dir:{source}" if Path(source).is_dir() else source
-        if cfg.model and not Path(source).is_dir() and cfg.model != source:
+        if Path(source).is_dir():
+            source = f"local-dir:{source}"
+        elif "/" in source and not source.startswith("hf-hub:"):
             raise InvalidArgumentError(
-                f"model={cfg.model!r} and init_from={source!r} name different architectures"
+                f"init_from={source!r} is not a file or folder; a Hugging Face Hub model is "
+                f"written hf-hub:ORG/NAME"
             )
-        model = create_model(name, pretrained=True, **kwargs)
+        if not cfg.model:
+            model = create_model(source, pretrained=True, **kwargs)
+        else:
+            # the source as timm builds it, with our classes so that its head fits (timm resets
+            # a head of another size); timm adapts the first conv to in_chans when loading
+            donor = create_model(source, pretrained=True, num_classes=cfg.num_classes)
+            overlay = dict(state_dict=donor.state_dict())
+            del donor
+            model = create_model(
+                cfg.model, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs
+            )
+            # timm keeps the overlay in pretrained_cfg: do not hold a second copy of the weights
+            model.pretrained_cfg.pop("state_dict", None)
     if cfg.convert:
         from ..layers import convert_to_pushpull
         from ..layers.surgery import SCOPES
