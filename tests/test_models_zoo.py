@@ -456,3 +456,69 @@ def test_three_entry_shortcut_checkpoints_still_load(tmp_path):
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(new.eval()(x), old.eval()(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", ["resnet20_pp", "wrn16_4_pp_b1"])
+@pytest.mark.parametrize("arg", ["drop_path_rate", "drop_block_rate"])
+def test_residual_families_take_timms_drop_rates(name, arg):
+    """issue 26: timm's train.py --drop-path/--drop-block passed these and got a TypeError."""
+    plain = timm.create_model(name)
+    torch.manual_seed(0)
+    zero = timm.create_model(name, **{arg: 0.0})
+    dropped = timm.create_model(name, **{arg: 0.5})
+    dropped.load_state_dict(plain.state_dict(), strict=True)  # no new weights either way
+    torch.manual_seed(0)
+    assert all(
+        torch.equal(a, b) for a, b in zip(zero.state_dict().values(), plain.state_dict().values())
+    )
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(dropped.eval()(x), plain.eval()(x))  # nothing dropped in eval
+        plain_train = plain.train()(x)
+        assert torch.equal(zero.train()(x), plain_train)  # 0 is the model as before
+        assert not torch.allclose(dropped.train()(x), plain_train)
+
+
+def test_stochastic_depth_rises_linearly_and_skips_whole_branches():
+    model = timm.create_model("resnet20", drop_path_rate=0.2)
+    blocks = [b for stage in (model.layer1, model.layer2, model.layer3) for b in stage]
+    rates = [getattr(b.drop_path, "drop_prob", 0.0) for b in blocks]
+    # Huang et al.'s linear rule as timm applies it: 0 for the first of 9 blocks, 0.2 for the last
+    assert rates == pytest.approx([0.2 * k / 8 for k in range(9)])
+    # a branch dropped for every sample leaves the block relu(shortcut) = its (post-ReLU) input
+    last = timm.create_model("resnet20", drop_path_rate=0.999999).layer3[2].train()
+    x = torch.rand(4, 64, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(last(x.clone()), x)
+
+
+def test_drop_block_sits_where_timms_resnet_puts_it():
+    from timm.layers import DropBlock2d
+
+    model = timm.create_model("wrn16_4", drop_block_rate=0.1)
+    found = {n.split(".")[0]: m for n, m in model.named_modules() if isinstance(m, DropBlock2d)}
+    assert set(found) == {"layer2", "layer3"}  # the last two stages, none in the first
+    assert (found["layer2"].block_size, found["layer2"].gamma_scale) == (5, 0.25)
+    assert (found["layer3"].block_size, found["layer3"].gamma_scale) == (3, 1.0)
+
+
+@pytest.mark.parametrize("name", ["densenet40_12_pp", "lenet5_a_pp"])
+@pytest.mark.parametrize("arg", ["drop_path_rate", "drop_block_rate"])
+def test_families_without_residual_blocks_refuse_drop_rates(name, arg):
+    timm.create_model(name, **{arg: 0.0})  # what timm's train.py may pass: accepted
+    with pytest.raises(ValueError, match=rf"{arg}=0.1 \(allowed: 0\): .* use drop_rate"):
+        timm.create_model(name, **{arg: 0.1})
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0, "0.1", True])
+def test_drop_rates_out_of_range_are_refused(value):
+    with pytest.raises(ValueError, match=r"drop_path_rate must be a number in \[0, 1\)"):
+        timm.create_model("resnet20", drop_path_rate=value)
+
+
+def test_timm_train_py_model_arguments_with_drop_path():
+    # the call of timm's train.py with --drop-path 0.1 (None for the options left unset)
+    kwargs = dict(in_chans=3, num_classes=10, drop_rate=0.0, drop_path_rate=0.1,
+                  drop_block_rate=None, global_pool=None, bn_momentum=None, bn_eps=None)  # fmt: skip
+    model = timm.create_model("resnet20_pp", pretrained=False, **kwargs)
+    assert model.layer3[2].drop_path.drop_prob == pytest.approx(0.1)

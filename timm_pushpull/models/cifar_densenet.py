@@ -26,6 +26,7 @@ from timm.models._manipulate import MATCH_PREV_GROUP
 from ..layers import blur_pool_class
 from ._builder import build_pushpull_model
 from ._cfg import PAPER_ANTIALIAS, PAPER_PUSHPULL, cifar_cfg, pushpull_first_conv
+from ._drop import refuse_drop_rates
 from ._variants import scoped_conv_layers
 from .official import OFFICIAL_CHECKPOINTS, c10_official_cfg
 
@@ -126,6 +127,7 @@ class CifarDenseNet(nn.Module):
         num_init_features: stem channels (24 in the released models, whatever k).
         bn_size: bottleneck width in multiples of k.
         compression: transition output / input channels.
+        drop_path_rate, drop_block_rate: timm's arguments, accepted at 0 only (see :mod:`._drop`).
         aa: blur filter for the transitions (``"bin5"``, ``"tri3"``, ``"rect2"`` ...) or None.
         pp_scope: push-pull layers in ``"stem"`` (conv0) or ``"stage1"`` (conv0 and the 3x3 conv
             of every layer of dense block 1), None for none.
@@ -143,6 +145,8 @@ class CifarDenseNet(nn.Module):
         in_chans: int = 3,
         global_pool: str = "avg",
         drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        drop_block_rate: float = 0.0,
         aa: str | None = None,
         pp_scope: str | None = None,
         device=None,
@@ -153,6 +157,13 @@ class CifarDenseNet(nn.Module):
         dd = {"device": device, "dtype": dtype}
         if depth < 10 or (depth - 4) % 6:
             raise ValueError(f"depth must be 6n + 4 with n >= 1 (40, 100, ...), got {depth}")
+        refuse_drop_rates(
+            "DenseNet-BC",
+            "has no residual branch to drop (its layers concatenate) and timm's DenseNet no "
+            "DropBlock; use drop_rate (dropout before the classifier)",
+            drop_path_rate=drop_path_rate,
+            drop_block_rate=drop_block_rate,
+        )
         self.num_classes = num_classes
         self.in_chans = in_chans
         stem_conv, stage1_conv = scoped_conv_layers(pp_scope, **pp_kwargs)

@@ -9,6 +9,8 @@
 Push-pull variants (``pp_scope``, ``pp_*``): Strisciuglio et al. 2020, doi:10.1007/s00521-020-04751-8.
 Anti-aliasing (``aa``): blur-pool before every strided conv, which then runs at stride 1; the
 projection shortcut reads the same blurred input (blur -> 1x1 conv -> BN), Zhang 2019, arXiv:1904.11486.
+timm's ``drop_path_rate`` (stochastic depth on the residual branch, rising linearly over the blocks)
+and ``drop_block_rate`` (DropBlock in the last two stages, as timm's ResNet): see :mod:`._drop`.
 """
 
 from collections.abc import Callable
@@ -16,9 +18,16 @@ from collections.abc import Callable
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.layers import BatchNormAct2d, create_classifier, get_device_dtype
+from timm.layers import (
+    BatchNormAct2d,
+    DropPath,
+    calculate_drop_path_rates,
+    create_classifier,
+    get_device_dtype,
+)
 from timm.models import checkpoint_seq, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
+from timm.models.resnet import drop_blocks
 
 from ..layers import blur_pool_class
 from ._builder import build_pushpull_model
@@ -31,6 +40,7 @@ from ._cfg import (
     fmnist_demo_cfg,
     pushpull_first_conv,
 )
+from ._drop import check_drop_rate
 from ._variants import scoped_conv_layers
 from .official import OFFICIAL_CHECKPOINTS, c10_official_cfg
 
@@ -48,6 +58,16 @@ def _blur(aa_layer: type[nn.Module] | None, channels: int, stride: int) -> nn.Mo
     )
 
 
+def _drop_modules(
+    drop_block: Callable[[], nn.Module] | None, drop_path: float
+) -> tuple[nn.Module, nn.Module]:
+    """(DropBlock, DropPath) of a block, identities when off: no extra work, same state dict."""
+    return (
+        drop_block() if drop_block is not None else nn.Identity(),
+        DropPath(drop_path) if drop_path > 0 else nn.Identity(),
+    )
+
+
 class BasicBlock(nn.Module):
     """conv3x3-BN-ReLU-conv3x3-BN + shortcut, ReLU (He et al. 2016)."""
 
@@ -59,6 +79,8 @@ class BasicBlock(nn.Module):
         conv_layer: Callable[..., nn.Module] = nn.Conv2d,
         aa_layer: type[nn.Module] | None = None,
         proj_drop_rate: float = 0.0,
+        drop_block: Callable[[], nn.Module] | None = None,
+        drop_path: float = 0.0,
         device=None,
         dtype=None,
     ) -> None:
@@ -68,6 +90,7 @@ class BasicBlock(nn.Module):
         conv_stride = 1 if aa_layer is not None else stride
         self.conv1 = conv_layer(in_chs, out_chs, 3, conv_stride, 1, bias=False, **dd)
         self.bn1 = nn.BatchNorm2d(out_chs, **dd)
+        self.drop_block, self.drop_path = _drop_modules(drop_block, drop_path)
         self.act1 = nn.ReLU(inplace=True)
         self.drop = nn.Dropout(proj_drop_rate)
         self.conv2 = conv_layer(out_chs, out_chs, 3, 1, 1, bias=False, **dd)
@@ -83,9 +106,9 @@ class BasicBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.aa(x)  # one blur feeds both branches: the same as blurring each
         shortcut = x if self.downsample is None else self.downsample(x)
-        x = self.drop(self.act1(self.bn1(self.conv1(x))))
+        x = self.drop(self.act1(self.drop_block(self.bn1(self.conv1(x)))))
         x = self.bn2(self.conv2(x))
-        return self.act2(x + shortcut)
+        return self.act2(self.drop_path(x) + shortcut)
 
 
 class PreActBasicBlock(nn.Module):
@@ -102,6 +125,8 @@ class PreActBasicBlock(nn.Module):
         conv_layer: Callable[..., nn.Module] = nn.Conv2d,
         aa_layer: type[nn.Module] | None = None,
         proj_drop_rate: float = 0.0,
+        drop_block: Callable[[], nn.Module] | None = None,
+        drop_path: float = 0.0,
         device=None,
         dtype=None,
     ) -> None:
@@ -112,6 +137,7 @@ class PreActBasicBlock(nn.Module):
         conv_stride = 1 if aa_layer is not None else stride
         self.conv1 = conv_layer(in_chs, out_chs, 3, conv_stride, 1, bias=False, **dd)
         self.bn2 = BatchNormAct2d(out_chs, **dd)
+        self.drop_block, self.drop_path = _drop_modules(drop_block, drop_path)
         self.drop = nn.Dropout(proj_drop_rate)
         self.conv2 = conv_layer(out_chs, out_chs, 3, 1, 1, bias=False, **dd)
         self.downsample: nn.Module | None = None
@@ -121,8 +147,8 @@ class PreActBasicBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x_pre = self.aa(self.bn1(x))
         shortcut = x if self.downsample is None else self.downsample(x_pre)
-        x = self.conv2(self.drop(self.bn2(self.conv1(x_pre))))
-        return x + shortcut
+        x = self.conv2(self.drop(self.drop_block(self.bn2(self.conv1(x_pre)))))
+        return self.drop_path(x) + shortcut
 
 
 BLOCKS = {"basic": BasicBlock, "preact": PreActBasicBlock}
@@ -137,6 +163,9 @@ class CifarResNet(nn.Module):
         block: ``"basic"`` (post-activation, stem conv-BN-ReLU) or ``"preact"`` (pre-activation,
             stem conv only, final BN-ReLU as ``norm``).
         stem_width: output channels of the 3x3 stem conv ``conv1``.
+        drop_path_rate: stochastic depth of the last block (the first has 0, linear between).
+        drop_block_rate: DropBlock in stages 2 (5x5 blocks, gamma scale 0.25) and 3 (3x3), as in
+            the last two stages of timm's ResNet.
         aa: blur filter for anti-aliased downsampling (``"bin5"``, ``"tri3"``, ``"rect2"`` ...) or None.
         pp_scope: push-pull layers in ``"stem"`` (conv1) or ``"stage1"`` (conv1 and every 3x3
             conv of ``layer1``), None for none.
@@ -155,6 +184,8 @@ class CifarResNet(nn.Module):
         global_pool: str = "avg",
         drop_rate: float = 0.0,
         proj_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        drop_block_rate: float = 0.0,
         aa: str | None = None,
         pp_scope: str | None = None,
         device=None,
@@ -182,6 +213,13 @@ class CifarResNet(nn.Module):
             dict(num_chs=stem_width, reduction=1, module="conv1" if preact else "act1")
         ]
 
+        block_drop_paths = iter(
+            calculate_drop_path_rates(
+                check_drop_rate("drop_path_rate", drop_path_rate), sum(layers)
+            )
+        )
+        # timm's ResNet rule for its 4 stages, on our 3: none in the first, DropBlock after
+        stage_drop_blocks = drop_blocks(check_drop_rate("drop_block_rate", drop_block_rate))[1:]
         in_chs, reduction = stem_width, 1
         for i, (num_blocks, out_chs) in enumerate(zip(layers, channels)):
             stride = 1 if i == 0 else 2
@@ -194,6 +232,8 @@ class CifarResNet(nn.Module):
                     conv_layer=stage1_conv if i == 0 else nn.Conv2d,
                     aa_layer=aa_layer,
                     proj_drop_rate=proj_drop_rate,
+                    drop_block=stage_drop_blocks[i],
+                    drop_path=next(block_drop_paths),
                     **dd,
                 )
                 for j in range(num_blocks)

@@ -32,6 +32,7 @@ from ._cfg import (
     fmnist_demo_cfg,
     pushpull_first_conv,
 )
+from ._drop import refuse_drop_rates
 from ._variants import scoped_conv_layers
 
 __all__ = ["LeNet5"]
@@ -78,6 +79,7 @@ class LeNet5(nn.Module):
         img_size: input size; with ``global_pool="flatten"`` (the classic LeNet) it sets the
             width of ``fc1``. A timm pool type (``"avg"``, ``"max"`` ...) accepts any size, and
             ``""`` returns the unpooled features (no hidden layers; with ``num_classes=0``).
+        drop_path_rate, drop_block_rate: timm's arguments, accepted at 0 only (see :mod:`._drop`).
         aa: blur filter for anti-aliased max-pooling (``"bin3"``, ``"rect2"`` ...) or None.
         pp_scope: ``"stem"`` for a push-pull first conv, None for none.
         **pp_kwargs: ``pp_pull_scale``, ``pp_alpha``, ... see :func:`timm_pushpull.models._variants.pushpull_kwargs`.
@@ -92,6 +94,8 @@ class LeNet5(nn.Module):
         img_size: int | tuple[int, int] = 28,
         global_pool: str = FLATTEN,
         drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        drop_block_rate: float = 0.0,
         aa: str | None = None,
         pp_scope: str | None = None,
         device=None,
@@ -100,6 +104,13 @@ class LeNet5(nn.Module):
     ) -> None:
         super().__init__()
         dd = {"device": device, "dtype": dtype}
+        refuse_drop_rates(
+            "LeNet-5",
+            "has no residual blocks to drop (stochastic depth) and no ResNet stages where timm "
+            "puts DropBlock; use drop_rate (dropout before the classifier)",
+            drop_path_rate=drop_path_rate,
+            drop_block_rate=drop_block_rate,
+        )
         if pp_scope not in (None, "stem"):
             raise ValueError(
                 f"LeNet-5 takes pp_scope None or 'stem' (it has no stages), got {pp_scope!r}"
