@@ -150,7 +150,7 @@ def test_quick_demo_end_to_end(tmp_path, monkeypatch):
         assert np.isclose(1 - error, summary["models"][model_name]["val_acc"] / 100)
         # pretrained=True finds the demo's models where the error without them says to look
         monkeypatch.setenv("TIMM_PUSHPULL_WEIGHTS_DIR", str(out / "models"))
-        by_tag = timm.create_model(f"{model_name}.fmnist_demo", pretrained=True)
+        by_tag = timm.create_model(f"{model_name}.demo_fmnist", pretrained=True)
         assert by_tag.pretrained_cfg["file"] == str(folder / "model.safetensors")
 
     # a second demo never overwrites the first one's report

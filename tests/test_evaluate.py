@@ -559,7 +559,7 @@ def test_cli_refuses_other_weights_under_the_same_name_or_path(tmp_path, capsys,
     from timm_pushpull import hub
     from timm_pushpull.cli import main
 
-    name = "lenet5_a_pp.fmnist_demo"
+    name = "lenet5_a_pp.demo_fmnist"
 
     def weights(path):
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ from timm_pushpull.cli import main as cli_main
 from timm_pushpull.layers import PushPull2d
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEMO_MODEL = "lenet5_a_pp.fmnist_demo"
+DEMO_MODEL = "lenet5_a_pp.demo_fmnist"
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +110,7 @@ def test_config_json_is_timm_format(run_dir, published):
     assert config["model_args"] == trained["model_args"]
     assert config["label_names"][0] == "T-shirt/top" and len(config["label_names"]) == 10
     cfg = config["pretrained_cfg"]
-    assert cfg["input_size"] == [1, 28, 28] and cfg["tag"] == "fmnist_demo"
+    assert cfg["input_size"] == [1, 28, 28] and cfg["tag"] == "demo_fmnist"
     assert cfg["mean"] == pytest.approx([0.286]) and cfg["std"] == pytest.approx([0.353])
     assert cfg["license"] == "apache-2.0"
     assert "doi:10.1007/s00521-020-04751-8" in cfg["paper_ids"]
@@ -267,8 +267,8 @@ def error(call):
         call()
     except Exception as e:  # the built-in kinds it is, and its message
         return [[kind.__name__ for kind in type(e).__mro__], str(e)]
-out["pretrained"] = error(lambda: timm.create_model("lenet5_a.fmnist_demo", pretrained=True))
-out["hf_hub"] = error(lambda: hub.create_model("hf-hub:timm-pushpull/lenet5_a.fmnist_demo", pretrained=True))
+out["pretrained"] = error(lambda: timm.create_model("lenet5_a.demo_fmnist", pretrained=True))
+out["hf_hub"] = error(lambda: hub.create_model("hf-hub:timm-pushpull/lenet5_a.demo_fmnist", pretrained=True))
 out["upload"] = error(lambda: hub.publish("{published}", "me/model"))
 print(json.dumps(out))
 """
@@ -282,7 +282,7 @@ print(json.dumps(out))
     assert torch.equal(load_file(tmp_path / "logits.safetensors")["logits"], expected)
     kinds, message = errors["pretrained"]
     assert "FileNotFoundError" in kinds
-    assert str(published.parent / "lenet5_a.fmnist_demo" / "model.safetensors") in message
+    assert str(published.parent / "lenet5_a.demo_fmnist" / "model.safetensors") in message
     assert "timm-pushpull demo" in message  # the Hub does not hold them: how to make them
     assert "FileNotFoundError" in errors["hf_hub"][0] and "local-dir:" in errors["hf_hub"][1]
     assert "ConnectionError" in errors["upload"][0] and "--dry-run" in errors["upload"][1]
@@ -295,9 +295,9 @@ def test_official_model_card_and_weights(official_dir, tmp_path, monkeypatch, lo
     converted = convert_official_checkpoint(
         official_dir / "checkpoints" / "resnet-20-pp.pth.tar", tmp_path / "converted"
     )
-    target = tmp_path / "weights" / "resnet20_pp.c10_official"
+    target = tmp_path / "weights" / "resnet20_pp.official_c10"
     hub.publish(
-        converted, hub_config=REPO_ROOT / "hub_configs" / "resnet20_pp.c10_official.yaml",
+        converted, hub_config=REPO_ROOT / "hub_configs" / "resnet20_pp.official_c10.yaml",
         dry_run=target, official_dir=official_dir,
     )  # fmt: skip
     assert (target / "LICENSE").read_text() == (official_dir / "LICENSE").read_text()
@@ -326,7 +326,7 @@ def test_official_model_card_and_weights(official_dir, tmp_path, monkeypatch, lo
         1, -1, 1, 1
     )
     monkeypatch.setenv(hub.WEIGHTS_DIR_ENV, str(target.parent))
-    model = timm.create_model("resnet20_pp.c10_official", pretrained=True)
+    model = timm.create_model("resnet20_pp.official_c10", pretrained=True)
     torch.testing.assert_close(
         _logits(model, inputs), reference["logits"]["resnet20_pp"], atol=logits_atol, rtol=0
     )
@@ -337,10 +337,10 @@ def test_hub_configs_match_registered_models(official_dir):
 
     files = sorted((REPO_ROOT / "hub_configs").glob("*.yaml"))
     names = {f.stem for f in files}
-    official = {f"{a}{s}.c10_official" for a in ("resnet20", "resnet32", "resnet44", "resnet56",
+    official = {f"{a}{s}.official_c10" for a in ("resnet20", "resnet32", "resnet44", "resnet56",
                 "densenet40_12", "densenet100_12") for s in ("", "_pp")}  # fmt: skip
     demo = {
-        f"{a}.fmnist_demo"
+        f"{a}.demo_fmnist"
         for a in ("lenet5_a", "lenet5_a_pp", "resnet20", "resnet20_pp", "resnet20_pp_b1")
     }
     assert names == official | demo

@@ -63,14 +63,14 @@ def test_converted_folder_is_a_timm_folder_with_license(converted, official_dir)
     config = json.loads((folder / "config.json").read_text())
     assert config["architecture"] == "resnet20_pp"
     cfg = config["pretrained_cfg"]
-    assert cfg["tag"] == "c10_official" and cfg["license"] == "mit"
+    assert cfg["tag"] == "official_c10" and cfg["license"] == "mit"
     assert cfg["first_conv"] == "conv1.push"
     assert "91.71" in cfg["notes"][0]
 
 
 @pytest.mark.parametrize("name", sorted(OFFICIAL_CHECKPOINTS))
 def test_official_cfg_carries_license_paper_and_reported_accuracy(official_dir, name):
-    cfg = timm.models.get_pretrained_cfg(f"{name}.c10_official")
+    cfg = timm.models.get_pretrained_cfg(f"{name}.official_c10")
     assert cfg.license == "mit"
     assert "doi:10.1007/s00521-020-04751-8" in cfg.paper_ids
     assert cfg.num_classes == 10 and cfg.input_size == (3, 32, 32)
@@ -81,7 +81,7 @@ def test_official_cfg_carries_license_paper_and_reported_accuracy(official_dir, 
     assert int(ckpt["epoch"]) == entry.epoch
     assert f"{entry.top1:.2f}%" in cfg.notes[0]
     # and it is the default pretrained tag of the architecture
-    assert timm.models.get_pretrained_cfg(name).tag == "c10_official"
+    assert timm.models.get_pretrained_cfg(name).tag == "official_c10"
 
 
 def _edited_checkpoint(official_dir, tmp_path, edit):
@@ -163,7 +163,7 @@ def test_cli_converts_a_folder_of_checkpoints(official_dir, tmp_path):
     assert official.main(parser.parse_args([str(src), str(tmp_path / "out")])) == 0
     folder = tmp_path / "out" / "resnet20_pp"
     model = timm.create_model(f"local-dir:{folder}", pretrained=True)
-    assert model.pretrained_cfg["tag"] == "c10_official"
+    assert model.pretrained_cfg["tag"] == "official_c10"
     assert (folder / "LICENSE").is_file()  # found beside the link's target
 
 

@@ -199,7 +199,7 @@ def test_cifar_data_config_is_the_released_normalisation():
 
 @pytest.mark.parametrize("name", ["resnet20", "resnet20_pp_b1", "lenet5_a_pp"])
 def test_fashion_mnist_demo_cfg_is_greyscale(name):
-    model = timm.create_model(f"{name}.fmnist_demo").eval()
+    model = timm.create_model(f"{name}.demo_fmnist").eval()
     config = timm.data.resolve_data_config({}, model=model)
     assert config["input_size"] == (1, 28, 28) and len(config["mean"]) == 1
     assert model.in_chans == 1  # timm builds the tag's input channels

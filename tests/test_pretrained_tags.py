@@ -1,6 +1,6 @@
 """Pretrained tags exist only for weights a user can get, and advertise only what the Hub holds.
 
-Locally made weights (``c10_official``: converted release; ``fmnist_demo``: the demo's models) load
+Locally made weights (``official_c10``: converted release; ``demo_fmnist``: the demo's models) load
 from ``$TIMM_PUSHPULL_WEIGHTS_DIR`` or fail saying how to make them; a hub config with
 ``published: true`` gives its tag a Hub id without code changes.
 """
@@ -35,9 +35,9 @@ def test_every_tag_names_weights_a_user_can_make():
     tags = _our_tagged_names()
     assert tags == {path.stem for path in HUB_CONFIGS}
     assert {n.split(".")[1] for n in tags} == set(LOCAL_WEIGHTS_HOWTO)
-    demo = {n.split(".")[0] for n in tags if n.endswith(".fmnist_demo")}
+    demo = {n.split(".")[0] for n in tags if n.endswith(".demo_fmnist")}
     assert demo == {model for model, _ in DEMO_MODELS}  # the demo trains exactly these
-    official = {n.split(".")[0] for n in tags if n.endswith(".c10_official")}
+    official = {n.split(".")[0] for n in tags if n.endswith(".official_c10")}
     assert official == set(OFFICIAL_CHECKPOINTS)  # convert-official makes exactly these
 
 
@@ -53,10 +53,10 @@ def test_list_pretrained_advertises_only_published_repositories():
 @pytest.mark.parametrize(
     "name, how",
     [
-        ("resnet20_pp", "timm-pushpull convert-official"),  # default tag: c10_official
-        ("densenet40_12.c10_official", "timm-pushpull convert-official"),
-        ("lenet5_a", "timm-pushpull demo"),  # default tag: fmnist_demo
-        ("resnet20_pp_b1.fmnist_demo", "timm-pushpull demo"),
+        ("resnet20_pp", "timm-pushpull convert-official"),  # default tag: official_c10
+        ("densenet40_12.official_c10", "timm-pushpull convert-official"),
+        ("lenet5_a", "timm-pushpull demo"),  # default tag: demo_fmnist
+        ("resnet20_pp_b1.demo_fmnist", "timm-pushpull demo"),
         ("wrn16_4_pp", "timm-pushpull train"),  # no tag: nothing made by timm-pushpull
     ],
 )
@@ -81,12 +81,12 @@ def test_weights_dir_holds_what_convert_official_writes(official_dir, tmp_path, 
 def test_weights_dir_folder_of_another_tag_is_not_taken(tmp_path, monkeypatch):
     # a resnet20 folder holding the demo's greyscale weights is not the released CIFAR model
     save_for_hf(
-        timm.create_model("resnet20.fmnist_demo"), tmp_path / "resnet20", safe_serialization=True
+        timm.create_model("resnet20.demo_fmnist"), tmp_path / "resnet20", safe_serialization=True
     )
     monkeypatch.setenv(hub.WEIGHTS_DIR_ENV, str(tmp_path))
-    assert timm.create_model("resnet20.fmnist_demo", pretrained=True).in_chans == 1
+    assert timm.create_model("resnet20.demo_fmnist", pretrained=True).in_chans == 1
     with pytest.raises(FileNotFoundError, match="convert-official"):
-        timm.create_model("resnet20.c10_official", pretrained=True)
+        timm.create_model("resnet20.official_c10", pretrained=True)
 
 
 def test_published_hub_id_reads_the_hub_config(tmp_path):
@@ -106,11 +106,11 @@ def test_publishing_is_a_hub_config_edit(tmp_path):
     package = Path(timm_pushpull.__file__).parent
     copy = tmp_path / "site" / "timm_pushpull"
     shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))  # follows links
-    config = copy / "hub_configs" / "resnet20_pp.c10_official.yaml"
+    config = copy / "hub_configs" / "resnet20_pp.official_c10.yaml"
     config.write_text(config.read_text().replace("published: false", "published: true"))
     script = f"""
 import json, timm, timm_pushpull
-cfg = timm.models.get_pretrained_cfg("resnet20_pp.c10_official")
+cfg = timm.models.get_pretrained_cfg("resnet20_pp.official_c10")
 try:
     timm.create_model("resnet20_pp", pretrained=True)
 except FileNotFoundError as error:
@@ -128,7 +128,50 @@ print(json.dumps(dict(file=timm_pushpull.__file__, hub_id=cfg.hf_hub_id, listed=
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert Path(out["file"]).is_relative_to(copy)
-    assert out["hub_id"] == "timm-pushpull/resnet20_pp.c10_official"
-    assert out["listed"] == ["resnet20_pp.c10_official"]
+    assert out["hub_id"] == "timm-pushpull/resnet20_pp.official_c10"
+    assert out["listed"] == ["resnet20_pp.official_c10"]
     # published: the Hub is where the weights come from (offline here, with nothing cached)
     assert "HF_HUB_OFFLINE=1" in out["error"] and "timm-pushpull/resnet20_pp" in out["error"]
+
+
+def test_tags_follow_timms_source_dataset_order():
+    # timm: tv_in1k, a1_in1k, ...: where the weights come from, then the dataset
+    assert {n.split(".")[1] for n in _our_tagged_names()} == {"official_c10", "demo_fmnist"}
+
+
+@pytest.mark.parametrize(
+    "old, new", [("c10_official", "official_c10"), ("fmnist_demo", "demo_fmnist")]
+)
+def test_deprecated_tag_names_still_work_and_warn(old, new, tmp_path, monkeypatch):
+    name = "resnet20"
+    with pytest.warns(
+        DeprecationWarning, match=f"tag '{old}' is deprecated, use '{new}'"
+    ) as warned:
+        model = timm.create_model(f"{name}.{old}")
+    assert warned[0].filename == __file__  # points at the caller's line
+    assert model.pretrained_cfg == timm.create_model(f"{name}.{new}").pretrained_cfg
+    # a weights folder made under the old name (convert-official, publish --dry-run) still loads
+    source = timm.create_model(f"{name}.{new}")
+    save_for_hf(source, tmp_path / f"{name}.{old}", safe_serialization=True)
+    monkeypatch.setenv(hub.WEIGHTS_DIR_ENV, str(tmp_path))
+    with pytest.warns(DeprecationWarning, match=f"'{old}' is deprecated"):
+        loaded = timm.create_model(f"{name}.{new}", pretrained=True)
+    for key, value in source.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+
+
+def test_deprecated_tag_in_a_config_json_and_a_hub_config(tmp_path, monkeypatch):
+    # <architecture>/ folder whose config.json records the old tag (convert-official's layout)
+    folder = tmp_path / "resnet20"
+    save_for_hf(timm.create_model("resnet20.official_c10"), folder, safe_serialization=True)
+    config = json.loads((folder / "config.json").read_text())
+    config["pretrained_cfg"]["tag"] = "c10_official"
+    (folder / "config.json").write_text(json.dumps(config))
+    monkeypatch.setenv(hub.WEIGHTS_DIR_ENV, str(tmp_path))
+    with pytest.warns(DeprecationWarning, match="'c10_official' is deprecated"):
+        model = timm.create_model("resnet20", pretrained=True)
+    assert model.pretrained_cfg["file"] == str(folder / "model.safetensors")
+    own = tmp_path / "mine.yaml"
+    own.write_text("repo_id: me/resnet20.c10_official\nmodel: resnet20.c10_official\n")
+    with pytest.warns(DeprecationWarning, match="'c10_official' is deprecated"):
+        assert hub.HubConfig.load(own).model == "resnet20.official_c10"

@@ -24,6 +24,7 @@ from timm_pushpull.training.timm_train import add_arguments as timm_train_argume
 from timm_pushpull.training.timm_train import main as timm_train_main
 from timm_pushpull.training.train import add_arguments, config_from_args
 from timm_pushpull.training.trainer import (
+    _check_resumable,
     _resumed_epoch_stats,
     create_optimizer,
     create_scheduler,
@@ -415,3 +416,12 @@ def test_timm_train_route_imports_our_models_first(tmp_path):
     assert sys.argv == argv and out.read_text() == "CifarResNet True"
     with pytest.raises(FileNotFoundError, match="not in the timm wheel"):
         timm_train_main(parser.parse_args([str(tmp_path / "missing.py")]))
+
+
+def test_a_run_started_under_a_deprecated_tag_resumes_under_the_new_one(tiny_mnist, tmp_path):
+    saved = tiny_config(tiny_mnist, tmp_path, model="lenet5_a.fmnist_demo").to_dict()
+    for model in ("lenet5_a.demo_fmnist", "lenet5_a.fmnist_demo"):
+        with pytest.warns(DeprecationWarning, match="'fmnist_demo' is deprecated"):
+            _check_resumable(dict(saved), tiny_config(tiny_mnist, tmp_path, model=model))
+    with pytest.raises(ValueError, match="other settings"), pytest.warns(DeprecationWarning):
+        _check_resumable(dict(saved), tiny_config(tiny_mnist, tmp_path, model="lenet5_b"))

@@ -41,7 +41,7 @@ import torch
 from .constants import METRICS_FILE, RESULTS_FILE, RESUME_FILE, TRAIN_CONFIG_FILE, WEIGHTS_FILE
 from .data.idx import FASHION_MNIST_SYSTEM_DIR, IdxImageDataset
 from .errors import MissingFileError, OutputExistsError
-from .models._cfg import FMNIST_DEMO_MODELS
+from .models._cfg import DEMO_FMNIST, DEMO_FMNIST_MODELS
 
 if TYPE_CHECKING:
     from .robustness.results import UnitOutcomes
@@ -61,7 +61,7 @@ COMPARISONS = (
     ("resnet20_pp_b1", "resnet20"),
     ("resnet20_pp_b1", "resnet20_pp"),
 )
-DEMO_TAG = "fmnist_demo"
+DEMO_TAG = DEMO_FMNIST
 HUB_ORG = "timm-pushpull"
 FMNIST_MEAN, FMNIST_STD = [0.2860], [0.3530]
 APT_PACKAGE = "dataset-fashion-mnist"
@@ -141,7 +141,7 @@ def _train_overrides(model: str, family: str, settings: DemoSettings, data_dir: 
     common = dict(
         # the demo models' tag carries their pretrained cfg (Fashion-MNIST normalisation, Hub id);
         # the study's other models have no such tag and get the same values from the overrides
-        model=f"{model}.{DEMO_TAG}" if model in FMNIST_DEMO_MODELS else model,
+        model=f"{model}.{DEMO_TAG}" if model in DEMO_FMNIST_MODELS else model,
         dataset="fashion_mnist",
         data_dir=str(data_dir),
         num_classes=10,

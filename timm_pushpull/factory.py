@@ -37,7 +37,7 @@ __all__ = ["compare_keys", "create_model", "load_checkpoint_model", "load_weight
 def create_model(model_name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """``timm.create_model`` for timm-pushpull models, safetensors only, with clear errors.
 
-    Accepts what timm accepts: ``"resnet20_pp.c10_official"``, ``"hf-hub:ORG/NAME"``,
+    Accepts what timm accepts: ``"resnet20_pp.official_c10"``, ``"hf-hub:ORG/NAME"``,
     ``"local-dir:PATH"``. Before building anything it checks that the architecture (from the name
     or from ``config.json``) is registered, and that a Hub/local folder has ``model.safetensors``;
     weights that do not fit the architecture raise :class:`~.errors.CheckpointError`. No model is

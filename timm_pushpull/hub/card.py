@@ -22,7 +22,7 @@ from ..constants import METRICS_FILE, TRAIN_CONFIG_FILE
 from ..data.idx import FASHION_MNIST_CLASSES
 from ..errors import CheckpointError, InvalidArgumentError, MissingFileError
 from ..layers import BlurPool2d, PushPull2d
-from ..models._cfg import HUB_CONFIGS_DIR
+from ..models._cfg import HUB_CONFIGS_DIR, current_model_name
 from ..models.official import OFFICIAL_CHECKPOINTS, ORIGIN_URL
 from ..robustness.baselines import ALEXNET_CIFAR10_C, get_baseline, read_official_results
 from ..robustness.metrics import flip_rates, mean_corruption_error, summarize_corruptions
@@ -147,6 +147,8 @@ class HubConfig:
             raise InvalidArgumentError(
                 f"--hub-config {path}: dataset must be one of {sorted(DATASETS)}"
             )
+        if isinstance(data.get("model"), str):
+            data["model"] = current_model_name(data["model"])  # a deprecated tag: renamed, warns
         return cls(**data, path=path)
 
 

@@ -5,6 +5,7 @@ from typing import Any
 import torch.nn as nn
 from timm.models import build_model_with_cfg
 
+from ._cfg import current_tag
 from ._pretrained import with_local_pretrained
 
 
@@ -15,8 +16,11 @@ def build_pushpull_model(
 
     With ``pretrained=True`` the pretrained cfg is first pointed at a local copy of the weights
     (``TIMM_PUSHPULL_WEIGHTS_DIR``, see :mod:`._pretrained`) so that offline use works; timm
-    falls back to the Hub id otherwise.
+    falls back to the Hub id otherwise. A deprecated tag (``resnet20_pp.c10_official``: timm
+    passes it as ``pretrained_cfg``) is renamed, with a ``DeprecationWarning``.
     """
+    if isinstance(kwargs.get("pretrained_cfg"), str):
+        kwargs["pretrained_cfg"] = current_tag(kwargs["pretrained_cfg"])
     if pretrained:
         kwargs = with_local_pretrained(variant, kwargs)
     return build_model_with_cfg(model_cls, variant, pretrained, **kwargs)

@@ -1,13 +1,16 @@
 """Pretrained-cfg pieces shared by the families: data normalisation, papers, weights.
 
-A pretrained tag exists only for weights a user can get. Those timm-pushpull makes on the user's
-machine (``c10_official``: the authors' released checkpoints, converted; ``fmnist_demo``: the
+A pretrained tag exists only for weights a user can get. Tags are named as timm's,
+``{source}_{dataset}`` (``tv_in1k``, ``a1_in1k``). Those timm-pushpull makes on the user's
+machine (``official_c10``: the authors' released checkpoints, converted; ``demo_fmnist``: the
 demo's models) have no Hub id, so ``timm.list_pretrained()`` does not list them, and
 ``pretrained=True`` loads them from ``$TIMM_PUSHPULL_WEIGHTS_DIR`` (:mod:`._pretrained`) or
 says how to make them (:data:`LOCAL_WEIGHTS_HOWTO`). Once a model is uploaded, ``published: true``
 in its ``hub_configs/<architecture>.<tag>.yaml`` gives the tag its Hub id: no code changes.
 """
 
+import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,23 +32,58 @@ PAPER_PUSHPULL_2019 = "arXiv:1901.10208"  # Strisciuglio et al., LeNet-5 / WRN p
 PAPER_PUSHPULL_RESNET = "arXiv:2408.04077"  # Bennabhaktula et al. 2024, PushPull-Net (ImageNet)
 PAPER_ANTIALIAS = "arXiv:1904.11486"  # Zhang 2019, anti-aliased CNNs
 
-FMNIST_DEMO = "fmnist_demo"
-C10_OFFICIAL = "c10_official"
-# The models `timm-pushpull demo` trains: the only ones with a fmnist_demo tag.
-FMNIST_DEMO_MODELS = ("lenet5_a", "lenet5_a_pp", "resnet20", "resnet20_pp", "resnet20_pp_b1")
+DEMO_FMNIST = "demo_fmnist"
+OFFICIAL_C10 = "official_c10"
+# The tags' first names (dataset first), still accepted with a DeprecationWarning until nothing
+# published uses them: in model names, hub configs and local weight folders.
+DEPRECATED_TAGS = {"c10_official": OFFICIAL_C10, "fmnist_demo": DEMO_FMNIST}
+# The models `timm-pushpull demo` trains: the only ones with a demo_fmnist tag.
+DEMO_FMNIST_MODELS = ("lenet5_a", "lenet5_a_pp", "resnet20", "resnet20_pp", "resnet20_pp_b1")
 # tag -> how a user makes its weights, for the error of pretrained=True without them
 LOCAL_WEIGHTS_HOWTO = {
-    C10_OFFICIAL: (
+    OFFICIAL_C10: (
         "download the authors' released checkpoints (https://github.com/nicstrisc/"
         "Push-Pull-CNN-layer), run `timm-pushpull convert-official CHECKPOINT_DIR WEIGHTS_DIR` "
         "and set TIMM_PUSHPULL_WEIGHTS_DIR=WEIGHTS_DIR"
     ),
-    FMNIST_DEMO: (
+    DEMO_FMNIST: (
         "run `timm-pushpull demo --out DIR` (it trains "
-        f"{', '.join(FMNIST_DEMO_MODELS)}) and set TIMM_PUSHPULL_WEIGHTS_DIR=DIR/models"
+        f"{', '.join(DEMO_FMNIST_MODELS)}) and set TIMM_PUSHPULL_WEIGHTS_DIR=DIR/models"
     ),
 }
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when there is one
+
+
+def current_tag(tag: str | None) -> str | None:
+    """``tag``, or its new name with a ``DeprecationWarning`` when it is a deprecated one."""
+    if tag not in DEPRECATED_TAGS:
+        return tag
+    warnings.warn(
+        f"pretrained tag {tag!r} is deprecated, use {DEPRECATED_TAGS[tag]!r} (timm's "
+        f"{{source}}_{{dataset}} order)",
+        DeprecationWarning,
+        stacklevel=_user_stacklevel(),
+    )
+    return DEPRECATED_TAGS[tag]
+
+
+def current_model_name(model_name: str) -> str:
+    """``architecture.tag`` with a deprecated tag renamed (and a ``DeprecationWarning``)."""
+    architecture, _, tag = model_name.partition(".")
+    return f"{architecture}.{current_tag(tag)}" if tag else model_name
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` of the first caller outside timm and timm-pushpull, seen from
+    :func:`current_tag`: the warning then points at the user's line (and Python shows
+    DeprecationWarnings raised from ``__main__``)."""
+    frame, level = sys._getframe(2), 2
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] in (
+        "timm",
+        "timm_pushpull",
+    ):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def published_hub_id(model_name: str, configs_dir: Path = HUB_CONFIGS_DIR) -> str | None:
@@ -91,10 +129,10 @@ def fmnist_cfg(**kwargs: Any) -> dict[str, Any]:
     }
 
 
-def fmnist_demo_cfg(model_name: str, **kwargs: Any) -> dict[str, Any]:
+def demo_fmnist_cfg(model_name: str, **kwargs: Any) -> dict[str, Any]:
     """A model of ``timm-pushpull demo``, trained on Fashion-MNIST."""
     return fmnist_cfg(
-        hf_hub_id=published_hub_id(f"{model_name}.{FMNIST_DEMO}"),
+        hf_hub_id=published_hub_id(f"{model_name}.{DEMO_FMNIST}"),
         description=f"{model_name} trained on Fashion-MNIST by the timm-pushpull demo",
         **kwargs,
     )

@@ -7,8 +7,8 @@ of the weights when one exists (timm's ``file`` source outranks the Hub id)::
     $TIMM_PUSHPULL_WEIGHTS_DIR/<architecture>.<tag>/model.safetensors   (+ config.json)
     $TIMM_PUSHPULL_WEIGHTS_DIR/<architecture>/model.safetensors         (config.json names the tag)
 
-e.g. ``$TIMM_PUSHPULL_WEIGHTS_DIR/resnet20_pp.c10_official/``, exactly the folder that
-``timm-pushpull publish --dry-run`` writes for the repo ``timm-pushpull/resnet20_pp.c10_official``,
+e.g. ``$TIMM_PUSHPULL_WEIGHTS_DIR/resnet20_pp.official_c10/``, exactly the folder that
+``timm-pushpull publish --dry-run`` writes for the repo ``timm-pushpull/resnet20_pp.official_c10``,
 or the folders ``timm-pushpull convert-official`` and ``timm-pushpull demo`` write. Tags whose
 weights are only made locally have no Hub id until their hub config says ``published: true``
 (see :mod:`._cfg`); without a local copy ``pretrained=True`` then says how to make them.
@@ -26,7 +26,7 @@ from timm.models import resolve_pretrained_cfg
 
 from ..constants import MODEL_CONFIG_FILE, WEIGHTS_DIR_ENV, WEIGHTS_FILE
 from ..errors import CheckpointError, MissingFileError
-from ._cfg import LOCAL_WEIGHTS_HOWTO
+from ._cfg import DEPRECATED_TAGS, LOCAL_WEIGHTS_HOWTO, current_tag
 
 __all__ = ["WEIGHTS_DIR_ENV", "local_weights_path", "read_config", "with_local_pretrained"]
 
@@ -37,18 +37,26 @@ def local_weights_path(architecture: str, tag: str | None = None) -> Path | None
     Looks for ``$TIMM_PUSHPULL_WEIGHTS_DIR/<architecture>.<tag>/model.safetensors`` (the name of
     the Hub repository and of the folder ``publish --dry-run`` writes), then for
     ``<architecture>/model.safetensors`` whose ``config.json`` says it holds that tag (the folders
-    ``timm-pushpull convert-official`` writes).
+    ``timm-pushpull convert-official`` writes). Folders and configs that use the tag's deprecated
+    name (``c10_official``, ``fmnist_demo``) are found too, with a ``DeprecationWarning``.
     """
     root = os.environ.get(WEIGHTS_DIR_ENV)
     if not root:
         return None
     root = Path(root).expanduser()
-    folder = root / (f"{architecture}.{tag}" if tag else architecture)
-    if (folder / WEIGHTS_FILE).is_file():
-        return folder / WEIGHTS_FILE
+    if not tag:
+        folder = root / architecture
+        return folder / WEIGHTS_FILE if (folder / WEIGHTS_FILE).is_file() else None
+    names = [tag, *(old for old, new in DEPRECATED_TAGS.items() if new == tag)]
+    for name in names:
+        if (root / f"{architecture}.{name}" / WEIGHTS_FILE).is_file():
+            current_tag(name)
+            return root / f"{architecture}.{name}" / WEIGHTS_FILE
     folder = root / architecture
-    if tag and (folder / WEIGHTS_FILE).is_file() and (folder / MODEL_CONFIG_FILE).is_file():
-        if read_config(folder / MODEL_CONFIG_FILE).get("pretrained_cfg", {}).get("tag") == tag:
+    if (folder / WEIGHTS_FILE).is_file() and (folder / MODEL_CONFIG_FILE).is_file():
+        found = read_config(folder / MODEL_CONFIG_FILE).get("pretrained_cfg", {}).get("tag")
+        if found in names:
+            current_tag(found)
             return folder / WEIGHTS_FILE
     return None
 

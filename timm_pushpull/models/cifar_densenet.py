@@ -25,10 +25,10 @@ from timm.models._manipulate import MATCH_PREV_GROUP
 
 from ..layers import blur_pool_class
 from ._builder import build_pushpull_model
-from ._cfg import PAPER_ANTIALIAS, PAPER_PUSHPULL, cifar_cfg, pushpull_first_conv
+from ._cfg import OFFICIAL_C10, PAPER_ANTIALIAS, PAPER_PUSHPULL, cifar_cfg, pushpull_first_conv
 from ._drop import refuse_drop_rates
 from ._variants import scoped_conv_layers
-from .official import OFFICIAL_CHECKPOINTS, c10_official_cfg
+from .official import OFFICIAL_CHECKPOINTS, official_c10_cfg
 
 __all__ = ["CifarDenseNet", "DenseLayer", "DenseBlock", "DenseTransition"]
 
@@ -319,7 +319,7 @@ def _cfgs() -> dict[str, dict]:
                 paper_ids=("arXiv:1608.06993", PAPER_PUSHPULL, PAPER_ANTIALIAS),
             )
             if name in OFFICIAL_CHECKPOINTS:
-                cfgs[f"{name}.c10_official"] = cifar_cfg(**base, **c10_official_cfg(name))
+                cfgs[f"{name}.{OFFICIAL_C10}"] = cifar_cfg(**base, **official_c10_cfg(name))
             else:
                 cfgs[name] = cifar_cfg(**base)
     return cfgs

@@ -32,17 +32,18 @@ from timm.models.resnet import drop_blocks
 from ..layers import blur_pool_class
 from ._builder import build_pushpull_model
 from ._cfg import (
-    FMNIST_DEMO,
-    FMNIST_DEMO_MODELS,
+    DEMO_FMNIST,
+    DEMO_FMNIST_MODELS,
+    OFFICIAL_C10,
     PAPER_ANTIALIAS,
     PAPER_PUSHPULL,
     cifar_cfg,
-    fmnist_demo_cfg,
+    demo_fmnist_cfg,
     pushpull_first_conv,
 )
 from ._drop import check_drop_rate
 from ._variants import scoped_conv_layers
-from .official import OFFICIAL_CHECKPOINTS, c10_official_cfg
+from .official import OFFICIAL_CHECKPOINTS, official_c10_cfg
 
 __all__ = ["CifarResNet", "BasicBlock", "PreActBasicBlock"]
 
@@ -369,9 +370,9 @@ def _cfgs() -> dict[str, dict]:
             # the first cfg with weights is the default, unless an untagged '*' one follows:
             # CIFAR stays the default even where the demo's greyscale weights are the only ones
             if name in OFFICIAL_CHECKPOINTS:
-                cfgs[f"{name}.c10_official"] = cifar_cfg(**base, **c10_official_cfg(name))
-            if name in FMNIST_DEMO_MODELS:
-                cfgs[f"{name}.{FMNIST_DEMO}"] = fmnist_demo_cfg(name, **base)
+                cfgs[f"{name}.{OFFICIAL_C10}"] = cifar_cfg(**base, **official_c10_cfg(name))
+            if name in DEMO_FMNIST_MODELS:
+                cfgs[f"{name}.{DEMO_FMNIST}"] = demo_fmnist_cfg(name, **base)
             if name not in OFFICIAL_CHECKPOINTS:
                 cfgs[f"{name}.*"] = cifar_cfg(**base)
     return cfgs

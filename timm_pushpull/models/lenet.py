@@ -23,13 +23,13 @@ from timm.models._features import feature_take_indices
 from ..layers import MaxBlurPool2d, parse_blur_spec
 from ._builder import build_pushpull_model
 from ._cfg import (
-    FMNIST_DEMO,
-    FMNIST_DEMO_MODELS,
+    DEMO_FMNIST,
+    DEMO_FMNIST_MODELS,
     PAPER_ANTIALIAS,
     PAPER_PUSHPULL,
     PAPER_PUSHPULL_2019,
+    demo_fmnist_cfg,
     fmnist_cfg,
-    fmnist_demo_cfg,
     pushpull_first_conv,
 )
 from ._drop import refuse_drop_rates
@@ -296,8 +296,8 @@ def _cfgs() -> dict[str, dict]:
                     PAPER_ANTIALIAS,
                 ),
             )
-            if name in FMNIST_DEMO_MODELS:
-                cfgs[f"{name}.{FMNIST_DEMO}"] = fmnist_demo_cfg(name, **base)
+            if name in DEMO_FMNIST_MODELS:
+                cfgs[f"{name}.{DEMO_FMNIST}"] = demo_fmnist_cfg(name, **base)
             else:
                 cfgs[name] = fmnist_cfg(**base)
     return cfgs

@@ -29,13 +29,13 @@ from ..errors import (
     MissingFileError,
     OutputExistsError,
 )
-from ._cfg import C10_OFFICIAL, published_hub_id
+from ._cfg import OFFICIAL_C10, published_hub_id
 
 _logger = logging.getLogger(__name__)
 
 ORIGIN_URL = "https://github.com/nicstrisc/Push-Pull-CNN-layer"
 PAPER_ID = "doi:10.1007/s00521-020-04751-8"
-TAG = C10_OFFICIAL
+TAG = OFFICIAL_C10
 CHECKPOINT_SUFFIXES = (".pth.tar", ".pth", ".pt")
 
 
@@ -68,7 +68,7 @@ OFFICIAL_CHECKPOINTS: dict[str, OfficialCheckpoint] = {
 }
 
 
-def c10_official_cfg(model_name: str) -> dict[str, Any]:
+def official_c10_cfg(model_name: str) -> dict[str, Any]:
     """Pretrained-cfg fields of a released model: Hub id (once published), license, origin,
     reported accuracy."""
     ckpt = OFFICIAL_CHECKPOINTS[model_name]

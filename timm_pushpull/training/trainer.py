@@ -38,6 +38,7 @@ from ..data import (
 )
 from ..errors import InvalidArgumentError
 from ..factory import create_model
+from ..models._cfg import current_model_name
 from .checkpoint import (
     METRICS_FILE,
     load_config,
@@ -236,6 +237,10 @@ def stop_on_signal() -> Iterator[dict[str, bool]]:
 
 def _check_resumable(saved: dict[str, Any], cfg: TrainConfig) -> None:
     current = cfg.to_dict()
+    # a run started with a deprecated tag's name resumes under the new one, and the reverse
+    for settings in (saved, current):
+        if isinstance(settings.get("model"), str):
+            settings["model"] = current_model_name(settings["model"])
     changed = {
         k: (saved.get(k), current[k])
         for k in current
