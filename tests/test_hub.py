@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 import timm_pushpull
 from timm_pushpull import hub
 from timm_pushpull.cli import main as cli_main
+from timm_pushpull.hub.card import DATASETS, evaluated_images, evaluation_results
 from timm_pushpull.layers import PushPull2d
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -131,6 +132,7 @@ def test_card_metadata_and_results(run_dir, published):
     summary = results["summary"]
     assert values == {
         "error": round(100 * results["clean_error"], 2),
+        "mean_corruption_error": round(100 * summary["mean_corruption_error"], 2),
         "mCE": round(100 * summary["mce"], 2),
         "relative_mCE": round(100 * summary["relative_mce"], 2),
         "mean_flip_probability": round(100 * summary["mean_flip_probability"], 2),
@@ -143,6 +145,89 @@ def test_card_metadata_and_results(run_dir, published):
     assert "**Epochs:** 1" in text and "2 steps" in text  # from train_config.yaml / metrics.jsonl
     assert "| gaussian_noise |" in text and "![Robustness" in text
     assert "Strisciuglio, Nicola" in text and "Zhang, Richard" not in text  # no blur pool here
+
+
+@pytest.fixture(scope="module")
+def subset_results(run_dir, tmp_path_factory) -> Path:
+    """`evaluate --severities 1,3 --max-images 100` of the trained run, in a folder of its own."""
+    from torchvision.transforms import ToTensor
+
+    from timm_pushpull.data import create_dataset
+    from timm_pushpull.robustness.evaluate import evaluate_model
+
+    out = tmp_path_factory.mktemp("subset")
+    evaluate_model(
+        timm.create_model(f"local-dir:{run_dir}", pretrained=True).eval(),
+        create_dataset("fashion_mnist", split="test", transform=ToTensor()), suites=("c",),
+        corruptions=["gaussian_noise", "brightness"], severities=[1, 3], max_images=100,
+        baseline="alexnet-cifar10c", out_dir=out, progress=False,
+    )  # fmt: skip
+    return out / "results.json"
+
+
+def _card_table(text: str, heading: str) -> list[str]:
+    lines = text[text.index(heading) :].splitlines()
+    return [line for line in lines[1:] if line.startswith("|")]
+
+
+def test_card_states_the_severities_and_images_that_were_run(run_dir, subset_results, tmp_path):
+    """issue 26: after --severities 1,3 --max-images 100 the card said "1 | 2" and named the
+    whole test split."""
+    target = tmp_path / "card"
+    hub.publish(run_dir, "me/subset", results=subset_results, dry_run=target)
+    card = ModelCard.load(target / "README.md")
+    header = _card_table(card.text, "### Corruptions")[0]
+    assert header == "| Corruption | 1 | 3 | mean |"
+    assert "(severities 1, 3)" in card.text  # the mCE's definition
+    scope = "100 of the 10,000 Fashion-MNIST test images (a fixed random subset, seed 0)"
+    assert f"Evaluated on {scope}; corruption severities 1, 3." in card.text
+    assert f"top-1 error on {scope}" in card.text
+    # no mCE against a baseline known only as means over 5 severities: the plain mean is shown
+    mean = json.loads(subset_results.read_text())["summary"]["mean_corruption_error"]
+    values = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert values["mean_corruption_error"] == round(100 * mean, 2) and "mCE" not in values
+    for result in card.data.eval_results:
+        args = result.dataset_args
+        assert args["n_images"] == 100 and args["subset"] == "random, seed 0"
+        if result.metric_type in ("mCE", "relative_mCE"):
+            assert args["severities"] == [1, 3]
+    # the whole test set is said to be the whole test set
+    whole = evaluation_results(run_dir / "results.json")
+    assert whole.n_images == 16 and whole.whole_set is False
+    whole.n_images, whole.whole_set = 10_000, True
+    assert evaluated_images(whole, DATASETS["fashion_mnist"]) == (
+        "all 10,000 Fashion-MNIST test images"
+    )
+
+
+@pytest.mark.parametrize("aa", [None, "bin3"])
+def test_card_cites_the_blur_pool_paper_only_with_a_blur_layer(
+    run_dir, subset_results, tmp_path, aa
+):
+    weights = tmp_path / "w.safetensors"
+    save_file(timm.create_model("lenet5_a_pp", aa=aa).state_dict(), weights)
+    target = tmp_path / "out"
+    hub.publish(weights, "me/aa", model="lenet5_a_pp", model_args={"aa": aa} if aa else None,
+                hub_config=hub.HubConfig(dataset="fashion_mnist", training={"Epochs": 1}),
+                results=subset_results, dry_run=target)  # fmt: skip
+    paper_ids = json.loads((target / "config.json").read_text())["pretrained_cfg"]["paper_ids"]
+    text = (target / "README.md").read_text()
+    assert ("arXiv:1904.11486" in paper_ids) is (aa is not None)
+    assert ("Zhang, Richard" in text) is (aa is not None)
+    assert "doi:10.1007/s00521-020-04751-8" in paper_ids and "Strisciuglio, Nicola" in text
+
+
+def test_card_of_a_plain_baseline_cites_no_layer_paper(run_dir, subset_results, tmp_path):
+    weights = tmp_path / "w.safetensors"
+    save_file(timm.create_model("lenet5_a").state_dict(), weights)
+    target = tmp_path / "out"
+    hub.publish(weights, "me/plain", model="lenet5_a", results=subset_results, dry_run=target,
+                hub_config=hub.HubConfig(dataset="fashion_mnist", training={"Epochs": 1}))  # fmt: skip
+    paper_ids = json.loads((target / "config.json").read_text())["pretrained_cfg"]["paper_ids"]
+    # LeCun et al. 1998 and the paper whose configurations A-D these are: no layer paper
+    assert paper_ids == ["doi:10.1109/5.726791", "arXiv:1901.10208"]
+    text = (target / "README.md").read_text()
+    assert "Strisciuglio, Nicola" not in text and "Zhang, Richard" not in text
 
 
 def test_refuses_to_overwrite_dry_run_folder(run_dir, published, tmp_path):

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import timm
+import timm.layers
 import torch.nn as nn
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -22,11 +24,17 @@ from ..constants import METRICS_FILE, TRAIN_CONFIG_FILE
 from ..data.idx import FASHION_MNIST_CLASSES
 from ..errors import CheckpointError, InvalidArgumentError, MissingFileError
 from ..layers import BlurPool2d, PushPull2d
-from ..models._cfg import HUB_CONFIGS_DIR, current_model_name
+from ..models._cfg import (
+    HUB_CONFIGS_DIR,
+    OFFICIAL_C10,
+    PAPER_ANTIALIAS,
+    PAPER_PUSHPULL,
+    current_model_name,
+)
 from ..models.official import OFFICIAL_CHECKPOINTS, ORIGIN_URL
 from ..robustness.baselines import ALEXNET_CIFAR10_C, get_baseline, read_official_results
 from ..robustness.metrics import flip_rates, mean_corruption_error, summarize_corruptions
-from ..robustness.results import load_results
+from ..robustness.results import array_sha256, load_results
 from ..version import __version__
 
 __all__ = [
@@ -37,7 +45,9 @@ __all__ = [
     "RobustnessResults",
     "check_card",
     "evaluation_results",
+    "evaluated_images",
     "official_results",
+    "paper_ids",
     "plot_robustness",
     "render_card",
 ]
@@ -45,6 +55,8 @@ __all__ = [
 # The card template and hub_configs/ live at the top of the repository; the package holds
 # symlinks to them, which the wheel turns into copies (package data), so installs find them too.
 MODEL_CARD_TEMPLATE = Path(__file__).resolve().parents[1] / "MODEL_CARD.md"
+# blur-pool layers, ours and timm's (a timm model with timm's aa_layer can be published too)
+BLUR_LAYERS = (BlurPool2d, timm.layers.BlurPool2d)
 
 
 @dataclass(frozen=True)
@@ -56,6 +68,7 @@ class DatasetInfo:
     corrupted: str  # the -C benchmark's name
     perturbed: str  # the -P benchmark's name
     label_names: tuple[str, ...] = ()
+    test_images: int | None = None  # size of the split the benchmarks take their images from
 
 
 CIFAR10_CLASSES = (
@@ -64,7 +77,7 @@ CIFAR10_CLASSES = (
 
 DATASETS: dict[str, DatasetInfo] = {
     "cifar10": DatasetInfo(
-        "CIFAR-10", "uoft-cs/cifar10", "CIFAR-10-C", "CIFAR-10-P", CIFAR10_CLASSES
+        "CIFAR-10", "uoft-cs/cifar10", "CIFAR-10-C", "CIFAR-10-P", CIFAR10_CLASSES, 10_000
     ),
     "fashion_mnist": DatasetInfo(
         "Fashion-MNIST",
@@ -72,8 +85,11 @@ DATASETS: dict[str, DatasetInfo] = {
         "Fashion-MNIST-C (timm-pushpull corruptions)",
         "Fashion-MNIST-P (timm-pushpull perturbations)",
         FASHION_MNIST_CLASSES,
+        10_000,
     ),
-    "imagenet": DatasetInfo("ImageNet-1k", "ILSVRC/imagenet-1k", "ImageNet-C", "ImageNet-P"),
+    "imagenet": DatasetInfo(
+        "ImageNet-1k", "ILSVRC/imagenet-1k", "ImageNet-C", "ImageNet-P", (), 50_000
+    ),
 }
 
 _RESULTS_KEYS = {
@@ -158,11 +174,18 @@ class RobustnessResults:
 
     ``mce``/``relative_mce`` are ratios to ``ce_baseline`` and ``mfr`` a ratio to
     ``flip_baseline`` (Hendrycks & Dietterich 2019); ``mean_flip_probability`` is unnormalised.
-    ``source_name``/``source_url`` attribute numbers this project did not measure.
+    ``source_name``/``source_url`` attribute numbers this project did not measure. What was run:
+    the corruption ``severities``, ``n_images`` test images, all of them (``whole_set``) or a
+    fixed random subset drawn with ``subset_seed`` (``None``: not recorded).
     """
 
+    severities: list[int] = field(default_factory=lambda: list(range(1, 6)))
+    n_images: int | None = None
+    whole_set: bool | None = None
+    subset_seed: int | None = None
     clean_error: float | None = None
     corruption_errors: dict[str, list[float]] = field(default_factory=dict)
+    mean_corruption_error: float | None = None
     flip_probabilities: dict[str, float] = field(default_factory=dict)
     mce: float | None = None
     relative_mce: float | None = None
@@ -229,6 +252,8 @@ def official_results(
         ce_baseline=ALEXNET_CIFAR10_C.source,
         source_name="Strisciuglio et al. 2020, released results",
         source_url=ORIGIN_URL,
+        severities=list(range(1, 1 + max(map(len, raw["corruptions"].values()), default=5))),
+        whole_set=True,  # their CIFAR-10-C/-P runs: the whole released sets
     )
     if raw["perturbations"]:
         results.mean_flip_probability = mean_corruption_error(raw["perturbations"])
@@ -251,12 +276,22 @@ def evaluation_results(path: Path) -> RobustnessResults:
         raise InvalidArgumentError(str(error)) from error
     summary = data["summary"] or {}
     baseline = (data["baseline"] or {}).get("source")
+    settings, identity = data.get("settings") or {}, data.get("identity") or {}
+    n_images, subset = data.get("n_images"), identity.get("subset_sha256")
     return RobustnessResults(
+        severities=list(settings.get("severities") or range(1, 6)),
+        n_images=n_images,
+        # evaluate hashes the indices of the images it took: 0..n-1 when it took them all
+        whole_set=None
+        if n_images is None or subset is None
+        else _indices_sha256(n_images) == subset,
+        subset_seed=settings.get("seed"),
         clean_error=data["clean_error"],
         corruption_errors={k: list(v["errors"]) for k, v in data["corruptions"].items()},
         flip_probabilities={
             k: float(v["flip_probability"]) for k, v in data["perturbations"].items()
         },
+        mean_corruption_error=summary.get("mean_corruption_error"),
         mce=summary.get("mce"),
         relative_mce=summary.get("relative_mce"),
         mce_corruptions=list(summary.get("mce_corruptions") or []),
@@ -276,12 +311,16 @@ def evaluation_results(path: Path) -> RobustnessResults:
     )
 
 
-def cited_papers(model: nn.Module) -> dict[str, bool]:
-    """Which papers the model's layers come from (the card cites them)."""
+def cited_papers(model: nn.Module, tag: str | None = None) -> dict[str, bool]:
+    """Which layer papers the card cites: those of the layers in the model.
+
+    The push-pull paper also for a baseline whose weights come from its authors' release
+    (``tag`` ``official_c10``).
+    """
     pushpull = [m for m in model.modules() if isinstance(m, PushPull2d)]
     return {
-        "pushpull": True,  # every model here is a push-pull model or its published baseline
-        "antialias": any(isinstance(m, BlurPool2d) for m in model.modules()),
+        "pushpull": bool(pushpull) or tag == OFFICIAL_C10,
+        "antialias": any(isinstance(m, BLUR_LAYERS) for m in model.modules()),
         "pushpull_variants": any(
             not m.rectify or m.attention_type or isinstance(m.pull_scale, tuple) for m in pushpull
         ),
@@ -290,9 +329,45 @@ def cited_papers(model: nn.Module) -> dict[str, bool]:
 
 
 PAPER_IDS = {
-    "pushpull": "doi:10.1007/s00521-020-04751-8",
-    "antialias": "arXiv:1904.11486",
+    "pushpull": PAPER_PUSHPULL,
+    "antialias": PAPER_ANTIALIAS,
 }
+
+
+def paper_ids(model: nn.Module, tag: str | None = None) -> list[str]:
+    """The model's ``paper_ids`` for config.json: its pretrained cfg's (architecture papers),
+    with the layer papers (:data:`PAPER_IDS`) only where :func:`cited_papers` says so (a model
+    cfg lists the blur-pool paper whether or not ``aa`` was given)."""
+    listed = model.pretrained_cfg.get("paper_ids") or ()
+    listed = [listed] if isinstance(listed, str) else list(listed)
+    papers = cited_papers(model, tag)
+    kept = [p for p in listed if p not in PAPER_IDS.values()]
+    return list(dict.fromkeys(kept + [PAPER_IDS[k] for k in PAPER_IDS if papers[k]]))
+
+
+def _indices_sha256(n_images: int) -> str:
+    return array_sha256(np.arange(n_images))
+
+
+def evaluated_images(results: RobustnessResults, dataset: DatasetInfo) -> str:
+    """Which test images the numbers are on, in words (\"100 of the 10,000 ... (a fixed random
+    subset, seed 0)\")."""
+    test_set = f"{dataset.name} test images"
+    if results.whole_set and results.n_images is None:
+        return (
+            f"all {dataset.test_images:,} {test_set}" if dataset.test_images else f"all {test_set}"
+        )
+    if results.n_images is None:
+        return f"the {dataset.name} test set (image count not recorded)"
+    if results.whole_set:
+        return f"all {results.n_images:,} {test_set}"
+    of = f" of the {dataset.test_images:,}" if dataset.test_images else ""
+    kind = (
+        f"a fixed random subset, seed {results.subset_seed}"
+        if results.whole_set is False
+        else "whether all or a subset is not recorded"
+    )
+    return f"{results.n_images:,}{of} {test_set} ({kind})"
 
 
 def _percent_value(value: float | None) -> float | None:
@@ -302,19 +377,23 @@ def _percent_value(value: float | None) -> float | None:
 def _summary_rows(results: RobustnessResults, dataset: DatasetInfo) -> list[dict[str, Any]]:
     """(metric, value, definition, model-index fields) for every result the card shows."""
     flips = len(results.flip_probabilities)
+    severities = f"severities {', '.join(map(str, results.severities))}"
 
     def partial(complete: bool) -> str:
         return "" if complete else " (not all the baseline's: not comparable with published ones)"
 
     candidates = [
         ("Clean error (%)", "error", results.clean_error, dataset.name,
-         f"top-1 error on the {dataset.name} test set"),
+         f"top-1 error on {evaluated_images(results, dataset)}"),
+        ("Mean corruption error (%)", "mean_corruption_error", results.mean_corruption_error,
+         dataset.corrupted, f"unnormalised top-1 error, mean over "
+         f"{len(results.corruption_errors)} corruptions ({severities})"),
         ("mCE (%)", "mCE", results.mce, dataset.corrupted,
-         f"mean over {len(results.mce_corruptions)} corruptions of the corruption error, "
-         f"normalised by {results.ce_baseline}{partial(results.mce_complete)}"),
+         f"mean over {len(results.mce_corruptions)} corruptions ({severities}) of the corruption "
+         f"error, normalised by {results.ce_baseline}{partial(results.mce_complete)}"),
         ("Relative mCE (%)", "relative_mCE", results.relative_mce, dataset.corrupted,
-         f"mean over {len(results.relative_mce_corruptions)} corruptions of the relative "
-         f"corruption error (degradation from clean), same baseline"
+         f"mean over {len(results.relative_mce_corruptions)} corruptions ({severities}) of the "
+         f"relative corruption error (degradation from clean), same baseline"
          f"{partial(results.relative_mce_complete)}"),
         ("mFR (%)", "mFR", results.mfr, dataset.perturbed,
          f"mean flip rate: flip probability normalised by {results.flip_baseline}"),
@@ -339,6 +418,13 @@ def _summary_rows(results: RobustnessResults, dataset: DatasetInfo) -> list[dict
 def _eval_results(
     rows: list[dict], dataset: DatasetInfo, results: RobustnessResults
 ) -> list[EvalResult]:
+    """model-index entries; ``dataset.args`` says which images and severities they are on."""
+    images: dict[str, Any] = {}
+    if results.n_images is not None:
+        images["n_images"] = results.n_images
+    if results.whole_set is not None:
+        images["subset"] = "all" if results.whole_set else f"random, seed {results.subset_seed}"
+    corrupted = {**images, "severities": list(results.severities)}
     return [
         EvalResult(
             task_type="image-classification",
@@ -348,6 +434,8 @@ def _eval_results(
             else row["dataset_name"],
             dataset_name=row["dataset_name"],
             dataset_split="test",
+            dataset_args=(corrupted if row["dataset_name"] == dataset.corrupted else images)
+            or None,
             metric_type=row["metric_type"],
             metric_name=row["name"],
             metric_value=row["value"],
@@ -403,7 +491,7 @@ def render_card(
     architecture, tag = cfg["architecture"], cfg.get("tag")
     dataset = DATASETS[hub_config.dataset]
     rows = _summary_rows(results, dataset)
-    papers = cited_papers(model)
+    papers = cited_papers(model, tag)
     license_id = hub_config.license or cfg.get("license") or "apache-2.0"
     # only claim `name.tag` with pretrained=True loads this when its cfg points at this repo
     registered_name = f"{architecture}.{tag}" if tag else None
@@ -421,7 +509,6 @@ def render_card(
         model_name=repo_id.split("/")[-1],
         eval_results=_eval_results(rows, dataset, results),
     )  # fmt: skip
-    severities = sorted({len(v) for v in results.corruption_errors.values()}) or [5]
     corruption_rows = [
         dict(
             name=name,
@@ -447,7 +534,7 @@ def render_card(
             f"{dataset.name} ([{dataset.hub_id}](https://huggingface.co/datasets/{dataset.hub_id}))",
         ),
         ("Classes", model.num_classes),
-        ("Papers", ", ".join(PAPER_IDS[k] for k in ("pushpull", "antialias") if papers[k])),
+        ("Papers", ", ".join(paper_ids(model, tag))),
         ("Library", f"timm {timm.__version__}, timm-pushpull {__version__}"),
     ]
     license_text = {
@@ -474,11 +561,13 @@ def render_card(
         plot=plot,
         corrupted_name=dataset.corrupted,
         perturbed_name=dataset.perturbed,
-        severities=list(range(1, max(severities) + 1)),
+        severities=results.severities,
+        evaluated=evaluated_images(results, dataset),
         corruption_rows=corruption_rows,
         perturbation_rows=perturbation_rows,
         notes=[n.strip() for n in hub_config.notes],
         license_text=license_text,
+        cite_pushpull=papers["pushpull"],
         cite_antialias=papers["antialias"],
         cite_variants=papers["pushpull_variants"],
     )

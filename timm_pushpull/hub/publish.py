@@ -46,13 +46,12 @@ from ..version import __version__
 from .card import (
     DATASETS,
     MODEL_CARD_TEMPLATE,
-    PAPER_IDS,
     HubConfig,
     RobustnessResults,
     check_card,
-    cited_papers,
     evaluation_results,
     official_results,
+    paper_ids,
     plot_robustness,
     render_card,
     training_dataset,
@@ -148,14 +147,11 @@ def _write_folder(
     cfg = model.pretrained_cfg
     tag = split_model_name_tag(hub_config.model)[1] if hub_config.model else ""
     dataset = DATASETS[hub_config.dataset]
-    paper_ids = cfg.get("paper_ids") or ()
-    paper_ids = [paper_ids] if isinstance(paper_ids, str) else list(paper_ids)
-    papers = cited_papers(model)
-    paper_ids += [PAPER_IDS[k] for k in ("pushpull", "antialias") if papers[k]]
+    tag = tag or cfg.get("tag")
     pretrained_cfg = {
-        "tag": tag or cfg.get("tag"),
+        "tag": tag,
         "license": hub_config.license or cfg.get("license"),
-        "paper_ids": list(dict.fromkeys(paper_ids)),
+        "paper_ids": paper_ids(model, tag),
         "description": (hub_config.summary or "").strip() or cfg.get("description"),
     }
     model_config: dict[str, Any] = {
