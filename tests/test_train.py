@@ -425,3 +425,30 @@ def test_a_run_started_under_a_deprecated_tag_resumes_under_the_new_one(tiny_mni
             _check_resumable(dict(saved), tiny_config(tiny_mnist, tmp_path, model=model))
     with pytest.raises(ValueError, match="other settings"), pytest.warns(DeprecationWarning):
         _check_resumable(dict(saved), tiny_config(tiny_mnist, tmp_path, model="lenet5_b"))
+
+
+@pytest.mark.parametrize("train_samples", [None, 12])
+def test_class_names_of_an_hf_dataset_reach_config_json(tmp_path, train_samples):
+    """issue 26: training on hf:PATH wrote label_names: None (the names were looked up on the HF
+    table instead of its wrapper)."""
+    datasets = pytest.importorskip("datasets")
+    import numpy as np
+    from PIL import Image
+
+    names = [f"class_{c}" for c in "abcdefghij"]
+    rng = np.random.default_rng(0)
+    features = datasets.Features(
+        {"image": datasets.Image(), "label": datasets.ClassLabel(names=names)}
+    )
+    split = datasets.Dataset.from_dict(
+        {"image": [Image.fromarray(a) for a in rng.integers(0, 256, (16, 28, 28), dtype=np.uint8)],
+         "label": [i % 10 for i in range(16)]},
+        features=features,
+    )  # fmt: skip
+    datasets.DatasetDict(train=split, test=split.select(range(4))).save_to_disk(tmp_path / "hf")
+    run = tmp_path / "run"
+    overrides = dict(dataset=f"hf:{tmp_path / 'hf'}", data_dir=None, epochs=1, batch_size=4,
+                     train_samples=train_samples, auto_augment=None, model_kwargs={})  # fmt: skip
+    train(tiny_config(None, run, **overrides))
+    config = json.loads((run / "config.json").read_text())
+    assert config["label_names"] == names

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.utils import set_seed
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from ..constants import CONVERSION_KEY
@@ -111,6 +111,12 @@ def create_train_model(cfg: TrainConfig) -> torch.nn.Module:
         scope = cfg.convert if cfg.convert in SCOPES else cfg.convert.split(",")
         convert_to_pushpull(model, scope=scope, **cfg.convert_kwargs)
     return model
+
+
+def _unsubset(dataset: Dataset) -> Dataset:
+    """The dataset under a ``train_samples`` subset: the one that knows the class names (an HF
+    dataset wrapper's own ``.dataset`` is the HF table, which does not)."""
+    return dataset.dataset if isinstance(dataset, Subset) else dataset
 
 
 def create_datasets(cfg: TrainConfig) -> tuple[SeededTransformDataset, Dataset]:
@@ -481,7 +487,7 @@ def train(cfg: TrainConfig, recipe: str | None = None) -> dict[str, Any]:
             interpolation=cfg.interpolation,
         )
         model_config: dict[str, Any] = {}
-        classes = getattr(getattr(train_set.dataset, "dataset", train_set.dataset), "classes", None)
+        classes = getattr(_unsubset(train_set.dataset), "classes", None)
         if classes and len(classes) == cfg.num_classes:
             model_config["label_names"] = list(classes)
         if cfg.convert:
