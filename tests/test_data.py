@@ -1,9 +1,12 @@
 """Datasets in every supported on-disk format (tiny copies written here) and the augmentation."""
 
 import gzip
+import os
 import pickle
 import random
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -271,3 +274,35 @@ def test_epoch_sampler_and_subset():
     assert list(chosen) == sorted(chosen) and subset(data, None) is data
     with pytest.raises(ValueError, match="max_samples=0"):
         subset(data, 0)
+
+
+def test_uncached_hf_dataset_offline_is_one_line_naming_it(tmp_path):
+    """issue 26: `evaluate --dataset hf:org/not-cached` without the Hub gave a traceback."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "empty-hf-home"))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "timm_pushpull.cli", "evaluate", "--model", "lenet5_a",
+           "--dataset", "hf:org/not-cached", "--suite", "c", "--out", str(out)]  # fmt: skip
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr
+    assert "org/not-cached" in lines[0] and "HF_HUB_OFFLINE=1" in lines[0]
+    assert not out.exists()
+
+
+def test_network_failures_are_told_from_other_errors():
+    from timm_pushpull.errors import is_network_failure
+
+    def raised(error, cause):
+        try:
+            try:
+                raise cause
+            except BaseException as inner:
+                raise error from inner
+        except BaseException as outer:
+            return outer
+
+    assert is_network_failure(raised(RuntimeError("transport"), ConnectionRefusedError()))
+    assert is_network_failure(raised(ValueError("x"), TimeoutError()))
+    assert not is_network_failure(raised(ValueError("x"), FileNotFoundError()))
+    assert not is_network_failure(KeyError("k"))

@@ -467,3 +467,27 @@ def test_model_converted_for_fine_tuning_loads_back(tmp_path):
     assert isinstance(loaded.conv1[0], PushPull2d) and loaded.conv1[0].pull_scale == 3.0
     x = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(loaded.eval()(x), model.eval()(x), rtol=0, atol=0)
+
+
+def _closed_port() -> int:
+    """A localhost port nothing listens on: connections to it are refused at once."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_upload_without_network_is_one_line_naming_the_repo(published, tmp_path):
+    """issue 26: publish with a token and no network gave an httpx ConnectError traceback."""
+    env = dict(os.environ, HF_TOKEN="hf_not_a_real_token", HF_HOME=str(tmp_path / "hf"))
+    env["HF_ENDPOINT"] = f"http://127.0.0.1:{_closed_port()}"
+    env.pop("HF_HUB_OFFLINE", None)
+    cmd = [sys.executable, "-m", "timm_pushpull.cli", "publish", str(published),
+           "--repo-id", f"timm-pushpull/{DEMO_MODEL}"]  # fmt: skip
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr
+    assert f"timm-pushpull/{DEMO_MODEL}" in lines[0] and "HF_HUB_OFFLINE" in lines[0]
+    assert "--dry-run" in lines[0]

@@ -6,6 +6,8 @@ derives from the built-in exception its callers caught before it existed (``Valu
 ``FileNotFoundError``, ...), so ``except ValueError`` keeps working.
 """
 
+import socket
+
 __all__ = [
     "CheckpointError",
     "FolderInUseError",
@@ -15,6 +17,8 @@ __all__ = [
     "OutputExistsError",
     "UnknownModelError",
     "UserError",
+    "hub_unreachable",
+    "is_network_failure",
 ]
 
 
@@ -48,3 +52,42 @@ class OfflineError(UserError, ConnectionError):
 
 class FolderInUseError(UserError, OSError):
     """An output folder that another run holds (or that cannot be created or written)."""
+
+
+# How a failed connection ends under every HTTP stack huggingface_hub has used (requests, httpx,
+# httpx2): their own error types differ, but each is caused by one of these socket errors.
+_NETWORK_CAUSES = (ConnectionError, TimeoutError, socket.gaierror, socket.herror)
+
+
+def is_network_failure(error: BaseException) -> bool:
+    """Whether ``error`` or an exception in its cause chain is a failed connection (refused,
+    unknown host, timed out)."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, _NETWORK_CAUSES):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def hub_unreachable(
+    repo: str, action: str, hint: str = "", cache_helps: bool = True
+) -> OfflineError:
+    """The one-line error for a Hugging Face Hub repository that is needed and cannot be had:
+    it names the repository and ``HF_HUB_OFFLINE``; ``hint`` says what else to do, and
+    ``cache_helps`` whether the local cache could serve it (a download, not an upload)."""
+    from huggingface_hub import is_offline_mode  # deferred: this module is imported by the CLI
+
+    if is_offline_mode():
+        why = (
+            f"{repo} is not in the local Hugging Face cache and HF_HUB_OFFLINE=1 keeps the Hub off"
+        )
+    elif cache_helps:
+        why = (
+            f"the Hugging Face Hub cannot be reached for {repo} (no network?) and it is not in "
+            f"the local cache; set HF_HUB_OFFLINE=1 to work from the cache only"
+        )
+    else:
+        why = f"the Hugging Face Hub cannot be reached for {repo} (no network?; HF_HUB_OFFLINE is unset)"
+    return OfflineError(f"{action}: {why}{'; ' + hint if hint else ''}")

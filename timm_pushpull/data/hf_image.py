@@ -7,6 +7,8 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
+from ..errors import hub_unreachable, is_network_failure
+
 IMAGE_COLUMNS = ("img", "image")  # uoft-cs/cifar10 uses "img", ylecun/mnist and most others "image"
 LABEL_COLUMNS = ("label", "fine_label", "labels")  # cifar100 has fine_label/coarse_label
 
@@ -30,7 +32,8 @@ def load_hf_split(path: str, split: str):
     """One split of a dataset saved with ``save_to_disk`` or loadable with ``load_dataset``.
 
     ``datasets.load_dataset`` covers Hub ids (from the local cache when offline) and folders of
-    data files; ``save_to_disk`` folders need ``load_from_disk`` instead.
+    data files; ``save_to_disk`` folders need ``load_from_disk`` instead. A Hub id neither cached
+    nor reachable raises :class:`~timm_pushpull.errors.OfflineError` (one line).
     """
     import datasets  # deferred: importing `datasets` costs a second and most runs never need it
 
@@ -42,7 +45,13 @@ def load_hf_split(path: str, split: str):
                 raise ValueError(f"split={split!r} is not in {path}; it has {list(loaded)}")
             return loaded[split]
         return loaded
-    return datasets.load_dataset(path, split=split)
+    try:
+        return datasets.load_dataset(path, split=split)
+    except Exception as error:
+        if not is_network_failure(error):
+            raise
+        where = "" if local.exists() else f"; {path} is not a local folder either"
+        raise hub_unreachable(f"dataset {path}", f"hf:{path}", where.lstrip("; ")) from error
 
 
 class HfImageDataset(Dataset):

@@ -13,7 +13,8 @@ import json
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,8 @@ from ..errors import (
     MissingFileError,
     OfflineError,
     OutputExistsError,
+    hub_unreachable,
+    is_network_failure,
 )
 from ..factory import compare_keys, create_model, load_checkpoint_model
 from ..models._cfg import HUB_CONFIGS_DIR
@@ -226,7 +229,9 @@ def publish(
                 f"`timm-pushpull publish DIR --repo-id {repo_id}`."
             )
         api = HfApi(token=token, library_name="timm", library_version=timm.__version__)
-        if api.file_exists(repo_id, CARD_FILE) and not overwrite:
+        with _reaching_hub(repo_id):
+            card_exists = api.file_exists(repo_id, CARD_FILE)
+        if card_exists and not overwrite:
             raise OutputExistsError(
                 f"{repo_id} already has a README.md; pass --overwrite to replace its card"
             )
@@ -276,14 +281,32 @@ def publish(
 
 
 def _upload(api: HfApi, folder: Path, repo_id: str, private: bool) -> str:
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    commit = api.upload_folder(
-        repo_id=repo_id,
-        folder_path=folder,
-        allow_patterns=[WEIGHTS_FILE, MODEL_CONFIG_FILE, CARD_FILE, PLOT_FILE, LICENSE_FILE],
-        commit_message=f"Publish {repo_id} with timm-pushpull {__version__}",
-    )
+    with _reaching_hub(repo_id):
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        commit = api.upload_folder(
+            repo_id=repo_id,
+            folder_path=folder,
+            allow_patterns=[WEIGHTS_FILE, MODEL_CONFIG_FILE, CARD_FILE, PLOT_FILE, LICENSE_FILE],
+            commit_message=f"Publish {repo_id} with timm-pushpull {__version__}",
+        )
     return str(commit)
+
+
+@contextmanager
+def _reaching_hub(repo_id: str) -> Iterator[None]:
+    """A failed connection inside becomes one line naming the repository and HF_HUB_OFFLINE."""
+    try:
+        yield
+    except Exception as error:
+        if not is_network_failure(error):
+            raise
+        raise hub_unreachable(
+            repo_id,
+            "cannot upload",
+            "write the folder with --dry-run DIR now and upload it when online with "
+            f"`timm-pushpull publish DIR --repo-id {repo_id}`",
+            cache_helps=False,
+        ) from error
 
 
 # ---------------------------------------------------------------------------------------------
