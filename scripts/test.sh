@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install -q torch==2.14.1 torchvision==0.29.1
 python3 -m pip install -q -e ".[test]"
+# the frost photos of Hendrycks' scripts ship in imagecorruptions; its dependencies are left out:
+# opencv-python would shadow our opencv-python-headless (both install cv2), and none is imported
+python3 -m pip install -q --no-deps imagecorruptions==1.1.2
 bash scripts/install_fashion_mnist.sh  # real data for the demo test
 # ImageMagick's MagickWand (through the Wand package) for the reference motion blur and snow of
 # tests/test_corruptions_reference.py, as Hendrycks' scripts use it

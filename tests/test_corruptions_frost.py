@@ -1,7 +1,10 @@
-"""Frost: the reference photos by default, found and fetched as documented, drawn as the scripts do."""
+"""Frost: the reference photos by default, found and fetched as documented, drawn as the scripts do.
+
+Every test here needs the photos (``frost_photos`` in conftest.py: TIMM_PUSHPULL_FROST_DIR,
+../shared or an installed imagecorruptions); conftest.py points TIMM_PUSHPULL_FROST_DIR at them.
+"""
 
 import hashlib
-import os
 import shutil
 import warnings
 from pathlib import Path
@@ -22,7 +25,7 @@ from timm_pushpull.robustness.frost import (
     resolve_frost_source,
 )
 
-FROST_DIR = Path(os.environ[FROST_DIR_ENV])  # set by conftest.py: ../shared/hendrycks-frost
+pytestmark = pytest.mark.usefixtures("frost_photos")
 
 REFERENCE_NAMES = ["frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg"]
 
@@ -35,18 +38,27 @@ def no_env_folder(monkeypatch, tmp_path):
     return tmp_path
 
 
+@pytest.fixture
+def nothing_installed(no_env_folder, monkeypatch):
+    """As without imagecorruptions (the test extra installs it): the download comes next."""
+    monkeypatch.setattr(frost_module, "imagecorruptions_frost_folder", lambda: None)
+    return no_env_folder
+
+
 def _file_url(folder: Path) -> str:
     return folder.resolve().as_uri() + "/{name}"
 
 
-def reference_frost(image: np.ndarray, severity: int, scale: str, idx: int, start) -> np.ndarray:
+def reference_frost(
+    folder: Path, image: np.ndarray, severity: int, scale: str, idx: int, start
+) -> np.ndarray:
     """``frost()`` of make_cifar_c.py / make_imagenet_c.py with its draws given: photo ``idx``
     (``np.random.randint(5)``), crop corner ``start`` (the two ``randint(0, side - size)``)."""
     c = {
         "cifar": [(1, 0.2), (1, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45)],
         "imagenet": [(1, 0.4), (0.8, 0.6), (0.7, 0.7), (0.65, 0.7), (0.6, 0.75)],
     }[scale][severity - 1]
-    filename = str(FROST_DIR / REFERENCE_NAMES[idx])
+    filename = str(folder / REFERENCE_NAMES[idx])
     frost = cv2.imread(filename)
     if scale == "cifar":
         frost = cv2.resize(frost, (0, 0), fx=0.2, fy=0.2)
@@ -65,7 +77,7 @@ def test_env_folder_gives_the_five_reference_photos():
 
 
 @pytest.mark.parametrize("scale, size", [("cifar", 32), ("imagenet", 224)])
-def test_frost_matches_the_reference_script(scale, size):
+def test_frost_matches_the_reference_script(scale, size, frost_photos):
     """Same photo and crop as the reference draws: within one 8-bit level (the blend is exact;
     the reference shrinks the 8-bit photo, which we do as well)."""
     images = [skimage.data.astronaut(), skimage.data.coffee(), skimage.data.chelsea()]
@@ -73,8 +85,8 @@ def test_frost_matches_the_reference_script(scale, size):
                        for image in images])  # fmt: skip
     batch = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
     zoom = SEVERITY_PARAMS["frost"][scale][0][2]
-    photo_shapes = [cv2.resize(cv2.imread(str(FROST_DIR / name)), (0, 0), fx=zoom, fy=zoom).shape
-                    if zoom != 1 else cv2.imread(str(FROST_DIR / name)).shape
+    photo_shapes = [cv2.resize(cv2.imread(str(frost_photos / name)), (0, 0), fx=zoom, fy=zoom).shape
+                    if zoom != 1 else cv2.imread(str(frost_photos / name)).shape
                     for name in REFERENCE_NAMES]  # fmt: skip
     for severity in (1, 5):
         seed = 3 + severity
@@ -86,15 +98,17 @@ def test_frost_matches_the_reference_script(scale, size):
         for k, image in enumerate(images):
             shape = photo_shapes[idx[k]]
             start = (u[k] * torch.tensor([shape[0] - size, shape[1] - size])).long().tolist()
-            expected = reference_frost(image, severity, scale, int(idx[k]), start)
+            expected = reference_frost(frost_photos, image, severity, scale, int(idx[k]), start)
             got = out[k].permute(1, 2, 0).numpy() * 255
             np.testing.assert_allclose(got, expected, atol=1.0)
 
 
-def test_imagecorruptions_folder_is_found_without_importing_it(no_env_folder, monkeypatch):
+def test_imagecorruptions_folder_is_found_without_importing_it(
+    no_env_folder, monkeypatch, frost_photos
+):
     site = no_env_folder / "site"
     package = site / "imagecorruptions"
-    shutil.copytree(FROST_DIR, package / "frost")
+    shutil.copytree(frost_photos, package / "frost")
     (package / "__init__.py").write_text("raise ImportError('must not be imported')\n")
     info = site / "imagecorruptions-1.1.2.dist-info"
     info.mkdir()
@@ -108,8 +122,9 @@ def test_imagecorruptions_folder_is_found_without_importing_it(no_env_folder, mo
     assert Path(source.files[0]).parent == package / "frost"
 
 
-def test_download_checks_hashes_and_fills_the_cache(no_env_folder, monkeypatch):
-    monkeypatch.setattr(frost_module, "FROST_URL", _file_url(FROST_DIR))
+def test_download_checks_hashes_and_fills_the_cache(nothing_installed, monkeypatch, frost_photos):
+    no_env_folder = nothing_installed
+    monkeypatch.setattr(frost_module, "FROST_URL", _file_url(frost_photos))
     source = resolve_frost_source()
     assert source.kind == "photos" and source.origin == "cache" and source.reference
     cached = sorted(Path(source.files[0]).parent.iterdir())
@@ -119,9 +134,12 @@ def test_download_checks_hashes_and_fills_the_cache(no_env_folder, monkeypatch):
     assert str(no_env_folder / "cache") in source.files[0]
 
 
-def test_a_damaged_download_falls_back_to_procedural_with_a_warning(no_env_folder, monkeypatch):
+def test_a_damaged_download_falls_back_to_procedural_with_a_warning(
+    nothing_installed, monkeypatch, frost_photos
+):
+    no_env_folder = nothing_installed
     mirror = no_env_folder / "mirror"
-    shutil.copytree(FROST_DIR, mirror)
+    shutil.copytree(frost_photos, mirror)
     (mirror / "frost3.png").write_bytes(b"not the photo")
     monkeypatch.setattr(frost_module, "FROST_URL", _file_url(mirror))
     with pytest.warns(UserWarning, match="not comparable"):
@@ -147,9 +165,9 @@ def test_procedural_only_when_asked():
         corrupt(images, "frost", 5, frost="photo")
 
 
-def test_env_folder_must_hold_frost1_to_frost5(tmp_path, monkeypatch):
+def test_env_folder_must_hold_frost1_to_frost5(tmp_path, monkeypatch, frost_photos):
     for name in REFERENCE_NAMES[:4]:
-        shutil.copy(FROST_DIR / name, tmp_path / name)
+        shutil.copy(frost_photos / name, tmp_path / name)
     monkeypatch.setenv(FROST_DIR_ENV, str(tmp_path))
     with pytest.raises(ValueError, match="lacks frost5"):
         resolve_frost_source()

@@ -259,9 +259,10 @@ def test_refuses_card_without_results(run_dir, tmp_path):
     )
 
 
-def test_official_results_need_an_explicit_release_folder(run_dir, tmp_path):
+def test_official_results_need_an_explicit_release_folder(run_dir, tmp_path, monkeypatch):
     """No default is guessed from where the checkout sits: the hub config's 'official' results
-    need --official-dir, and the refusal says so."""
+    need --official-dir (or TIMM_PUSHPULL_OFFICIAL_DIR), and the refusal says so."""
+    monkeypatch.delenv("TIMM_PUSHPULL_OFFICIAL_DIR", raising=False)
     config = tmp_path / "official.yaml"
     config.write_text(
         yaml.safe_dump(
@@ -269,7 +270,10 @@ def test_official_results_need_an_explicit_release_folder(run_dir, tmp_path):
              "results": {"official": "resnet/resnet-20-pp"}}
         )
     )  # fmt: skip
-    with pytest.raises(FileNotFoundError, match="resnet/resnet-20-pp.*pass --official-dir"):
+    with pytest.raises(
+        FileNotFoundError,
+        match="resnet/resnet-20-pp.*pass --official-dir .or set TIMM_PUSHPULL_OFFICIAL_DIR",
+    ):
         hub.publish(run_dir, hub_config=config, dry_run=tmp_path / "out")
     assert not (tmp_path / "out").exists()
 

@@ -33,6 +33,9 @@ CONVERSION_KEY = "pushpull_conversion"  # convert_to_pushpull's scope and kwargs
 
 # environment variables
 WEIGHTS_DIR_ENV = "TIMM_PUSHPULL_WEIGHTS_DIR"  # local copies of pretrained weights
+# the folder of the push-pull authors' CIFAR-10 release (checkpoints/, results/): publish's
+# --official-dir when not given
+OFFICIAL_DIR_ENV = "TIMM_PUSHPULL_OFFICIAL_DIR"
 
 # the lock of an output folder held by one run at a time (timm_pushpull.locking), and who holds it
 LOCK_FILE = ".timm_pushpull.lock"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -29,6 +30,7 @@ from ..constants import (
     CARD_FILE,
     LICENSE_FILE,
     MODEL_CONFIG_FILE,
+    OFFICIAL_DIR_ENV,
     PLOT_FILE,
     RESULTS_FILE,
     VERSION_KEY,
@@ -94,11 +96,13 @@ def _collect_results(
     if results_path is not None:
         results = evaluation_results(results_path)
     elif spec.get("official"):
+        if official_dir is None and os.environ.get(OFFICIAL_DIR_ENV):
+            official_dir = Path(os.environ[OFFICIAL_DIR_ENV]).expanduser()
         if official_dir is None:
             raise MissingFileError(
                 f"the hub config {hub_config.path} takes the authors' released results "
-                f"({spec['official']}): pass --official-dir, the folder of their release "
-                "(the one holding results/)"
+                f"({spec['official']}): pass --official-dir (or set {OFFICIAL_DIR_ENV}), the "
+                "folder of their release (the one holding results/)"
             )
         flip_baseline = spec.get("flip_baseline")
         results = official_results(
@@ -345,7 +349,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--official-dir",
         type=Path,
         help="the folder of the authors' release, holding results/ (for a hub config whose "
-        "'results' name 'official' ones)",
+        f"'results' name 'official' ones; default: ${OFFICIAL_DIR_ENV})",
     )
     parser.add_argument(
         "--card-template", type=Path, default=MODEL_CARD_TEMPLATE, help="model card template"

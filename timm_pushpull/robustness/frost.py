@@ -53,6 +53,7 @@ __all__ = [
     "NUM_PROCEDURAL_TEXTURES",
     "FrostSource",
     "frost_textures",
+    "imagecorruptions_frost_folder",
     "procedural_frost",
     "resolve_frost_source",
 ]
@@ -122,7 +123,7 @@ def _resolve_photos(env_folder: str | None, download_dir: str) -> FrostSource:
     if env_folder is not None:
         files = _folder_photos(Path(env_folder))
         return FrostSource("photos", "env", files, _is_reference(files))
-    installed = _imagecorruptions_folder()
+    installed = imagecorruptions_frost_folder()
     if installed is not None:
         files = _folder_photos(installed)
         if _is_reference(files):
@@ -171,7 +172,8 @@ def _is_reference(files: tuple[str, ...]) -> bool:
     )
 
 
-def _imagecorruptions_folder() -> Path | None:
+def imagecorruptions_frost_folder() -> Path | None:
+    """The ``frost/`` folder of an installed ``imagecorruptions``, found without importing it."""
     # importlib.util.find_spec would import the package's parents; the distribution's metadata
     # does not import anything.
     try:
