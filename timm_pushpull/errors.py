@@ -13,6 +13,7 @@ __all__ = [
     "MissingFileError",
     "OfflineError",
     "OutputExistsError",
+    "TrainingDivergedError",
     "UnknownModelError",
     "UserError",
 ]
@@ -48,3 +49,7 @@ class OfflineError(UserError, ConnectionError):
 
 class FolderInUseError(UserError, OSError):
     """An output folder that another run holds (or that cannot be created or written)."""
+
+
+class TrainingDivergedError(UserError, FloatingPointError):
+    """Training reached a non-finite loss or non-finite weights (a learning rate too high, ...)."""
