@@ -72,12 +72,31 @@ def test_idx_torchvision_layout_and_bad_files(tmp_path):
     (tmp_path / "bad.gz").write_bytes(gzip.compress(b"\x01\x02\x03\x04rest"))
     with pytest.raises(ValueError, match="not an IDX file"):
         read_idx(tmp_path / "bad.gz")
+    with pytest.raises(FileNotFoundError, match="empty does not exist"):
+        create_dataset("mnist", root=tmp_path / "empty", split="test")
+    (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="t10k-images"):
         create_dataset("mnist", root=tmp_path / "empty", split="test")
     with pytest.raises(ValueError, match="split="):
         create_dataset("mnist", root=tmp_path, split="holdout")
     with pytest.raises(ValueError, match="allowed:.*cifar10"):
         create_dataset("svhn", root=tmp_path)
+
+
+def test_damaged_idx_files_are_user_errors_naming_the_file(tmp_path):
+    from timm_pushpull.errors import UserError
+
+    make_mnist_folder(tmp_path, n_train=3, n_test=2, compress=False)
+    whole = (tmp_path / "train-images-idx3-ubyte").read_bytes()
+    damaged = {
+        "cut": whole[:-5],  # shorter than the header's 3 x 28 x 28 bytes
+        "padded": whole + b"\0",  # a file with more than its header says is not one split
+        "cut.gz": gzip.compress(whole)[:-20],  # a download that stopped early
+    }
+    for name, data in damaged.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(UserError, match=str(tmp_path / name)):
+            read_idx(tmp_path / name)
 
 
 def test_cifar10_python_batches(tmp_path):

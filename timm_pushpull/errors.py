@@ -15,6 +15,7 @@ __all__ = [
     "MissingFileError",
     "OfflineError",
     "OutputExistsError",
+    "TrainingDivergedError",
     "UnknownModelError",
     "UserError",
     "hub_unreachable",
@@ -52,6 +53,10 @@ class OfflineError(UserError, ConnectionError):
 
 class FolderInUseError(UserError, OSError):
     """An output folder that another run holds (or that cannot be created or written)."""
+
+
+class TrainingDivergedError(UserError, FloatingPointError):
+    """Training reached a non-finite loss or non-finite weights (a learning rate too high, ...)."""
 
 
 # How a failed connection ends under every HTTP stack huggingface_hub has used (requests, httpx,

@@ -17,6 +17,8 @@ from timm.data.auto_augment import (
     rand_augment_transform,
 )
 
+from ..errors import InvalidArgumentError
+
 # (op, probability, magnitude level 0..10); ops without an argument get level 0.
 CIFAR10_POLICY = (
     (("Invert", 0.1, 0), ("Contrast", 0.2, 6)),
@@ -81,4 +83,4 @@ def create_auto_augment(spec: str, img_size: int, mean: tuple[float, ...]):
         return augment_and_mix_transform(spec, hparams)
     if spec.split("-")[0] in ("original", "originalr", "v0", "v0r", "3a"):
         return auto_augment_transform(spec, hparams)
-    raise ValueError(f"auto_augment={spec!r}; allowed: {', '.join(AUTO_AUGMENT_CHOICES)}")
+    raise InvalidArgumentError(f"auto_augment={spec!r}; allowed: {', '.join(AUTO_AUGMENT_CHOICES)}")

@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import Dataset, Subset
 from torchvision.datasets import CIFAR10, CIFAR100
 
+from ..errors import InvalidArgumentError, MissingFileError
 from .cifar import Cifar10, Cifar100
 from .hf_image import HfImageDataset
 from .idx import FASHION_MNIST_CLASSES, FASHION_MNIST_SYSTEM_DIR, MNIST_CLASSES, IdxImageDataset
@@ -62,35 +63,65 @@ def create_dataset(
     transform: Callable | None = None,
     download: bool = False,
 ) -> Dataset:
-    """A map-style dataset of ``(transformed image, int label)`` for ``name`` (see module doc)."""
+    """A map-style dataset of ``(transformed image, int label)`` for ``name`` (see module doc).
+
+    An unknown name, a missing folder or file is a :class:`~timm_pushpull.errors.UserError`
+    naming it, raised before anything is read.
+    """
     root = None if root is None else str(root)
     if name in _IDX_DATASETS:
         folder_name, classes = _IDX_DATASETS[name]
         base = Path(root) if root is not None else default_data_dir(name)
         if base is None:
-            raise ValueError(f"dataset {name!r} needs data_dir: a folder with its four IDX files")
+            raise InvalidArgumentError(
+                f"dataset {name!r} needs data_dir: a folder with its four IDX files"
+            )
+        _check_folder(base, f"data_dir of dataset {name!r}")
         if (base / folder_name / "raw").is_dir():  # torchvision's download layout
             base = base / folder_name
         return IdxImageDataset(base, split, transform=transform, classes=classes)
     if name in ("cifar10", "cifar100"):
         if root is None:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"dataset {name!r} needs data_dir (the folder holding its python batches)"
             )
         reader, official = _CIFAR[name]
         if download:
             official(root, download=True)  # torchvision downloads and checks the md5s
-        return reader(root, train=split in ("train", "training"), transform=transform)
+        _check_folder(Path(root) / reader.base_folder, f"data_dir of dataset {name!r}")
+        try:
+            return reader(root, train=split in ("train", "training"), transform=transform)
+        except RuntimeError as error:  # torchvision's "Dataset not found or corrupted"
+            raise MissingFileError(f"dataset {name!r} in {root}: {error}") from None
     if name.startswith("hf:"):
-        return HfImageDataset(name[3:], split, transform=transform)
+        try:
+            return HfImageDataset(name[3:], split, transform=transform)
+        except FileNotFoundError as error:  # datasets: no such folder, files or cached Hub id
+            raise MissingFileError(f"dataset {name!r}: {error}") from None
     if name == "folder" or name.startswith("folder:"):
         folder = name[7:] or root
         if not folder:
-            raise ValueError("dataset 'folder' needs data_dir (or name it folder:PATH)")
-        return _timm_dataset("torch/folder", folder, split, transform, False)
+            raise InvalidArgumentError("dataset 'folder' needs data_dir (or name it folder:PATH)")
+        _check_folder(Path(folder), f"image folder of dataset {name!r}")
+        try:
+            return _timm_dataset("torch/folder", folder, split, transform, False)
+        except FileNotFoundError as error:  # torchvision: no class folder, or no image in them
+            raise MissingFileError(f"dataset {name!r}: {error}") from None
     if name.startswith(_TIMM_PREFIXES):
-        return _timm_dataset(name, root, split, transform, download)
-    raise ValueError(f"dataset={name!r}; allowed: {', '.join(DATASET_CHOICES)}")
+        try:
+            return _timm_dataset(name, root, split, transform, download)
+        # timm's factory refuses an unknown name with an assert, torchvision's readers missing
+        # files with RuntimeError (TypeError without a root): each is the user's dataset name
+        except (AssertionError, RuntimeError, TypeError, FileNotFoundError) as error:
+            raise InvalidArgumentError(f"dataset {name!r} (root {root}): {error}") from None
+    hint = f" (an image folder is named folder:{name})" if "/" in name or "\\" in name else ""
+    raise InvalidArgumentError(f"dataset={name!r}; allowed: {', '.join(DATASET_CHOICES)}{hint}")
+
+
+def _check_folder(folder: Path, what: str) -> None:
+    if not folder.is_dir():
+        state = "is not a folder" if folder.exists() else "does not exist"
+        raise MissingFileError(f"{what}: {folder} {state}")
 
 
 def subset(dataset: Dataset, max_samples: int | None, seed: int = 0) -> Dataset:
@@ -98,6 +129,6 @@ def subset(dataset: Dataset, max_samples: int | None, seed: int = 0) -> Dataset:
     if max_samples is None or max_samples >= len(dataset):
         return dataset
     if max_samples <= 0:
-        raise ValueError(f"max_samples={max_samples}; must be positive (or None for all)")
+        raise InvalidArgumentError(f"max_samples={max_samples}; must be positive (or None for all)")
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
     return Subset(dataset, sorted(order[:max_samples].tolist()))

@@ -9,12 +9,15 @@ first; this reader takes any folder holding the files, compressed or not.
 from __future__ import annotations
 
 import gzip
+import math
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
+
+from ..errors import InvalidArgumentError, MissingFileError
 
 # The folder a system package installs Fashion-MNIST into (Debian/Ubuntu `dataset-fashion-mnist`).
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -31,15 +34,28 @@ _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 
 
 
 def read_idx(path: str | Path) -> np.ndarray:
-    """Read one IDX file (optionally gzip-compressed) into an array of its stored shape."""
+    """Read one IDX file (optionally gzip-compressed) into an array of its stored shape.
+
+    A file that is not IDX, or shorter than its header says, is an
+    :class:`~timm_pushpull.errors.InvalidArgumentError` naming it.
+    """
     path = Path(path)
-    data = (gzip.decompress if path.suffix == ".gz" else bytes)(path.read_bytes())
+    try:
+        data = (gzip.decompress if path.suffix == ".gz" else bytes)(path.read_bytes())
+    except (OSError, EOFError) as error:  # gzip.BadGzipFile is an OSError; a cut gzip, EOFError
+        raise InvalidArgumentError(f"{path} cannot be read as IDX data: {error}") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
-        raise ValueError(f"{path} is not an IDX file (bad magic number {data[:4].hex()})")
+        raise InvalidArgumentError(f"{path} is not an IDX file (bad magic number {data[:4].hex()})")
     ndim = data[3]
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_IDX_DTYPES[data[2]])
-    array = np.frombuffer(data, dtype=dtype, offset=4 + 4 * ndim, count=int(np.prod(shape)))
+    expected = 4 + 4 * ndim + dtype.itemsize * math.prod(shape)
+    if len(data) != expected:
+        raise InvalidArgumentError(
+            f"{path} holds {len(data)} bytes; its IDX header (shape {shape}, {dtype.name}) "
+            f"needs {expected}: a cut or padded file"
+        )
+    array = np.frombuffer(data, dtype=dtype, offset=4 + 4 * ndim, count=math.prod(shape))
     return array.reshape(shape).astype(dtype.newbyteorder("="))
 
 
@@ -52,7 +68,7 @@ def _find_idx_file(root: Path, stem: str) -> Path:
     ):
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(
+    raise MissingFileError(
         f"no {stem}[.gz] under {root} (nor {root / 'raw'}); expected the four MNIST-format IDX files"
     )
 
@@ -76,14 +92,19 @@ class IdxImageDataset(Dataset):
         classes: tuple[str, ...] = MNIST_CLASSES,
     ):
         if split not in _SPLIT_PREFIX:
-            raise ValueError(f"split={split!r}; allowed: {sorted(_SPLIT_PREFIX)}")
+            raise InvalidArgumentError(f"split={split!r}; allowed: {sorted(_SPLIT_PREFIX)}")
         root = Path(root)
         prefix = _SPLIT_PREFIX[split]
         images = read_idx(_find_idx_file(root, f"{prefix}-images-idx3-ubyte"))
         labels = read_idx(_find_idx_file(root, f"{prefix}-labels-idx1-ubyte"))
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"{root}: images {images.shape} and labels {labels.shape} do not form an N x H x W split"
+            )
+        if images.dtype != np.uint8 or labels.dtype.kind not in "iu":
+            raise InvalidArgumentError(
+                f"{root}: MNIST-format images are unsigned bytes and labels integers, not "
+                f"{images.dtype} and {labels.dtype}"
             )
         # numpy, not tensors: indexing a tensor per item costs more than the rest of the item
         self.data = images.astype(np.uint8)

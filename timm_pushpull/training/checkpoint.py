@@ -20,25 +20,40 @@ import yaml
 
 # the run folder's file names live in ..constants; trainer and study import them from here too
 from ..constants import METRICS_FILE, MODEL_FILES, RESUME_FILE, TRAIN_CONFIG_FILE  # noqa: F401
-from ..errors import MissingFileError, OutputExistsError
+from ..errors import CheckpointError, MissingFileError, OutputExistsError
+from ..locking import user_files
+
+TENSORBOARD_DIR = "tensorboard"  # Accelerate's tracker folder under the run folder
 
 
-def prepare_run_dir(path: str | Path, resume: bool, overwrite: bool) -> Path:
-    """Check ``path`` may be used and create it; never take over another run's folder silently."""
+def check_run_dir(path: str | Path, resume: bool, overwrite: bool) -> None:
+    """Refuse a folder that ``path`` may not be used for: never take over another run silently.
+
+    The lock's own files (:data:`~timm_pushpull.locking.LOCK_FILES`) are not a run's files.
+    """
     path = Path(path)
-    has_content = path.is_dir() and any(path.iterdir())
     if resume:
         if not (path / RESUME_FILE).is_file():
             raise MissingFileError(f"resume: no {RESUME_FILE} in {path} to continue from")
-    elif has_content and not overwrite:
+    elif user_files(path) and not overwrite:
         raise OutputExistsError(
             f"output {path} already holds files (another run?). Pass --resume to continue that run, "
             "--overwrite to replace its files, or choose another --output."
         )
-    elif path.exists() and not path.is_dir():
-        raise NotADirectoryError(f"output {path} exists and is not a folder")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+
+
+def run_files(run_dir: Path) -> list[Path]:
+    """The files and folders a run writes into ``run_dir`` (those present)."""
+    names = (TRAIN_CONFIG_FILE, METRICS_FILE, RESUME_FILE, *MODEL_FILES, TENSORBOARD_DIR)
+    return [Path(run_dir) / name for name in names if (Path(run_dir) / name).exists()]
+
+
+def remove_paths(paths: list[Path]) -> None:
+    for path in paths:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def atomic_write_bytes(path: str | Path, write) -> None:
@@ -63,7 +78,17 @@ def save_config(run_dir: Path, config: dict[str, Any]) -> None:
 
 
 def load_config(run_dir: Path) -> dict[str, Any]:
-    return yaml.safe_load((Path(run_dir) / TRAIN_CONFIG_FILE).read_text())
+    """The settings a run was started with; a missing or unreadable file is a user error naming it."""
+    path = Path(run_dir) / TRAIN_CONFIG_FILE
+    if not path.is_file():
+        raise MissingFileError(f"resume: no {TRAIN_CONFIG_FILE} in {run_dir}: not a run folder")
+    try:
+        config = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise CheckpointError(f"resume: {path} cannot be read: {error}") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"resume: {path} is not a mapping of settings")
+    return config
 
 
 def rng_state() -> dict[str, Any]:
@@ -104,8 +129,36 @@ def save_resume_state(run_dir: Path, state: dict[str, Any]) -> None:
 
 
 def load_resume_state(run_dir: Path) -> dict[str, Any]:
-    """The resume state; ``weights_only=True`` so a checkpoint cannot run code when loaded."""
-    return torch.load(Path(run_dir) / RESUME_FILE, map_location="cpu", weights_only=True)
+    """The resume state; ``weights_only=True`` so a checkpoint cannot run code when loaded.
+
+    A file that cannot be read, or does not hold this trainer's state, is a
+    :class:`~timm_pushpull.errors.CheckpointError` naming it.
+    """
+    path = Path(run_dir) / RESUME_FILE
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    # a damaged file fails in whichever layer notices first (zip, pickle, storage: RuntimeError,
+    # UnpicklingError, EOFError, ValueError, ...): each means the same to the user
+    except Exception as error:
+        raise CheckpointError(
+            f"resume: {path} cannot be read ({type(error).__name__}: {error}); "
+            "start again with --overwrite, or restore the file"
+        ) from None
+    expected = dict(
+        model=dict, optimizer=dict, scheduler=dict, epoch=int, step_in_epoch=int,
+        global_step=int, epoch_stats=list, rng=dict,
+    )  # fmt: skip
+    wrong = [
+        k
+        for k, kind in expected.items()
+        if not isinstance(state, dict) or not isinstance(state.get(k), kind)
+    ]
+    if wrong or min(state["epoch"], state["step_in_epoch"], state["global_step"]) < 0:
+        raise CheckpointError(
+            f"resume: {path} is not a checkpoint of timm-pushpull train "
+            f"(missing or invalid: {wrong or 'negative epoch or step'})"
+        )
+    return state
 
 
 def save_model_folder(

@@ -8,18 +8,63 @@ can then be overridden, either with its own flag (``--epochs 3 --lr 0.05``) or w
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from ..errors import InvalidArgumentError
 
+if TYPE_CHECKING:
+    import torch.nn as nn
+
 RECIPES_DIR = Path(__file__).parent / "recipes"
 
 SCHEDULERS = ("multistep", "cosine", "constant")
 MIXED_PRECISION = ("no", "fp16", "bf16")
+# timm's interpolation names (timm.data.transforms.str_to_interp_mode), and its "random"
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "box", "hamming", "lanczos", "random")
+# the input side beyond which one image of a batch alone takes most of a machine's memory
+MAX_IMG_SIZE = 4096
+# every loader worker is a process: hundreds of them exhaust a machine before loading anything
+MAX_WORKERS = 256
+# fields left unset (None) follow the model's pretrained_cfg, as timm's resolve_data_config does
+MODEL_DATA_FIELDS = ("in_chans", "img_size", "mean", "std")
+
+
+INF = math.inf
+# numeric field (or each entry of a list field) -> (test, the allowed values in words); a NaN fails
+# every comparison, so each test refuses NaN, and each bound below INF refuses the infinities
+NUMERIC_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "num_classes": (lambda x: x >= 1, "an integer >= 1"),
+    "in_chans": (lambda x: x in (1, 3), "1 (grey) or 3 (RGB)"),
+    "img_size": (lambda x: 1 <= x <= MAX_IMG_SIZE, f"an integer in [1, {MAX_IMG_SIZE}]"),
+    "mean": (lambda x: 0 <= x <= 1, "numbers in [0, 1], one per input channel"),
+    "std": (lambda x: 0 < x < INF, "finite numbers > 0, one per input channel"),
+    "train_samples": (lambda x: x >= 1, "an integer >= 1, or null for the whole split"),
+    "val_samples": (lambda x: x >= 1, "an integer >= 1, or null for the whole split"),
+    "padding": (lambda x: x >= 0, "an integer >= 0"),
+    "hflip": (lambda x: 0 <= x <= 1, "a probability in [0, 1]"),
+    "cutout": (lambda x: x >= 0, "an integer >= 0 (0: no Cutout)"),
+    "color_jitter": (lambda x: 0 <= x < INF, "a finite number >= 0"),
+    "crop_pct": (lambda x: 0 < x <= 1, "a number in (0, 1]"),
+    "workers": (lambda x: 0 <= x <= MAX_WORKERS, f"an integer in [0, {MAX_WORKERS}]"),
+    "epochs": (lambda x: x >= 1, "an integer >= 1"),
+    "batch_size": (lambda x: x >= 1, "an integer >= 1"),
+    "eval_batch_size": (lambda x: x >= 1, "an integer >= 1"),
+    "lr": (lambda x: 0 < x < INF, "a finite number > 0"),
+    "momentum": (lambda x: 0 <= x < 1, "a number in [0, 1)"),
+    "weight_decay": (lambda x: 0 <= x < INF, "a finite number >= 0"),
+    "milestones": (lambda x: x >= 1, "epochs, integers >= 1"),
+    "gamma": (lambda x: 0 < x < INF, "a finite number > 0"),
+    "label_smoothing": (lambda x: 0 <= x <= 1, "a number in [0, 1]"),
+    # NumPy's seed range: the trainer seeds NumPy with it
+    "seed": (lambda x: 0 <= x < 2**32, "an integer in [0, 2**32)"),
+    "max_steps": (lambda x: x >= 1, "an integer >= 1, or null for no limit"),
+}
 
 # Fields that do not change what is trained: a resumed run may change them.
 RUN_CONTROL_FIELDS = frozenset(
@@ -62,11 +107,12 @@ class TrainConfig:
     val_split: str = "test"
     train_samples: int | None = None  # a fixed random subset of the training split
     val_samples: int | None = None
-    num_classes: int = 10
-    in_chans: int = 3
-    img_size: int = 32
-    mean: list[float] = field(default_factory=lambda: [0.4914, 0.4822, 0.4465])
-    std: list[float] = field(default_factory=lambda: [0.2470, 0.2435, 0.2616])
+    num_classes: int | None = None  # None: the dataset's number of classes
+    # None: from the model's pretrained_cfg (its input_size, mean and std)
+    in_chans: int | None = None
+    img_size: int | None = None
+    mean: list[float] | None = None
+    std: list[float] | None = None
     crop: str = "pad"  # pad (CIFAR) | rrc (ImageNet) | none
     padding: int = 4
     hflip: float = 0.5
@@ -109,23 +155,49 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
+        """Refuse, naming the field and its allowed values, anything a run cannot use."""
         from timm.optim import list_optimizers
 
-        choices = dict(opt=list_optimizers(), sched=SCHEDULERS, mixed_precision=MIXED_PRECISION)
+        from ..data.transforms_factory import CROP_MODES
+
+        choices = dict(
+            opt=list_optimizers(),
+            sched=SCHEDULERS,
+            mixed_precision=MIXED_PRECISION,
+            crop=CROP_MODES,
+            interpolation=INTERPOLATIONS,
+        )
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise InvalidArgumentError(f"{name}={getattr(self, name)!r}; allowed: {allowed}")
-        for name in ("epochs", "batch_size", "eval_batch_size", "num_classes", "img_size"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
+        for name, (test, words) in NUMERIC_RULES.items():
+            value = getattr(self, name)
+            if value is not None and not all(
+                map(test, value if isinstance(value, list) else [value])
+            ):
+                raise InvalidArgumentError(f"{name}={value!r}; allowed: {words}")
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if values is None:
+                continue
+            if not values or (self.in_chans is not None and len(values) != self.in_chans):
                 raise InvalidArgumentError(
-                    f"{name}={getattr(self, name)!r}; must be a positive integer"
+                    f"{name}={values}; allowed: one value per input channel "
+                    f"(in_chans={self.in_chans})"
                 )
-        if self.lr <= 0:
-            raise InvalidArgumentError(f"lr={self.lr}; must be positive")
-        if self.max_steps is not None and self.max_steps <= 0:
+        for name in ("model_kwargs", "convert_kwargs"):
+            if not isinstance(getattr(self, name), dict):
+                raise InvalidArgumentError(
+                    f"{name}={getattr(self, name)!r}; allowed: a mapping of keyword: value"
+                )
+        own = sorted({"num_classes", "in_chans"} & set(self.model_kwargs))
+        if own:
             raise InvalidArgumentError(
-                f"max_steps={self.max_steps}; must be positive (or null for no limit)"
+                f"model_kwargs sets {own}: give them as settings of their own (--num-classes, "
+                "--in-chans), which the data pipeline follows too"
             )
+        if self.auto_augment is not None:
+            _check_auto_augment(self.auto_augment)
         if self.resume and self.overwrite:
             raise InvalidArgumentError(
                 "resume and overwrite exclude each other: resume continues the run in output"
@@ -146,7 +218,97 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-_SCALARS = {"float": float, "int": int}
+def with_model_data_config(cfg: TrainConfig, model: nn.Module) -> TrainConfig:
+    """``cfg`` with the data fields it leaves unset (:data:`MODEL_DATA_FIELDS`) taken from
+    ``model``'s pretrained_cfg, completed with timm's defaults by
+    :func:`timm.data.resolve_data_config`, as timm's own scripts do; set fields are kept."""
+    from timm.data import resolve_data_config
+
+    data = resolve_data_config(model=model)
+    channels, height, width = data["input_size"]
+    source = f"the pretrained_cfg of {cfg.model_name}"
+    if cfg.img_size is None and height != width:
+        raise InvalidArgumentError(
+            f"{source} has input_size {tuple(data['input_size'])}; training makes square images: "
+            "set img_size"
+        )
+    from_model = dict(
+        in_chans=channels,
+        img_size=width,
+        mean=list(data["mean"]),
+        std=list(data["std"]),
+    )
+    filled = {name: value for name, value in from_model.items() if getattr(cfg, name) is None}
+    in_chans = cfg.in_chans if cfg.in_chans is not None else channels
+    for name in ("mean", "std"):
+        values = getattr(cfg, name)
+        if values is not None and len(values) != in_chans:  # set, for the model's channels
+            raise InvalidArgumentError(
+                f"{name}={values}; allowed: {in_chans} value(s), one per input channel "
+                f"(in_chans={in_chans}, from {source}): set in_chans, or {name} to fit"
+            )
+        values = filled.get(name)
+        if values is not None and len(values) != in_chans:
+            if len(values) != 1:
+                raise InvalidArgumentError(
+                    f"{source} has {len(values)} {name} values, the {in_chans} input channel(s) "
+                    f"of this run need {in_chans}: set {name}"
+                )
+            filled[name] = values * in_chans  # one grey statistic for every channel, as timm does
+    try:
+        return dataclasses.replace(cfg, **filled)
+    except InvalidArgumentError as error:  # the set fields were valid: a value from the model
+        raise InvalidArgumentError(f"{source}: {error}") from None
+
+
+def _check_auto_augment(spec: str) -> None:
+    from ..data.auto_augment import AUTO_AUGMENT_CHOICES, create_auto_augment
+
+    try:
+        create_auto_augment(spec, 32, (0.5,))
+    except InvalidArgumentError:
+        raise
+    # timm's policy-string parsers fail with whatever their parsing hits (assert, KeyError,
+    # IndexError, ValueError): any failure means the string is not a policy they read
+    except Exception as error:
+        raise InvalidArgumentError(
+            f"auto_augment={spec!r} is not a policy timm reads ({type(error).__name__}: "
+            f"{error}); allowed: {', '.join(AUTO_AUGMENT_CHOICES)}"
+        ) from None
+
+
+def _to_int(value: Any) -> int:
+    """An integer from an int, an integral float or text (``"1e3"``); never a bool or 2.5."""
+    if isinstance(value, bool):
+        raise TypeError("a bool is not a number")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    number = float(value)
+    if not number.is_integer():  # also NaN and infinities
+        raise ValueError(f"{value!r} is not an integer")
+    return int(number)
+
+
+def _to_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise TypeError("a bool is not a number")
+    return float(value)
+
+
+_SCALARS = {"float": _to_float, "int": _to_int}
+
+
+def _allowed(name: str) -> str:
+    """The values setting ``name`` allows, in words (its type where no rule says more)."""
+    if name in NUMERIC_RULES:
+        return NUMERIC_RULES[name][1]
+    types = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+    return types.get(name, "a YAML value")
 
 
 def _coerce(name: str, annotation: str, value: Any) -> Any:
@@ -155,8 +317,9 @@ def _coerce(name: str, annotation: str, value: Any) -> Any:
     if value is None:
         return value
     kind = annotation.split(" | ")[0]
+    allowed = _allowed(name)
     try:
-        if kind in _SCALARS and not isinstance(value, bool):
+        if kind in _SCALARS:
             return _SCALARS[kind](value)
         if kind.startswith("list["):
             if isinstance(value, str):
@@ -164,12 +327,12 @@ def _coerce(name: str, annotation: str, value: Any) -> Any:
             if not isinstance(value, (list, tuple)):
                 value = [value]
             return [_SCALARS[kind[5:-1]](v) for v in value]
-    except (TypeError, ValueError) as e:
-        raise InvalidArgumentError(f"{name}={value!r} is not a valid {annotation}") from e
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidArgumentError(f"{name}={value!r}; allowed: {allowed}") from None
     if kind == "str":
         return str(value)
     if kind == "bool" and not isinstance(value, bool):
-        raise InvalidArgumentError(f"{name}={value!r}; expected true or false")
+        raise InvalidArgumentError(f"{name}={value!r}; allowed: true or false")
     return value
 
 
@@ -189,10 +352,13 @@ def read_recipe(recipe: str) -> dict[str, Any]:
             raise InvalidArgumentError(
                 f"recipe={recipe!r} is neither a file nor one of {available_recipes()}"
             )
-    values = yaml.safe_load(path.read_text()) or {}
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise InvalidArgumentError(f"recipe {path} is not a readable YAML file: {error}") from None
     if not isinstance(values, dict):
         raise InvalidArgumentError(f"recipe {path} must be a mapping of field: value")
-    unknown = sorted(set(values) - set(FIELD_NAMES))
+    unknown = sorted(str(key) for key in set(values) - set(FIELD_NAMES))
     if unknown:
         raise InvalidArgumentError(
             f"recipe {path}: unknown fields {unknown}; allowed: {list(FIELD_NAMES)}"
@@ -205,7 +371,20 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise InvalidArgumentError(f"--set {text!r}: expected key=value")
-    return key.strip(), yaml.safe_load(value)
+    return key.strip(), parse_value(key.strip(), value)
+
+
+def parse_value(name: str, text: str) -> Any:
+    """A setting's value as written on the command line, parsed as YAML (``3``, ``1e-4``, ``[1, 2]``)."""
+    if not isinstance(text, str):  # argparse hands `--epochs=--` over as a list
+        return text
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        problem = getattr(error, "problem", None) or type(error).__name__
+        raise InvalidArgumentError(
+            f"{name}={text!r} is not a YAML value ({problem}); allowed: {_allowed(name)}"
+        ) from None
 
 
 def apply_overrides(values: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,13 @@ from typing import Any
 
 import yaml
 
-from .config import TrainConfig, available_recipes, build_config, parse_assignment
+from .config import (
+    TrainConfig,
+    available_recipes,
+    build_config,
+    parse_assignment,
+    parse_value,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,14 +53,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                 flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS
             )
         else:
-            group.add_argument(
-                flag, dest=f.name, type=yaml.safe_load, default=argparse.SUPPRESS, metavar="VALUE"
-            )
+            # parsed as YAML by config_from_args, where a bad value is a one-line error naming it
+            group.add_argument(flag, dest=f.name, default=argparse.SUPPRESS, metavar="VALUE")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     overrides: dict[str, Any] = {
         f.name: getattr(args, f.name)
+        if f.type == "bool"
+        else parse_value(f.name, getattr(args, f.name))
         for f in dataclasses.fields(TrainConfig)
         if hasattr(args, f.name)
     }

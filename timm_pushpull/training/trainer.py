@@ -9,15 +9,18 @@ sample are functions of (seed, epoch, index) only (:mod:`timm_pushpull.data.repr
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import re
 import signal
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator, DataLoaderConfiguration
@@ -36,22 +39,28 @@ from ..data import (
     normalize_batch,
     subset,
 )
-from ..errors import InvalidArgumentError
+from ..errors import CheckpointError, InvalidArgumentError, TrainingDivergedError, UserError
 from ..factory import create_model
+from ..locking import exclusive_folder
 from ..models._cfg import current_model_name
 from .checkpoint import (
     METRICS_FILE,
+    RESUME_FILE,
+    TENSORBOARD_DIR,
+    TRAIN_CONFIG_FILE,
+    check_run_dir,
     load_config,
     load_resume_state,
-    prepare_run_dir,
+    remove_paths,
     rng_state,
+    run_files,
     save_config,
     save_model_folder,
     save_resume_state,
     set_rng_state,
     write_text_atomic,
 )
-from .config import RUN_CONTROL_FIELDS, TrainConfig
+from .config import RUN_CONTROL_FIELDS, TrainConfig, with_model_data_config
 
 
 def default_run_dir(cfg: TrainConfig, recipe: str | None) -> Path:
@@ -71,8 +80,24 @@ def create_train_model(cfg: TrainConfig) -> torch.nn.Module:
     ``model`` set, the weights go into ``model`` through its pretrained filter, which maps timm's
     ResNet keys onto the push-pull ones (push kernels from the conv weights); without it,
     ``init_from`` names the architecture too.
-    """
-    kwargs = dict(num_classes=cfg.num_classes, in_chans=cfg.in_chans, **cfg.model_kwargs)
+
+    Arguments the model or the conversion refuses (TypeError, ValueError) are a one-line
+    :class:`~.errors.InvalidArgumentError` naming the settings that carried them."""
+    try:
+        return _create_train_model(cfg)
+    except UserError:
+        raise
+    except (TypeError, ValueError) as error:
+        raise InvalidArgumentError(
+            f"model {cfg.model_name} (model_kwargs {cfg.model_kwargs}, convert {cfg.convert}, "
+            f"convert_kwargs {cfg.convert_kwargs}): {type(error).__name__}: {error}"
+        ) from None
+
+
+def _create_train_model(cfg: TrainConfig) -> torch.nn.Module:
+    kwargs = dict(num_classes=cfg.num_classes, **cfg.model_kwargs)
+    if cfg.in_chans is not None:  # else the model's own, which its pretrained_cfg describes
+        kwargs["in_chans"] = cfg.in_chans
     source = cfg.init_from
     if source is None:
         model = create_model(cfg.model_name, pretrained=cfg.pretrained, **kwargs)
@@ -119,8 +144,77 @@ def _unsubset(dataset: Dataset) -> Dataset:
     return dataset.dataset if isinstance(dataset, Subset) else dataset
 
 
-def create_datasets(cfg: TrainConfig) -> tuple[SeededTransformDataset, Dataset]:
-    """(training set with seeded augmentation, evaluation set) as the recipe describes them."""
+def open_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset]:
+    """(training split, evaluation split) as stored, ``train_samples``/``val_samples`` subsets
+    taken; the transforms come with :func:`create_datasets`. Empty splits, subsets larger than
+    their split and a batch larger than the training images are refused."""
+    data = dict(root=cfg.data_dir, download=cfg.download)
+    opened = []
+    for option, split in (("train_samples", cfg.train_split), ("val_samples", cfg.val_split)):
+        dataset = create_dataset(cfg.dataset, split=split, **data)
+        where = f"the {split!r} split of dataset {cfg.dataset!r}"
+        if len(dataset) == 0:
+            raise InvalidArgumentError(f"{where} holds no images")
+        samples = getattr(cfg, option)
+        if samples is not None and samples > len(dataset):
+            raise InvalidArgumentError(
+                f"{option}={samples}; allowed: at most the {len(dataset)} images of {where}"
+            )
+        opened.append(subset(dataset, samples, cfg.seed))
+    train_set, val_set = opened
+    if len(train_set) < cfg.batch_size:
+        # every optimizer step takes a full (global) batch and drops the rest of an epoch, as the
+        # papers' recipes do: a batch larger than the data would leave epochs of no step at all
+        raise InvalidArgumentError(
+            f"batch_size={cfg.batch_size} is larger than the {len(train_set)} training images; "
+            "allowed: at most the number of training images"
+        )
+    return train_set, val_set
+
+
+def _labels(dataset: Dataset) -> np.ndarray | None:
+    """The labels of ``dataset`` (a split, or a ``Subset`` of one) where it holds them as a list."""
+    base = _unsubset(dataset)
+    targets = getattr(base, "targets", None)
+    if targets is None:
+        return None
+    targets = np.asarray(targets)
+    return targets[np.asarray(dataset.indices)] if isinstance(dataset, Subset) else targets
+
+
+def with_dataset_classes(cfg: TrainConfig, train_set: Dataset, val_set: Dataset) -> TrainConfig:
+    """``cfg`` with ``num_classes`` from the dataset's classes when unset; a ``num_classes`` that
+    differs from the classes the dataset names, or labels outside [0, num_classes), are refused
+    (naming both numbers) before the model is built."""
+    base = _unsubset(train_set)
+    classes = getattr(base, "classes", None)
+    declared = len(classes) if classes else None
+    if cfg.num_classes is None:
+        if declared is None:
+            raise InvalidArgumentError(
+                f"dataset {cfg.dataset!r} does not name its classes: set num_classes"
+            )
+        cfg = dataclasses.replace(cfg, num_classes=declared)
+    elif declared is not None and declared != cfg.num_classes:
+        raise InvalidArgumentError(
+            f"dataset {cfg.dataset!r} has {declared} classes but num_classes={cfg.num_classes}: "
+            f"set num_classes={declared} (or leave it unset to follow the dataset)"
+        )
+    for split, dataset in ((cfg.train_split, train_set), (cfg.val_split, val_set)):
+        labels = _labels(dataset)
+        if labels is not None and (labels.min() < 0 or labels.max() >= cfg.num_classes):
+            raise InvalidArgumentError(
+                f"the {split!r} split of dataset {cfg.dataset!r} has labels {labels.min()} to "
+                f"{labels.max()}; num_classes={cfg.num_classes} allows 0 to {cfg.num_classes - 1}"
+            )
+    return cfg
+
+
+def create_datasets(
+    cfg: TrainConfig, opened: tuple[Dataset, Dataset] | None = None
+) -> tuple[SeededTransformDataset, SeededTransformDataset]:
+    """(training set with seeded augmentation, evaluation set) as the recipe describes them, from
+    ``opened`` (:func:`open_datasets`) or opened here; the data fields of ``cfg`` must be set."""
     common = dict(img_size=cfg.img_size, in_chans=cfg.in_chans, crop=cfg.crop)
     train_tf = create_train_transform(
         **common,
@@ -135,18 +229,53 @@ def create_datasets(cfg: TrainConfig) -> tuple[SeededTransformDataset, Dataset]:
     eval_tf = create_eval_transform(
         **common, crop_pct=cfg.crop_pct, interpolation=cfg.interpolation
     )
-    data = dict(root=cfg.data_dir, download=cfg.download)
-    train_set = create_dataset(cfg.dataset, split=cfg.train_split, **data)
-    val_set = create_dataset(cfg.dataset, split=cfg.val_split, transform=eval_tf, **data)
+    train_set, val_set = opened or open_datasets(cfg)
     randomized = (
         cfg.crop != "none" or cfg.hflip or cfg.auto_augment or cfg.cutout or cfg.color_jitter
     )
     train_set = SeededTransformDataset(
-        subset(train_set, cfg.train_samples, cfg.seed),
+        train_set,
         train_tf,
         cfg.seed if randomized else None,  # deterministic transforms need no seeding (~25 us/image)
     )
-    return train_set, subset(val_set, cfg.val_samples, cfg.seed)
+    return train_set, SeededTransformDataset(val_set, eval_tf, None)
+
+
+def _check_model_input(model: torch.nn.Module, val_set: Dataset, cfg: TrainConfig) -> None:
+    """One evaluation image through ``model`` (in eval mode: no state or RNG touched), so that
+    images the model cannot take fail here, naming the sizes, instead of in the first step."""
+    images, _ = collate_uint8([val_set[0]])
+    try:
+        with torch.no_grad():
+            model.eval()(normalize_batch(images, cfg.mean, cfg.std))
+    except (RuntimeError, ValueError) as error:
+        expected = getattr(model, "pretrained_cfg", {}).get("input_size")
+        raise InvalidArgumentError(
+            f"{cfg.model_name} fails on the {tuple(images.shape[1:])} images of this run "
+            f"(in_chans={cfg.in_chans}, img_size={cfg.img_size}; its pretrained_cfg input_size "
+            f"is {expected}): {str(error).splitlines()[0]}"
+        ) from None
+    finally:
+        model.train()
+
+
+def prepare_training(
+    cfg: TrainConfig,
+) -> tuple[TrainConfig, torch.nn.Module, SeededTransformDataset, SeededTransformDataset]:
+    """(resolved config, model, training set, evaluation set) of ``cfg``, checked against each
+    other before a run starts: ``num_classes`` from the dataset and the data fields from the
+    model's pretrained_cfg where unset (:func:`~.config.with_model_data_config`), labels within
+    ``num_classes``, one image of the pipeline through the model."""
+    # the model first (its mistakes before the data's), unless the data must say how many classes
+    model = None if cfg.num_classes is None else create_train_model(cfg)
+    opened = open_datasets(cfg)
+    cfg = with_dataset_classes(cfg, *opened)
+    if model is None:
+        model = create_train_model(cfg)
+    cfg = with_model_data_config(cfg, model)
+    train_set, val_set = create_datasets(cfg, opened)
+    _check_model_input(model, val_set, cfg)
+    return cfg, model, train_set, val_set
 
 
 def create_train_loader(
@@ -254,14 +383,61 @@ def _check_resumable(saved: dict[str, Any], cfg: TrainConfig) -> None:
     }
     if changed:
         detail = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
-        raise ValueError(f"resume: the run was started with other settings ({detail})")
+        raise InvalidArgumentError(f"resume: the run was started with other settings ({detail})")
+
+
+def non_finite_tensors(state_dict: dict[str, Any]) -> list[str]:
+    """Names of the floating-point tensors of ``state_dict`` holding a NaN or an infinity."""
+    return [
+        name
+        for name, tensor in state_dict.items()
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all()
+    ]
+
+
+def _restore(
+    state: dict[str, Any],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    path: Path,
+) -> None:
+    """Load a resume state into the run's objects; a state that does not fit them (another model,
+    edited or damaged entries, non-finite weights) is a :class:`~.errors.CheckpointError`."""
+    try:
+        broken = non_finite_tensors(state["model"])
+        if broken:
+            raise ValueError(f"non-finite weights in {', '.join(broken[:3])}")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        current = rng_state()
+        set_rng_state(state["rng"])  # the format is checked here; it is set again after prepare
+        set_rng_state(current)
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise CheckpointError(
+            f"resume: {path} does not fit this run ({type(error).__name__}: {message}); "
+            "start again with --overwrite, or restore the file"
+        ) from None
 
 
 def _trim_metrics(path: Path, global_step: int) -> None:
-    """Drop log lines written after the checkpoint we resume from (they will be written again)."""
+    """Drop log lines written after the checkpoint we resume from (they will be written again).
+
+    A last line cut short is one a killed run was writing: it is after the checkpoint too."""
     if path.is_file():
         lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-        kept = [ln for ln in lines if json.loads(ln)["step"] <= global_step]
+        records = []
+        for number, line in enumerate(lines, 1):
+            try:
+                records.append((int(json.loads(line)["step"]), line))
+            except (ValueError, KeyError, TypeError):
+                if number < len(lines):
+                    raise CheckpointError(
+                        f"resume: line {number} of {path} is not a metrics record"
+                    ) from None
+        kept = [line for step, line in records if step <= global_step]
         write_text_atomic(path, "".join(f"{ln}\n" for ln in kept))
 
 
@@ -282,12 +458,20 @@ def _resumed_epoch_stats(saved: list, rank: int, num_processes: int) -> list[flo
 
 
 def train(cfg: TrainConfig, recipe: str | None = None) -> dict[str, Any]:
-    """Train ``cfg`` and return the final metrics (with ``run_dir``); see the module docstring."""
+    """Train ``cfg`` and return the final metrics (with ``run_dir``); see the module docstring.
+
+    The run holds its folder's lock (:func:`~timm_pushpull.locking.exclusive_folder`) from start
+    to end: a second run on the same folder is refused at once, naming this one. Settings, paths,
+    data, model and resume checkpoint are all checked before anything is written, and a run that
+    fails before its first checkpoint takes back the files it wrote: the corrected rerun finds the
+    folder as it was. Training that diverges stops with :class:`~.errors.TrainingDivergedError`,
+    keeping the last checkpoint saved before it.
+    """
     if cfg.tensorboard:
         from accelerate.utils import is_tensorboard_available
 
         if not is_tensorboard_available():
-            raise ImportError(
+            raise InvalidArgumentError(
                 "tensorboard=true needs the tensorboard package: pip install tensorboard"
             )
     run_dir = Path(cfg.output) if cfg.output else default_run_dir(cfg, recipe)
@@ -303,23 +487,29 @@ def train(cfg: TrainConfig, recipe: str | None = None) -> dict[str, Any]:
     procs = accelerator.num_processes
     for name in ("batch_size", "eval_batch_size"):
         if getattr(cfg, name) % procs:
-            raise ValueError(
-                f"{name}={getattr(cfg, name)} must be a multiple of the {procs} processes"
+            raise InvalidArgumentError(
+                f"{name}={getattr(cfg, name)}; allowed: a multiple of the {procs} processes"
             )
-    if accelerator.is_main_process:
-        prepare_run_dir(run_dir, cfg.resume, cfg.overwrite)
-        if cfg.resume:
-            _check_resumable(load_config(run_dir), cfg)
-        save_config(run_dir, cfg.to_dict())
-    accelerator.wait_for_everyone()
+    written: list[Path] = []  # files this run created, while it has no checkpoint
+    lock = exclusive_folder(run_dir, "--output") if accelerator.is_main_process else nullcontext()
+    with lock:
+        try:
+            return _train(cfg, run_dir, accelerator, written)
+        except BaseException:
+            if not (run_dir / RESUME_FILE).is_file():
+                remove_paths(written)
+            raise
 
+
+def _train(
+    cfg: TrainConfig, run_dir: Path, accelerator: Accelerator, written: list[Path]
+) -> dict[str, Any]:
+    """The run of :func:`train` in its locked folder; appends to ``written`` what it creates."""
+    procs = accelerator.num_processes
+    if accelerator.is_main_process:
+        check_run_dir(run_dir, cfg.resume, cfg.overwrite)
     set_seed(cfg.seed)
-    model = create_train_model(cfg)
-    train_set, val_set = create_datasets(cfg)
-    if len(train_set) < cfg.batch_size:
-        raise ValueError(
-            f"batch_size={cfg.batch_size} is larger than the {len(train_set)} training images"
-        )
+    cfg, model, train_set, val_set = prepare_training(cfg)
     pin_memory = accelerator.device.type == "cuda"
     train_loader = create_train_loader(train_set, cfg, pin_memory)
     sampler = train_loader.sampler
@@ -334,21 +524,29 @@ def train(cfg: TrainConfig, recipe: str | None = None) -> dict[str, Any]:
     optimizer = create_optimizer(model, cfg)
     scheduler, step_scheduler = create_scheduler(optimizer, cfg, len(train_loader))
 
-    start_epoch, skip_steps, global_step, partial = 0, 0, 0, None
+    start_epoch, skip_steps, global_step, partial, saved_step = 0, 0, 0, None, None
     if cfg.resume:
+        if accelerator.is_main_process:
+            _check_resumable(load_config(run_dir), cfg)
         state = load_resume_state(run_dir)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        _restore(state, model, optimizer, scheduler, run_dir / RESUME_FILE)
         start_epoch, skip_steps = state["epoch"], state["step_in_epoch"]
-        global_step = state["global_step"]
+        global_step = saved_step = state["global_step"]
         partial = _resumed_epoch_stats(
             state["epoch_stats"], accelerator.process_index, accelerator.num_processes
         )
-        if accelerator.is_main_process:
+    # every check has passed: from here on the run writes into its folder
+    if accelerator.is_main_process:
+        if cfg.resume:
             _trim_metrics(run_dir / METRICS_FILE, global_step)
-    elif accelerator.is_main_process:
-        (run_dir / METRICS_FILE).write_text("")
+        else:
+            if cfg.overwrite:  # none of the replaced run's files may mix with this run's
+                remove_paths(run_files(run_dir))
+            names = (TRAIN_CONFIG_FILE, METRICS_FILE, TENSORBOARD_DIR)
+            written.extend(run_dir / name for name in names)
+            (run_dir / METRICS_FILE).write_text("")
+        save_config(run_dir, cfg.to_dict())
+    accelerator.wait_for_everyone()
 
     model, optimizer, train_loader, val_loader = accelerator.prepare(
         model, optimizer, train_loader, val_loader
@@ -369,7 +567,24 @@ def train(cfg: TrainConfig, recipe: str | None = None) -> dict[str, Any]:
     final: dict[str, Any] = {}
     stopped_early = False
 
+    def diverged(what: str) -> TrainingDivergedError:  # during the loop's current epoch
+        advice = "lower lr (or check the data) and start again"
+        kept = (
+            f"{run_dir} keeps the checkpoint of step {saved_step}: {advice} with --overwrite"
+            if saved_step is not None
+            else f"nothing was saved: {advice}"
+        )
+        return TrainingDivergedError(
+            f"training diverged: {what} at epoch {epoch + 1}, step {global_step} "
+            f"(lr {scheduler.get_last_lr()[0]:g}); {kept}"
+        )
+
     def checkpoint(epoch: int, step_in_epoch: int, stats: list[list[float]]) -> None:
+        nonlocal saved_step
+        broken = non_finite_tensors(accelerator.unwrap_model(model).state_dict())
+        if broken:  # the weights are the same on every process: each stops here
+            raise diverged(f"weights {', '.join(broken[:3])} became non-finite")
+        saved_step = global_step
         if not accelerator.is_main_process:
             return
         state = dict(
@@ -416,8 +631,9 @@ def train(cfg: TrainConfig, recipe: str | None = None) -> dict[str, Any]:
                 global_step += 1
                 step_in_epoch += 1
                 n = targets.numel()
+                loss_value = loss.item()
                 stats += torch.tensor(
-                    [loss.item() * n, (logits.argmax(1) == targets).sum().item(), n],
+                    [loss_value * n, (logits.argmax(1) == targets).sum().item(), n],
                     dtype=torch.float64,
                 )
                 seen_since_tic += n * procs
@@ -431,12 +647,14 @@ def train(cfg: TrainConfig, recipe: str | None = None) -> dict[str, Any]:
                 stop = (cfg.max_steps is not None and global_step >= cfg.max_steps) or signal_flag[
                     "stop"
                 ]
-                if procs > 1:  # every process must stop at the same step
-                    stop = bool(
-                        accelerator.reduce(
-                            torch.tensor(float(stop), device=accelerator.device), "max"
-                        )
-                    )
+                failed = not math.isfinite(loss_value)
+                if procs > 1:  # every process must stop (or fail) at the same step
+                    flags = torch.tensor([stop, failed], dtype=torch.float32)
+                    flags = accelerator.reduce(flags.to(accelerator.device), "max").tolist()
+                    stop, failed = bool(flags[0]), bool(flags[1])
+                if failed:
+                    bar.close()
+                    raise diverged(f"the training loss became {loss_value}")
                 if stop and step_in_epoch < steps_per_epoch:
                     bar.close()
                     # every process's own sums, so that the resumed epoch adds up as one run would
@@ -461,6 +679,8 @@ def train(cfg: TrainConfig, recipe: str | None = None) -> dict[str, Any]:
                 images_per_s=seen_since_tic / elapsed,
                 epoch_time_s=elapsed,
             )
+            if not math.isfinite(record["val_loss"]):  # finite weights, non-finite outputs
+                raise diverged(f"the validation loss became {record['val_loss']}")
             final = record
             if accelerator.is_main_process:
                 with (run_dir / METRICS_FILE).open("a") as log:
