@@ -280,7 +280,9 @@ def test_resume_skips_finished_units_and_keeps_them_after_a_crash(tmp_path):
     images, labels = clean_set()
     names = ["brightness", "contrast", "saturate"]
     model = MeanIntensityClassifier()
-    model.fail_after = 1 + 5 + 2  # clean pass, all of brightness, then crash inside contrast
+    # one image to check the model fits the data, the clean pass, all of brightness, then a crash
+    # inside contrast
+    model.fail_after = 1 + 1 + 5 + 2
     with pytest.raises(RuntimeError, match="interrupted"):
         evaluate_model(model, images, labels, corruptions=names, out_dir=tmp_path, batch_size=64,
                        progress=False, **IDENTITY)  # fmt: skip
@@ -291,7 +293,7 @@ def test_resume_skips_finished_units_and_keeps_them_after_a_crash(tmp_path):
     resumed = MeanIntensityClassifier()
     results = evaluate_model(resumed, images, labels, corruptions=names, out_dir=tmp_path,
                              batch_size=64, progress=False, **IDENTITY)  # fmt: skip
-    assert resumed.calls == 2 * 5  # contrast and saturate only
+    assert resumed.calls == 1 + 2 * 5  # the check, then contrast and saturate only
     assert results["corruptions"]["brightness"] == written["corruptions"]["brightness"]
     assert list(results["corruptions"]) == names
     # the outcomes of every unit, those before the crash included, as an uninterrupted run's
@@ -421,7 +423,7 @@ def test_batch_size_changes_no_draw_and_no_number():
             noise_levels={"gaussian": [0.02], "speckle": [0.02], "contrast_poisson": [0.5]},
             progress=False, **IDENTITY,
         )  # fmt: skip
-        inputs = torch.cat(model.inputs)
+        inputs = torch.cat(model.inputs[1:])  # after the check of one image
         # the shift suite classifies both shifts of a batch in turn: compare its numbers only
         shift = evaluate_model(model, images, labels, suites=["shift"], batch_size=batch_size,
                                shift_mode="crop", max_shift=5, shift_trials=2, progress=False,
@@ -445,7 +447,7 @@ def test_a_block_of_images_gets_the_same_draws_alone_or_in_the_whole_set():
     whole = RecordingClassifier()
     evaluate_model(whole, images, torch.zeros(40, dtype=torch.long), corruptions=["gaussian_noise"],
                    severities=[3], progress=False, **IDENTITY)  # fmt: skip
-    corrupted = torch.cat(whole.inputs)[40:]  # after the clean pass
+    corrupted = torch.cat(whole.inputs[1:])[40:]  # after the check of one image and the clean pass
     shard = corrupt(images[32:], "gaussian_noise", 3, seed=noise_seed(0, 32))
     assert torch.equal(corrupted[32:], shard)
     assert not torch.equal(

@@ -100,7 +100,12 @@ def test_settings_read_back_from_results_json_resume_that_run(tmp_path):
         ("severities", [0, 5], "severities must be distinct ints in 1..5, got [0, 5]"),
         ("severities", [2, 2], "severities must be distinct ints in 1..5"),
         ("scale", "big", "scale must be one of cifar, imagenet, got 'big'"),
-        ("seed", 1.5, "seed must be an int, got 1.5"),
+        ("seed", 1.5, "seed must be an int in [0, 2**63), got 1.5"),
+        ("seed", -1, "seed must be an int in [0, 2**63), got -1"),  # numpy's draws refuse it
+        ("seed", 2**63, "seed must be an int in [0, 2**63)"),  # torch's generator overflows
+        ("mean", [float("nan")], "mean must be finite numbers, got [nan]"),
+        ("noise_levels", {"speckle": [0.01, -0.01]}, "noise_levels['speckle'] must be >= 0"),
+        ("noise_levels", {"gaussian": [float("inf")]}, "must be finite numbers"),
         ("max_images", 0, "max_images must be an int >= 1 (or None), got 0"),
         ("shift_mode", "roll", "shift_mode must be one of circular, crop, got 'roll'"),
         ("shift_trials", None, "shift_trials must be an int >= 1"),
@@ -124,6 +129,12 @@ def test_bad_settings_name_the_field_and_what_it_allows(field, value, message):
     with pytest.raises(ValueError) as error:  # a changed copy is checked again
         EvalSettings().replace(**{field: value})
     assert message in str(error.value)
+
+
+@pytest.mark.parametrize("std", [[0.5, 0.0, 0.5], [-0.2], [float("nan")]])
+def test_normalisation_that_divides_by_zero_or_nan_is_refused(std):
+    with pytest.raises(ValueError, match="std must be (positive|finite)"):
+        EvalSettings(mean=[0.5] * len(std), std=std)
 
 
 def test_settings_are_frozen_and_unknown_ones_refused():

@@ -96,7 +96,7 @@ def test_run_differences_name_nested_fields_and_missing_ones():
 def test_results_file_refuses_another_run_and_overwrite_replaces_it(tmp_path):
     header = {k: v for k, v in minimal().items() if k not in ("clean_error", "corruptions")}
     store = ResultsFile(tmp_path, header)
-    store.add("clean_error", None, 0.25, CLEAN_OUTCOMES)
+    store.add("clean_error", None, 0.25, CLEAN_OUTCOMES, CLEAN_INPUTS)
     store.save({}, None)
     other = {**header, "settings": {"severities": [1, 3], "seed": 1}}
     with pytest.raises(ValueError, match=r"settings.seed: 0 \(stored\) vs 1 \(this run\)"):
@@ -110,14 +110,15 @@ def test_results_file_refuses_another_run_and_overwrite_replaces_it(tmp_path):
 
 # image 0 of images 3, 5, 8, 9 wrong: clean error 0.25
 CLEAN_OUTCOMES = UnitOutcomes(np.array([True, False, False, False]), np.array([3, 5, 8, 9]))
+CLEAN_INPUTS = {"clean": "0" * 64}  # the fingerprint of the data the units read
 
 
 def test_per_image_outcomes_stay_in_step_with_results_json(tmp_path):
     header = {k: v for k, v in minimal().items() if k not in ("clean_error", "corruptions")}
     store = ResultsFile(tmp_path, header)
-    store.add("clean_error", None, 0.25, CLEAN_OUTCOMES)
+    store.add("clean_error", None, 0.25, CLEAN_OUTCOMES, CLEAN_INPUTS)
     fog = UnitOutcomes(np.array([[1, 1, 0, 0], [1, 1, 1, 0]], dtype=bool), np.array([3, 5, 8, 9]))
-    store.add("corruptions", "fog", {"errors": [0.5, 0.75], "mean_error": 0.625}, fog)
+    store.add("corruptions", "fog", {"errors": [0.5, 0.75], "mean_error": 0.625}, fog, CLEAN_INPUTS)
     store.save({}, None)
     loaded = load_per_image(tmp_path)
     assert list(loaded) == ["clean_error", "corruptions/fog"]
@@ -126,7 +127,7 @@ def test_per_image_outcomes_stay_in_step_with_results_json(tmp_path):
 
     # a crash after the outcomes of a unit were written, before results.json listed it
     written = json.loads((tmp_path / "results.json").read_text())
-    store.add("shift", None, {"consistency": 1.0}, CLEAN_OUTCOMES)
+    store.add("shift", None, {"consistency": 1.0}, CLEAN_OUTCOMES, CLEAN_INPUTS)
     store.save({}, None)
     (tmp_path / "results.json").write_text(json.dumps(written))
     assert list(load_per_image(tmp_path)) == ["clean_error", "corruptions/fog"]
@@ -142,7 +143,7 @@ def test_per_image_outcomes_stay_in_step_with_results_json(tmp_path):
     # another run's outcomes beside these results are never read
     other = {**header, "settings": {"severities": [1, 3], "seed": 1}}
     store = ResultsFile(tmp_path / "other", other)
-    store.add("clean_error", None, 0.25, CLEAN_OUTCOMES)
+    store.add("clean_error", None, 0.25, CLEAN_OUTCOMES, CLEAN_INPUTS)
     store.save({}, None)
     (tmp_path / "other" / PER_IMAGE_FILE).rename(tmp_path / PER_IMAGE_FILE)
     with pytest.raises(ValueError, match="another run"):

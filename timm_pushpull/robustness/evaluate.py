@@ -39,6 +39,7 @@ with another number of processes; ``world_size`` in the file only records how ma
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
@@ -54,7 +55,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from .. import native
-from ..errors import InvalidArgumentError
+from ..errors import FolderInUseError, InvalidArgumentError
+from ..locking import exclusive_folder
 from ..version import __version__
 from . import metrics
 from .baselines import get_baseline
@@ -69,7 +71,8 @@ from .datasets import (
     read_npy,
     to_unit_images,
 )
-from .frost import resolve_frost_source
+from .fingerprint import dataset_sha256, files_sha256, folder_inputs
+from .frost import FrostSource, resolve_frost_source
 from .parallel import Processes
 from .perturbations import NOISE_PERTURBATIONS, PERTURBATIONS, perturbation_sequence
 from .results import (
@@ -81,6 +84,7 @@ from .results import (
     array_sha256,
     state_dict_sha256,
     summarize,
+    unit_key,
 )
 from .settings import NOISE_SWEEPS, SHIFT_MODES, SUITES, EvalSettings
 
@@ -96,6 +100,7 @@ __all__ = [
     "contrast_poisson_noise",
     "shift_images",
     "evaluate_model",
+    "hold_output",
     "noise_seed",
 ]
 
@@ -166,15 +171,18 @@ class _Classifier:
         self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
 
     @torch.inference_mode()
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        predictions = []
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """The model's output for one batch of at most ``batch_size`` images in [0, 1]."""
+        images = (images.to(self.device, non_blocking=True) - self.mean) / self.std
+        images = images.contiguous(memory_format=self.memory_format)
         autocast = self.dtype != torch.float32
-        for chunk in images.split(self.batch_size):
-            chunk = (chunk.to(self.device, non_blocking=True) - self.mean) / self.std
-            chunk = chunk.contiguous(memory_format=self.memory_format)
-            with torch.autocast(self.device.type, dtype=self.dtype, enabled=autocast):
-                predictions.append(self.model(chunk).argmax(dim=1))
-        return torch.cat(predictions)
+        with torch.autocast(self.device.type, dtype=self.dtype, enabled=autocast):
+            return self.model(images)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.cat(
+            [self.logits(chunk).argmax(dim=1) for chunk in images.split(self.batch_size)]
+        )
 
 
 class _BatchReader(Dataset):
@@ -200,10 +208,49 @@ def _subset(length: int, max_images: int | None, seed: int) -> np.ndarray:
     return np.sort(torch.randperm(length, generator=generator)[:max_images].numpy())
 
 
-def _image_size(dataset: Dataset) -> tuple[int, int, int]:
-    image = dataset.batch(np.array([0]))[0][0] if isinstance(dataset, ArrayImageDataset) else (
-        to_unit_images(dataset[0][0].unsqueeze(0))[0])  # fmt: skip
-    return tuple(image.shape[-3:])
+def _first_image(dataset: Dataset) -> torch.Tensor:
+    """The first item's image (or sequence) in [0, 1], with a batch axis: ``[1, ..., C, H, W]``."""
+    if isinstance(dataset, ArrayImageDataset):
+        return dataset.batch(np.array([0]))[0]
+    return to_unit_images(torch.as_tensor(dataset[0][0]).unsqueeze(0))
+
+
+def _class_count(model: nn.Module, classify: _Classifier, image: torch.Tensor) -> int:
+    """How many classes the model tells apart: the width of its logits for one image of the data
+    (``[1, C, H, W]``), run before any unit so that a model that does not fit the data fails
+    with one clear message."""
+    if getattr(model, "num_classes", None) == 0:
+        raise InvalidArgumentError(
+            "the model has no classifier (num_classes 0): its outputs are features, and the "
+            "arg-max of features is no class; create it with its number of classes"
+        )
+    try:
+        logits = classify.logits(image)
+    except RuntimeError as error:
+        raise InvalidArgumentError(
+            f"the model cannot classify the data's images of size {list(image.shape[1:])}: "
+            f"{str(error).splitlines()[0]}"
+        ) from error
+    if logits.ndim != 2 or logits.shape[1] < 1:
+        raise InvalidArgumentError(
+            f"the model must return logits [batch, classes], got shape {list(logits.shape)}"
+        )
+    return int(logits.shape[1])
+
+
+def _check_labels(labels: np.ndarray | torch.Tensor | None, num_classes: int, what: str) -> None:
+    """Labels must be classes of the model: one outside ``[0, num_classes)`` would only ever
+    count as an error."""
+    if labels is None:
+        return
+    labels = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
+    outside = np.unique(labels[(labels < 0) | (labels >= num_classes)])
+    if outside.size:
+        shown = ", ".join(map(str, outside[:5])) + (", ..." if outside.size > 5 else "")
+        raise InvalidArgumentError(
+            f"{what} has labels outside [0, {num_classes}), the classes of the model: {shown}; "
+            "evaluate a model of that data's classes (--num-classes, or other weights)"
+        )
 
 
 def noise_seed(seed: int, first_image: int, *stream: int) -> int:
@@ -308,6 +355,7 @@ def evaluate_model(
     workers: int = 0,
     accelerator: Accelerator | PartialState | None = None,
     progress: bool = True,
+    out_dir_held: bool = False,
     **overrides,
 ) -> dict:
     """Run the robustness suites on ``model`` and return the results dict (format:
@@ -323,7 +371,9 @@ def evaluate_model(
             results.json. ``overrides`` are fields of it (e.g. ``suites=["c", "noise"]``)
             replacing the values of ``settings``.
         corrupted / sequences: official -C / -P files (:mod:`timm_pushpull.robustness.datasets`).
-        out_dir: where results.json goes; None keeps everything in memory (no resume).
+        out_dir: where results.json goes; None keeps everything in memory (no resume). The
+            folder is held for the whole run (:func:`hold_output`; ``out_dir_held``: the caller
+            holds it already).
         overwrite: start over when ``out_dir`` holds results of another run (they are replaced
             at the first save); without it such a run is refused.
         model_name / model_args / checkpoint: how the model was made (``model_args``: keyword
@@ -369,12 +419,16 @@ def evaluate_model(
     perturbations = (
         _check_names(settings.perturbations, available_p, "perturbations") if "p" in suites else []
     )
+    # the data set of the first unit: its images give the input size, and without a clean set
+    # its length gives the number of images evaluated
     if clean is not None:
-        image_size = _image_size(clean)
-    elif corrupted is not None:
-        image_size = _image_size(corrupted.dataset(corruptions[0], settings.severities[0]))
+        first = clean
+    elif corruptions:
+        first = corrupted.dataset(corruptions[0], settings.severities[0])
     else:
-        image_size = _image_size(sequences.dataset(perturbations[0]))
+        first = sequences.dataset(perturbations[0])
+    sample = _first_image(first)
+    image_size = tuple(sample.shape[-3:])
     if settings.mean is None:
         mean, std = _model_normalization(model)
         settings = settings.replace(mean=mean, std=std)
@@ -400,14 +454,14 @@ def evaluate_model(
     }
     # which frost textures generated corruptions use (None: no frost generated)
     frost = (
-        resolve_frost_source(settings.frost).to_json()
+        resolve_frost_source(settings.frost)
         if corrupted is None and "frost" in corruptions
         else None
     )
+    n_images = len(_subset(len(first), settings.max_images, settings.seed))
     recorded = settings.record(
-        datasets, len(clean_indices) if clean_indices is not None else settings.max_images,
-        image_size, frost,
-    )  # fmt: skip
+        datasets, n_images, image_size, None if frost is None else frost.to_json()
+    )
     identity = run_identity(model, model_name, model_args, clean, clean_indices, corrupted, device)
     header = {
         "schema": SCHEMA, "version": SCHEMA_VERSION, "timm_pushpull_version": __version__,
@@ -415,35 +469,47 @@ def evaluate_model(
         "n_images": recorded["n_images"], "seed": settings.seed, "identity": identity.to_dict(),
         "settings": json.loads(json.dumps(recorded)), "world_size": processes.world_size,
     }  # fmt: skip
-    store = _open_results(processes, out_dir, header, overwrite)
-    results = store.results
+    run = _Evaluation(
+        settings=settings, classify=classify, processes=processes, clean=clean,
+        clean_indices=clean_indices, corrupted=corrupted, sequences=sequences, frost=frost,
+        device=device, batch_size=batch_size, workers=workers, progress=progress,
+    )  # fmt: skip
     stored_baseline = baseline.to_dict() if baseline is not None else None
-
     units = [("clean_error", None)] if clean is not None else []
     units += [("corruptions", name) for name in corruptions]
     units += [("perturbations", name) for name in perturbations]
     units += [("shift", None)] if "shift" in suites else []
     units += [("noise_sweeps", name) for name in NOISE_SWEEPS] if "noise" in suites else []
-    todo = [
-        (section, name) for section, name in units
-        if (results[section] is None if name is None else name not in results[section])
-    ]  # fmt: skip
-    run = _Evaluation(
-        settings=settings, classify=classify, processes=processes, clean=clean,
-        clean_indices=clean_indices, corrupted=corrupted, sequences=sequences, device=device,
-        batch_size=batch_size, workers=workers, progress=progress,
-    )  # fmt: skip
     from tqdm.auto import tqdm
 
-    disable = not (progress and processes.is_main)
-    with tqdm(todo, disable=disable, desc=str(results["model"]), file=sys.stderr) as bar:
-        for section, name in bar:
-            bar.set_postfix_str(f"{section} {name or ''}".strip())
-            value, outcomes = _UNIT_EVALUATORS[section](run, name)
-            store.add(section, name, value, outcomes)
-            # a unit is written whole, after all processes finished it (by the first only)
-            store.save(summarize(results, baseline), stored_baseline)
-    store.save(summarize(results, baseline), stored_baseline)
+    with contextlib.nullcontext() if out_dir_held else hold_output(out_dir, accelerator):
+        store = _open_results(processes, out_dir, header, overwrite, run.inputs)
+        results = store.results
+        todo = [
+            (section, name) for section, name in units
+            if (results[section] is None if name is None else name not in results[section])
+        ]  # fmt: skip
+        if todo:  # the model must fit the data before anything is evaluated
+            run.num_classes = _class_count(model, classify, sample.reshape(-1, *image_size)[:1])
+            if clean is not None:
+                labels = _dataset_labels(clean)
+                _check_labels(None if labels is None else labels[clean_indices], run.num_classes,
+                              f"the clean test set ({datasets['clean']})")  # fmt: skip
+            if isinstance(corrupted, CifarCFolder) and corruptions:
+                _check_labels(read_npy(corrupted.root / "labels.npy"), run.num_classes,
+                              str(corrupted.root / "labels.npy"))  # fmt: skip
+        disable = not (progress and processes.is_main)
+        with tqdm(todo, disable=disable, desc=str(results["model"]), file=sys.stderr) as bar:
+            for section, name in bar:
+                bar.set_postfix_str(f"{section} {name or ''}".strip())
+                # fingerprints of the data just before it is read; only the first process
+                # records them
+                inputs = run.inputs(unit_key(section, name)) if processes.is_main else {}
+                value, outcomes = _UNIT_EVALUATORS[section](run, name)
+                store.add(section, name, value, outcomes, inputs)
+                # a unit is written whole, after all processes finished it (by the first only)
+                store.save(summarize(results, baseline), stored_baseline)
+        store.save(summarize(results, baseline), stored_baseline)
     return results
 
 
@@ -454,8 +520,8 @@ def _resolve_device(
     with several processes, the accelerator's (each its own GPU), which ``device`` may only name
     the type of."""
     if accelerator is None or (device is not None and accelerator.num_processes == 1):
-        return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device is not None and torch.device(device).type != accelerator.device.type:
+        return _usable_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device is not None and _usable_device(device).type != accelerator.device.type:
         raise InvalidArgumentError(
             f"device {device!r} differs from the {accelerator.device.type} device of the "
             f"{accelerator.num_processes} processes; launch them for {torch.device(device).type}"
@@ -464,13 +530,55 @@ def _resolve_device(
     return accelerator.device
 
 
+def _usable_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch device this machine has, or a clear error naming it."""
+    try:
+        device = torch.device(device)
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as error:  # torch says "not compiled with CUDA" so
+        raise InvalidArgumentError(
+            f"device {str(device)!r} is not usable here (cpu, cuda, cuda:N, mps, ...): "
+            f"{str(error).splitlines()[0]}"
+        ) from None
+    return device
+
+
+@contextlib.contextmanager
+def hold_output(
+    out_dir: str | Path | None, accelerator: Accelerator | PartialState | None = None
+) -> Iterator[None]:
+    """The output folder of a run, held by its first process (the one that writes it) until the
+    block ends (:func:`~timm_pushpull.locking.exclusive_folder`): a second run into the same
+    folder is refused at once (:class:`~timm_pushpull.errors.FolderInUseError`, naming the
+    holder), whatever it evaluates; so is a folder that is a file or cannot be written. A
+    refusal is raised by every process alike. :func:`evaluate_model` holds its ``out_dir``
+    itself unless told that the caller does (``out_dir_held``)."""
+    processes = Processes(accelerator)
+    with contextlib.ExitStack() as stack:
+        error = None
+        if out_dir is not None and processes.is_main:
+            try:
+                stack.enter_context(exclusive_folder(out_dir, "--out"))
+            except FolderInUseError as exception:
+                error = str(exception)
+        error = processes.broadcast(error)
+        if error is not None:
+            raise FolderInUseError(error)
+        yield
+
+
 def _open_results(
-    processes: Processes, out_dir: str | Path | None, header: dict, overwrite: bool
+    processes: Processes,
+    out_dir: str | Path | None,
+    header: dict,
+    overwrite: bool,
+    current_inputs: Callable[[str], Mapping[str, str]],
 ) -> ResultsFile:
     """The run's results.json, read by the first process only (the one that writes it; on
     several machines the others may not see it) and sent to the others, after checking that
     every process evaluates the same run; an error is raised by every process alike. The
-    others' file has no path: their saves only update the summary."""
+    others' file has no path: their saves only update the summary. ``current_inputs`` gives
+    the fingerprints of what a unit reads, to check those of the units kept."""
     identities = processes.all_values(header["identity"])
     differing = sorted({key for other in identities for key in other
                         if other[key] != header["identity"][key]})  # fmt: skip
@@ -482,7 +590,7 @@ def _open_results(
     error, store = None, ResultsFile(None, header)
     if processes.is_main:
         try:
-            store = ResultsFile(out_dir, header, overwrite=overwrite)
+            store = ResultsFile(out_dir, header, overwrite, current_inputs)
         except ValueError as exception:
             error = str(exception)
     error, stored = processes.broadcast((error, store.results))
@@ -511,10 +619,29 @@ class _Evaluation:
     clean_indices: np.ndarray | None
     corrupted: CifarCFolder | ImageNetCFolder | None
     sequences: CifarPFolder | ImageNetPFolder | None
+    frost: FrostSource | None  # the textures of generated frost
     device: torch.device
     batch_size: int
     workers: int
     progress: bool
+    # of the model, found before the first unit: labels outside [0, num_classes) are refused
+    num_classes: int = 0
+
+    @functools.cached_property
+    def clean_sha256(self) -> str:
+        return dataset_sha256(self.clean)
+
+    def inputs(self, key: str) -> dict[str, str]:
+        """Fingerprints of every input the unit ``key`` reads (:mod:`.fingerprint`)."""
+        section, _, name = key.partition("/")
+        if section == "corruptions" and self.corrupted is not None:
+            return folder_inputs(self.corrupted, name, self.settings.severities)
+        if section == "perturbations" and self.sequences is not None:
+            return folder_inputs(self.sequences, name)
+        inputs = {"clean": self.clean_sha256}
+        if key == "corruptions/frost" and self.frost is not None and self.frost.files:
+            inputs["frost"] = files_sha256(self.frost.files)
+        return inputs
 
     def batches(
         self,
@@ -522,12 +649,14 @@ class _Evaluation:
         indices: np.ndarray,
         size: int | None = None,
         block: int = NOISE_BLOCK,
+        labelled: bool = False,
     ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
         """(position of the batch's first image in ``indices``, images in [0, 1], labels), both on
         the device, over this process's shard of ``indices``, in batches of whole ``block``s of
         at least ``size`` (default ``batch_size``) images; the classifier splits them into its
         own batches. Only the shard's images are read, by ``workers`` DataLoader workers ahead
-        of the model, into pinned memory for a GPU."""
+        of the model, into pinned memory for a GPU. ``labelled``: the labels are used, and must
+        be classes of the model."""
         from tqdm.auto import tqdm
 
         batch_size = -(-(size or self.batch_size) // block) * block
@@ -547,6 +676,9 @@ class _Evaluation:
         disable = not (self.progress and self.processes.is_main)
         batches = tqdm(loader, total=len(starts), leave=False, disable=disable, file=sys.stderr)
         for start, (images, labels) in zip(starts, batches, strict=True):
+            if labelled:  # on the CPU still: no wait for the device
+                where = f"{type(dataset).__name__} {getattr(dataset, 'root', '')}".strip()
+                _check_labels(torch.as_tensor(labels), self.num_classes, where)
             images = to_unit_images(images.to(self.device, non_blocking=True))
             yield start, images, torch.as_tensor(labels).to(self.device, non_blocking=True)
 
@@ -564,7 +696,7 @@ class _Evaluation:
         """Which of ``dataset[indices]`` are misclassified (bool ``[N]``), the images first
         changed by ``draw`` per block."""
         wrong = []
-        for start, images, labels in self.batches(dataset, indices):
+        for start, images, labels in self.batches(dataset, indices, labelled=True):
             if draw is not None:
                 images = _per_block(images, start, NOISE_BLOCK, self.settings.seed, draw)
             wrong.append(self.classify(images) != labels)

@@ -31,7 +31,8 @@ ratios where 1.0 = the baseline; reports print them in %::
                   "ce_severities": {name: [severities both have]}, "mce": r | null,
                   "mce_corruptions": [...], "mce_complete": bool, "relative_mce": r | null,
                   "relative_mce_corruptions": [...], "relative_mce_complete": bool,
-                  "mean_flip_probability": p | null, "flip_rates": {name: r}, "mfr": r | null}
+                  "mean_flip_probability": p | null, "flip_rates": {name: r}, "mfr": r | null},
+      "inputs": {"<unit>": {"clean" | "frost" | "fog.npy" | "labels.npy" | "fog/1" | ...: sha256}}
     }
 
 ``identity`` and ``settings`` together say what the numbers depend on (:class:`RunIdentity`; the
@@ -40,7 +41,11 @@ ratios where 1.0 = the baseline; reports print them in %::
 are equal, see :func:`run_differences`. Version 1
 files (no ``identity``) are read for reports and baselines but never resumed into.
 ``world_size`` (processes of the run that wrote the file last) is provenance, not identity: the
-numbers do not depend on it, and a run resumes with any number of processes.
+numbers do not depend on it, and a run resumes with any number of processes. ``inputs`` holds, per
+finished unit (:func:`unit_key`), a fingerprint of every input it read (:mod:`.fingerprint`): a
+rerun recomputes them for the units it keeps and refuses the folder when the data changed
+(:func:`input_differences`); units of a file written before inputs were recorded (older
+timm-pushpull) are evaluated again. Readers that only report (``compare``, baselines) ignore it.
 
 Beside it, ``per_image.npz`` (:data:`PER_IMAGE_FILE`) keeps what each image did in every finished
 unit, for paired comparisons of models on the same images (:mod:`.stats`); the numbers of
@@ -61,14 +66,17 @@ between the two leaves outcomes of one unit results.json does not list, which ar
 resumed run keeps the outcomes of the units results.json lists and evaluates again any finished
 unit without them (e.g. of a file written before per-image outcomes were kept); outcomes whose
 ``run`` is not that of results.json (another run's) are never read (:func:`load_per_image`).
+The numbers of every unit read back must be those its outcomes give (:func:`check_outcomes`): a
+results.json edited by hand (or damaged) is refused, naming the unit.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,6 +109,8 @@ __all__ = [
     "load_results",
     "save_results",
     "run_differences",
+    "check_outcomes",
+    "input_differences",
     "severities",
     "summarize",
 ]
@@ -170,8 +180,9 @@ def array_sha256(values: torch.Tensor | np.ndarray | Sequence[int]) -> str:
 
 
 def _no_numbers() -> dict[str, Any]:
+    """The sections of a run that has evaluated nothing yet (no numbers, no inputs read)."""
     return {"clean_error": None, "corruptions": {}, "perturbations": {}, "shift": None,
-            "noise_sweeps": {}, "baseline": None, "summary": None}  # fmt: skip
+            "noise_sweeps": {}, "baseline": None, "summary": None, "inputs": {}}  # fmt: skip
 
 
 def empty_results(header: Mapping[str, Any]) -> dict[str, Any]:
@@ -286,6 +297,10 @@ def validate_results(data: Any, where: str = "results") -> dict[str, Any]:
     for key in ("baseline", "summary"):
         if results[key] is not None:
             _mapping(results[key], f"{where}: {key}")
+    for key, inputs in _mapping(results["inputs"], f"{where}: inputs").items():
+        inputs = _mapping(inputs, f"{where}: inputs.{key}")
+        if not all(isinstance(v, str) for v in inputs.values()):
+            raise InvalidArgumentError(f"{where}: inputs.{key} must map names to SHA-256 strings")
     return results
 
 
@@ -410,6 +425,81 @@ def _read_per_image(path: Path) -> tuple[str, dict[str, UnitOutcomes]]:
     return run, {key: UnitOutcomes(arrays[key], arrays[f"{key}/indices"]) for key in keys}
 
 
+def _unit_entry(results: Mapping[str, Any], key: str) -> Any:
+    section, _, name = key.partition("/")
+    return results[section][name] if name else results[section]
+
+
+def _outcome_numbers(results: Mapping[str, Any], key: str, values: np.ndarray) -> dict[str, Any]:
+    """The numbers of the unit ``key`` of results.json that its per-image ``values`` give, and
+    the shape the values must have (``rows``: their first axis, None for 1-d values)."""
+    section = key.partition("/")[0]
+    entry, count = _unit_entry(results, key), values.shape[-1]
+    if section == "clean_error":
+        return {"rows": None, "clean_error": int(values.sum()) / count}
+    if section == "perturbations":
+        predictions = values.T  # [sequences, frames]
+        return {"rows": entry.get("n_frames", values.shape[0]),
+                "flip_probability": metrics.flip_probability(predictions, bool(entry["noise"])),
+                "n_sequences": count, "n_frames": values.shape[0]}  # fmt: skip
+    if section == "shift":
+        trials = (results["settings"].get("shift") or {}).get("trials", values.shape[0])
+        return {"rows": trials, "consistency": int(values.sum()) / values.size,
+                "n_pairs": int(values.size)}  # fmt: skip
+    errors = [int(row.sum()) / count for row in values]
+    if section == "noise_sweeps":
+        return {"rows": len(entry["levels"]), "errors": errors}
+    return {"rows": len(severities(results)), "errors": errors,
+            "mean_error": float(np.mean(errors))}  # fmt: skip
+
+
+def _same_number(stored: Any, computed: Any) -> bool:
+    if isinstance(computed, list):
+        return (
+            isinstance(stored, list)
+            and len(stored) == len(computed)
+            and all(_same_number(a, b) for a, b in zip(stored, computed, strict=True))
+        )
+    return (
+        isinstance(stored, int | float)
+        and not isinstance(stored, bool)
+        and math.isclose(stored, computed, rel_tol=1e-9, abs_tol=1e-12)
+    )
+
+
+def check_outcomes(
+    results: Mapping[str, Any], key: str, outcomes: UnitOutcomes, where: str = "results"
+) -> None:
+    """Raise a ValueError naming the unit ``key`` when its numbers in ``results`` are not those
+    its per-image ``outcomes`` give (an edited or damaged file)."""
+    values = outcomes.values
+    expected = _outcome_numbers(results, key, values) if values.size else {"rows": -1}
+    rows = expected.pop("rows")
+    shape_ok = values.ndim == 1 if rows is None else values.ndim == 2 and values.shape[0] == rows
+    entry = _unit_entry(results, key)
+    stored = {"clean_error": entry} if key == "clean_error" else entry
+    wrong = [name for name, value in expected.items() if not _same_number(stored.get(name), value)]
+    if not shape_ok or not values.size or wrong:
+        found = ", ".join(f"{n} {_short(stored.get(n))} vs {_short(expected[n])}" for n in wrong)
+        raise InvalidArgumentError(
+            f"{where}: the numbers of {key} contradict its per-image outcomes in {PER_IMAGE_FILE} "
+            f"({found or f'outcomes of shape {values.shape}'}): the file was edited or damaged"
+        )
+
+
+def input_differences(
+    stored: Mapping[str, str], current: Mapping[str, str]
+) -> list[tuple[str, str, str]]:
+    """(input, stored SHA-256, current SHA-256) of every input of a unit that differs now; an
+    input one of them lacks counts, as ``absent``."""
+    names = list(stored) + [name for name in current if name not in stored]
+    return [
+        (name, stored.get(name, "absent"), current.get(name, "absent"))
+        for name in names
+        if stored.get(name) != current.get(name)
+    ]
+
+
 def load_per_image(
     path: str | Path, results: Mapping[str, Any] | None = None
 ) -> dict[str, UnitOutcomes]:
@@ -417,7 +507,8 @@ def load_per_image(
     units its results.json (or ``results``) lists.
 
     Raises FileNotFoundError when the folder has none, ValueError when they belong to another
-    run than the results or miss one of its units (written before outcomes were kept).
+    run than the results, miss one of its units (written before outcomes were kept) or give
+    other numbers than the results (:func:`check_outcomes`).
     """
     folder = Path(path)
     results = load_results(folder) if results is None else results
@@ -430,6 +521,8 @@ def load_per_image(
     missing = [key for key in finished_units(results) if key not in units]
     if missing:
         raise InvalidArgumentError(f"{file} has no per-image outcomes of {', '.join(missing)}")
+    for key in finished_units(results):
+        check_outcomes(results, key, units[key], str(folder / RESULTS_FILE))
     return {key: units[key] for key in finished_units(results)}
 
 
@@ -439,16 +532,24 @@ def _drop_unit(results: dict[str, Any], key: str) -> None:
         del results[section][name]
     else:
         results[section] = None
+    results["inputs"].pop(key, None)
 
 
 class ResultsFile:
     """results.json and per_image.npz of one run: resumed when the stored run is the same
     (:func:`run_differences`), refused when not; ``overwrite=True`` starts over (both files are
-    replaced at the first save). A resumed unit without per-image outcomes is dropped, to be
-    evaluated again. Without ``out_dir`` nothing is written and no per-image outcome kept."""
+    replaced at the first save). A resumed unit without per-image outcomes or recorded inputs is
+    dropped, to be evaluated again; one whose numbers contradict its outcomes
+    (:func:`check_outcomes`), or whose inputs differ from ``current_inputs(unit_key)`` (the
+    fingerprints of what this run would read), is refused. Without ``out_dir`` nothing is
+    written and no per-image outcome kept."""
 
     def __init__(
-        self, out_dir: str | Path | None, header: Mapping[str, Any], overwrite: bool = False
+        self,
+        out_dir: str | Path | None,
+        header: Mapping[str, Any],
+        overwrite: bool = False,
+        current_inputs: Callable[[str], Mapping[str, str]] | None = None,
     ):
         self.path = Path(out_dir) / RESULTS_FILE if out_dir is not None else None
         self.results = empty_results(header)
@@ -487,17 +588,47 @@ class ResultsFile:
                 run, units = None, {}
             if run == run_key(self.results):
                 self.per_image = units
+        inputs = self.results["inputs"] = dict(self.results["inputs"])
         for key in finished_units(self.results):
-            if key not in self.per_image:
+            if key not in self.per_image or key not in inputs:
                 _drop_unit(self.results, key)
-        self.per_image = {key: self.per_image[key] for key in finished_units(self.results)}
+        kept = finished_units(self.results)
+        self.per_image = {key: self.per_image[key] for key in kept}
+        self.results["inputs"] = {key: inputs[key] for key in kept}
+        start_over = "choose another --out, or pass --overwrite to start over"
+        for key in kept:
+            try:
+                check_outcomes(self.results, key, self.per_image[key], str(self.path))
+            except ValueError as error:
+                raise InvalidArgumentError(f"{error}; {start_over}") from None
+            changed = [] if current_inputs is None else input_differences(
+                inputs[key], current_inputs(key)
+            )  # fmt: skip
+            if changed:
+                raise InvalidArgumentError(
+                    f"{self.path}: {key} was evaluated on other data than this run reads: "
+                    + "; ".join(
+                        f"{name} {_digest(old)} (stored) vs {_digest(new)} (now)"
+                        for name, old, new in changed
+                    )
+                    + f". Restore that data, {start_over} (replacing those results)"
+                )
 
-    def add(self, section: str, name: str | None, value: Any, outcomes: UnitOutcomes) -> None:
-        """A finished unit: its entry of results.json and its per-image outcomes."""
+    def add(
+        self,
+        section: str,
+        name: str | None,
+        value: Any,
+        outcomes: UnitOutcomes,
+        inputs: Mapping[str, str],
+    ) -> None:
+        """A finished unit: its entry of results.json, its per-image outcomes and the
+        fingerprints of the inputs it read."""
         if name is None:
             self.results[section] = value
         else:
             self.results[section][name] = value
+        self.results["inputs"][unit_key(section, name)] = dict(inputs)
         if self.path is not None:
             self.per_image[unit_key(section, name)] = outcomes
 
@@ -515,6 +646,10 @@ class ResultsFile:
 def _short(value: Any) -> str:
     text = json.dumps(value)
     return text if len(text) <= 80 else f"{text[:77]}..."
+
+
+def _digest(value: str) -> str:
+    return value if value == "absent" else f"sha256 {value[:12]}"
 
 
 # ----------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ Three kinds of input meet in an evaluation, kept apart on purpose:
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,8 @@ def _floats(value: Sequence[float] | None, field: str) -> tuple[float, ...] | No
         raise InvalidArgumentError(f"{field} must be a list of numbers, got {value!r}") from None
     if not values:
         raise InvalidArgumentError(f"{field} must not be empty")
+    if not all(math.isfinite(v) for v in values):
+        raise InvalidArgumentError(f"{field} must be finite numbers, got {list(values)}")
     return values
 
 
@@ -152,8 +155,13 @@ class EvalSettings:
             )
         if self.scale is not None:
             _choice(self.scale, "scale", SCALES)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise InvalidArgumentError(f"seed must be an int, got {self.seed!r}")
+        # the subset generator (torch) and the per-block draws (numpy) both take 0 <= seed < 2**63
+        if (
+            isinstance(self.seed, bool)
+            or not isinstance(self.seed, int)
+            or not 0 <= self.seed < 2**63
+        ):
+            raise InvalidArgumentError(f"seed must be an int in [0, 2**63), got {self.seed!r}")
         _count(self.max_images, "max_images")
         _count(self.max_shift, "max_shift", minimum=0)
         _count(self.num_frames, "num_frames", minimum=2)
@@ -167,12 +175,21 @@ class EvalSettings:
                 f"mean and std must both be given, with as many values, got {self.mean!r} and "
                 f"{self.std!r}"
             )
+        if normalised["std"] is not None and min(normalised["std"]) <= 0:
+            raise InvalidArgumentError(
+                f"std must be positive (images are divided by it), got {list(normalised['std'])}"
+            )
         if self.noise_levels is not None:
             _names(tuple(self.noise_levels), "noise sweeps", tuple(NOISE_SWEEPS))
             normalised["noise_levels"] = {
                 name: _floats(levels, f"noise_levels[{name!r}]")
                 for name, levels in self.noise_levels.items()
             }
+            for name, levels in normalised["noise_levels"].items():
+                if min(levels) < 0:  # variances and contrast factors
+                    raise InvalidArgumentError(
+                        f"noise_levels[{name!r}] must be >= 0, got {list(levels)}"
+                    )
         _choice(self.shift_mode, "shift_mode", SHIFT_MODES)
         _choice(self.precision, "precision", PRECISIONS)
         if not isinstance(self.channels_last, bool):

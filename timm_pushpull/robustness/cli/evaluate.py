@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ...errors import MissingFileError
+from ...errors import InvalidArgumentError, MissingFileError
 from ..corruptions import OUTPUTS, SPATTER_MODES
 from ..datasets import ArrayImageDataset, open_datasets, to_unit_images
-from ..evaluate import evaluate_model
+from ..evaluate import evaluate_model, hold_output
 from ..frost import FROST_SOURCES
 from ..report import format_comparison, write_report
 from ..settings import PRECISIONS, SCALES, SHIFT_MODES, SUITES, EvalSettings
@@ -33,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         required=True,
-        help="timm model name (ours are registered), or local-dir:DIR / hf-hub:ID",
+        help="timm model name (ours are registered), or local-dir:DIR / hf-hub:ID (a weights "
+        "folder: its weights are evaluated unless --checkpoint names others)",
     )
     weights = parser.add_mutually_exclusive_group()
     weights.add_argument(
@@ -164,18 +165,37 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, state: PartialState) -> dict:
+    settings = settings_from_args(args)  # bad flags fail before the model is made
+    for flag, value in (("--num-classes", args.num_classes), ("--img-size", args.img_size)):
+        if value is not None and value < 1:
+            raise InvalidArgumentError(f"{flag} must be an int >= 1, got {value}")
+    if args.checkpoint is not None and not Path(args.checkpoint).is_file():
+        raise MissingFileError(f"--checkpoint {args.checkpoint} does not exist")
+    with hold_output(args.out, state):  # the whole run, its report included
+        return _evaluate(args, state, settings)
+
+
+def _evaluate(args: argparse.Namespace, state: PartialState, settings: EvalSettings) -> dict:
     from timm.data import resolve_data_config
 
     from ...factory import create_model, load_weights  # clear errors: unknown models, bad files
 
-    settings = settings_from_args(args)  # bad flags fail before the model is made
-    if args.checkpoint is not None and not Path(args.checkpoint).is_file():
-        raise MissingFileError(f"--checkpoint {args.checkpoint} does not exist")
     kwargs = {} if args.num_classes is None else {"num_classes": args.num_classes}
+    # a model named by a weights folder (local-dir:, hf-hub:) means that folder's weights
+    pretrained = args.pretrained or (
+        args.checkpoint is None and args.model.startswith(("local-dir:", "hf-hub:"))
+    )
     # weights not loaded are the same in every process and rerun; the caller's generator is kept
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(args.seed)
-        model = create_model(args.model, pretrained=args.pretrained, **kwargs)
+        model = create_model(args.model, pretrained=pretrained, **kwargs)
+    trained_classes = model.pretrained_cfg.get("num_classes")
+    if pretrained and args.num_classes is not None and args.num_classes != trained_classes:
+        raise InvalidArgumentError(
+            f"--num-classes {args.num_classes} differs from the {trained_classes} classes of the "
+            f"weights of {args.model}: their classifier would be replaced by a random one; leave "
+            "--num-classes out"
+        )
     if args.checkpoint is not None:
         load_weights(model, args.checkpoint, args.model)
     overrides = {} if args.img_size is None else {"input_size": (model.pretrained_cfg.get("input_size", (3,))[0],
@@ -187,10 +207,10 @@ def _run(args: argparse.Namespace, state: PartialState) -> dict:
         model, clean, None, settings.replace(mean=data_config["mean"], std=data_config["std"]),
         corrupted=opened.get("c", (None,))[0], sequences=opened.get("p", (None,))[0],
         out_dir=args.out, overwrite=args.overwrite, model_name=args.model,
-        model_args={"pretrained": args.pretrained, **kwargs}, checkpoint=args.checkpoint,
+        model_args={"pretrained": pretrained, **kwargs}, checkpoint=args.checkpoint,
         dataset_names={role: description for role, (_, description) in opened.items()},
         device=args.device, batch_size=args.batch_size, workers=args.workers, accelerator=state,
-        progress=not args.no_progress,
+        progress=not args.no_progress, out_dir_held=True,
     )  # fmt: skip
     if not args.no_report and state.is_main_process:
         sample = None if clean is None else _sample_images(clean)
