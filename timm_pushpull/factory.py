@@ -21,7 +21,8 @@ from typing import Any
 import timm
 import torch.nn as nn
 from huggingface_hub import hf_hub_download, is_offline_mode, try_to_load_from_cache
-from huggingface_hub.errors import LocalEntryNotFoundError
+from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+from huggingface_hub.utils import validate_repo_id
 from safetensors import SafetensorError, safe_open
 from timm.models import is_model, load_state_dict, parse_model_name, split_model_name_tag
 
@@ -29,6 +30,7 @@ from .constants import CONVERSION_KEY, MODEL_CONFIG_FILE, VERSION_KEY, WEIGHTS_D
 from .errors import CheckpointError, InvalidArgumentError, MissingFileError, UnknownModelError
 from .layers import convert_to_pushpull
 from .models._pretrained import read_config
+from .models._weights import check_loaded_weights, check_state_dict
 from .version import __version__
 
 __all__ = ["compare_keys", "create_model", "load_checkpoint_model", "load_weights"]
@@ -40,8 +42,10 @@ def create_model(model_name: str, pretrained: bool = False, **kwargs: Any) -> nn
     Accepts what timm accepts: ``"resnet20_pp.official_c10"``, ``"hf-hub:ORG/NAME"``,
     ``"local-dir:PATH"``. Before building anything it checks that the architecture (from the name
     or from ``config.json``) is registered, and that a Hub/local folder has ``model.safetensors``;
-    weights that do not fit the architecture raise :class:`~.errors.CheckpointError`. No model is
-    returned on error.
+    weights that do not fit the architecture, or are no weights (integer or non-finite tensors,
+    a normalisation dividing by zero: :mod:`.models._weights`), raise
+    :class:`~.errors.CheckpointError`; a model too large for memory (``num_classes=10**12``) an
+    :class:`~.errors.InvalidArgumentError`. No model is returned on error.
     """
     source, model_id = parse_model_name(model_name)
     if source == "local-dir":
@@ -54,6 +58,13 @@ def create_model(model_name: str, pretrained: bool = False, **kwargs: Any) -> nn
         architecture, where = config["architecture"], f"{folder / MODEL_CONFIG_FILE}"
     elif source == "hf-hub":
         repo_id, _, revision = model_id.partition("@")
+        try:
+            validate_repo_id(repo_id)
+        except HFValidationError:
+            raise InvalidArgumentError(
+                f"{model_name}: {repo_id!r} is not a Hugging Face Hub repository id (ORG/NAME: "
+                "letters, digits, - _ .); for a folder on this machine use local-dir:PATH"
+            ) from None
         try:
             config_path = hf_hub_download(
                 repo_id,
@@ -78,34 +89,67 @@ def create_model(model_name: str, pretrained: bool = False, **kwargs: Any) -> nn
         architecture = split_model_name_tag(model_id)[0]
     if not is_model(architecture):
         raise UnknownModelError(_unknown_architecture_message(architecture, where, config))
+    num_classes = kwargs.get("num_classes")
+    if num_classes is not None and (
+        isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0
+    ):
+        raise InvalidArgumentError(f"num_classes must be an int >= 0, got {num_classes!r}")
     if config.get(CONVERSION_KEY):
         return _create_converted(model_name, config, pretrained, **kwargs)
     try:
-        return timm.create_model(model_name, pretrained=pretrained, **kwargs)
-    except (RuntimeError, AttributeError, KeyError) as error:
+        model = timm.create_model(model_name, pretrained=pretrained, **kwargs)
+    except (MemoryError, RuntimeError, TypeError, AttributeError, KeyError) as error:
+        if _out_of_memory(error):
+            raise InvalidArgumentError(
+                f"{model_name} with {kwargs} does not fit in this machine's memory "
+                f"({str(error).splitlines()[0]})"
+            ) from error
         # timm fails in several ways on foreign weights (state-dict errors, a missing first_conv
         # module, ...): name the mismatch itself.
-        if not pretrained:
-            raise
-        if source == "local-dir":
-            weights = Path(model_id) / WEIGHTS_FILE
-        elif source == "hf-hub":
-            cached = try_to_load_from_cache(
-                repo_id, WEIGHTS_FILE, cache_dir=kwargs.get("cache_dir"), revision=revision or None
+        mismatch = None
+        if pretrained and not isinstance(error, TypeError):
+            mismatch = _loaded_weights_mismatch(
+                source, model_id, architecture, config, kwargs.get("cache_dir"), error
             )
-            weights = Path(cached) if isinstance(cached, str) else None
-        else:
-            weights = None
-        if weights is not None:
-            mismatch = _weights_mismatch(weights, architecture, config.get("model_args") or {})
-        else:
-            mismatch = str(error) if "Error(s) in loading state_dict" in str(error) else None
         if mismatch is None:
             raise
         raise CheckpointError(
             f"The weights of {model_name} do not fit the architecture {architecture!r} "
             f"(model_args {config.get('model_args', {})}): {mismatch}."
         ) from error
+    if pretrained:
+        check_loaded_weights(model)
+    return model
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    """A model too large to allocate (e.g. a classifier of 10**12 classes)."""
+    text = str(error)
+    return isinstance(error, MemoryError) or "allocate" in text or "Overflow" in text
+
+
+def _loaded_weights_mismatch(
+    source: str | None,
+    model_id: str,
+    architecture: str,
+    config: Mapping,
+    cache_dir: str | Path | None,
+    error: BaseException,
+) -> str | None:
+    """Missing, unexpected and misshapen tensors of the weights timm failed to load, if any."""
+    if source == "local-dir":
+        weights = Path(model_id) / WEIGHTS_FILE
+    elif source == "hf-hub":
+        repo_id, _, revision = model_id.partition("@")
+        cached = try_to_load_from_cache(
+            repo_id, WEIGHTS_FILE, cache_dir=cache_dir, revision=revision or None
+        )
+        weights = Path(cached) if isinstance(cached, str) else None
+    else:
+        weights = None
+    if weights is not None:
+        return _weights_mismatch(weights, architecture, config.get("model_args") or {})
+    return str(error) if "Error(s) in loading state_dict" in str(error) else None
 
 
 def _create_converted(
@@ -177,7 +221,8 @@ def load_weights(model: nn.Module, path: str | Path, model_name: str | None = No
 
     ``.safetensors`` files are read with safetensors, anything else with
     ``torch.load(weights_only=True)`` (timm's ``load_state_dict``, which also unwraps
-    ``state_dict``/EMA entries). A file that is not readable, or whose tensors do not fit,
+    ``state_dict``/EMA entries). A file that is not readable, whose tensors do not fit, or that
+    holds no weights (integer or non-finite values where the model has floating-point ones)
     raises :class:`~.errors.CheckpointError` naming the file.
     """
     path = Path(path)
@@ -198,6 +243,7 @@ def load_weights(model: nn.Module, path: str | Path, model_name: str | None = No
             f"{path} does not fit {model_name!r}: missing {missing or 'none'}, "
             f"unexpected {unexpected or 'none'}"
         )
+    check_state_dict(state_dict, model, str(path))
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as error:

@@ -7,6 +7,7 @@ from timm.models import build_model_with_cfg
 
 from ._cfg import current_tag
 from ._pretrained import with_local_pretrained
+from ._weights import check_loaded_weights
 
 
 def build_pushpull_model(
@@ -17,10 +18,15 @@ def build_pushpull_model(
     With ``pretrained=True`` the pretrained cfg is first pointed at a local copy of the weights
     (``TIMM_PUSHPULL_WEIGHTS_DIR``, see :mod:`._pretrained`) so that offline use works; timm
     falls back to the Hub id otherwise. A deprecated tag (``resnet20_pp.c10_official``: timm
-    passes it as ``pretrained_cfg``) is renamed, with a ``DeprecationWarning``.
+    passes it as ``pretrained_cfg``) is renamed, with a ``DeprecationWarning``. Loaded weights
+    are checked to be weights (floating point, finite, with a usable normalisation:
+    :mod:`._weights`).
     """
     if isinstance(kwargs.get("pretrained_cfg"), str):
         kwargs["pretrained_cfg"] = current_tag(kwargs["pretrained_cfg"])
     if pretrained:
         kwargs = with_local_pretrained(variant, kwargs)
-    return build_model_with_cfg(model_cls, variant, pretrained, **kwargs)
+    model = build_model_with_cfg(model_cls, variant, pretrained, **kwargs)
+    if pretrained:
+        check_loaded_weights(model)
+    return model

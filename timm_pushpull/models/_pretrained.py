@@ -9,7 +9,11 @@ of the weights when one exists (timm's ``file`` source outranks the Hub id)::
 
 e.g. ``$TIMM_PUSHPULL_WEIGHTS_DIR/resnet20_pp.official_c10/``, exactly the folder that
 ``timm-pushpull publish --dry-run`` writes for the repo ``timm-pushpull/resnet20_pp.official_c10``,
-or the folders ``timm-pushpull convert-official`` and ``timm-pushpull demo`` write. Tags whose
+or the folders ``timm-pushpull convert-official`` and ``timm-pushpull demo`` write. The folder's
+``config.json`` says how its weights were made, and the model is built from it as ``local-dir:``
+builds it: its ``model_args`` (``pp_pull_scale``, ...) are the defaults of the kwargs and its
+``pretrained_cfg`` (normalisation, input size, classes) overlays the registered one, so a name
+and its folder give one model, the same by every route. Tags whose
 weights are only made locally have no Hub id until their hub config says ``published: true``
 (see :mod:`._cfg`); without a local copy ``pretrained=True`` then says how to make them.
 """
@@ -27,6 +31,7 @@ from timm.models import resolve_pretrained_cfg
 from ..constants import MODEL_CONFIG_FILE, WEIGHTS_DIR_ENV, WEIGHTS_FILE
 from ..errors import CheckpointError, MissingFileError
 from ._cfg import DEPRECATED_TAGS, LOCAL_WEIGHTS_HOWTO, current_tag
+from ._weights import check_normalization
 
 __all__ = ["WEIGHTS_DIR_ENV", "local_weights_path", "read_config", "with_local_pretrained"]
 
@@ -82,7 +87,7 @@ def with_local_pretrained(variant: str, kwargs: dict[str, Any]) -> dict[str, Any
     model_name = f"{architecture}.{cfg.tag}" if cfg.tag else architecture
     weights = local_weights_path(architecture, cfg.tag)
     if weights is not None:
-        _check_local_config(weights.parent, architecture)
+        kwargs = _with_folder_config(kwargs, overlay, weights.parent, architecture)
         overlay["file"] = str(weights)
     elif cfg.hf_hub_id:
         # Hub content is never unpickled: ask timm for the safetensors file only.
@@ -131,15 +136,37 @@ def _in_hub_cache(hf_hub_id: str, filename: str, cache_dir: str | Path | None) -
     return isinstance(cached, str)
 
 
-def _check_local_config(folder: Path, architecture: str) -> None:
-    """A local folder's config.json, when present, must describe the architecture asked for."""
-    if (folder / MODEL_CONFIG_FILE).is_file():
-        declared = read_config(folder / MODEL_CONFIG_FILE)["architecture"]
-        if declared != architecture:
-            raise CheckpointError(
-                f"{folder} holds weights for {declared!r}, not {architecture!r}: "
-                f"fix the folder name under ${WEIGHTS_DIR_ENV}"
-            )
+# keys of a folder's pretrained_cfg that say where its weights were, not what they are (and the
+# tag, which the model's name gives: a folder may carry a deprecated name of it)
+_SOURCE_KEYS = ("source", "file", "url", "hf_hub_id", "hf_hub_filename", "state_dict", "tag")
+
+
+def _with_folder_config(
+    kwargs: dict[str, Any], overlay: dict[str, Any], folder: Path, architecture: str
+) -> dict[str, Any]:
+    """``kwargs`` and the cfg ``overlay`` (updated in place) of a local folder's config.json, as
+    timm reads a ``local-dir:`` folder: the folder's ``model_args`` as kwarg defaults, its
+    ``pretrained_cfg`` and ``num_classes`` over the registered cfg. The config, when present,
+    must describe the architecture asked for."""
+    if not (folder / MODEL_CONFIG_FILE).is_file():
+        return kwargs
+    config = read_config(folder / MODEL_CONFIG_FILE)
+    if config["architecture"] != architecture:
+        raise CheckpointError(
+            f"{folder} holds weights for {config['architecture']!r}, not {architecture!r}: "
+            f"fix the folder name under ${WEIGHTS_DIR_ENV}"
+        )
+    folder_cfg = config.get("pretrained_cfg") or {}
+    for key, value in folder_cfg.items():
+        if key not in _SOURCE_KEYS:
+            overlay.setdefault(key, value)
+    if "num_classes" in config:
+        overlay.setdefault("num_classes", config["num_classes"])
+    model_args = config.get("model_args") or {}
+    kwargs = {**model_args, **kwargs}  # the caller's own kwargs win, as with local-dir:
+    if model_args:
+        kwargs.setdefault("pretrained_model_args", dict(model_args))
+    return kwargs
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
@@ -153,4 +180,13 @@ def read_config(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} is not a readable JSON config: {error}") from error
     if not isinstance(config, dict) or not isinstance(config.get("architecture"), str):
         raise CheckpointError(f"{path} is not a timm model config: it has no 'architecture' string")
+    if not isinstance(config.get("model_args", {}), dict):
+        raise CheckpointError(f"{path}: model_args must be an object of keyword arguments")
+    num_classes = config.get("num_classes", 0)
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+        raise CheckpointError(f"{path}: num_classes must be an int >= 0, got {num_classes!r}")
+    cfg = config.get("pretrained_cfg", config)  # timm's older single-dict layout has no block
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{path}: pretrained_cfg must be an object")
+    check_normalization(cfg, str(path))
     return config
