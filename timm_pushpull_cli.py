@@ -84,8 +84,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(module.main(args) or 0)
     except UserError as error:
+        message = str(error)
+        if "\nOriginal Traceback" in message:
+            # raised in a DataLoader worker, which hands it over wrapped in its traceback: the
+            # last line is "module.Type: message"
+            message = message.strip().splitlines()[-1].split(": ", 1)[-1]
         # one line, like argparse's own errors: messages may quote multi-line library errors
-        print(f"{sub_parser.prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
+        print(f"{sub_parser.prog}: error: {' '.join(message.split())}", file=sys.stderr)
         return 2
 
 

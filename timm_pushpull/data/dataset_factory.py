@@ -4,7 +4,8 @@ Names: ``cifar10``, ``cifar100`` (torchvision's python-pickle layout), ``mnist``
 ``kmnist`` (MNIST-format IDX files, ``.gz`` or not), ``hf:PATH_OR_ID`` (HF ``datasets``: a
 ``save_to_disk`` folder, a data folder or a cached Hub id with an ``img``/``image`` column),
 ``folder:PATH`` or ``folder`` with ``root`` (ImageFolder / ImageNet layout, ``PATH/train`` and
-``PATH/val`` when present), and
+``PATH/val`` when present; read by :class:`.image_folder.ImageFolder`: no directory links, 16-bit
+images scaled, unreadable files named), and
 any timm dataset name (``torch/...``, ``hfds/...``, ``wds/...``) passed through to
 ``timm.data.create_dataset``. Nothing is downloaded unless ``download=True``.
 """
@@ -22,6 +23,7 @@ from ..errors import InvalidArgumentError, MissingFileError
 from .cifar import Cifar10, Cifar100
 from .hf_image import HfImageDataset
 from .idx import FASHION_MNIST_CLASSES, FASHION_MNIST_SYSTEM_DIR, MNIST_CLASSES, IdxImageDataset
+from .image_folder import ImageFolder
 
 _IDX_DATASETS = {
     # name -> (torchvision's folder name for the same files, class names)
@@ -54,6 +56,24 @@ def _timm_dataset(name: str, root: str | None, split: str, transform, download: 
         transform  # timm's factory gives no transform; torchvision/timm datasets read this
     )
     return dataset
+
+
+# the split folders timm's folder datasets look for when PATH/<split> does not exist
+_SPLIT_SYNONYMS = {
+    "train": ("train", "training"),
+    "validation": ("val", "valid", "validation", "eval", "evaluation"),
+}
+
+
+def _split_folder(root: Path, split: str) -> Path:
+    """``root/<split>``, else the first existing folder of the split's synonyms (``val`` for
+    ``validation``, ...), else ``root`` itself: timm's ``_search_split`` rule."""
+    if (root / split).exists():
+        return root / split
+    for synonyms in _SPLIT_SYNONYMS.values():
+        if split in synonyms:
+            return next((root / s for s in synonyms if (root / s).exists()), root)
+    return root
 
 
 def create_dataset(
@@ -103,10 +123,7 @@ def create_dataset(
         if not folder:
             raise InvalidArgumentError("dataset 'folder' needs data_dir (or name it folder:PATH)")
         _check_folder(Path(folder), f"image folder of dataset {name!r}")
-        try:
-            return _timm_dataset("torch/folder", folder, split, transform, False)
-        except FileNotFoundError as error:  # torchvision: no class folder, or no image in them
-            raise MissingFileError(f"dataset {name!r}: {error}") from None
+        return ImageFolder(_split_folder(Path(folder), split), transform=transform)
     if name.startswith(_TIMM_PREFIXES):
         try:
             return _timm_dataset(name, root, split, transform, download)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from torch.utils.data import Dataset
 
 from ..errors import hub_unreachable, is_network_failure
@@ -82,6 +83,11 @@ class HfImageDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.dataset)
+
+    @property
+    def targets(self) -> np.ndarray:
+        """Every label, from the label column alone (no image is decoded)."""
+        return np.asarray(self.dataset[self.label_column])
 
     def __getitem__(self, index: int):
         row = self.dataset[int(index)]

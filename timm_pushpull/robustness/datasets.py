@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import InvalidArgumentError, MissingFileError
+from ..data.image_folder import DatasetFolder, ImageFolder
+from ..errors import InvalidArgumentError, MissingFileError, UserError
 from .corruptions import ALL_CORRUPTIONS
 from .perturbations import PERTURBATIONS
 
@@ -245,7 +246,8 @@ class ImageNetCFolder:
 
     Class indices follow the sorted wnids of each severity folder, as torchvision's ``ImageFolder``
     (and the ImageNet validation folder) number them; ``transform`` maps a PIL image to a tensor
-    without normalising it.
+    without normalising it. Read by :class:`~timm_pushpull.data.image_folder.ImageFolder` (no
+    directory links below a severity folder, unreadable files named).
     """
 
     kind = "imagenet-c"
@@ -260,8 +262,6 @@ class ImageNetCFolder:
             )
 
     def dataset(self, corruption: str, severity: int) -> Dataset:
-        from torchvision.datasets import ImageFolder
-
         _check_name(corruption, self.corruptions, f"corruption in {self.root}")
         folder = self.root / corruption / str(check_severity(severity))
         if not folder.is_dir():
@@ -317,8 +317,6 @@ class ImageNetPFolder:
             raise InvalidArgumentError(f"{self.root} has no <perturbation>/<wnid>/*.mp4 folders")
 
     def dataset(self, perturbation: str) -> Dataset:
-        from torchvision.datasets import DatasetFolder
-
         _check_name(perturbation, self.perturbations, f"perturbation in {self.root}")
         return DatasetFolder(str(self.root / perturbation), loader=read_video, extensions=(".mp4",))
 
@@ -368,9 +366,14 @@ def open_clean_dataset(spec: str, transform=None, native_transform=None) -> Data
         name, _, root = spec.partition(":")
     split = split or ("validation" if name.startswith("folder:") else "test")
     fixed_size = name in ("cifar10", "cifar100", "mnist", "fashion_mnist", "kmnist")
-    dataset = create_dataset(
-        name, root or None, split=split, transform=native_transform if fixed_size else transform
-    )
+    try:
+        dataset = create_dataset(
+            name, root or None, split=split, transform=native_transform if fixed_size else transform
+        )
+    except UserError:
+        raise
+    except (ValueError, OSError, RuntimeError) as error:  # the readers' own, often multi-line
+        raise InvalidArgumentError(f"--dataset {spec}: {error}") from None
     if isinstance(getattr(dataset, "data", None), np.ndarray | torch.Tensor):
         # in-memory arrays (the IDX datasets): batched reads instead of one PIL image per item
         return ArrayImageDataset(dataset.data, dataset.targets)
