@@ -244,6 +244,26 @@ def test_refuses_to_overwrite_dry_run_folder(run_dir, published, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".publish-")]
 
 
+def test_a_dry_run_folder_written_meanwhile_is_not_replaced(run_dir, tmp_path, monkeypatch):
+    """Two publish processes may both find the target free; the later one never replaces what
+    the other wrote there meanwhile."""
+    from timm_pushpull.hub import publish as publish_module
+
+    target, write = tmp_path / "out", publish_module._write_folder
+
+    def write_while_another_process_publishes(folder, *args):
+        write(folder, *args)
+        target.mkdir()
+        (target / "README.md").write_text("the other process's card")
+
+    monkeypatch.setattr(publish_module, "_write_folder", write_while_another_process_publishes)
+    with pytest.raises(FileExistsError, match="written by another process meanwhile"):
+        hub.publish(run_dir, f"timm-pushpull/{DEMO_MODEL}", dry_run=target)
+    assert [p.name for p in target.iterdir()] == ["README.md"]
+    assert (target / "README.md").read_text() == "the other process's card"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".publish-")]
+
+
 def test_refuses_card_without_results(run_dir, tmp_path):
     source = tmp_path / "run"
     shutil.copytree(run_dir, source)

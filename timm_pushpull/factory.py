@@ -27,7 +27,13 @@ from safetensors import SafetensorError, safe_open
 from timm.models import is_model, load_state_dict, parse_model_name, split_model_name_tag
 
 from .constants import CONVERSION_KEY, MODEL_CONFIG_FILE, VERSION_KEY, WEIGHTS_DIR_ENV, WEIGHTS_FILE
-from .errors import CheckpointError, InvalidArgumentError, MissingFileError, UnknownModelError
+from .errors import (
+    CheckpointError,
+    InvalidArgumentError,
+    MissingFileError,
+    UnknownModelError,
+    UserError,
+)
 from .layers import convert_to_pushpull
 from .models._pretrained import read_config
 from .models._weights import check_loaded_weights, check_state_dict
@@ -98,11 +104,18 @@ def create_model(model_name: str, pretrained: bool = False, **kwargs: Any) -> nn
         return _create_converted(model_name, config, pretrained, **kwargs)
     try:
         model = timm.create_model(model_name, pretrained=pretrained, **kwargs)
-    except (MemoryError, RuntimeError, TypeError, AttributeError, KeyError) as error:
+    except UserError:
+        raise
+    except (MemoryError, RuntimeError, TypeError, ValueError, AttributeError, KeyError) as error:
         if _out_of_memory(error):
             raise InvalidArgumentError(
                 f"{model_name} with {kwargs} does not fit in this machine's memory "
                 f"({str(error).splitlines()[0]})"
+            ) from error
+        if config and isinstance(error, TypeError | ValueError):
+            # what the folder's config.json says (model_args, pretrained_cfg) builds no model
+            raise CheckpointError(
+                f"{where} does not describe a model timm can build: {str(error).splitlines()[0]}"
             ) from error
         # timm fails in several ways on foreign weights (state-dict errors, a missing first_conv
         # module, ...): name the mismatch itself.

@@ -275,9 +275,15 @@ def publish(
         check_card(staging / CARD_FILE)
         if dry_run is None:
             return _upload(api, staging, repo_id, private)
-        if target.exists():
+        if overwrite and target.exists():
             shutil.rmtree(target) if target.is_dir() else target.unlink()
-        staging.rename(target)
+        try:  # never over a folder another publish wrote meanwhile: rename takes only an empty one
+            staging.rename(target)
+        except OSError:
+            raise OutputExistsError(
+                f"--dry-run {target} was written by another process meanwhile; pass --overwrite "
+                "to replace it"
+            ) from None
         return str(target)
     finally:
         if staging.exists():

@@ -31,7 +31,7 @@ from timm.models import resolve_pretrained_cfg
 from ..constants import MODEL_CONFIG_FILE, WEIGHTS_DIR_ENV, WEIGHTS_FILE
 from ..errors import CheckpointError, MissingFileError
 from ._cfg import DEPRECATED_TAGS, LOCAL_WEIGHTS_HOWTO, current_tag
-from ._weights import check_normalization
+from ._weights import check_pretrained_cfg
 
 __all__ = ["WEIGHTS_DIR_ENV", "local_weights_path", "read_config", "with_local_pretrained"]
 
@@ -188,5 +188,5 @@ def read_config(path: str | Path) -> dict[str, Any]:
     cfg = config.get("pretrained_cfg", config)  # timm's older single-dict layout has no block
     if not isinstance(cfg, dict):
         raise CheckpointError(f"{path}: pretrained_cfg must be an object")
-    check_normalization(cfg, str(path))
+    check_pretrained_cfg(cfg, str(path))
     return config

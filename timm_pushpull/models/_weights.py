@@ -23,15 +23,36 @@ from safetensors import safe_open
 from ..constants import WEIGHTS_FILE
 from ..errors import CheckpointError
 
-__all__ = ["check_loaded_weights", "check_normalization", "check_state_dict"]
+__all__ = ["check_loaded_weights", "check_pretrained_cfg", "check_state_dict"]
 
 
-def check_normalization(cfg: Mapping[str, Any], where: str) -> None:
-    """A pretrained cfg's ``mean`` / ``std``, when given: as many finite numbers each, std > 0."""
+def check_pretrained_cfg(cfg: Mapping[str, Any], where: str) -> None:
+    """A pretrained cfg's ``input_size`` (channels, height, width: positive ints), ``crop_pct``
+    (a positive number) and ``mean`` / ``std`` (as many finite numbers each, std > 0), when given:
+    the data config of every evaluation and training run comes from them."""
+    size = cfg.get("input_size")
+    if size is not None and (
+        not isinstance(size, list | tuple)
+        or len(size) != 3
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
+    ):
+        raise CheckpointError(
+            f"{where}: pretrained_cfg input_size must be [channels, height, width], positive "
+            f"ints, got {size!r}"
+        )
+    crop = cfg.get("crop_pct")
+    if crop is not None and (
+        isinstance(crop, bool) or not isinstance(crop, int | float) or not 0 < crop < math.inf
+    ):
+        raise CheckpointError(
+            f"{where}: pretrained_cfg crop_pct must be a positive number, got {crop!r}"
+        )
     mean, std = cfg.get("mean"), cfg.get("std")
     if mean is None and std is None:
         return
     try:
+        if not isinstance(mean, list | tuple) or not isinstance(std, list | tuple):
+            raise TypeError
         mean, std = [float(m) for m in mean], [float(s) for s in std]
     except (TypeError, ValueError):
         raise CheckpointError(
@@ -88,7 +109,7 @@ def check_loaded_weights(model: nn.Module) -> None:
     where = (
         str(file) if file is not None else f"the pretrained weights of {cfg.get('architecture')}"
     )
-    check_normalization(cfg, where)
+    check_pretrained_cfg(cfg, where)
     if file is not None and file.suffix == ".safetensors" and file.is_file():
         expected = model.state_dict()
         with safe_open(file, framework="pt") as tensors:

@@ -85,13 +85,15 @@ def dataset_sha256(dataset: Dataset) -> str:
         inner = dataset_sha256(dataset.dataset)
         indices = array_sha256(np.asarray(dataset.indices))
         return hashlib.sha256(f"{inner}:{indices}".encode()).hexdigest()
-    samples, root = getattr(dataset, "samples", None), getattr(dataset, "root", None)
-    if samples is not None and root is not None:  # torchvision's DatasetFolder and ImageFolder
-        return listing_sha256(samples, root)
-    arrow_files = [entry["filename"] for entry in getattr(getattr(dataset, "dataset", None),
-                                                          "cache_files", None) or ()]  # fmt: skip
-    if arrow_files:  # a Hugging Face datasets split (HfImageDataset)
-        return files_sha256(arrow_files)
+    # timm's ImageDataset reads through a reader that holds what the others hold themselves
+    for source in (dataset, getattr(dataset, "reader", None)):
+        samples, root = getattr(source, "samples", None), getattr(source, "root", None)
+        if samples is not None and root is not None:  # torchvision's DatasetFolder, timm's folders
+            return listing_sha256(samples, root)
+        split = getattr(source, "dataset", None)
+        arrow_files = [entry["filename"] for entry in getattr(split, "cache_files", None) or ()]
+        if arrow_files:  # a Hugging Face datasets split (HfImageDataset, timm's hfds/)
+            return files_sha256(arrow_files)
     digest = hashlib.sha256()
     for index in range(len(dataset)):
         image, label = dataset[index]

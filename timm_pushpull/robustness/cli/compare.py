@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ...errors import InvalidArgumentError
+from ...locking import exclusive_folder
 from ..report import format_comparison, write_report
 from ..results import load_results
 
@@ -24,6 +25,7 @@ def main(args: argparse.Namespace) -> int:
         raise InvalidArgumentError(f"--labels has {len(labels)} names for {len(results)} results")
     print(format_comparison(results, labels))
     if args.out:
-        for path in write_report(results, args.out, labels=labels):
-            print(f"wrote {path}")
+        with exclusive_folder(args.out, "--out"):  # not while a run writes there
+            for path in write_report(results, args.out, labels=labels):
+                print(f"wrote {path}")
     return 0

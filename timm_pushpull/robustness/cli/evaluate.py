@@ -132,7 +132,12 @@ def _processes_state(device: str | None) -> PartialState:
     ``cpu`` makes torchrun's processes a gloo group on CPUs."""
     from accelerate import PartialState
 
-    cpu = torch.device(device).type == "cpu" if device else not torch.cuda.is_available()
+    try:
+        cpu = torch.device(device).type == "cpu" if device else not torch.cuda.is_available()
+    except RuntimeError:
+        raise InvalidArgumentError(
+            f"--device {device!r} is not a torch device (cpu, cuda, cuda:N, mps, ...)"
+        ) from None
     return PartialState(cpu=cpu)
 
 
