@@ -23,10 +23,15 @@ shard of whole blocks draws what a single process draws for them.
 
 Results go to ``OUT/results.json`` (format: :mod:`timm_pushpull.robustness.results`) after every
 finished corruption / perturbation / sweep, written atomically, so an interrupted run loses at
-most the unit in progress and a rerun of the same run skips what is done. The file records what
-the numbers depend on (architecture, model args, a hash of the weights evaluated, data set and
-subset, random generator, device, versions, settings); a rerun that differs in any of them stops
-with an error naming each difference instead of mixing results, unless ``overwrite`` starts over.
+most the unit in progress and a rerun of the same run skips what is done. The run holds ``OUT``
+from start to end (:func:`hold_output`): a second run into it is refused at once. The file
+records what the numbers depend on (architecture, model args, a hash of the weights evaluated,
+data set and subset, random generator, device, versions, settings, and per unit the fingerprint
+of every input it read: :mod:`.fingerprint`); a rerun that differs in any of them, or finds a
+kept unit contradicting its per-image outcomes, stops with an error naming each difference
+instead of mixing results, unless ``overwrite`` starts over. Before the first unit, one image
+goes through the model: a model that cannot take the images, or labels outside its classes,
+are refused before anything is computed.
 Beside it, ``OUT/per_image.npz`` keeps what each image did in every finished unit (wrong or right
 per severity / level, shift agreement per trial, -P predictions per frame), in step with
 results.json, for paired comparisons of models on the same images (``load_per_image``).
