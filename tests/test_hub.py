@@ -6,6 +6,7 @@ The offline checks run in one subprocess started with ``HF_HUB_OFFLINE=1`` (hugg
 it at import time).
 """
 
+import importlib
 import json
 import os
 import shutil
@@ -247,8 +248,7 @@ def test_refuses_to_overwrite_dry_run_folder(run_dir, published, tmp_path):
 def test_a_dry_run_folder_written_meanwhile_is_not_replaced(run_dir, tmp_path, monkeypatch):
     """Two publish processes may both find the target free; the later one never replaces what
     the other wrote there meanwhile."""
-    from timm_pushpull.hub import publish as publish_module
-
+    publish_module = importlib.import_module("timm_pushpull.hub.publish")  # hub.publish: a function
     target, write = tmp_path / "out", publish_module._write_folder
 
     def write_while_another_process_publishes(folder, *args):

@@ -113,9 +113,11 @@ def create_model(model_name: str, pretrained: bool = False, **kwargs: Any) -> nn
                 f"({str(error).splitlines()[0]})"
             ) from error
         if config and isinstance(error, TypeError | ValueError):
-            # what the folder's config.json says (model_args, pretrained_cfg) builds no model
+            # the folder's config.json (model_args, pretrained_cfg) and the kwargs build no model
             raise CheckpointError(
-                f"{where} does not describe a model timm can build: {str(error).splitlines()[0]}"
+                f"{model_name} cannot be built from {where}"
+                + (f" with {kwargs}" if kwargs else "")
+                + f": {str(error).splitlines()[0]}"
             ) from error
         # timm fails in several ways on foreign weights (state-dict errors, a missing first_conv
         # module, ...): name the mismatch itself.

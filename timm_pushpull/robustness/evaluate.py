@@ -540,7 +540,7 @@ def _usable_device(device: str | torch.device) -> torch.device:
     try:
         device = torch.device(device)
         torch.empty(0, device=device)
-    except (RuntimeError, AssertionError) as error:  # torch says "not compiled with CUDA" so
+    except (RuntimeError, AssertionError) as error:  # "Torch not compiled with CUDA" asserts
         raise InvalidArgumentError(
             f"device {str(device)!r} is not usable here (cpu, cuda, cuda:N, mps, ...): "
             f"{str(error).splitlines()[0]}"
