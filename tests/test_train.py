@@ -146,6 +146,24 @@ def test_optimizer_and_schedule_follow_the_recipe():
     assert per_step and lrs == pytest.approx([0.1, 0.0853553, 0.05, 0.0146447, 0.0], abs=1e-6)
 
 
+def test_onecycle_schedule_warms_up_to_lr_then_anneals_far_below():
+    model = torch.nn.Linear(2, 2)
+    c = build_config("cifar_resnet", {"model": "x", "sched": "onecycle", "epochs": 2})
+    optimizer = create_optimizer(model, c)
+    scheduler, per_step = create_scheduler(optimizer, c, steps_per_epoch=5)
+    lrs, momenta = [], []
+    for _ in range(10):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        momenta.append(optimizer.param_groups[0]["momentum"])
+        optimizer.step()
+        scheduler.step()
+    # Smith & Topin: from lr / 25 up to lr at 30% of the 10 steps (step 2), cosine down to
+    # lr / 25 / 1e4 at the last step; the recipe's momentum is left as it is
+    assert per_step and lrs[0] == pytest.approx(0.004) and lrs[2] == pytest.approx(0.1)
+    assert max(lrs) == lrs[2] and lrs[-1] == pytest.approx(4e-7)
+    assert all(b <= a for a, b in zip(lrs[2:], lrs[3:])) and set(momenta) == {0.9}
+
+
 def test_interrupted_runs_resume_to_identical_weights(tiny_mnist, tmp_path):
     whole = train(tiny_config(tiny_mnist, tmp_path / "whole"))
     assert whole["global_step"] == 8 and not whole["stopped_early"]

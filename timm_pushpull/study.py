@@ -36,8 +36,10 @@ import json
 import multiprocessing
 import os
 import shutil
+import signal
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,7 @@ import numpy as np
 from .constants import METRICS_FILE, PER_IMAGE_FILE, RESULTS_FILE, WEIGHTS_FILE
 from .demo import DemoSettings
 from .errors import InvalidArgumentError, MissingFileError, OutputExistsError
+from .locking import exclusive_folder, user_files
 
 # The MNIST paper's levels (NCAA 2020, Tables 2-4 and Fig. 5): variances on [0, 1] images, and
 # contrast factors of the Poisson test. The journal's supplementary table heads its Poisson
@@ -91,12 +94,19 @@ class Group:
     noise_levels: dict[str, list[float]] = field(default_factory=dict)  # {} = evaluate's levels
     pairs: tuple[tuple[str, str], ...] = ()  # (candidate label, reference label), any group's
     test_samples: int | None = None  # None: the settings' (all 10,000 test images)
+    # DemoSettings fields this group sets for itself at every scale but quick (which stays a
+    # seconds-long check), and trainer settings replacing the recipe's
+    settings: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
 
 
 # ResNet-20 evaluations run on this many test images (the same seeded subset for every cell): its
 # 19 corruptions x 5 severities on all 10,000 would take ~35 single-threaded minutes per cell
 # (at ~490 images/s), on 500 under 2.
 RESNET_TEST_SAMPLES = 500
+# The ResNet-20s trained to a plateau: all 60,000 training images, a one-cycle schedule (clean
+# accuracy >= 90% in about 8-10 epochs), tested on this many images.
+PLATEAU_TEST_SAMPLES, PLATEAU_EPOCHS = 2_000, 10
 # the issue's minimum: 5 training seeds for every LeNet experiment, 3 for ResNet-20
 LENET_SEEDS, RESNET_SEEDS = (0, 1, 2, 3, 4), (0, 1, 2)
 _H_ALPHA = [(h, alpha) for h in (1.0, 1.5, 2.0) for alpha in (0.5, 1.0, 1.5)]
@@ -133,6 +143,25 @@ GROUPS: dict[str, Group] = {
             ("R20+aa", "R20"),
             ("R20-pp+aa", "R20-pp"),
             ("R20-pp+aa", "R20"),
+        ),  # fmt: skip
+    ),
+    "resnet_plateau": Group(
+        cells=(
+            ("R20 plateau", "resnet20", {}),
+            ("R20-pp plateau", "resnet20_pp", {}),
+            ("R20-pp_b1 plateau", "resnet20_pp_b1", {}),
+            ("R20+aa plateau", "resnet20", dict(aa="bin3")),
+        ),
+        seeds=RESNET_SEEDS,
+        test_samples=PLATEAU_TEST_SAMPLES,
+        suites=("c", "noise", "shift"),
+        settings=dict(resnet_train_samples=None, resnet_epochs=PLATEAU_EPOCHS),
+        train=dict(sched="onecycle"),
+        pairs=(
+            ("R20-pp plateau", "R20 plateau"),
+            ("R20-pp_b1 plateau", "R20 plateau"),
+            ("R20-pp_b1 plateau", "R20-pp plateau"),
+            ("R20+aa plateau", "R20 plateau"),
         ),  # fmt: skip
     ),
     "variants": Group(
@@ -240,8 +269,11 @@ class Cell:
 
 
 def group_settings(group: Group, settings: DemoSettings) -> DemoSettings:
-    """The settings a group's cells run with: its own (smaller) test subset where it has one,
-    except at the ``large`` scale, which tests every group on all test images."""
+    """The settings a group's cells run with: its own settings (not at the quick scale), and its
+    own (smaller) test subset where it has one, except at the ``large`` scale, which tests every
+    group on all test images."""
+    if group.settings and settings.name != QUICK.name:
+        settings = replace(settings, **group.settings)
     if (
         group.test_samples is None
         or group.test_samples >= settings.test_samples
@@ -249,6 +281,12 @@ def group_settings(group: Group, settings: DemoSettings) -> DemoSettings:
     ):
         return settings
     return replace(settings, test_samples=group.test_samples)
+
+
+def corrupted_folder(out: Path, test_samples: int) -> Path:
+    """The corrupted copies of the first ``test_samples`` of the seeded test subset: one folder per
+    subset size, shared by every group tested on that subset."""
+    return out / "data" / f"fashion-mnist-c-{test_samples}"
 
 
 def grid(quick: bool = False) -> list[Cell]:
@@ -277,19 +315,27 @@ def _noise_levels(group: Group, settings: DemoSettings) -> dict[str, list[float]
 def open_study(out: Path, cells: Sequence[Cell], settings: DemoSettings) -> None:
     """Create ``out/study.json``, or check the one there declares this grid and settings.
 
-    A grid that only adds cells (more seeds, more settings) to the stored one, with the same
-    settings and test subsets, extends the study: its finished cells are the same experiments."""
+    A grid that only adds cells (more seeds, more settings, new groups) to the stored one, with
+    the same settings, and the same test subsets and group settings for the groups it has cells
+    of, extends the study: its finished cells are the same experiments."""
     # each group's test subset too: its corrupted images are generated once for the whole folder
     test_samples = {name: group_settings(g, settings).test_samples for name, g in GROUPS.items()}
+    own = {name: dict(settings=asdict(group_settings(g, settings)), train=g.train)
+           for name, g in GROUPS.items() if g.settings or g.train}  # fmt: skip
     identity = dict(settings=asdict(settings), cells=[asdict(c) for c in cells],
-                    test_samples=test_samples)  # fmt: skip
+                    test_samples=test_samples, group_settings=own)  # fmt: skip
     identity = json.loads(json.dumps(identity))  # tuples -> lists, as read back
     path = out / STUDY_FILE
     if path.is_file():
         stored = json.loads(path.read_text())
         if stored == identity:
             return
-        same_protocol = all(stored.get(k) == identity[k] for k in ("settings", "test_samples"))
+        stored_groups = {c["group"] for c in stored.get("cells", [])}
+        same_protocol = stored.get("settings") == identity["settings"] and all(
+            identity[key].get(name) == stored.get(key, {}).get(name)
+            for key in ("test_samples", "group_settings")
+            for name in stored_groups
+        )
         if not same_protocol or any(c not in identity["cells"] for c in stored.get("cells", [])):
             raise OutputExistsError(
                 f"{out} holds a study of another grid or settings ({path}): choose another --out "
@@ -299,7 +345,7 @@ def open_study(out: Path, cells: Sequence[Cell], settings: DemoSettings) -> None
         print(f"study: extending {path} by {added} cell(s)", flush=True)
         path.write_text(json.dumps(identity, indent=1))
         return
-    if out.exists() and any(out.iterdir()):
+    if user_files(out):
         raise OutputExistsError(
             f"{out} already holds files that are not a study: choose another --out"
         )
@@ -347,7 +393,11 @@ def run_cell(cell: Cell, out: Path, settings: DemoSettings, data_dir: Path) -> f
             shutil.rmtree(run_dir)  # killed before its first checkpoint: nothing to keep
         recipe, overrides = _train_overrides(cell.model, cell.family, settings, data_dir, run_dir,
                                              resume, False, cell.seed, cell.kwargs)  # fmt: skip
-        train(build_config(recipe, overrides), recipe=recipe)
+        trained = train(build_config(recipe, {**overrides, **group.train}), recipe=recipe)
+        if trained["stopped_early"]:  # SIGINT / SIGTERM: the trainer saved a checkpoint
+            raise KeyboardInterrupt(
+                f"{cell.folder}: training stopped at step {trained['global_step']}"
+            )
         shutil.rmtree(folder / "evaluation", ignore_errors=True)  # of weights no longer there
     images, labels = _test_subset(data_dir, settings.test_samples)
     evaluation = folder / "evaluation"
@@ -364,7 +414,11 @@ def run_cell(cell: Cell, out: Path, settings: DemoSettings, data_dir: Path) -> f
         images,
         labels,
         evaluation_settings,
-        corrupted=CifarCFolder(out / "data" / "fashion-mnist-c") if "c" in group.suites else None,
+        corrupted=(
+            CifarCFolder(corrupted_folder(out, settings.test_samples))
+            if "c" in group.suites
+            else None
+        ),
         out_dir=evaluation,
         model_name=cell.model,
         model_args=cell.kwargs,
@@ -406,9 +460,10 @@ def run_study(
     scale: str | None = None,
 ) -> list[Cell]:
     """Run the unfinished cells (of the ``only`` groups) with ``workers`` single-threaded processes,
-    printing progress and an ETA; returns the cells run."""
-    from .demo import _test_subset, build_corrupted_set, ensure_fashion_mnist
-    from .robustness.corruptions import ALL_CORRUPTIONS
+    printing progress and an ETA; returns the cells run. Holds ``out``'s lock throughout (a second
+    study there is refused); SIGINT or SIGTERM stops it, every training cell at a checkpoint, and
+    the same command resumes it."""
+    from .demo import ensure_fashion_mnist
 
     unknown = sorted(set(only or ()) - set(GROUPS))
     if unknown:
@@ -420,13 +475,39 @@ def run_study(
         raise InvalidArgumentError(f"--scale must be one of {list(SCALES)}, got {scale!r}")
     out, settings = Path(out), SCALES[scale]
     cells = grid(settings is QUICK)
-    open_study(out, cells, settings)
     data = ensure_fashion_mnist(data_dir)
+    with exclusive_folder(out, "--out"), _sigterm_interrupts():
+        open_study(out, cells, settings)
+        return _run_cells(out, cells, settings, data, only, workers)
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM stops the study as Ctrl-C does (a KeyboardInterrupt): the pool's workers are then
+    stopped too, each saving its training checkpoint, instead of living on as orphans that would
+    write into the folder beside the restarted study."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_cells(out: Path, cells: Sequence[Cell], settings: DemoSettings, data: Path,
+               only: Sequence[str] | None, workers: int) -> list[Cell]:  # fmt: skip
+    from .demo import _test_subset, build_corrupted_set
+    from .robustness.corruptions import ALL_CORRUPTIONS
+
     todo = cells_to_run(out, cells, only)
-    with_c = [GROUPS[c.group] for c in todo if "c" in GROUPS[c.group].suites]
-    if with_c:  # one corrupted set: every group with the c suite evaluates the same subset
-        images, labels = _test_subset(data, group_settings(with_c[0], settings).test_samples)
-        build_corrupted_set(images, labels, out / "data" / "fashion-mnist-c",
+    # one corrupted set per test subset, shared by every group with the c suite tested on it
+    for count in sorted({group_settings(GROUPS[c.group], settings).test_samples
+                         for c in todo if "c" in GROUPS[c.group].suites}):  # fmt: skip
+        images, labels = _test_subset(data, count)
+        build_corrupted_set(images, labels, corrupted_folder(out, count),
                             settings.corruptions or ALL_CORRUPTIONS, settings.severities)  # fmt: skip
     selected = [c for c in cells if not only or c.group in only]
     print(f"study: {len(selected) - len(todo)} of {len(selected)} cells finished, "
@@ -784,6 +865,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     if not args.report_only:
-        run_study(args.out, args.quick, args.only, args.workers, args.data_dir, args.scale)
+        try:
+            run_study(args.out, args.quick, args.only, args.workers, args.data_dir, args.scale)
+        except KeyboardInterrupt:
+            print("study: stopped (unfinished cells keep their checkpoints); the same command "
+                  "resumes it", flush=True)  # fmt: skip
+            return 130
     print(f"report: {write_study_report(args.out)}", flush=True)
     return 0

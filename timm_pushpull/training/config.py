@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
 
-SCHEDULERS = ("multistep", "cosine", "constant")
+SCHEDULERS = ("multistep", "cosine", "onecycle", "constant")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 # timm's interpolation names (timm.data.transforms.str_to_interp_mode), and its "random"
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "box", "hamming", "lanczos", "random")

@@ -315,13 +315,21 @@ def create_scheduler(
     optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
 ) -> tuple[torch.optim.lr_scheduler.LRScheduler, bool]:
     """(scheduler, stepped per optimizer step?): multistep milestones count epochs, as in the
-    papers; cosine anneals to zero over every step of the run (smooth even for a 1-epoch run)."""
+    papers; cosine anneals to zero over every step of the run (smooth even for a 1-epoch run);
+    onecycle (Smith & Topin, 2019, arXiv:1708.07120) warms up to ``lr`` over the first 30% of the
+    steps and anneals far below it, which reaches a plateau in a few epochs."""
     if cfg.sched == "multistep":
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg.milestones, gamma=cfg.gamma)
         return scheduler, False
     if cfg.sched == "cosine":
         total = cfg.epochs * steps_per_epoch
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total), True
+    if cfg.sched == "onecycle":
+        # the recipe's momentum stays fixed: cycling it would make the config say something else
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, cycle_momentum=False
+        )
+        return scheduler, True
     return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0), False
 
 
