@@ -182,6 +182,31 @@ def test_summary_pairs_severities_with_the_baseline():
     assert summary["mce_corruptions"] == ["fog"] and not summary["mce_complete"]  # 1 severity
 
 
+def test_mean_corruption_error_leaves_saturate_out_on_grey_images_only():
+    from timm_pushpull.robustness.corruptions import corrupt
+    from timm_pushpull.robustness.report import format_comparison
+
+    # 8-bit images, as the released sets store them: saturate hands a 1-channel one back unchanged
+    grey = torch.randint(0, 256, (2, 1, 8, 8), generator=torch.Generator().manual_seed(0)) / 255
+    for severity in range(1, 6):
+        assert torch.equal(corrupt(grey, "saturate", severity, scale="cifar"), grey)
+    corruptions = {
+        "fog": {"errors": [0.2, 0.4], "mean_error": 0.3, "source": "generated"},
+        "saturate": {"errors": [0.1, 0.1], "mean_error": 0.1, "source": "generated"},
+    }
+    settings = {"severities": [1, 3], "seed": 0}
+    rgb = validate_results(
+        minimal(corruptions=corruptions, settings={**settings, "input_size": [3, 8, 8]})
+    )
+    mono = validate_results(
+        minimal(corruptions=corruptions, settings={**settings, "input_size": [1, 8, 8]})
+    )
+    assert summarize(rgb)["mean_corruption_error"] == pytest.approx((0.3 + 0.1) / 2)
+    assert summarize(mono)["mean_corruption_error"] == pytest.approx(0.3)  # fog alone
+    table = format_comparison([{**mono, "summary": summarize(mono)}], ["m"])
+    assert "| mean corruption error (not of saturate: grey images) | 30.00" in table
+
+
 def test_a_damaged_results_file_is_not_resumed_but_can_be_overwritten(tmp_path):
     (tmp_path / "results.json").write_text('{"schema": "timm-pushpull-robustness", "vers')
     header = {k: v for k, v in minimal().items() if k not in ("clean_error", "corruptions")}

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .results import mean_error_corruptions
+
 __all__ = [
     "format_comparison",
     "ce_pairs",
@@ -75,8 +77,11 @@ def format_comparison(results: Sequence[Mapping], labels: Sequence[str] | None =
         _format_percent(baseline.get("clean_error")) if baseline else "–")  # fmt: skip
     corruptions = _union(r.get("corruptions") or {} for r in results)
     if corruptions:
+        left_out = sorted({name for r in results for name in r.get("corruptions") or {}
+                           if name not in mean_error_corruptions(r)})  # fmt: skip
         add(
-            "mean corruption error",
+            "mean corruption error"
+            + (f" (not of {', '.join(left_out)}: grey images)" if left_out else ""),
             [_format_percent(s.get("mean_corruption_error")) for s in summaries],
         )
         add("mCE", [_mce_cell(s, "mce") for s in summaries])

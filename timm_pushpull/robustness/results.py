@@ -27,7 +27,8 @@ ratios where 1.0 = the baseline; reports print them in %::
                        "speckle": {...}, "contrast_poisson": {"parameter": "contrast", ...}},
       "baseline": null | {"name": ..., "source": ..., "clean_error": e, "severities": [...],
                           "corruption_errors": {name: mean error}, "flip_probabilities": {...}},
-      "summary": {"mean_corruption_error": e | null, "ce": {name: r}, "rce": {name: r},
+      "summary": {"mean_corruption_error": e | null (1-channel images: saturate left out),
+                  "ce": {name: r}, "rce": {name: r},
                   "ce_severities": {name: [severities both have]}, "mce": r | null,
                   "mce_corruptions": [...], "mce_complete": bool, "relative_mce": r | null,
                   "relative_mce_corruptions": [...], "relative_mce_complete": bool,
@@ -661,6 +662,11 @@ def severities(results: Mapping) -> list[int]:
     return list((results.get("settings") or {}).get("severities") or _ALL_SEVERITIES)
 
 
+# saturate scales the saturation of HSV colours: a 1-channel image has none, and comes back as it
+# was (:mod:`.corruptions.digital`)
+IDENTITY_ON_GREY = ("saturate",)
+
+
 def _common_pairs(
     errors: Sequence[float],
     model_severities: Sequence[int],
@@ -685,17 +691,30 @@ def _common_pairs(
     return common, model, baseline
 
 
+def mean_error_corruptions(results: Mapping) -> list[str]:
+    """The corruptions of ``results`` that its mean corruption error averages: all of them, but on
+    1-channel images not those that leave such an image as it is (:data:`IDENTITY_ON_GREY`), whose
+    "error" is the clean error again."""
+    channels = (results.get("settings") or {}).get("input_size", [3])[0]
+    return [
+        name for name in results["corruptions"] if channels != 1 or name not in IDENTITY_ON_GREY
+    ]
+
+
 def summarize(results: Mapping, baseline=None) -> dict[str, Any]:
     """The summary block of results.json from its raw per-unit results and a baseline.
 
-    CE and rCE are computed on the (corruption, severity) pairs both the run and the baseline
-    have (``ce_severities``); an mCE is ``complete`` (comparable with published ones) when it
-    covers every corruption the baseline averages, each over all five severities.
+    ``mean_corruption_error`` averages :func:`mean_error_corruptions`. CE and rCE are computed on
+    the (corruption, severity) pairs both the run and the baseline have (``ce_severities``); an
+    mCE is ``complete`` (comparable with published ones) when it covers every corruption the
+    baseline averages, each over all five severities.
     """
     corruptions, perturbations = results["corruptions"], results["perturbations"]
+    averaged = mean_error_corruptions(results)
     summary = {
         "mean_corruption_error": (
-            float(np.mean([c["mean_error"] for c in corruptions.values()])) if corruptions else None
+            float(np.mean([corruptions[name]["mean_error"] for name in averaged]))
+            if averaged else None
         ),
         "ce": {}, "rce": {}, "ce_severities": {}, "mce": None, "mce_corruptions": [],
         "mce_complete": False, "relative_mce": None, "relative_mce_corruptions": [],
