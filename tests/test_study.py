@@ -1,8 +1,13 @@
 """The study runner (timm_pushpull/study.py): a quick study on real Fashion-MNIST, resume, refusal
 of another grid, and the report's statistics against hand computations."""
 
+import dataclasses
 import json
+import os
+import re
 import shutil
+import signal
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,29 +17,40 @@ import timm
 
 import timm_pushpull  # noqa: F401  (registers the models)
 from timm_pushpull.cli import main as cli_main
+from timm_pushpull.constants import RESUME_FILE
 from timm_pushpull.data.idx import FASHION_MNIST_SYSTEM_DIR
 from timm_pushpull.demo import _train_overrides
+from timm_pushpull.locking import exclusive_folder
 from timm_pushpull.robustness.results import load_per_image, load_results
 from timm_pushpull.study import (
     FULL,
     GROUPS,
     LARGE,
     MNIST_NOISE_LEVELS,
+    MNIST_VARIANCES,
+    PAPER_CIFAR10C_RESNET20,
     PAPER_MNIST,
+    PERCENT,
     QUICK,
     RESNET_TEST_SAMPLES,
     _noise_levels,
+    _paper_rows,
+    _sigterm_interrupts,
     cell_finished,
+    cell_metrics,
     cells_to_run,
     grid,
     group_settings,
+    holm_adjust,
     mean_interval,
     open_study,
     paired_comparisons,
     run_study,
+    seed_p_value,
     summarize_group,
     write_study_report,
 )
+from timm_pushpull.training import trainer
 
 needs_fmnist = pytest.mark.skipif(
     not (FASHION_MNIST_SYSTEM_DIR / "t10k-labels-idx1-ubyte.gz").is_file(),
@@ -104,14 +120,47 @@ def test_large_scale_is_the_papers_protocol_on_all_images(tmp_path):
 
 
 def test_report_names_the_resnet_test_subset_the_study_used(tmp_path):
-    for settings, expected in (
-        (FULL, "tested on 500 of them"),
-        (LARGE, "tested on 10,000 of them"),
-    ):
+    for settings, resnet, plateau in (
+        (FULL, "10,000 images for 3 epoch(s) (cosine schedule), tested on 500 test images",
+         "60,000 images for 10 epoch(s) (one-cycle schedule), tested on 2,000 test images"),
+        (LARGE, "60,000 images for 30 epoch(s) (cosine schedule), tested on 10,000 test images",
+         "60,000 images for 10 epoch(s) (one-cycle schedule), tested on 10,000 test images"),
+    ):  # fmt: skip
         out = tmp_path / settings.name
         open_study(out, grid(), settings)
         text = write_study_report(out).read_text()
-        assert expected in text, settings.name
+        assert f"## resnet\n\ntrained on {resnet}; 0 of 15 cells finished." in text
+        assert f"## resnet_plateau\n\ntrained on {plateau}; 0 of 12 cells finished." in text
+
+
+def test_plateau_group_trains_resnet20_on_every_image_to_a_plateau(tmp_path, monkeypatch):
+    group = GROUPS["resnet_plateau"]
+    assert [(model, kwargs) for _, model, kwargs in group.cells] == [
+        ("resnet20", {}), ("resnet20_pp", {}), ("resnet20_pp_b1", {}), ("resnet20", {"aa": "bin3"})
+    ]  # fmt: skip
+    assert group.seeds == (0, 1, 2) and group.train == {"sched": "onecycle"}
+    assert set(group.suites) == set(GROUPS["resnet"].suites)
+    full = group_settings(group, FULL)
+    assert (full.resnet_train_samples, full.resnet_epochs, full.test_samples) == (None, 10, 2000)
+    # the quick scale stays a seconds-long check of the pipeline
+    assert group_settings(group, QUICK) == QUICK
+    # a study.json written before the group existed (no group settings) extends to it
+    older = [c for c in grid() if c.group != "resnet_plateau"]
+    open_study(tmp_path, older, FULL)
+    stored = json.loads((tmp_path / "study.json").read_text())
+    del stored["group_settings"], stored["test_samples"]["resnet_plateau"]
+    (tmp_path / "study.json").write_text(json.dumps(stored))
+    open_study(tmp_path, grid(), FULL)
+    assert (
+        json.loads((tmp_path / "study.json").read_text())["group_settings"]["resnet_plateau"][
+            "settings"
+        ]["resnet_epochs"]
+        == 10
+    )
+    # its cells trained with other group settings are another study
+    monkeypatch.setitem(GROUPS, "resnet_plateau", replace(group, settings={"resnet_epochs": 11}))
+    with pytest.raises(FileExistsError, match="another grid"):
+        open_study(tmp_path, grid(), FULL)
 
 
 def test_quick_grid_is_small():
@@ -197,6 +246,69 @@ def test_mean_interval_by_hand():
     assert mean == pytest.approx(2.0)
     assert (low, high) == pytest.approx((2.0 - half, 2.0 + half))
     assert mean_interval([5.0]) == (5.0, 5.0, 5.0)
+    # an accuracy near 100%: the t interval reaches past 100 (106.04 in the committed study)
+    mean, low, high = mean_interval([98.0, 100.0, 100.0], PERCENT)
+    half = T_975[2] * np.std([98.0, 100.0, 100.0], ddof=1) / np.sqrt(3)
+    assert (mean, low, high) == pytest.approx((99 + 1 / 3, 99 + 1 / 3 - half, 100.0))
+
+
+def test_holm_adjusted_p_values_by_hand():
+    # sorted 0.005, 0.01, 0.03, 0.04 -> 4 x 0.005, 3 x 0.01, 2 x 0.03, max(2 x 0.03, 1 x 0.04)
+    assert holm_adjust([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm_adjust([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert holm_adjust([]) == []
+
+
+def test_seed_p_value_is_below_005_exactly_when_the_seed_interval_excludes_0():
+    for differences in ([1.0, 1.2, 0.9], [1.0, -1.0, 0.5], [0.3, 0.1], [-2.0, -2.5, -1.5, -2.2]):
+        _, low, high = mean_interval(differences)
+        assert (seed_p_value(differences) < 0.05) == (not low <= 0 <= high), differences
+    # t = mean / (sd / sqrt n) = 1 / (1 / sqrt 3) with 2 degrees of freedom: p = 0.2254 (tables)
+    assert seed_p_value([0.0, 1.0, 2.0]) == pytest.approx(0.2254, abs=1e-4)
+    assert seed_p_value([0.5]) is None
+    assert seed_p_value([0.2, 0.2]) == 0.0 and seed_p_value([0.0, 0.0]) == 1.0
+
+
+def test_mean_corruption_accuracy_leaves_saturate_out_on_grey_images():
+    results = {
+        "clean_error": 0.1,
+        "settings": {"input_size": [1, 28, 28]},
+        "corruptions": {"fog": {"mean_error": 0.4}, "saturate": {"mean_error": 0.1},
+                        "snow": {"mean_error": 0.2}},
+        "summary": {"mean_corruption_error": (0.4 + 0.1 + 0.2) / 3},  # as stored before
+    }  # fmt: skip
+    assert cell_metrics(results)["mean corruption accuracy"] == pytest.approx([70.0])
+    results["settings"]["input_size"] = [3, 32, 32]
+    assert cell_metrics(results)["mean corruption accuracy"] == pytest.approx([100 - 70 / 3])
+
+
+def test_sigterm_stops_the_study_like_ctrl_c():
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt), _sigterm_interrupts():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # never reached in full: the signal interrupts it
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_paper_rows_mark_values_not_transcribed():
+    rows = "\n".join(_paper_rows("gaussian", {"B": {}, "PB": {}, "C": {}}, MNIST_VARIANCES))
+    assert "| B | paper (MNIST) | 98.85 | n.t. | n.t. | 90.24 |" in rows
+    assert "| PB | paper (MNIST) | 98.74 | n.t. | n.t. | 95.24 |" in rows
+    assert "C, PC (issue 27: PC 0.1-3.0 points less accurate than C" in rows
+    assert "arXiv:1901.10208" in rows and "–" not in rows
+
+
+def test_paper_resnet20_numbers_are_the_authors_released_ones(official_dir):
+    for column, model in enumerate(("resnet-20", "resnet-20-pp")):
+        text = (official_dir / "results" / "resnet" / model / "C_average.txt").read_text()
+        released = {
+            m.group(1): float(m.group(2))
+            for m in re.finditer(
+                r"Distortion: (\w+)\s*\| CE \(unnormalized\) \(%\): ([\d.]+)", text
+            )
+        }
+        assert len(released) == 19
+        assert {k: v[column] for k, v in PAPER_CIFAR10C_RESNET20.items()} == released, model
 
 
 @needs_fmnist
@@ -288,3 +400,62 @@ def test_resume_skips_finished_and_reruns_interrupted(quick_lenet, tmp_path):
     original = load_results(quick_lenet / training_cut / "results.json")
     assert redone["noise_sweeps"] == original["noise_sweeps"]
     assert run_study(out, quick=True, only=["lenet"], workers=1) == []
+
+
+@needs_fmnist
+def test_a_stopped_training_stops_the_study_and_resumes_to_the_same_model(
+    quick_lenet, tmp_path, monkeypatch
+):
+    # the trainer's own stop (as on SIGINT / SIGTERM) after one of the 4 steps of a quick LeNet
+    real_train = trainer.train
+    monkeypatch.setattr(
+        trainer,
+        "train",
+        lambda cfg, recipe=None: real_train(dataclasses.replace(cfg, max_steps=1), recipe),
+    )
+    out = tmp_path / "study"
+    assert (
+        cli_main(["study", "--quick", "--only", "lenet", "--workers", "1", "--out", str(out)])
+        == 130
+    )
+    first = grid(quick=True)[0]
+    assert (out / first.folder / "training" / RESUME_FILE).is_file()
+    assert not cell_finished(out / first.folder)
+    assert not (out / grid(quick=True)[1].folder).exists()  # the study stopped there
+    monkeypatch.undo()
+    run_study(out, quick=True, only=["lenet"], workers=1)
+    resumed, whole = (load_results(root / first.folder) for root in (out, quick_lenet))
+    assert resumed["identity"]["weights_sha256"] == whole["identity"]["weights_sha256"]
+
+
+@needs_fmnist
+def test_a_second_study_in_the_same_folder_is_refused(tmp_path, capsys):
+    with exclusive_folder(tmp_path, "--out"):
+        assert cli_main(["study", "--quick", "--only", "lenet", "--out", str(tmp_path)]) == 2
+    assert "is in use by" in capsys.readouterr().err
+    assert not (tmp_path / "study.json").exists()
+
+
+@needs_fmnist
+def test_plateau_report_sets_the_papers_resnet20_profile_beside_ours(tmp_path):
+    run_study(tmp_path, quick=True, only=["resnet_plateau"], workers=1)
+    report = write_study_report(tmp_path).read_text()
+    assert "| R20 plateau | 2 of 2 |" in report and "## resnet\n\n" in report
+    assert "0 of 4 cells finished" in report  # the resnet group of the quick grid: not run
+    cells = [c for c in grid(quick=True) if c.group == "resnet_plateau"]
+    per_seed = []
+    for seed in (0, 1):
+        errors = {}
+        for c in cells:
+            if c.seed == seed:
+                folder = tmp_path / c.folder
+                units = load_per_image(folder, load_results(folder / "results.json"))
+                errors[c.label] = units["corruptions/gaussian_noise"].values.astype(float)
+        per_seed.append(100 * (errors["R20-pp plateau"] - errors["R20 plateau"]).mean())
+    mean = np.mean(per_seed)
+    half = T_975[1] * abs(per_seed[0] - per_seed[1]) / np.sqrt(2) / np.sqrt(2)
+    row = "| gaussian_noise | 57.41 | 49.90 | -7.51 | "
+    assert row in report
+    line = next(line for line in report.splitlines() if line.startswith(row))
+    assert f"| {mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}] |" in line
+    assert "Where the profiles disagree" in report and "Holm p" in report

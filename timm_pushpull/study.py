@@ -6,22 +6,29 @@ train with the package's trainer (the demo's recipes, :func:`.demo._train_overri
 the paper the group reproduces:
 
 - ``lenet``: LeNet-5 A-D vs PA-PD (Strisciuglio et al., "Enhanced robustness of convolutional
-  networks with a push-pull inhibition layer", NCAA 2020): Gaussian and speckle noise of
-  variance 0..0.5 and Poisson noise after a contrast change C = 1, 0.5, 0.4, 0.3, 0.2.
-- ``h_alpha``: pull scale h x inhibition alpha of LeNet-PP and ResNet-20-PP, CIFAR noise levels.
+  networks with a push-pull inhibition layer", NCAA 2020; its MNIST tables are in the
+  supplementary material of the preprint, arXiv:1901.10208): Gaussian and speckle noise of
+  variance 0..0.5 and Poisson noise after a contrast drop C = 1, 0.5, 0.4, 0.3, 0.2.
+- ``h_alpha``: pull scale h x inhibition alpha of LeNet-5 PA (LeNet only), at evaluate's
+  CIFAR-scale noise levels (Poisson noise after contrast changes C = 0.4-2.5).
 - ``variants``: learned per-channel alpha, unrectified, SE / SimAM attention, multi-scale pull.
-- ``resnet``: ResNet-20, _pp, _pp_b1, with and without anti-aliasing: the 19 corruptions,
-  noise sweeps and shift consistency.
+- ``resnet``: ResNet-20, _pp, _pp_b1, with and without anti-aliasing, briefly trained (10,000
+  images, 3 epochs): the 19 corruptions, noise sweeps and shift consistency.
+- ``resnet_plateau``: ResNet-20, _pp, _pp_b1 and +aa trained to a plateau (all 60,000 images,
+  a one-cycle schedule), tested on 2,000 images: the same tests.
 - ``blurpool``: LeNet-5 with blur-pool filters rect / tri / bin of size 2-7 (Zhang, "Making
   Convolutional Networks Shift-Invariant Again", ICML 2019): clean accuracy, shift consistency.
 
 Every model is evaluated on the same test images with the same noise draws (evaluation seed 0),
-so models of one training seed are compared image by image. The output folder holds::
+so models of one training seed are compared image by image. Some cells of different labels train
+the same model (e.g. ``A`` of ``lenet``, ``A cifar-levels`` and ``A no-blur``): the report counts
+the distinct trainings by their weights. The output folder holds::
 
     study.json                      the grid and settings (another grid is refused here; one
-                                    that only adds cells, e.g. seeds, extends the study)
+                                    that only adds cells, e.g. seeds or groups, extends it)
     cells/<group>/<label>-s<seed>/  training/ (run folder), results.json, per_image.npz
-    data/fashion-mnist-c/           the corrupted test images, shared by every cell
+    data/fashion-mnist-c-<n>/       the corrupted copies of the n test images of the groups
+                                    tested on n images, shared by their cells
     report/README.md, report/*.png  tables (mean and 95% interval over seeds), paired
                                     comparisons, plots with error bands, the papers' numbers
 
@@ -51,11 +58,13 @@ from .demo import DemoSettings
 from .errors import InvalidArgumentError, MissingFileError, OutputExistsError
 from .locking import exclusive_folder, user_files
 
-# The MNIST paper's levels (NCAA 2020, Tables 2-4 and Fig. 5): variances on [0, 1] images, and
-# contrast factors of the Poisson test. The journal's supplementary table heads its Poisson
-# columns "0.5 / 1 / 1.5 / 2 / 2.5", which contradicts its Fig. 5 and text (contrast falling
-# 0.5 -> 0.2, accuracy falling with it); we follow the figure, and read the table's first column
-# (accuracy ~ the clean one) as no contrast change, C = 1.
+# The MNIST levels of the push-pull paper: variances on [0, 1] images, and contrast factors of
+# the Poisson test. Its MNIST results are tables of the supplementary material of the preprint
+# arXiv:1901.10208 (Tables 1-3, as issue 27 locates them), not of the journal (whose Tables 2-4
+# are CIFAR results). The supplementary table heads its Poisson columns "0.5 / 1 / 1.5 / 2 / 2.5",
+# which contradicts the journal's Fig. 5 and text (contrast falling 0.5 -> 0.2, accuracy falling
+# with it); we follow the figure, and read the table's first column (accuracy ~ the clean one) as
+# no contrast change, C = 1.
 MNIST_VARIANCES = (0.0, 0.001, 0.01, 0.1, 0.2, 0.3, 0.4, 0.5)
 MNIST_CONTRASTS = (1.0, 0.5, 0.4, 0.3, 0.2)
 MNIST_NOISE_LEVELS = dict(
@@ -64,8 +73,9 @@ MNIST_NOISE_LEVELS = dict(
     contrast_poisson=list(MNIST_CONTRASTS),
 )
 
-# The paper's accuracies (%, MNIST) at the levels above, None where the issue's transcription
-# elides them; (sweep -> label -> accuracies).
+# The paper's accuracies (%, MNIST) at the levels above as issue 15 transcribed them (the paper
+# itself was not reachable offline to check them), None where that transcription elides a value
+# the table has; sweep -> label -> accuracies.
 PAPER_MNIST: dict[str, dict[str, list[float | None]]] = {
     "gaussian": {
         "A": [98.93, 98.94, 98.73, 94.61, 86.5, 76.83, 68.2, 61.6],
@@ -82,6 +92,34 @@ PAPER_MNIST: dict[str, dict[str, list[float | None]]] = {
         "PD": [98.66, 97.44, 95.72, 90.8, 71.9],
     },
 }
+# Rows the paper's tables report that no transcription here has, with what issue 27 says of them
+# (not checked against the paper): sweep -> [(labels, note)].
+PAPER_MNIST_NOT_TRANSCRIBED: dict[str, list[tuple[str, str]]] = {
+    "gaussian": [("C, PC", "issue 27: PC 0.1-3.0 points less accurate than C at variance >= 0.1, "
+                           "the paper's own negative pair")],
+    "contrast_poisson": [("B, PB, C, PC", "issue 27: the paper's level-averaged gaps over all "
+                                          "four pairs are 3.0-25.8 points")],
+}  # fmt: skip
+# The authors' CIFAR-10-C errors (%, mean over the 5 severities) of their released ResNet-20 and
+# ResNet-20-PP (push-pull first conv), from the result files of their release
+# (github.com/nicstrisc/Push-Pull-CNN-layer, results/resnet/resnet-20{,-pp}/C_average.txt);
+# issue 27 quotes the same values from the journal's Table 2. corruption -> (R20, R20-PP).
+PAPER_CIFAR10C_RESNET20: dict[str, tuple[float, float]] = {
+    "gaussian_noise": (57.41, 49.90), "shot_noise": (45.75, 39.98),
+    "impulse_noise": (41.88, 37.20), "defocus_blur": (21.43, 22.30),
+    "glass_blur": (58.82, 58.56), "motion_blur": (30.62, 29.50), "zoom_blur": (27.54, 29.68),
+    "snow": (25.06, 25.59), "frost": (31.39, 31.29), "fog": (16.56, 17.58),
+    "brightness": (9.73, 10.34), "contrast": (29.59, 30.50),
+    "elastic_transform": (20.37, 20.65), "pixelate": (32.33, 32.70),
+    "jpeg_compression": (23.81, 22.16), "speckle_noise": (41.34, 37.55),
+    "gaussian_blur": (31.32, 33.24), "spatter": (19.03, 17.85), "saturate": (11.52, 11.70),
+}  # fmt: skip
+# (push-pull, baseline) labels of the groups whose per-corruption profile is set beside the paper's
+PAPER_CIFAR10C_PAIRS = {
+    "resnet": ("R20-pp", "R20"),
+    "resnet_plateau": ("R20-pp plateau", "R20 plateau"),
+}
+CHANCE_ERROR = 90.0  # % : ten classes
 
 
 @dataclass(frozen=True)
@@ -543,8 +581,14 @@ def _run_cells(out: Path, cells: Sequence[Cell], settings: DemoSettings, data: P
 # report
 
 
-def mean_interval(values: Sequence[float]) -> tuple[float, float, float]:
-    """Mean over seeds and its 95% Student-t interval (one value: the interval is the value)."""
+PERCENT = (0.0, 100.0)  # the range of an accuracy or agreement in %
+
+
+def mean_interval(
+    values: Sequence[float], bounds: tuple[float, float] | None = None
+) -> tuple[float, float, float]:
+    """Mean over seeds and its 95% Student-t interval (one value: the interval is the value),
+    clipped to ``bounds``: near 100% the t interval of an accuracy reaches past what is possible."""
     from scipy import stats
 
     values = np.asarray(values, dtype=np.float64)
@@ -552,18 +596,49 @@ def mean_interval(values: Sequence[float]) -> tuple[float, float, float]:
     if values.size < 2:
         return mean, mean, mean
     half = float(stats.t.ppf(0.975, values.size - 1) * values.std(ddof=1) / np.sqrt(values.size))
-    return mean, mean - half, mean + half
+    low, high = mean - half, mean + half
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return mean, low, high
+
+
+def seed_p_value(differences: Sequence[float]) -> float | None:
+    """Two-sided p-value of the one-sample t-test that the per-seed differences average 0 (below
+    0.05 exactly when their 95% Student-t interval excludes 0); None for a single seed."""
+    from scipy import stats
+
+    differences = np.asarray(differences, dtype=np.float64)
+    if differences.size < 2:
+        return None
+    if np.ptp(differences) == 0:  # no spread: the t statistic is 0/0 or infinite
+        return 1.0 if differences[0] == 0 else 0.0
+    return float(stats.ttest_1samp(differences, 0.0).pvalue)
+
+
+def holm_adjust(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (Holm, Scand. J. Statist. 1979), in the input order: a
+    test is significant at level a, the family-wise error rate held at a, when its adjusted
+    p-value is below a. (statsmodels' ``multipletests`` has it, not worth a dependency.)"""
+    p = np.asarray(p_values, dtype=np.float64)
+    adjusted, running = np.empty_like(p), 0.0
+    for rank, index in enumerate(np.argsort(p, kind="stable")):
+        running = max(running, min(1.0, (p.size - rank) * p[index]))
+        adjusted[index] = running
+    return adjusted.tolist()
 
 
 def cell_metrics(results: Mapping[str, Any]) -> dict[str, list[float]]:
-    """Accuracies / consistencies (%) of one results.json, per test (noise sweeps: per level)."""
+    """Accuracies / consistencies (%) of one results.json, per test (noise sweeps: per level).
+    The mean corruption accuracy averages :func:`~.robustness.results.mean_error_corruptions`
+    (on grey images not saturate, which leaves them as they are)."""
+    from .robustness.results import mean_error_corruptions
+
     metrics = {"clean accuracy": [100 * (1 - results["clean_error"])]}
     for name, sweep in results.get("noise_sweeps", {}).items():
         metrics[name] = [100 * (1 - e) for e in sweep["errors"]]
     if results.get("corruptions"):
-        metrics["mean corruption accuracy"] = [
-            100 * (1 - results["summary"]["mean_corruption_error"])
-        ]
+        errors = [results["corruptions"][n]["mean_error"] for n in mean_error_corruptions(results)]
+        metrics["mean corruption accuracy"] = [100 * (1 - float(np.mean(errors)))]
     if results.get("shift"):
         metrics["shift consistency"] = [100 * results["shift"]["consistency"]]
     return metrics
@@ -583,11 +658,23 @@ def summarize_group(out: Path, cells: Sequence[Cell]) -> dict[str, dict[str, lis
     summary = {}
     for label, runs in by_label.items():
         summary[label] = {
-            test: [(*mean_interval([r[test][i] for r in runs]), len(runs))
+            test: [(*mean_interval([r[test][i] for r in runs], PERCENT), len(runs))
                    for i in range(len(runs[0][test]))]
             for test in runs[0]
         }  # fmt: skip
     return summary
+
+
+def corruption_profile(out: Path, cells: Sequence[Cell], label: str) -> dict[str, tuple]:
+    """corruption -> (mean, low, high, seeds) of ``label``'s error (%) over its finished seeds."""
+    from .robustness.results import load_results
+
+    runs = [load_results(folder / RESULTS_FILE)["corruptions"]
+            for (name, _), folder in _finished(out, cells).items() if name == label]  # fmt: skip
+    if not runs:
+        return {}
+    return {name: (*mean_interval([100 * r[name]["mean_error"] for r in runs], PERCENT), len(runs))
+            for name in runs[0]}  # fmt: skip
 
 
 def paired_comparisons(
@@ -596,10 +683,12 @@ def paired_comparisons(
     """Per test: the paired bootstrap over images of the per-image error (shift: agreement),
     averaged over levels and over the training seeds both models have; the Student-t interval
     over those seeds of each seed's mean difference (``seed_low``, ``seed_high``: the bootstrap
-    resamples images, not training runs); and McNemar's test of the clean error of each such
-    seed (:mod:`.robustness.stats`)."""
+    resamples images, not training runs), its t-test p-value (``seed_p``) and that p-value
+    adjusted by Holm's method over the pair's tests (``holm_p``); and McNemar's test of the clean
+    error of each such seed (:mod:`.robustness.stats`). The mean corruption error averages
+    :func:`~.robustness.results.mean_error_corruptions` (on grey images not saturate)."""
     from .demo import SHIFT_TEST, SWEEP_SUFFIX, _by_test
-    from .robustness.results import load_per_image, load_results
+    from .robustness.results import load_per_image, load_results, mean_error_corruptions
     from .robustness.stats import mcnemar_exact
 
     finished = _finished(out, cells)
@@ -608,11 +697,13 @@ def paired_comparisons(
     )
     if not seeds:
         return {}
-    ours, theirs = [], []
+    ours, theirs, averaged = [], [], None
     for seed in seeds:
         for label, store in ((candidate, ours), (reference, theirs)):
             folder = finished[(label, seed)]
-            store.append(_by_test(load_per_image(folder, load_results(folder / RESULTS_FILE))))
+            results = load_results(folder / RESULTS_FILE)
+            store.append(_by_test(load_per_image(folder, results)))
+            averaged = averaged or mean_error_corruptions(results)
     tests: dict[str, dict[str, Any]] = {}
     for name in ours[0]:
         if name not in theirs[0]:
@@ -621,7 +712,9 @@ def paired_comparisons(
         b = [np.atleast_2d(t[name].values) for t in theirs]
         tests[name] = _compared(a, b, seeds)
     corruptions = [
-        n for n in tests if n not in ("clean", SHIFT_TEST) and not n.endswith(SWEEP_SUFFIX)
+        n
+        for n in tests
+        if n not in ("clean", SHIFT_TEST) and not n.endswith(SWEEP_SUFFIX) and n in averaged
     ]
     if corruptions:  # each image's error over every corruption, severity and seed
         tests["mean corruption error"] = _compared(
@@ -633,6 +726,11 @@ def paired_comparisons(
         mcnemar_exact(o["clean"].values, t["clean"].values).p_value
         for o, t in zip(ours, theirs, strict=True)
     ]
+    tested = [name for name, test in tests.items() if test["seed_p"] is not None]
+    for name, adjusted in zip(
+        tested, holm_adjust([tests[n]["seed_p"] for n in tested]), strict=True
+    ):
+        tests[name]["holm_p"] = adjusted
     return tests
 
 
@@ -643,7 +741,8 @@ def _compared(ours: list[np.ndarray], theirs: list[np.ndarray], seeds: list[int]
     per_seed = [float((o.astype(np.float64) - t).mean()) for o, t in zip(ours, theirs, strict=True)]
     _, seed_low, seed_high = mean_interval(per_seed)
     compared = paired_bootstrap(np.concatenate(ours), np.concatenate(theirs)).to_dict()
-    return dict(compared, seeds=seeds, seed_low=seed_low, seed_high=seed_high)
+    return dict(compared, seeds=seeds, seed_low=seed_low, seed_high=seed_high,
+                seed_p=seed_p_value(per_seed), holm_p=None)  # fmt: skip
 
 
 def _cell(entry: tuple) -> str:
@@ -718,30 +817,175 @@ def _blur_curves(summary: Mapping, test: str) -> Curves:
     return curves
 
 
+NOT_TRANSCRIBED = "n.t."  # a value the paper's table has and no transcription here
+
+
 def _paper_rows(sweep: str, summary: Mapping, levels: Sequence[float]) -> list[str]:
+    """The paper's MNIST rows of the models in ``summary``, and a line on the rows not transcribed."""
     if sweep not in PAPER_MNIST or list(levels) != list(MNIST_NOISE_LEVELS[sweep]):
         return []
-    return [
-        f"| {label} | paper (MNIST) | " + " | ".join("–" if v is None else f"{v:.2f}" for v in values) + " |"
+    rows = [
+        f"| {label} | paper (MNIST) | "
+        + " | ".join(NOT_TRANSCRIBED if v is None else f"{v:.2f}" for v in values) + " |"
         for label, values in PAPER_MNIST[sweep].items()
         if label in summary
     ]  # fmt: skip
+    missing = [f"{labels} ({note})" for labels, note in PAPER_MNIST_NOT_TRANSCRIBED.get(sweep, [])]
+    rows += ["", f"Paper: supplementary material of arXiv:1901.10208 (MNIST tables), as issue 15 "
+             f"transcribed it; {NOT_TRANSCRIBED} = in the table, not transcribed."]  # fmt: skip
+    if missing:
+        rows[-1] += " Rows of the table not transcribed here: " + "; ".join(missing) + "."
+    return rows
 
 
 def stored_study(out: Path) -> tuple[list[Cell], dict[str, Any]]:
-    """The cells and settings ``out/study.json`` declares."""
+    """The cells and settings ``out/study.json`` declares (``group_settings``: each group's
+    settings, as stored, or as this grid gives them for a study.json from before they were)."""
     path = out / STUDY_FILE
     if not path.is_file():
         raise MissingFileError(
             f"no {STUDY_FILE} in {out}: not a study folder (run the study first)"
         )
     stored = json.loads(path.read_text())
-    settings = dict(stored["settings"], group_test_samples=stored.get("test_samples", {}))
+    scale = SCALES.get(stored["settings"]["name"], replace(FULL, **stored["settings"]))
+    groups = {
+        name: stored.get("group_settings", {}).get(name, {}).get("settings")
+        or asdict(group_settings(group, scale))
+        for name, group in GROUPS.items()
+    }
+    settings = dict(stored["settings"], group_test_samples=stored.get("test_samples", {}),
+                    group_settings=groups)  # fmt: skip
     return [Cell(**c) for c in stored["cells"]], settings
 
 
+def _protocol(name: str, group: Group, settings: Mapping[str, Any]) -> str:
+    """How a group's models were trained and tested, in words."""
+    own = settings["group_settings"][name]
+    lenet = group.cells[0][1].startswith("lenet")
+    images = own["lenet_train_samples" if lenet else "resnet_train_samples"] or 60_000
+    epochs = own["lenet_epochs" if lenet else "resnet_epochs"]
+    schedule = {"onecycle": "one-cycle", "cosine": "cosine"}[group.train.get("sched", "cosine")]
+    tested = settings["group_test_samples"].get(name, own["test_samples"])
+    return (f"trained on {images:,} images for {epochs} epoch(s) ({schedule} schedule), tested "
+            f"on {tested:,} test images")  # fmt: skip
+
+
+def _shared_trainings(out: Path, cells: Sequence[Cell]) -> list[str]:
+    """Lines on the finished cells that trained the very same model (equal weights)."""
+    from .robustness.results import load_results
+
+    by_weights: dict[str, list[str]] = {}
+    for (label, seed), folder in _finished(out, cells).items():
+        weights = load_results(folder / RESULTS_FILE)["identity"]["weights_sha256"]
+        by_weights.setdefault(weights, []).append(f"{label} (s{seed})")
+    shared = [names for names in by_weights.values() if len(names) > 1]
+    finished = sum(map(len, by_weights.values()))
+    lines = [f"**Distinct trainings.** {finished} finished cells hold {len(by_weights)} distinct "
+             f"trained models (by the SHA-256 of their weights)."]  # fmt: skip
+    if shared:
+        repeats = {}
+        for names in shared:  # the same sets recur for every seed: list them once
+            key = " = ".join(name.rsplit(" (s", 1)[0] for name in names)
+            repeats[key] = repeats.get(key, 0) + 1
+        lines[0] += (f" {finished - len(by_weights)} cells retrain, bit for bit, the model of "
+                     "another cell (same architecture, seed and recipe; they differ only in what "
+                     "they are tested on), so they are not independent evidence: "
+                     + "; ".join(f"{key} ({n} seed(s))" for key, n in repeats.items()) + ".")  # fmt: skip
+    return [*lines, ""]
+
+
+def _direction(difference: float, low: float, high: float) -> str:
+    return "no clear difference" if low <= 0 <= high else ("better" if difference < 0 else "worse")
+
+
+def _paper_profile_lines(name: str, out: Path, cells: Sequence[Cell]) -> list[str]:
+    """Per corruption: our push-pull and baseline errors and their paired difference beside the
+    authors' released ResNet-20 numbers on CIFAR-10-C, and where the two profiles disagree."""
+    candidate, reference = PAPER_CIFAR10C_PAIRS[name]
+    ours, theirs = (
+        corruption_profile(out, cells, candidate),
+        corruption_profile(out, cells, reference),
+    )
+    compared = paired_comparisons(out, cells, candidate, reference)
+    if not ours or not theirs or not compared:
+        return []
+    seeds = len(compared["clean"]["seeds"])
+    lines = [
+        f"Per corruption, error (%) of {reference} and {candidate} (mean over {seeds} seed(s)) and "
+        "their paired difference with its 95% interval over seeds, beside the authors' released "
+        "ResNet-20 and ResNet-20-PP on CIFAR-10-C (their result files; issue 27 quotes the same "
+        f"values from the journal's Table 2). *near chance*: our {reference} errs on >= 75% of "
+        f"the images (guessing: {CHANCE_ERROR:.0f}%).", "",
+        f"| corruption | paper R20 | paper R20-PP | paper difference | ours {reference} | "
+        f"ours {candidate} | ours difference [95% CI over seeds] | ours |",
+        "|---|---|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    disagree, no_gain = [], []
+    for corruption, (base, pp) in PAPER_CIFAR10C_RESNET20.items():
+        if corruption not in compared:
+            continue
+        c = compared[corruption]
+        effect, low, high = (100 * c[k] for k in ("effect", "seed_low", "seed_high"))
+        verdict = _direction(effect, low, high)
+        chance = " (near chance)" if theirs[corruption][0] >= 75 else ""
+        lines.append(f"| {corruption} | {base:.2f} | {pp:.2f} | {pp - base:+.2f} | "
+                     f"{theirs[corruption][0]:.1f}{chance} | {ours[corruption][0]:.1f} | "
+                     f"{effect:+.2f} [{low:+.2f}, {high:+.2f}] | {verdict} |")  # fmt: skip
+        paper = "better" if pp < base else "worse"
+        if verdict not in (paper, "no clear difference"):
+            disagree.append(f"{corruption}{chance} (paper {pp - base:+.2f}, ours {effect:+.2f})")
+        elif verdict == "no clear difference" and pp - base <= -3:
+            no_gain.append(f"{corruption} (paper {pp - base:+.2f}, ours {effect:+.2f})")
+    lines += [
+        "",
+        "Where the profiles disagree: push-pull clearly (across seeds) on the other side of its "
+        f"baseline than in the paper: {', '.join(disagree) or 'none'}; the paper's gains of 3 "
+        f"points or more that show no clear difference here: {', '.join(no_gain) or 'none'}. "
+        "(Saturate leaves a grey image as it is: our saturate error is the clean error.)",
+        "",
+    ]  # fmt: skip
+    return lines
+
+
+def _paired_lines(pairs: Sequence[tuple[str, str]], out: Path, cells: Sequence[Cell]) -> list[str]:
+    lines = [
+        "Paired differences (candidate - reference, % points of error; shift: of agreement) on the "
+        "same images, averaged over levels and seeds; 95% BCa bootstrap interval over images, and "
+        "95% Student-t interval over the training seeds of each seed's difference (the first "
+        "leaves out training randomness, the second includes it). p (seeds): the t-test of that "
+        "seed interval; Holm p: that p-value adjusted by Holm's method over the pair's tests (the "
+        "family-wise error rate of the pair's rows held at 5% when it is below 0.05). The mean "
+        "corruption error leaves out saturate (the identity on grey images).",
+        "",
+        "| candidate vs reference | test | difference [95% CI over images] | [95% CI over seeds] "
+        "| p (seeds) | Holm p | seeds | McNemar p per seed |",
+        "|---|---|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for candidate, reference in pairs:
+        for test, c in paired_comparisons(out, cells, candidate, reference).items():
+            p_values = ", ".join(f"{p:.3g}" for p in c.get("mcnemar_p_per_seed", [])) or "–"
+            seed_p, holm_p = (
+                ("–" if c[k] is None else f"{c[k]:.3g}") for k in ("seed_p", "holm_p")
+            )
+            lines.append(f"| {candidate} vs {reference} | {test} | {100 * c['effect']:+.2f} "
+                         f"[{100 * c['low']:+.2f}, {100 * c['high']:+.2f}] | "
+                         f"[{100 * c['seed_low']:+.2f}, {100 * c['seed_high']:+.2f}] | {seed_p} | "
+                         f"{holm_p} | {len(c['seeds'])} | {p_values} |")  # fmt: skip
+    return [*lines, ""]
+
+
+def _sweep_title(sweep: str, xs: Sequence[float]) -> str:
+    title = f"### {sweep} ({', '.join(f'{x:g}' for x in xs)})"
+    if sweep == "contrast_poisson":
+        changes = ("contrast drops" if max(xs) <= 1 else
+                   "contrast changes: C < 1 lowers the contrast, C > 1 raises it")  # fmt: skip
+        title += f": Poisson noise after {changes}"
+    return title
+
+
 def write_study_report(out: str | Path) -> Path:
-    """``out/report/README.md`` and one plot per group from the finished cells."""
+    """``out/report/README.md`` and one plot per group from the finished cells (groups with
+    unfinished cells or seeds say how many they have)."""
     from .robustness.evaluate import NOISE_SWEEPS
 
     out = Path(out)
@@ -752,21 +996,19 @@ def write_study_report(out: str | Path) -> Path:
     lines = [
         "# Push-pull and blur-pool on Fashion-MNIST: the study",
         "",
-        "Ours: Fashion-MNIST (28x28 grey). LeNets train on "
-        f"{settings['lenet_train_samples'] or 60_000:,} images for {settings['lenet_epochs']} "
-        f"epoch(s) and are tested on {settings['test_samples']:,} test images; ResNet-20s train on "
-        f"{settings['resnet_train_samples'] or 60_000:,} images for {settings['resnet_epochs']} "
-        f"epoch(s) and are tested on "
-        f"{settings['group_test_samples'].get('resnet', settings['test_samples']):,} of "
-        "them. Every model of a group is evaluated on the same "
-        "images and noise draws. Numbers are accuracy (%): mean over training seeds and its 95% "
-        "Student-t interval. Papers' numbers are **MNIST** (LeNet) and **CIFAR-10** (the others), "
-        "shown only where the protocol matches; they are not the same data set as ours. Poisson "
-        "noise: counts of a 255-photon full-scale pixel (as scikit-image's "
+        "Ours: Fashion-MNIST (28x28 grey); how each group was trained and tested is at its "
+        "heading. Every model of a group is evaluated on the same images and noise draws. Numbers "
+        "are accuracy (%): mean over training seeds and its 95% Student-t interval (clipped to "
+        "0-100). Papers' numbers are **MNIST** (LeNet) and **CIFAR-10** (ResNet-20), shown only "
+        "where the protocol matches; they are not the same data set as ours. Poisson noise: "
+        "counts of a 255-photon full-scale pixel (as scikit-image's "
         "`random_noise(mode='poisson')` for 8-bit images), after the contrast change "
-        "`I_C = (I - 0.5) * C + 0.5`; C = 1, 0.5, 0.4, 0.3, 0.2 follows the journal's Fig. 5 (its "
-        "supplementary table's header 0.5 / 1 / 1.5 / 2 / 2.5 contradicts the figure and text).",
+        "`I_C = (I - 0.5) * C + 0.5`; the MNIST levels C = 1, 0.5, 0.4, 0.3, 0.2 follow the "
+        "journal's Fig. 5 (the supplementary table's header 0.5 / 1 / 1.5 / 2 / 2.5 contradicts "
+        "the figure and text). Saturate leaves a grey image as it is: the mean corruption "
+        "accuracy and error average the other 18 corruptions.",
         "",
+        *_shared_trainings(out, cells),
     ]
     if quick:
         lines += [
@@ -775,10 +1017,16 @@ def write_study_report(out: str | Path) -> Path:
         ]
     for name, group in GROUPS.items():
         group_cells = [c for c in cells if c.group == name]
+        if not group_cells:
+            continue
         summary = summarize_group(out, group_cells)
+        finished = len(_finished(out, group_cells))
+        lines += [f"## {name}", "",
+                  f"{_protocol(name, group, settings)}; {finished} of {len(group_cells)} cells "
+                  "finished.", ""]  # fmt: skip
         if not summary:
             continue
-        lines += [f"## {name}", ""]
+        planned = {label: sum(c.label == label for c in group_cells) for label in summary}
         levels = _levels(out, group_cells)
         single = sorted({t for tests in summary.values() for t in tests if t not in levels})
         lines += [
@@ -787,11 +1035,11 @@ def write_study_report(out: str | Path) -> Path:
         ]
         for label, tests in summary.items():
             seeds = next(iter(tests.values()))[0][3]
-            lines.append(f"| {label} | {seeds} | "
+            lines.append(f"| {label} | {seeds} of {planned[label]} | "
                          + " | ".join(_cell(tests[t][0]) if t in tests else "–" for t in single) + " |")  # fmt: skip
         lines.append("")
         for sweep, xs in levels.items():
-            lines += [f"### {sweep} ({', '.join(f'{x:g}' for x in xs)})", "",
+            lines += [_sweep_title(sweep, xs), "",
                       "| model | data | " + " | ".join(f"{x:g}" for x in xs) + " |",
                       "|---" * (len(xs) + 2) + "|"]  # fmt: skip
             for label, tests in summary.items():
@@ -811,26 +1059,15 @@ def write_study_report(out: str | Path) -> Path:
             training_curves(out, group_cells),
         )
         plot = plot_bands(panels, report / f"{name}.png")
-        lines += [f"![{name}]({plot.name})", ""]
+        lines += [f"![{name}]({plot.name})", "",
+                  "Training curves: validation accuracy after each epoch on the trainer's "
+                  "validation subset, which its training seed draws (the whole test set when the "
+                  "group tests on all of it).", ""]  # fmt: skip
+        if name in PAPER_CIFAR10C_PAIRS:
+            lines += _paper_profile_lines(name, out, group_cells)
         pairs = [p for p in group.pairs if p[0] in summary]
         if pairs:
-            lines += ["Paired differences (candidate - reference, % points of error; shift: of "
-                      "agreement) on the same images, averaged over levels and seeds; 95% BCa "
-                      "bootstrap interval over images, and 95% Student-t interval over the training "
-                      "seeds of each seed's difference (the first leaves out training randomness, "
-                      "the second includes it):", "",
-                      "| candidate vs reference | test | difference [95% CI over images] | "
-                      "[95% CI over seeds] | seeds | McNemar p per seed |",
-                      "|---|---|---|---|---|---|"]  # fmt: skip
-            for candidate, reference in pairs:
-                compared = paired_comparisons(out, cells, candidate, reference)
-                for test, c in compared.items():
-                    p_values = ", ".join(f"{p:.3g}" for p in c.get("mcnemar_p_per_seed", [])) or "–"
-                    lines.append(f"| {candidate} vs {reference} | {test} | {100 * c['effect']:+.2f} "
-                                 f"[{100 * c['low']:+.2f}, {100 * c['high']:+.2f}] | "
-                                 f"[{100 * c['seed_low']:+.2f}, {100 * c['seed_high']:+.2f}] | "
-                                 f"{len(c['seeds'])} | {p_values} |")  # fmt: skip
-            lines.append("")
+            lines += _paired_lines(pairs, out, cells)
     path = report / "README.md"
     path.write_text("\n".join(lines))
     return path
