@@ -179,7 +179,9 @@ def _train_overrides(model: str, family: str, settings: DemoSettings, data_dir: 
 
 
 def _test_subset(data_dir: Path, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """The test images (uint8 [N, 28, 28]) and labels the trainer validated on (same seeded subset)."""
+    """The test images (uint8 [N, 28, 28]) and labels of the seeded subset (seed 0) every model is
+    evaluated on. The trainer validates on the subset its training seed draws: these images for
+    the demo's seed-0 runs and for all 10,000, other images for the study's other seeds."""
     from .data import subset
 
     test = IdxImageDataset(data_dir, "test")

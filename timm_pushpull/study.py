@@ -870,6 +870,71 @@ def _protocol(name: str, group: Group, settings: Mapping[str, Any]) -> str:
             f"on {tested:,} test images")  # fmt: skip
 
 
+def level_difference(
+    out: Path,
+    cells: Sequence[Cell],
+    candidate: str,
+    reference: str,
+    sweep: str,
+    levels: Sequence[int],
+) -> tuple[float, float, float, int] | None:
+    """(mean, low, high, seeds): the candidate's minus the reference's error (% points) in a noise
+    sweep at the level indices ``levels`` only, per seed, and its 95% interval over seeds."""
+    from .demo import SWEEP_SUFFIX, _by_test
+    from .robustness.results import load_per_image, load_results
+
+    finished = _finished(out, cells)
+    seeds = sorted(
+        s for (label, s) in finished if label == candidate and (reference, s) in finished
+    )
+    per_seed = []
+    for seed in seeds:
+        errors = []
+        for label in (candidate, reference):
+            folder = finished[(label, seed)]
+            tests = _by_test(load_per_image(folder, load_results(folder / RESULTS_FILE)))
+            errors.append(
+                np.atleast_2d(tests[f"{sweep}{SWEEP_SUFFIX}"].values)[list(levels)].mean()
+            )
+        per_seed.append(100 * float(errors[0] - errors[1]))
+    return (*mean_interval(per_seed), len(seeds)) if seeds else None
+
+
+def _paper_gap_lines(
+    out: Path, cells: Sequence[Cell], levels: Mapping[str, Sequence[float]]
+) -> list[str]:
+    """The paper's push-pull gains (MNIST accuracy) beside our differences in error on the same
+    levels: the levels both of its transcribed values exist at."""
+    lines = []
+    for sweep, rows in PAPER_MNIST.items():
+        if list(levels.get(sweep, [])) != list(MNIST_NOISE_LEVELS[sweep]):
+            continue
+        for base in (label for label in rows if not label.startswith("P")):
+            pp = f"P{base}"
+            both = [i for i, (a, b) in enumerate(zip(rows[base], rows[pp], strict=True))
+                    if a is not None and b is not None]  # fmt: skip
+            ours = level_difference(out, cells, pp, base, sweep, both)
+            if ours is None:
+                continue
+            gains = [rows[pp][i] - rows[base][i] for i in both]
+            lines.append(f"| {pp} vs {base} | {sweep} | {', '.join(f'{levels[sweep][i]:g}' for i in both)} | "
+                         f"{np.mean(gains):+.2f} ({min(gains):+.2f} to {max(gains):+.2f}) | "
+                         f"{ours[0]:+.2f} [{ours[1]:+.2f}, {ours[2]:+.2f}] | {ours[3]} |")  # fmt: skip
+    if not lines:
+        return []
+    return [
+        "The paper's push-pull gain in MNIST accuracy (% points: push-pull minus baseline; mean over "
+        "the levels and its range) beside ours in Fashion-MNIST error (push-pull minus baseline, "
+        "negative = push-pull better; mean over the same levels and seeds, 95% interval over "
+        "seeds), on the levels where both of the paper's values are transcribed:",
+        "",
+        "| pair | sweep | levels | paper: gain in accuracy | ours: difference in error | seeds |",
+        "|---|---|---|---|---|---|",
+        *lines,
+        "",
+    ]
+
+
 def _shared_trainings(out: Path, cells: Sequence[Cell]) -> list[str]:
     """Lines on the finished cells that trained the very same model (equal weights)."""
     from .robustness.results import load_results
@@ -898,7 +963,12 @@ def _direction(difference: float, low: float, high: float) -> str:
     return "no clear difference" if low <= 0 <= high else ("better" if difference < 0 else "worse")
 
 
-def _paper_profile_lines(name: str, out: Path, cells: Sequence[Cell]) -> list[str]:
+def _paper_profile_lines(
+    name: str,
+    out: Path,
+    cells: Sequence[Cell],
+    compared_pairs: Mapping[tuple[str, str], Mapping[str, Mapping[str, Any]]],
+) -> list[str]:
     """Per corruption: our push-pull and baseline errors and their paired difference beside the
     authors' released ResNet-20 numbers on CIFAR-10-C, and where the two profiles disagree."""
     candidate, reference = PAPER_CIFAR10C_PAIRS[name]
@@ -906,7 +976,7 @@ def _paper_profile_lines(name: str, out: Path, cells: Sequence[Cell]) -> list[st
         corruption_profile(out, cells, candidate),
         corruption_profile(out, cells, reference),
     )
-    compared = paired_comparisons(out, cells, candidate, reference)
+    compared = compared_pairs.get((candidate, reference))
     if not ours or not theirs or not compared:
         return []
     seeds = len(compared["clean"]["seeds"])
@@ -947,7 +1017,34 @@ def _paper_profile_lines(name: str, out: Path, cells: Sequence[Cell]) -> list[st
     return lines
 
 
-def _paired_lines(pairs: Sequence[tuple[str, str]], out: Path, cells: Sequence[Cell]) -> list[str]:
+def _summary_lines(
+    compared_pairs: Mapping[tuple[str, str], Mapping[str, Mapping[str, Any]]],
+) -> list[str]:
+    """One line per pair: its clean, mean-corruption and shift differences over seeds, and
+    whether each is clear across seeds, before and after Holm's correction."""
+    lines = ["Summary of the pairs (difference in % points of error, shift: of agreement; mean "
+             "over the seeds both have and its 95% interval over seeds):", ""]  # fmt: skip
+    for (candidate, reference), compared in compared_pairs.items():
+        parts = []
+        for test in ("clean", "mean corruption error", "shift consistency"):
+            if test in compared:
+                c = compared[test]
+                effect, low, high = (100 * c[k] for k in ("effect", "seed_low", "seed_high"))
+                clear = "not clear" if low <= 0 <= high else "clear"
+                if clear == "clear" and c["holm_p"] is not None:
+                    clear += " (Holm: " + ("also" if c["holm_p"] < 0.05 else "not") + ")"
+                parts.append(f"{test} {effect:+.2f} [{low:+.2f}, {high:+.2f}], {clear}")
+        if parts:
+            seeds = len(compared["clean"]["seeds"])
+            lines.append(
+                f"- {candidate} vs {reference} ({seeds} seed(s)): " + "; ".join(parts) + "."
+            )
+    return [*lines, ""]
+
+
+def _paired_lines(
+    compared_pairs: Mapping[tuple[str, str], Mapping[str, Mapping[str, Any]]],
+) -> list[str]:
     lines = [
         "Paired differences (candidate - reference, % points of error; shift: of agreement) on the "
         "same images, averaged over levels and seeds; 95% BCa bootstrap interval over images, and "
@@ -961,8 +1058,8 @@ def _paired_lines(pairs: Sequence[tuple[str, str]], out: Path, cells: Sequence[C
         "| p (seeds) | Holm p | seeds | McNemar p per seed |",
         "|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
-    for candidate, reference in pairs:
-        for test, c in paired_comparisons(out, cells, candidate, reference).items():
+    for (candidate, reference), compared in compared_pairs.items():
+        for test, c in compared.items():
             p_values = ", ".join(f"{p:.3g}" for p in c.get("mcnemar_p_per_seed", [])) or "–"
             seed_p, holm_p = (
                 ("–" if c[k] is None else f"{c[k]:.3g}") for k in ("seed_p", "holm_p")
@@ -1063,11 +1160,15 @@ def write_study_report(out: str | Path) -> Path:
                   "Training curves: validation accuracy after each epoch on the trainer's "
                   "validation subset, which its training seed draws (the whole test set when the "
                   "group tests on all of it).", ""]  # fmt: skip
+        compared = {(candidate, reference): paired_comparisons(out, cells, candidate, reference)
+                    for candidate, reference in group.pairs if candidate in summary}  # fmt: skip
+        compared = {pair: tests for pair, tests in compared.items() if tests}
+        lines += _paper_gap_lines(out, group_cells, levels)
         if name in PAPER_CIFAR10C_PAIRS:
-            lines += _paper_profile_lines(name, out, group_cells)
-        pairs = [p for p in group.pairs if p[0] in summary]
-        if pairs:
-            lines += _paired_lines(pairs, out, cells)
+            lines += _summary_lines(compared)
+            lines += _paper_profile_lines(name, out, group_cells, compared)
+        if compared:
+            lines += _paired_lines(compared)
     path = report / "README.md"
     path.write_text("\n".join(lines))
     return path
