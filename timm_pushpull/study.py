@@ -249,8 +249,9 @@ GROUPS: dict[str, Group] = {
 }
 
 # Sized to the issue's budget of about 5 hours on this 2-core machine (two single-threaded
-# workers), but for the resnet_plateau group, which trains to a plateau and sets its own sizes. Measured on 2026-12-01/02: a LeNet-5 epoch on 60,000 images takes 12 s (-pp 15 s since
-# the pull's PyTorch form follows its measured rule), its evaluation at the MNIST levels 15 s
+# workers), but for the resnet_plateau group, which trains to a plateau and sets its own sizes.
+# Measured on 2026-12-01/02: a LeNet-5 epoch on 60,000 images takes 12 s (-pp 15 s since the
+# pull's PyTorch form follows its measured rule), its evaluation at the MNIST levels 15 s
 # (-pp ~30 s); ResNet-20-pp trains at ~260 images/s and evaluates the 19 corruptions x 5
 # severities at ~490 images/s, which is why the ResNet cells train on 10,000 images for 3 epochs
 # and are evaluated on RESNET_TEST_SAMPLES images. The report's training curves show how close
@@ -322,8 +323,8 @@ def group_settings(group: Group, settings: DemoSettings) -> DemoSettings:
 
 
 def corrupted_folder(out: Path, test_samples: int) -> Path:
-    """The corrupted copies of the first ``test_samples`` of the seeded test subset: one folder per
-    subset size, shared by every group tested on that subset."""
+    """The corrupted copies of the seeded subset of ``test_samples`` test images: one folder per
+    subset, shared by every group tested on it."""
     return out / "data" / f"fashion-mnist-c-{test_samples}"
 
 
