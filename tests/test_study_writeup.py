@@ -15,9 +15,13 @@ from timm_pushpull.study import GROUPS, PAPER_CIFAR10C_RESNET20, PAPER_MNIST
 
 ROOT = Path(__file__).resolve().parents[1]
 CELLS = ROOT / "docs" / "study" / "results" / "cells"
-WRITEUP = (ROOT / "docs" / "study" / "README.md").read_text()
+# line breaks and indents are layout: phrases are matched in the texts with runs of white space as
+# one space
+WRITEUP = " ".join((ROOT / "docs" / "study" / "README.md").read_text().split())
 _readme = (ROOT / "README.md").read_text()
-EVIDENCE = _readme[_readme.index("**What the evidence says**") : _readme.index("## Install")]
+EVIDENCE = " ".join(
+    _readme[_readme.index("**What the evidence says**") : _readme.index("## Install")].split()
+)
 SHIFT, MEAN_CE = "shift", "mean corruption error"
 SWEEPS = ("noise_sweeps/gaussian", "noise_sweeps/speckle", "noise_sweeps/contrast_poisson")
 INTERVAL = re.compile(r"[+-]\d+\.\d\d \[[+-]\d+\.\d\d, [+-]\d+\.\d\d\]")
@@ -157,6 +161,10 @@ def test_lenet_table():
         all(g < 0 for g in gaussian) and f"{-max(gaussian):.2f}-{-min(gaussian):.2f}" == "0.22-2.75"
     )
     assert [p < 0 for p in poisson] == [True, True, True, False]  # "3 of 4 (PD: more)"
+    for base in "ABCD":  # "in every pair the 5 seeds' differences have both signs"
+        signs = {np.sign(values_of(outcomes("lenet", f"P{base}", s), SWEEPS[2]).mean()
+                         - values_of(outcomes("lenet", base, s), SWEEPS[2]).mean()) for s in range(5)}  # fmt: skip
+        assert signs == {-1.0, 1.0}, base
     assert "in 4 of 4 pairs" in EVIDENCE and "in 3 of 4" in EVIDENCE
     clean = [accuracy("lenet", label)[0] for label in "A B C D PA PB PC PD".split()]
     assert f"{min(clean):.1f}-{max(clean):.1f}%" in WRITEUP
@@ -225,7 +233,7 @@ def test_resnet_table_and_profile():
         )
         assert survivors == expected, (candidate, reference)
     clean = [accuracy("resnet", label)[0] for label, _, _ in GROUPS["resnet"].cells]
-    assert f"Clean\n  accuracy {min(clean):.1f}-{max(clean):.1f}%" in WRITEUP
+    assert f"Clean accuracy {min(clean):.1f}-{max(clean):.1f}%" in WRITEUP
 
 
 def test_saturate_is_the_clean_error_on_grey_images_and_cells_are_counted_once():
@@ -239,7 +247,7 @@ def test_saturate_is_the_clean_error_on_grey_images_and_cells_are_counted_once()
                for p in CELLS.glob("*/*/results.json")]  # fmt: skip
     assert (len(weights), len(set(weights))) == (195, 155)
     assert "The 195 finished cells hold 155 distinct trained models" in WRITEUP
-    assert "195 cells, 155 distinct trained\n  models" in EVIDENCE
+    assert "195 cells, 155 distinct trained models" in EVIDENCE
     assert "40 cells retrain, bit for bit" in WRITEUP
 
 
@@ -275,7 +283,7 @@ def test_h_alpha_claims():
         for a in ("1", "1.5"):
             other = outcomes("h_alpha", f"PA h1 a{a}", s)
             assert all(np.array_equal(first[k], other[k]) for k in first)
-    assert f"Poisson/contrast {fmt(t('1', '1', SWEEPS[2]))}" in WRITEUP.replace("\n  ", " ")
+    assert f"Poisson/contrast {fmt(t('1', '1', SWEEPS[2]))}" in WRITEUP
     assert clear(t("2", "1.5", SWEEPS[2])) and holm(t("2", "1.5", SWEEPS[2]))
     for h, a in (("2", "0.5"), ("2", "1"), ("1.5", "0.5"), ("1.5", "1"), ("1.5", "1.5")):
         assert not clear(t(h, a, SWEEPS[2]))
@@ -301,7 +309,7 @@ def test_blurpool_table_and_claims():
                    for label in ("A no-blur", "A rect2", "A rect7", "A tri7", "A bin7")}  # fmt: skip
     seven = sorted(consistency[f"A {k}7"] for k in ("rect", "tri", "bin"))
     assert (f"from {consistency['A no-blur']:.2f}% without blur to {consistency['A rect2']:.2f}% "
-            f"with the 2-tap filter and {seven[0]:.2f}-{seven[-1]:.2f}% with\n  7 taps") in WRITEUP  # fmt: skip
+            f"with the 2-tap filter and {seven[0]:.2f}-{seven[-1]:.2f}% with 7 taps") in WRITEUP  # fmt: skip
 
 
 @pytest.mark.parametrize("text", [WRITEUP, EVIDENCE], ids=["write-up", "readme"])
