@@ -244,9 +244,12 @@ def test_saturate_is_the_clean_error_on_grey_images_and_cells_are_counted_once()
             units = outcomes("resnet", label, s)
             assert (units["corruptions/saturate"] == units["clean_error"]).all()
     weights = [json.loads(p.read_text())["identity"]["weights_sha256"]
-               for p in CELLS.glob("*/*/results.json")]  # fmt: skip
+               for p in CELLS.glob("*/*/results.json") if p.parts[-3] != "resnet_plateau"]  # fmt: skip
     assert (len(weights), len(set(weights))) == (195, 155)
-    assert "The 195 finished cells hold 155 distinct trained models" in WRITEUP
+    assert (
+        "The 195 cells of the groups other than `resnet_plateau` hold 155 distinct trained models"
+        in WRITEUP
+    )
     assert "195 cells, 155 distinct trained models" in EVIDENCE
     assert "40 cells retrain, bit for bit" in WRITEUP
 
