@@ -1023,6 +1023,8 @@ def _summary_lines(
 ) -> list[str]:
     """One line per pair: its clean, mean-corruption and shift differences over seeds, and
     whether each is clear across seeds, before and after Holm's correction."""
+    if not compared_pairs:
+        return []
     lines = ["Summary of the pairs (difference in % points of error, shift: of agreement; mean "
              "over the seeds both have and its 95% interval over seeds):", ""]  # fmt: skip
     for (candidate, reference), compared in compared_pairs.items():
