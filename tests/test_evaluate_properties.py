@@ -378,7 +378,7 @@ def _text(value) -> str:
 
 options = st.lists(st.sampled_from(sorted(OPTIONS)), max_size=3, unique=True).flatmap(
     lambda names: st.fixed_dictionaries(
-        {name: st.one_of(*filter(None, OPTIONS[name])).map(_text) for name in names}
+        {name: st.one_of(*[s for s in OPTIONS[name] if s is not None]).map(_text) for name in names}
     )
 )
 
