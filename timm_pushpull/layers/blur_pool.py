@@ -22,6 +22,9 @@ which is slow on the CPU. Implementations, picked per call:
   small maps (<= 32 px) two banded matrix products ``A x B^T`` with the padding folded into A and
   B, which skips the padded copy and measured about 1.8x faster there; on larger maps the dense
   matrices cost more than they save.
+- in TorchScript and in graphs recorded for ONNX or by ``torch.jit.trace`` (:mod:`.portable`): the
+  depthwise convolution at every size, standard operators that hold no constant of the traced
+  input's size (the matrices would).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from torch import Tensor
 from torch.autograd import forward_ad
 
 from .. import native
+from .portable import portable_graph
 
 FILTER_TYPES = ("binomial", "rect", "tri")
 PAD_MODES = ("reflect", "replicate", "zero", "circular")
@@ -102,16 +106,21 @@ def _check_padding(size: int, num_taps: int, pad_mode: str) -> None:
         )
 
 
-def _blur_pool_conv(x: Tensor, taps: tuple[float, ...], stride: int, pad_mode: str) -> Tensor:
+def _blur_pool_conv(x: Tensor, taps: list[float], stride: int, pad_mode: str) -> Tensor:
+    """A depthwise convolution over the padded input: standard operators only, so also the form of
+    TorchScript and ONNX graphs."""
     left = (len(taps) - 1) // 2
     right = len(taps) - 1 - left
+    # A plain int even in a trace, where a traced channel count would give the kernel a shape
+    # unknown to the TorchScript-based ONNX exporter (the channels of a model never vary)
+    channels = int(x.shape[1])
     taps_1d = torch.tensor(taps, dtype=x.dtype, device=x.device)
-    kernel = torch.outer(taps_1d, taps_1d).expand(x.shape[1], 1, -1, -1)
+    kernel = torch.outer(taps_1d, taps_1d).expand(channels, 1, -1, -1)
     if pad_mode == "zero" and left == right:
-        return F.conv2d(x, kernel, stride=stride, padding=left, groups=x.shape[1])
+        return F.conv2d(x, kernel, stride=stride, padding=left, groups=channels)
     mode = "constant" if pad_mode == "zero" else pad_mode
-    padded = F.pad(x, (left, right, left, right), mode=mode)
-    return F.conv2d(padded, kernel, stride=stride, groups=x.shape[1])
+    padded = F.pad(x, [left, right, left, right], mode=mode)
+    return F.conv2d(padded, kernel, stride=stride, groups=channels)
 
 
 def _blur_pool_strided(x: Tensor, taps: tuple[float, ...], stride: int, pad_mode: str) -> Tensor:
@@ -130,7 +139,7 @@ def _blur_pool_strided(x: Tensor, taps: tuple[float, ...], stride: int, pad_mode
 def _blur_pool_torch(x: Tensor, taps: tuple[float, ...], stride: int, pad_mode: str) -> Tensor:
     n, c, h, w = x.shape
     if max(h, w) > MATRIX_MAX_SIZE:
-        return _blur_pool_conv(x, taps, stride, pad_mode)
+        return _blur_pool_conv(x, list(taps), stride, pad_mode)
     rows = blur_matrix(h, taps, stride, pad_mode, x.dtype, x.device)
     cols = blur_matrix(w, taps, stride, pad_mode, x.dtype, x.device)
     y = x.reshape(n * c * h, w) @ cols.T
@@ -168,8 +177,7 @@ def _has_tangent(x: Tensor) -> bool:
 
 def _native_applies(x: Tensor) -> bool:
     return (
-        not torch.jit.is_tracing()  # a trace records aten ops only (TorchScript, ONNX)
-        and native.native_enabled()
+        native.native_enabled()
         and x.device.type == "cpu"
         and x.dtype == torch.float32
         and x.is_contiguous()
@@ -258,6 +266,11 @@ _blur_pool_op.register_vmap(_fold_batch(_blur_pool_op))
 _blur_pool_backward_op.register_vmap(_fold_batch(_blur_pool_backward_op))
 
 
+def _check_stride(stride: int) -> None:
+    if not isinstance(stride, int) or stride < 1:
+        raise ValueError(f"stride must be an int >= 1, got {stride!r}")
+
+
 def blur_pool2d(
     x: Tensor,
     filter_type: str = "binomial",
@@ -266,19 +279,27 @@ def blur_pool2d(
     pad_mode: str = "reflect",
 ) -> Tensor:
     """Blur each channel with the separable filter, then subsample by ``stride``."""
-    if stride < 1:
-        raise ValueError(f"stride must be >= 1, got {stride}")
-    taps = blur_taps(filter_type, filter_size)
+    _check_stride(stride)
+    return _blur_pool(x, list(blur_taps(filter_type, filter_size)), stride, pad_mode)
+
+
+def _blur_pool(x: Tensor, taps: list[float], stride: int, pad_mode: str) -> Tensor:
+    """Blur-pool with the normalised 1-D ``taps``, in the form that suits the call."""
+    if torch.jit.is_scripting():  # TorchScript compiles nothing below this return
+        return _blur_pool_conv(x, taps, stride, pad_mode)
     _check_padding(min(x.shape[-2:]), len(taps), pad_mode)
+    if portable_graph():
+        return _blur_pool_conv(x, taps, stride, pad_mode)
     if _native_applies(x):
-        return _blur_pool_op(x, list(taps), stride, pad_mode)
+        return _blur_pool_op(x, taps, stride, pad_mode)
     if torch.compiler.is_compiling():
-        return _blur_pool_strided(x, taps, stride, pad_mode)
-    return _blur_pool_torch(x, taps, stride, pad_mode)
+        return _blur_pool_strided(x, tuple(taps), stride, pad_mode)
+    return _blur_pool_torch(x, tuple(taps), stride, pad_mode)
 
 
 # An FX leaf (torch.fx and timm's fx feature extraction): it picks its path from the input's size.
-torch.fx.wrap("blur_pool2d")
+# Its arguments are what TorchScript can type, so a traced graph that holds it scripts.
+torch.fx.wrap("_blur_pool")
 
 
 class BlurPool2d(nn.Module):
@@ -299,10 +320,11 @@ class BlurPool2d(nn.Module):
         dtype=None,
     ) -> None:
         super().__init__()
-        blur_taps(filter_type, filter_size)  # validates both
         if pad_mode not in PAD_MODES:
             raise ValueError(f"pad_mode must be one of {PAD_MODES}, got {pad_mode!r}")
+        _check_stride(stride)
         self.channels = channels
+        self.taps = list(blur_taps(filter_type, filter_size))  # a list: TorchScript types it
         self.filter_type = _FILTER_ALIASES[filter_type]
         self.filter_size = filter_size
         self.stride = stride
@@ -315,7 +337,7 @@ class BlurPool2d(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return blur_pool2d(x, self.filter_type, self.filter_size, self.stride, self.pad_mode)
+        return _blur_pool(x, self.taps, self.stride, self.pad_mode)
 
 
 class MaxBlurPool2d(nn.Module):

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .exact_pull import interpolation_matrix, native_available  # also registers the op
+from .portable import portable_graph
 
 PULL_MODES = ("exact", "fast")  # which kernel
 PULL_IMPLS = ("direct", "separable", "dilated")  # how it is computed
@@ -302,7 +303,7 @@ class Pull(nn.Module):
 
     @torch.jit.unused
     def _native_applies(self, x: Tensor) -> bool:
-        if not self.native_separable or torch.jit.is_tracing():  # a trace records aten ops (ONNX)
+        if not self.native_separable or portable_graph():
             return False
         if isinstance(x, torch.fx.Proxy):  # the op picks its path per call
             return native_available(torch.device("cpu"), torch.float32)
@@ -327,14 +328,22 @@ class Pull(nn.Module):
         pull_op = torch.ops.timm_pushpull.exact_pull
         return pull_op(x, -push_weight, bias, *[list(a) for a in args], self.groups)
 
+    def _plain_form(self, push_weight: Tensor) -> tuple[str, Tensor]:
+        """``(impl, weight)`` of the paper's direct form (or the dilated one), for TorchScript and
+        ONNX graphs: convolutions whose kernels have static shapes whatever the input's (a traced
+        input's channel count is a graph value, and ONNX's convolution needs its kernel's shape)."""
+        if self.mode == "fast":
+            return "dilated", -push_weight
+        return "direct", pull_weight(push_weight, self.pull_size)
+
     def forward(self, x: Tensor, push_weight: Tensor, push_bias: Tensor | None = None) -> Tensor:
         bias = negated_bias(push_bias)
         if torch.jit.is_scripting():
-            # TorchScript runs the paper's direct form (or the dilated one): plain convolutions
-            impl = "dilated" if self.mode == "fast" else "direct"
-            weight = pull_weight(push_weight, self.pull_size) if impl == "direct" else -push_weight
+            impl, weight = self._plain_form(push_weight)
         elif self._native_applies(x):
             return self._native(x, push_weight, bias)
+        elif portable_graph():
+            impl, weight = self._plain_form(push_weight)
         else:
             impl = self.impl
             weight = self._weight(push_weight)

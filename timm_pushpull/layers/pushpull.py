@@ -24,6 +24,7 @@ from torch import Tensor
 from torch.nn.modules.utils import _pair
 
 from .attention import SimAM
+from .portable import portable_graph
 from .pull import PULL_MODES, Pull
 from .push_and_pull import inference_response, runs_shared_taps, shared_taps_apply, shared_taps_pay
 
@@ -277,8 +278,8 @@ class PushPull2d(nn.Module):
 
     @torch.jit.unused
     def _runs_shared_taps(self, x: Tensor) -> bool:
-        if not self.shares_taps or torch.jit.is_tracing() or isinstance(x, torch.fx.Proxy):
-            return False  # traces and FX graphs record the two branches' ops
+        if not self.shares_taps or portable_graph() or isinstance(x, torch.fx.Proxy):
+            return False  # traces, ONNX and FX graphs record the two branches' ops
         # a CPU kernel: other devices (meta included, which autocast does not know) go apart
         if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
             return False
