@@ -11,11 +11,12 @@ hook for a custom op's translation. The dynamo exporter takes onnxscript transla
 (``custom_translation_table``, which every user would have to pass) or from private registries
 (onnxscript's torchlib registry, or ``torch._decomp``'s global table, which fake tensors also
 consult for symbolic shapes in place of the ops' own fake implementations), and ``torch.library``
-has no decomposition API. ``torch.onnx.is_in_onnx_export()`` is public, documented for exactly this
-use (``torch.onnx.ops``), and true while either exporter captures the model: the TorchScript-based
-one traces it, the dynamo one runs ``torch.export(strict=False)`` (its first strategy) in Python.
-TorchDynamo reads the flag as False, so a program captured with ``torch.export.export`` before the
-call to ``torch.onnx.export`` keeps the ops and does not convert: export the module itself.
+has no decomposition API. ``torch.onnx.is_in_onnx_export()`` is public, documented for switching
+a model's code during export (``torch.onnx.ops``), and true while either exporter captures the
+model: the TorchScript-based one traces it, the dynamo one runs ``torch.export(strict=False)`` (its
+first strategy) in Python. A program captured with ``torch.export.export`` before the call keeps
+the ops (the flag was false then, and TorchDynamo, under ``strict=True``, always reads it as
+false) and does not convert: export the module itself.
 """
 
 from __future__ import annotations
