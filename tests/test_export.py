@@ -55,7 +55,7 @@ def _model(name: str, size: int, **kwargs) -> tuple[nn.Module, int]:
             norm.weight.uniform_(0.5, 1.5)
             norm.bias.uniform_(-0.2, 0.2)
             norm.momentum = 1.0  # the next batch's statistics become the running ones
-        model.train()(torch.rand(8, channels, size, size))
+        model.train()(torch.randn(8, channels, size, size))  # the distribution the tests feed
     return model.eval(), channels
 
 
