@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 __all__ = ["COMMANDS", "build_parser", "main"]
@@ -80,6 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     module.add_arguments(sub_parser)
     args = sub_parser.parse_args(rest)
     from timm_pushpull.errors import UserError  # the sub-command has imported the package anyway
+
+    if "HF_HUB_VERBOSITY" not in os.environ:
+        # a Hub that cannot be reached ends in our one-line error naming the repository; the
+        # Hub's own retry warnings before it would break that line (HF_HUB_VERBOSITY shows them)
+        from huggingface_hub.utils import logging as hub_logging
+
+        hub_logging.set_verbosity_error()
 
     try:
         return int(module.main(args) or 0)

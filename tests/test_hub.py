@@ -515,3 +515,27 @@ def test_upload_without_network_is_one_line_naming_the_repo(published, tmp_path)
     assert len(lines) == 1 and "Traceback" not in done.stderr
     assert f"timm-pushpull/{DEMO_MODEL}" in lines[0] and "HF_HUB_OFFLINE" in lines[0]
     assert "--dry-run" in lines[0]
+
+
+@pytest.mark.parametrize("offline", [True, False])
+def test_uncached_hub_model_is_one_line_naming_the_repo_and_hf_hub_offline(tmp_path, offline):
+    """issue 26 item 7: an `hf-hub:` model that is neither cached nor reachable is one line naming
+    the repository and HF_HUB_OFFLINE, whether or not offline mode is set (the endpoint here is a
+    closed local port: a real refused connection, nothing mocked)."""
+    env = dict(os.environ, HF_HOME=str(tmp_path / "empty-hf-home"), HF_HUB_ETAG_TIMEOUT="5")
+    env.pop("HF_HUB_OFFLINE", None)
+    if offline:
+        env["HF_HUB_OFFLINE"] = "1"
+    else:
+        env["HF_ENDPOINT"] = "http://127.0.0.1:9"
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "timm_pushpull.cli", "evaluate", "--model",
+           "hf-hub:org/not-cached", "--pretrained", "--dataset", "fashion_mnist", "--suite", "c",
+           "--out", str(out)]  # fmt: skip
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "org/not-cached" in lines[0] and "HF_HUB_OFFLINE" in lines[0]
+    assert "local-dir:" in lines[0]
+    assert not out.exists()

@@ -20,7 +20,7 @@ from typing import Any
 
 import timm
 import torch.nn as nn
-from huggingface_hub import hf_hub_download, is_offline_mode, try_to_load_from_cache
+from huggingface_hub import hf_hub_download, try_to_load_from_cache
 from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 from huggingface_hub.utils import validate_repo_id
 from safetensors import SafetensorError, safe_open
@@ -33,6 +33,7 @@ from .errors import (
     MissingFileError,
     UnknownModelError,
     UserError,
+    hub_unreachable,
 )
 from .layers import convert_to_pushpull
 from .models._pretrained import read_config
@@ -79,11 +80,13 @@ def create_model(model_name: str, pretrained: bool = False, **kwargs: Any) -> nn
                 cache_dir=kwargs.get("cache_dir"),
             )
         except LocalEntryNotFoundError as error:
-            raise MissingFileError(
-                f"{model_name}: {repo_id} is not in the Hugging Face cache and the Hub cannot be "
-                f"reached{' (HF_HUB_OFFLINE=1)' if is_offline_mode() else ''}. Offline, load a "
-                f"local copy with 'local-dir:PATH' or through ${WEIGHTS_DIR_ENV}."
-            ) from error
+            # a FileNotFoundError like a missing local-dir: folder, worded as every Hub failure
+            unreachable = hub_unreachable(
+                repo_id,
+                model_name,
+                f"offline, load a local copy with 'local-dir:PATH' or through ${WEIGHTS_DIR_ENV}",
+            )
+            raise MissingFileError(str(unreachable)) from error
         config = read_config(config_path)
         architecture, where = config["architecture"], f"config.json of {model_id}"
         if pretrained:
