@@ -16,9 +16,9 @@ import skimage.data
 import torch
 
 from timm_pushpull import native
-from timm_pushpull.robustness import frost as frost_module
 from timm_pushpull.robustness.corruptions import SEVERITY_PARAMS, corrupt
-from timm_pushpull.robustness.frost import (
+from timm_pushpull.robustness.corruptions import frost as frost_module
+from timm_pushpull.robustness.corruptions.frost import (
     FROST_DIR_ENV,
     FROST_PHOTOS,
     frost_textures,

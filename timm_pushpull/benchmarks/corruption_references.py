@@ -25,7 +25,7 @@ from scipy.ndimage import map_coordinates
 from scipy.ndimage import zoom as scipy_zoom
 from skimage.filters import gaussian
 
-from ..robustness.frost import frost_textures
+from ..robustness.corruptions.frost import frost_textures
 
 
 def gaussian_noise(x: np.ndarray, c: Any, rng: np.random.RandomState) -> np.ndarray:

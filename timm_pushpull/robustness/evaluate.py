@@ -66,6 +66,7 @@ from ..version import __version__
 from . import metrics
 from .baselines import get_baseline
 from .corruptions import ALL_CORRUPTIONS, corrupt
+from .corruptions.frost import FrostSource, resolve_frost_source
 from .corruptions.noise import add_gaussian_noise, add_speckle_noise, contrast_poisson_noise
 from .datasets import (
     ArrayImageDataset,
@@ -77,7 +78,6 @@ from .datasets import (
     to_unit_images,
 )
 from .fingerprint import dataset_sha256, files_sha256, folder_inputs
-from .frost import FrostSource, resolve_frost_source
 from .parallel import Processes
 from .perturbations import NOISE_PERTURBATIONS, PERTURBATIONS, perturbation_sequence
 from .results import (

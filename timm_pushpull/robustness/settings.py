@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidArgumentError
 from .corruptions import OUTPUTS, SCALES, SPATTER_MODES
-from .frost import FROST_SOURCES
+from .corruptions.frost import FROST_SOURCES
 
 if TYPE_CHECKING:
     from .baselines import Baseline

@@ -13,9 +13,9 @@ from torch.utils.data import Dataset
 
 from ...errors import InvalidArgumentError, MissingFileError
 from ..corruptions import OUTPUTS, SPATTER_MODES
+from ..corruptions.frost import FROST_SOURCES
 from ..datasets import ArrayImageDataset, open_datasets, to_unit_images
 from ..evaluate import evaluate_model, hold_output
-from ..frost import FROST_SOURCES
 from ..report import format_comparison, write_report
 from ..settings import PRECISIONS, SCALES, SHIFT_MODES, SUITES, EvalSettings
 
