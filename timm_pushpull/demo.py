@@ -86,10 +86,10 @@ class DemoSettings:
     workers: int = 0  # data loader processes for training
 
 
-# Sized on 2 cores: LeNet-5 trains at ~6000 images/s (-pp ~3700), ResNet-20 at ~490 (-pp_b1 ~240);
-# the benchmark classifies each test image ~120 times. Measured on 2026-12-01: 4.9 minutes in all;
-# the paired verdicts read the per-image outcomes of that same robustness pass, classifying nothing
-# again.
+# Sized for a 2-core CPU from the models' training speeds and the demo's run time (BENCHMARKS.md,
+# "Training throughput"); the benchmark classifies each test image about 120 times (19 corruptions
+# x 5 severities, 3 noise sweeps x 7 levels, the shift pair, the clean image), and the paired
+# verdicts read the per-image outcomes of that same robustness pass, classifying nothing again.
 FULL = DemoSettings(
     name="full",
     lenet_train_samples=None,

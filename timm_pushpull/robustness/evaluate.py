@@ -121,8 +121,8 @@ __all__ = [
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Random draws are made per block of this many consecutive images (sequences for the p suite),
 # seeded by the block's position: small enough that an extra partial block costs little memory,
-# large enough that the corruptions stay batched (blocks of 32 CIFAR images cost ~6 % more than
-# batches of 256 on the CPU).
+# large enough that the corruptions stay batched (what smaller batches cost: BENCHMARKS.md,
+# "Numbers once quoted in code comments").
 NOISE_BLOCK = 32
 SEQUENCE_BLOCK = 4
 

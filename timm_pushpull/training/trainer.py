@@ -236,7 +236,9 @@ def create_datasets(
     train_set = SeededTransformDataset(
         train_set,
         train_tf,
-        cfg.seed if randomized else None,  # deterministic transforms need no seeding (~25 us/image)
+        # deterministic transforms need no seeding, which costs time on every image
+        # (BENCHMARKS.md, "Numbers once quoted in code comments")
+        cfg.seed if randomized else None,
     )
     return train_set, SeededTransformDataset(val_set, eval_tf, None)
 
