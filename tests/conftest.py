@@ -9,7 +9,7 @@ import torch
 
 from timm_pushpull import native
 from timm_pushpull.constants import OFFICIAL_DIR_ENV
-from timm_pushpull.robustness.frost import FROST_DIR_ENV, imagecorruptions_frost_folder
+from timm_pushpull.robustness.corruptions.frost import FROST_DIR_ENV, imagecorruptions_frost_folder
 
 # Tiny tensors throughout: a second thread only adds oneDNN synchronisation, and under
 # `pytest -n 2` each of the two workers already has a core.

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from timm_pushpull import native
+from timm_pushpull.benchmarks.corruption_references import disk
 from timm_pushpull.layers import blur_pool
 from timm_pushpull.robustness.corruptions import (
     ALL_CORRUPTIONS,
@@ -451,20 +452,11 @@ def test_jpeg_matches_pillow():
         np.testing.assert_array_equal(got, np.stack(expected))
 
 
-def reference_disk(radius, alias_blur):
-    """make_cifar_c.py's disk()."""
-    coords = np.arange(-8, 8 + 1) if radius <= 8 else np.arange(-radius, radius + 1)
-    ksize = (3, 3) if radius <= 8 else (5, 5)
-    xx, yy = np.meshgrid(coords, coords)
-    disk = np.array((xx**2 + yy**2) <= radius**2, dtype=np.float32)
-    return cv2.GaussianBlur(disk / disk.sum(), ksize=ksize, sigmaX=alias_blur)
-
-
 def test_defocus_matches_opencv_filter2d():
     images = smooth_images((2, 3, 30, 37))
     for scale in ("cifar", "imagenet"):
         for severity in (1, 4, 5):
-            kernel = reference_disk(*SEVERITY_PARAMS["defocus_blur"][scale][severity - 1])
+            kernel = disk(*SEVERITY_PARAMS["defocus_blur"][scale][severity - 1])
             expected = [
                 [cv2.filter2D(plane, -1, kernel) for plane in image] for image in images.numpy()
             ]

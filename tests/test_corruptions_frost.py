@@ -16,9 +16,10 @@ import skimage.data
 import torch
 
 from timm_pushpull import native
-from timm_pushpull.robustness import frost as frost_module
+from timm_pushpull.benchmarks import corruption_references as references
 from timm_pushpull.robustness.corruptions import SEVERITY_PARAMS, corrupt
-from timm_pushpull.robustness.frost import (
+from timm_pushpull.robustness.corruptions import frost as frost_module
+from timm_pushpull.robustness.corruptions.frost import (
     FROST_DIR_ENV,
     FROST_PHOTOS,
     frost_textures,
@@ -58,14 +59,10 @@ def reference_frost(
         "cifar": [(1, 0.2), (1, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45)],
         "imagenet": [(1, 0.4), (0.8, 0.6), (0.7, 0.7), (0.65, 0.7), (0.6, 0.75)],
     }[scale][severity - 1]
-    filename = str(folder / REFERENCE_NAMES[idx])
-    frost = cv2.imread(filename)
+    photo = cv2.imread(str(folder / REFERENCE_NAMES[idx]))
     if scale == "cifar":
-        frost = cv2.resize(frost, (0, 0), fx=0.2, fy=0.2)
-    size = image.shape[0]
-    x_start, y_start = start
-    frost = frost[x_start : x_start + size, y_start : y_start + size][..., [2, 1, 0]]
-    return np.clip(c[0] * np.array(image) + c[1] * frost, 0, 255)
+        photo = cv2.resize(photo, (0, 0), fx=0.2, fy=0.2)
+    return references.frost(image, c, photo[..., [2, 1, 0]], *start)
 
 
 def test_env_folder_gives_the_five_reference_photos():

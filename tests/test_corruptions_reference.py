@@ -2,10 +2,12 @@
 
 hendrycks/robustness ``ImageNet-C/create_c/make_cifar_c.py`` ("cifar") and ``make_imagenet_c.py``
 ("imagenet"), with their parameters written out again here, on natural photos (scikit-image's
-samples) at 32 and 224 px. Both sides get the same random draws: each ``draws_*`` helper takes
-from a generator seeded like :func:`corrupt` the values the torch code draws, in its order, and
-the reference consumes them where the script calls ``np.random``. The references use the
-scripts' libraries (NumPy, SciPy, scikit-image, OpenCV, Pillow and ImageMagick through Wand).
+samples) at 32 and 224 px. The -C references are those the speed benchmark times
+(:mod:`timm_pushpull.benchmarks.corruption_references`, with the scripts' libraries: NumPy, SciPy,
+scikit-image, OpenCV, Pillow and ImageMagick through Wand); the -P ones are written here. Both
+sides get the same random draws: each ``draws_*`` helper takes from a generator seeded like
+:func:`corrupt` the values the torch code draws, in its order, and the reference consumes them
+where the script calls ``np.random``.
 
 Frost, which needs the photos, is checked the same way in test_corruptions_frost.py. The
 CIFAR-10-P sequences (``ImageNet-P/create_p/make_cifar_p.py``) are checked at the end.
@@ -13,7 +15,6 @@ CIFAR-10-P sequences (``ImageNet-P/create_p/make_cifar_p.py``) are checked at th
 Tolerance: one 8-bit level, unless a test's docstring says why it needs more.
 """
 
-import ctypes
 import io
 
 import cv2
@@ -26,19 +27,17 @@ import skimage.filters
 import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
-from scipy.ndimage import map_coordinates
-from scipy.ndimage import zoom as scizoom
-from wand.api import library as wandlibrary
-from wand.image import Image as WandImage
 
+from timm_pushpull.benchmarks import corruption_references as references
+from timm_pushpull.benchmarks.corruption_references import (
+    add_water,
+    clipped_zoom,
+    gaussian_rgb,
+    magick_motion_blur,
+)
 from timm_pushpull.robustness.corruptions import corrupt
 from timm_pushpull.robustness.corruptions.random import random_normal, random_uniform
 from timm_pushpull.robustness.perturbations import perturbation_sequence
-
-# The scripts' MotionImage: ImageMagick's MagickMotionBlurImage through Wand.
-wandlibrary.MagickMotionBlurImage.argtypes = (
-    ctypes.c_void_p, ctypes.c_double, ctypes.c_double, ctypes.c_double,
-)  # fmt: skip
 
 SIZES = {"cifar": 32, "imagenet": 224}
 
@@ -69,32 +68,6 @@ def assert_levels(got: np.ndarray, expected: np.ndarray, levels: float = 1.0, sh
 
 
 # --------------------------------------------------------------------------------------------
-# the scripts' helpers
-
-
-def clipped_zoom(img: np.ndarray, zoom_factor: float) -> np.ndarray:
-    h = img.shape[0]
-    ch = int(np.ceil(h / zoom_factor))
-    top = (h - ch) // 2
-    img = scizoom(img[top : top + ch, top : top + ch], (zoom_factor, zoom_factor, 1), order=1)
-    trim_top = (img.shape[0] - h) // 2
-    return img[trim_top : trim_top + h, trim_top : trim_top + h]
-
-
-def wand_motion_blur(png: bytes, radius: float, sigma: float, angle: float) -> np.ndarray:
-    with WandImage(blob=png) as image:
-        wandlibrary.MagickMotionBlurImage(image.wand, radius, sigma, angle)
-        blob = image.make_blob()
-    return cv2.imdecode(np.frombuffer(blob, np.uint8), cv2.IMREAD_UNCHANGED)
-
-
-def png_bytes(image: Image.Image) -> bytes:
-    output = io.BytesIO()
-    image.save(output, format="PNG")
-    return output.getvalue()
-
-
-# --------------------------------------------------------------------------------------------
 # snow
 
 
@@ -114,32 +87,11 @@ def draws_snow(g: torch.Generator, batch: int, size: int):
     return list(zip(normal, angles, strict=True))
 
 
-def reference_snow(x: np.ndarray, c: tuple, normal: np.ndarray, angle: float) -> np.ndarray:
-    size = x.shape[0]
-    x = np.array(x, dtype=np.float32) / 255.0
-    snow_layer = c[0] + c[1] * normal  # np.random.normal(size, loc=c[0], scale=c[1])
-    snow_layer = clipped_zoom(snow_layer[..., np.newaxis], c[2])
-    snow_layer[snow_layer < c[3]] = 0
-    snow_layer = Image.fromarray((np.clip(snow_layer.squeeze(), 0, 1) * 255).astype(np.uint8), "L")
-    snow_layer = wand_motion_blur(png_bytes(snow_layer), c[4], c[5], angle) / 255.0
-    snow_layer = snow_layer[..., np.newaxis]
-    grey = cv2.cvtColor(x, cv2.COLOR_RGB2GRAY).reshape(size, size, 1)
-    x = c[6] * x + (1 - c[6]) * np.maximum(x, grey * 1.5 + 0.5)
-    return np.clip(x + snow_layer + np.rot90(snow_layer, k=2), 0, 1) * 255
-
-
 # --------------------------------------------------------------------------------------------
 # pixelate
 
 
 PIXELATE = {"cifar": [0.95, 0.9, 0.85, 0.75, 0.65], "imagenet": [0.6, 0.5, 0.4, 0.3, 0.25]}
-
-
-def reference_pixelate(x: np.ndarray, c: float) -> np.ndarray:
-    size = x.shape[0]
-    image = Image.fromarray(x)
-    image = image.resize((int(size * c), int(size * c)), Image.BOX)
-    return np.asarray(image.resize((size, size), Image.BOX)).astype(np.float64)
 
 
 @pytest.mark.parametrize("scale", ["cifar", "imagenet"])
@@ -148,7 +100,7 @@ def test_pixelate_is_pillow_in_8_bits(scale):
     images = natural_images(SIZES[scale])
     for severity in range(1, 6):
         got = ours(images, "pixelate", severity, scale, 0)
-        expected = np.stack([reference_pixelate(image, PIXELATE[scale][severity - 1])
+        expected = np.stack([references.pixelate(image, PIXELATE[scale][severity - 1])
                              for image in images])  # fmt: skip
         assert_levels(got, expected, levels=0.0)
 
@@ -171,61 +123,13 @@ def draws_spatter(g: torch.Generator, batch: int, size: int):
     return list(torch.randn(batch, 1, size, size, generator=g)[:, 0].double().numpy())
 
 
-def dry_guard(peak: np.ndarray) -> np.ndarray:
-    """The one departure from the scripts: they divide the water mask by its peak, 0 / 0 = NaN
-    once no water is left (the -P drops run off the image), and cast the NaN to a garbage byte;
-    here, as in ours, a dry mask stays 0."""
-    return np.where(peak > 0, peak, 1.0)
-
-
-def add_water(x: np.ndarray, liquid_layer: np.ndarray, strength: float) -> np.ndarray:
-    """The scripts' water drops on a BGRA float image ``x``, in [0, 1] (same code in the -C and
-    -P scripts)."""
-    liquid_layer = (liquid_layer * 255).astype(np.uint8)
-    dist = 255 - cv2.Canny(liquid_layer, 50, 150)
-    dist = cv2.distanceTransform(dist, cv2.DIST_L2, 5)
-    _, dist = cv2.threshold(dist, 20, 20, cv2.THRESH_TRUNC)
-    dist = cv2.blur(dist, (3, 3)).astype(np.uint8)
-    dist = cv2.equalizeHist(dist)
-    ker = np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]])
-    dist = cv2.filter2D(dist, cv2.CV_8U, ker)
-    dist = cv2.blur(dist, (3, 3)).astype(np.float32)
-    m = cv2.cvtColor(liquid_layer * dist, cv2.COLOR_GRAY2BGRA)
-    m /= dry_guard(np.max(m, axis=(0, 1)))
-    m *= strength
-    color = np.concatenate((175 / 255.0 * np.ones_like(m[..., :1]),
-                            238 / 255.0 * np.ones_like(m[..., :1]),
-                            238 / 255.0 * np.ones_like(m[..., :1])), axis=2)  # fmt: skip
-    color = cv2.cvtColor(color, cv2.COLOR_BGR2BGRA)
-    return cv2.cvtColor(np.clip(x + m * color, 0, 1), cv2.COLOR_BGRA2BGR)
-
-
-def reference_spatter(x: np.ndarray, c: tuple, normal: np.ndarray) -> np.ndarray:
-    x = np.array(x, dtype=np.float32) / 255.0
-    liquid_layer = c[0] + c[1] * normal  # np.random.normal(size, loc=c[0], scale=c[1])
-    liquid_layer = skimage.filters.gaussian(liquid_layer, sigma=c[2])
-    liquid_layer[liquid_layer < c[3]] = 0
-    if c[5] == 0:
-        x = cv2.cvtColor(x, cv2.COLOR_BGR2BGRA)
-        return add_water(x, liquid_layer, c[4]) * 255
-    m = np.where(liquid_layer > c[3], 1, 0)
-    m = skimage.filters.gaussian(m.astype(np.float32), sigma=c[4])
-    m[m < 0.8] = 0
-    color = np.concatenate((63 / 255.0 * np.ones_like(x[..., :1]),
-                            42 / 255.0 * np.ones_like(x[..., :1]),
-                            20 / 255.0 * np.ones_like(x[..., :1])), axis=2)  # fmt: skip
-    color *= m[..., np.newaxis]
-    x *= 1 - m[..., np.newaxis]
-    return np.clip(x + color, 0, 1) * 255
-
-
 def test_spatter_wraps_like_the_released_data_unless_clipped():
     """CIFAR severity 3 has water values above 1: the script's uint8 cast wraps them; ``clip``
     differs from the reference there."""
     images = natural_images(32)
     seed = 5
     draws = draws_spatter(torch.Generator().manual_seed(seed), len(images), 32)
-    expected = np.stack([reference_spatter(image, SPATTER["cifar"][2], draw)
+    expected = np.stack([references.spatter(image, SPATTER["cifar"][2], draw)
                          for image, draw in zip(images, draws, strict=True)])  # fmt: skip
     wrapped = ours(images, "spatter", 3, "cifar", seed)
     clipped = ours(images, "spatter", 3, "cifar", seed, spatter="clip")
@@ -237,12 +141,6 @@ def test_spatter_wraps_like_the_released_data_unless_clipped():
 
 
 CONTRAST = {"cifar": [0.75, 0.5, 0.4, 0.3, 0.15], "imagenet": [0.4, 0.3, 0.2, 0.1, 0.05]}
-
-
-def reference_contrast(x: np.ndarray, c: float) -> np.ndarray:
-    x = np.array(x) / 255.0
-    means = np.mean(x, axis=(0, 1), keepdims=True)
-    return np.clip((x - means) * c + means, 0, 1) * 255
 
 
 def reference_store(corrupted: np.ndarray, scale: str) -> np.ndarray:
@@ -261,7 +159,7 @@ def test_default_output_is_stored_like_the_released_data(scale):
     images = natural_images(SIZES[scale])
     for severity in (1, 5):
         got = ours(images, "contrast", severity, scale, 0, output="released")
-        expected = np.stack([reference_store(reference_contrast(image, CONTRAST[scale][severity - 1]),
+        expected = np.stack([reference_store(references.contrast(image, CONTRAST[scale][severity - 1]),
                                              scale) for image in images])  # fmt: skip
         assert_levels(got, expected, levels=0.0)
 
@@ -387,170 +285,6 @@ PARAMS = {
 }  # fmt: skip
 
 
-def gaussian_rgb(x: np.ndarray, sigma: float, **kwargs) -> np.ndarray:
-    # the scripts' gaussian(..., multichannel=True), spelt channel_axis=-1 in scikit-image >= 0.19
-    return skimage.filters.gaussian(x, sigma=sigma, channel_axis=-1, **kwargs)
-
-
-def reference_gaussian_noise(x, c, normal):
-    return np.clip(x / 255.0 + c * normal, 0, 1) * 255
-
-
-def reference_shot_noise(x, c, uniform):
-    # np.random.poisson(x * c), drawn by inverting the Poisson CDF at our uniforms
-    return np.clip(scipy.stats.poisson.ppf(uniform, x / 255.0 * c) / c, 0, 1) * 255
-
-
-def reference_impulse_noise(x, c, uniform):
-    # sk.util.random_noise(mode='s&p', amount=c): a value flips with probability c, to salt (1)
-    # or pepper (0) with probability 1/2 each; scikit-image draws the two choices separately, we
-    # read both off one uniform (flip when u < c, salt when u < c / 2)
-    x = x / 255.0
-    x = np.where(uniform < c, (uniform < c / 2).astype(np.float64), x)
-    return np.clip(x, 0, 1) * 255
-
-
-def reference_speckle_noise(x, c, normal):
-    x = x / 255.0
-    return np.clip(x + x * c * normal, 0, 1) * 255
-
-
-def reference_gaussian_blur(x, c):
-    return np.clip(gaussian_rgb(np.array(x) / 255.0, c), 0, 1) * 255
-
-
-def reference_glass_blur(x, c, swaps):
-    size = x.shape[0]
-    x = np.uint8(gaussian_rgb(np.array(x) / 255.0, c[0]) * 255)
-    swaps = iter(swaps)
-    for _ in range(c[2]):
-        for h in range(size - c[1], c[1], -1):
-            for w in range(size - c[1], c[1], -1):
-                dy, dx = next(swaps)  # np.random.randint(-c[1], c[1], size=(2,))
-                h_prime, w_prime = h + dy, w + dx
-                x[h, w], x[h_prime, w_prime] = x[h_prime, w_prime], x[h, w]
-    return np.clip(gaussian_rgb(x / 255.0, c[0]), 0, 1) * 255
-
-
-def disk(radius, alias_blur=0.1, dtype=np.float32):
-    if radius <= 8:
-        L, ksize = np.arange(-8, 8 + 1), (3, 3)
-    else:
-        L, ksize = np.arange(-radius, radius + 1), (5, 5)
-    X, Y = np.meshgrid(L, L)
-    aliased_disk = np.array((X**2 + Y**2) <= radius**2, dtype=dtype)
-    aliased_disk /= np.sum(aliased_disk)
-    return cv2.GaussianBlur(aliased_disk, ksize=ksize, sigmaX=alias_blur)
-
-
-def reference_defocus_blur(x, c):
-    x = np.array(x) / 255.0
-    kernel = disk(radius=c[0], alias_blur=c[1])
-    channels = np.array([cv2.filter2D(x[:, :, d], -1, kernel) for d in range(3)])
-    return np.clip(channels.transpose((1, 2, 0)), 0, 1) * 255
-
-
-def reference_motion_blur(x, c, angle):
-    blurred = wand_motion_blur(png_bytes(Image.fromarray(x)), c[0], c[1], angle)
-    return np.clip(blurred[..., [2, 1, 0]], 0, 255).astype(np.float64)  # BGR to RGB
-
-
-def reference_zoom_blur(x, c):
-    x = (np.array(x) / 255.0).astype(np.float32)
-    out = np.zeros_like(x)
-    for zoom_factor in c:
-        out += clipped_zoom(x, zoom_factor)
-    return np.clip((x + out) / (len(c) + 1), 0, 1) * 255
-
-
-def plasma_fractal(mapsize, wibbledecay, uniforms):
-    """The scripts' diamond-square map; ``uniforms`` yields the [0, 1) draws of each
-    ``np.random.uniform(-wibble, wibble, shape)`` in turn."""
-    maparray = np.empty((mapsize, mapsize), dtype=np.float64)
-    maparray[0, 0] = 0
-    stepsize = mapsize
-    wibble = 100
-
-    def wibbledmean(array):
-        return array / 4 + wibble * (wibble * (2 * next(uniforms) - 1))
-
-    def fillsquares():
-        cornerref = maparray[0:mapsize:stepsize, 0:mapsize:stepsize]
-        squareaccum = cornerref + np.roll(cornerref, shift=-1, axis=0)
-        squareaccum += np.roll(squareaccum, shift=-1, axis=1)
-        maparray[stepsize // 2 : mapsize : stepsize, stepsize // 2 : mapsize : stepsize] = (
-            wibbledmean(squareaccum)
-        )
-
-    def filldiamonds():
-        drgrid = maparray[stepsize // 2 : mapsize : stepsize, stepsize // 2 : mapsize : stepsize]
-        ulgrid = maparray[0:mapsize:stepsize, 0:mapsize:stepsize]
-        ltsum = drgrid + np.roll(drgrid, 1, axis=0) + ulgrid + np.roll(ulgrid, -1, axis=1)
-        maparray[0:mapsize:stepsize, stepsize // 2 : mapsize : stepsize] = wibbledmean(ltsum)
-        ttsum = drgrid + np.roll(drgrid, 1, axis=1) + ulgrid + np.roll(ulgrid, -1, axis=0)
-        maparray[stepsize // 2 : mapsize : stepsize, 0:mapsize:stepsize] = wibbledmean(ttsum)
-
-    while stepsize >= 2:
-        fillsquares()
-        filldiamonds()
-        stepsize //= 2
-        wibble /= wibbledecay
-    maparray -= maparray.min()
-    return maparray / maparray.max()
-
-
-def reference_fog(x, c, uniforms):
-    size = x.shape[0]
-    mapsize = 32 if size == 32 else 256
-    x = np.array(x) / 255.0
-    max_val = x.max()
-    x += c[0] * plasma_fractal(mapsize, c[1], iter(uniforms))[:size, :size][..., np.newaxis]
-    return np.clip(x * max_val / (max_val + c[0]), 0, 1) * 255
-
-
-def reference_brightness(x, c):
-    x = skimage.color.rgb2hsv(np.array(x) / 255.0)
-    x[:, :, 2] = np.clip(x[:, :, 2] + c, 0, 1)
-    return np.clip(skimage.color.hsv2rgb(x), 0, 1) * 255
-
-
-def reference_saturate(x, c):
-    x = skimage.color.rgb2hsv(np.array(x) / 255.0)
-    x[:, :, 1] = np.clip(x[:, :, 1] * c[0] + c[1], 0, 1)
-    return np.clip(skimage.color.hsv2rgb(x), 0, 1) * 255
-
-
-def reference_jpeg_compression(x, c):
-    output = io.BytesIO()
-    Image.fromarray(x).save(output, "JPEG", quality=c)
-    return np.asarray(Image.open(output)).astype(np.float64)
-
-
-def reference_elastic_transform(image, c, jitter, noise):
-    image = np.array(image, dtype=np.float32) / 255.0
-    shape = image.shape
-    shape_size = shape[:2]
-    center_square = np.float32(shape_size) // 2
-    square_size = min(shape_size) // 3
-    pts1 = np.float32([center_square + square_size,
-                       [center_square[0] + square_size, center_square[1] - square_size],
-                       center_square - square_size])  # fmt: skip
-    pts2 = pts1 + jitter.astype(np.float32)  # np.random.uniform(-c[2], c[2], size=pts1.shape)
-    M = cv2.getAffineTransform(pts1, pts2)
-    image = cv2.warpAffine(image, M, shape_size[::-1], borderMode=cv2.BORDER_REFLECT_101)
-    dx = (skimage.filters.gaussian(noise[0], c[1], mode="reflect", truncate=3) * c[0]).astype(
-        np.float32
-    )
-    dy = (skimage.filters.gaussian(noise[1], c[1], mode="reflect", truncate=3) * c[0]).astype(
-        np.float32
-    )
-    dx, dy = dx[..., np.newaxis], dy[..., np.newaxis]
-    x, y, z = np.meshgrid(np.arange(shape[1]), np.arange(shape[0]), np.arange(shape[2]))
-    indices = np.reshape(y + dy, (-1, 1)), np.reshape(x + dx, (-1, 1)), np.reshape(z, (-1, 1))
-    warped = map_coordinates(image, indices, order=1, mode="reflect").reshape(shape)
-    return np.clip(warped, 0, 1) * 255
-
-
 # The draws of each corruption, in the order the torch code takes them from its generator:
 # f(generator, like [B, C, H, W], params) -> one tuple of draws per image.
 
@@ -586,10 +320,20 @@ def _nhwc(t):
     return t.permute(0, 2, 3, 1)
 
 
+def _shot_counts(g, like, c):
+    """The script's ``np.random.poisson(x * c)`` at our uniforms: the Poisson CDF inverted there
+    (scipy's ppf)."""
+    uniform = _nhwc(random_uniform(like.shape, 0, 1024, like, g) / 1024).double().numpy()
+    images = _nhwc(like * 255).round().double().numpy()  # the uint8 images, exactly
+    return [
+        (scipy.stats.poisson.ppf(u, x / 255.0 * c),) for u, x in zip(uniform, images, strict=True)
+    ]
+
+
 DRAWS = {
     "gaussian_noise": lambda g, x, c: _per_image(_nhwc(random_normal(x, g))),
     "speckle_noise": lambda g, x, c: _per_image(_nhwc(random_normal(x, g))),
-    "shot_noise": lambda g, x, c: _per_image(_nhwc(random_uniform(x.shape, 0, 1024, x, g) / 1024)),
+    "shot_noise": _shot_counts,
     "impulse_noise": lambda g, x, c: _per_image(_nhwc(random_uniform(x.shape, 0, 1, x, g))),
     "glass_blur": _glass_swaps,
     "snow": lambda g, x, c: draws_snow(g, len(x), x.shape[-1]),
@@ -603,25 +347,25 @@ DRAWS = {
 }
 
 REFERENCES = {
-    "gaussian_noise": reference_gaussian_noise,
-    "shot_noise": reference_shot_noise,
-    "impulse_noise": reference_impulse_noise,
-    "speckle_noise": reference_speckle_noise,
-    "gaussian_blur": reference_gaussian_blur,
-    "glass_blur": reference_glass_blur,
-    "defocus_blur": reference_defocus_blur,
-    "motion_blur": reference_motion_blur,
-    "zoom_blur": reference_zoom_blur,
-    "fog": reference_fog,
-    "brightness": reference_brightness,
-    "contrast": reference_contrast,
-    "saturate": reference_saturate,
-    "jpeg_compression": reference_jpeg_compression,
-    "elastic_transform": reference_elastic_transform,
+    "gaussian_noise": references.gaussian_noise,
+    "shot_noise": references.shot_noise,
+    "impulse_noise": references.impulse_noise,
+    "speckle_noise": references.speckle_noise,
+    "gaussian_blur": references.gaussian_blur,
+    "glass_blur": references.glass_blur,
+    "defocus_blur": references.defocus_blur,
+    "motion_blur": references.motion_blur,
+    "zoom_blur": references.zoom_blur,
+    "fog": references.fog,
+    "brightness": references.brightness,
+    "contrast": references.contrast,
+    "saturate": references.saturate,
+    "jpeg_compression": references.jpeg_compression,
+    "elastic_transform": references.elastic_transform,
     # ImageMagick truncates the blurred flakes to 8 bits (rounding them was up to 2 levels off)
-    "snow": reference_snow,
+    "snow": references.snow,
     # with the released data's 8-bit wrap of the water layer (CIFAR severity 3 needs it)
-    "spatter": reference_spatter,
+    "spatter": references.spatter,
 }
 
 # Severities checked at ImageNet scale where the reference is slow at 224 px: glass blur's
@@ -685,8 +429,8 @@ def reference_p_motion_blur(
 ):
     frames = []
     for angle in angles:
-        z = wand_motion_blur(png_bytes(Image.fromarray(img)), radius, sigma, angle)
-        frames.append(np.uint8(np.clip(z[..., [2, 1, 0]], 0, 255)))
+        z = magick_motion_blur(img, radius, sigma, angle)
+        frames.append(np.uint8(np.clip(z, 0, 255)))
     return frames
 
 
@@ -703,11 +447,10 @@ def reference_p_snow(img, normal, zoom=2, radius=10, sigma=2):
     snow_layer = 0.05 + 0.3 * normal  # np.random.normal(size=(32, 32), loc=0.05, scale=0.3)
     snow_layer = clipped_zoom(snow_layer[..., np.newaxis], zoom)
     snow_layer[snow_layer < 0.5] = 0
-    snow_layer = Image.fromarray((np.clip(snow_layer.squeeze(), 0, 1) * 255).astype(np.uint8), "L")
-    png = png_bytes(snow_layer)
+    snow_layer = (np.clip(snow_layer.squeeze(), 0, 1) * 255).astype(np.uint8)
     frames = []
     for i in range(0, 31):
-        layer = wand_motion_blur(png, radius, sigma, i * 4 - 150) / 255.0
+        layer = magick_motion_blur(snow_layer, radius, sigma, i * 4 - 150) / 255.0
         layer = layer[..., np.newaxis]
         grey = cv2.cvtColor(np.float32(x), cv2.COLOR_RGB2GRAY).reshape(size, size, 1)
         z = 0.85 * x + (1 - 0.85) * np.maximum(x, grey * 1.5 + 0.5)

@@ -123,9 +123,9 @@ def test_quick_demo_end_to_end(tmp_path, monkeypatch):
     assert (out / "report.md").is_file() and (out / "noise_sweeps.png").is_file()
 
     # every published model folder loads on its own and reproduces its benchmark's clean error
-    from timm_pushpull.demo import _test_subset
+    from timm_pushpull.experiments import seeded_test_images
 
-    images, labels = _test_subset(FASHION_MNIST_SYSTEM_DIR, 64)
+    images, labels = seeded_test_images(FASHION_MNIST_SYSTEM_DIR, 64)
     for model_name, _ in DEMO_MODELS:
         folder = out / "models" / model_name
         assert {"model.safetensors", "config.json", "README.md"} <= {

@@ -18,9 +18,9 @@ from test_robustness_data import make_cifar_c, make_imagenet_c
 
 from timm_pushpull.errors import FolderInUseError, InvalidArgumentError, UserError
 from timm_pushpull.locking import exclusive_folder, user_files
+from timm_pushpull.robustness.corruptions.frost import FROST_DIR_ENV
 from timm_pushpull.robustness.datasets import CifarCFolder, ImageNetCFolder, open_clean_dataset
 from timm_pushpull.robustness.evaluate import evaluate_model
-from timm_pushpull.robustness.frost import FROST_DIR_ENV
 from timm_pushpull.robustness.results import load_per_image
 
 RUN = dict(progress=False, **IDENTITY)

@@ -1,5 +1,6 @@
 """EvalSettings: checked values, the settings block of results.json it records (the version 2
-layout, which files written before it existed hold), and reading that block back."""
+layout, which files written before it existed hold), reading that block back, and the plan that
+completes them from the model and data before any work."""
 
 import dataclasses
 import json
@@ -8,8 +9,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from timm_pushpull.robustness.evaluate import evaluate_model
-from timm_pushpull.robustness.settings import EvalSettings
+from timm_pushpull.robustness.evaluate import evaluate_model, run_evaluation
+from timm_pushpull.robustness.plan import EvalData, plan_evaluation
+from timm_pushpull.robustness.settings import EvalSettings, RunOptions
 
 
 class MeanIntensityClassifier(nn.Module):
@@ -148,3 +150,34 @@ def test_settings_are_frozen_and_unknown_ones_refused():
         evaluate_model(MeanIntensityClassifier(), *_images(), sutes=["c"], progress=False)
     with pytest.raises(ValueError, match="batch_size must be an int >= 1, got 0"):
         evaluate_model(MeanIntensityClassifier(), *_images(), batch_size=0, progress=False)
+
+
+def test_the_plan_completes_the_settings_from_model_and_data_before_any_work():
+    images, labels = _images()
+    model = MeanIntensityClassifier()
+    model.pretrained_cfg = {"mean": (0.25, 0.5, 0.75), "std": (0.5, 0.5, 0.5)}  # timm's config
+    data = EvalData.from_images(images, labels, names={"clean": "random 16 px"})
+    settings = EvalSettings(suites=["shift", "c"], corruptions=["frost", "contrast"], seed=7,
+                            max_images=20, severities=[1, 3], frost="procedural")  # fmt: skip
+    plan = plan_evaluation(model, data, settings)
+    assert model.calls == 0
+    finished = plan.settings
+    assert (finished.mean, finished.std) == ((0.25, 0.5, 0.75), (0.5, 0.5, 0.5))
+    assert (finished.scale, finished.max_shift) == ("cifar", 2)  # 16 px images, round(16 / 7)
+    assert finished.noise_levels["speckle"] == tuple(DEFAULT_VARIANCES)
+    # suites in the order runs take them, units of a suite in the order asked for
+    assert plan.units == (("clean_error", None), ("corruptions", "frost"),
+                          ("corruptions", "contrast"), ("shift", None))  # fmt: skip
+    assert (plan.frost.kind, plan.n_images, plan.input_size) == ("procedural", 20, (3, 16, 16))
+    results = run_evaluation(model, data, plan, RunOptions(progress=False))
+    assert results["settings"] == json.loads(json.dumps(plan.record()))
+    # evaluate_model is the plan of its arguments, run
+    again = MeanIntensityClassifier()
+    again.pretrained_cfg = model.pretrained_cfg
+    assert evaluate_model(again, images, labels, settings, dataset_names=data.names,
+                          progress=False) == results  # fmt: skip
+
+
+def test_a_suite_the_data_cannot_serve_is_refused_by_the_plan():
+    with pytest.raises(ValueError, match="suite 'noise' needs clean images"):
+        plan_evaluation(MeanIntensityClassifier(), EvalData(), EvalSettings(suites=["noise"]))

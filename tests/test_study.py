@@ -1,4 +1,4 @@
-"""The study runner (timm_pushpull/study.py): a quick study on real Fashion-MNIST, resume, refusal
+"""The study runner (timm_pushpull/study/): a quick study on real Fashion-MNIST, resume, refusal
 of another grid, and the report's statistics against hand computations."""
 
 import dataclasses
@@ -19,36 +19,31 @@ import timm_pushpull  # noqa: F401  (registers the models)
 from timm_pushpull.cli import main as cli_main
 from timm_pushpull.constants import RESUME_FILE
 from timm_pushpull.data.idx import FASHION_MNIST_SYSTEM_DIR
-from timm_pushpull.demo import _train_overrides
+from timm_pushpull.experiments import STUDY_FULL, STUDY_LARGE, STUDY_QUICK, training_overrides
 from timm_pushpull.locking import exclusive_folder
 from timm_pushpull.robustness.results import load_per_image, load_results
-from timm_pushpull.study import (
-    FULL,
+from timm_pushpull.study import write_study_report
+from timm_pushpull.study.folder import cell_finished, open_study
+from timm_pushpull.study.grid import (
     GROUPS,
-    LARGE,
     MNIST_NOISE_LEVELS,
     MNIST_VARIANCES,
-    PAPER_CIFAR10C_RESNET20,
-    PAPER_MNIST,
-    PERCENT,
-    QUICK,
     RESNET_TEST_SAMPLES,
-    _noise_levels,
-    _paper_rows,
-    _sigterm_interrupts,
-    cell_finished,
-    cell_metrics,
-    cells_to_run,
     grid,
+    group_noise_levels,
     group_settings,
+)
+from timm_pushpull.study.papers import PAPER_CIFAR10C_RESNET20, PAPER_MNIST
+from timm_pushpull.study.report import _paper_rows
+from timm_pushpull.study.runner import _sigterm_interrupts, cells_to_run, run_study
+from timm_pushpull.study.statistics import (
+    PERCENT,
+    cell_metrics,
     holm_adjust,
     mean_interval,
-    open_study,
     paired_comparisons,
-    run_study,
     seed_p_value,
     summarize_group,
-    write_study_report,
 )
 from timm_pushpull.training import trainer
 
@@ -87,21 +82,27 @@ def test_grid_is_the_papers():
     # the paper's 3 x 3 grid of h and alpha (on LeNet only: ResNet-20 does not fit the budget)
     assert len([c for c in cells if c.group == "h_alpha" and c.seed == 0]) == 1 + 9
     # ResNet cells evaluate a smaller subset, LeNet cells the whole test set
-    assert group_settings(GROUPS["resnet"], FULL).test_samples == RESNET_TEST_SAMPLES < 10_000
-    assert group_settings(GROUPS["lenet"], FULL).test_samples == 10_000
+    assert group_settings(GROUPS["resnet"], STUDY_FULL).test_samples == RESNET_TEST_SAMPLES < 10_000
+    assert group_settings(GROUPS["lenet"], STUDY_FULL).test_samples == 10_000
     # the MNIST paper's levels (NCAA 2020) reach the evaluation, and its numbers line up with them
-    assert _noise_levels(GROUPS["lenet"], FULL)["gaussian"] == [
+    assert group_noise_levels(GROUPS["lenet"], STUDY_FULL)["gaussian"] == [
         0.0, 0.001, 0.01, 0.1, 0.2, 0.3, 0.4, 0.5
     ]  # fmt: skip
-    assert _noise_levels(GROUPS["lenet"], FULL)["contrast_poisson"] == [1.0, 0.5, 0.4, 0.3, 0.2]
+    assert group_noise_levels(GROUPS["lenet"], STUDY_FULL)["contrast_poisson"] == [
+        1.0,
+        0.5,
+        0.4,
+        0.3,
+        0.2,
+    ]
     for sweep, rows in PAPER_MNIST.items():
         assert all(len(v) == len(MNIST_NOISE_LEVELS[sweep]) for v in rows.values())
     # every declared model builds with its kwargs, under the name the trainer is given (lenet5_b
     # has no Fashion-MNIST pretrained tag: the study's first full run stopped there)
     for model, kwargs in {(c.model, json.dumps(c.kwargs, sort_keys=True)) for c in cells}:
         family = "lenet" if model.startswith("lenet") else "resnet"
-        _, overrides = _train_overrides(
-            model, family, FULL, Path("data"), Path("run"), False, False
+        _, overrides = training_overrides(
+            model, family, STUDY_FULL, Path("data"), Path("run"), False, False
         )
         timm.create_model(overrides["model"], num_classes=10, in_chans=1, **json.loads(kwargs))
 
@@ -109,11 +110,14 @@ def test_grid_is_the_papers():
 def test_large_scale_is_the_papers_protocol_on_all_images(tmp_path):
     # every group, ResNet-20 too, on all 10,000 test images; every model on all training images
     for group in GROUPS.values():
-        assert group_settings(group, LARGE).test_samples == 10_000
-    assert LARGE.lenet_train_samples is None and LARGE.resnet_train_samples is None
-    assert LARGE.lenet_epochs > FULL.lenet_epochs and LARGE.resnet_epochs > FULL.resnet_epochs
+        assert group_settings(group, STUDY_LARGE).test_samples == 10_000
+    assert STUDY_LARGE.lenet_train_samples is None and STUDY_LARGE.resnet_train_samples is None
+    assert (
+        STUDY_LARGE.lenet_epochs > STUDY_FULL.lenet_epochs
+        and STUDY_LARGE.resnet_epochs > STUDY_FULL.resnet_epochs
+    )
     # another scale is another study: refused in a folder of the default one
-    open_study(tmp_path, grid(), FULL)
+    open_study(tmp_path, grid(), STUDY_FULL)
     assert cli_main(["study", "--scale", "large", "--out", str(tmp_path)]) == 2
     with pytest.raises(ValueError, match="--scale must be one of"):
         run_study(tmp_path / "new", scale="huge")
@@ -121,9 +125,9 @@ def test_large_scale_is_the_papers_protocol_on_all_images(tmp_path):
 
 def test_report_names_the_resnet_test_subset_the_study_used(tmp_path):
     for settings, resnet, plateau in (
-        (FULL, "10,000 images for 3 epoch(s) (cosine schedule), tested on 500 test images",
+        (STUDY_FULL, "10,000 images for 3 epoch(s) (cosine schedule), tested on 500 test images",
          "60,000 images for 10 epoch(s) (one-cycle schedule), tested on 2,000 test images"),
-        (LARGE, "60,000 images for 30 epoch(s) (cosine schedule), tested on 10,000 test images",
+        (STUDY_LARGE, "60,000 images for 30 epoch(s) (cosine schedule), tested on 10,000 test images",
          "60,000 images for 10 epoch(s) (one-cycle schedule), tested on 10,000 test images"),
     ):  # fmt: skip
         out = tmp_path / settings.name
@@ -140,17 +144,17 @@ def test_plateau_group_trains_resnet20_on_every_image_to_a_plateau(tmp_path, mon
     ]  # fmt: skip
     assert group.seeds == (0, 1, 2) and group.train == {"sched": "onecycle"}
     assert set(group.suites) == set(GROUPS["resnet"].suites)
-    full = group_settings(group, FULL)
+    full = group_settings(group, STUDY_FULL)
     assert (full.resnet_train_samples, full.resnet_epochs, full.test_samples) == (None, 10, 2000)
     # the quick scale stays a seconds-long check of the pipeline
-    assert group_settings(group, QUICK) == QUICK
+    assert group_settings(group, STUDY_QUICK) == STUDY_QUICK
     # a study.json written before the group existed (no group settings) extends to it
     older = [c for c in grid() if c.group != "resnet_plateau"]
-    open_study(tmp_path, older, FULL)
+    open_study(tmp_path, older, STUDY_FULL)
     stored = json.loads((tmp_path / "study.json").read_text())
     del stored["group_settings"], stored["test_samples"]["resnet_plateau"]
     (tmp_path / "study.json").write_text(json.dumps(stored))
-    open_study(tmp_path, grid(), FULL)
+    open_study(tmp_path, grid(), STUDY_FULL)
     assert (
         json.loads((tmp_path / "study.json").read_text())["group_settings"]["resnet_plateau"][
             "settings"
@@ -160,23 +164,23 @@ def test_plateau_group_trains_resnet20_on_every_image_to_a_plateau(tmp_path, mon
     # its cells trained with other group settings are another study
     monkeypatch.setitem(GROUPS, "resnet_plateau", replace(group, settings={"resnet_epochs": 11}))
     with pytest.raises(FileExistsError, match="another grid"):
-        open_study(tmp_path, grid(), FULL)
+        open_study(tmp_path, grid(), STUDY_FULL)
 
 
 def test_quick_grid_is_small():
     cells = grid(quick=True)
     for name in GROUPS:
         assert 1 <= len({c.label for c in cells if c.group == name}) <= 2
-    assert QUICK.test_samples <= 100
+    assert STUDY_QUICK.test_samples <= 100
 
 
 def test_other_grid_in_same_folder_is_refused(tmp_path):
-    open_study(tmp_path, grid(quick=True), QUICK)
-    open_study(tmp_path, grid(quick=True), QUICK)  # the same study: resumed
+    open_study(tmp_path, grid(quick=True), STUDY_QUICK)
+    open_study(tmp_path, grid(quick=True), STUDY_QUICK)  # the same study: resumed
     with pytest.raises(FileExistsError, match="another grid"):
-        open_study(tmp_path, grid(quick=True)[:3], QUICK)
+        open_study(tmp_path, grid(quick=True)[:3], STUDY_QUICK)
     with pytest.raises(FileExistsError, match="another grid"):
-        open_study(tmp_path, grid(), FULL)
+        open_study(tmp_path, grid(), STUDY_FULL)
     # through the command: a full study in the quick study's folder
     assert cli_main(["study", "--out", str(tmp_path), "--only", "lenet"]) == 2
     # a report of a folder that holds no study
@@ -186,29 +190,29 @@ def test_other_grid_in_same_folder_is_refused(tmp_path):
 def test_other_test_subset_in_same_folder_is_refused(tmp_path, monkeypatch):
     # a group's test subset is part of the study: its corrupted images are generated once per
     # folder, so a study resumed with another subset would mix images
-    open_study(tmp_path, grid(), FULL)
+    open_study(tmp_path, grid(), STUDY_FULL)
     resnet = GROUPS["resnet"]
     monkeypatch.setitem(GROUPS, "resnet", replace(resnet, test_samples=resnet.test_samples + 1))
     with pytest.raises(FileExistsError, match="another grid"):
-        open_study(tmp_path, grid(), FULL)
+        open_study(tmp_path, grid(), STUDY_FULL)
 
 
 def test_grid_that_adds_cells_extends_the_study(tmp_path):
     # a study run with fewer seeds (the first part of the committed one) grows to the full grid
     full = grid()
     first_part = [c for c in full if c.seed < 3]
-    open_study(tmp_path, first_part, FULL)
-    open_study(tmp_path, full, FULL)
+    open_study(tmp_path, first_part, STUDY_FULL)
+    open_study(tmp_path, full, STUDY_FULL)
     stored = json.loads((tmp_path / "study.json").read_text())
     assert len(stored["cells"]) == len(full) > len(first_part)
-    open_study(tmp_path, full, FULL)  # now the stored grid: resumed as is
+    open_study(tmp_path, full, STUDY_FULL)  # now the stored grid: resumed as is
     # a grid that changes a stored cell (not only adds cells) is another study
     changed = [replace(c, kwargs={"pp_alpha": 0.25}) if c == full[1] else c for c in full]
     with pytest.raises(FileExistsError, match="another grid"):
-        open_study(tmp_path, changed, FULL)
+        open_study(tmp_path, changed, STUDY_FULL)
     # ... and so is one that drops cells
     with pytest.raises(FileExistsError, match="another grid"):
-        open_study(tmp_path, first_part, FULL)
+        open_study(tmp_path, first_part, STUDY_FULL)
     assert json.loads((tmp_path / "study.json").read_text()) == stored
 
 
@@ -229,7 +233,7 @@ def test_lowest_seeds_run_first_across_groups(tmp_path):
 def test_folder_with_other_files_is_refused(tmp_path):
     (tmp_path / "mine.txt").write_text("keep me")
     with pytest.raises(FileExistsError, match="not a study"):
-        open_study(tmp_path, grid(quick=True), QUICK)
+        open_study(tmp_path, grid(quick=True), STUDY_QUICK)
     assert (tmp_path / "mine.txt").read_text() == "keep me"
 
 

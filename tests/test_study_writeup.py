@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from timm_pushpull.study import GROUPS, PAPER_CIFAR10C_RESNET20, PAPER_MNIST
+from timm_pushpull.study.grid import GROUPS
+from timm_pushpull.study.papers import PAPER_CIFAR10C_RESNET20, PAPER_MNIST
 
 ROOT = Path(__file__).resolve().parents[1]
 CELLS = ROOT / "docs" / "study" / "results" / "cells"

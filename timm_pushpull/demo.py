@@ -27,11 +27,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import subprocess
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,14 +37,28 @@ import numpy as np
 import torch
 
 from .constants import METRICS_FILE, RESULTS_FILE, RESUME_FILE, TRAIN_CONFIG_FILE, WEIGHTS_FILE
-from .data.idx import FASHION_MNIST_SYSTEM_DIR, IdxImageDataset
-from .errors import MissingFileError, OutputExistsError
-from .models._cfg import DEMO_FMNIST, DEMO_FMNIST_MODELS
+from .data.idx import FASHION_MNIST_SYSTEM_DIR
+from .errors import OutputExistsError
+from .experiments import (
+    DEMO_FULL,
+    DEMO_QUICK,
+    SEED,
+    SHIFT_TEST,
+    SWEEP_SUFFIX,
+    ExperimentSettings,
+    build_corrupted_set,
+    ensure_fashion_mnist,
+    load_trained_model,
+    outcomes_by_test,
+    seeded_test_images,
+    training_overrides,
+)
+from .models._cfg import DEMO_FMNIST
 
 if TYPE_CHECKING:
     from .robustness.results import UnitOutcomes
 
-# (model, family); the family picks the training recipe below
+# (model, family); the family picks the training recipe (:func:`.experiments.training_overrides`)
 DEMO_MODELS = (
     ("lenet5_a", "lenet"),
     ("lenet5_a_pp", "lenet"),
@@ -61,186 +73,7 @@ COMPARISONS = (
     ("resnet20_pp_b1", "resnet20"),
     ("resnet20_pp_b1", "resnet20_pp"),
 )
-DEMO_TAG = DEMO_FMNIST
 HUB_ORG = "timm-pushpull"
-FMNIST_MEAN, FMNIST_STD = [0.2860], [0.3530]
-APT_PACKAGE = "dataset-fashion-mnist"
-SEED = 0
-SHIFT_TEST, SWEEP_SUFFIX = "shift consistency", " noise sweep"  # names of the paired tests
-
-
-@dataclass(frozen=True)
-class DemoSettings:
-    """How much of Fashion-MNIST each phase uses (sized for < 20 minutes on 2 CPU cores)."""
-
-    name: str
-    lenet_train_samples: int | None  # None = all 60000
-    lenet_epochs: int
-    resnet_train_samples: int | None
-    resnet_epochs: int
-    test_samples: int  # clean accuracy and every robustness test use these test images
-    corruptions: tuple[str, ...] | None = None  # None = all 19 (15 standard + 4 extra)
-    severities: tuple[int, ...] = (1, 2, 3, 4, 5)
-    noise_levels: dict[str, list[float]] = field(default_factory=dict)  # {} = evaluate.py's levels
-    eval_batch_size: int = 300
-    workers: int = 0  # data loader processes for training
-
-
-# Sized on 2 cores: LeNet-5 trains at ~6000 images/s (-pp ~3700), ResNet-20 at ~490 (-pp_b1 ~240);
-# the benchmark classifies each test image ~120 times. Measured on 2026-12-01: 4.9 minutes in all;
-# the paired verdicts read the per-image outcomes of that same robustness pass, classifying nothing
-# again.
-FULL = DemoSettings(
-    name="full",
-    lenet_train_samples=None,
-    lenet_epochs=2,
-    resnet_train_samples=16_000,
-    resnet_epochs=1,
-    test_samples=300,
-)
-# checks the whole pipeline in about a minute; its models are barely trained
-QUICK = DemoSettings(
-    name="quick",
-    lenet_train_samples=512,
-    lenet_epochs=1,
-    resnet_train_samples=128,
-    resnet_epochs=1,
-    test_samples=64,
-    corruptions=("gaussian_noise", "impulse_noise", "defocus_blur", "contrast"),
-    severities=(1, 3, 5),
-    noise_levels=dict(gaussian=[0.0, 0.03], speckle=[0.0, 0.03], contrast_poisson=[0.5, 1.0]),
-    eval_batch_size=64,
-)
-
-
-def ensure_fashion_mnist(data_dir: str | Path | None) -> Path:
-    """The folder with Fashion-MNIST's IDX files; installs Debian's package when it is missing and
-    this is a root shell with apt-get (announced, never silent)."""
-    folder = Path(data_dir) if data_dir else FASHION_MNIST_SYSTEM_DIR
-    if (folder / "t10k-labels-idx1-ubyte.gz").is_file() or (
-        folder / "t10k-labels-idx1-ubyte"
-    ).is_file():
-        return folder
-    install = ["apt-get", "install", "-y", APT_PACKAGE]
-    if data_dir is None and shutil.which("apt-get") and os.geteuid() == 0:
-        print(f"Fashion-MNIST is missing: running `{' '.join(install)}`", flush=True)
-        subprocess.run(install, check=True)
-        if (folder / "t10k-labels-idx1-ubyte.gz").is_file():
-            return folder
-    raise MissingFileError(
-        f"no Fashion-MNIST IDX files in {folder}. Install them with `sudo {' '.join(install)}` "
-        "(Debian/Ubuntu), or pass --data-dir with the four *-idx*-ubyte.gz files."
-    )
-
-
-def _train_overrides(model: str, family: str, settings: DemoSettings, data_dir: Path, run_dir: Path,
-                     resume: bool, progress: bool, seed: int = SEED,
-                     model_kwargs: Mapping[str, Any] | None = None) -> tuple[str, dict[str, Any]]:  # fmt: skip
-    """(recipe, overrides) for one model: the papers' recipes, shortened to the demo's budget
-    (also the study's, :mod:`.study`, with its seeds and model kwargs)."""
-    common = dict(
-        # the demo models' tag carries their pretrained cfg (Fashion-MNIST normalisation, Hub id);
-        # the study's other models have no such tag and get the same values from the overrides
-        model=f"{model}.{DEMO_TAG}" if model in DEMO_FMNIST_MODELS else model,
-        dataset="fashion_mnist",
-        data_dir=str(data_dir),
-        num_classes=10,
-        in_chans=1,
-        img_size=28,
-        mean=FMNIST_MEAN,
-        std=FMNIST_STD,
-        val_samples=settings.test_samples,
-        eval_batch_size=settings.eval_batch_size,
-        sched="cosine",  # a short run: anneal to zero per step instead of the papers' milestones
-        workers=settings.workers,
-        model_kwargs=dict(model_kwargs or {}),
-        seed=seed,
-        cpu=True,
-        output=str(run_dir),
-        resume=resume,
-        progress=progress,
-    )
-    if family == "lenet":
-        return "lenet_mnist", dict(
-            common,
-            train_samples=settings.lenet_train_samples,
-            epochs=settings.lenet_epochs,
-            lr=0.05,
-        )
-    return "cifar_resnet", dict(
-        common,
-        train_samples=settings.resnet_train_samples,
-        epochs=settings.resnet_epochs,
-        crop="none",
-        hflip=0.5,
-        lr=0.1,
-        weight_decay=5e-4,
-    )
-
-
-def _test_subset(data_dir: Path, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """The test images (uint8 [N, 28, 28]) and labels of the seeded subset (seed 0) every model is
-    evaluated on. The trainer validates on the subset its training seed draws: these images for
-    the demo's seed-0 runs and for all 10,000, other images for the study's other seeds."""
-    from .data import subset
-
-    test = IdxImageDataset(data_dir, "test")
-    chosen = subset(test, count, SEED)
-    indices = getattr(chosen, "indices", range(len(test)))
-    index = np.asarray(list(indices))
-    return test.data[index], test.targets[index]
-
-
-def build_corrupted_set(
-    images: np.ndarray,
-    labels: np.ndarray,
-    folder: Path,
-    corruptions: Sequence[str],
-    severities: Sequence[int],
-) -> None:
-    """Write Fashion-MNIST-C in the CIFAR-10-C layout: ``<corruption>.npy`` uint8 [5N, H, W, 1] + labels.
-
-    Generated once and shared by every model, so all are tested on the very same corrupted images.
-    Severities the demo skips are stored as copies of the clean images (never read).
-    """
-    from .robustness.corruptions import corrupt
-
-    folder.mkdir(parents=True, exist_ok=True)
-    clean = torch.from_numpy(images).float().div(255).unsqueeze(1)
-    for name in corruptions:
-        path = folder / f"{name}.npy"
-        if path.is_file():
-            continue
-        stack = []
-        for severity in range(1, 6):
-            out = (
-                corrupt(clean, name, severity, scale="cifar", seed=SEED)
-                if severity in severities
-                else clean
-            )
-            stack.append(out.mul(255).round().to(torch.uint8).squeeze(1).unsqueeze(-1).numpy())
-        tmp = folder / f".{name}.npy.tmp"
-        with tmp.open("wb") as f:
-            np.save(f, np.concatenate(stack))
-        os.replace(tmp, path)
-    np.save(folder / "labels.npy", labels.astype(np.int64))
-
-
-def _by_test(outcomes: Mapping[str, UnitOutcomes]) -> dict[str, UnitOutcomes]:
-    """The demo's tests (``clean``, each corruption, ``<sweep> noise sweep``, ``shift
-    consistency``) from a run's per-image outcomes, by :func:`~.robustness.results.unit_key`."""
-    tests = {}
-    for key, unit in outcomes.items():
-        section, _, name = key.partition("/")
-        if section == "clean_error":
-            tests["clean"] = unit
-        elif section == "corruptions":
-            tests[name] = unit
-        elif section == "noise_sweeps":
-            tests[f"{name}{SWEEP_SUFFIX}"] = unit
-        elif section == "shift":
-            tests[SHIFT_TEST] = unit
-    return tests
 
 
 def compare_models(
@@ -257,7 +90,7 @@ def compare_models(
     """
     from .robustness.stats import mcnemar_exact, paired_bootstrap
 
-    ours, theirs = _by_test(candidate), _by_test(reference)
+    ours, theirs = outcomes_by_test(candidate), outcomes_by_test(reference)
     shared = [name for name in ours if name in theirs]
     for name in shared:
         if not np.array_equal(ours[name].indices, theirs[name].indices):
@@ -331,14 +164,6 @@ def verdict_text(candidate: str, reference: str, tests: Mapping[str, Mapping]) -
     ]
 
 
-def _load_model(folder: Path) -> torch.nn.Module:
-    import timm
-
-    import timm_pushpull  # noqa: F401  (registers the architectures local-dir: builds)
-
-    return timm.create_model(f"local-dir:{folder}", pretrained=True).eval()
-
-
 def _write_readme(out: Path, summary: Mapping, verdicts: Sequence[str]) -> None:
     s = summary["settings"]
     rows = ["| model | params | epochs | train images | train time (s) | clean test error (%) |",
@@ -391,7 +216,7 @@ def _write_readme(out: Path, summary: Mapping, verdicts: Sequence[str]) -> None:
 
 def run_demo(
     out: str | Path,
-    settings: DemoSettings = FULL,
+    settings: ExperimentSettings = DEMO_FULL,
     data_dir: str | Path | None = None,
     resume: bool = False,
     publish: bool = True,
@@ -423,7 +248,7 @@ def run_demo(
         tic = time.perf_counter()
         if not (run_dir / WEIGHTS_FILE).is_file():
             resuming = resume and (run_dir / RESUME_FILE).is_file()
-            recipe, overrides = _train_overrides(
+            recipe, overrides = training_overrides(
                 model, family, settings, data, run_dir, resuming, progress
             )
             print(f"\n== training {model} ({recipe} recipe, shortened) ==", flush=True)
@@ -441,7 +266,7 @@ def run_demo(
         timings[f"train {model}"] = time.perf_counter() - tic
 
     tic = time.perf_counter()
-    images, labels = _test_subset(data, settings.test_samples)
+    images, labels = seeded_test_images(data, settings.test_samples)
     from .robustness.corruptions import ALL_CORRUPTIONS
 
     corruptions = settings.corruptions or ALL_CORRUPTIONS
@@ -463,7 +288,7 @@ def run_demo(
     )
     for model, _ in DEMO_MODELS:
         tic = time.perf_counter()
-        net = _load_model(out / "training" / model)
+        net = load_trained_model(out / "training" / model)
         loaded[model] = net
         print(f"\n== robustness of {model} ==", flush=True)
         result = evaluate_model(
@@ -502,7 +327,7 @@ def run_demo(
         for model, _ in DEMO_MODELS:
             target = out / "models" / model
             if not (target / WEIGHTS_FILE).is_file():
-                publish_folder(out / "training" / model, f"{HUB_ORG}/{model}.{DEMO_TAG}",
+                publish_folder(out / "training" / model, f"{HUB_ORG}/{model}.{DEMO_FMNIST}",
                                results=out / "robustness" / model / RESULTS_FILE, dry_run=target)  # fmt: skip
     timings["report"] = time.perf_counter() - tic
 
@@ -552,7 +377,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    settings = QUICK if args.quick else FULL
+    settings = DEMO_QUICK if args.quick else DEMO_FULL
     if args.test_samples:
         settings = replace(settings, test_samples=args.test_samples)
     if args.epochs:

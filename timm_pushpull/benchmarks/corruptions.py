@@ -2,8 +2,11 @@
 
 Every corruption of :data:`~timm_pushpull.robustness.corruptions.ALL_CORRUPTIONS` is timed against
 the function of the same name in :mod:`.corruption_references` (Hendrycks' scripts, one image at a
-time; they need the ``bench`` extra). Section ``corruptions`` of ``timm-pushpull bench``; the
-options below (other scale, image count, a subset) run it on its own:
+time, the references the tests check ``corrupt`` against; they need the ``bench`` extra), fed the
+random draws of NumPy's legacy ``RandomState`` samplers as the scripts take them, and
+:func:`~.corruption_references.numpy_motion_blur` for ImageMagick's motion blur (the extra has no
+Wand). Section ``corruptions`` of ``timm-pushpull bench``; the options below (other scale, image
+count, a subset) run it on its own:
 
     python -m timm_pushpull.benchmarks.corruptions --scale imagenet --num-images 20 --repeats 1
 """
@@ -11,6 +14,7 @@ options below (other scale, image count, a subset) run it on its own:
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -22,11 +26,70 @@ import torch
 
 from .. import native
 from ..robustness.corruptions import ALL_CORRUPTIONS, SEVERITY_PARAMS, corrupt
+from ..robustness.corruptions.frost import frost_textures
 from .timing import bench_extra
 
 __all__ = ["format_table", "main", "reference", "run"]
 
+# (image [H, W, 3] uint8, the package's parameters, NumPy's generator) -> corrupted image
 Reference = Callable[[np.ndarray, Any, np.random.RandomState], np.ndarray]
+
+
+@functools.cache
+def _frost_photos(size: int, zoom: float) -> tuple[np.ndarray, ...]:
+    """The frost textures on the scripts' 0..255 scale, made once (outside the timings)."""
+    return tuple(texture * 255 for texture in frost_textures(size, zoom))
+
+
+def _frost_draws(rng: np.random.RandomState, x: np.ndarray, c: Any) -> tuple:
+    photos = _frost_photos(x.shape[0], c[2])
+    photo = photos[rng.randint(len(photos))]
+    return (
+        photo,
+        rng.randint(0, photo.shape[0] - x.shape[0]),
+        rng.randint(0, photo.shape[1] - x.shape[1]),
+    )
+
+
+def _fog_draws(rng: np.random.RandomState, x: np.ndarray, c: Any) -> tuple:
+    # the references need the bench extra: imported once reference() has checked it is there
+    from .corruption_references import fog_mapsize
+
+    mapsize, uniforms = fog_mapsize(x.shape[0]), []
+    step = mapsize
+    while step >= 2:
+        uniforms += [rng.uniform(size=(mapsize // step, mapsize // step)) for _ in range(3)]
+        step //= 2
+    return (uniforms,)
+
+
+def _glass_draws(rng: np.random.RandomState, x: np.ndarray, c: Any) -> tuple:
+    positions = len(range(x.shape[0] - c[1], c[1], -1)) * len(range(x.shape[1] - c[1], c[1], -1))
+    return (rng.randint(-c[1], c[1], size=(c[2] * positions, 2)).tolist(),)
+
+
+# corruption -> f(rng, image, params): the random values its reference takes, drawn as the script
+# draws them (corruptions without draws are left out)
+_NUMPY_DRAWS: dict[str, Callable[[np.random.RandomState, np.ndarray, Any], tuple]] = {
+    "gaussian_noise": lambda rng, x, c: (rng.normal(size=x.shape),),
+    "shot_noise": lambda rng, x, c: (rng.poisson(x / 255.0 * c),),
+    "impulse_noise": lambda rng, x, c: (rng.uniform(size=x.shape),),
+    "speckle_noise": lambda rng, x, c: (rng.normal(size=x.shape),),
+    "glass_blur": _glass_draws,
+    "motion_blur": lambda rng, x, c: (rng.uniform(-45, 45),),
+    "snow": lambda rng, x, c: (rng.normal(size=x.shape[:2]), rng.uniform(-135, -45)),
+    "frost": _frost_draws,
+    "fog": _fog_draws,
+    "elastic_transform": lambda rng, x, c: (
+        rng.uniform(-c[2], c[2], size=(3, 2)),
+        rng.uniform(-1, 1, size=(2, *x.shape[:2])),
+    ),
+    "spatter": lambda rng, x, c: (rng.normal(size=x.shape[:2]),),
+}
+# the scripts' form of a parameter where the package keeps another: zoom_blur's factors
+_SCRIPT_PARAMS = {"zoom_blur": lambda c: np.arange(*c)}
+# the references that blur with ImageMagick, given the NumPy stand-in
+_MOTION_BLURS = ("motion_blur", "snow")
 
 # How each corruption runs in ``corrupt``, for the table.
 _IMPLEMENTATION = dict.fromkeys(ALL_CORRUPTIONS, "torch, batched")
@@ -58,7 +121,8 @@ def _references() -> ModuleType:
 
 def reference(name: str) -> Reference:
     """The NumPy reference of corruption ``name``: the function of that name in
-    :mod:`.corruption_references`; a corruption without one is an error naming the file to edit."""
+    :mod:`.corruption_references`, fed NumPy's draws; a corruption without one is an error naming
+    the file to edit."""
     if name not in ALL_CORRUPTIONS:
         raise ValueError(
             f"unknown corruption {name!r}; expected one of: {', '.join(ALL_CORRUPTIONS)}"
@@ -69,9 +133,12 @@ def reference(name: str) -> Reference:
     if not callable(function) or getattr(function, "__module__", None) != references.__name__:
         raise NotImplementedError(
             f"corruption {name!r} has no NumPy reference to time it against: add "
-            f"`def {name}(x, params, rng)` to {references.__file__}"
+            f"`def {name}(x, c, *draws)` to {references.__file__}"
         )
-    return function
+    draws = _NUMPY_DRAWS.get(name, lambda rng, x, c: ())
+    script_params = _SCRIPT_PARAMS.get(name, lambda c: c)
+    blur = {"blur": references.numpy_motion_blur} if name in _MOTION_BLURS else {}
+    return lambda x, c, rng: function(x, script_params(c), *draws(rng, x, c), **blur)
 
 
 def _time_torch(images: torch.Tensor, name: str, scale: str, seed: int) -> float:
@@ -91,7 +158,7 @@ def _time_reference(
     for severity in range(1, 6):
         params = SEVERITY_PARAMS[name][scale][severity - 1]
         for image in images:
-            reference(image / 255.0, params, rng)
+            reference(image, params, rng)
     return time.perf_counter() - start
 
 

@@ -77,7 +77,8 @@ def bench_pair_runs(
 ) -> str:
     """Each ``<baseline>_pp_b1`` against its baseline in ``runs`` separate runs of ``rounds``
     interleaved rounds, with the load average at each: the median and range of the ratio, for a
-    number that holds on a machine shared with other work (one short run moved by 10%)."""
+    number that holds on a machine shared with other work, where one short run moves too much
+    (BENCHMARKS.md, "Exact pull, run 11")."""
     ratios: dict[tuple[str, str], list[float]] = {}
     rows = []
     for run in range(runs):

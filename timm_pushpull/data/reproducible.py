@@ -77,7 +77,8 @@ class SeededTransformDataset(Dataset):
             torch.default_generator.manual_seed(seed)
             return self.transform(image), target
         # In the main process the torch RNG also drives dropout: leave its stream untouched.
-        # (torch.manual_seed would also seed every accelerator backend: ~100x slower per call.)
+        # (torch.manual_seed would also seed every accelerator backend, on every image: BENCHMARKS.md,
+        # "Numbers once quoted in code comments".)
         state = torch.get_rng_state()
         torch.default_generator.manual_seed(seed)
         try:

@@ -172,8 +172,10 @@ class HubConfig:
 class RobustnessResults:
     """Everything a card shows about robustness. Errors and probabilities are fractions.
 
-    ``mce``/``relative_mce`` are ratios to ``ce_baseline`` and ``mfr`` a ratio to
-    ``flip_baseline`` (Hendrycks & Dietterich 2019); ``mean_flip_probability`` is unnormalised.
+    ``summary`` is the summary block of results.json, in its format
+    (:func:`~timm_pushpull.robustness.results.summarize`; the authors' released results fill the
+    keys they have): mCE / relative mCE are ratios to ``ce_baseline``, the mFR a ratio to
+    ``flip_baseline`` (Hendrycks & Dietterich 2019), the mean flip probability is unnormalised.
     ``source_name``/``source_url`` attribute numbers this project did not measure. What was run:
     the corruption ``severities``, ``n_images`` test images, all of them (``whole_set``) or a
     fixed random subset drawn with ``subset_seed`` (``None``: not recorded).
@@ -185,27 +187,19 @@ class RobustnessResults:
     subset_seed: int | None = None
     clean_error: float | None = None
     corruption_errors: dict[str, list[float]] = field(default_factory=dict)
-    mean_corruption_error: float | None = None
     flip_probabilities: dict[str, float] = field(default_factory=dict)
-    mce: float | None = None
-    relative_mce: float | None = None
-    mce_corruptions: list[str] = field(default_factory=list)
-    mce_complete: bool = True
-    relative_mce_corruptions: list[str] = field(default_factory=list)
-    relative_mce_complete: bool = True
+    summary: dict[str, Any] = field(default_factory=dict)
     ce_baseline: str | None = None
-    mfr: float | None = None
     flip_baseline: str | None = None
-    mean_flip_probability: float | None = None
     shift_consistency: float | None = None
     source_name: str | None = None
     source_url: str | None = None
 
     def has_robustness(self) -> bool:
-        return any(
-            value is not None
-            for value in (self.mce, self.relative_mce, self.mfr, self.shift_consistency)
-        ) or bool(self.corruption_errors or self.flip_probabilities)
+        ratios = (self.summary.get(key) for key in ("mce", "relative_mce", "mfr"))
+        return any(value is not None for value in (*ratios, self.shift_consistency)) or bool(
+            self.corruption_errors or self.flip_probabilities
+        )
 
 
 def official_results(
@@ -243,12 +237,7 @@ def official_results(
         clean_error=clean_error,
         corruption_errors=raw["corruptions"],
         flip_probabilities=raw["perturbations"],
-        mce=summary["mce"],
-        relative_mce=summary["relative_mce"],
-        mce_corruptions=summary["mce_corruptions"],
-        mce_complete=summary["mce_complete"],
-        relative_mce_corruptions=summary["relative_mce_corruptions"],
-        relative_mce_complete=summary["relative_mce_complete"],
+        summary=summary,
         ce_baseline=ALEXNET_CIFAR10_C.source,
         source_name="Strisciuglio et al. 2020, released results",
         source_url=ORIGIN_URL,
@@ -256,12 +245,12 @@ def official_results(
         whole_set=True,  # their CIFAR-10-C/-P runs: the whole released sets
     )
     if raw["perturbations"]:
-        results.mean_flip_probability = mean_corruption_error(raw["perturbations"])
+        summary["mean_flip_probability"] = mean_corruption_error(raw["perturbations"])
     if flip_baseline is not None:
         baseline = get_baseline(flip_baseline)
         rates = flip_rates(raw["perturbations"], baseline.flip_probabilities)
         if rates:
-            results.mfr = mean_corruption_error(rates)
+            summary["flip_rates"], summary["mfr"] = rates, mean_corruption_error(rates)
             results.flip_baseline = f"{flip_baseline.name} (authors' results)"
     return results
 
@@ -274,7 +263,10 @@ def evaluation_results(path: Path) -> RobustnessResults:
         raise MissingFileError(str(error)) from error
     except ValueError as error:
         raise InvalidArgumentError(str(error)) from error
-    summary = data["summary"] or {}
+    summary = dict(data["summary"] or {})
+    # version 1 files have no relative-mCE flags of their own: the mCE's
+    summary.setdefault("relative_mce_corruptions", summary.get("mce_corruptions"))
+    summary.setdefault("relative_mce_complete", summary.get("mce_complete", False))
     baseline = (data["baseline"] or {}).get("source")
     settings, identity = data.get("settings") or {}, data.get("identity") or {}
     n_images, subset = data.get("n_images"), identity.get("subset_sha256")
@@ -291,22 +283,9 @@ def evaluation_results(path: Path) -> RobustnessResults:
         flip_probabilities={
             k: float(v["flip_probability"]) for k, v in data["perturbations"].items()
         },
-        mean_corruption_error=summary.get("mean_corruption_error"),
-        mce=summary.get("mce"),
-        relative_mce=summary.get("relative_mce"),
-        mce_corruptions=list(summary.get("mce_corruptions") or []),
-        mce_complete=bool(summary.get("mce_complete", False)),
-        # version 1 files have no flag of their own: the mCE's
-        relative_mce_corruptions=list(
-            summary.get("relative_mce_corruptions", summary.get("mce_corruptions")) or []
-        ),
-        relative_mce_complete=bool(
-            summary.get("relative_mce_complete", summary.get("mce_complete", False))
-        ),
+        summary=summary,
         ce_baseline=baseline if summary.get("mce") is not None else None,
-        mfr=summary.get("mfr"),
         flip_baseline=baseline if summary.get("mfr") is not None else None,
-        mean_flip_probability=summary.get("mean_flip_probability"),
         shift_consistency=(data["shift"] or {}).get("consistency"),
     )
 
@@ -378,6 +357,7 @@ def _summary_rows(results: RobustnessResults, dataset: DatasetInfo) -> list[dict
     """(metric, value, definition, model-index fields) for every result the card shows."""
     flips = len(results.flip_probabilities)
     severities = f"severities {', '.join(map(str, results.severities))}"
+    summary = results.summary
 
     def partial(complete: bool) -> str:
         return "" if complete else " (not all the baseline's: not comparable with published ones)"
@@ -385,20 +365,23 @@ def _summary_rows(results: RobustnessResults, dataset: DatasetInfo) -> list[dict
     candidates = [
         ("Clean error (%)", "error", results.clean_error, dataset.name,
          f"top-1 error on {evaluated_images(results, dataset)}"),
-        ("Mean corruption error (%)", "mean_corruption_error", results.mean_corruption_error,
-         dataset.corrupted, f"unnormalised top-1 error, mean over "
-         f"{len(results.corruption_errors)} corruptions ({severities})"),
-        ("mCE (%)", "mCE", results.mce, dataset.corrupted,
-         f"mean over {len(results.mce_corruptions)} corruptions ({severities}) of the corruption "
-         f"error, normalised by {results.ce_baseline}{partial(results.mce_complete)}"),
-        ("Relative mCE (%)", "relative_mCE", results.relative_mce, dataset.corrupted,
-         f"mean over {len(results.relative_mce_corruptions)} corruptions ({severities}) of the "
-         f"relative corruption error (degradation from clean), same baseline"
-         f"{partial(results.relative_mce_complete)}"),
-        ("mFR (%)", "mFR", results.mfr, dataset.perturbed,
+        ("Mean corruption error (%)", "mean_corruption_error",
+         summary.get("mean_corruption_error"), dataset.corrupted,
+         f"unnormalised top-1 error, mean over {len(results.corruption_errors)} corruptions "
+         f"({severities})"),
+        ("mCE (%)", "mCE", summary.get("mce"), dataset.corrupted,
+         f"mean over {len(summary.get('mce_corruptions') or [])} corruptions ({severities}) of "
+         f"the corruption error, normalised by {results.ce_baseline}"
+         f"{partial(summary.get('mce_complete', False))}"),
+        ("Relative mCE (%)", "relative_mCE", summary.get("relative_mce"), dataset.corrupted,
+         f"mean over {len(summary.get('relative_mce_corruptions') or [])} corruptions "
+         f"({severities}) of the relative corruption error (degradation from clean), same "
+         f"baseline{partial(summary.get('relative_mce_complete', False))}"),
+        ("mFR (%)", "mFR", summary.get("mfr"), dataset.perturbed,
          f"mean flip rate: flip probability normalised by {results.flip_baseline}"),
-        ("Mean flip probability (%)", "mean_flip_probability", results.mean_flip_probability,
-         dataset.perturbed, f"unnormalised, mean over {flips} perturbations"),
+        ("Mean flip probability (%)", "mean_flip_probability",
+         summary.get("mean_flip_probability"), dataset.perturbed,
+         f"unnormalised, mean over {flips} perturbations"),
         ("Shift consistency (%)", "shift_consistency", results.shift_consistency, dataset.name,
          "how often the top-1 class agrees for two random shifts of an image (Zhang 2019)"),
     ]  # fmt: skip

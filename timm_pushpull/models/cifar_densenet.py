@@ -19,16 +19,16 @@ from collections.abc import Callable
 import torch
 import torch.nn as nn
 from timm.layers import BatchNormAct2d, create_classifier, get_device_dtype
-from timm.models import checkpoint, generate_default_cfgs, register_model
+from timm.models import checkpoint, register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import MATCH_PREV_GROUP
 
 from ..layers import blur_pool_class
 from ._builder import build_pushpull_model
-from ._cfg import OFFICIAL_C10, PAPER_ANTIALIAS, PAPER_PUSHPULL, cifar_cfg, pushpull_first_conv
+from ._cfg import PAPER_ANTIALIAS, PAPER_PUSHPULL, cifar_cfg, pushpull_first_conv
+from ._default_cfgs import family_default_cfgs
 from ._drop import refuse_drop_rates
 from ._variants import scoped_conv_layers
-from .official import OFFICIAL_CHECKPOINTS, official_c10_cfg
 
 __all__ = ["CifarDenseNet", "DenseLayer", "DenseBlock", "DenseTransition"]
 
@@ -308,24 +308,15 @@ def _densenet(
     )
 
 
-def _cfgs() -> dict[str, dict]:
-    cfgs = {}
-    for base_name in DENSENET_CONFIGS:
-        for suffix in ("", "_pp", "_pp_b1"):
-            name = base_name + suffix
-            base = dict(
-                first_conv=pushpull_first_conv("features.conv0", name),
-                classifier="classifier",
-                paper_ids=("arXiv:1608.06993", PAPER_PUSHPULL, PAPER_ANTIALIAS),
-            )
-            if name in OFFICIAL_CHECKPOINTS:
-                cfgs[f"{name}.{OFFICIAL_C10}"] = cifar_cfg(**base, **official_c10_cfg(name))
-            else:
-                cfgs[name] = cifar_cfg(**base)
-    return cfgs
-
-
-default_cfgs = generate_default_cfgs(_cfgs())
+default_cfgs = family_default_cfgs(
+    (name + suffix for name in DENSENET_CONFIGS for suffix in ("", "_pp", "_pp_b1")),
+    cifar_cfg,
+    lambda name: dict(
+        first_conv=pushpull_first_conv("features.conv0", name),
+        classifier="classifier",
+        paper_ids=("arXiv:1608.06993", PAPER_PUSHPULL, PAPER_ANTIALIAS),
+    ),
+)
 
 
 @register_model

@@ -25,25 +25,21 @@ from timm.layers import (
     create_classifier,
     get_device_dtype,
 )
-from timm.models import checkpoint_seq, generate_default_cfgs, register_model
+from timm.models import checkpoint_seq, register_model
 from timm.models._features import feature_take_indices
 from timm.models.resnet import drop_blocks
 
 from ..layers import blur_pool_class
 from ._builder import build_pushpull_model
 from ._cfg import (
-    DEMO_FMNIST,
-    DEMO_FMNIST_MODELS,
-    OFFICIAL_C10,
     PAPER_ANTIALIAS,
     PAPER_PUSHPULL,
     cifar_cfg,
-    demo_fmnist_cfg,
     pushpull_first_conv,
 )
+from ._default_cfgs import family_default_cfgs
 from ._drop import check_drop_rate
 from ._variants import scoped_conv_layers
-from .official import OFFICIAL_CHECKPOINTS, official_c10_cfg
 
 __all__ = ["CifarResNet", "BasicBlock", "PreActBasicBlock"]
 
@@ -358,27 +354,15 @@ def _resnet(depth: int, variant: str, pretrained: bool, scope: str | None, **kwa
     return create_cifar_resnet(variant, pretrained, **dict(model_args, **kwargs))
 
 
-def _cfgs() -> dict[str, dict]:
-    cfgs = {}
-    for depth in RESNET_DEPTHS:
-        for suffix in ("", "_pp", "_pp_b1"):
-            name = f"resnet{depth}{suffix}"
-            papers = ("arXiv:1512.03385", PAPER_PUSHPULL, PAPER_ANTIALIAS)
-            base = dict(
-                first_conv=pushpull_first_conv("conv1", name), classifier="fc", paper_ids=papers
-            )
-            # the first cfg with weights is the default, unless an untagged '*' one follows:
-            # CIFAR stays the default even where the demo's greyscale weights are the only ones
-            if name in OFFICIAL_CHECKPOINTS:
-                cfgs[f"{name}.{OFFICIAL_C10}"] = cifar_cfg(**base, **official_c10_cfg(name))
-            if name in DEMO_FMNIST_MODELS:
-                cfgs[f"{name}.{DEMO_FMNIST}"] = demo_fmnist_cfg(name, **base)
-            if name not in OFFICIAL_CHECKPOINTS:
-                cfgs[f"{name}.*"] = cifar_cfg(**base)
-    return cfgs
-
-
-default_cfgs = generate_default_cfgs(_cfgs())
+default_cfgs = family_default_cfgs(
+    (f"resnet{depth}{suffix}" for depth in RESNET_DEPTHS for suffix in ("", "_pp", "_pp_b1")),
+    cifar_cfg,
+    lambda name: dict(
+        first_conv=pushpull_first_conv("conv1", name),
+        classifier="fc",
+        paper_ids=("arXiv:1512.03385", PAPER_PUSHPULL, PAPER_ANTIALIAS),
+    ),
+)
 
 
 @register_model

@@ -6,7 +6,7 @@ between the two convs (``proj_drop_rate``, 0.3 in the paper's dropout runs).
 Push-pull WRN: Strisciuglio et al., arXiv:1901.10208 and doi:10.1007/s00521-020-04751-8.
 """
 
-from timm.models import generate_default_cfgs, register_model
+from timm.models import register_model
 
 from ._cfg import (
     PAPER_ANTIALIAS,
@@ -15,6 +15,7 @@ from ._cfg import (
     cifar_cfg,
     pushpull_first_conv,
 )
+from ._default_cfgs import family_default_cfgs
 from .cifar_resnet import CifarResNet, create_cifar_resnet
 
 # name -> (depth, widen factor)
@@ -43,16 +44,14 @@ def _wrn(
     return create_cifar_resnet(variant, pretrained, **dict(model_args, **kwargs))
 
 
-default_cfgs = generate_default_cfgs(
-    {
-        f"{name}{suffix}": cifar_cfg(
-            first_conv=pushpull_first_conv("conv1", f"{name}{suffix}"),
-            classifier="fc",
-            paper_ids=("arXiv:1605.07146", PAPER_PUSHPULL_2019, PAPER_PUSHPULL, PAPER_ANTIALIAS),
-        )
-        for name in WRN_CONFIGS
-        for suffix in ("", "_pp", "_pp_b1")
-    }
+default_cfgs = family_default_cfgs(
+    (f"{name}{suffix}" for name in WRN_CONFIGS for suffix in ("", "_pp", "_pp_b1")),
+    cifar_cfg,
+    lambda name: dict(
+        first_conv=pushpull_first_conv("conv1", name),
+        classifier="fc",
+        paper_ids=("arXiv:1605.07146", PAPER_PUSHPULL_2019, PAPER_PUSHPULL, PAPER_ANTIALIAS),
+    ),
 )
 
 

@@ -22,12 +22,13 @@ from typing import Any
 import torch
 import torch.nn as nn
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.models import generate_default_cfgs, register_model
+from timm.models import register_model
 from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from ..layers import blur_pool_class, convert_to_pushpull
 from ._builder import build_pushpull_model
 from ._cfg import PAPER_ANTIALIAS, PAPER_PUSHPULL, PAPER_PUSHPULL_RESNET
+from ._default_cfgs import family_default_cfgs
 from ._variants import scope_pushpull_kwargs
 
 __all__ = ["BlurProjection2d", "checkpoint_filter_fn", "create_pushpull_resnet"]
@@ -149,8 +150,8 @@ def _cfg(**kwargs: Any) -> dict[str, Any]:
     }
 
 
-default_cfgs = generate_default_cfgs(
-    {name: _cfg() for name in ("resnet18_pp", "resnet18_pp_b1", "resnet50_pp", "resnet50_pp_b1")}
+default_cfgs = family_default_cfgs(
+    ("resnet18_pp", "resnet18_pp_b1", "resnet50_pp", "resnet50_pp_b1"), _cfg
 )
 
 

@@ -17,21 +17,19 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import SelectAdaptivePool2d, get_device_dtype, to_2tuple
-from timm.models import checkpoint_seq, generate_default_cfgs, register_model
+from timm.models import checkpoint_seq, register_model
 from timm.models._features import feature_take_indices
 
 from ..layers import MaxBlurPool2d, parse_blur_spec
 from ._builder import build_pushpull_model
 from ._cfg import (
-    DEMO_FMNIST,
-    DEMO_FMNIST_MODELS,
     PAPER_ANTIALIAS,
     PAPER_PUSHPULL,
     PAPER_PUSHPULL_2019,
-    demo_fmnist_cfg,
     fmnist_cfg,
     pushpull_first_conv,
 )
+from ._default_cfgs import family_default_cfgs
 from ._drop import refuse_drop_rates
 from ._variants import scoped_conv_layers
 
@@ -279,31 +277,17 @@ def _lenet(config: str, variant: str, pretrained: bool, scope: str | None, **kwa
     )
 
 
-def _cfgs() -> dict[str, dict]:
-    cfgs = {}
-    for config in LENET_CONFIGS:
-        for suffix in ("", "_pp"):
-            name = f"lenet5_{config}{suffix}"
-            base = dict(
-                pool_size=(5, 5),  # forward_features of a 28x28 image
-                fixed_input_size=True,
-                first_conv=pushpull_first_conv("conv1", name),
-                classifier="fc",
-                paper_ids=(
-                    "doi:10.1109/5.726791",
-                    PAPER_PUSHPULL_2019,
-                    PAPER_PUSHPULL,
-                    PAPER_ANTIALIAS,
-                ),
-            )
-            if name in DEMO_FMNIST_MODELS:
-                cfgs[f"{name}.{DEMO_FMNIST}"] = demo_fmnist_cfg(name, **base)
-            else:
-                cfgs[name] = fmnist_cfg(**base)
-    return cfgs
-
-
-default_cfgs = generate_default_cfgs(_cfgs())
+default_cfgs = family_default_cfgs(
+    (f"lenet5_{config}{suffix}" for config in LENET_CONFIGS for suffix in ("", "_pp")),
+    fmnist_cfg,
+    lambda name: dict(
+        pool_size=(5, 5),  # forward_features of a 28x28 image
+        fixed_input_size=True,
+        first_conv=pushpull_first_conv("conv1", name),
+        classifier="fc",
+        paper_ids=("doi:10.1109/5.726791", PAPER_PUSHPULL_2019, PAPER_PUSHPULL, PAPER_ANTIALIAS),
+    ),
+)
 
 
 @register_model

@@ -1,5 +1,8 @@
 """The robustness benchmark of any timm model, resumable: :func:`evaluate_model` runs what an
 :class:`EvalSettings` asks for (its command line, ``timm-pushpull evaluate``: :mod:`.cli.evaluate`).
+It completes the settings once, before any work (:func:`~.plan.plan_evaluation`), and runs the
+finished plan (:func:`run_evaluation`): each unit by the evaluator of its results.json section
+(:data:`_UNIT_EVALUATORS`; what a suite runs: :data:`~.settings.SUITES`).
 
 Suites:
 - ``c``: error per corruption and severity (official CIFAR-10/100-C or ImageNet-C files, or
@@ -64,8 +67,8 @@ from ..errors import FolderInUseError, InvalidArgumentError
 from ..locking import exclusive_folder
 from ..version import __version__
 from . import metrics
-from .baselines import get_baseline
-from .corruptions import ALL_CORRUPTIONS, corrupt
+from .corruptions import corrupt
+from .corruptions.frost import FrostSource
 from .corruptions.noise import add_gaussian_noise, add_speckle_noise, contrast_poisson_noise
 from .datasets import (
     ArrayImageDataset,
@@ -77,9 +80,9 @@ from .datasets import (
     to_unit_images,
 )
 from .fingerprint import dataset_sha256, files_sha256, folder_inputs
-from .frost import FrostSource, resolve_frost_source
 from .parallel import Processes
-from .perturbations import NOISE_PERTURBATIONS, PERTURBATIONS, perturbation_sequence
+from .perturbations import NOISE_PERTURBATIONS, perturbation_sequence
+from .plan import EvalData, EvalPlan, plan_evaluation, subset_indices
 from .results import (
     SCHEMA,
     SCHEMA_VERSION,
@@ -91,7 +94,7 @@ from .results import (
     summarize,
     unit_key,
 )
-from .settings import NOISE_SWEEPS, SHIFT_MODES, SUITES, EvalSettings
+from .settings import NOISE_SWEEPS, SHIFT_MODES, SUITES, EvalSettings, RunOptions
 
 if TYPE_CHECKING:
     from accelerate import Accelerator, PartialState
@@ -99,7 +102,10 @@ if TYPE_CHECKING:
 __all__ = [
     "SUITES",
     "NOISE_SWEEPS",
+    "EvalData",
+    "EvalPlan",
     "EvalSettings",
+    "RunOptions",
     "add_gaussian_noise",
     "add_speckle_noise",
     "contrast_poisson_noise",
@@ -107,14 +113,16 @@ __all__ = [
     "evaluate_model",
     "hold_output",
     "noise_seed",
+    "plan_evaluation",
+    "run_evaluation",
 ]
 
 # EvalSettings.precision -> the dtype the model runs in (autocast for the half ones)
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Random draws are made per block of this many consecutive images (sequences for the p suite),
 # seeded by the block's position: small enough that an extra partial block costs little memory,
-# large enough that the corruptions stay batched (blocks of 32 CIFAR images cost ~6 % more than
-# batches of 256 on the CPU).
+# large enough that the corruptions stay batched (what smaller batches cost: BENCHMARKS.md,
+# "Numbers once quoted in code comments").
 NOISE_BLOCK = 32
 SEQUENCE_BLOCK = 4
 
@@ -203,21 +211,6 @@ class _BatchReader(Dataset):
 
     def __getitem__(self, number: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.dataset.read(self.batches[number])
-
-
-def _subset(length: int, max_images: int | None, seed: int) -> np.ndarray:
-    """Indices of the images evaluated: all, or a fixed random subset (sorted) of ``max_images``."""
-    if max_images is None or max_images >= length:
-        return np.arange(length)
-    generator = torch.Generator().manual_seed(seed)
-    return np.sort(torch.randperm(length, generator=generator)[:max_images].numpy())
-
-
-def _first_image(dataset: Dataset) -> torch.Tensor:
-    """The first item's image (or sequence) in [0, 1], with a batch axis: ``[1, ..., C, H, W]``."""
-    if isinstance(dataset, ArrayImageDataset):
-        return dataset.batch(np.array([0]))[0]
-    return to_unit_images(torch.as_tensor(dataset[0][0]).unsqueeze(0))
 
 
 def _class_count(model: nn.Module, classify: _Classifier, image: torch.Tensor) -> int:
@@ -325,22 +318,6 @@ def run_identity(
     )
 
 
-def _model_normalization(model: nn.Module) -> tuple[list[float], list[float]]:
-    """The model's input mean and std from its timm data config."""
-    from timm.data import resolve_data_config
-
-    config = resolve_data_config({}, model=model)
-    return [float(m) for m in config["mean"]], [float(s) for s in config["std"]]
-
-
-def _check_names(names: Sequence[str] | None, allowed: Sequence[str], what: str) -> list[str]:
-    names = list(allowed if names is None else names)
-    unknown = [name for name in names if name not in allowed]
-    if unknown:
-        raise InvalidArgumentError(f"unknown {what} {unknown}; allowed: {', '.join(allowed)}")
-    return names
-
-
 def evaluate_model(
     model: nn.Module,
     images: torch.Tensor | np.ndarray | Dataset | None = None,
@@ -364,18 +341,52 @@ def evaluate_model(
     **overrides,
 ) -> dict:
     """Run the robustness suites on ``model`` and return the results dict (format:
-    :mod:`timm_pushpull.robustness.results`).
+    :mod:`timm_pushpull.robustness.results`): the data and settings completed once
+    (:func:`~.plan.plan_evaluation`), then :func:`run_evaluation`.
 
     Args:
         model: any classifier taking normalised ``[B, C, H, W]`` images (timm or plain torch).
-        images / labels: the clean test set: an array/tensor of uint8 or [0, 1] float images (any
-            layout :func:`to_unit_images` takes) with labels, or a Dataset of ``(image, label)``.
-            Needed for the clean error, the shift and noise suites, and to generate corruptions
-            and perturbation sequences when no official files are given.
+        images / labels: the clean test set (:meth:`EvalData.from_images`): an array/tensor of
+            uint8 or [0, 1] float images with labels, or a Dataset of ``(image, label)``.
         settings: what runs and how (:class:`EvalSettings`; default: its defaults), recorded in
             results.json. ``overrides`` are fields of it (e.g. ``suites=["c", "noise"]``)
             replacing the values of ``settings``.
-        corrupted / sequences: official -C / -P files (:mod:`timm_pushpull.robustness.datasets`).
+        corrupted / sequences / dataset_names: official -C / -P files and a description of the
+            data per role (the other fields of :class:`EvalData`).
+        device / batch_size / workers / progress: :class:`RunOptions`.
+        out_dir / overwrite / model_name / model_args / checkpoint / accelerator / out_dir_held:
+            as :func:`run_evaluation`.
+    """
+    settings = (settings or EvalSettings()).replace(**overrides)
+    options = RunOptions(device, batch_size, workers, progress)
+    data = EvalData.from_images(images, labels, corrupted=corrupted, sequences=sequences,
+                                names=dict(dataset_names or {}))  # fmt: skip
+    return run_evaluation(
+        model, data, plan_evaluation(model, data, settings), options, out_dir=out_dir,
+        overwrite=overwrite, model_name=model_name, model_args=model_args, checkpoint=checkpoint,
+        accelerator=accelerator, out_dir_held=out_dir_held,
+    )  # fmt: skip
+
+
+def run_evaluation(
+    model: nn.Module,
+    data: EvalData,
+    plan: EvalPlan,
+    options: RunOptions | None = None,
+    *,
+    out_dir: str | Path | None = None,
+    overwrite: bool = False,
+    model_name: str | None = None,
+    model_args: Mapping[str, object] | None = None,
+    checkpoint: str | None = None,
+    accelerator: Accelerator | PartialState | None = None,
+    out_dir_held: bool = False,
+) -> dict:
+    """Evaluate ``model`` on ``data`` as the finished ``plan`` (:func:`~.plan.plan_evaluation` of
+    the same model and data) says, and return the results dict.
+
+    Args:
+        options: runtime options the numbers do not depend on (default: :class:`RunOptions`'s).
         out_dir: where results.json goes; None keeps everything in memory (no resume). The
             folder is held for the whole run (:func:`hold_output`; ``out_dir_held``: the caller
             holds it already).
@@ -386,124 +397,45 @@ def evaluate_model(
             model args are part of the run's identity, and so is the architecture (the model's
             ``pretrained_cfg``, else ``model_name``); the checkpoint path is only a label (the
             identity has a hash of the weights themselves).
-        dataset_names: a description of the data per role (``clean``, ``c``, ``p``), recorded.
-        device / batch_size / workers / progress: runtime options the numbers do not depend on
-            (but for the device type, which the identity records): where the model runs, images
-            per forward pass, DataLoader workers reading images ahead, a progress bar.
         accelerator: an ``accelerate`` ``Accelerator`` or ``PartialState`` of the processes
             evaluating together (``torchrun`` / ``accelerate launch``): each evaluates a shard of
             whole blocks of images on its device, and the first writes the file (its
             ``world_size`` records how many processes did). None: this process alone.
     """
-    settings = (settings or EvalSettings()).replace(**overrides)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InvalidArgumentError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-        raise InvalidArgumentError(f"workers must be an int >= 0, got {workers!r}")
-    baseline = get_baseline(settings.baseline)
-
-    clean = images
-    if images is not None and not isinstance(images, Dataset):
-        if labels is None:
-            raise InvalidArgumentError("labels are needed with an array of images")
-        clean = ArrayImageDataset(images, labels)
-    suites = settings.suites
-    corruption_source = corrupted if corrupted is not None else clean
-    sequence_source = sequences if sequences is not None else clean
-    needs = {"c": corruption_source, "p": sequence_source, "shift": clean, "noise": clean}
-    for suite in suites:
-        if needs[suite] is None:
-            raise InvalidArgumentError(
-                f"suite {suite!r} needs clean images (or official files for c / p)"
-            )
-    available_c = corrupted.corruptions if corrupted is not None else ALL_CORRUPTIONS
-    available_p = sequences.perturbations if sequences is not None else PERTURBATIONS
-    corruptions = (
-        _check_names(settings.corruptions, available_c, "corruptions") if "c" in suites else []
-    )
-    perturbations = (
-        _check_names(settings.perturbations, available_p, "perturbations") if "p" in suites else []
-    )
-    # the data set of the first unit: its images give the input size, and without a clean set
-    # its length gives the number of images evaluated
-    if clean is not None:
-        first = clean
-    elif corruptions:
-        first = corrupted.dataset(corruptions[0], settings.severities[0])
-    else:
-        first = sequences.dataset(perturbations[0])
-    sample = _first_image(first)
-    image_size = tuple(sample.shape[-3:])
-    if settings.mean is None:
-        mean, std = _model_normalization(model)
-        settings = settings.replace(mean=mean, std=std)
-    settings = settings.resolved(image_size)
-    if len(settings.mean) not in (1, image_size[0]):
-        raise InvalidArgumentError(
-            f"images have {image_size[0]} channels but the normalisation mean/std "
-            f"{len(settings.mean)}: pass mean and std, or use the channels the model was trained on"
-        )
+    settings, options = plan.settings, options or RunOptions()
     processes = Processes(accelerator)
-    device = _resolve_device(device, accelerator)
-    classify = _Classifier(model, settings.mean, settings.std, device, batch_size,
+    device = _resolve_device(options.device, accelerator)
+    classify = _Classifier(model, settings.mean, settings.std, device, options.batch_size,
                            settings.precision, settings.channels_last)  # fmt: skip
-    clean_indices = (
-        _subset(len(clean), settings.max_images, settings.seed) if clean is not None else None
+    identity = run_identity(
+        model, model_name, model_args, data.clean, plan.clean_indices, data.corrupted, device
     )
-
-    names = dict(dataset_names or {})
-    datasets = {
-        "clean": names.get("clean", "in-memory" if clean is not None else None),
-        "c": names.get("c", "official" if corrupted is not None else "generated"),
-        "p": names.get("p", "official" if sequences is not None else "generated"),
-    }
-    # which frost textures generated corruptions use (None: no frost generated)
-    frost = (
-        resolve_frost_source(settings.frost)
-        if corrupted is None and "frost" in corruptions
-        else None
-    )
-    n_images = len(_subset(len(first), settings.max_images, settings.seed))
-    recorded = settings.record(
-        datasets, n_images, image_size, None if frost is None else frost.to_json()
-    )
-    identity = run_identity(model, model_name, model_args, clean, clean_indices, corrupted, device)
     header = {
         "schema": SCHEMA, "version": SCHEMA_VERSION, "timm_pushpull_version": __version__,
         "model": model_name or type(model).__name__, "checkpoint": checkpoint,
-        "n_images": recorded["n_images"], "seed": settings.seed, "identity": identity.to_dict(),
-        "settings": json.loads(json.dumps(recorded)), "world_size": processes.world_size,
+        "n_images": plan.n_images, "seed": settings.seed, "identity": identity.to_dict(),
+        "settings": json.loads(json.dumps(plan.record())), "world_size": processes.world_size,
     }  # fmt: skip
     run = _Evaluation(
-        settings=settings, classify=classify, processes=processes, clean=clean,
-        clean_indices=clean_indices, corrupted=corrupted, sequences=sequences, frost=frost,
-        device=device, batch_size=batch_size, workers=workers, progress=progress,
+        settings=settings, classify=classify, processes=processes, clean=data.clean,
+        clean_indices=plan.clean_indices, corrupted=data.corrupted, sequences=data.sequences,
+        frost=plan.frost, device=device, batch_size=options.batch_size, workers=options.workers,
+        progress=options.progress,
     )  # fmt: skip
+    baseline = plan.baseline
     stored_baseline = baseline.to_dict() if baseline is not None else None
-    units = [("clean_error", None)] if clean is not None else []
-    units += [("corruptions", name) for name in corruptions]
-    units += [("perturbations", name) for name in perturbations]
-    units += [("shift", None)] if "shift" in suites else []
-    units += [("noise_sweeps", name) for name in NOISE_SWEEPS] if "noise" in suites else []
     from tqdm.auto import tqdm
 
     with contextlib.nullcontext() if out_dir_held else hold_output(out_dir, accelerator):
         store = _open_results(processes, out_dir, header, overwrite, run.inputs)
         results = store.results
         todo = [
-            (section, name) for section, name in units
+            (section, name) for section, name in plan.units
             if (results[section] is None if name is None else name not in results[section])
         ]  # fmt: skip
         if todo:  # the model must fit the data before anything is evaluated
-            run.num_classes = _class_count(model, classify, sample.reshape(-1, *image_size)[:1])
-            if clean is not None:
-                labels = _dataset_labels(clean)
-                _check_labels(None if labels is None else labels[clean_indices], run.num_classes,
-                              f"the clean test set ({datasets['clean']})")  # fmt: skip
-            if isinstance(corrupted, CifarCFolder) and corruptions:
-                _check_labels(read_npy(corrupted.root / "labels.npy"), run.num_classes,
-                              str(corrupted.root / "labels.npy"))  # fmt: skip
-        disable = not (progress and processes.is_main)
+            _check_model_fits(run, model, data, plan)
+        disable = not (options.progress and processes.is_main)
         with tqdm(todo, disable=disable, desc=str(results["model"]), file=sys.stderr) as bar:
             for section, name in bar:
                 bar.set_postfix_str(f"{section} {name or ''}".strip())
@@ -516,6 +448,20 @@ def evaluate_model(
                 store.save(summarize(results, baseline), stored_baseline)
         store.save(summarize(results, baseline), stored_baseline)
     return results
+
+
+def _check_model_fits(run: _Evaluation, model: nn.Module, data: EvalData, plan: EvalPlan) -> None:
+    """One image of the data through the model, and the data's labels against its classes
+    (:attr:`_Evaluation.num_classes` is set here), before any unit is evaluated."""
+    sample = plan.sample.reshape(-1, *plan.input_size)[:1]
+    run.num_classes = _class_count(model, run.classify, sample)
+    if data.clean is not None:
+        labels = _dataset_labels(data.clean)
+        _check_labels(None if labels is None else labels[plan.clean_indices], run.num_classes,
+                      f"the clean test set ({plan.datasets['clean']})")  # fmt: skip
+    if isinstance(data.corrupted, CifarCFolder) and plan.names("corruptions"):
+        _check_labels(read_npy(data.corrupted.root / "labels.npy"), run.num_classes,
+                      str(data.corrupted.root / "labels.npy"))  # fmt: skip
 
 
 def _resolve_device(
@@ -716,7 +662,7 @@ class _Evaluation:
         for severity in self.settings.severities:
             if self.corrupted is not None:
                 dataset = self.corrupted.dataset(name, severity)
-                indices = _subset(len(dataset), self.settings.max_images, self.settings.seed)
+                indices = subset_indices(len(dataset), self.settings.max_images, self.settings.seed)
                 wrong.append(self.wrong(dataset, indices))
             else:
                 settings = self.settings
@@ -735,7 +681,7 @@ class _Evaluation:
         source = "official" if self.corrupted is not None else "generated"
         result = {"errors": errors, "mean_error": float(np.mean(errors)), "source": source}
         if name == "frost" and self.corrupted is None:
-            result["comparable"] = resolve_frost_source(self.settings.frost).reference
+            result["comparable"] = self.frost.reference
         return result, UnitOutcomes(torch.stack(wrong).numpy(), indices)
 
     def generate_sequences(self, images: torch.Tensor, name: str, seed: int) -> torch.Tensor:
@@ -753,7 +699,7 @@ class _Evaluation:
     def evaluate_perturbation(self, name: str) -> tuple[dict, UnitOutcomes]:
         if self.sequences is not None:
             dataset = self.sequences.dataset(name)
-            indices = _subset(len(dataset), self.settings.max_images, self.settings.seed)
+            indices = subset_indices(len(dataset), self.settings.max_images, self.settings.seed)
         else:
             dataset, indices = self.clean, self.clean_indices
         predictions = []
@@ -829,7 +775,7 @@ class _Evaluation:
 
 
 # results.json section -> the method evaluating one of its units (named, or None for the
-# sections of a single unit)
+# sections of a single unit). A new suite is its entry in settings.SUITES and its evaluator here.
 _UNIT_EVALUATORS: dict[str, Callable[[_Evaluation, str | None], tuple[object, UnitOutcomes]]] = {
     "clean_error": _Evaluation.evaluate_clean,
     "corruptions": _Evaluation.evaluate_corruption,

@@ -163,7 +163,8 @@ def _union(mappings) -> list[str]:
 # plots
 
 
-def _figure(width: float, height: float):
+def new_figure(width: float, height: float):
+    """A matplotlib figure of ``width`` x ``height`` inches for the package's reports."""
     # The object API with an explicit Agg canvas: no pyplot state, no display, thread safe.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -183,7 +184,7 @@ def plot_corruption_errors(results: Sequence[Mapping], path: str | Path, labels=
     if baseline:
         errors = baseline.get("corruption_errors", {})
         series.insert(0, (f"baseline: {baseline['name']}", [errors.get(n, np.nan) for n in names]))
-    figure = _figure(max(6.0, 0.55 * len(names) * max(1, len(series)) / 2 + 2), 4.2)
+    figure = new_figure(max(6.0, 0.55 * len(names) * max(1, len(series)) / 2 + 2), 4.2)
     axes = figure.add_subplot()
     width = 0.8 / len(series)
     positions = np.arange(len(names))
@@ -195,14 +196,14 @@ def plot_corruption_errors(results: Sequence[Mapping], path: str | Path, labels=
     axes.set_title("Error per corruption")
     axes.legend(fontsize="small")
     axes.grid(axis="y", alpha=0.3)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_ce_vs_flip(results: Sequence[Mapping], path: str | Path, labels=None) -> Path:
     """Corruption robustness against stability: one large marker per model (mCE or mean error vs
     mean flip probability) and small ones per corruption that also exists as a perturbation."""
     labels = list(labels or _labels(results))
-    figure = _figure(6.0, 4.5)
+    figure = new_figure(6.0, 4.5)
     axes = figure.add_subplot()
     use_ce = all((r.get("summary") or {}).get("mce") is not None for r in results)
     for number, (label, r) in enumerate(zip(labels, results, strict=True)):
@@ -228,14 +229,14 @@ def plot_ce_vs_flip(results: Sequence[Mapping], path: str | Path, labels=None) -
     axes.grid(alpha=0.3)
     if axes.get_legend_handles_labels()[0]:
         axes.legend(fontsize="small")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_noise_sweeps(results: Sequence[Mapping], path: str | Path, labels=None) -> Path:
     """Error against noise level, one panel per sweep, one line per model."""
     labels = list(labels or _labels(results))
     sweeps = _union(r.get("noise_sweeps") or {} for r in results)
-    figure = _figure(4.2 * len(sweeps), 3.6)
+    figure = new_figure(4.2 * len(sweeps), 3.6)
     for number, sweep in enumerate(sweeps):
         axes = figure.add_subplot(1, len(sweeps), number + 1)
         parameter = "level"
@@ -250,7 +251,7 @@ def plot_noise_sweeps(results: Sequence[Mapping], path: str | Path, labels=None)
         axes.set_title(f"{sweep.replace('_', ' + ')} noise")
         axes.grid(alpha=0.3)
         axes.legend(fontsize="small")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def _pushpull_like(module: nn.Module) -> bool:
@@ -307,7 +308,7 @@ def hoyer_sparsity(weights: torch.Tensor) -> float:
 
 def plot_weight_histograms(models: Mapping[str, nn.Module], path: str | Path) -> Path:
     """Histogram of the first-block weights of each model, Hoyer sparsity in the legend."""
-    figure = _figure(6.0, 4.0)
+    figure = new_figure(6.0, 4.0)
     axes = figure.add_subplot()
     for number, (label, model) in enumerate(models.items()):
         weights = torch.cat([w.flatten() for w in first_block_weights(model).values()]).numpy()
@@ -318,7 +319,7 @@ def plot_weight_histograms(models: Mapping[str, nn.Module], path: str | Path) ->
     axes.set_ylabel("density")
     axes.set_title("First-block weights")
     axes.legend(fontsize="small")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 @torch.no_grad()
@@ -356,7 +357,7 @@ def plot_response_maps(
         image[None], noise_variance, torch.randn(image[None].shape, generator=generator)
     )
     inputs = torch.cat([image[None], noisy])
-    figure = _figure(1.6 * (channels + 1), 1.7 * 2 * len(models))
+    figure = new_figure(1.6 * (channels + 1), 1.7 * 2 * len(models))
     grid = figure.subplots(2 * len(models), channels + 1, squeeze=False)
     for number, (label, model) in enumerate(models.items()):
         model = model.eval()
@@ -396,10 +397,11 @@ def plot_response_maps(
     figure.suptitle(
         f"First-layer responses: clean vs Gaussian noise (variance {noise_variance:g})", fontsize=9
     )
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
-def _save(figure, path: str | Path) -> Path:
+def save_figure(figure, path: str | Path) -> Path:
+    """Write ``figure`` as a PNG at the reports' resolution (its folder made as needed)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)

@@ -9,10 +9,12 @@ Three kinds of input meet in an evaluation, kept apart on purpose:
   precision, memory format, options of generated corruptions): what each number depends on.
   :meth:`EvalSettings.record` is the ``settings`` block of results.json (format and resume rules:
   :mod:`timm_pushpull.robustness.results`), and :meth:`EvalSettings.from_record` reads one back.
-- **runtime options** (device, batch size, DataLoader workers, processes, progress bar): not here,
-  they are arguments of :func:`~timm_pushpull.robustness.evaluate.evaluate_model`; the numbers do
-  not depend on them (random draws are seeded per block of images), except the device type, which
-  the run's identity records.
+- **runtime options** (:class:`RunOptions`: device, batch size, DataLoader workers, progress bar;
+  and the processes evaluating together): the numbers do not depend on them (random draws are
+  seeded per block of images), except the device type, which the run's identity records.
+
+What each suite runs is one entry of :data:`SUITES`; :mod:`.plan` completes the settings of a run
+from the model and the data, once, before any work.
 """
 
 from __future__ import annotations
@@ -25,15 +27,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidArgumentError
-from .corruptions import OUTPUTS, SCALES, SPATTER_MODES
-from .frost import FROST_SOURCES
+from .corruptions import ALL_CORRUPTIONS, OUTPUTS, SCALES, SPATTER_MODES
+from .corruptions.frost import FROST_SOURCES
+from .perturbations import PERTURBATIONS
 
 if TYPE_CHECKING:
+    import torch
+
     from .baselines import Baseline
 
-__all__ = ["SUITES", "SHIFT_MODES", "SCALES", "PRECISIONS", "NOISE_SWEEPS", "EvalSettings"]
+__all__ = [
+    "SUITES",
+    "SHIFT_MODES",
+    "SCALES",
+    "PRECISIONS",
+    "NOISE_SWEEPS",
+    "EvalSettings",
+    "RunOptions",
+    "Suite",
+]
 
-SUITES = ("c", "p", "shift", "noise")
 SHIFT_MODES = ("circular", "crop")
 # dtypes the model may run in (bf16 / fp16 under autocast); evaluate maps them to torch dtypes
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -44,6 +57,33 @@ NOISE_SWEEPS: dict[str, tuple[str, tuple[float, ...]]] = {
     "contrast_poisson": ("contrast", (0.4, 0.6, 0.8, 1.0, 1.5, 2.0, 2.5)),
 }
 _SEVERITIES = (1, 2, 3, 4, 5)
+
+
+@dataclass(frozen=True)
+class Suite:
+    """What one suite runs: the results.json section its units fill, the data they read, and
+    their names.
+
+    ``reads``: ``"clean"`` (the clean test set), or ``"c"`` / ``"p"`` (official -C / -P files
+    when given, else the clean images they are generated from). ``names``: every unit of the
+    suite on generated data (official files hold their own); ``selection``: the
+    :class:`EvalSettings` field choosing among them (None: every unit runs).
+    """
+
+    section: str
+    reads: str
+    names: tuple[str | None, ...]
+    selection: str | None = None
+
+
+# suite -> what it runs, in the order runs take them; its units are evaluated by the evaluator
+# of its section (:mod:`.evaluate`)
+SUITES: dict[str, Suite] = {
+    "c": Suite("corruptions", "c", ALL_CORRUPTIONS, "corruptions"),
+    "p": Suite("perturbations", "p", PERTURBATIONS, "perturbations"),
+    "shift": Suite("shift", "clean", (None,)),
+    "noise": Suite("noise_sweeps", "clean", tuple(NOISE_SWEEPS)),
+}
 
 
 def _names(value: Sequence[str] | None, field: str, allowed: Sequence[str] | None = None):
@@ -214,8 +254,8 @@ class EvalSettings:
 
     def resolved(self, input_size: Sequence[int]) -> EvalSettings:
         """These settings with the values derived from images of ``input_size`` ``(C, H, W)``
-        filled in: scale, largest shift, the levels of every noise sweep. ``mean`` / ``std`` are
-        the model's, given by the caller."""
+        filled in: scale, largest shift, the levels of every noise sweep (``mean`` / ``std``: the
+        caller's, :func:`~.plan.plan_evaluation` gives the model's)."""
         largest = max(input_size[1:])
         levels = self.noise_levels or {}
         sweeps = {name: levels.get(name, default) for name, (_, default) in NOISE_SWEEPS.items()}
@@ -271,3 +311,27 @@ class EvalSettings:
             **{k: v for k, v in recorded.items() if v is not None or k not in defaults},
             **selection,
         )
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run computes, not what: the numbers do not depend on these, except the device type
+    (which the run's identity records).
+
+    device: where the model runs (None: cuda when available, else cpu; with several processes,
+        each its own, which ``device`` may only name the type of).
+    batch_size: images per forward pass.
+    workers: DataLoader workers reading images ahead of the model.
+    progress: progress bars.
+    """
+
+    device: str | torch.device | None = None
+    batch_size: int = 128
+    workers: int = 0
+    progress: bool = True
+
+    def __post_init__(self):
+        for field, value, minimum in (("batch_size", self.batch_size, 1),
+                                      ("workers", self.workers, 0)):  # fmt: skip
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise InvalidArgumentError(f"{field} must be an int >= {minimum}, got {value!r}")

@@ -236,7 +236,9 @@ def create_datasets(
     train_set = SeededTransformDataset(
         train_set,
         train_tf,
-        cfg.seed if randomized else None,  # deterministic transforms need no seeding (~25 us/image)
+        # deterministic transforms need no seeding, which costs time on every image
+        # (BENCHMARKS.md, "Numbers once quoted in code comments")
+        cfg.seed if randomized else None,
     )
     return train_set, SeededTransformDataset(val_set, eval_tf, None)
 
@@ -509,18 +511,86 @@ def train(cfg: TrainConfig, recipe: str | None = None) -> dict[str, Any]:
             raise
 
 
+@dataclasses.dataclass(eq=False)
+class _Run:
+    """One training run in its locked folder: its resolved settings, its objects and how far it
+    got, shared by the steps of :func:`_train` (set-up, resume, one epoch, evaluation, checkpoint,
+    finish)."""
+
+    cfg: TrainConfig  # resolved against the model and data (:func:`prepare_training`)
+    run_dir: Path
+    accelerator: Accelerator
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    step_scheduler: bool  # the scheduler steps per optimizer step (else per epoch)
+    train_set: SeededTransformDataset
+    sampler: EpochShuffleSampler  # the training loader's, which the epoch is set on
+    train_loader: DataLoader
+    val_loader: DataLoader
+    epoch: int = 0  # in progress, counted from 0
+    skip_steps: int = 0  # steps of the first epoch already taken (a resumed run)
+    global_step: int = 0
+    saved_step: int | None = None  # global step of the last checkpoint (None: none yet)
+    partial: list[float] | None = None  # this process's sums of an interrupted epoch (resumed)
+    final: dict[str, Any] = dataclasses.field(default_factory=dict)  # last epoch's record
+    stopped_early: bool = False
+
+    def diverged(self, what: str) -> TrainingDivergedError:
+        """The error of a run whose training diverged (``what``) in the current epoch."""
+        advice = "lower lr (or check the data) and start again"
+        kept = (
+            f"{self.run_dir} keeps the checkpoint of step {self.saved_step}: {advice} with "
+            "--overwrite"
+            if self.saved_step is not None
+            else f"nothing was saved: {advice}"
+        )
+        return TrainingDivergedError(
+            f"training diverged: {what} at epoch {self.epoch + 1}, step {self.global_step} "
+            f"(lr {self.scheduler.get_last_lr()[0]:g}); {kept}"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class _EpochSums:
+    """What one process's epoch of training adds up to."""
+
+    sums: torch.Tensor  # float64 [loss * n, correct, n] over this process's images
+    images: int  # images of all processes
+    seconds: float
+    stop: bool  # asked to stop (max_steps, a signal) at the epoch's last step
+
+
 def _train(
     cfg: TrainConfig, run_dir: Path, accelerator: Accelerator, written: list[Path]
 ) -> dict[str, Any]:
     """The run of :func:`train` in its locked folder; appends to ``written`` what it creates."""
-    procs = accelerator.num_processes
+    run = _set_up(cfg, run_dir, accelerator)
+    state = _resume(run)
+    _start_writing(run, written)  # every check has passed: from here on the run writes
+    _prepare(run, state)
+    with stop_on_signal() as signal_flag:
+        for epoch in range(run.epoch, run.cfg.epochs):
+            epoch_sums = _train_one_epoch(run, epoch, signal_flag)
+            if epoch_sums is None:  # stopped within the epoch, its checkpoint saved
+                run.stopped_early = True
+                break
+            _evaluate_epoch(run, epoch_sums)
+            _save_checkpoint(run, epoch + 1, 0, [])
+            if epoch_sums.stop:
+                run.stopped_early = epoch + 1 < run.cfg.epochs
+                break
+    return _finish(run)
+
+
+def _set_up(cfg: TrainConfig, run_dir: Path, accelerator: Accelerator) -> _Run:
+    """The run's folder checked, then its model, data, loaders, optimizer and scheduler."""
     if accelerator.is_main_process:
         check_run_dir(run_dir, cfg.resume, cfg.overwrite)
     set_seed(cfg.seed)
     cfg, model, train_set, val_set = prepare_training(cfg)
     pin_memory = accelerator.device.type == "cuda"
     train_loader = create_train_loader(train_set, cfg, pin_memory)
-    sampler = train_loader.sampler
     val_loader = DataLoader(
         val_set,
         batch_size=cfg.eval_batch_size,
@@ -531,22 +601,46 @@ def _train(
     )
     optimizer = create_optimizer(model, cfg)
     scheduler, step_scheduler = create_scheduler(optimizer, cfg, len(train_loader))
+    return _Run(
+        cfg=cfg,
+        run_dir=run_dir,
+        accelerator=accelerator,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        step_scheduler=step_scheduler,
+        train_set=train_set,
+        sampler=train_loader.sampler,
+        train_loader=train_loader,
+        val_loader=val_loader,
+    )
 
-    start_epoch, skip_steps, global_step, partial, saved_step = 0, 0, 0, None, None
-    if cfg.resume:
-        if accelerator.is_main_process:
-            _check_resumable(load_config(run_dir), cfg)
-        state = load_resume_state(run_dir)
-        _restore(state, model, optimizer, scheduler, run_dir / RESUME_FILE)
-        start_epoch, skip_steps = state["epoch"], state["step_in_epoch"]
-        global_step = saved_step = state["global_step"]
-        partial = _resumed_epoch_stats(
-            state["epoch_stats"], accelerator.process_index, accelerator.num_processes
-        )
-    # every check has passed: from here on the run writes into its folder
+
+def _resume(run: _Run) -> dict[str, Any] | None:
+    """The resume state of the run's folder loaded into its objects and position (checked first:
+    same settings, a state that fits); None for a run that does not resume."""
+    cfg, accelerator = run.cfg, run.accelerator
+    if not cfg.resume:
+        return None
     if accelerator.is_main_process:
+        _check_resumable(load_config(run.run_dir), cfg)
+    state = load_resume_state(run.run_dir)
+    _restore(state, run.model, run.optimizer, run.scheduler, run.run_dir / RESUME_FILE)
+    run.epoch, run.skip_steps = state["epoch"], state["step_in_epoch"]
+    run.global_step = run.saved_step = state["global_step"]
+    run.partial = _resumed_epoch_stats(
+        state["epoch_stats"], accelerator.process_index, accelerator.num_processes
+    )
+    return state
+
+
+def _start_writing(run: _Run, written: list[Path]) -> None:
+    """The run's first writes: a resumed run's log trimmed to its checkpoint, a new run's files
+    started (a replaced run's removed first); the settings saved. ``written``: what it creates."""
+    cfg, run_dir = run.cfg, run.run_dir
+    if run.accelerator.is_main_process:
         if cfg.resume:
-            _trim_metrics(run_dir / METRICS_FILE, global_step)
+            _trim_metrics(run_dir / METRICS_FILE, run.global_step)
         else:
             if cfg.overwrite:  # none of the replaced run's files may mix with this run's
                 remove_paths(run_files(run_dir))
@@ -554,159 +648,178 @@ def _train(
             written.extend(run_dir / name for name in names)
             (run_dir / METRICS_FILE).write_text("")
         save_config(run_dir, cfg.to_dict())
-    accelerator.wait_for_everyone()
+    run.accelerator.wait_for_everyone()
 
-    model, optimizer, train_loader, val_loader = accelerator.prepare(
-        model, optimizer, train_loader, val_loader
+
+def _prepare(run: _Run, state: dict[str, Any] | None) -> None:
+    """The run's objects handed to Accelerate; a resumed run's random state and loss scaler set
+    (after ``prepare``, which may draw); the trackers started."""
+    accelerator = run.accelerator
+    run.model, run.optimizer, run.train_loader, run.val_loader = accelerator.prepare(
+        run.model, run.optimizer, run.train_loader, run.val_loader
     )
-    if cfg.resume:
+    if state is not None:
         set_rng_state(state["rng"])
         if accelerator.scaler is not None and "scaler" in state:
             accelerator.scaler.load_state_dict(state["scaler"])
-    if cfg.tensorboard:
+    if run.cfg.tensorboard:
         # TensorBoard's hparams take scalars and strings only
         hparams = {
             k: v if isinstance(v, (int, float, str, bool)) else str(v)
-            for k, v in cfg.to_dict().items()
+            for k, v in run.cfg.to_dict().items()
         }
         accelerator.init_trackers("tensorboard", config=hparams)
 
-    steps_per_epoch = len(train_loader)
-    final: dict[str, Any] = {}
-    stopped_early = False
 
-    def diverged(what: str) -> TrainingDivergedError:  # during the loop's current epoch
-        advice = "lower lr (or check the data) and start again"
-        kept = (
-            f"{run_dir} keeps the checkpoint of step {saved_step}: {advice} with --overwrite"
-            if saved_step is not None
-            else f"nothing was saved: {advice}"
-        )
-        return TrainingDivergedError(
-            f"training diverged: {what} at epoch {epoch + 1}, step {global_step} "
-            f"(lr {scheduler.get_last_lr()[0]:g}); {kept}"
-        )
+def _train_step(
+    run: _Run, images: torch.Tensor, targets: torch.Tensor
+) -> tuple[float, torch.Tensor]:
+    """One optimizer step on a batch: (its loss, its sums ``[loss * n, correct, n]``)."""
+    cfg = run.cfg
+    logits = run.model(normalize_batch(images, cfg.mean, cfg.std))
+    loss = F.cross_entropy(logits, targets, label_smoothing=cfg.label_smoothing)
+    run.optimizer.zero_grad(set_to_none=True)
+    run.accelerator.backward(loss)
+    run.optimizer.step()
+    if run.step_scheduler:
+        run.scheduler.step()
+    run.global_step += 1
+    n = targets.numel()
+    loss_value = loss.item()
+    sums = torch.tensor(
+        [loss_value * n, (logits.argmax(1) == targets).sum().item(), n], dtype=torch.float64
+    )
+    return loss_value, sums
 
-    def checkpoint(epoch: int, step_in_epoch: int, stats: list[list[float]]) -> None:
-        nonlocal saved_step
-        broken = non_finite_tensors(accelerator.unwrap_model(model).state_dict())
-        if broken:  # the weights are the same on every process: each stops here
-            raise diverged(f"weights {', '.join(broken[:3])} became non-finite")
-        saved_step = global_step
-        if not accelerator.is_main_process:
-            return
-        state = dict(
-            model=accelerator.unwrap_model(model).state_dict(),
-            optimizer=optimizer.state_dict(),
-            scheduler=scheduler.state_dict(),
-            epoch=epoch,
-            step_in_epoch=step_in_epoch,
-            global_step=global_step,
-            epoch_stats=stats,
-            rng=rng_state(),
-        )
-        if accelerator.scaler is not None:
-            state["scaler"] = accelerator.scaler.state_dict()
-        save_resume_state(run_dir, state)
 
-    with stop_on_signal() as signal_flag:
-        for epoch in range(start_epoch, cfg.epochs):
-            sampler.epoch = train_set.epoch = epoch
-            loader = train_loader
-            if skip_steps:
-                loader = accelerator.skip_first_batches(train_loader, skip_steps)
-            # local sums over this process: loss * n, correct, n (a resumed epoch starts from the saved ones)
-            stats = torch.tensor(partial if partial else [0.0, 0.0, 0.0], dtype=torch.float64)
-            partial = None
-            model.train()
-            bar = tqdm(
-                total=steps_per_epoch,
-                initial=skip_steps,
-                desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                disable=not (cfg.progress and accelerator.is_local_main_process),
-                dynamic_ncols=True,
+def _train_one_epoch(run: _Run, epoch: int, signal_flag: dict[str, bool]) -> _EpochSums | None:
+    """Epoch ``epoch`` of training (the rest of it, for a resumed run); None when the run stops
+    within it (``max_steps``, a signal): its checkpoint is saved then. A loss that is not finite
+    stops every process at the same step with :class:`~.errors.TrainingDivergedError`."""
+    cfg, accelerator = run.cfg, run.accelerator
+    run.epoch = run.sampler.epoch = run.train_set.epoch = epoch
+    steps_per_epoch = len(run.train_loader)
+    loader = run.train_loader
+    if run.skip_steps:
+        loader = accelerator.skip_first_batches(run.train_loader, run.skip_steps)
+    # local sums over this process: loss * n, correct, n (a resumed epoch starts from the saved ones)
+    stats = torch.tensor(run.partial if run.partial else [0.0, 0.0, 0.0], dtype=torch.float64)
+    run.partial = None
+    run.model.train()
+    bar = tqdm(
+        total=steps_per_epoch,
+        initial=run.skip_steps,
+        desc=f"epoch {epoch + 1}/{cfg.epochs}",
+        disable=not (cfg.progress and accelerator.is_local_main_process),
+        dynamic_ncols=True,
+    )
+    step_in_epoch, tic, seen_since_tic = run.skip_steps, time.perf_counter(), 0
+    run.skip_steps, stop = 0, False
+    for images, targets in loader:
+        loss_value, sums = _train_step(run, images, targets)
+        step_in_epoch += 1
+        stats += sums
+        seen_since_tic += int(sums[2]) * accelerator.num_processes
+        bar.update(1)
+        if step_in_epoch % 10 == 0 or step_in_epoch == steps_per_epoch:
+            bar.set_postfix(
+                loss=f"{stats[0] / stats[2]:.3f}",
+                acc=f"{100 * stats[1] / stats[2]:.1f}",
+                img_s=f"{seen_since_tic / (time.perf_counter() - tic):.0f}",
             )
-            step_in_epoch, tic, seen_since_tic = skip_steps, time.perf_counter(), 0
-            skip_steps, stop = 0, False
-            for images, targets in loader:
-                logits = model(normalize_batch(images, cfg.mean, cfg.std))
-                loss = F.cross_entropy(logits, targets, label_smoothing=cfg.label_smoothing)
-                optimizer.zero_grad(set_to_none=True)
-                accelerator.backward(loss)
-                optimizer.step()
-                if step_scheduler:
-                    scheduler.step()
-                global_step += 1
-                step_in_epoch += 1
-                n = targets.numel()
-                loss_value = loss.item()
-                stats += torch.tensor(
-                    [loss_value * n, (logits.argmax(1) == targets).sum().item(), n],
-                    dtype=torch.float64,
-                )
-                seen_since_tic += n * procs
-                bar.update(1)
-                if step_in_epoch % 10 == 0 or step_in_epoch == steps_per_epoch:
-                    bar.set_postfix(
-                        loss=f"{stats[0] / stats[2]:.3f}",
-                        acc=f"{100 * stats[1] / stats[2]:.1f}",
-                        img_s=f"{seen_since_tic / (time.perf_counter() - tic):.0f}",
-                    )
-                stop = (cfg.max_steps is not None and global_step >= cfg.max_steps) or signal_flag[
-                    "stop"
-                ]
-                failed = not math.isfinite(loss_value)
-                if procs > 1:  # every process must stop (or fail) at the same step
-                    flags = torch.tensor([stop, failed], dtype=torch.float32)
-                    flags = accelerator.reduce(flags.to(accelerator.device), "max").tolist()
-                    stop, failed = bool(flags[0]), bool(flags[1])
-                if failed:
-                    bar.close()
-                    raise diverged(f"the training loss became {loss_value}")
-                if stop and step_in_epoch < steps_per_epoch:
-                    bar.close()
-                    # every process's own sums, so that the resumed epoch adds up as one run would
-                    per_process = accelerator.gather(stats.to(accelerator.device)[None]).cpu()
-                    checkpoint(epoch, step_in_epoch, per_process.tolist())
-                    stopped_early = True
-                    break
-            if stopped_early:
-                break
+        stop = (cfg.max_steps is not None and run.global_step >= cfg.max_steps) or signal_flag[
+            "stop"
+        ]
+        stop, failed = _every_process(accelerator, stop, not math.isfinite(loss_value))
+        if failed:
             bar.close()
-            elapsed = time.perf_counter() - tic
-            if not step_scheduler:
-                scheduler.step()
-            totals = accelerator.reduce(stats.to(accelerator.device), "sum").cpu()
-            record = dict(
-                epoch=epoch + 1,
-                step=global_step,
-                lr=scheduler.get_last_lr()[0],  # for the next step
-                train_loss=float(totals[0] / totals[2]),
-                train_acc=float(100 * totals[1] / totals[2]),
-                **evaluate(model, val_loader, accelerator, cfg.mean, cfg.std),
-                images_per_s=seen_since_tic / elapsed,
-                epoch_time_s=elapsed,
-            )
-            if not math.isfinite(record["val_loss"]):  # finite weights, non-finite outputs
-                raise diverged(f"the validation loss became {record['val_loss']}")
-            final = record
-            if accelerator.is_main_process:
-                with (run_dir / METRICS_FILE).open("a") as log:
-                    log.write(json.dumps(record) + "\n")
-            accelerator.log(
-                {k: v for k, v in record.items() if k not in ("epoch", "step")}, step=global_step
-            )
-            accelerator.print(
-                f"epoch {epoch + 1}/{cfg.epochs}: train loss {record['train_loss']:.4f} "
-                f"acc {record['train_acc']:.2f}% | val loss {record['val_loss']:.4f} "
-                f"acc {record['val_acc']:.2f}% | {record['images_per_s']:.0f} img/s"
-            )
-            checkpoint(epoch + 1, 0, [])
-            if stop:
-                stopped_early = epoch + 1 < cfg.epochs
-                break
+            raise run.diverged(f"the training loss became {loss_value}")
+        if stop and step_in_epoch < steps_per_epoch:
+            bar.close()
+            # every process's own sums, so that the resumed epoch adds up as one run would
+            per_process = accelerator.gather(stats.to(accelerator.device)[None]).cpu()
+            _save_checkpoint(run, epoch, step_in_epoch, per_process.tolist())
+            return None
+    bar.close()
+    elapsed = time.perf_counter() - tic
+    if not run.step_scheduler:
+        run.scheduler.step()
+    return _EpochSums(stats, seen_since_tic, elapsed, stop)
 
-    if accelerator.is_main_process and not stopped_early:
+
+def _every_process(accelerator: Accelerator, stop: bool, failed: bool) -> tuple[bool, bool]:
+    """(stop, failed) of any process, so that every process stops (or fails) at the same step."""
+    if accelerator.num_processes == 1:
+        return stop, failed
+    flags = torch.tensor([stop, failed], dtype=torch.float32)
+    flags = accelerator.reduce(flags.to(accelerator.device), "max").tolist()
+    return bool(flags[0]), bool(flags[1])
+
+
+def _evaluate_epoch(run: _Run, epoch_sums: _EpochSums) -> None:
+    """The record of the epoch just trained (training sums of all processes, evaluation set),
+    appended to the metrics log, logged to the trackers and printed; a validation loss that is
+    not finite raises :class:`~.errors.TrainingDivergedError`."""
+    cfg, accelerator, epoch = run.cfg, run.accelerator, run.epoch
+    totals = accelerator.reduce(epoch_sums.sums.to(accelerator.device), "sum").cpu()
+    record = dict(
+        epoch=epoch + 1,
+        step=run.global_step,
+        lr=run.scheduler.get_last_lr()[0],  # for the next step
+        train_loss=float(totals[0] / totals[2]),
+        train_acc=float(100 * totals[1] / totals[2]),
+        **evaluate(run.model, run.val_loader, accelerator, cfg.mean, cfg.std),
+        images_per_s=epoch_sums.images / epoch_sums.seconds,
+        epoch_time_s=epoch_sums.seconds,
+    )
+    if not math.isfinite(record["val_loss"]):  # finite weights, non-finite outputs
+        raise run.diverged(f"the validation loss became {record['val_loss']}")
+    run.final = record
+    if accelerator.is_main_process:
+        with (run.run_dir / METRICS_FILE).open("a") as log:
+            log.write(json.dumps(record) + "\n")
+    accelerator.log(
+        {k: v for k, v in record.items() if k not in ("epoch", "step")}, step=run.global_step
+    )
+    accelerator.print(
+        f"epoch {epoch + 1}/{cfg.epochs}: train loss {record['train_loss']:.4f} "
+        f"acc {record['train_acc']:.2f}% | val loss {record['val_loss']:.4f} "
+        f"acc {record['val_acc']:.2f}% | {record['images_per_s']:.0f} img/s"
+    )
+
+
+def _save_checkpoint(run: _Run, epoch: int, step_in_epoch: int, stats: list[list[float]]) -> None:
+    """The resume state at ``step_in_epoch`` of ``epoch`` (``stats``: every process's sums of the
+    epoch so far), saved by the first process; weights that are not finite are never saved
+    (:class:`~.errors.TrainingDivergedError`, raised by every process alike)."""
+    accelerator = run.accelerator
+    broken = non_finite_tensors(accelerator.unwrap_model(run.model).state_dict())
+    if broken:  # the weights are the same on every process: each stops here
+        raise run.diverged(f"weights {', '.join(broken[:3])} became non-finite")
+    run.saved_step = run.global_step
+    if not accelerator.is_main_process:
+        return
+    state = dict(
+        model=accelerator.unwrap_model(run.model).state_dict(),
+        optimizer=run.optimizer.state_dict(),
+        scheduler=run.scheduler.state_dict(),
+        epoch=epoch,
+        step_in_epoch=step_in_epoch,
+        global_step=run.global_step,
+        epoch_stats=stats,
+        rng=rng_state(),
+    )
+    if accelerator.scaler is not None:
+        state["scaler"] = accelerator.scaler.state_dict()
+    save_resume_state(run.run_dir, state)
+
+
+def _finish(run: _Run) -> dict[str, Any]:
+    """A run that trained all its epochs saves its model folder (weights, config with the data
+    settings and label names); the final metrics with ``run_dir``, ``global_step`` and
+    ``stopped_early``."""
+    cfg, accelerator = run.cfg, run.accelerator
+    if accelerator.is_main_process and not run.stopped_early:
         data_config = dict(
             input_size=(cfg.in_chans, cfg.img_size, cfg.img_size),
             mean=tuple(cfg.mean),
@@ -715,17 +828,24 @@ def _train(
             interpolation=cfg.interpolation,
         )
         model_config: dict[str, Any] = {}
-        classes = getattr(_unsubset(train_set.dataset), "classes", None)
+        classes = getattr(_unsubset(run.train_set.dataset), "classes", None)
         if classes and len(classes) == cfg.num_classes:
             model_config["label_names"] = list(classes)
         if cfg.convert:
             # the architecture in config.json is the unconverted one: record how to rebuild it
             model_config[CONVERSION_KEY] = dict(scope=cfg.convert, **cfg.convert_kwargs)
-        save_model_folder(accelerator.unwrap_model(model), run_dir, data_config, model_config)
+        save_model_folder(
+            accelerator.unwrap_model(run.model), run.run_dir, data_config, model_config
+        )
     accelerator.wait_for_everyone()
     accelerator.end_training()
-    if stopped_early:
+    if run.stopped_early:
         accelerator.print(
-            f"stopped at step {global_step}; continue with --resume --output {run_dir}"
+            f"stopped at step {run.global_step}; continue with --resume --output {run.run_dir}"
         )
-    return dict(final, run_dir=str(run_dir), global_step=global_step, stopped_early=stopped_early)
+    return dict(
+        run.final,
+        run_dir=str(run.run_dir),
+        global_step=run.global_step,
+        stopped_early=run.stopped_early,
+    )

@@ -1,5 +1,6 @@
-"""``timm-pushpull evaluate``: flags -> :class:`EvalSettings` and data sets ->
-:func:`~timm_pushpull.robustness.evaluate.evaluate_model`, then the report of the run."""
+"""``timm-pushpull evaluate``: flags -> :class:`EvalSettings` and :class:`RunOptions`, the model
+and the data sets -> their plan (:func:`~timm_pushpull.robustness.plan.plan_evaluation`) ->
+:func:`~timm_pushpull.robustness.evaluate.run_evaluation`, then the report of the run."""
 
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ from torch.utils.data import Dataset
 
 from ...errors import InvalidArgumentError, MissingFileError
 from ..corruptions import OUTPUTS, SPATTER_MODES
+from ..corruptions.frost import FROST_SOURCES
 from ..datasets import ArrayImageDataset, open_datasets, to_unit_images
-from ..evaluate import evaluate_model, hold_output
-from ..frost import FROST_SOURCES
+from ..evaluate import hold_output, run_evaluation
+from ..plan import EvalData, plan_evaluation
 from ..report import format_comparison, write_report
-from ..settings import PRECISIONS, SCALES, SHIFT_MODES, SUITES, EvalSettings
+from ..settings import PRECISIONS, SCALES, SHIFT_MODES, SUITES, EvalSettings, RunOptions
 
 if TYPE_CHECKING:
     from accelerate import PartialState
@@ -142,7 +144,7 @@ def _processes_state(device: str | None) -> PartialState:
 
 
 def settings_from_args(args: argparse.Namespace) -> EvalSettings:
-    """The evaluation settings the flags ask for (normalisation: the model's, added later)."""
+    """The evaluation settings the flags ask for (normalisation: the model's, found by the plan)."""
     return EvalSettings(
         suites=args.suite, corruptions=args.corruptions, perturbations=args.perturbations,
         baseline=args.baseline, severities=args.severities, scale=args.scale, seed=args.seed,
@@ -171,16 +173,19 @@ def main(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, state: PartialState) -> dict:
     settings = settings_from_args(args)  # bad flags fail before the model is made
+    options = RunOptions(args.device, args.batch_size, args.workers, not args.no_progress)
     for flag, value in (("--num-classes", args.num_classes), ("--img-size", args.img_size)):
         if value is not None and value < 1:
             raise InvalidArgumentError(f"{flag} must be an int >= 1, got {value}")
     if args.checkpoint is not None and not Path(args.checkpoint).is_file():
         raise MissingFileError(f"--checkpoint {args.checkpoint} does not exist")
     with hold_output(args.out, state):  # the whole run, its report included
-        return _evaluate(args, state, settings)
+        return _evaluate(args, state, settings, options)
 
 
-def _evaluate(args: argparse.Namespace, state: PartialState, settings: EvalSettings) -> dict:
+def _evaluate(
+    args: argparse.Namespace, state: PartialState, settings: EvalSettings, options: RunOptions
+) -> dict:
     from timm.data import resolve_data_config
 
     from ...factory import create_model, load_weights  # clear errors: unknown models, bad files
@@ -207,18 +212,20 @@ def _evaluate(args: argparse.Namespace, state: PartialState, settings: EvalSetti
                                                                    args.img_size, args.img_size)}  # fmt: skip
     data_config = resolve_data_config(overrides, model=model)
     opened = open_datasets(args.dataset, data_config)
-    clean = opened.get("clean", (None, None))[0]
-    results = evaluate_model(
-        model, clean, None, settings.replace(mean=data_config["mean"], std=data_config["std"]),
-        corrupted=opened.get("c", (None,))[0], sequences=opened.get("p", (None,))[0],
-        out_dir=args.out, overwrite=args.overwrite, model_name=args.model,
-        model_args={"pretrained": pretrained, **kwargs}, checkpoint=args.checkpoint,
-        dataset_names={role: description for role, (_, description) in opened.items()},
-        device=args.device, batch_size=args.batch_size, workers=args.workers, accelerator=state,
-        progress=not args.no_progress, out_dir_held=True,
+    data = EvalData(
+        clean=opened.get("clean", (None, None))[0], corrupted=opened.get("c", (None,))[0],
+        sequences=opened.get("p", (None,))[0],
+        names={role: description for role, (_, description) in opened.items()},
+    )  # fmt: skip
+    plan = plan_evaluation(model, data, settings)  # normalisation: the model's data config
+    results = run_evaluation(
+        model, data, plan, options, out_dir=args.out, overwrite=args.overwrite,
+        model_name=args.model, model_args={"pretrained": pretrained, **kwargs},
+        checkpoint=args.checkpoint, accelerator=state, out_dir_held=True,
     )  # fmt: skip
     if not args.no_report and state.is_main_process:
-        sample = None if clean is None else _sample_images(clean)
+        sample = None if data.clean is None else _sample_images(data.clean)
+        normalization = {args.model: (plan.settings.mean, plan.settings.std)}
         write_report([results], args.out, models={args.model: model}, sample_images=sample,
-                     normalization={args.model: (data_config["mean"], data_config["std"])})  # fmt: skip
+                     normalization=normalization)  # fmt: skip
     return results

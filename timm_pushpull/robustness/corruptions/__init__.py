@@ -32,9 +32,9 @@ current NumPy / scikit-image glass blur and gaussian blur raise (``multichannel`
 scripts) is reimplemented here after its ``MotionBlurImage`` source.
 
 Layout, by the paper's categories: :mod:`.params` (names, the severity table, argument checks),
-:mod:`.noise`, :mod:`.blur`, :mod:`.weather` and :mod:`.digital` (the corruptions and their
-faithfulness notes), :mod:`.filters` (image filters the -P sequences share) and :mod:`.random`
-(large random draws). Outputs are stored like the released data sets by default
+:mod:`.noise`, :mod:`.blur`, :mod:`.weather` (+ :mod:`.frost`, the frost textures) and
+:mod:`.digital` (the corruptions and their faithfulness notes), :mod:`.filters` (image filters the
+-P sequences share) and :mod:`.random` (large random draws). Outputs are stored like the released data sets by default
 (``output="released"``: truncated to 8 bits as CIFAR-10-C, then a quality-85 JPEG as ImageNet-C,
 :func:`quantise_like_released`); ``output="float"`` skips that.
 
@@ -51,10 +51,10 @@ from __future__ import annotations
 
 import torch
 
-from ..frost import FROST_SOURCES
 from . import blur, digital, noise, weather
 from .digital import quantise_like_released
 from .filters import PAD_MODES, clipped_zoom, filter2d, gaussian_blur2d, motion_blur2d, pad2d
+from .frost import FROST_SOURCES
 from .params import (
     ALL_CORRUPTIONS,
     CORRUPTIONS,
@@ -135,7 +135,7 @@ def corrupt(
         scale: parameter set, ``"cifar"`` (CIFAR-10-C) or ``"imagenet"`` (ImageNet-C).
         seed: seeds the random draws; same seed and device -> same output.
         frost: frost textures, ``"photos"`` (the reference photos, see
-            :mod:`~timm_pushpull.robustness.frost`) or ``"procedural"``.
+            :mod:`~timm_pushpull.robustness.corruptions.frost`) or ``"procedural"``.
         spatter: ``"wrap"`` (the reference's 8-bit wrap of the water layer, as in the released
             data) or ``"clip"``; see :func:`water_spatter`.
         output: ``"released"`` stores the result like the released data set of ``scale``

@@ -89,7 +89,8 @@ def filter2d(
     kernel = kernel.to(device=x.device, dtype=x.dtype)
     if kernel.ndim == 2:
         kernel = kernel.expand(batch, kh, kw)
-    # One depthwise convolution over B*C maps: much faster on CPU than a [B*C, 1, H, W] batch.
+    # One depthwise convolution over the B*C maps (groups=B*C): every image's own kernel applied
+    # to each of its channels in a single call.
     weight = kernel.repeat_interleave(channels, dim=0).unsqueeze(1)
     out = F.conv2d(
         padded.reshape(1, batch * channels, *padded.shape[-2:]), weight, groups=batch * channels

@@ -161,8 +161,8 @@ def poisson_8bit(levels: torch.Tensor, u_scaled: torch.Tensor, photons: float) -
     """Poisson(photons * levels / 255) draws divided by ``photons``, float32, for uint8 ``levels``,
     by inversion, k = min{k : F(k) > u}, from float32 ``u_scaled`` = u * B uniform in [0, B].
 
-    The guide bucket of u settles k for most pixels; the rest (1-8 %) bisect the k range their
-    bucket spans. Exact up to the float32 resolution of u and F. By the C kernel of
+    The guide bucket of u settles k for most pixels; the rest (a few per cent, BENCHMARKS.md,
+    "Corruptions: batched torch vs per-image NumPy reference") bisect the k range their bucket spans. Exact up to the float32 resolution of u and F. By the C kernel of
     ``csrc/shot_noise.c`` on the CPU where a compiler is found, else by torch ops, with the same
     results. Not differentiable: the draws are a step function of ``u_scaled``.
     """
@@ -223,7 +223,8 @@ def _gaussian_noise(x: torch.Tensor, std: float, g: torch.Generator) -> torch.Te
 def _shot_noise(x: torch.Tensor, photons: float, g: torch.Generator) -> torch.Tensor:
     # torch.poisson is a per-element rejection sampler on the CPU, no faster than NumPy's; images
     # on the 8-bit grid (all decoded data sets) take table inversion instead, in C where a
-    # compiler is found (timm_pushpull.native), else in torch ops (BENCHMARKS.md)
+    # compiler is found (timm_pushpull.native), else in torch ops (BENCHMARKS.md,
+    # "Corruptions: batched torch vs per-image NumPy reference")
     if x.device.type == "cpu":
         levels = _quantise_8bit(x)
         if levels is not None:

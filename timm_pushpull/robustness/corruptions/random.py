@@ -119,8 +119,8 @@ def random_fill(
 ) -> torch.Tensor:
     """A new tensor on ``seeds``' device of standard normal (``normal``) or uniform [low, high)
     draws, filled in chunks of ``chunk`` elements, chunk c from the int64 ``seeds[c]``: by the C
-    kernel of ``csrc/random.c`` (about 2x faster here) for float32 on the CPU where a compiler is
-    found, else by torch generators on a thread pool (other numbers). Random: not differentiable.
+    kernel of ``csrc/random.c`` (faster: BENCHMARKS.md, "Corruptions: batched torch vs per-image NumPy reference") for float32 on the CPU where a
+    compiler is found, else by torch generators on a thread pool (other numbers). Random: not differentiable.
     """
     numel = math.prod(shape)
     num_chunks = -(-numel // chunk) if chunk > 0 else None

@@ -5,7 +5,7 @@ Perturbations", ICLR 2019; the operations of ``make_cifar_c.py`` / ``make_imagen
 https://github.com/hendrycks/robustness, batched.
 
 * Frost blends the scripts' photos frost1-frost5 by default (``source="photos"``) and generated
-  textures only when asked or when no photo can be had; see :mod:`timm_pushpull.robustness.frost`.
+  textures only when asked or when no photo can be had; see :mod:`timm_pushpull.robustness.corruptions.frost`.
   The blend is the ``torch.library`` op ``timm_pushpull::frost_blend`` (:func:`frost_blend`: a
   fake implementation, its gradient and a vmap rule, so ``torch.compile``, ``torch.export``, FX
   and ``torch.func`` take one op); on the CPU it runs the C kernel of ``csrc/frost.c`` where a C
@@ -27,8 +27,8 @@ import cv2
 import numpy as np
 import torch
 
-from ..frost import FrostSource, frost_textures, resolve_frost_source
 from .filters import clipped_zoom, gaussian_blur2d, motion_blur2d
+from .frost import FrostSource, frost_textures, resolve_frost_source
 from .params import GRID_TOLERANCE, SPATTER_MODES, CorruptionFn, check_choice
 from .random import c_kernel, random_uniform, vmap_by_loop
 

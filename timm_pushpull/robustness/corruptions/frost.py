@@ -43,7 +43,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .. import native
+from ... import native
 
 __all__ = [
     "FROST_DIR_ENV",
