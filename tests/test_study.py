@@ -249,7 +249,8 @@ def test_mean_interval_by_hand():
     half = T_975[2] * 1.0 / np.sqrt(3)  # sd of 1, 2, 3 is 1
     assert mean == pytest.approx(2.0)
     assert (low, high) == pytest.approx((2.0 - half, 2.0 + half))
-    assert mean_interval([5.0]) == (5.0, 5.0, 5.0)
+    mean, low, high = mean_interval([5.0])  # one seed: no interval, not a zero-width one
+    assert mean == 5.0 and np.isnan(low) and np.isnan(high)
     # an accuracy near 100%: the t interval reaches past 100 (106.04 in the committed study)
     mean, low, high = mean_interval([98.0, 100.0, 100.0], PERCENT)
     half = T_975[2] * np.std([98.0, 100.0, 100.0], ddof=1) / np.sqrt(3)
@@ -464,3 +465,16 @@ def test_plateau_report_sets_the_papers_resnet20_profile_beside_ours(tmp_path):
     line = next(line for line in report.splitlines() if line.startswith(row))
     assert f"| {mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}] |" in line
     assert "Where the profiles disagree" in report and "Holm p" in report
+
+    # one seed finished (a study that is still running): a single seed has no interval over
+    # seeds, and no difference may be called clear across seeds on the strength of it
+    for c in cells:
+        if c.seed == 1:
+            (tmp_path / c.folder / "results.json").rename(tmp_path / c.folder / "unfinished.json")
+    report = write_study_report(tmp_path).read_text()
+    section = report[report.index("## resnet_plateau") :].split("\n## ")[0]
+    assert "| R20 plateau | 1 of 2 |" in section
+    assert not re.search(r"\[([+-]?\d+\.\d\d), \1\]", section), "a zero-width interval"
+    summary = next(line for line in section.splitlines() if line.startswith("- R20-pp plateau"))
+    assert "clear" not in summary and summary.count("1 seed: no interval over seeds") == 3
+    assert "training randomness left out" in section

@@ -160,7 +160,15 @@ def _sweep_title(sweep: str, xs: Sequence[float]) -> str:
 
 def _cell(entry: tuple) -> str:
     mean, low, high, _ = entry
-    return f"{mean:.2f} [{low:.2f}, {high:.2f}]"
+    return _estimate(mean, low, high, signed=False)
+
+
+def _estimate(mean: float, low: float, high: float, signed: bool = True) -> str:
+    """``mean [low, high]``; a single seed has no interval over seeds and says so."""
+    sign = "+" if signed else ""
+    if not np.isfinite([low, high]).all():
+        return f"{mean:{sign}.2f} (1 seed)"
+    return f"{mean:{sign}.2f} [{low:{sign}.2f}, {high:{sign}.2f}]"
 
 
 def _paper_rows(sweep: str, summary: Mapping, levels: Sequence[float]) -> list[str]:
@@ -200,7 +208,7 @@ def _paper_gap_lines(
             gains = [rows[pp][i] - rows[base][i] for i in both]
             lines.append(f"| {pp} vs {base} | {sweep} | {', '.join(f'{levels[sweep][i]:g}' for i in both)} | "
                          f"{np.mean(gains):+.2f} ({min(gains):+.2f} to {max(gains):+.2f}) | "
-                         f"{ours[0]:+.2f} [{ours[1]:+.2f}, {ours[2]:+.2f}] | {ours[3]} |")  # fmt: skip
+                         f"{_estimate(*ours[:3])} | {ours[3]} |")  # fmt: skip
     if not lines:
         return []
     return [
@@ -244,6 +252,14 @@ def _direction(difference: float, low: float, high: float) -> str:
     return "no clear difference" if low <= 0 <= high else ("better" if difference < 0 else "worse")
 
 
+def _judged_interval(compared: Mapping[str, Any]) -> tuple[float, float, str]:
+    """The interval a difference is judged by: over seeds; with one seed there is none, and the
+    interval over images (which leaves out training randomness) stands in, named as such."""
+    if len(compared["seeds"]) >= 2:
+        return 100 * compared["seed_low"], 100 * compared["seed_high"], "across seeds"
+    return 100 * compared["low"], 100 * compared["high"], "by the interval over images alone: 1 seed, training randomness left out"
+
+
 def _paper_profile_lines(
     name: str,
     out: Path,
@@ -261,14 +277,15 @@ def _paper_profile_lines(
     if not ours or not theirs or not compared:
         return []
     seeds = len(compared["clean"]["seeds"])
+    over = "seeds" if seeds >= 2 else "images (1 seed: no interval over seeds)"
     lines = [
         f"Per corruption, error (%) of {reference} and {candidate} (mean over {seeds} seed(s)) and "
-        "their paired difference with its 95% interval over seeds, beside the authors' released "
+        f"their paired difference with its 95% interval over {over}, beside the authors' released "
         "ResNet-20 and ResNet-20-PP on CIFAR-10-C (their result files; issue 27 quotes the same "
         f"values from the journal's Table 2). *near chance*: our {reference} errs on >= 75% of "
         f"the images (guessing: {CHANCE_ERROR:.0f}%).", "",
         f"| corruption | paper R20 | paper R20-PP | paper difference | ours {reference} | "
-        f"ours {candidate} | ours difference [95% CI over seeds] | ours |",
+        f"ours {candidate} | ours difference [95% CI over {over.split(' ')[0]}] | ours |",
         "|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     disagree, no_gain = [], []
@@ -276,7 +293,8 @@ def _paper_profile_lines(
         if corruption not in compared:
             continue
         c = compared[corruption]
-        effect, low, high = (100 * c[k] for k in ("effect", "seed_low", "seed_high"))
+        effect = 100 * c["effect"]
+        low, high, judged = _judged_interval(c)
         verdict = _direction(effect, low, high)
         chance = " (near chance)" if theirs[corruption][0] >= 75 else ""
         lines.append(f"| {corruption} | {base:.2f} | {pp:.2f} | {pp - base:+.2f} | "
@@ -289,7 +307,7 @@ def _paper_profile_lines(
             no_gain.append(f"{corruption} (paper {pp - base:+.2f}, ours {effect:+.2f})")
     lines += [
         "",
-        "Where the profiles disagree: push-pull clearly (across seeds) on the other side of its "
+        f"Where the profiles disagree: push-pull clearly ({judged}) on the other side of its "
         f"baseline than in the paper: {', '.join(disagree) or 'none'}; the paper's gains of 3 "
         f"points or more that show no clear difference here: {', '.join(no_gain) or 'none'}. "
         "(Saturate leaves a grey image as it is: our saturate error is the clean error.)",
@@ -313,6 +331,11 @@ def _summary_lines(
             if test in compared:
                 c = compared[test]
                 effect, low, high = (100 * c[k] for k in ("effect", "seed_low", "seed_high"))
+                if len(c["seeds"]) < 2:
+                    images = f"[{100 * c['low']:+.2f}, {100 * c['high']:+.2f}]"
+                    parts.append(f"{test} {effect:+.2f}, 1 seed: no interval over seeds "
+                                 f"(over images {images})")  # fmt: skip
+                    continue
                 clear = "not clear" if low <= 0 <= high else "clear"
                 if clear == "clear" and c["holm_p"] is not None:
                     clear += " (Holm: " + ("also" if c["holm_p"] < 0.05 else "not") + ")"
@@ -323,6 +346,12 @@ def _summary_lines(
                 f"- {candidate} vs {reference} ({seeds} seed(s)): " + "; ".join(parts) + "."
             )
     return [*lines, ""]
+
+
+def _seed_interval(compared: Mapping[str, Any]) -> str:
+    if len(compared["seeds"]) < 2:
+        return "– (1 seed)"
+    return f"[{100 * compared['seed_low']:+.2f}, {100 * compared['seed_high']:+.2f}]"
 
 
 def _paired_lines(
@@ -349,7 +378,7 @@ def _paired_lines(
             )
             lines.append(f"| {candidate} vs {reference} | {test} | {100 * c['effect']:+.2f} "
                          f"[{100 * c['low']:+.2f}, {100 * c['high']:+.2f}] | "
-                         f"[{100 * c['seed_low']:+.2f}, {100 * c['seed_high']:+.2f}] | {seed_p} | "
+                         f"{_seed_interval(c)} | {seed_p} | "
                          f"{holm_p} | {len(c['seeds'])} | {p_values} |")  # fmt: skip
     return [*lines, ""]
 

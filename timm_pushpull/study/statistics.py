@@ -22,14 +22,15 @@ PERCENT = (0.0, 100.0)  # the range of an accuracy or agreement in %
 def mean_interval(
     values: Sequence[float], bounds: tuple[float, float] | None = None
 ) -> tuple[float, float, float]:
-    """Mean over seeds and its 95% Student-t interval (one value: the interval is the value),
-    clipped to ``bounds``: near 100% the t interval of an accuracy reaches past what is possible."""
+    """Mean over seeds and its 95% Student-t interval, clipped to ``bounds``: near 100% the t
+    interval of an accuracy reaches past what is possible. One value has no interval (NaN
+    bounds): a zero-width one would read as a difference clear across seeds."""
     from scipy import stats
 
     values = np.asarray(values, dtype=np.float64)
     mean = float(values.mean())
     if values.size < 2:
-        return mean, mean, mean
+        return mean, float("nan"), float("nan")
     half = float(stats.t.ppf(0.975, values.size - 1) * values.std(ddof=1) / np.sqrt(values.size))
     low, high = mean - half, mean + half
     if bounds is not None:
