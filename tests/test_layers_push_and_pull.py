@@ -10,6 +10,7 @@ import timm_pushpull  # noqa: F401  (registers the models)
 from timm_pushpull import native
 from timm_pushpull.layers import PushPull2d, pull_kernel_size
 from timm_pushpull.layers import push_and_pull as shared
+from timm_pushpull.layers.exact_path import force_path, shared_taps_pay
 from timm_pushpull.layers.exact_pull import blas_gemm
 
 needs_kernel = pytest.mark.skipif(
@@ -65,7 +66,6 @@ def _layer(case, dtype, **kwargs) -> PushPull2d:
     layer = PushPull2d(
         in_ch, out_ch, kernel, 1, padding, bias=bias, pull_scale=h, dtype=dtype, **kwargs
     )
-    layer.shares_taps = True  # every geometry, whatever the speed rule says
     if bias:
         torch.nn.init.normal_(layer.push.bias)
     return layer
@@ -78,15 +78,15 @@ def test_layer_equals_the_papers_definition(case, dtype, tolerance):
     layer = _layer(case, dtype, learn_alpha="channel")
     x = torch.randn(2, case[0], 13, 11, dtype=dtype)
     expected = paper_layer(x, layer.push.weight, layer.push.bias, case[4], case[3], layer.alpha)
-    assert layer._runs_shared_taps(x)
     got = []
-    with torch.no_grad():  # the inference op: the inhibition inside the kernel
-        assert layer._fuses_response(x)
-        for layout in (torch.contiguous_format, torch.channels_last):  # kept in the output
-            got.append(layer.eval()(x.contiguous(memory_format=layout)))
+    with force_path("shared"):  # every geometry, whatever the speed rule says
+        with torch.no_grad():  # the inference op: the inhibition inside the kernel
+            for layout in (torch.contiguous_format, torch.channels_last):  # kept in the output
+                got.append(layer.eval()(x.contiguous(memory_format=layout)))
+                assert got[-1].is_contiguous(memory_format=layout)
+        for layout in (torch.contiguous_format, torch.channels_last):
+            got.append(layer.train()(x.contiguous(memory_format=layout)))  # both branches
             assert got[-1].is_contiguous(memory_format=layout)
-    got.append(layer.train()(x))  # the op with both branches, under autograd
-    assert got[-1].is_contiguous(memory_format=torch.channels_last)
     for out in got:
         error = (out.double() - expected).abs().max() / expected.abs().max()
         assert error < tolerance, error.item()
@@ -98,8 +98,7 @@ def test_variants_that_need_both_branches():
     x = torch.randn(2, 16, 10, 9, dtype=torch.float64)
     for kwargs in ({"rectify": False}, {"attention": "se", "attention_reduction": 4}):
         layer = _layer(case, torch.float64, **kwargs).eval()
-        with torch.no_grad():
-            assert not layer._fuses_response(x)
+        with torch.no_grad(), force_path("shared"):
             out = layer(x)
         attention = layer.attention if "attention" in kwargs else None
         alpha = torch.tensor(1.0, dtype=torch.float64)
@@ -114,7 +113,8 @@ def test_gradients_equal_the_papers_formula(case):
     layer = _layer(case, torch.float64, learn_alpha="scalar")
     x = torch.randn(2, case[0], 9, 10, dtype=torch.float64, requires_grad=True)
     params = [x, layer.push.weight, layer.alpha] + ([layer.push.bias] if case[-1] else [])
-    got = torch.autograd.grad(layer(x).sin().sum(), params)
+    with force_path("shared"):
+        got = torch.autograd.grad(layer(x).sin().sum(), params)
     expected = paper_layer(x, layer.push.weight, layer.push.bias, case[4], case[3], layer.alpha)
     want = torch.autograd.grad(expected.sin().sum(), params)
     for g, w in zip(got, want):
@@ -135,7 +135,7 @@ def test_every_ring_and_band_boundary(gemm_pixels, batch, threads, layout, monke
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), force_path("shared"):
             out = layer(x)
     finally:
         torch.set_num_threads(previous)
@@ -147,7 +147,7 @@ def test_every_ring_and_band_boundary(gemm_pixels, batch, threads, layout, monke
 def test_the_layer_runs_no_convolution():
     layer, x = _layer(CASES[0], torch.float32), torch.randn(2, 16, 12, 12)
     for grad in (True, False):
-        with torch.profiler.profile() as prof, torch.set_grad_enabled(grad):
+        with torch.profiler.profile() as prof, torch.set_grad_enabled(grad), force_path("shared"):
             layer(x)
         names = {event.name for event in prof.events()}
         assert "aten::conv2d" not in names and "timm_pushpull::exact_pull" not in names
@@ -192,11 +192,12 @@ def test_opcheck_both_ops():
 @needs_kernel
 def test_compile_and_export_see_the_ops():
     layer, x = _layer(CASES[0], torch.float32).eval(), torch.randn(2, 16, 10, 10)
-    with torch.no_grad():
+    with torch.no_grad(), force_path("shared"):
         expected = layer(x)
         compiled = torch.compile(layer, backend="aot_eager", fullgraph=True)
         torch.testing.assert_close(compiled(x), expected)
-    exported = torch.export.export(layer, (x,))  # parameters need gradients: both branches
+    with force_path("shared"):  # parameters need gradients: both branches
+        exported = torch.export.export(layer, (x,))
     targets = {node.target for node in exported.graph.nodes}
     assert torch.ops.timm_pushpull.push_and_pull.default in targets
     torch.testing.assert_close(exported.module()(x), expected)
@@ -205,7 +206,7 @@ def test_compile_and_export_see_the_ops():
 @needs_kernel
 def test_flop_counter_counts_the_gemm_and_the_smoothing():
     layer, x = _layer(CASES[0], torch.float32).eval(), torch.randn(1, 16, 5, 5)
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
+    with FlopCounterMode(display=False) as counter, torch.no_grad(), force_path("shared"):
         layer(x)
     # 16 inputs x 8 outputs x 9 taps per output pixel, plus the smoothing of 3x3 -> 7x7: the
     # interpolation rows [1, 2/3, 1/3], [1/3, 2/3, 1, 2/3, 1/3], [1/3, 2/3, 1] have 11 non-zero
@@ -225,21 +226,24 @@ def test_flop_counter_counts_the_gemm_and_the_smoothing():
 )
 def test_shared_form_where_the_measured_rule_says(in_ch, out_ch, kernel, h, expected):
     pull = (pull_kernel_size(kernel, h),) * 2
-    assert shared.shared_taps_pay(in_ch, out_ch, (kernel, kernel), pull) is expected
-    assert (
-        PushPull2d(in_ch, out_ch, kernel, padding=kernel // 2, pull_scale=h).shares_taps is expected
-    )
+    assert shared_taps_pay(in_ch, out_ch, (kernel, kernel), pull) is expected
+    layer = PushPull2d(in_ch, out_ch, kernel, padding=kernel // 2, pull_scale=h)
+    assert (layer.preferred_paths[0] == "shared") is expected
 
 
 def test_strided_dilated_grouped_and_multi_scale_layers_compute_the_branches_apart():
     for kwargs in ({"stride": 2}, {"dilation": 2}, {"groups": 2}, {"pull_scale": (1.5, 2.0)}):
-        assert not PushPull2d(16, 16, 3, padding=1, **kwargs).shares_taps, kwargs
-    assert not PushPull2d(16, 16, 3, padding=1, pull_mode="fast").shares_taps
+        assert "shared" not in PushPull2d(16, 16, 3, padding=1, **kwargs).preferred_paths, kwargs
+    assert PushPull2d(16, 16, 3, padding=1, pull_mode="fast").preferred_paths == ["fast"]
 
 
 def test_resnet20_pp_b1_shares_taps_in_its_16_channel_layers():
     model = timm.create_model("resnet20_pp_b1")
-    layers = {n: m.shares_taps for n, m in model.named_modules() if isinstance(m, PushPull2d)}
+    layers = {
+        n: m.preferred_paths[0] == "shared"
+        for n, m in model.named_modules()
+        if isinstance(m, PushPull2d)
+    }
     assert layers.pop("conv1") is False  # the 3-channel stem
     assert layers and all(layers.values())
 
@@ -279,9 +283,5 @@ def test_gradients_when_only_one_side_needs_them(frozen):
 def test_meta_tensors_take_the_branches_apart():
     # timm's default-config test runs models on the meta device, which autocast does not know
     layer = PushPull2d(16, 16, 3, padding=1, device="meta")
-    assert layer.shares_taps and layer(torch.empty(2, 16, 8, 8, device="meta")).shape == (
-        2,
-        16,
-        8,
-        8,
-    )
+    assert layer.preferred_paths[0] == "shared"
+    assert layer(torch.empty(2, 16, 8, 8, device="meta")).shape == (2, 16, 8, 8)

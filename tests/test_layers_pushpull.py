@@ -17,7 +17,7 @@ from timm_pushpull.layers import (
     pull_kernel_size,
     pull_weight,
 )
-from timm_pushpull.layers.pull import separable_pays
+from timm_pushpull.layers.exact_path import force_path, separable_pays
 
 
 def reference_pushpull(
@@ -226,9 +226,9 @@ def _check_eval_cache(in_ch, mode):
         torch.testing.assert_close(out, fresh, atol=1e-5, rtol=1e-5)
 
     check()
-    cached = pull._cache[1]
+    cached = pull._cache[-1]
     check()
-    assert pull._cache[1] is cached  # second eval call reused the derived kernel
+    assert pull._cache[-1] is cached  # second eval call reused the derived kernel
 
     _optimizer_step(layer, x)
     check()
@@ -465,7 +465,6 @@ def _case_layer(case: tuple, dtype: torch.dtype, use_native: bool) -> PushPull2d
     layer = PushPull2d(
         in_ch, out_ch, kernel, stride, padding, dilation, groups, bias, pull_scale=h, dtype=dtype
     )
-    layer.pulls[0].native_separable = use_native  # the C form for every geometry, if asked
     return layer
 
 
@@ -480,10 +479,12 @@ def test_exact_pull_equals_the_reference(case, dtype, tolerance, use_native):
     expected = _reference_pull(
         x, layer.push.weight, layer.push.bias, h, stride, padding, dilation, groups
     )
-    with native.native_kernels(use_native), torch.no_grad():
+    # the C form for every geometry, if asked
+    with native.native_kernels(use_native), force_path("c_separable" if use_native else None):
         for mode in ("train", "eval"):
             getattr(layer, mode)()
-            out = pull(x, layer.push.weight, layer.push.bias)
+            with torch.no_grad():
+                out = pull(x, layer.push.weight, layer.push.bias)
             error = (out.double() - expected).abs().max() / expected.abs().max()
             assert error < tolerance, (mode, error.item())
 
@@ -497,7 +498,9 @@ def test_exact_pull_in_many_chunks_equals_the_reference(case, one_pass, monkeypa
 
     if not exact_pull.native_available(torch.device("cpu"), torch.float64):
         pytest.skip("no C compiler: the chunks are the C kernel's")
+    # blocks of rows, and columns of one row (1000 bytes hold fewer maps than a row has pixels)
     monkeypatch.setattr(exact_pull, "FORWARD_CHUNK_BYTES_PER_THREAD", 1000)
+    monkeypatch.setattr(exact_pull, "CHUNK_BYTES", 1000)
     if not one_pass:
         monkeypatch.setattr(exact_pull, "blas_gemm", lambda dtype: None)
     elif exact_pull.blas_gemm(torch.float64) is None:
@@ -508,7 +511,7 @@ def test_exact_pull_in_many_chunks_equals_the_reference(case, one_pass, monkeypa
     expected = _reference_pull(
         x, layer.push.weight, layer.push.bias, h, stride, padding, dilation, groups
     )
-    with native.native_kernels(True), torch.no_grad():
+    with native.native_kernels(True), force_path("c_separable"), torch.no_grad():
         out = layer.pulls[0](x, layer.push.weight, layer.push.bias)
     torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
 
@@ -523,7 +526,7 @@ def test_exact_pull_gradients_equal_the_reference(case, use_native):
     weights = None
     grads = []
     for form in ("layer", "reference"):
-        with native.native_kernels(use_native):
+        with native.native_kernels(use_native), force_path("c_separable" if use_native else None):
             if form == "layer":
                 out = layer.pulls[0](x, layer.push.weight, layer.push.bias)
             else:
@@ -553,7 +556,7 @@ def test_pytorch_form_follows_the_measured_rule(in_channels, out_channels, kerne
 def test_mode_names_the_kernel_and_impl_how_it_is_computed():
     # the fast kernel is computed as a tent blur and a dilated conv: no value shared by the two
     fast = PushPull2d(64, 64, 3, padding=1, pull_mode="fast").pulls[0]
-    assert (fast.mode, fast.impl, fast.native_separable) == ("fast", "dilated", False)
+    assert (fast.mode, fast.impl, fast.preferred_paths) == ("fast", "dilated", ["fast"])
     assert "mode=fast, impl=dilated" in repr(fast)
     assert set(PULL_MODES).isdisjoint(PULL_IMPLS)
 
@@ -628,7 +631,7 @@ class TestExactPullOp:
         # the layer rectifies the op's output in place (a view made inside a custom op would
         # refuse that under autograd); gradients against relu(x*k) - alpha relu(x*pull(k))
         layer = PushPull2d(in_ch, 64, 3, padding=1, learn_alpha=True, dtype=torch.float64)
-        assert layer.pulls[0].native_separable
+        assert layer.preferred_paths[0] == "c_separable"
         x = torch.randn(2, in_ch, 9, 8, dtype=torch.float64, requires_grad=True)
         weight, alpha = layer.push.weight, layer.alpha
         got = torch.autograd.grad(layer(x).sin().sum(), (x, weight, alpha))

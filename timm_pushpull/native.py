@@ -11,6 +11,9 @@ with any C compiler and do not depend on torch's C++ ABI. Like the CPU kernels o
 torch.compile's inductor, they are built on the user's machine, here once per source version,
 cached under ``$TIMM_PUSHPULL_CACHE`` (default ``~/.cache/timm_pushpull``).
 
+The ctypes signature of a kernel comes from its C definition (:func:`prototypes`), so the two
+cannot drift apart.
+
 Where no C compiler is found (``$CC``, ``cc``, ``gcc``, ``clang``) or the build fails (with a
 warning), the PyTorch code paths run instead. ``TIMM_PUSHPULL_NATIVE=0`` or
 ``with native_kernels(False):`` turns the kernels off.
@@ -24,6 +27,7 @@ import hashlib
 import logging
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -31,6 +35,7 @@ import tempfile
 import threading
 import warnings
 from collections.abc import Callable, Iterator
+from functools import cache
 from pathlib import Path
 
 SOURCE_DIR = Path(__file__).parent / "csrc"
@@ -153,14 +158,72 @@ def load(name: str) -> ctypes.CDLL | None:
     return _libraries[name]
 
 
+# C types of the kernels' scalar arguments and results; every pointer is passed as an address
+_C_TYPES = {
+    "void": None,
+    "int": ctypes.c_int,
+    "long": ctypes.c_long,
+    "float": ctypes.c_float,
+    "double": ctypes.c_double,
+    "int64_t": ctypes.c_int64,
+}
+# an exported definition at the start of a line: `int name(...) {` or `int NAME(name)(...) {`
+_DEFINITION = re.compile(
+    r"^(?P<result>[a-z_0-9]+)\s+(?:NAME\((?P<templated>\w+)\)|(?P<plain>\w+))\s*\((?P<params>[^)]*)\)\s*\{",
+    re.MULTILINE,
+)
+_TEMPLATE = re.compile(
+    r'#define SCALAR (?P<scalar>\w+)\s*\n#define NAME\(f\) f##_(?P<suffix>\w+)\s*\n#include "(?P<header>[\w.]+)"'
+)
+
+
+def _argument_type(parameter: str, scalar: str | None):
+    if "*" in parameter:
+        return ctypes.c_void_p
+    words = parameter.replace("const", " ").split()[:-1]  # drop the parameter's name
+    name = " ".join(scalar if w == "SCALAR" else w for w in words)
+    if name not in _C_TYPES or _C_TYPES[name] is None:
+        raise ValueError(f"no ctypes type for the C parameter {parameter.strip()!r}")
+    return _C_TYPES[name]
+
+
+def _definitions(text: str, scalar: str | None = None, suffix: str | None = None) -> dict:
+    found = {}
+    for match in _DEFINITION.finditer(text):
+        templated = match["templated"]
+        if (templated is None) == (suffix is not None):  # templates export NAME(f) only
+            continue
+        name = f"{templated}_{suffix}" if templated else match["plain"]
+        params = [p for p in match["params"].split(",") if p.strip() not in ("", "void")]
+        result = scalar if match["result"] == "SCALAR" else match["result"]
+        found[name] = (_C_TYPES[result], [_argument_type(p, scalar) for p in params])
+    return found
+
+
+@cache
+def prototypes(name: str) -> dict[str, tuple[type | None, list]]:
+    """``{symbol: (restype, argtypes)}`` of every function ``csrc/<name>.c`` exports, read from
+    its definitions and those of the type templates it includes (``#define SCALAR``, ``#define
+    NAME(f) f##_suffix``, ``#include``)."""
+    source = (SOURCE_DIR / f"{name}.c").read_text()
+    found = _definitions(source)
+    for template in _TEMPLATE.finditer(source):
+        header = (SOURCE_DIR / template["header"]).read_text()
+        found.update(_definitions(header, template["scalar"], template["suffix"]))
+    return found
+
+
 def function(
-    name: str, symbol: str, argtypes: list, restype: type | None = None
+    name: str, symbol: str, argtypes: list | None = None, restype: type | None = None
 ) -> Callable | None:
-    """``symbol`` of ``load(name)`` with its ctypes signature set; None where ``load`` gives None."""
+    """``symbol`` of ``load(name)`` with its ctypes signature set (by default from its C
+    definition, :func:`prototypes`); None where ``load`` gives None."""
     library = load(name)
     if library is None:
         return None
     kernel = getattr(library, symbol)
     if kernel.argtypes is None:
+        if argtypes is None:
+            restype, argtypes = prototypes(name)[symbol]
         kernel.argtypes, kernel.restype = argtypes, restype
     return kernel

@@ -10,6 +10,7 @@
    write channels-first. Planes or rows are split over OpenMP threads (torch's runtime, see
    blur_pool.c). */
 #include <stdlib.h>
+#include "finite.h"
 #include "threads.h"
 
 #define MAX_TAPS 64

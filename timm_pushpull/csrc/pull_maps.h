@@ -7,13 +7,12 @@ static inline void NAME(scale_add)(SCALAR *restrict dst, const SCALAR *restrict 
     for (long k = 0; k < count; k++) dst[k] += t * src[k];
 }
 
-/* One output row i of image n: the maps of all its pixels, written contiguously to out. smooth
-   holds the vertically filtered input row of each a, [sh][padded width][C], zero in the padding. */
-static VECTOR_CLONES void NAME(forward_row)(const geometry *geo, const SCALAR *x, SCALAR *out,
-                                            SCALAR *smooth, long n, int i) {
-    const int channels = geo->channels, group_channels = channels / geo->groups;
+/* The vertically filtered input rows of output row i of image n into smooth, [sh][padded
+   width][C]; its padding stays zero. */
+static VECTOR_CLONES void NAME(vertical_rows)(const geometry *geo, const SCALAR *x, SCALAR *smooth,
+                                              long n, int i) {
+    const int channels = geo->channels;
     const long row_size = (long)geo->width * channels, smooth_size = geo->cols.padded * channels;
-    const long pixel_stride = (long)channels * geo->sh * geo->sw;
     for (int a = 0; a < geo->sh; a++) {
         SCALAR *row = smooth + a * smooth_size + geo->cols.before * channels;
         for (long k = 0; k < row_size; k++) row[k] = 0;
@@ -24,8 +23,17 @@ static VECTOR_CLONES void NAME(forward_row)(const geometry *geo, const SCALAR *x
                                 (SCALAR)geo->taps_v[a * geo->ph + u], row_size);
         }
     }
-    for (int j = 0; j < geo->out_width; j++) {
-        SCALAR *pixel = out + j * pixel_stride;
+}
+
+/* The maps of output pixels j0 .. j1 - 1 of the row whose vertical_rows are in smooth, written
+   contiguously to out. */
+static VECTOR_CLONES void NAME(horizontal_maps)(const geometry *geo, const SCALAR *smooth,
+                                                SCALAR *out, int j0, int j1) {
+    const int channels = geo->channels, group_channels = channels / geo->groups;
+    const long smooth_size = geo->cols.padded * channels;
+    const long pixel_stride = (long)channels * geo->sh * geo->sw;
+    for (int j = j0; j < j1; j++) {
+        SCALAR *pixel = out + (j - j0) * pixel_stride;
         for (int g = 0; g < geo->groups; g++) {
             for (int a = 0; a < geo->sh; a++) {
                 const SCALAR *row = smooth + a * smooth_size + (long)g * group_channels;
@@ -42,19 +50,28 @@ static VECTOR_CLONES void NAME(forward_row)(const geometry *geo, const SCALAR *x
     }
 }
 
+/* Whether output rows first .. first + rows - 1 and columns first_col .. first_col + cols - 1 lie
+   in the output (a block of whole rows, or columns of one row). */
+static int NAME(bad_block)(const geometry *geo, int first_row, int rows, int first_col, int cols) {
+    return first_row < 0 || rows < 0 || first_row + rows > geo->out_height || first_col < 0 ||
+           cols < 1 || first_col + cols > geo->out_width ||
+           (rows > 1 && cols < geo->out_width);
+}
+
 /* maps[n, i, j, ((g*sh + a)*sw + b)*cg + cc] = sum_{u, v} taps_v[a, u] taps_h[b, v]
        * x[n, i*stride_h + u*dil_h - pad_top, j*stride_w + v*dil_w - pad_left, g*cg + cc]
-   for x [N, H, W, C] (channels-last, zero outside), maps [N, rows, Wo, C*sh*sw], cg = C / groups,
-   output rows i = first_row .. first_row + row_count - 1 only. Tasks are output rows (n, i): each
-   writes one contiguous block of maps, and every inner loop runs over contiguous channels. */
+   for x [N, H, W, C] (channels-last, zero outside), cg = C / groups, output rows i = first_row ..
+   first_row + row_count - 1 and columns j = first_col .. first_col + col_count - 1 only (whole
+   rows, or one row), maps [N, rows, cols, C*sh*sw]. Tasks are output rows (n, i): each writes one
+   contiguous block of maps, and every inner loop runs over contiguous channels. */
 int NAME(pull_maps)(const SCALAR *x, SCALAR *maps, long batch, int channels, int groups,
                     int height, int width, int out_height, int out_width, int sh, int ph, int sw,
                     int pw, const double *taps_v, const double *taps_h, int stride_h, int stride_w,
                     int pad_top, int pad_left, int dil_h, int dil_w, int first_row, int row_count,
-                    int num_threads) {
+                    int first_col, int col_count, int num_threads) {
     geometry geo = {channels, groups, height, width, out_height, out_width, sh, ph, sw, pw,
                     taps_v, taps_h, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w};
-    if (make_geometry(&geo) || first_row < 0 || row_count < 0 || first_row + row_count > out_height)
+    if (make_geometry(&geo) || NAME(bad_block)(&geo, first_row, row_count, first_col, col_count))
         return 1;
     const long pixel_stride = (long)channels * sh * sw, tasks = batch * row_count;
     int failed = 0;
@@ -66,22 +83,25 @@ int NAME(pull_maps)(const SCALAR *x, SCALAR *maps, long batch, int channels, int
         if (smooth == NULL) failed = 1;
 #pragma omp for schedule(static)
         for (long task = 0; task < tasks; task++)
-            if (smooth != NULL)
-                NAME(forward_row)(&geo, x, maps + task * out_width * pixel_stride, smooth,
-                                  task / row_count, first_row + (int)(task % row_count));
+            if (smooth != NULL) {
+                NAME(vertical_rows)(&geo, x, smooth, task / row_count,
+                                    first_row + (int)(task % row_count));
+                NAME(horizontal_maps)(&geo, smooth, maps + task * col_count * pixel_stride,
+                                      first_col, first_col + col_count);
+            }
         free(smooth);
     }
     return failed;
 }
 
-/* One output row i of image n in the planar layout, for one group: x is [N, C, H, W]
-   (channels-first), and map m = (a*sw + b)*C + c of this row's pixels goes to
-   maps[m * pixels + column + j]. plane holds one zero-padded, vertically filtered input row,
+/* Output pixels j0 .. j1 - 1 of row i of image n in the planar layout, for one group: x is
+   [N, C, H, W] (channels-first), and map m = (a*sw + b)*C + c of those pixels goes to
+   maps[m * pixels + column + j - j0]. plane holds one zero-padded, vertically filtered input row,
    phases the same row split by the horizontal stride, so that every loop, vertical and
    horizontal, runs over contiguous pixels. */
 static VECTOR_CLONES void NAME(planar_row)(const geometry *geo, const SCALAR *x, SCALAR *maps,
                                            long pixels, long column, SCALAR *plane,
-                                           SCALAR *phases, long n, int i) {
+                                           SCALAR *phases, long n, int i, int j0, int j1) {
     const int channels = geo->channels, stride = geo->stride_w;
     const long width = geo->width, padded = geo->cols.padded;
     const long phase_size = (padded + stride - 1) / stride;
@@ -102,11 +122,12 @@ static VECTOR_CLONES void NAME(planar_row)(const geometry *geo, const SCALAR *x,
             }
             for (int b = 0; b < geo->sw; b++) {
                 SCALAR *dst = maps + ((long)(a * geo->sw + b) * channels + c) * pixels + column;
-                for (int j = 0; j < geo->out_width; j++) dst[j] = 0;
+                for (int j = 0; j < j1 - j0; j++) dst[j] = 0;
                 for (int v = geo->cols.first[b]; v <= geo->cols.last[b]; v++) {
                     const long offset = (long)v * geo->dil_w; /* padded column j*stride + offset */
-                    NAME(scale_add)(dst, source + (offset % stride) * phase_size + offset / stride,
-                                    (SCALAR)geo->taps_h[b * geo->pw + v], geo->out_width);
+                    NAME(scale_add)(dst,
+                                    source + (offset % stride) * phase_size + offset / stride + j0,
+                                    (SCALAR)geo->taps_h[b * geo->pw + v], j1 - j0);
                 }
             }
         }
@@ -114,21 +135,22 @@ static VECTOR_CLONES void NAME(planar_row)(const geometry *geo, const SCALAR *x,
 }
 
 /* The maps of pull_maps in the planar layout, for one group and an [N, C, H, W] input:
-   maps[m, p] for m = (a*sw + b)*C + c and the pixels p of output rows first_row ..
-   first_row + row_count - 1 of every image, [C*sh*sw, batch*row_count*out_width]. For layers with
-   few input channels (the image-facing one), where the channels-last kernel's inner loops run
-   over 1-4 channels and cost more than the mixing; the GEMM reads these maps transposed. */
+   maps[m, p] for m = (a*sw + b)*C + c and the pixels p of the block of every image (as in
+   pull_maps), [C*sh*sw, batch*row_count*col_count]. For layers with few input channels (the
+   image-facing one), where the channels-last kernel's inner loops run over 1-4 channels and cost
+   more than the mixing; the GEMM reads these maps transposed. */
 int NAME(pull_maps_planar)(const SCALAR *x, SCALAR *maps, long batch, int channels, int groups,
                            int height, int width, int out_height, int out_width, int sh, int ph,
                            int sw, int pw, const double *taps_v, const double *taps_h,
                            int stride_h, int stride_w, int pad_top, int pad_left, int dil_h,
-                           int dil_w, int first_row, int row_count, int num_threads) {
+                           int dil_w, int first_row, int row_count, int first_col, int col_count,
+                           int num_threads) {
     geometry geo = {channels, groups, height, width, out_height, out_width, sh, ph, sw, pw,
                     taps_v, taps_h, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w};
-    if (groups != 1 || make_geometry(&geo) || first_row < 0 || row_count < 0 ||
-        first_row + row_count > out_height)
+    if (groups != 1 || make_geometry(&geo) ||
+        NAME(bad_block)(&geo, first_row, row_count, first_col, col_count))
         return 1;
-    const long tasks = batch * row_count, pixels = tasks * out_width;
+    const long tasks = batch * row_count, pixels = tasks * col_count;
     const long padded = geo.cols.padded, phases_size = padded + stride_w;
     int failed = 0;
     if (num_threads > tasks) num_threads = (int)tasks;
@@ -140,8 +162,9 @@ int NAME(pull_maps_planar)(const SCALAR *x, SCALAR *maps, long batch, int channe
 #pragma omp for schedule(static)
         for (long task = 0; task < tasks; task++)
             if (plane != NULL)
-                NAME(planar_row)(&geo, x, maps, pixels, task * out_width, plane, plane + padded,
-                                 task / row_count, first_row + (int)(task % row_count));
+                NAME(planar_row)(&geo, x, maps, pixels, task * col_count, plane, plane + padded,
+                                 task / row_count, first_row + (int)(task % row_count), first_col,
+                                 first_col + col_count);
         free(plane);
     }
     return failed;
@@ -152,106 +175,153 @@ typedef void (*NAME(gemm_fn))(const char *, const char *, const int *, const int
                               const SCALAR *, const SCALAR *, const int *, const SCALAR *,
                               const int *, const SCALAR *, SCALAR *, const int *);
 
-/* One thread's tasks of pull_mixed (output row blocks first .. end - 1), with its own maps. */
-static void NAME(mixed_tasks)(const geometry *geo, const SCALAR *x, SCALAR *out,
-                              const SCALAR *weights, const SCALAR *bias, int out_channels,
-                              int block_rows, int planar, SCALAR *maps, NAME(gemm_fn) mix,
-                              long first_task, long end_task, int *failed) {
-    const int maps_per_pixel = geo->channels * geo->sh * geo->sw;
+/* What one call of pull_mixed shares with its threads. */
+typedef struct {
+    const geometry *geo;
+    const SCALAR *x, *weights, *bias;
+    SCALAR *out;
+    int out_channels, block_rows, tile_cols, planar, planar_out;
+    NAME(gemm_fn) mix;
+} NAME(mixed_call);
+
+/* One thread's tasks of pull_mixed (blocks first .. end - 1), with its own maps. Returns 1 when
+   out of memory, 2 when a result is not finite. */
+static int NAME(mixed_tasks)(const NAME(mixed_call) *call, SCALAR *maps, long first_task,
+                             long end_task) {
+    const geometry *geo = call->geo;
+    const int maps_per_pixel = geo->channels * geo->sh * geo->sw, o = call->out_channels;
     const int out_height = geo->out_height, out_width = geo->out_width;
-    const long blocks = (out_height + block_rows - 1) / block_rows, padded = geo->cols.padded;
+    const int block_rows = call->block_rows, tile_cols = call->tile_cols;
+    const long row_blocks = (out_height + block_rows - 1) / block_rows;
+    const long tiles = (out_width + tile_cols - 1) / tile_cols, padded = geo->cols.padded;
     const long work_size =
-        planar ? padded + padded + geo->stride_w : (long)geo->sh * padded * geo->channels;
+        call->planar ? padded + padded + geo->stride_w : (long)geo->sh * padded * geo->channels;
     SCALAR *work = (SCALAR *)calloc((size_t)work_size, sizeof(SCALAR));
-    if (work == NULL) {
-        *failed = 1;
-        return;
-    }
-    for (long task = first_task; task < end_task; task++) {
-        const long n = task / blocks;
-        const int first = (int)(task % blocks) * block_rows;
+    if (work == NULL) return 1;
+    int status = 0;
+    long filtered = -1; /* the output row (n * out_height + i) whose vertical rows are in work */
+    for (long task = first_task; task < end_task && status == 0; task++) {
+        const long n = task / (row_blocks * tiles);
+        const int first = (int)(task / tiles % row_blocks) * block_rows;
+        const int j0 = (int)(task % tiles) * tile_cols;
+        const int j1 = j0 + tile_cols < out_width ? j0 + tile_cols : out_width;
         const int rows = out_height - first < block_rows ? out_height - first : block_rows;
-        const int pixels = rows * out_width, k = maps_per_pixel, o = out_channels;
+        const int cols = j1 - j0, pixels = rows * cols, k = maps_per_pixel;
         for (int r = 0; r < rows; r++) {
-            if (planar)
-                NAME(planar_row)(geo, x, maps, pixels, (long)r * out_width, work, work + padded,
-                                 n, first + r);
-            else
-                NAME(forward_row)(geo, x, maps + (long)r * out_width * k, work, n, first + r);
+            if (call->planar) {
+                NAME(planar_row)(geo, call->x, maps, pixels, (long)r * cols, work, work + padded,
+                                 n, first + r, j0, j1);
+                continue;
+            }
+            if (filtered != n * out_height + first + r) {
+                NAME(vertical_rows)(geo, call->x, work, n, first + r);
+                filtered = n * out_height + first + r;
+            }
+            NAME(horizontal_maps)(geo, work, maps + (long)r * cols * k, j0, j1);
         }
         /* row-major out[P, O] = maps[P, K] @ weights[K, O], i.e. column-major
-           out^T = weights^T maps^T; planar maps are [K, P], i.e. maps^T already */
-        SCALAR *dst = out + (n * out_height + first) * (long)out_width * o;
+           out^T = weights^T maps^T; planar maps are [K, P], i.e. maps^T already. An NCHW out
+           holds the block's pixels contiguously in each channel's plane: column-major [P, O],
+           the product transposed. */
         const SCALAR one = 1, zero = 0;
-        mix("N", planar ? "T" : "N", &o, &pixels, &k, &one, weights, &o, maps,
-            planar ? &pixels : &k, &zero, dst, &o);
-        if (bias != NULL)
+        const int *maps_stride = call->planar ? &pixels : &k;
+        if (call->planar_out) {
+            const int plane = out_height * out_width;
+            SCALAR *dst = call->out + n * o * (long)plane + (long)first * out_width + j0;
+            call->mix(call->planar ? "N" : "T", "T", &pixels, &o, &k, &one, maps, maps_stride,
+                      call->weights, &o, &zero, dst, &plane);
+            for (int c = 0; c < o && status == 0; c++) {
+                if (call->bias != NULL)
+                    for (long p = 0; p < pixels; p++) dst[c * (long)plane + p] += call->bias[c];
+                if (!NAME(all_finite)(dst + c * (long)plane, pixels)) status = 2;
+            }
+            continue;
+        }
+        SCALAR *dst = call->out + ((n * out_height + first) * (long)out_width + j0) * o;
+        call->mix("N", call->planar ? "T" : "N", &o, &pixels, &k, &one, call->weights, &o, maps,
+                  maps_stride, &zero, dst, &o);
+        if (call->bias != NULL)
             for (long p = 0; p < pixels; p++)
-                for (int c = 0; c < o; c++) dst[p * o + c] += bias[c];
+                for (int c = 0; c < o; c++) dst[p * o + c] += call->bias[c];
+        if (!NAME(all_finite)(dst, (long)pixels * o)) status = 2;
     }
     free(work);
+    return status;
 }
 
 /* The whole exact pull of one group in one parallel region: each thread builds the maps of a
-   block of block_rows output rows of one image into its own part of scratch (block_rows * out_width
-   * C * sh * sw elements per thread, sized to stay in its cache) and mixes them at once with
-   gemm, the BLAS PyTorch uses, which runs on the calling thread inside a parallel region. So the
-   maps never go to memory and the threads never wait for each other between building and mixing
-   (two parallel regions per chunk otherwise). x is [N, C, H, W] (planar) or [N, H, W, C];
-   out [N, Ho, Wo, O]; weights [C*sh*sw, O] in the maps' order, row-major; bias [O] or NULL.
-   With one thread there is no parallel region: MKL's GEMM called in a region of one thread starts
-   a nested team of its own on every call (csrc/push_pull_taps.h measured 75 us a call). */
+   block of output pixels (block_rows whole rows, or tile_cols columns of one row) into its own
+   part of scratch (block_rows * tile_cols * C * sh * sw elements per thread, sized to stay in its
+   cache) and mixes them at once with gemm, the BLAS PyTorch uses, which runs on the calling thread
+   inside a parallel region. So the maps never go to memory and the threads never wait for each
+   other between building and mixing (two parallel regions per chunk otherwise). x is [N, C, H, W]
+   (planar) or [N, H, W, C]; out [N, Ho, Wo, O], or [N, O, Ho, Wo] (planar_out); weights [C*sh*sw, O] in the maps' order,
+   row-major; bias [O] or NULL. With one thread there is no parallel region: MKL's GEMM called in
+   a region of one thread starts a nested team of its own on every call. Returns 1 on bad
+   arguments or no memory, 2 when a result is not finite (the caller recomputes). */
 int NAME(pull_mixed)(const SCALAR *x, SCALAR *out, long batch, int channels, int groups,
                      int height, int width, int out_height, int out_width, int sh, int ph, int sw,
                      int pw, const double *taps_v, const double *taps_h, int stride_h,
                      int stride_w, int pad_top, int pad_left, int dil_h, int dil_w,
                      const SCALAR *weights, const SCALAR *bias, int out_channels, int block_rows,
-                     int planar, SCALAR *scratch, void *gemm, int num_threads) {
+                     int tile_cols, int planar, int planar_out, SCALAR *scratch, void *gemm,
+                     int num_threads) {
     geometry geo = {channels, groups, height, width, out_height, out_width, sh, ph, sw, pw,
                     taps_v, taps_h, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w};
-    if (groups != 1 || block_rows < 1 || gemm == NULL || make_geometry(&geo)) return 1;
-    const NAME(gemm_fn) mix = (NAME(gemm_fn))gemm;
-    const long blocks = (out_height + block_rows - 1) / block_rows, tasks = batch * blocks;
-    const long block_size = (long)block_rows * out_width * channels * sh * sw;
-    int failed = 0;
+    if (groups != 1 || block_rows < 1 || tile_cols < 1 || gemm == NULL || make_geometry(&geo) ||
+        (block_rows > 1 && tile_cols < out_width))
+        return 1;
+    if (tile_cols > out_width) tile_cols = out_width;
+    const NAME(mixed_call) call = {&geo,      x,         weights, bias,       out,
+                                   out_channels, block_rows, tile_cols, planar, planar_out,
+                                   (NAME(gemm_fn))gemm};
+    const long tiles = (out_width + tile_cols - 1) / tile_cols;
+    const long tasks = batch * ((out_height + block_rows - 1) / block_rows) * tiles;
+    const long block_size = (long)block_rows * tile_cols * channels * sh * sw;
+    int status = 0;
     if (num_threads > tasks) num_threads = (int)tasks;
-    if (num_threads <= 1) {
-        NAME(mixed_tasks)(&geo, x, out, weights, bias, out_channels, block_rows, planar, scratch,
-                          mix, 0, tasks, &failed);
-        return failed;
-    }
-#pragma omp parallel num_threads(num_threads) reduction(| : failed)
+    if (num_threads <= 1) return NAME(mixed_tasks)(&call, scratch, 0, tasks);
+#pragma omp parallel num_threads(num_threads) reduction(| : status)
     {
         const long team = TEAM_SIZE, thread = THREAD_ID;
         /* static split, as schedule(static) */
-        NAME(mixed_tasks)(&geo, x, out, weights, bias, out_channels, block_rows, planar,
-                          scratch + thread * block_size, mix, tasks * thread / team,
-                          tasks * (thread + 1) / team, &failed);
+        status |= NAME(mixed_tasks)(&call, scratch + thread * block_size, tasks * thread / team,
+                                    tasks * (thread + 1) / team);
     }
-    return failed;
+    return status & 1 ? 1 : status;
 }
 
-/* Channels first .. first + count - 1 of group g of image n: grad_x (image [H, W, C], those
-   channels overwritten) from grad (the map gradient of image n, by element strides). smooth holds
-   [sh][padded width][count], gathered [count]. */
+/* Channels first .. first + count - 1 of group g of image n: grad_x (image [H, W, C]) plus the
+   transposed filtering of grad, the map gradient of output rows first_row .. first_row +
+   row_count - 1 and columns first_col .. first_col + col_count - 1 of image n (by element strides
+   from that block's first pixel); overwritten first unless accumulate. smooth holds [sh][padded
+   width][count], gathered [count]. */
 static VECTOR_CLONES void NAME(backward_block)(const geometry *geo, const SCALAR *grad,
                                                SCALAR *image, SCALAR *smooth, SCALAR *gathered,
-                                               int g, int first, int count, const long *strides) {
+                                               int g, int first, int count, const long *strides,
+                                               int first_row, int row_count, int first_col,
+                                               int col_count, int accumulate) {
     const int channels = geo->channels, group_channels = channels / geo->groups;
     const int maps_per_channel = geo->sh * geo->sw;
     const long padded = geo->cols.padded;
-    for (long p = 0; p < (long)geo->height * geo->width; p++)
-        for (int k = 0; k < count; k++) image[p * channels + k] = 0;
-    for (int i = 0; i < geo->out_height; i++) {
-        const SCALAR *grad_row = grad + i * strides[2];
+    /* the padded columns the block's maps read, and the image columns among them */
+    const long low = (long)first_col * geo->stride_w;
+    const long high = (long)(first_col + col_count - 1) * geo->stride_w + (long)(geo->pw - 1) * geo->dil_w + 1;
+    const long w0 = low - geo->cols.before > 0 ? low - geo->cols.before : 0;
+    const long w1 = high - geo->cols.before < geo->width ? high - geo->cols.before : geo->width;
+    if (!accumulate)
+        for (long p = 0; p < (long)geo->height * geo->width; p++)
+            for (int k = 0; k < count; k++) image[p * channels + k] = 0;
+    for (int i = first_row; i < first_row + row_count; i++) {
+        const SCALAR *grad_row = grad + (i - first_row) * strides[2];
         for (int a = 0; a < geo->sh; a++) {
             SCALAR *acc = smooth + (long)a * padded * count;
-            for (long k = 0; k < padded * count; k++) acc[k] = 0;
+            for (long k = low * count; k < high * count; k++) acc[k] = 0;
             for (int b = 0; b < geo->sw; b++) {
                 const long map = ((long)g * maps_per_channel + a * geo->sw + b) * group_channels +
                                  first;
-                for (int j = 0; j < geo->out_width; j++) {
-                    const SCALAR *src = grad_row + j * strides[3] + map * strides[1];
+                for (int j = first_col; j < first_col + col_count; j++) {
+                    const SCALAR *src = grad_row + (j - first_col) * strides[3] + map * strides[1];
                     if (strides[1] != 1) {
                         for (int k = 0; k < count; k++) gathered[k] = src[k * strides[1]];
                         src = gathered;
@@ -269,27 +339,30 @@ static VECTOR_CLONES void NAME(backward_block)(const geometry *geo, const SCALAR
                 if (r < 0 || r >= geo->height) continue;
                 const SCALAR t = (SCALAR)geo->taps_v[a * geo->ph + u];
                 SCALAR *dst = image + (long)r * geo->width * channels;
-                for (int w = 0; w < geo->width; w++)
-                    NAME(scale_add)(dst + (long)w * channels, acc + (long)w * count, t, count);
+                for (long w = w0; w < w1; w++)
+                    NAME(scale_add)(dst + w * channels, acc + w * count, t, count);
             }
         }
     }
 }
 
-/* The transpose: grad_x = the sum of grad[n, map, i, j] spread back through the same taps, for
-   grad given by its element strides (fastest channels-last) and grad_x [N, H, W, C] (overwritten).
-   The vertical scatter of successive output rows overlaps, so a task owns a block of channels of
-   one image: (n, block), with blocks inside one group. */
+/* The transpose: grad_x += the map gradient grad of a block of output pixels (whole rows of
+   batch images, or columns of one row, as pull_maps) spread back through the same taps, for grad
+   given by its element strides (fastest channels-last) and grad_x [N, H, W, C], overwritten first
+   unless accumulate. The vertical scatter of successive output rows overlaps, so a task owns a
+   block of channels of one image: (n, block), with blocks inside one group. */
 int NAME(pull_maps_backward)(const SCALAR *grad, SCALAR *grad_x, long batch, int channels,
                              int groups, int height, int width, int out_height, int out_width,
                              int sh, int ph, int sw, int pw, const double *taps_v,
                              const double *taps_h, int stride_h, int stride_w, int pad_top,
                              int pad_left, int dil_h, int dil_w, long grad_stride_n,
                              long grad_stride_c, long grad_stride_h, long grad_stride_w,
-                             int num_threads) {
+                             int first_row, int row_count, int first_col, int col_count,
+                             int accumulate, int num_threads) {
     geometry geo = {channels, groups, height, width, out_height, out_width, sh, ph, sw, pw,
                     taps_v, taps_h, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w};
-    if (make_geometry(&geo)) return 1;
+    if (make_geometry(&geo) || NAME(bad_block)(&geo, first_row, row_count, first_col, col_count))
+        return 1;
     const long strides[4] = {grad_stride_n, grad_stride_c, grad_stride_h, grad_stride_w};
     const int group_channels = channels / groups;
     const int blocks_per_group = (group_channels + CHANNEL_BLOCK - 1) / CHANNEL_BLOCK;
@@ -314,7 +387,8 @@ int NAME(pull_maps_backward)(const SCALAR *grad, SCALAR *grad_x, long batch, int
             SCALAR *image = grad_x + n * height * (long)width * channels + g * group_channels +
                             first;
             NAME(backward_block)(&geo, grad + n * grad_stride_n, image, smooth, gathered, g, first,
-                                 count, strides);
+                                 count, strides, first_row, row_count, first_col, col_count,
+                                 accumulate);
         }
         free(smooth);
         free(gathered);

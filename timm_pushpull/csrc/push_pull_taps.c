@@ -13,6 +13,7 @@
    inner loop runs over contiguous output channels. Threads: OpenMP, torch's runtime (blur_pool.c). */
 #include <stdlib.h>
 #include <string.h>
+#include "finite.h"
 #include "threads.h"
 
 #define MAX_TAPS 64
@@ -34,28 +35,61 @@
 /* Everything a call shares. */
 typedef struct {
     int channels, height, width, out_height, out_width, sh, sw, push_top, push_left;
-    int ph, pw, pull_top, pull_left, out_channels, ring_rows, gemm_rows, row_lo, row_hi;
+    int ph, pw, pull_top, pull_left, out_channels, ring_rows, gemm_rows, tile_cols;
+    int ring_width, row_lo, row_hi, col_lo, col_hi;
     const double *taps_v, *taps_h;
 } geometry;
 
 static int check_geometry(geometry *geo) {
     if (geo->sh < 1 || geo->sw < 1 || geo->ph < 1 || geo->pw < 1 || geo->sh > MAX_TAPS ||
         geo->sw > MAX_TAPS || geo->ph > MAX_TAPS || geo->pw > MAX_TAPS || geo->gemm_rows < 1 ||
-        geo->out_channels < 1 || geo->channels < 1)
+        geo->tile_cols < 1 || geo->out_channels < 1 || geo->channels < 1 || geo->height < 1 ||
+        geo->width < 1 || geo->out_height < 1 || geo->out_width < 1)
         return 1;
-    /* input rows an output row reads, relative to it */
+    /* input rows and columns an output pixel reads, relative to it */
     int lo = -geo->push_top, hi = geo->sh - 1 - geo->push_top;
     if (-geo->pull_top < lo) lo = -geo->pull_top;
     if (geo->ph - 1 - geo->pull_top > hi) hi = geo->ph - 1 - geo->pull_top;
     geo->row_lo = lo;
     geo->row_hi = hi;
+    lo = -geo->push_left;
+    hi = geo->sw - 1 - geo->push_left;
+    if (-geo->pull_left < lo) lo = -geo->pull_left;
+    if (geo->pw - 1 - geo->pull_left > hi) hi = geo->pw - 1 - geo->pull_left;
+    geo->col_lo = lo;
+    geo->col_hi = hi;
     return 0;
 }
 
-/* the ring keeps every row an output row reads while the next chunk is computed */
+/* the ring keeps every row an output row reads while the next chunk is computed; a tile narrower
+   than the output takes one row per GEMM */
 static int check_ring(const geometry *geo) {
     return geo->ring_rows % geo->gemm_rows ||
-           geo->ring_rows < geo->row_hi - geo->row_lo + geo->gemm_rows;
+           geo->ring_rows < geo->row_hi - geo->row_lo + geo->gemm_rows ||
+           (geo->gemm_rows > 1 && geo->tile_cols < geo->out_width);
+}
+
+/* input columns of a ring row: the whole row, or the columns a tile of outputs reads */
+static int taps_ring_width(const geometry *geo) {
+    if (geo->tile_cols >= geo->out_width) return geo->width;
+    const int reach = geo->tile_cols + geo->col_hi - geo->col_lo;
+    return reach < geo->width ? reach : geo->width;
+}
+
+/* elements of a thread's scratch: the ring, the vertical pass and two output rows */
+static long taps_scratch(const geometry *geo) {
+    const long pixel = (long)geo->sh * geo->sw * geo->out_channels;
+    const long tile = geo->tile_cols < geo->out_width ? geo->tile_cols : geo->out_width;
+    return geo->ring_rows * geo->ring_width * pixel +
+           (long)geo->ring_width * geo->sw * geo->out_channels + 2 * tile * geo->out_channels;
+}
+
+/* elements of a thread's scratch in the backward pass: the gradient of z of gemm_rows rows of
+   ring_width columns and the vertical pass of the output columns they read */
+static long taps_backward_scratch(const geometry *geo) {
+    const long pixel = (long)geo->sh * geo->sw * geo->out_channels;
+    return geo->gemm_rows * geo->ring_width * pixel +
+           (long)(geo->ring_width + geo->pw - 1) * geo->sh * geo->out_channels;
 }
 
 #define SCALAR float

@@ -114,14 +114,17 @@ static inline void NAME(sum_along_row)(const NAME(tap_list) *taps, const SCALAR 
     }
 }
 
-/* Output row i of image n from the ring of z rows (the first one is row ring_base): push (with
-   bias) into push_row and the pull (with the negated kernel and bias) into pull_row, both
-   [Wo][O]. vertical is [W][sw][O] scratch. */
+/* Output row i of image n, columns j0 .. j0 + cols - 1, from the ring of z rows (the first one is
+   row ring_base) of input columns c0 .. c0 + in_width - 1 (ring rows ring_width pixels apart):
+   push (with bias) into push_row and the pull (with the negated kernel and bias) into pull_row,
+   both [cols][O]. vertical is [in_width][sw][O] scratch. */
 static VECTOR_CLONES void NAME(taps_row)(const geometry *geo, const SCALAR *ring, long ring_base,
-                                         int i, const SCALAR *bias, SCALAR *push_row,
-                                         SCALAR *pull_row, SCALAR *vertical) {
-    const int o = geo->out_channels, sh = geo->sh, sw = geo->sw, width = geo->width;
-    const long pixel = (long)sh * sw * o, row_size = (long)width * pixel, fan = (long)sw * o;
+                                         int i, int j0, int cols, int c0, int in_width,
+                                         const SCALAR *bias, SCALAR *push_row, SCALAR *pull_row,
+                                         SCALAR *vertical) {
+    const int o = geo->out_channels, sh = geo->sh, sw = geo->sw, shift0 = j0 - c0;
+    const long pixel = (long)sh * sw * o, row_size = (long)geo->ring_width * pixel;
+    const long fan = (long)sw * o;
     NAME(tap_list) taps;
 #define Z_ROW(r) ((((r) - ring_base) % geo->ring_rows) * row_size) /* offset in the ring */
     /* push: the shifted sum of the taps' products */
@@ -130,13 +133,13 @@ static VECTOR_CLONES void NAME(taps_row)(const geometry *geo, const SCALAR *ring
         const int r = i + a - geo->push_top;
         if (r < 0 || r >= geo->height) continue;
         for (int b = 0; b < sw; b++) {
-            const int shift = b - geo->push_left;
+            const int shift = shift0 + b - geo->push_left;
             taps.offsets[taps.entries] = Z_ROW(r) + shift * pixel + ((long)a * sw + b) * o;
             taps.shifts[taps.entries] = shift;
             taps.weights[taps.entries++] = 1;
         }
     }
-    NAME(sum_along_row)(&taps, ring, pixel, width, push_row, o, geo->out_width, o, bias, 0, 1);
+    NAME(sum_along_row)(&taps, ring, pixel, in_width, push_row, o, cols, o, bias, 0, 1);
     /* pull, vertically: vertical[col][b] = sum_{a, u} taps_v[a, u] z[i + u - top][col][a][b] */
     taps.entries = 0;
     for (int u = 0; u < geo->ph; u++) {
@@ -150,30 +153,29 @@ static VECTOR_CLONES void NAME(taps_row)(const geometry *geo, const SCALAR *ring
             }
     }
 #undef Z_ROW
-    NAME(sum_along_row)(&taps, ring, pixel, width, vertical, fan, width, fan, NULL, 0, 0);
+    NAME(sum_along_row)(&taps, ring, pixel, in_width, vertical, fan, in_width, fan, NULL, 0, 0);
     /* then horizontally, negated: the pull kernel is minus the resized push kernel */
     taps.entries = 0;
     for (int b = 0; b < sw; b++)
         for (int v = 0; v < geo->pw; v++)
             if (geo->taps_h[b * geo->pw + v] != 0) {
-                const int shift = v - geo->pull_left;
+                const int shift = shift0 + v - geo->pull_left;
                 taps.offsets[taps.entries] = shift * fan + (long)b * o;
                 taps.shifts[taps.entries] = shift;
                 taps.weights[taps.entries++] = (SCALAR)-geo->taps_h[b * geo->pw + v];
             }
-    NAME(sum_along_row)(&taps, vertical, fan, width, pull_row, o, geo->out_width, o, bias, 0,
-                        -1);
+    NAME(sum_along_row)(&taps, vertical, fan, in_width, pull_row, o, cols, o, bias, 0, -1);
 }
 
-/* relu(push) - alpha * relu(pull), in place in push_row */
+/* relu(push) - alpha * relu(pull), in place in push_row; the ReLUs keep NaN, as torch.relu */
 static VECTOR_CLONES void NAME(taps_inhibit)(SCALAR *restrict push_row,
                                              const SCALAR *restrict pull_row, const SCALAR *alpha,
                                              int alpha_count, long pixels, int o) {
     for (long p = 0; p < pixels; p++)
         for (int c = 0; c < o; c++) {
             const SCALAR push = push_row[p * o + c], pull = pull_row[p * o + c];
-            const SCALAR inhibition = alpha[alpha_count == 1 ? 0 : c] * (pull > 0 ? pull : 0);
-            push_row[p * o + c] = (push > 0 ? push : 0) - inhibition;
+            const SCALAR inhibition = alpha[alpha_count == 1 ? 0 : c] * (pull < 0 ? 0 : pull);
+            push_row[p * o + c] = (push < 0 ? 0 : push) - inhibition;
         }
 }
 
@@ -182,14 +184,15 @@ static VECTOR_CLONES void NAME(taps_inhibit)(SCALAR *restrict push_row,
                                  * z[n, i + u - pull_top, j + v - pull_left, a, b, o]
    with z[n, r, col, a, b, o] = sum_c x[n, r, col, c] weights[c, (a*sw + b)*O + o] (zero outside
    the image): x [N, H, W, C] and both outputs [N, Ho, Wo, O] channels-last, or all NCHW
-   (planar), stride 1, no dilation, one group. With alpha (already rectified; one value or one per channel) push receives
-   relu(push) - alpha * relu(pull) and pull is not written. Tasks are (image, band of output rows);
-   each thread's scratch holds the ring of z rows, [ring_rows][W][sh*sw*O], then [W][sw][O] and
-   two output rows [Wo][O]. Returns non-zero on bad arguments.
+   (planar), stride 1, no dilation, one group. With alpha (already rectified; one value or one
+   per channel) push receives relu(push) - alpha * relu(pull) and pull is not written. Tasks are
+   (image, band of output rows, tile of tile_cols output columns); each thread's scratch holds the
+   ring of z rows, [ring_rows][ring_width][sh*sw*O] (taps_ring_width), then [ring_width][sw][O]
+   and two output rows [tile_cols][O]. Returns 1 on bad arguments, 2 when a result is not finite
+   (the factored sums differ from the convolution's there: the caller recomputes).
 
    With one thread there is no parallel region: MKL's GEMM called in a region of one thread
-   starts a nested team of its own on every call (75 us, against 10 us for the whole kernel on a
-   4x4 image). */
+   starts a nested team of its own on every call. */
 typedef struct {
     const geometry *geo;
     const SCALAR *x, *weights, *bias, *alpha;
@@ -198,66 +201,90 @@ typedef struct {
     NAME(taps_gemm_fn) mix;
 } NAME(taps_call);
 
-/* row [Wo][O] into output row i of image n of an NCHW tensor */
-static void NAME(scatter_row)(const geometry *geo, const SCALAR *row, SCALAR *out, long n, int i) {
+/* columns j0 .. j0 + cols - 1 of row [cols][O] into output row i of image n of an NCHW tensor */
+static void NAME(scatter_row)(const geometry *geo, const SCALAR *row, SCALAR *out, long n, int i,
+                              int j0, int cols) {
     const long plane = (long)geo->out_height * geo->out_width;
-    SCALAR *dst = out + n * geo->out_channels * plane + (long)i * geo->out_width;
+    SCALAR *dst = out + n * geo->out_channels * plane + (long)i * geo->out_width + j0;
     for (int c = 0; c < geo->out_channels; c++)
-        for (int j = 0; j < geo->out_width; j++)
-            dst[c * plane + j] = row[(long)j * geo->out_channels + c];
+        for (int j = 0; j < cols; j++) dst[c * plane + j] = row[(long)j * geo->out_channels + c];
 }
 
-/* Tasks first .. end - 1, with this thread's scratch. */
-static void NAME(taps_tasks)(const NAME(taps_call) *call, long first_task, long end_task,
-                             SCALAR *scratch) {
+/* The input columns c0 .. c1 - 1 that output columns j0 .. j0 + cols - 1 read (all columns when
+   one tile covers the row, so that a GEMM spans whole rows). */
+static void NAME(tile_inputs)(const geometry *geo, int j0, int cols, int *c0, int *c1) {
+    if (cols >= geo->out_width) {
+        *c0 = 0;
+        *c1 = geo->width;
+        return;
+    }
+    *c0 = j0 + geo->col_lo > 0 ? j0 + geo->col_lo : 0;
+    *c1 = j0 + cols + geo->col_hi < geo->width ? j0 + cols + geo->col_hi : geo->width;
+}
+
+/* Tasks first .. end - 1, with this thread's scratch. Returns 2 when a result is not finite. */
+static int NAME(taps_tasks)(const NAME(taps_call) *call, long first_task, long end_task,
+                            SCALAR *scratch) {
     const geometry *geo = call->geo;
     const int height = geo->height, width = geo->width, out_height = geo->out_height;
-    const int gemm_rows = geo->gemm_rows, ring_rows = geo->ring_rows;
-    const long pixel = (long)geo->sh * geo->sw * geo->out_channels, row_size = width * pixel;
-    const long out_row = (long)geo->out_width * geo->out_channels;
+    const int gemm_rows = geo->gemm_rows, ring_rows = geo->ring_rows, o = geo->out_channels;
+    const long pixel = (long)geo->sh * geo->sw * o, row_size = geo->ring_width * pixel;
+    const long out_row = (long)geo->out_width * o, plane = (long)height * width;
+    const long tiles = (geo->out_width + geo->tile_cols - 1) / geo->tile_cols;
     SCALAR *ring = scratch, *vertical = ring + ring_rows * row_size;
-    SCALAR *spare_push = vertical + (long)width * geo->sw * geo->out_channels;
-    SCALAR *spare_pull = spare_push + out_row;
+    SCALAR *spare_push = vertical + (long)geo->ring_width * geo->sw * o;
+    SCALAR *spare_pull = spare_push + (long)geo->tile_cols * o;
     const long band_rows = (out_height + call->bands - 1) / call->bands;
-    const long plane = (long)height * width;
     for (long task = first_task; task < end_task; task++) {
-        const long n = task / call->bands;
-        const int first = (int)((task % call->bands) * band_rows);
+        const long n = task / (call->bands * tiles);
+        const int first = (int)((task / tiles % call->bands) * band_rows);
         const int last = first + band_rows < out_height ? first + (int)band_rows : out_height;
+        const int j0 = (int)(task % tiles) * geo->tile_cols;
+        const int cols = geo->out_width - j0 < geo->tile_cols ? geo->out_width - j0 : geo->tile_cols;
+        int c0, c1;
+        NAME(tile_inputs)(geo, j0, cols, &c0, &c1);
+        const int in_width = c1 - c0, k = geo->channels, taps_out = (int)pixel;
         /* z rows are computed in chunks of gemm_rows from base, so that each chunk lands
-           contiguously in the ring (ring_rows is a multiple of gemm_rows) */
+           contiguously in the ring (ring_rows is a multiple of gemm_rows); a tile narrower than
+           the image takes one GEMM per row */
         const long base = first + geo->row_lo > 0 ? first + geo->row_lo : 0;
         long next = base;
         for (int i = first; i < last; i++) {
             const long needed = i + geo->row_hi + 1 < height ? i + geo->row_hi + 1 : height;
             for (; next < needed; next += gemm_rows) {
                 const int rows = height - next < gemm_rows ? (int)(height - next) : gemm_rows;
-                const int pixels = rows * width, k = geo->channels, taps_out = (int)pixel;
                 const int x_stride = call->planar ? (int)plane : k;
                 const SCALAR one = 1, zero = 0;
-                /* row-major z[P, taps_out] = x[P, C] @ weights[C, taps_out]; NCHW x is the
-                   transposed matrix, one plane per channel */
-                const SCALAR *x = call->planar ? call->x + n * k * plane + next * width
-                                               : call->x + (n * height + next) * (long)width * k;
-                call->mix("N", call->planar ? "T" : "N", &taps_out, &pixels, &k, &one,
-                          call->weights, &taps_out, x, &x_stride, &zero,
-                          ring + ((next - base) % ring_rows) * row_size, &taps_out);
+                for (int r = 0; r < rows; r += in_width == width ? rows : 1) {
+                    /* row-major z[P, taps_out] = x[P, C] @ weights[C, taps_out]; NCHW x is the
+                       transposed matrix, one plane per channel */
+                    const long row = next + r;
+                    const int pixels = (in_width == width ? rows : 1) * in_width;
+                    const SCALAR *x = call->planar ? call->x + n * k * plane + row * width + c0
+                                                   : call->x + ((n * height + row) * width + c0) * k;
+                    call->mix("N", call->planar ? "T" : "N", &taps_out, &pixels, &k, &one,
+                              call->weights, &taps_out, x, &x_stride, &zero,
+                              ring + ((row - base) % ring_rows) * row_size, &taps_out);
+                }
             }
-            SCALAR *push_row =
-                call->planar ? spare_push : call->push + (n * out_height + i) * out_row;
-            SCALAR *pull_row = call->alpha != NULL || call->planar
-                                   ? spare_pull
-                                   : call->pull + (n * out_height + i) * out_row;
-            NAME(taps_row)(geo, ring, base, i, call->bias, push_row, pull_row, vertical);
+            const long out_offset = (n * out_height + i) * out_row + (long)j0 * o;
+            SCALAR *push_row = call->planar ? spare_push : call->push + out_offset;
+            SCALAR *pull_row =
+                call->alpha != NULL || call->planar ? spare_pull : call->pull + out_offset;
+            NAME(taps_row)(geo, ring, base, i, j0, cols, c0, in_width, call->bias, push_row,
+                           pull_row, vertical);
             if (call->alpha != NULL)
-                NAME(taps_inhibit)(push_row, pull_row, call->alpha, call->alpha_count,
-                                   geo->out_width, geo->out_channels);
+                NAME(taps_inhibit)(push_row, pull_row, call->alpha, call->alpha_count, cols, o);
+            if (!NAME(all_finite)(push_row, (long)cols * o) ||
+                (call->alpha == NULL && !NAME(all_finite)(pull_row, (long)cols * o)))
+                return 2;
             if (call->planar) {
-                NAME(scatter_row)(geo, push_row, call->push, n, i);
-                if (call->alpha == NULL) NAME(scatter_row)(geo, pull_row, call->pull, n, i);
+                NAME(scatter_row)(geo, push_row, call->push, n, i, j0, cols);
+                if (call->alpha == NULL) NAME(scatter_row)(geo, pull_row, call->pull, n, i, j0, cols);
             }
         }
     }
+    return 0;
 }
 
 int NAME(push_pull_taps)(const SCALAR *x, SCALAR *push, SCALAR *pull, long batch, int channels,
@@ -265,49 +292,52 @@ int NAME(push_pull_taps)(const SCALAR *x, SCALAR *push, SCALAR *pull, long batch
                          int push_top, int push_left, int ph, int pw, const double *taps_v,
                          const double *taps_h, int pull_top, int pull_left, const SCALAR *weights,
                          const SCALAR *bias, int out_channels, const SCALAR *alpha,
-                         int alpha_count, int ring_rows, int gemm_rows, int bands, int planar,
-                         SCALAR *scratch, long scratch_per_thread, void *gemm, int num_threads) {
+                         int alpha_count, int ring_rows, int gemm_rows, int tile_cols, int bands,
+                         int planar, SCALAR *scratch, long scratch_per_thread, void *gemm,
+                         int num_threads) {
     geometry geo = {channels, height, width, out_height, out_width, sh, sw, push_top, push_left,
-                    ph, pw, pull_top, pull_left, out_channels, ring_rows, gemm_rows, 0, 0,
-                    taps_v, taps_h};
+                    ph, pw, pull_top, pull_left, out_channels, ring_rows, gemm_rows, tile_cols};
+    geo.taps_v = taps_v;
+    geo.taps_h = taps_h;
     if (gemm == NULL || bands < 1 || check_geometry(&geo) || check_ring(&geo)) return 1;
-    const long row_size = (long)width * sh * sw * out_channels;
-    const long needed = ring_rows * row_size + (long)width * sw * out_channels +
-                        2L * out_width * out_channels;
-    if (scratch_per_thread < needed) return 1;
+    geo.ring_width = taps_ring_width(&geo);
+    if (scratch_per_thread < taps_scratch(&geo)) return 1;
     const NAME(taps_call) call = {&geo, x,           weights, bias,   alpha,
                                   push, pull,        alpha_count, bands, planar,
                                   (NAME(taps_gemm_fn))gemm};
-    const long tasks = batch * bands;
+    const long tasks = batch * bands * ((out_width + tile_cols - 1) / tile_cols);
+    int status = 0;
     if (num_threads > tasks) num_threads = (int)tasks;
-    if (num_threads <= 1) {
-        NAME(taps_tasks)(&call, 0, tasks, scratch);
-        return 0;
-    }
-#pragma omp parallel num_threads(num_threads)
+    if (num_threads <= 1) return NAME(taps_tasks)(&call, 0, tasks, scratch);
+#pragma omp parallel num_threads(num_threads) reduction(| : status)
     {
         const long team = TEAM_SIZE, thread = THREAD_ID;
         /* static split, as schedule(static) */
         const long first = tasks * thread / team, end = tasks * (thread + 1) / team;
-        NAME(taps_tasks)(&call, first, end, scratch + thread * scratch_per_thread);
+        status |= NAME(taps_tasks)(&call, first, end, scratch + thread * scratch_per_thread);
     }
-    return 0;
+    return status;
 }
 
-/* The gradient of z for input row r of image n, [W][sh][sw][O], from the outputs' gradients
-   (image n's, [Ho][Wo][O], either NULL for zero): z feeds push[i, j] at (i, j) = (r - a + push_top,
-   col - b + push_left) and the pull through the transposed smoothing, with minus signs.
-   vertical is [Wo][sh][O] scratch. */
+/* The gradient of z for input row r of image n, columns c0 .. c0 + in_width - 1, [in_width][sh]
+   [sw][O], from the outputs' gradients (image n's, [Ho][Wo][O], either NULL for zero): z feeds
+   push[i, j] at (i, j) = (r - a + push_top, col - b + push_left) and the pull through the
+   transposed smoothing, with minus signs. vertical is [in_width + pw - 1][sh][O] scratch. */
 static VECTOR_CLONES void NAME(grad_z_row)(const geometry *geo, const SCALAR *grad_push,
-                                           const SCALAR *grad_pull, int r, SCALAR *grad_z,
-                                           SCALAR *vertical) {
-    const int o = geo->out_channels, sh = geo->sh, sw = geo->sw, width = geo->width;
+                                           const SCALAR *grad_pull, int r, int c0, int in_width,
+                                           SCALAR *grad_z, SCALAR *vertical) {
+    const int o = geo->out_channels, sh = geo->sh, sw = geo->sw;
     const int out_width = geo->out_width;
     const long pixel = (long)sh * sw * o, out_row = (long)out_width * o;
     NAME(tap_list) taps;
     if (grad_pull == NULL) {
-        for (long k = 0; k < width * pixel; k++) grad_z[k] = 0;
+        for (long k = 0; k < in_width * pixel; k++) grad_z[k] = 0;
     } else {
+        /* the output columns jv0 .. jv1 - 1 whose pull reads these input columns */
+        const int reach = c0 + geo->pull_left - (geo->pw - 1);
+        const int jv0 = reach > 0 ? reach : 0;
+        const int jv1 = c0 + in_width + geo->pull_left < out_width ? c0 + in_width + geo->pull_left
+                                                                    : out_width;
         /* vertical[j][a] = sum_u taps_v[a, u] grad_pull[r - u + pull_top][j] */
         for (int a = 0; a < sh; a++) {
             taps.entries = 0;
@@ -315,12 +345,12 @@ static VECTOR_CLONES void NAME(grad_z_row)(const geometry *geo, const SCALAR *gr
                 const int i = r - u + geo->pull_top;
                 const SCALAR t = (SCALAR)geo->taps_v[a * geo->ph + u];
                 if (t == 0 || i < 0 || i >= geo->out_height) continue;
-                taps.offsets[taps.entries] = i * out_row;
-                taps.shifts[taps.entries] = 0;
+                taps.offsets[taps.entries] = i * out_row + (long)jv0 * o;
+                taps.shifts[taps.entries] = jv0;
                 taps.weights[taps.entries++] = t;
             }
             NAME(sum_along_row)(&taps, grad_pull, o, out_width, vertical + (long)a * o,
-                                (long)sh * o, out_width, o, NULL, 0, 0);
+                                (long)sh * o, jv1 > jv0 ? jv1 - jv0 : 0, o, NULL, 0, 0);
         }
         /* grad_z[col][a][b] = -sum_v taps_h[b, v] vertical[col - v + pull_left][a] */
         for (int b = 0; b < sw; b++) {
@@ -328,14 +358,15 @@ static VECTOR_CLONES void NAME(grad_z_row)(const geometry *geo, const SCALAR *gr
             for (int v = 0; v < geo->pw; v++) {
                 const SCALAR t = (SCALAR)geo->taps_h[b * geo->pw + v];
                 if (t == 0) continue;
-                const int shift = geo->pull_left - v;
+                const int shift = c0 - jv0 + geo->pull_left - v;
                 taps.offsets[taps.entries] = shift * (long)sh * o;
                 taps.shifts[taps.entries] = shift;
                 taps.weights[taps.entries++] = -t;
             }
             for (int a = 0; a < sh; a++)
-                NAME(sum_along_row)(&taps, vertical + (long)a * o, (long)sh * o, out_width,
-                                    grad_z + ((long)a * sw + b) * o, pixel, width, o, NULL, 0, 0);
+                NAME(sum_along_row)(&taps, vertical + (long)a * o, (long)sh * o,
+                                    jv1 > jv0 ? jv1 - jv0 : 0, grad_z + ((long)a * sw + b) * o,
+                                    pixel, in_width, o, NULL, 0, 0);
         }
     }
     if (grad_push == NULL) return;
@@ -344,13 +375,14 @@ static VECTOR_CLONES void NAME(grad_z_row)(const geometry *geo, const SCALAR *gr
         const int i = r - a + geo->push_top;
         if (i < 0 || i >= geo->out_height) continue;
         for (int b = 0; b < sw; b++) {
-            const int shift = geo->push_left - b;
+            const int shift = c0 + geo->push_left - b;
             SCALAR *dst = grad_z + ((long)a * sw + b) * o;
             taps.offsets[0] = i * out_row + shift * (long)o;
             taps.shifts[0] = shift;
             taps.weights[0] = 1;
             taps.entries = 1;
-            NAME(sum_along_row)(&taps, grad_push, o, out_width, dst, pixel, width, o, dst, pixel, 1);
+            NAME(sum_along_row)(&taps, grad_push, o, out_width, dst, pixel, in_width, o, dst,
+                                pixel, 1);
         }
     }
 }
@@ -359,78 +391,112 @@ typedef struct {
     const geometry *geo;
     const SCALAR *x, *grad_push, *grad_pull, *weights;
     SCALAR *grad_x, *grad_weights;
-    int bands;
+    int bands, planar;
     NAME(taps_gemm_fn) mix;
 } NAME(taps_backward_call);
 
-/* Backward tasks first .. end - 1, with this thread's scratch and sum of weight gradients. */
-static void NAME(taps_backward_tasks)(const NAME(taps_backward_call) *call, long first_task,
-                                      long end_task, SCALAR *scratch, SCALAR *grad_weights) {
+/* Backward tasks first .. end - 1, with this thread's scratch and sum of weight gradients.
+   Returns 2 when an input gradient is not finite. */
+static int NAME(taps_backward_tasks)(const NAME(taps_backward_call) *call, long first_task,
+                                     long end_task, SCALAR *scratch, SCALAR *grad_weights) {
     const geometry *geo = call->geo;
     const int height = geo->height, width = geo->width, gemm_rows = geo->gemm_rows;
-    const long pixel = (long)geo->sh * geo->sw * geo->out_channels, row_size = width * pixel;
+    const long pixel = (long)geo->sh * geo->sw * geo->out_channels;
+    const long row_size = geo->ring_width * pixel;
     const long band_rows = (height + call->bands - 1) / call->bands;
     const long out_image = (long)geo->out_height * geo->out_width * geo->out_channels;
+    const long tiles = (width + geo->tile_cols - 1) / geo->tile_cols;
     SCALAR *grad_z = scratch, *vertical = scratch + gemm_rows * row_size;
     for (long task = first_task; task < end_task; task++) {
-        const long n = task / call->bands;
-        const long first = (task % call->bands) * band_rows;
+        const long n = task / (call->bands * tiles);
+        const long first = (task / tiles % call->bands) * band_rows;
         const long last = first + band_rows < height ? first + band_rows : height;
+        const int c0 = (int)(task % tiles) * geo->tile_cols;
+        const int in_width = width - c0 < geo->tile_cols ? width - c0 : geo->tile_cols;
         const SCALAR *grad_push = call->grad_push == NULL ? NULL : call->grad_push + n * out_image;
         const SCALAR *grad_pull = call->grad_pull == NULL ? NULL : call->grad_pull + n * out_image;
         for (long r0 = first; r0 < last; r0 += gemm_rows) {
             const int rows = last - r0 < gemm_rows ? (int)(last - r0) : gemm_rows;
             for (int k = 0; k < rows; k++)
-                NAME(grad_z_row)(geo, grad_push, grad_pull, (int)(r0 + k), grad_z + k * row_size,
-                                 vertical);
-            const int pixels = rows * width, c = geo->channels, taps_out = (int)pixel;
+                NAME(grad_z_row)(geo, grad_push, grad_pull, (int)(r0 + k), c0, in_width,
+                                 grad_z + k * row_size, vertical);
+            const int c = geo->channels, taps_out = (int)pixel;
             const SCALAR one = 1, zero = 0;
-            const long x_offset = (n * height + r0) * (long)width * c;
-            if (call->grad_x != NULL) /* row-major grad_x[P, C] = g[P, N] @ weights[C, N]^T */
-                call->mix("T", "N", &c, &pixels, &taps_out, &one, call->weights, &taps_out, grad_z,
-                          &taps_out, &zero, call->grad_x + x_offset, &c);
-            if (grad_weights != NULL) /* row-major grad_weights[C, N] += x[P, C]^T @ g[P, N] */
-                call->mix("N", "T", &taps_out, &c, &pixels, &one, grad_z, &taps_out,
-                          call->x + x_offset, &c, &one, grad_weights, &taps_out);
+            /* one GEMM over whole rows, or one per row of a tile (ring rows row_size apart); an
+               NCHW x and grad_x hold the pixels of each channel contiguously, [P, C] with the
+               plane as its stride */
+            const int x_stride = call->planar ? height * width : c;
+            for (int k = 0; k < rows; k += in_width == width ? rows : 1) {
+                const int pixels = (in_width == width ? rows : 1) * in_width;
+                const long row = (r0 + k) * (long)width + c0;
+                const long x_offset = call->planar ? n * c * (long)x_stride + row
+                                                   : (n * height * (long)width + row) * c;
+                const SCALAR *g = grad_z + k * row_size;
+                if (call->grad_x != NULL) { /* row-major grad_x[P, C] = g[P, N] @ weights[C, N]^T */
+                    SCALAR *dst = call->grad_x + x_offset;
+                    if (call->planar)
+                        call->mix("T", "N", &pixels, &c, &taps_out, &one, g, &taps_out,
+                                  call->weights, &taps_out, &zero, dst, &x_stride);
+                    else
+                        call->mix("T", "N", &c, &pixels, &taps_out, &one, call->weights,
+                                  &taps_out, g, &taps_out, &zero, dst, &c);
+                    for (int j = 0; j < (call->planar ? c : 1); j++)
+                        if (!NAME(all_finite)(dst + (long)j * x_stride,
+                                              call->planar ? pixels : (long)pixels * c))
+                            return 2;
+                }
+                if (grad_weights != NULL) /* row-major grad_weights[C, N] += x[P, C]^T @ g[P, N] */
+                    call->mix("N", call->planar ? "N" : "T", &taps_out, &c, &pixels, &one, g,
+                              &taps_out, call->x + x_offset, &x_stride, &one, grad_weights,
+                              &taps_out);
+            }
         }
     }
+    return 0;
 }
 
 /* Gradients of push_pull_taps for x and its weights: with g = d(loss)/dz (grad_z_row), grad_x =
-   g @ weights^T and grad_weights = x^T @ g, two GEMMs per block of gemm_rows input rows, g built
-   in this thread's scratch ([gemm_rows][W][sh*sw*O], then [Wo][sh][O]). Tasks are (image, band of
-   input rows). grad_push, grad_pull: [N, Ho, Wo, O] or NULL (zero). grad_x [N, H, W, C] (or NULL)
-   is overwritten; grad_weights (or NULL) holds one [C, sh*sw*O] sum per thread, accumulated into
-   (zero it first). Returns non-zero on bad arguments. */
+   g @ weights^T and grad_weights = x^T @ g, two GEMMs per block of gemm_rows input rows (or per
+   row of a tile of tile_cols input columns), g built in this thread's scratch
+   ([gemm_rows][ring_width][sh*sw*O], then [ring_width + pw - 1][sh][O]: taps_backward_scratch).
+   Tasks are (image, band of input rows, tile). grad_push, grad_pull: [N, Ho, Wo, O] or NULL
+   (zero). x and grad_x (or NULL, else overwritten) [N, H, W, C], or [N, C, H, W] (planar); grad_weights (or NULL) holds one
+   [C, sh*sw*O] sum per thread, accumulated into (zero it first). Returns 1 on bad arguments, 2
+   when an input gradient is not finite (the caller recomputes). */
 int NAME(push_pull_taps_backward)(const SCALAR *x, const SCALAR *grad_push,
                                   const SCALAR *grad_pull, SCALAR *grad_x, SCALAR *grad_weights,
                                   long batch, int channels, int height, int width, int out_height,
                                   int out_width, int sh, int sw, int push_top, int push_left,
                                   int ph, int pw, const double *taps_v, const double *taps_h,
                                   int pull_top, int pull_left, const SCALAR *weights,
-                                  int out_channels, int gemm_rows, int bands, SCALAR *scratch,
-                                  long scratch_per_thread, void *gemm, int num_threads) {
+                                  int out_channels, int gemm_rows, int tile_cols, int bands,
+                                  int planar, SCALAR *scratch, long scratch_per_thread,
+                                  void *gemm, int num_threads) {
     geometry geo = {channels, height, width, out_height, out_width, sh, sw, push_top, push_left,
-                    ph, pw, pull_top, pull_left, out_channels, 0, gemm_rows, 0, 0,
-                    taps_v, taps_h};
-    if (gemm == NULL || bands < 1 || check_geometry(&geo)) return 1;
-    const long pixel = (long)sh * sw * out_channels;
-    const long needed = gemm_rows * width * pixel + (long)out_width * sh * out_channels;
-    if (scratch_per_thread < needed) return 1;
-    const NAME(taps_backward_call) call = {&geo, x, grad_push, grad_pull, weights, grad_x,
-                                           grad_weights, bands, (NAME(taps_gemm_fn))gemm};
-    const long tasks = batch * bands, weights_size = (long)channels * pixel;
+                    ph, pw, pull_top, pull_left, out_channels, 0, gemm_rows, tile_cols};
+    geo.taps_v = taps_v;
+    geo.taps_h = taps_h;
+    if (gemm == NULL || bands < 1 || check_geometry(&geo) ||
+        (gemm_rows > 1 && tile_cols < width))
+        return 1;
+    geo.ring_width = tile_cols < width ? tile_cols : width;
+    if (scratch_per_thread < taps_backward_scratch(&geo)) return 1;
+    const NAME(taps_backward_call) call = {&geo,         x,     grad_push, grad_pull,
+                                           weights,      grad_x, grad_weights, bands,
+                                           planar,       (NAME(taps_gemm_fn))gemm};
+    const long tasks = batch * bands * ((width + tile_cols - 1) / tile_cols);
+    const long weights_size = (long)channels * sh * sw * out_channels;
+    int status = 0;
     if (num_threads > tasks) num_threads = (int)tasks;
-    if (num_threads <= 1) { /* no parallel region: see push_pull_taps */
-        NAME(taps_backward_tasks)(&call, 0, tasks, scratch, grad_weights);
-        return 0;
-    }
-#pragma omp parallel num_threads(num_threads)
+    if (num_threads <= 1) /* no parallel region: see push_pull_taps */
+        return NAME(taps_backward_tasks)(&call, 0, tasks, scratch, grad_weights);
+#pragma omp parallel num_threads(num_threads) reduction(| : status)
     {
         const long team = TEAM_SIZE, thread = THREAD_ID;
-        NAME(taps_backward_tasks)(&call, tasks * thread / team, tasks * (thread + 1) / team,
-                                  scratch + thread * scratch_per_thread,
-                                  grad_weights == NULL ? NULL : grad_weights + thread * weights_size);
+        status |= NAME(taps_backward_tasks)(
+            &call, tasks * thread / team, tasks * (thread + 1) / team,
+            scratch + thread * scratch_per_thread,
+            grad_weights == NULL ? NULL : grad_weights + thread * weights_size);
     }
-    return 0;
+    return status;
 }

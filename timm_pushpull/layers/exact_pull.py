@@ -29,6 +29,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -38,41 +39,56 @@ from torch.utils.flop_counter import register_flop_formula
 
 from .. import native
 
-_INT, _LONG, _PTR = ctypes.c_int, ctypes.c_long, ctypes.c_void_p
-_GEOMETRY = [_LONG] + [_INT] * 10 + [_PTR, _PTR] + [_INT] * 6
-_FORWARD_SIGNATURE = [_PTR, _PTR, *_GEOMETRY, _INT, _INT, _INT]
-_MIXED_SIGNATURE = [_PTR, _PTR, *_GEOMETRY, _PTR, _PTR, _INT, _INT, _INT, _PTR, _PTR, _INT]
-_BACKWARD_SIGNATURE = [_PTR, _PTR, *_GEOMETRY, _LONG, _LONG, _LONG, _LONG, _INT]
 _SUFFIX = {torch.float32: "float", torch.float64: "double"}
-MAX_TAPS = 64  # per axis, csrc/pull_maps.c
-# Maps built and mixed per chunk (bytes). Each chunk costs two parallel regions (C kernel, GEMM),
-# which cost far more than their work on a loaded machine: side by side on the busy 2-core VM, the
-# 64->64 layer on 8x64x56x56 ran at 7.2x a conv with 4 MiB chunks, 3.6x with 32 MiB and 3.0x with
-# 64 MiB (one chunk). The buffer is kept per thread (at most 64 MiB), so it is not page-faulted in
-# on every call: a fresh 58 MB tensor cost 1.9x a conv to fill.
-CHUNK_BYTES = 1 << 26
-# The forward pass mixes each block right after building it, so blocks small enough to stay in a
-# core's cache (1 MiB of L2 on the 2-core VM) are not written to memory and read back. Side by
-# side (BENCHMARKS.md, exact pull run 9), the 64->64 pull on 8x64x56x56 against its push conv:
-# 1.82x with 64 MiB blocks, 1.73x with 1 MiB on one thread; 2.58x and 2.02x on two. The 3->64 7x7
-# stem's: 2.52x and 2.10x, 2.38x and 2.18x.
+MAX_TAPS = 64  # per axis, csrc/pull_maps.c and csrc/push_pull_taps.c
+# Bytes of maps each thread builds and mixes at once in the one-pass forward: small enough to stay
+# in a core's cache (1 MiB of L2 on the development VM), so they are not written to memory and read
+# back (BENCHMARKS.md, "Pull alone (C form, eval) vs the push conv, by forward chunk size").
 FORWARD_CHUNK_BYTES_PER_THREAD = 1 << 20
+# Bytes of maps per chunk where the maps are built and mixed in separate steps (the backward pass;
+# the forward without MKL or with groups). Each chunk costs two parallel regions, which cost more
+# than their work on a loaded machine when chunks are small (BENCHMARKS.md, "Where the time goes
+# (64->64 3x3 h=2 ...)"), and its buffer is memory held during the call (BENCHMARKS.md, "Memory of
+# one exact layer call").
+CHUNK_BYTES = 16 << 20
+# Scratch buffers up to this size are kept per thread and dtype between calls (a fresh buffer is
+# paged in on every call); larger ones are freed after the call.
+RETAINED_SCRATCH_BYTES = 16 << 20
 # With few input channels the channels-last kernel's inner loops (over channels) run 1-4 times and
 # cost more than their multiply-adds. Up to this many channels (one group) the planar kernel reads
-# NCHW and loops over pixels instead, and the GEMM reads its maps transposed: the exact 3->64 7x7
-# stem went from 6.86x to 3.81x a conv in eval and from 8.61x to 5.03x in training
-# (BENCHMARKS.md, exact pull runs 7 and 8, with the chunk size below).
+# NCHW and loops over pixels instead, and the GEMM reads its maps transposed (BENCHMARKS.md, exact
+# pull runs 7 and 8: the 3->64 7x7 stem).
 PLANAR_MAX_CHANNELS = 4
 _scratch = threading.local()
 
 
-def _scratch_buffer(numel: int, dtype: torch.dtype) -> Tensor:
-    """A reused flat buffer of at least ``numel`` elements for this thread (contents undefined)."""
+def scratch_buffer(numel: int, dtype: torch.dtype) -> Tensor:
+    """A flat buffer of at least ``numel`` elements for this thread (contents undefined): reused
+    up to ``RETAINED_SCRATCH_BYTES``, fresh above. Never an inference tensor, so that a buffer
+    first made under ``torch.inference_mode`` serves later calls with autograd."""
     buffers = _scratch.__dict__.setdefault("buffers", {})
     buffer = buffers.get(dtype)
-    if buffer is None or buffer.numel() < numel:
-        buffer = buffers[dtype] = torch.empty(numel, dtype=dtype)
-    return buffer[:numel]
+    if buffer is not None and buffer.numel() >= numel:
+        return buffer[:numel]
+    with torch.inference_mode(False):
+        buffer = torch.empty(numel, dtype=dtype)
+    if numel * buffer.element_size() <= RETAINED_SCRATCH_BYTES:
+        buffers[dtype] = buffer
+    return buffer
+
+
+def output_format(x: Tensor) -> torch.memory_format:
+    """The layout ``nn.Conv2d`` gives its output for input ``x`` (PyTorch's
+    ``suggest_memory_format``): the push-pull ops and layer return theirs in it too."""
+    # the order of the strides, channels fastest (c10's is_channels_last_strides_2d)
+    shape, strides, smallest = x.shape, x.stride(), 0
+    if strides[1] == 0:
+        return torch.contiguous_format
+    for dim in (1, 3, 2, 0):
+        if shape[dim] == 0 or strides[dim] < smallest or (dim == 0 and smallest == strides[1]):
+            return torch.contiguous_format
+        smallest = strides[dim] * max(1, shape[dim])
+    return torch.channels_last
 
 
 def interpolation_matrix(
@@ -92,10 +108,8 @@ def interpolation_taps(size: int, new_size: int) -> Tensor:
     return interpolation_matrix(size, new_size, torch.float64, torch.device("cpu")).contiguous()
 
 
-def _kernel(backward: bool, dtype: torch.dtype, planar: bool = False):
-    name = f"pull_maps{'_backward' if backward else '_planar' if planar else ''}_{_SUFFIX[dtype]}"
-    signature = _BACKWARD_SIGNATURE if backward else _FORWARD_SIGNATURE
-    return native.function("pull_maps", name, signature, ctypes.c_int)
+def _kernel(name: str, dtype: torch.dtype):
+    return native.function("pull_maps", f"{name}_{_SUFFIX[dtype]}")
 
 
 @functools.cache
@@ -132,8 +146,31 @@ def native_available(device: torch.device, dtype: torch.dtype) -> bool:
         device.type == "cpu"
         and dtype in _SUFFIX
         and native.native_enabled()
-        and _kernel(False, dtype) is not None
+        and _kernel("pull_maps", dtype) is not None
     )
+
+
+def c_kernel_runs(x: Tensor, weight: Tensor, pull_size, padding, symbolic: bool = False) -> bool:
+    """Whether :func:`exact_pull` runs the C kernel for these tensors (else the definition):
+    float32/float64 CPU tensors of one dtype, at most ``MAX_TAPS`` taps per axis, no negative
+    padding (a pull smaller than the push kernel), a non-empty input (``symbolic``: not checked,
+    for graphs whose op decides when it runs)."""
+    return (
+        native_available(x.device, x.dtype)
+        and weight.dtype == x.dtype
+        and max(*pull_size, *weight.shape[-2:]) <= MAX_TAPS
+        and min(padding) >= 0
+        and (symbolic or x.numel() > 0)
+    )
+
+
+def check_output_size(padded: tuple[int, int], extent: tuple[int, int]) -> None:
+    """Raise as ``nn.Conv2d`` does when a padded input is smaller than the (dilated) kernel."""
+    if padded[0] < extent[0] or padded[1] < extent[1]:
+        raise RuntimeError(
+            f"Calculated padded input size per channel: ({padded[0]} x {padded[1]}). Kernel size: "
+            f"({extent[0]} x {extent[1]}). Kernel size can't be greater than actual input size"
+        )
 
 
 def _output_size(size: int, taps: int, stride: int, pad: int, dilation: int) -> int:
@@ -142,26 +179,21 @@ def _output_size(size: int, taps: int, stride: int, pad: int, dilation: int) -> 
 
 def _output_shape(x: Tensor, weight: Tensor, pull_size, stride, padding, dilation):
     top, bottom, left, right = padding
+    check_output_size(
+        (x.shape[-2] + top + bottom, x.shape[-1] + left + right),
+        (dilation[0] * (pull_size[0] - 1) + 1, dilation[1] * (pull_size[1] - 1) + 1),
+    )
     out_h = _output_size(x.shape[-2], pull_size[0], stride[0], top + bottom, dilation[0])
     out_w = _output_size(x.shape[-1], pull_size[1], stride[1], left + right, dilation[1])
     return x.shape[0], weight.shape[0], out_h, out_w
 
 
 def _exact_pull_torch(x, weight, bias, pull_size, stride, padding, dilation, groups) -> Tensor:
-    """The definition: a convolution with the resized kernel."""
+    """The definition: a convolution with the resized kernel (negative padding crops)."""
     top, bottom, left, right = padding
     kernel = F.interpolate(weight, size=tuple(pull_size), mode="bilinear", align_corners=True)
     x = F.pad(x, (left, right, top, bottom))
     return F.conv2d(x, kernel, bias, tuple(stride), 0, tuple(dilation), groups)
-
-
-def _native_applies(x: Tensor, weight: Tensor, pull_size) -> bool:
-    return (
-        native_available(x.device, x.dtype)
-        and weight.dtype == x.dtype
-        and x.numel() > 0
-        and max(*pull_size, *weight.shape[-2:]) <= MAX_TAPS
-    )
 
 
 def _mixing_weight(weight: Tensor, groups: int) -> Tensor:
@@ -171,11 +203,19 @@ def _mixing_weight(weight: Tensor, groups: int) -> Tensor:
     return kernel.permute(0, 3, 4, 2, 1).reshape(groups, sh * sw * group_channels, -1)
 
 
+def block_shape(height: int, width: int, pixel_bytes: int, budget: int) -> tuple[int, int]:
+    """``(rows, columns)`` of the largest block of output pixels within ``budget`` bytes: whole
+    rows, or columns of one row when one row is larger."""
+    if width * pixel_bytes <= budget:
+        return max(1, min(height, budget // (width * pixel_bytes))), width
+    return 1, max(1, budget // pixel_bytes)
+
+
 class _Kernels:
-    """The C kernels' geometry arguments for one call, and its chunks of maps."""
+    """The C kernels' geometry arguments for one call, and its blocks of maps."""
 
     def __init__(
-        self, x: Tensor, weight: Tensor, pull_size, stride, padding, dilation, groups, chunk_bytes
+        self, x: Tensor, weight: Tensor, pull_size, stride, padding, dilation, groups, budget
     ):
         (sh, sw), (ph, pw) = weight.shape[-2:], pull_size
         self.taps = [interpolation_taps(s, p) for s, p in ((sh, ph), (sw, pw))]
@@ -191,28 +231,34 @@ class _Kernels:
         self.threads = torch.get_num_threads() if x.numel() * ph >= 1 << 16 else 1
         self.dtype = x.dtype
         self.planar = planar_maps(c, groups)
-        self.row_bytes = self.out_w * self.maps_per_pixel * x.element_size()
-        self.rows = max(1, chunk_bytes // self.row_bytes)  # output rows per chunk
+        pixel_bytes = self.maps_per_pixel * x.element_size()
+        self.rows, self.cols = block_shape(self.out_h, self.out_w, pixel_bytes, budget)
 
-    def chunks(self, batch: int, whole_images: bool = False):
-        """``(first image, images, first row, rows)`` covering the output a few MiB at a time."""
-        if whole_images or self.rows >= self.out_h:
+    def blocks(self, batch: int) -> Iterator[tuple[int, int, int, int, int, int]]:
+        """``(first image, images, first row, rows, first column, columns)`` covering the output:
+        whole images, whole rows of one image, or columns of one row, each within the budget."""
+        if self.rows >= self.out_h:
             step = max(1, self.rows // self.out_h)
             for n in range(0, batch, step):
-                yield n, min(step, batch - n), 0, self.out_h
-        else:
-            for n in range(batch):
-                for i in range(0, self.out_h, self.rows):
-                    yield n, 1, i, min(self.rows, self.out_h - i)
+                yield n, min(step, batch - n), 0, self.out_h, 0, self.out_w
+            return
+        for n in range(batch):
+            for i in range(0, self.out_h, self.rows):
+                for j in range(0, self.out_w, self.cols):
+                    rows = min(self.rows, self.out_h - i)
+                    yield n, 1, i, rows, j, min(self.cols, self.out_w - j)
 
-    def maps(self, x: Tensor, buffer: Tensor, n: int, images: int, row: int, rows: int) -> Tensor:
-        """``[pixels, maps]`` of images ``n .. n + images - 1``, output rows ``row .. row + rows - 1``
-        (a transposed view in the planar form); ``x`` in :func:`_input_format`."""
+    def buffer(self) -> Tensor:
+        return scratch_buffer(self.rows * self.cols * self.maps_per_pixel, self.dtype)
+
+    def maps(self, x: Tensor, buffer: Tensor, block: tuple) -> Tensor:
+        """``[pixels, maps]`` of a block of :meth:`blocks` (a transposed view in the planar form);
+        ``x`` in :func:`_input_format`."""
+        n, images, row, rows, col, cols = block
         geometry = [images, *self.geometry[1:]]
-        image = x[n].data_ptr()
-        maps = buffer[: images * rows * self.out_w * self.maps_per_pixel]
-        kernel = _kernel(False, self.dtype, self.planar)
-        if kernel(image, maps.data_ptr(), *geometry, row, rows, self.threads):
+        maps = buffer[: images * rows * cols * self.maps_per_pixel]
+        kernel = _kernel("pull_maps_planar" if self.planar else "pull_maps", self.dtype)
+        if kernel(x[n].data_ptr(), maps.data_ptr(), *geometry, row, rows, col, cols, self.threads):
             raise RuntimeError("pull-maps C kernel: bad geometry or out of memory")
         if self.planar:
             return maps.view(self.maps_per_pixel, -1).T
@@ -220,49 +266,49 @@ class _Kernels:
 
     def mix_in_one_pass(
         self, x: Tensor, weights: Tensor, bias: Tensor | None, out: Tensor, gemm: int
-    ) -> None:
-        """``out [N, Ho, Wo, O]`` = the maps of ``x`` mixed by ``weights [K, O]`` (+ ``bias``), one
-        group, each thread building and mixing its own blocks of rows (``csrc/pull_maps.h``)."""
+    ) -> bool:
+        """``out`` = the maps of ``x`` mixed by ``weights [K, O]`` (+ ``bias``), one group, each
+        thread building and mixing its own blocks (``csrc/pull_maps.h``). False where a result
+        is not finite."""
         threads = min(self.threads, x.shape[0] * self.out_h)
-        block_rows = max(1, FORWARD_CHUNK_BYTES_PER_THREAD // self.row_bytes)
-        block_rows = min(block_rows, -(-x.shape[0] * self.out_h // threads))  # work for all
-        scratch = _scratch_buffer(threads * block_rows * self.out_w * self.maps_per_pixel, x.dtype)
-        kernel = native.function(
-            "pull_maps", f"pull_mixed_{_SUFFIX[self.dtype]}", _MIXED_SIGNATURE, ctypes.c_int
-        )
+        block_rows = self.rows
+        if self.cols == self.out_w:  # work for every thread
+            block_rows = min(block_rows, -(-x.shape[0] * self.out_h // threads))
+        scratch = scratch_buffer(threads * block_rows * self.cols * self.maps_per_pixel, x.dtype)
+        planar_out = output_format(out) == torch.contiguous_format
         bias_pointer = None if bias is None else bias.data_ptr()
-        failed = kernel(
+        status = _kernel("pull_mixed", self.dtype)(
             x.data_ptr(), out.data_ptr(), *self.geometry, weights.data_ptr(), bias_pointer,
-            out.shape[-1], block_rows, self.planar, scratch.data_ptr(), gemm, threads,
+            out.shape[1], block_rows, self.cols, self.planar, planar_out, scratch.data_ptr(),
+            gemm, threads,
+        )  # fmt: skip
+        if status == 1:
+            raise RuntimeError("pull-maps C kernel: bad geometry or out of memory")
+        return status == 0
+
+    def spread(self, grad_maps: Tensor, grad_x: Tensor, block: tuple) -> None:
+        """``grad_x[n .. n + images - 1]`` plus the transposed filtering of a block's map
+        gradient ``[pixels, maps]`` (overwritten at the first block of an image)."""
+        n, images, row, rows, col, cols = block
+        geometry = [images, *self.geometry[1:]]
+        k = self.maps_per_pixel
+        strides = (rows * cols * k, 1, cols * k, k)
+        failed = _kernel("pull_maps_backward", self.dtype)(
+            grad_maps.data_ptr(), grad_x[n].data_ptr(), *geometry, *strides, row, rows, col,
+            cols, row > 0 or col > 0, self.threads,
         )  # fmt: skip
         if failed:
             raise RuntimeError("pull-maps C kernel: bad geometry or out of memory")
 
-    def spread(self, grad_maps: Tensor, grad_x: Tensor, n: int, images: int) -> None:
-        """``grad_x[n .. n + images - 1]`` from the gradient of those images' maps."""
-        geometry = [images, *self.geometry[1:]]
-        pixels = self.out_h * self.out_w
-        strides = (
-            pixels * self.maps_per_pixel,
-            1,
-            self.out_w * self.maps_per_pixel,
-            self.maps_per_pixel,
-        )
-        failed = _kernel(True, self.dtype)(
-            grad_maps.data_ptr(), grad_x[n].data_ptr(), *geometry, *strides, self.threads
-        )
-        if failed:
-            raise RuntimeError("pull-maps C kernel: bad geometry or out of memory")
 
-
-def _channels_last_output(x: Tensor, batch: int, channels: int, height: int, width: int) -> Tensor:
-    # a tensor of its own, not a permuted view: the layer applies its ReLU in place, which autograd
-    # forbids on a view made inside a custom op
+def _empty_output(x: Tensor, batch: int, channels: int, height: int, width: int) -> Tensor:
+    """The op's output, in :func:`output_format`: a tensor of its own, not a permuted view, since
+    the layer applies its ReLU in place, which autograd forbids on a view made inside a custom op."""
     return torch.empty(
         (batch, channels, height, width),
         dtype=x.dtype,
         device=x.device,
-        memory_format=torch.channels_last,
+        memory_format=output_format(x),
     )
 
 
@@ -281,6 +327,31 @@ def _mix(maps: Tensor, mixing: Tensor, bias: Tensor | None, out: Tensor) -> None
         out.add_(bias)
 
 
+def _c_forward(x, weight, bias, pull_size, stride, padding, dilation, groups) -> Tensor | None:
+    """The C form of :func:`exact_pull`; None where a result is not finite."""
+    args = (pull_size, stride, padding, dilation, groups)
+    shape = _output_shape(x, weight, pull_size, stride, padding, dilation)
+    out = _empty_output(x, *shape)
+    x = x.contiguous(memory_format=_input_format(x.shape[1], groups))
+    mixing = _mixing_weight(weight, groups)
+    gemm = blas_gemm(x.dtype) if groups == 1 else None
+    if gemm is not None:
+        kernels = _Kernels(x, weight, *args, FORWARD_CHUNK_BYTES_PER_THREAD)
+        bias = None if bias is None else bias.contiguous()
+        return out if kernels.mix_in_one_pass(x, mixing[0].contiguous(), bias, out, gemm) else None
+    kernels = _Kernels(x, weight, *args, CHUNK_BYTES)
+    pixels_last = torch.empty(shape, dtype=x.dtype, memory_format=torch.channels_last)
+    pixels_last = pixels_last.permute(0, 2, 3, 1)  # [N, Ho, Wo, O], contiguous
+    buffer = kernels.buffer()
+    for block in kernels.blocks(x.shape[0]):
+        n, images, row, rows, col, cols = block
+        chunk = pixels_last[n : n + images, row : row + rows, col : col + cols]
+        _mix(kernels.maps(x, buffer, block), mixing, bias, chunk.reshape(-1, shape[1]))
+    if not torch.isfinite(pixels_last).all():
+        return None
+    return out.copy_(pixels_last.permute(0, 3, 1, 2))
+
+
 @torch.library.custom_op("timm_pushpull::exact_pull", mutates_args=())
 def exact_pull(
     x: Tensor,
@@ -292,34 +363,65 @@ def exact_pull(
     dilation: list[int],
     groups: int,
 ) -> Tensor:
-    """``conv2d(pad(x), resize(weight, pull_size), bias, stride, 0, dilation, groups)``, channels-last.
+    """``conv2d(pad(x), resize(weight, pull_size), bias, stride, 0, dilation, groups)`` in
+    :func:`output_format`.
 
     ``resize`` is bilinear with ``align_corners=True``; ``padding`` is (top, bottom, left, right)
-    zeros. The pull branch passes the negated push kernel and bias.
+    zeros (negative: cropped). The pull branch passes the negated push kernel and bias. Where the
+    C form's result is not finite it is recomputed by the definition, whose infinities and NaNs
+    it then has.
     """
     args = (pull_size, stride, padding, dilation, groups)
-    if not _native_applies(x, weight, pull_size):
-        out = _exact_pull_torch(x, weight, bias, *args)
-        return out.contiguous(memory_format=torch.channels_last)
+    if c_kernel_runs(x, weight, pull_size, padding):
+        out = _c_forward(x, weight, bias, *args)
+        if out is not None:
+            return out
+    return _exact_pull_torch(x, weight, bias, *args).contiguous(memory_format=output_format(x))
+
+
+def _definition_backward(grad, x, weight, args, need_input, need_weight):
+    _, vjp = torch.func.vjp(lambda t, w: _exact_pull_torch(t, w, None, *args), x, weight)
+    grad_x, grad_w = vjp(grad)
+    return grad_x if need_input else None, grad_w if need_weight else None
+
+
+def _c_backward(grad, x, weight, args, need_input, need_weight):
+    """The C form's gradients; None where one is not finite."""
+    groups = args[-1]
     x = x.contiguous(memory_format=_input_format(x.shape[1], groups))
-    kernels = _Kernels(x, weight, *args, FORWARD_CHUNK_BYTES_PER_THREAD * torch.get_num_threads())
-    batch, out_channels, out_h, out_w = _output_shape(
-        x, weight, pull_size, stride, padding, dilation
-    )
-    out = _channels_last_output(x, batch, out_channels, out_h, out_w)
-    pixels_last = out.permute(0, 2, 3, 1)  # [N, Ho, Wo, O], contiguous
-    mixing = _mixing_weight(weight, groups)
-    gemm = blas_gemm(x.dtype) if groups == 1 else None
-    if gemm is not None:
-        bias = None if bias is None else bias.contiguous()
-        kernels.mix_in_one_pass(x, mixing[0].contiguous(), bias, pixels_last, gemm)
-        return out
-    buffer = _scratch_buffer(kernels.rows * out_w * kernels.maps_per_pixel, x.dtype)
-    for n, images, row, rows in kernels.chunks(batch):
-        maps = kernels.maps(x, buffer, n, images, row, rows)
-        chunk = pixels_last[n : n + images, row : row + rows].view(-1, out_channels)
-        _mix(maps, mixing, bias, chunk)
-    return out
+    kernels = _Kernels(x, weight, *args, CHUNK_BYTES)
+    out_channels, group_channels, sh, sw = weight.shape
+    grad = grad.permute(0, 2, 3, 1).contiguous()  # [N, Ho, Wo, O]
+    mixing = _mixing_weight(weight, groups)  # [groups, K, O/groups]
+    grad_x = torch.empty_like(x, memory_format=torch.channels_last) if need_input else None
+    grad_mixing = torch.zeros_like(mixing) if need_weight else None
+    buffer = kernels.buffer()
+    for block in kernels.blocks(x.shape[0]):
+        n, images, row, rows, col, cols = block
+        grad_out = grad[n : n + images, row : row + rows, col : col + cols]
+        grad_out = grad_out.reshape(-1, groups, out_channels // groups).transpose(0, 1)
+        pixels = grad_out.shape[1]
+        if need_weight:
+            maps = kernels.maps(x, buffer, block).unflatten(1, (groups, -1)).transpose(0, 1)
+            grad_mixing.baddbmm_(maps.transpose(1, 2), grad_out)  # [g, K, O/g]
+        if need_input:
+            grad_maps = buffer[: pixels * kernels.maps_per_pixel].view(pixels, -1)
+            if groups == 1:
+                torch.mm(grad_out[0], mixing[0].T, out=grad_maps)
+            else:
+                mixed = torch.bmm(grad_out, mixing.transpose(1, 2))  # [g, P, K]
+                grad_maps.view(pixels, groups, -1).copy_(mixed.transpose(0, 1))
+            kernels.spread(grad_maps, grad_x, block)
+    if need_weight:
+        grad_w = grad_mixing.view(groups, sh, sw, group_channels, -1).permute(0, 4, 3, 1, 2)
+        grad_w = grad_w.reshape(out_channels, group_channels, sh, sw).contiguous()
+        if not torch.isfinite(grad_w).all():
+            return None
+    else:
+        grad_w = None
+    if need_input and not torch.isfinite(grad_x).all():
+        return None
+    return grad_x, grad_w
 
 
 @torch.library.custom_op("timm_pushpull::exact_pull_backward", mutates_args=())
@@ -335,62 +437,32 @@ def exact_pull_backward(
     need_input: bool,
     need_weight: bool,
 ) -> tuple[Tensor, Tensor]:
-    """Gradients of :func:`exact_pull` for ``x`` and ``weight`` (empty where not needed)."""
+    """Gradients of :func:`exact_pull` for ``x`` (in :func:`output_format` of ``x``) and
+    ``weight`` (contiguous), empty where not needed; by the definition where the C form's are
+    not finite."""
     args = (pull_size, stride, padding, dilation, groups)
-    if not _native_applies(x, weight, pull_size):
-        _, vjp = torch.func.vjp(lambda t, w: _exact_pull_torch(t, w, None, *args), x, weight)
-        grad_x, grad_w = vjp(grad)
-        grad_x = grad_x.contiguous(memory_format=torch.channels_last)
-        return (grad_x if need_input else x.new_empty(0)), (
-            grad_w if need_weight else x.new_empty(0)
-        )
-    x = x.contiguous(memory_format=_input_format(x.shape[1], groups))
-    kernels = _Kernels(x, weight, *args, CHUNK_BYTES)
-    out_channels, group_channels, sh, sw = weight.shape
-    grad = grad.permute(0, 2, 3, 1).contiguous()  # [N, Ho, Wo, O]
-    mixing = _mixing_weight(weight, groups)  # [groups, K, O/groups]
-    grad_x = (
-        torch.empty_like(x, memory_format=torch.channels_last) if need_input else x.new_empty(0)
-    )
-    grad_mixing = torch.zeros_like(mixing) if need_weight else x.new_empty(0)
-    per_image = kernels.out_h * kernels.out_w * kernels.maps_per_pixel
-    images_per_chunk = max(1, CHUNK_BYTES // (per_image * x.element_size()))
-    buffer = _scratch_buffer(min(images_per_chunk, x.shape[0]) * per_image, x.dtype)
-    for n, images, _, _ in kernels.chunks(x.shape[0], whole_images=True):
-        pixels = images * kernels.out_h * kernels.out_w
-        grad_out = grad[n : n + images].view(pixels, groups, -1).transpose(0, 1)  # [g, P, O/g]
-        if need_weight:
-            maps = kernels.maps(x, buffer, n, images, 0, kernels.out_h)
-            maps = maps.unflatten(1, (groups, -1)).transpose(0, 1)  # [g, P, K]
-            grad_mixing.baddbmm_(maps.transpose(1, 2), grad_out)
-        if need_input:
-            grad_maps = buffer[: pixels * kernels.maps_per_pixel].view(pixels, -1)
-            if groups == 1:
-                torch.mm(grad_out[0], mixing[0].T, out=grad_maps)
-            else:
-                mixed = torch.bmm(grad_out, mixing.transpose(1, 2))  # [g, P, K]
-                grad_maps.view(pixels, groups, -1).copy_(mixed.transpose(0, 1))
-            kernels.spread(grad_maps, grad_x, n, images)
-    if need_weight:
-        grad_mixing = grad_mixing.view(groups, sh, sw, group_channels, -1).permute(0, 4, 3, 1, 2)
-        grad_mixing = grad_mixing.reshape(out_channels, group_channels, sh, sw)
-    return grad_x, grad_mixing
+    grads = None
+    if c_kernel_runs(x, weight, pull_size, padding):
+        grads = _c_backward(grad, x, weight, args, need_input, need_weight)
+    if grads is None:
+        grads = _definition_backward(grad, x, weight, args, need_input, need_weight)
+    grad_x, grad_w = grads
+    empty = x.new_empty(0)
+    grad_x = empty if grad_x is None else grad_x.contiguous(memory_format=output_format(x))
+    return grad_x, empty if grad_w is None else grad_w.contiguous()
 
 
 @exact_pull.register_fake
 def _(x, weight, bias, pull_size, stride, padding, dilation, groups):
-    batch, out_channels, out_h, out_w = _output_shape(
-        x, weight, pull_size, stride, padding, dilation
-    )
-    return _channels_last_output(x, batch, out_channels, out_h, out_w)
+    shape = _output_shape(x, weight, pull_size, stride, padding, dilation)
+    return _empty_output(x, *shape)
 
 
 @exact_pull_backward.register_fake
 def _(grad, x, weight, pull_size, stride, padding, dilation, groups, need_input, need_weight):
-    grad_x = (
-        torch.empty_like(x, memory_format=torch.channels_last) if need_input else x.new_empty(0)
-    )
-    return grad_x, (torch.empty_like(weight) if need_weight else x.new_empty(0))
+    grad_x = torch.empty_like(x, memory_format=output_format(x)) if need_input else x.new_empty(0)
+    return grad_x, (torch.empty_like(weight, memory_format=torch.contiguous_format)
+                    if need_weight else x.new_empty(0))  # fmt: skip
 
 
 def _setup_context(ctx, inputs, output) -> None:

@@ -5,20 +5,16 @@ push-pull inhibition layer", Neural Computing and Applications 32 (2020).
 
 The pull kernel is the push kernel resized by a factor ``h`` (bilinear, ``align_corners=True``)
 and negated. The pull ``mode`` says which kernel is applied: ``exact`` (that one) or ``fast`` (an
-approximation); its ``impl`` how it is computed, all differentiable in the push weights:
+approximation). How an exact pull is computed is chosen per call by :mod:`.exact_path` (a
+stride-1 layer usually computes push and pull together, :mod:`.push_and_pull`); the pull's own
+forms, all differentiable in the push weights:
 
-A stride-1 exact layer usually computes its push and pull together, from one matrix product
-(:mod:`.push_and_pull`, chosen by ``PushPull2d``); this module is the pull on its own:
-
-* ``direct`` (exact mode): a convolution with the resized kernel, the paper's formulation.
-* ``separable`` (exact mode): resizing is linear and separable, ``resize(k) = U k U^T``, so
+* ``direct``: a convolution with the resized kernel, the paper's formulation.
+* ``separable``: resizing is linear and separable, ``resize(k) = U k U^T``, so
   ``x * resize(k) = sum_ab k[:, :, a, b] * (x * u_a u_b^T)``: per-channel separable filtering
-  followed by a 1x1 convolution with the push kernel's multiply-adds. On float32/float64 CPU
-  tensors a C kernel builds the maps (channels-last, or channels-first for at most 4 input
-  channels) and one matrix product mixes them (:mod:`.exact_pull`), in eval and training alike,
-  wherever :func:`separable_pays` says so; that rule was measured on a 2-core x86 CPU
-  (BENCHMARKS.md). Elsewhere (GPU, no C compiler) PyTorch's grouped convolutions build the maps,
-  which only beats the direct form for few input channels per group (the image-facing layer).
+  followed by a 1x1 convolution with the push kernel's multiply-adds; built by a C kernel and mixed
+  by one GEMM on float CPU tensors (:mod:`.exact_pull`, path ``c_separable``), else by PyTorch's
+  grouped convolutions (path ``torch_separable``).
 * ``dilated`` (fast mode, approximate, opt-in): linear interpolation at integer spacing ``d`` equals
   zero-insertion with spacing ``d`` followed by a tent filter of half-width ``d``. The pull is then
   a small depthwise tent blur plus the push kernel applied with dilation ``d``, about the cost of
@@ -38,67 +34,25 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .exact_pull import interpolation_matrix, native_available  # also registers the op
-from .portable import portable_graph
+from . import exact_path
+from .exact_pull import interpolation_matrix  # also registers the op
 
 PULL_MODES = ("exact", "fast")  # which kernel
 PULL_IMPLS = ("direct", "separable", "dilated")  # how it is computed
-
-# PyTorch's separable form (no C kernel) builds its maps with grouped 1-D convolutions, which pay
-# only for few input channels (1.5x slower than a direct 7x7 conv for 64->64 3x3) and, for those,
-# only when the pull mixes into enough output channels. Its cost per input channel and pixel is
-# about S * (TORCH_MAP_COST_CHANNELS + O) for S = k_h*k_w maps and O outputs per group, against the
-# direct form's P * O. Measured on the 2-core x86 VM with one thread: the 3->64 7x7 stem's pull
-# runs 1.4x faster separable, LeNet's 1->6 5x5 (11x11 pull) 8x slower, 1->20 5x5 1.7x slower and
-# 3->16 3x3 2.6x slower, which puts the crossover near 150 output channels' worth of work per map.
-# BENCHMARKS.md (exact pull, run 7) repeats it with 2 threads: the same picks, except that the
-# stem's eval is then 1.14x slower separable (its training 2.2x faster, so the rule keeps it).
-# This form only runs where the C kernel does not (no C compiler, GPU).
-SEPARABLE_MAX_IN_CHANNELS = 4
-TORCH_MAP_COST_CHANNELS = 150
-# The C separable form costs its S = s_h*s_w maps per input channel and pixel (built, then read by
-# the GEMM) plus the push conv's multiply-adds, S * (c + O) for O output channels per group; the
-# direct form P * O for a P = p_h*p_w pull kernel. Measured on this project's 2-core x86 VM
-# (BENCHMARKS.md, "pull alone"): building the maps costs about what mixing them into c = 72 output
-# channels does (the two forms tie for 16->16 3x3 -> 7x7 and for 64->64 5x5 -> 7x7). The same rule
-# holds for the channels-first maps of layers with few input channels (BENCHMARKS.md, exact pull
-# run 9: separable / direct time): the 3->64 7x7 stem (0.62) and 1->20 5x5 (0.60) run separable,
-# LeNet's 1->6 5x5 (1.84) and the CIFAR 3->16 3x3 stem (1.04) direct. That table is eval; the
-# stem layer also trains faster in the C form (5.66x a conv, PyTorch's separable form 6.37x).
-MAP_COST_CHANNELS = 72
-
-
-def separable_pays(
-    kernel_size: tuple[int, int], pull_size: tuple[int, int], out_per_group: int
-) -> bool:
-    """Whether the C separable form of the exact pull beats the direct convolution on the CPU."""
-    maps = kernel_size[0] * kernel_size[1]
-    return maps * (MAP_COST_CHANNELS + out_per_group) < pull_size[0] * pull_size[1] * out_per_group
-
-
-def torch_separable_pays(
-    in_per_group: int,
-    kernel_size: tuple[int, int],
-    pull_size: tuple[int, int],
-    out_per_group: int,
-) -> bool:
-    """Whether PyTorch's separable form of the exact pull beats the direct convolution."""
-    maps = kernel_size[0] * kernel_size[1]
-    direct = pull_size[0] * pull_size[1] * out_per_group
-    return (
-        in_per_group <= SEPARABLE_MAX_IN_CHANNELS
-        and maps * (TORCH_MAP_COST_CHANNELS + out_per_group) < direct
-    )
+MAX_PULL_SCALE = 64.0  # the papers use 1-3; a larger h only builds enormous kernels
 
 
 def pull_kernel_size(kernel_size: int, pull_scale: float) -> int:
     """Pull kernel size for one dimension: ``floor(s * h)``, plus 1 when even, so it has a centre.
 
-    ``h == 1`` keeps ``s`` (also for even ``s``). ``h`` may be any positive float, e.g. 1.5 turns
-    a 3-tap kernel into 5 taps; sizes below 1 are clamped to 1.
+    ``h == 1`` keeps ``s`` (also for even ``s``). ``h`` may be any float in
+    ``(0, MAX_PULL_SCALE]``, e.g. 1.5 turns a 3-tap kernel into 5 taps; sizes below 1 are clamped
+    to 1.
     """
-    if pull_scale <= 0:
-        raise ValueError(f"pull_scale (h) must be > 0, got {pull_scale}")
+    if not (isinstance(pull_scale, (int, float)) and 0 < pull_scale <= MAX_PULL_SCALE):
+        raise ValueError(
+            f"pull_scale (h) must be a finite number in (0, {MAX_PULL_SCALE:g}], got {pull_scale!r}"
+        )
     if pull_scale == 1:
         return kernel_size
     size = max(1, math.floor(kernel_size * pull_scale))
@@ -178,8 +132,8 @@ class Pull(nn.Module):
     """Pull branch of a push-pull layer: ``x * pull_kernel(push_weight) - push_bias`` (pre-activation).
 
     ``mode`` (:data:`PULL_MODES`) is which pull kernel, ``impl`` (:data:`PULL_IMPLS`) how PyTorch
-    computes it, picked from the mode and the geometry; ``native_separable`` says that float CPU
-    inputs take the C separable form instead.
+    computes it where no C kernel runs, from the mode and the measured rule of
+    :mod:`.exact_path`, which picks the form of each call.
 
     Holds no parameters: it receives the push weights at every call. Constant filters (interpolation
     taps, tent) are non-persistent buffers so they follow ``.to()``; in eval mode the tensors derived
@@ -214,7 +168,7 @@ class Pull(nn.Module):
         self.dilation = dilation
         self.groups = groups
         self.mode = mode
-        in_per_group = in_channels // groups
+        self.in_per_group, self.out_per_group = in_channels // groups, out_channels // groups
         if mode == "fast":
             self.impl = "dilated"
             extent = tuple(fast_pull_extent(k, p) for k, p in zip(kernel_size, self.pull_size))
@@ -232,93 +186,81 @@ class Pull(nn.Module):
             )
             taps = torch.outer(taps_h, taps_w).expand(blur_channels, 1, -1, -1).contiguous()
             smoothing = taps
-        elif torch_separable_pays(
-            in_per_group, self.kernel_size, self.pull_size, out_channels // groups
-        ):
-            self.impl = "separable"
-            extent = self.pull_size
         else:
-            self.impl = "direct"
             extent = self.pull_size
-        self.native_separable = mode == "exact" and separable_pays(
-            self.kernel_size, self.pull_size, out_channels // groups
+        self.preferred_paths = (
+            exact_path.pull_preferred_paths(self) if mode == "exact" else ["fast"]
         )
+        if mode == "exact":
+            self.impl = "separable" if "torch_separable" in self.preferred_paths else "direct"
         # TorchScript compiles every branch, so the buffer exists (empty when unused).
         self.register_buffer(
             "smoothing", smoothing.to(device=device, dtype=dtype), persistent=False
         )
         # Same centre and output size as the push conv. An even push kernel has its centre between
-        # taps while the pull kernel is odd: the odd pixel of padding goes bottom/right.
+        # taps while the pull kernel is odd: the odd pixel of padding goes bottom/right. A pull
+        # smaller than the push kernel (h < 1) has negative padding: the input is cropped.
         before = [
             d * ((e - k) // 2) + p for e, k, p, d in zip(extent, kernel_size, padding, dilation)
         ]
         total = [d * (e - k) + 2 * p for e, k, p, d in zip(extent, kernel_size, padding, dilation)]
-        self.asymmetric = any(2 * b != t for b, t in zip(before, total))
+        self.asymmetric = any(2 * b != t or b < 0 for b, t in zip(before, total))
         self.input_pad = [before[1], total[1] - before[1], before[0], total[0] - before[0]]
         self.sides = [before[0], total[0] - before[0], before[1], total[1] - before[1]]
         self.padding = (0, 0) if self.asymmetric else (before[0], before[1])
-        self._cache: tuple[Tensor, Tensor] | None = None
+        self._cache: tuple[str, Tensor, Tensor] | None = None
 
     def extra_repr(self) -> str:
-        impl = f"{self.impl}, separable C kernel on the CPU" if self.native_separable else self.impl
+        c_form = "c_separable" in self.preferred_paths
+        impl = f"{self.impl}, separable C kernel on the CPU" if c_form else self.impl
         return f"pull_scale={self.pull_scale}, pull_size={self.pull_size}, mode={self.mode}, impl={impl}"
 
-    def derived_weight(self, push_weight: Tensor) -> Tensor:
-        """The tensor this branch convolves with, computed from the push weights (no caching)."""
-        if self.impl == "direct":
+    def derived_weight(self, push_weight: Tensor, path: str = "") -> Tensor:
+        """The tensor that ``path`` (default: ``impl``'s) convolves with, computed from the push
+        weights (no caching)."""
+        path = path or {"direct": "direct", "separable": "torch_separable"}.get(self.impl, "fast")
+        if path == "direct":
             if self.pull_size == self.kernel_size:  # decided from the geometry, so FX can trace it
                 return -push_weight
             return pull_weight(push_weight, self.pull_size)
-        if self.impl == "separable":
+        if path == "torch_separable":
             return -push_weight.reshape(push_weight.shape[0], -1, 1, 1)
         return -push_weight
 
     @torch.jit.unused
-    def _weight(self, push_weight: Tensor) -> Tensor:
+    def _weight(self, push_weight: Tensor, path: str) -> Tensor:
         tracing = torch.jit.is_tracing() or isinstance(push_weight, torch.fx.Proxy)
         if self.training or tracing or torch.compiler.is_compiling():
             self._cache = None
-            return self.derived_weight(push_weight)
+            return self.derived_weight(push_weight, path)
         if torch.is_grad_enabled() and push_weight.requires_grad:
-            return self.derived_weight(push_weight)
-        return self._cached_weight(push_weight)
+            return self.derived_weight(push_weight, path)
+        return self._cached_weight(push_weight, path)
 
     @torch.jit.unused
-    def _cached_weight(self, push_weight: Tensor) -> Tensor:
+    def _cached_weight(self, push_weight: Tensor, path: str) -> Tensor:
         # torch.equal on the (small) weight catches every kind of change, including `.data` edits
         # that bypass the version counter; it costs microseconds next to the convolution.
         cache = self._cache
         if (
             cache is None
-            or cache[0].device != push_weight.device
-            or cache[0].dtype != push_weight.dtype
-            or cache[0].shape != push_weight.shape
-            or cache[0].is_inference() != torch.is_inference_mode_enabled()
-            or not torch.equal(cache[0], push_weight)
+            or cache[0] != path
+            or cache[1].device != push_weight.device
+            or cache[1].dtype != push_weight.dtype
+            or cache[1].shape != push_weight.shape
+            or cache[1].is_inference() != torch.is_inference_mode_enabled()
+            or not torch.equal(cache[1], push_weight)
         ):
             with torch.no_grad():
-                cache = (push_weight.detach().clone(), self.derived_weight(push_weight))
+                derived = self.derived_weight(push_weight, path)
+                cache = (path, push_weight.detach().clone(), derived)
             self._cache = cache
-        return cache[1]
+        return cache[2]
 
     @torch.jit.unused
-    def _native_applies(self, x: Tensor) -> bool:
-        if not self.native_separable or portable_graph():
-            return False
-        if isinstance(x, torch.fx.Proxy):  # the op picks its path per call
-            return native_available(torch.device("cpu"), torch.float32)
-        return native_available(x.device, x.dtype) and not torch.is_autocast_enabled(x.device.type)
-
-    def runs_native(self, x: Tensor) -> bool:
-        """Whether a call with ``x`` runs the C separable form (channels-last output)."""
-        if torch.jit.is_scripting():
-            return False
-        return self._native_applies(x) and not self._vmapped(x)
-
-    @torch.jit.unused
-    def _vmapped(self, x: Tensor) -> bool:
-        # vmap cannot give a batched tensor another memory format (the op itself runs batched)
-        return isinstance(x, Tensor) and torch._C._functorch.is_batchedtensor(x)
+    def path(self, x: Tensor, push_weight: Tensor) -> str:
+        """The form of a call with ``x`` (:func:`.exact_path.pull_path`)."""
+        return exact_path.pull_path(self, x, push_weight)
 
     @torch.jit.unused
     def _native(self, x: Tensor, push_weight: Tensor, bias: Tensor | None) -> Tensor:
@@ -328,30 +270,31 @@ class Pull(nn.Module):
         pull_op = torch.ops.timm_pushpull.exact_pull
         return pull_op(x, -push_weight, bias, *[list(a) for a in args], self.groups)
 
-    def _plain_form(self, push_weight: Tensor) -> tuple[str, Tensor]:
-        """``(impl, weight)`` of the paper's direct form (or the dilated one), for TorchScript and
-        ONNX graphs: convolutions whose kernels have static shapes whatever the input's (a traced
-        input's channel count is a graph value, and ONNX's convolution needs its kernel's shape)."""
-        if self.mode == "fast":
-            return "dilated", -push_weight
-        return "direct", pull_weight(push_weight, self.pull_size)
-
-    def forward(self, x: Tensor, push_weight: Tensor, push_bias: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        push_weight: Tensor,
+        push_bias: Tensor | None = None,
+        path: str | None = None,
+    ) -> Tensor:
+        """The pull's pre-activation by ``path`` (one of :data:`.exact_path.EXACT_PATHS` but
+        ``"shared"``, or ``"fast"``), by default the one :mod:`.exact_path` picks."""
         bias = negated_bias(push_bias)
         if torch.jit.is_scripting():
-            impl, weight = self._plain_form(push_weight)
-        elif self._native_applies(x):
-            return self._native(x, push_weight, bias)
-        elif portable_graph():
-            impl, weight = self._plain_form(push_weight)
+            # TorchScript runs the paper's direct form (or the dilated one): plain convolutions
+            path = "fast" if self.mode == "fast" else "direct"
+            weight = pull_weight(push_weight, self.pull_size) if path == "direct" else -push_weight
         else:
-            impl = self.impl
-            weight = self._weight(push_weight)
+            if path is None:
+                path = self.path(x, push_weight)
+            if path == "c_separable":
+                return self._native(x, push_weight, bias)
+            weight = self._weight(push_weight, path)
         if self.asymmetric:
             x = F.pad(x, self.input_pad)
-        if impl == "direct":
+        if path == "direct":
             return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
-        if impl == "separable":
+        if path == "torch_separable":
             return self._separable(x, weight, bias)
         return self._dilated(x, weight, bias)
 

@@ -22,8 +22,6 @@ the MKL that PyTorch ships), and elsewhere computes the two branches separately.
 
 from __future__ import annotations
 
-import ctypes
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -32,75 +30,104 @@ from torch.utils.flop_counter import register_flop_formula
 
 from .. import native
 from .exact_pull import (
-    _scratch_buffer,
     blas_gemm,
+    check_output_size,
     exact_pull,
     exact_pull_backward,
-    interpolation_matrix,
     interpolation_taps,
-    native_available,
+    output_format,
+    scratch_buffer,
 )
-from .pull import MAP_COST_CHANNELS, separable_pays
+from .exact_pull import c_kernel_runs as c_pull_runs
 
-_INT, _LONG, _PTR = ctypes.c_int, ctypes.c_long, ctypes.c_void_p
-_SIGNATURE = [_PTR, _PTR, _PTR, _LONG] + [_INT] * 11 + [_PTR, _PTR, _INT, _INT, _PTR, _PTR, _INT]
-_SIGNATURE += [_PTR, _INT, _INT, _INT, _INT, _INT, _PTR, _LONG, _PTR, _INT]
-_BACKWARD_SIGNATURE = [_PTR] * 5 + [_LONG] + [_INT] * 11 + [_PTR, _PTR, _INT, _INT, _PTR, _INT]
-_BACKWARD_SIGNATURE += [_INT, _INT, _PTR, _LONG, _PTR, _INT]
 _SUFFIX = {torch.float32: "float", torch.float64: "double"}
-# Input pixels per GEMM call, at least: one 32-pixel row is too short a product for MKL.
+# Input pixels per GEMM call, at least: one 32-pixel row is too short a product for MKL
+# (BENCHMARKS.md, "Shared form (eval) vs conv, by input pixels per GEMM call").
 GEMM_PIXELS = 512
-# What the shared form adds to the push convolution, per output value: the push's shifted sum
-# (s_h*s_w additions) and the pull's smoothing (taps_v*s_w + taps_h multiply-adds), each costing
-# about SHARED_TAP_COST multiply-adds of a convolution (its operands come from the cache-resident
-# ring of products instead of registers). Side by side on the 2-core x86 VM (BENCHMARKS.md, exact
-# pull run 10, eval; shared / apart, in convs): 16->16 3x3 2.1 / 4.2, 64->64 1.4 / 2.6, 16->16 5x5
-# 2.9 / 5.1, 20->50 5x5 1.5 / 2.5, and at the boundary, where the products far outnumber the
-# inputs: 4->16 3x3 3.4 / 3.7 (picked), 6->16 5x5 4.5 / 4.3 (picked, 5% slower), the CIFAR 3->16
-# stem 3.5 / 3.6 (not picked, a tie) and LeNet's 1->6 5x5 15 / 4.2 (not picked). In training the
-# boundary lies a little higher (4->16 and 6->16 train 20% slower shared); one rule serves both.
-SHARED_TAP_COST = 3.0
+# Each thread's scratch: the ring of products (forward) or their gradient (backward). Layers
+# whose rows do not fit take fewer rows per GEMM, then tiles of columns; the tiles of the forward
+# recompute the columns their neighbours share, so a layer whose tiles would be narrower than
+# MIN_TILE_COLUMNS and twice those shared columns runs its branches apart (BENCHMARKS.md, "Memory
+# of one exact layer call").
+SCRATCH_BYTES_PER_THREAD = 8 << 20
+MIN_TILE_COLUMNS = 16
 
 
 def _kernel(dtype: torch.dtype, backward: bool = False):
     name = f"push_pull_taps{'_backward' if backward else ''}_{_SUFFIX[dtype]}"
-    signature = _BACKWARD_SIGNATURE if backward else _SIGNATURE
-    return native.function("push_pull_taps", name, signature, ctypes.c_int)
+    return native.function("push_pull_taps", name)
 
 
-def shared_taps_apply(stride, dilation, groups: int, pull_scales: int) -> bool:
-    """Whether the layer's geometry has the form the shared-taps ops compute."""
-    return (
-        tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and groups == 1 and pull_scales == 1
-    )
+def _reach(sizes: tuple[int, int], paddings: tuple[int, int]) -> tuple[int, int]:
+    """``(low, high)``: the input offsets, relative to an output pixel, that push (kernel size and
+    padding first) and pull read along one axis."""
+    (s, p), (top, pull_top) = sizes, paddings
+    return min(-top, -pull_top), max(s - 1 - top, p - 1 - pull_top)
 
 
-def shared_taps_pay(
-    in_channels: int, out_channels: int, kernel_size: tuple[int, int], pull_size: tuple[int, int]
+class _Plan:
+    """How the C kernel covers one call: GEMM rows, ring rows, tile columns, scratch per thread
+    (elements); ``fits`` is False where no plan keeps the scratch within the budget."""
+
+    def __init__(self, x_shape, weight_shape, pull_size, push_padding, pull_padding, itemsize,
+                 backward: bool = False):  # fmt: skip
+        _, _, height, width = x_shape
+        out_channels, _, sh, sw = weight_shape
+        out_w = width + 2 * push_padding[1] - sw + 1
+        low, high = _reach((sh, pull_size[0]), (push_padding[0], pull_padding[0]))
+        col_low, col_high = _reach((sw, pull_size[1]), (push_padding[1], pull_padding[2]))
+        pixel = sh * sw * out_channels
+        budget = SCRATCH_BYTES_PER_THREAD // itemsize
+        self.fits = out_w >= 1 and height + 2 * push_padding[0] >= sh
+        self.gemm_rows = max(1, min(height, GEMM_PIXELS // width))
+        self.tile_cols = width if backward else out_w
+        while self.fits:
+            if backward:
+                self.ring_rows = 0
+                ring_width = min(width, self.tile_cols)
+                self.per_thread = self.gemm_rows * ring_width * pixel
+                self.per_thread += (ring_width + pull_size[1] - 1) * sh * out_channels
+            else:
+                rows = high - low + self.gemm_rows
+                self.ring_rows = -(-rows // self.gemm_rows) * self.gemm_rows
+                tiled = self.tile_cols < out_w
+                ring_width = min(width, self.tile_cols + col_high - col_low) if tiled else width
+                self.per_thread = self.ring_rows * ring_width * pixel
+                self.per_thread += (
+                    ring_width * sw * out_channels + 2 * self.tile_cols * out_channels
+                )
+            if self.per_thread <= budget:
+                return
+            if self.gemm_rows > 1:
+                self.gemm_rows = max(1, self.gemm_rows // 2)
+                continue
+            halo = 0 if backward else col_high - col_low
+            narrowest = MIN_TILE_COLUMNS if backward else max(MIN_TILE_COLUMNS, 2 * halo)
+            if self.tile_cols <= narrowest:
+                self.fits = False
+                return
+            self.tile_cols = max(narrowest, self.tile_cols // 2)
+
+
+def c_kernel_runs(
+    x: Tensor, weight: Tensor, pull_size, push_padding, pull_padding, symbolic: bool = False
 ) -> bool:
-    """Whether the shared form beats push convolution + the exact pull's best C form on the CPU
-    (both per output value, in a convolution's multiply-adds)."""
-    (sh, sw), (ph, pw) = kernel_size, pull_size
-    taps_v = int((interpolation_taps(sh, ph) != 0).sum())
-    taps_h = int((interpolation_taps(sw, pw) != 0).sum())
-    added = SHARED_TAP_COST * (sh * sw + taps_v * sw + taps_h)
-    maps, direct = sh * sw * (MAP_COST_CHANNELS + out_channels), ph * pw * out_channels
-    return added < in_channels / out_channels * min(maps, direct)
-
-
-def runs_shared_taps(x: Tensor, weight: Tensor) -> bool:
-    """Whether a call with ``x`` runs the C kernel (else the ops compute the branches apart)."""
-    return (
-        native_available(x.device, x.dtype)
-        and weight.dtype == x.dtype
-        and x.numel() > 0
-        and blas_gemm(x.dtype) is not None
-        and _kernel(x.dtype) is not None
-    )
+    """Whether the shared ops run the C kernel for these tensors (else they compute the branches
+    apart): the exact pull's C conditions, the MKL that PyTorch ships, and scratch within the
+    budget (``symbolic``: not checked, for graphs whose op decides when it runs)."""
+    if not c_pull_runs(x, weight, pull_size, pull_padding, symbolic):
+        return False
+    if symbolic:
+        return True
+    if blas_gemm(x.dtype) is None or _kernel(x.dtype) is None:
+        return False
+    plan = _Plan(x.shape, weight.shape, pull_size, push_padding, pull_padding, x.element_size())
+    return plan.fits
 
 
 def _output_shape(x: Tensor, weight: Tensor, push_padding) -> tuple[int, int, int, int]:
     (sh, sw), (top, left) = weight.shape[-2:], push_padding
+    check_output_size((x.shape[2] + 2 * top, x.shape[3] + 2 * left), (sh, sw))
     return (
         x.shape[0],
         weight.shape[0],
@@ -121,34 +148,40 @@ def _check_geometry(x, weight, pull_size, push_padding, pull_padding) -> None:
 
 
 def _planar(x: Tensor) -> bool:
-    """Whether ``x`` is NCHW (and not also channels-last, as with one channel or one pixel)."""
-    return x.is_contiguous() and not x.is_contiguous(memory_format=torch.channels_last)
+    """Whether the kernel reads ``x`` and writes its outputs NCHW (else channels-last)."""
+    return output_format(x) == torch.contiguous_format
 
 
-def _empty_output(x: Tensor, weight: Tensor, push_padding, planar: bool = False) -> Tensor:
+def _empty_output(x: Tensor, weight: Tensor, push_padding) -> Tensor:
     return torch.empty(
         _output_shape(x, weight, push_padding),
         dtype=x.dtype,
         device=x.device,
-        memory_format=torch.contiguous_format if planar else torch.channels_last,
+        memory_format=output_format(x),
     )
 
 
 def _branches_apart(
     x, weight, bias, pull_size, push_padding, pull_padding
 ) -> tuple[Tensor, Tensor]:
+    """The definition's push convolution and the exact pull on its own, in the layout of ``x``."""
     push = F.conv2d(x, weight, bias, 1, list(push_padding))
     pull_bias = None if bias is None else -bias
     pull = exact_pull(x, -weight, pull_bias, list(pull_size), [1, 1], list(pull_padding), [1, 1], 1)
-    return push.contiguous(memory_format=torch.channels_last), pull
+    return push.contiguous(memory_format=output_format(x)), pull
 
 
-def _run_kernel(
-    x, weight, bias, pull_size, push_padding, pull_padding, push, pull, alpha, planar=False
-) -> None:
-    """Fill ``push`` and ``pull``, or ``push`` with the response when ``alpha``; all channels-last,
-    or all NCHW when ``planar``."""
-    x = x.contiguous(memory_format=torch.contiguous_format if planar else torch.channels_last)
+def _threads(x: Tensor, pull_rows: int, tasks: int) -> int:
+    # small inputs: waking threads would cost more than it saves
+    threads = torch.get_num_threads() if x.numel() * pull_rows >= 1 << 16 else 1
+    return min(threads, tasks)
+
+
+def _run_kernel(x, weight, bias, pull_size, push_padding, pull_padding, push, pull, alpha) -> bool:
+    """Fill ``push`` and ``pull``, or ``push`` with the response when ``alpha``; all in the layout
+    of ``x``. False where a result is not finite (the caller recomputes)."""
+    planar = _planar(x)
+    x = x.contiguous(memory_format=output_format(x))
     batch, channels, height, width = x.shape
     out_channels, _, sh, sw = weight.shape
     out_h, out_w = push.shape[-2:]
@@ -157,28 +190,26 @@ def _run_kernel(
     taps_v, taps_h = (interpolation_taps(s, p) for s, p in zip((sh, sw), pull_size))
     top, left = push_padding
     pull_top, pull_left = pull_padding[0], pull_padding[2]
-    reach = max(sh - 1 - top, pull_size[0] - 1 - pull_top) - min(-top, -pull_top) + 1
-    gemm_rows = max(1, min(height, GEMM_PIXELS // width))
-    ring_rows = -(-(reach - 1 + gemm_rows) // gemm_rows) * gemm_rows
-    threads = torch.get_num_threads() if x.numel() * pull_size[0] >= 1 << 16 else 1
-    threads = min(threads, batch * out_h)
-    bands = -(-threads // batch)  # each band of rows recomputes the ring's first rows
-    per_thread = (ring_rows * width * sh + width) * sw * out_channels + 2 * out_w * out_channels
-    scratch = _scratch_buffer(threads * per_thread, x.dtype)
+    plan = _Plan(x.shape, weight.shape, pull_size, push_padding, pull_padding, x.element_size())
+    tiles = -(-out_w // plan.tile_cols)
+    threads = _threads(x, pull_size[0], batch * out_h * tiles)
+    bands = -(-threads // (batch * tiles))  # each band of rows recomputes the ring's first rows
+    scratch = scratch_buffer(threads * plan.per_thread, x.dtype)
     bias = None if bias is None else bias.contiguous()
     if alpha is not None:
         alpha = alpha.contiguous()
-    failed = _kernel(x.dtype)(
+    status = _kernel(x.dtype)(
         x.data_ptr(), push.data_ptr(), None if pull is None else pull.data_ptr(), batch, channels,
         height, width, out_h, out_w, sh, sw, top, left, pull_size[0], pull_size[1],
         taps_v.data_ptr(), taps_h.data_ptr(), pull_top, pull_left, weights.data_ptr(),
         None if bias is None else bias.data_ptr(), out_channels,
         None if alpha is None else alpha.data_ptr(), 0 if alpha is None else alpha.numel(),
-        ring_rows, gemm_rows, bands, planar, scratch.data_ptr(), per_thread, blas_gemm(x.dtype),
-        threads,
+        plan.ring_rows, plan.gemm_rows, plan.tile_cols, bands, planar, scratch.data_ptr(),
+        plan.per_thread, blas_gemm(x.dtype), threads,
     )  # fmt: skip
-    if failed:
+    if status == 1:
         raise RuntimeError("push-pull-taps C kernel: bad geometry")
+    return status == 0
 
 
 @torch.library.custom_op("timm_pushpull::push_and_pull", mutates_args=())
@@ -193,14 +224,16 @@ def push_and_pull(
     """``(conv2d(x, k, b, padding=push_padding), exact_pull(x, -k, -b, pull_size, pull_padding))``.
 
     Stride 1, no dilation, one group; ``push_padding`` is (top, left), symmetric as ``nn.Conv2d``'s,
-    ``pull_padding`` (top, bottom, left, right) zeros. Both outputs channels-last.
+    ``pull_padding`` (top, bottom, left, right) zeros. Both outputs in the layout ``nn.Conv2d``
+    gives (:func:`.exact_pull.output_format`); by the definition where the C form's results are
+    not finite.
     """
     _check_geometry(x, weight, pull_size, push_padding, pull_padding)
-    if not runs_shared_taps(x, weight):
-        return _branches_apart(x, weight, bias, pull_size, push_padding, pull_padding)
-    push, pull = _empty_output(x, weight, push_padding), _empty_output(x, weight, push_padding)
-    _run_kernel(x, weight, bias, pull_size, push_padding, pull_padding, push, pull, None)
-    return push, pull
+    if c_kernel_runs(x, weight, pull_size, push_padding, pull_padding):
+        push, pull = _empty_output(x, weight, push_padding), _empty_output(x, weight, push_padding)
+        if _run_kernel(x, weight, bias, pull_size, push_padding, pull_padding, push, pull, None):
+            return push, pull
+    return _branches_apart(x, weight, bias, pull_size, push_padding, pull_padding)
 
 
 @push_and_pull.register_fake
@@ -214,34 +247,10 @@ def _setup_context(ctx, inputs, output) -> None:
     ctx.has_bias = bias is not None
 
 
-def _pull_backward(grad, x, weight, pull_size, pull_padding, need_x: bool, need_weight: bool):
-    """Gradients of the pull for x and for ``-weight`` (the kernel the pull resizes), in the form
-    the layer would compute the pull apart: the C maps, or the direct convolution's backward."""
-    if separable_pays(tuple(weight.shape[-2:]), tuple(pull_size), weight.shape[0]):
-        args = (pull_size, [1, 1], pull_padding, [1, 1], 1)
-        return exact_pull_backward(grad, x, -weight, *args, need_x, need_weight)
-    kernel = -F.interpolate(weight, size=tuple(pull_size), mode="bilinear", align_corners=True)
-    top, bottom, left, right = pull_padding
-    symmetric = top == bottom and left == right
-    padded = x if symmetric else F.pad(x, (left, right, top, bottom))
-    grad_x, grad_kernel, _ = torch.ops.aten.convolution_backward(
-        grad, padded, kernel, None, [1, 1], [top, left] if symmetric else [0, 0], [1, 1], False,
-        [0, 0], 1, [need_x, need_weight, False],
-    )  # fmt: skip
-    if need_x and not symmetric:
-        grad_x = grad_x[..., top : top + x.shape[2], left : left + x.shape[3]]
-    if need_weight:
-        # resize(k) = U_v^T k U_h, so the kernel's gradient goes back as U_v g U_h^T
-        (sh, sw), (ph, pw) = weight.shape[-2:], pull_size
-        rows = interpolation_matrix(sh, ph, weight.dtype, weight.device)
-        cols = interpolation_matrix(sw, pw, weight.dtype, weight.device)
-        grad_kernel = torch.einsum("ai,ocij,bj->ocab", rows, grad_kernel, cols)
-    return grad_x, grad_kernel
-
-
 def _backward_apart(x, weight, grad_push, grad_pull, pull_size, push_padding, pull_padding,
                     need_x: bool, need_weight: bool) -> list[Tensor | None]:  # fmt: skip
-    """The two branches' own backward passes, summed (no C kernel)."""
+    """The two branches' own backward passes, summed (the definition's where the exact pull's
+    is)."""
     grads: list[Tensor | None] = [None, None]
     if grad_push is not None:
         grads = list(
@@ -251,9 +260,8 @@ def _backward_apart(x, weight, grad_push, grad_pull, pull_size, push_padding, pu
             )[:2]
         )  # fmt: skip
     if grad_pull is not None:
-        pull_x, pull_weight = _pull_backward(
-            grad_pull, x, weight, pull_size, pull_padding, need_x, need_weight
-        )
+        args = (pull_size, [1, 1], pull_padding, [1, 1], 1)
+        pull_x, pull_weight = exact_pull_backward(grad_pull, x, -weight, *args, need_x, need_weight)
         # the pull convolves with minus the resized kernel
         updates = (pull_x if need_x else None, -pull_weight if need_weight else None)
         for index, update in enumerate(updates):
@@ -263,10 +271,12 @@ def _backward_apart(x, weight, grad_push, grad_pull, pull_size, push_padding, pu
 
 
 def _backward_shared(x, weight, grad_push, grad_pull, pull_size, push_padding, pull_padding,
-                     need_x: bool, need_weight: bool) -> list[Tensor | None]:  # fmt: skip
+                     need_x: bool, need_weight: bool) -> list[Tensor | None] | None:  # fmt: skip
     """The transposed shared form: the products' gradient g (the transposed shift and smoothing
-    of the outputs' gradients, built in cache) and two GEMMs, g @ k^T for x and x^T @ g for k."""
-    x = x.contiguous(memory_format=torch.channels_last)
+    of the outputs' gradients, built in cache) and two GEMMs, g @ k^T for x and x^T @ g for k.
+    None where a gradient is not finite."""
+    planar = _planar(x)
+    x = x.contiguous(memory_format=output_format(x))
     batch, channels, height, width = x.shape
     out_channels, _, sh, sw = weight.shape
     grads = [g if g is None else g.contiguous(memory_format=torch.channels_last)
@@ -274,30 +284,37 @@ def _backward_shared(x, weight, grad_push, grad_pull, pull_size, push_padding, p
     out_h, out_w = _output_shape(x, weight, push_padding)[2:]
     weights = weight.permute(1, 2, 3, 0).reshape(channels, -1).contiguous()
     taps_v, taps_h = (interpolation_taps(s, p) for s, p in zip((sh, sw), pull_size))
-    gemm_rows = max(1, min(height, GEMM_PIXELS // width))
-    threads = torch.get_num_threads() if x.numel() * pull_size[0] >= 1 << 16 else 1
-    threads = min(threads, batch * height)
-    bands = -(-threads // batch)
-    per_thread = gemm_rows * width * sh * sw * out_channels + out_w * sh * out_channels
-    scratch = _scratch_buffer(threads * per_thread, x.dtype)
-    grad_x = torch.empty_like(x, memory_format=torch.channels_last) if need_x else None
+    plan = _Plan(x.shape, weight.shape, pull_size, push_padding, pull_padding, x.element_size(),
+                 backward=True)  # fmt: skip
+    if not plan.fits:
+        return _backward_apart(x, weight, grad_push, grad_pull, pull_size, push_padding,
+                               pull_padding, need_x, need_weight)  # fmt: skip
+    tiles = -(-width // plan.tile_cols)
+    threads = _threads(x, pull_size[0], batch * height * tiles)
+    bands = -(-threads // (batch * tiles))
+    scratch = scratch_buffer(threads * plan.per_thread, x.dtype)
+    grad_x = torch.empty_like(x) if need_x else None
     grad_weights = x.new_zeros(threads, *weights.shape) if need_weight else None
 
     def pointer(tensor: Tensor | None) -> int | None:
         return None if tensor is None else tensor.data_ptr()
 
-    failed = _kernel(x.dtype, backward=True)(
+    status = _kernel(x.dtype, backward=True)(
         x.data_ptr(), pointer(grads[0]), pointer(grads[1]), pointer(grad_x),
         pointer(grad_weights), batch, channels, height, width, out_h, out_w, sh, sw,
         *push_padding, *pull_size, taps_v.data_ptr(), taps_h.data_ptr(), pull_padding[0],
-        pull_padding[2], weights.data_ptr(), out_channels, gemm_rows, bands, scratch.data_ptr(),
-        per_thread, blas_gemm(x.dtype), threads,
+        pull_padding[2], weights.data_ptr(), out_channels, plan.gemm_rows, plan.tile_cols, bands,
+        planar, scratch.data_ptr(), plan.per_thread, blas_gemm(x.dtype), threads,
     )  # fmt: skip
-    if failed:
+    if status == 1:
         raise RuntimeError("push-pull-taps C kernel: bad geometry")
+    if status == 2:
+        return None
     if grad_weights is not None:
         grad_weights = grad_weights.sum(0).view(channels, sh, sw, out_channels)
         grad_weights = grad_weights.permute(3, 0, 1, 2).contiguous()
+        if not torch.isfinite(grad_weights).all():
+            return None
     return [grad_x, grad_weights]
 
 
@@ -313,22 +330,26 @@ def push_and_pull_backward(
     need_x: bool,
     need_weight: bool,
 ) -> tuple[Tensor, Tensor]:
-    """Gradients of :func:`push_and_pull` for ``x`` and ``weight`` (empty where not needed)."""
+    """Gradients of :func:`push_and_pull` for ``x`` (in its :func:`.exact_pull.output_format`)
+    and ``weight`` (contiguous), empty where not needed; the branches' own where the C form's
+    are not finite."""
     args = (x, weight, grad_push, grad_pull, pull_size, push_padding, pull_padding)
-    backward = _backward_shared if runs_shared_taps(x, weight) else _backward_apart
-    grad_x, grad_weight = backward(*args, need_x, need_weight)
+    grads = None
+    if c_kernel_runs(x, weight, pull_size, push_padding, pull_padding):
+        grads = _backward_shared(*args, need_x, need_weight)
+    if grads is None:
+        grads = _backward_apart(*args, need_x, need_weight)
+    grad_x, grad_weight = grads
     empty = x.new_empty(0)
-    if grad_x is None:
-        grad_x = empty
-    elif grad_x.dim():  # the apart form's gradient has the input's layout
-        grad_x = grad_x.contiguous(memory_format=torch.channels_last)
-    return grad_x, empty if grad_weight is None else grad_weight
+    grad_x = empty if grad_x is None else grad_x.contiguous(memory_format=output_format(x))
+    return grad_x, empty if grad_weight is None else grad_weight.contiguous()
 
 
 @push_and_pull_backward.register_fake
 def _(grad_push, grad_pull, x, weight, pull_size, push_padding, pull_padding, need_x, need_weight):
-    grad_x = torch.empty_like(x, memory_format=torch.channels_last) if need_x else x.new_empty(0)
-    return grad_x, (torch.empty_like(weight) if need_weight else x.new_empty(0))
+    grad_x = torch.empty_like(x, memory_format=output_format(x)) if need_x else x.new_empty(0)
+    return grad_x, (torch.empty_like(weight, memory_format=torch.contiguous_format)
+                    if need_weight else x.new_empty(0))  # fmt: skip
 
 
 def _backward(ctx, grad_push: Tensor | None, grad_pull: Tensor | None):
@@ -360,22 +381,20 @@ push_and_pull.register_autograd(_backward, setup_context=_setup_context)
 
 def _response(x, weight, bias, alpha, pull_size, push_padding, pull_padding) -> Tensor:
     _check_geometry(x, weight, pull_size, push_padding, pull_padding)
-    if not runs_shared_taps(x, weight):
-        push, pull = _branches_apart(x, weight, bias, pull_size, push_padding, pull_padding)
-        response = push.relu_().addcmul_(alpha.reshape(1, -1, 1, 1), pull.relu_(), value=-1.0)
-        return response.contiguous(memory_format=_response_format(x))
-    # in the input's layout: a model kept NCHW would otherwise convert between the two around
-    # every push-pull layer (21 copies per resnet20_pp_b1 forward, slower mixed-layout adds)
-    planar = _planar(x)
-    response = _empty_output(x, weight, push_padding, planar)
-    alpha = alpha.reshape(-1).to(x.dtype)
-    args = (pull_size, push_padding, pull_padding, response, None, alpha, planar)
-    _run_kernel(x, weight, bias, *args)
-    return response
-
-
-def _response_format(x: Tensor) -> torch.memory_format:
-    return torch.contiguous_format if _planar(x) else torch.channels_last
+    if c_kernel_runs(x, weight, pull_size, push_padding, pull_padding):
+        response = _empty_output(x, weight, push_padding)
+        args = (
+            pull_size,
+            push_padding,
+            pull_padding,
+            response,
+            None,
+            alpha.reshape(-1).to(x.dtype),
+        )
+        if _run_kernel(x, weight, bias, *args):
+            return response
+    push, pull = _branches_apart(x, weight, bias, pull_size, push_padding, pull_padding)
+    return push.relu_().addcmul_(alpha.reshape(1, -1, 1, 1), pull.relu_(), value=-1.0)
 
 
 @torch.library.custom_op("timm_pushpull::push_pull_response", mutates_args=())
@@ -389,8 +408,8 @@ def push_pull_response(
     pull_padding: list[int],
 ) -> Tensor:
     """``relu(push) - alpha * relu(pull)`` of :func:`push_and_pull` (``alpha``: one value or one
-    per output channel, used as given), NCHW for an NCHW ``x``, else channels-last; for
-    inference, no autograd formula."""
+    per output channel, used as given), in the layout ``nn.Conv2d`` gives; for inference, no
+    autograd formula. By the definition where the C form's result is not finite."""
     return _response(x, weight, bias, alpha, pull_size, push_padding, pull_padding)
 
 
@@ -403,9 +422,9 @@ def inference_response(
     push_padding: list[int],
     pull_padding: list[int],
 ) -> Tensor:
-    """:func:`push_pull_response`; in eager mode without the dispatcher, whose 35 us per call
-    were a sixth of a 16->16 layer on a batch of 8 CIFAR images. Compiled and exported graphs get
-    the op, and so do dispatch modes (the FLOP counter)."""
+    """:func:`push_pull_response`; in eager mode without the dispatcher, whose overhead per call
+    is a large part of a small layer's time (BENCHMARKS.md, exact pull run 10). Compiled and
+    exported graphs get the op, and so do dispatch modes (the FLOP counter)."""
     if torch.compiler.is_compiling() or _get_current_dispatch_mode() is not None:
         return torch.ops.timm_pushpull.push_pull_response(
             x, weight, bias, alpha, pull_size, push_padding, pull_padding
@@ -415,7 +434,7 @@ def inference_response(
 
 @push_pull_response.register_fake
 def _(x, weight, bias, alpha, pull_size, push_padding, pull_padding):
-    return _empty_output(x, weight, push_padding, _planar(x))
+    return _empty_output(x, weight, push_padding)
 
 
 def _smoothing_macs(weight_shape, pull_size, out_shape) -> int:

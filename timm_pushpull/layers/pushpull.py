@@ -13,6 +13,7 @@ layer, so their checkpoints load by name.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from functools import partial
 
@@ -23,10 +24,11 @@ from timm.layers import SEModule, register_notrace_function
 from torch import Tensor
 from torch.nn.modules.utils import _pair
 
+from . import exact_path
 from .attention import SimAM
-from .portable import portable_graph
-from .pull import PULL_MODES, Pull
-from .push_and_pull import inference_response, runs_shared_taps, shared_taps_apply, shared_taps_pay
+from .exact_pull import output_format
+from .pull import MAX_PULL_SCALE, PULL_MODES, Pull
+from .push_and_pull import inference_response
 
 ATTENTION_TYPES = (None, "se", "simam")
 LEARN_ALPHA = (False, True, "channel", "scalar")
@@ -49,28 +51,27 @@ torch.fx.wrap("_check_input_channels")
 
 @register_notrace_function
 def _in_input_layout(out: Tensor, x: Tensor) -> Tensor:
-    """``out`` in NCHW if ``x`` is, in inference, as nn.Conv2d's output, though the C forms work
-    channels-last: a channels-last response made the rest of an NCHW model channels-last, and each
-    later convolution then converted its weights on every call (22 copies, 8% of a
-    resnet50_pp_b1 forward pass, against one copy of the stem's response). In training the copy
-    and its backward cost more than they save (BENCHMARKS.md, exact pull run 10)."""
-    if torch.is_grad_enabled():
-        return out
+    """``out`` in the layout ``nn.Conv2d`` gives for ``x``, though some forms compute in another:
+    a response in another layout makes the rest of a model convert around every convolution (in
+    eval: 8% of a resnet50_pp_b1 forward pass, BENCHMARKS.md, exact pull run 11), and under DDP
+    gives gradients whose strides do not match the buckets'."""
     if torch.jit.is_scripting():
-        pass  # TorchScript runs the direct forms, whose output is in the input's layout
-    elif _vmapped(x):
-        return out  # vmap cannot query the channels-last layout
-    if x.is_contiguous() and not x.is_contiguous(memory_format=torch.channels_last):
-        return out.contiguous()
-    return out
+        return out  # TorchScript runs the direct forms, whose output is in the input's layout
+    return _in_conv_layout(out, x)
 
 
 @torch.jit.unused
-def _vmapped(x: Tensor) -> bool:
-    return torch._C._functorch.is_batchedtensor(x)
+def _in_conv_layout(out: Tensor, x: Tensor) -> Tensor:
+    if exact_path.vmapped(x):
+        return out  # vmap cannot query or change the layout
+    return out.contiguous(memory_format=output_format(x))
 
 
 torch.fx.wrap("_in_input_layout")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _padding_pair(padding: int | tuple[int, int] | str, kernel_size, stride, dilation):
@@ -85,7 +86,7 @@ def _padding_pair(padding: int | tuple[int, int] | str, kernel_size, stride, dil
     return _pair(padding)
 
 
-def _shared_args(layer: PushPull2d) -> tuple:
+def _shared_args(layer: PushPull2d) -> tuple[list[int], list[int], list[int]]:
     """The geometry arguments of :mod:`.push_and_pull`'s ops for a layer."""
     pull = layer.pulls[0]
     return list(pull.pull_size), list(layer.padding), list(pull.sides)
@@ -149,14 +150,31 @@ class PushPull2d(nn.Module):
     ) -> None:
         super().__init__()
         scales = tuple(pull_scale) if isinstance(pull_scale, Sequence) else (pull_scale,)
-        if not scales or any(not isinstance(h, (int, float)) or h <= 0 for h in scales):
+        if not scales or not all(_is_number(h) and 0 < h <= MAX_PULL_SCALE for h in scales):
             raise ValueError(
-                f"pull_scale (h) must be a float > 0 or a sequence of them, got {pull_scale!r}"
+                f"pull_scale (h) must be a number in (0, {MAX_PULL_SCALE:g}] or a non-empty "
+                f"sequence of them, got {pull_scale!r}"
             )
         if alpha is None:
             alpha = LEARNED_ALPHA_CENTRE if learn_alpha else FIXED_ALPHA
-        if alpha < 0:
-            raise ValueError(f"alpha must be >= 0, got {alpha}")
+        if not (_is_number(alpha) and 0 <= alpha < math.inf):
+            raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
+            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        for name, value in (
+            ("kernel_size", kernel_size),
+            ("stride", stride),
+            ("dilation", dilation),
+        ):
+            if not all(isinstance(v, int) and v >= 1 for v in _pair(value)):
+                raise ValueError(f"{name} must be an int >= 1 or a pair of them, got {value!r}")
+        if not isinstance(padding, str) and not all(
+            isinstance(v, int) and v >= 0 for v in _pair(padding)
+        ):
+            raise ValueError(
+                f"padding must be an int >= 0, a pair of them, 'valid' or 'same', got {padding!r}"
+            )
         if learn_alpha not in LEARN_ALPHA:
             raise ValueError(f"learn_alpha must be one of {LEARN_ALPHA}, got {learn_alpha!r}")
         if attention not in ATTENTION_TYPES:
@@ -213,12 +231,9 @@ class PushPull2d(nn.Module):
             self.register_buffer(
                 "alpha", torch.empty((), device=device, dtype=dtype), persistent=False
             )
-        # Stride-1 layers compute push and pull from one matrix product where that pays
-        # (:mod:`.push_and_pull`); the C kernel decides per call whether it runs.
-        self.shares_taps = (
-            pull_mode == "exact"
-            and shared_taps_apply(stride, dilation, groups, len(scales))
-            and shared_taps_pay(in_channels, out_channels, kernel_size, self.pulls[0].pull_size)
+        # how calls are computed where they can be, by the measured rules (:mod:`.exact_path`)
+        self.preferred_paths = (
+            exact_path.preferred_paths(self) if pull_mode == "exact" else ["fast"]
         )
         fused_channels = out_channels * (len(scales) + 1) if len(scales) > 1 else out_channels
         self.attention = _attention_layer(
@@ -277,60 +292,41 @@ class PushPull2d(nn.Module):
         return torch.addcmul(push, F.relu(self.alpha), pull, value=-1.0)
 
     @torch.jit.unused
-    def _runs_shared_taps(self, x: Tensor) -> bool:
-        if not self.shares_taps or portable_graph() or isinstance(x, torch.fx.Proxy):
-            return False  # traces, ONNX and FX graphs record the two branches' ops
-        # a CPU kernel: other devices (meta included, which autocast does not know) go apart
-        if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
-            return False
-        if torch._C._functorch.is_batchedtensor(x) or torch.is_autocast_enabled("cpu"):
-            return False
-        if torch.compiler.is_compiling():
-            return True  # the op itself picks the C kernel or the two branches when it runs
-        return runs_shared_taps(x, self.push.weight)
+    def path(self, x: Tensor) -> str:
+        """How a call with ``x`` is computed (:func:`.exact_path.layer_path`)."""
+        return exact_path.layer_path(self, x)
 
     @torch.jit.unused
-    def _fuses_response(self, x: Tensor) -> bool:
-        """Whether the shared form can also apply the inhibition: inference, one pull, no attention."""
+    def _shared(self, x: Tensor) -> Tensor:
+        """The response with push and pull from one matrix product (:mod:`.push_and_pull`); in
+        inference, with one pull and no attention, the kernel also applies the inhibition."""
+        weight, bias = self.push.weight, self.push.bias
         needs_grad = torch.is_grad_enabled() and (
             x.requires_grad or any(p.requires_grad for p in self.parameters())
         )
-        return self.rectify and self.attention_type is None and not needs_grad
+        if self.rectify and self.attention_type is None and not needs_grad:
+            return inference_response(x, weight, bias, F.relu(self.alpha), *_shared_args(self))
+        push, pull = torch.ops.timm_pushpull.push_and_pull(x, weight, bias, *_shared_args(self))
+        return self._respond(push, [pull])
 
-    @torch.jit.unused
-    def _shared_response(self, x: Tensor) -> Tensor:
-        """``relu(push) - alpha * relu(pull)`` from one matrix product."""
-        weight, bias, alpha = self.push.weight, self.push.bias, F.relu(self.alpha)
-        return inference_response(x, weight, bias, alpha, *_shared_args(self))
-
-    @torch.jit.unused
-    def _shared_branches(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``(push, pull)`` from one matrix product."""
-        x = x.contiguous(memory_format=torch.channels_last)
-        weight, bias = self.push.weight, self.push.bias
-        return torch.ops.timm_pushpull.push_and_pull(x, weight, bias, *_shared_args(self))
-
-    def _separate_branches(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """``(push, [pull per scale])``, each branch computed on its own."""
-        if self.pull_mode == "fast" or self.pulls[0].runs_native(x):
-            # The depthwise tent and the dilated conv are much faster channels-last on CPU: the
-            # fast layer costs 2.3x a plain conv this way against 3.1x in NCHW (BENCHMARKS.md).
-            # The exact pull's C form returns channels-last: the rest follows (4.0x -> 3.0x).
+    def _branches(self, x: Tensor, path: str) -> tuple[Tensor, list[Tensor]]:
+        """``(push, [pull per scale])``, each branch computed on its own by ``path``."""
+        if path == "fast":
+            # The depthwise tent and the dilated conv are much faster channels-last on CPU
+            # (BENCHMARKS.md, "Push-pull layer vs conv"); the layer returns the input's layout.
             x = x.contiguous(memory_format=torch.channels_last)
         weight, bias = self.push.weight, self.push.bias
-        return self.push(x), [pull(x, weight, bias) for pull in self.pulls]
+        return self.push(x), [pull(x, weight, bias, path) for pull in self.pulls]
 
     def forward(self, x: Tensor) -> Tensor:
         _check_input_channels(x, self.in_channels)
-        if torch.jit.is_scripting():
-            push, pulls = self._separate_branches(x)
-        elif self._runs_shared_taps(x):
-            if self._fuses_response(x):
-                return self._shared_response(x)  # in the input's layout
-            push, pull = self._shared_branches(x)
-            pulls = [pull]
-        else:
-            push, pulls = self._separate_branches(x)
+        if torch.jit.is_scripting():  # the direct (or dilated) forms, plain convolutions
+            push, pulls = self._branches(x, "fast" if self.pull_mode == "fast" else "direct")
+            return self._respond(push, pulls)
+        path = self.path(x)
+        if path == "shared":
+            return self._shared(x)
+        push, pulls = self._branches(x, path)
         return _in_input_layout(self._respond(push, pulls), x)
 
     def _respond(self, push: Tensor, pulls: list[Tensor]) -> Tensor:

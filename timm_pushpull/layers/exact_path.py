@@ -1,0 +1,221 @@
+"""Which form computes an exact push-pull layer: the one place that decides, and the measured rules.
+
+Every form computes the paper's layer (Strisciuglio et al., 2020),
+``relu(x * k + b) - alpha * relu(x * (-resize(k)) - b)``; they differ in speed only. The paths
+(:data:`EXACT_PATHS`), in the order they are preferred:
+
+* ``"shared"``: push and pull from one matrix product, C kernel (:mod:`.push_and_pull`). Stride 1,
+  no dilation, one group, one pull scale; where :func:`shared_taps_pay` says so.
+* ``"c_separable"``: the push convolution, and the pull as separable maps mixed by one GEMM, C
+  kernel (:mod:`.exact_pull`); where :func:`separable_pays` says so.
+* ``"torch_separable"``: the same pull with PyTorch's grouped convolutions (no C kernel: GPU, no C
+  compiler); where :func:`torch_separable_pays` says so.
+* ``"direct"``: the push convolution and a convolution with the resized kernel, the paper's
+  formulation. Everywhere else, and always in TorchScript and ``torch.jit.trace`` (ONNX export).
+
+A path whose rule picks it runs only where it can (:func:`available_paths`): the C kernels need
+float32/float64 CPU tensors, a C compiler, at most ``MAX_TAPS`` taps per axis and no autocast, the
+shared form also the MKL that PyTorch ships; under ``torch.compile`` and FX the custom ops are
+recorded and decide again when they run. A ``fast`` layer (another kernel, not an exact form)
+always runs its own path, ``"fast"``.
+
+The rules compare costs in a convolution's multiply-adds with constants measured side by side on
+this project's 2-core x86 VM (``timm-pushpull bench --section pull``); BENCHMARKS.md keeps the
+measurements. Tests and benchmarks pick a path with :func:`force_path`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor
+
+from .exact_pull import MAX_TAPS, interpolation_taps
+from .exact_pull import c_kernel_runs as c_pull_runs
+from .push_and_pull import c_kernel_runs as c_shared_runs
+
+EXACT_PATHS = ("shared", "c_separable", "torch_separable", "direct")
+
+# The C separable pull costs its S = s_h*s_w maps per input channel and pixel (built, then read by
+# the GEMM) plus the push conv's multiply-adds, S * (c + O) for O output channels per group; the
+# direct form P * O for a P = p_h*p_w pull kernel. c: building the maps costs about what mixing them
+# into this many output channels does, where the two forms tie (BENCHMARKS.md, "Pull alone, C
+# separable form vs direct conv" and "The rule: direct or separable").
+MAP_COST_CHANNELS = 72
+# PyTorch's separable form builds its maps with grouped 1-D convolutions: about S * (c + O) per input
+# channel and pixel with a larger c, and only for few input channels per group (BENCHMARKS.md,
+# "Pull alone, PyTorch separable form vs direct conv").
+TORCH_MAP_COST_CHANNELS = 150
+SEPARABLE_MAX_IN_CHANNELS = 4
+# What the shared form adds to the push convolution per output value: the push's shifted sum
+# (s_h*s_w additions) and the pull's smoothing (taps_v*s_w + taps_h multiply-adds), each costing
+# about this many multiply-adds of a convolution (BENCHMARKS.md, "Exact layer, stride 1: push and
+# pull from one GEMM (shared) or apart"; one constant serves eval and training).
+SHARED_TAP_COST = 3.0
+
+_forced: str | None = None
+
+
+def separable_pays(
+    kernel_size: tuple[int, int], pull_size: tuple[int, int], out_per_group: int
+) -> bool:
+    """Whether the C separable pull beats the direct convolution on the CPU."""
+    maps = kernel_size[0] * kernel_size[1]
+    return maps * (MAP_COST_CHANNELS + out_per_group) < pull_size[0] * pull_size[1] * out_per_group
+
+
+def torch_separable_pays(
+    in_per_group: int,
+    kernel_size: tuple[int, int],
+    pull_size: tuple[int, int],
+    out_per_group: int,
+) -> bool:
+    """Whether PyTorch's separable pull beats the direct convolution."""
+    maps = kernel_size[0] * kernel_size[1]
+    direct = pull_size[0] * pull_size[1] * out_per_group
+    return (
+        in_per_group <= SEPARABLE_MAX_IN_CHANNELS
+        and maps * (TORCH_MAP_COST_CHANNELS + out_per_group) < direct
+    )
+
+
+def _nonzero_taps(size: int, pull_size: int) -> int:
+    return int((interpolation_taps(size, pull_size) != 0).sum())
+
+
+def shared_taps_apply(stride, dilation, groups: int, pull_scales: int) -> bool:
+    """Whether a layer's geometry has the form the shared ops compute."""
+    return (
+        tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and groups == 1 and pull_scales == 1
+    )
+
+
+def shared_taps_pay(
+    in_channels: int, out_channels: int, kernel_size: tuple[int, int], pull_size: tuple[int, int]
+) -> bool:
+    """Whether the shared form beats the push convolution + the pull's best C form on the CPU
+    (both per output value, in a convolution's multiply-adds)."""
+    (sh, sw), (ph, pw) = kernel_size, pull_size
+    if max(sh, sw, ph, pw) > MAX_TAPS:
+        return False
+    added = SHARED_TAP_COST * (sh * sw + _nonzero_taps(sh, ph) * sw + _nonzero_taps(sw, pw))
+    maps, direct = sh * sw * (MAP_COST_CHANNELS + out_channels), ph * pw * out_channels
+    return added < in_channels / out_channels * min(maps, direct)
+
+
+def pull_preferred_paths(pull) -> list[str]:
+    """The paths whose rules pick them for an exact ``Pull`` on its own, best first (``direct``
+    last, always); the geometry alone decides, so the ``Pull`` keeps them (``preferred_paths``)."""
+    in_per_group, out_per_group = pull.in_per_group, pull.out_per_group
+    paths = []
+    if separable_pays(pull.kernel_size, pull.pull_size, out_per_group):
+        paths.append("c_separable")
+    if torch_separable_pays(in_per_group, pull.kernel_size, pull.pull_size, out_per_group):
+        paths.append("torch_separable")
+    return [*paths, "direct"]
+
+
+def _shared_geometry(layer) -> bool:
+    return shared_taps_apply(layer.stride, layer.dilation, layer.groups, len(layer.pulls))
+
+
+def preferred_paths(layer) -> list[str]:
+    """:func:`pull_preferred_paths` of a ``PushPull2d``, with ``shared`` first where it pays."""
+    pull = layer.pulls[0]
+    paths = list(pull.preferred_paths)
+    if _shared_geometry(layer) and shared_taps_pay(
+        layer.in_channels, layer.out_channels, layer.kernel_size, pull.pull_size
+    ):
+        paths.insert(0, "shared")
+    return paths
+
+
+def vmapped(x: Tensor) -> bool:
+    """Whether ``x`` is batched by ``torch.func.vmap`` (which cannot give it another layout)."""
+    return isinstance(x, Tensor) and torch._C._functorch.is_batchedtensor(x)
+
+
+def _c_context(x) -> tuple[bool, bool]:
+    """``(C kernels may run, symbolic)`` for a call with ``x``: CPU tensors outside a
+    ``torch.jit.trace`` (it records aten ops: ONNX export) and autocast; ``symbolic`` in FX and
+    compiled graphs, whose custom ops decide again when they run."""
+    if torch.jit.is_tracing():
+        return False, False
+    if isinstance(x, torch.fx.Proxy):
+        return True, True
+    if x.device.type != "cpu" or torch.is_autocast_enabled("cpu"):
+        return False, False
+    return True, torch.compiler.is_compiling()
+
+
+def pull_available_paths(pull, x, weight) -> tuple[str, ...]:
+    """The paths that can compute an exact pull of ``x`` on its own here, whatever the rules say."""
+    c_may_run, symbolic = _c_context(x)
+    if c_may_run and (
+        isinstance(x, torch.fx.Proxy)
+        or c_pull_runs(x, weight, pull.pull_size, pull.sides, symbolic=symbolic)
+    ):
+        return ("c_separable", "torch_separable", "direct")
+    return ("torch_separable", "direct")
+
+
+def available_paths(layer, x) -> tuple[str, ...]:
+    """The paths that can compute ``layer(x)`` here, whatever the rules say; the shared ops also
+    need the tensors themselves (not an FX proxy, nor a vmapped tensor: they decide on the grad
+    mode and the layout)."""
+    pull, weight = layer.pulls[0], layer.push.weight
+    paths = pull_available_paths(pull, x, weight)
+    c_may_run, symbolic = _c_context(x)
+    if (
+        c_may_run
+        and not isinstance(x, torch.fx.Proxy)
+        and not vmapped(x)
+        and _shared_geometry(layer)
+        and c_shared_runs(x, weight, pull.pull_size, layer.padding, pull.sides, symbolic=symbolic)
+    ):
+        return ("shared", *paths)
+    return paths
+
+
+def _choose(preferred: list[str], available: tuple[str, ...], forced: str | None) -> str:
+    if forced is not None:
+        if forced not in available:
+            raise RuntimeError(
+                f"force_path({forced!r}): that path cannot run here (it can: {list(available)})"
+            )
+        return forced
+    return next(path for path in preferred if path in available)
+
+
+def layer_path(layer, x) -> str:
+    """The path that computes ``layer(x)``: ``"fast"`` for a fast layer, else one of
+    :data:`EXACT_PATHS`."""
+    if layer.pull_mode == "fast":
+        return "fast"
+    return _choose(layer.preferred_paths, available_paths(layer, x), _forced)
+
+
+def pull_path(pull, x, weight) -> str:
+    """The path that computes an exact pull on its own (never ``"shared"``), or ``"fast"``."""
+    if pull.mode == "fast":
+        return "fast"
+    forced = None if _forced == "shared" else _forced
+    return _choose(pull.preferred_paths, pull_available_paths(pull, x, weight), forced)
+
+
+@contextlib.contextmanager
+def force_path(path: str | None) -> Iterator[None]:
+    """Compute every exact push-pull layer with ``path`` (one of :data:`EXACT_PATHS`; ``None``:
+    the rules) inside the block, for tests and benchmarks; process-wide, like ``torch.backends``
+    flags. A layer that cannot run the path here (:func:`available_paths`) raises
+    ``RuntimeError``; a pull computed on its own follows its rules when ``"shared"`` is forced."""
+    global _forced
+    if path is not None and path not in EXACT_PATHS:
+        raise ValueError(f"path must be None or one of {EXACT_PATHS}, got {path!r}")
+    previous, _forced = _forced, path
+    try:
+        yield
+    finally:
+        _forced = previous
