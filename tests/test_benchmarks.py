@@ -73,6 +73,7 @@ def test_pull_benchmark_prints_its_tables():
     assert "push and pull from one GEMM (shared) or apart" in text
     assert "by input pixels per GEMM call (default 512)" in text
     assert push_and_pull.GEMM_PIXELS == 512
+    assert "Memory of one exact layer call" in text
 
 
 def test_pair_runs_report_each_run_and_the_median():

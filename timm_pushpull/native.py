@@ -216,14 +216,19 @@ def prototypes(name: str) -> dict[str, tuple[type | None, list]]:
 def function(
     name: str, symbol: str, argtypes: list | None = None, restype: type | None = None
 ) -> Callable | None:
-    """``symbol`` of ``load(name)`` with its ctypes signature set (by default from its C
-    definition, :func:`prototypes`); None where ``load`` gives None."""
+    """``symbol`` of ``load(name)`` with its ctypes signature set from its C definition
+    (:func:`prototypes`); a signature given here must equal that one. None where ``load`` gives
+    None."""
     library = load(name)
     if library is None:
         return None
     kernel = getattr(library, symbol)
     if kernel.argtypes is None:
-        if argtypes is None:
-            restype, argtypes = prototypes(name)[symbol]
-        kernel.argtypes, kernel.restype = argtypes, restype
+        defined = prototypes(name)[symbol]
+        if argtypes is not None and (restype, list(argtypes)) != (defined[0], defined[1]):
+            raise TypeError(
+                f"the ctypes signature given for {symbol} does not match its definition in "
+                f"csrc/{name}.c: {defined}"
+            )
+        kernel.restype, kernel.argtypes = defined
     return kernel

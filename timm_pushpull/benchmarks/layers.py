@@ -6,6 +6,11 @@ Sections ``layers``, ``pull``, ``resnet50`` and ``blurpool`` of ``timm-pushpull 
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import timm
 import torch
 import torch.nn as nn
@@ -16,8 +21,14 @@ from .. import native
 from ..layers import BlurPool2d, PushPull2d, convert_to_pushpull
 from ..layers import exact_pull as exact_pull_module
 from ..layers import push_and_pull as push_and_pull_module
+from ..layers.exact_path import (
+    force_path,
+    pull_preferred_paths,
+    separable_pays,
+    torch_separable_pays,
+)
 from ..layers.exact_pull import _exact_pull_torch, exact_pull
-from ..layers.pull import Pull, pull_kernel_size, pull_weight, separable_pays, torch_separable_pays
+from ..layers.pull import Pull, pull_kernel_size, pull_weight
 from .timing import (
     bench_extra,
     eval_and_train_rows,
@@ -62,15 +73,19 @@ def bench_layers(rounds: int = 15) -> str:
     )
 
 
-class _WithoutCKernels(nn.Module):
-    """Runs a module with the C kernels off: the path taken without a C compiler."""
+class _Forced(nn.Module):
+    """Runs a module with every exact push-pull layer on ``path`` (``force_path``), or with the C
+    kernels off (``"c_off"``: the paths taken without a C compiler)."""
 
-    def __init__(self, module: nn.Module) -> None:
+    def __init__(self, module: nn.Module, path: str) -> None:
         super().__init__()
-        self.module = module
+        self.module, self.path = module, path
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with native.native_kernels(False):
+        if self.path == "c_off":
+            with native.native_kernels(False):
+                return self.module(x)
+        with force_path(self.path):
             return self.module(x)
 
 
@@ -105,7 +120,7 @@ def bench_pull(rounds: int = 9, quick: bool = False) -> str:
         layers = {
             "nn.Conv2d": nn.Conv2d(in_ch, out_ch, bias=False, **conv_args),
             f"exact ({kernel})": exact,
-            "exact, PyTorch path": _WithoutCKernels(exact),
+            "exact, PyTorch path": _Forced(exact, "c_off"),
             "fast": PushPull2d(in_ch, out_ch, pull_mode="fast", **args),
         }
         for mode, make in (("eval", eval_fn), ("train", train_fn)):
@@ -200,7 +215,7 @@ def bench_pull(rounds: int = 9, quick: bool = False) -> str:
         ["pull", "input", "separable / direct (eval)", "(train)", "rule picks"],
         torch_rows,
     )
-    tables = (_bench_shared, _bench_shared_chunks, _bench_chunks, _bench_epilogue)
+    tables = (_bench_shared, _bench_shared_chunks, _bench_chunks, _bench_epilogue, _bench_memory)
     return "\n".join([out, *(table(rounds, quick) for table in tables)])
 
 
@@ -232,13 +247,11 @@ def _bench_shared(rounds: int, quick: bool) -> str:
     rows = []
     for in_ch, out_ch, size, h, shape in _SHARED_CASES[:1] if quick else _SHARED_CASES:
         x = torch.randn(2, *shape[1:]) if quick else torch.randn(shape)
-        shared = PushPull2d(in_ch, out_ch, size, padding=size // 2, pull_scale=h)
-        apart = PushPull2d(in_ch, out_ch, size, padding=size // 2, pull_scale=h)
-        apart.load_state_dict(shared.state_dict())
-        picks = shared.shares_taps
-        shared.shares_taps, apart.shares_taps = True, False
+        layer = PushPull2d(in_ch, out_ch, size, padding=size // 2, pull_scale=h)
+        picks = layer.preferred_paths[0] == "shared"
+        apart = pull_preferred_paths(layer.pulls[0])[0]  # the pull's best form on its own
         layers = {"conv": nn.Conv2d(in_ch, out_ch, size, padding=size // 2, bias=False),
-                  "shared": shared, "apart": apart}  # fmt: skip
+                  "shared": _Forced(layer, "shared"), "apart": _Forced(layer, apart)}  # fmt: skip
         name = f"{in_ch}->{out_ch} {size}x{size}, h={h:g}"
         for mode, make in (("eval", eval_fn), ("train", train_fn)):
             times = interleaved_medians({n: make(m, x) for n, m in layers.items()}, rounds)
@@ -261,8 +274,7 @@ def _bench_shared_chunks(rounds: int, quick: bool) -> str:
     rows = []
     for in_ch, out_ch, size, h, shape in _SHARED_CASES[:1] if quick else _SHARED_CASES[::3]:
         x = torch.randn(2, *shape[1:]) if quick else torch.randn(shape)
-        layer = PushPull2d(in_ch, out_ch, size, padding=size // 2, pull_scale=h).eval()
-        layer.shares_taps = True
+        layer = _Forced(PushPull2d(in_ch, out_ch, size, padding=size // 2, pull_scale=h), "shared")
         conv = nn.Conv2d(in_ch, out_ch, size, padding=size // 2, bias=False).eval()
 
         def with_pixels(pixels: int, layer: nn.Module = layer, x: torch.Tensor = x):
@@ -275,7 +287,8 @@ def _bench_shared_chunks(rounds: int, quick: bool) -> str:
 
             return run
 
-        fns = {"conv": eval_fn(conv, x.contiguous(memory_format=torch.channels_last))}
+        fns = {"conv": eval_fn(conv, x)}
+        layer.eval()
         fns.update({str(p): with_pixels(p) for p in sizes})
         with torch.no_grad():
             times = interleaved_medians(fns, rounds)
@@ -296,7 +309,8 @@ _C_FORM_CASES = (
 
 
 class _OutOfPlaceEpilogue(nn.Module):
-    """The exact layer with new tensors for its ReLUs and the inhibition (before issue 14's run 8)."""
+    """The exact layer, branches apart, with new tensors for its ReLUs and the inhibition (before
+    issue 14's run 8)."""
 
     def __init__(self, layer: PushPull2d) -> None:
         super().__init__()
@@ -304,8 +318,6 @@ class _OutOfPlaceEpilogue(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         layer = self.layer
-        if layer.pulls[0].runs_native(x):
-            x = x.contiguous(memory_format=torch.channels_last)
         push = F.relu(layer.push(x))
         pull = F.relu(layer.pulls[0](x, layer.push.weight, layer.push.bias))
         return torch.addcmul(push, F.relu(layer.alpha), pull, value=-1.0)
@@ -318,11 +330,11 @@ def _bench_epilogue(rounds: int, quick: bool) -> str:
     for name, shape, size, stride in _C_FORM_CASES[:1] if quick else _C_FORM_CASES:
         x = torch.randn(2, *shape[1:]) if quick else torch.randn(shape)
         layer = PushPull2d(shape[1], 64, size, stride, size // 2).eval()
-        layer.shares_taps = False  # the epilogue of the two branches (the shared form has its own)
+        apart = pull_preferred_paths(layer.pulls[0])[0]  # the shared form has its own epilogue
         conv = nn.Conv2d(shape[1], 64, size, stride, size // 2, bias=False).eval()
         fns = {
-            "conv": eval_fn(conv, x.contiguous(memory_format=torch.channels_last)),
-            "in place": eval_fn(layer, x),
+            "conv": eval_fn(conv, x),
+            "in place": eval_fn(_Forced(layer, apart), x),
             "new tensors": eval_fn(_OutOfPlaceEpilogue(layer), x),
         }
         times = interleaved_medians(fns, rounds)
@@ -352,7 +364,7 @@ def _bench_chunks(rounds: int, quick: bool) -> str:
         pull = pull_kernel_size(size, 2.0)
         args = ([pull, pull], [stride] * 2, [pull // 2] * 4, [1, 1], 1)
         weight = conv.weight.detach()
-        conv_input = x.contiguous(memory_format=torch.channels_last)
+        conv_input = x
 
         def pull_with(chunk: int, x: torch.Tensor = x, w: torch.Tensor = weight, a=args):
             def run():
@@ -419,8 +431,8 @@ def bench_blurpool(rounds: int = 30) -> str:
         layers.update({f"{n}, compiled": torch.compile(m, dynamic=False) for n, m in eager.items()})
         kernel = "C kernel" if native.load("blur_pool") is not None else "no C compiler found"
         layers[f"timm_pushpull BlurPool2d ({kernel})"] = layers.pop("timm_pushpull BlurPool2d")
-        layers["timm_pushpull BlurPool2d, PyTorch path"] = _WithoutCKernels(
-            eager["timm_pushpull BlurPool2d"]
+        layers["timm_pushpull BlurPool2d, PyTorch path"] = _Forced(
+            eager["timm_pushpull BlurPool2d"], "c_off"
         )
         times = interleaved_medians({n: eval_fn(m, x) for n, m in layers.items()}, rounds)
         best_other = min(t for n, t in times.items() if not n.startswith("timm_pushpull"))
@@ -431,3 +443,66 @@ def bench_blurpool(rounds: int = 30) -> str:
         ["input", "implementation", "ms", "speed-up vs fastest timm/kornia row"],
         rows,
     )
+
+
+# (name, input shape, PushPull2d arguments): the memory table, the layers of issue 25
+_MEMORY_CASES = (
+    ("64->64 3x3, h=2", (8, 64, 56, 56), dict(kernel_size=3, padding=1)),
+    ("3->64 7x7 /2 stem, h=2", (8, 3, 224, 224), dict(kernel_size=7, stride=2, padding=3)),
+    ("128->128 7x7, h=2", (1, 128, 32, 1024), dict(kernel_size=7, padding=3)),
+    ("256->256 7x7, h=2", (1, 256, 112, 112), dict(kernel_size=7, padding=3)),
+)
+
+# A fresh process measures one call: its resident memory before, its peak during the call (the
+# kernel's high-water mark, reset first) and what it keeps after the call has returned.
+_MEMORY_PROBE = """
+import gc, json, sys, torch, torch.nn as nn
+from timm_pushpull.layers import PushPull2d
+shape, kwargs, kind, mode = json.loads(sys.argv[1])
+def rss(field):
+    status = open("/proc/self/status").read()
+    return int(status.split(field + ":")[1].split()[0]) * 1024
+in_ch = shape[1]
+out_ch = 64 if in_ch == 3 else in_ch
+layer = (PushPull2d(in_ch, out_ch, **kwargs) if kind == "PushPull2d exact"
+         else nn.Conv2d(in_ch, out_ch, bias=False, **kwargs)).train(mode == "train")
+x = torch.randn(shape)
+gc.collect()
+before = rss("VmRSS")
+open("/proc/self/clear_refs", "w").write("5")
+with torch.set_grad_enabled(mode == "train"):
+    out = layer(x)
+    if mode == "train":
+        out.sum().backward()
+output = out.numel() * out.element_size()
+del out
+layer.zero_grad(set_to_none=True)
+gc.collect()
+print(json.dumps([rss("VmHWM") - before, rss("VmRSS") - before, output]))
+"""
+
+
+def _bench_memory(rounds: int, quick: bool) -> str:
+    """Peak and kept resident memory of one exact layer call next to a conv's, each in a fresh
+    process (Linux: /proc/self/status), the measurement behind the scratch budgets
+    (``push_and_pull.SCRATCH_BYTES_PER_THREAD``, ``exact_pull.CHUNK_BYTES``)."""
+    if not os.path.exists("/proc/self/clear_refs"):
+        return "### Memory of one exact layer call\n\nNot measured: needs Linux's /proc.\n"
+    rows = []
+    for name, shape, kwargs in _MEMORY_CASES[:1] if quick else _MEMORY_CASES:
+        shape = (1, *shape[1:3], min(shape[3], 64)) if quick else shape
+        for mode in ("eval", "train"):
+            row = [name, str(list(shape)), mode]
+            for kind in ("nn.Conv2d", "PushPull2d exact"):
+                argument = json.dumps([shape, kwargs, kind, mode])
+                result = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, argument],
+                                        capture_output=True, text=True, check=True)  # fmt: skip
+                peak, kept, output = json.loads(result.stdout.strip().splitlines()[-1])
+                row += [f"{peak / 2**20:.0f}", f"{kept / 2**20:.0f}"]
+            rows.append(row + [f"{output / 2**20:.0f}"])
+    return markdown_table(
+        "Memory of one exact layer call (MiB above the process before the call)",
+        ["layer", "input", "mode", "conv peak", "conv kept", "exact peak", "exact kept",
+         "output"],
+        rows,
+    )  # fmt: skip

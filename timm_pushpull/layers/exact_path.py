@@ -8,10 +8,12 @@ Every form computes the paper's layer (Strisciuglio et al., 2020),
   no dilation, one group, one pull scale; where :func:`shared_taps_pay` says so.
 * ``"c_separable"``: the push convolution, and the pull as separable maps mixed by one GEMM, C
   kernel (:mod:`.exact_pull`); where :func:`separable_pays` says so.
-* ``"torch_separable"``: the same pull with PyTorch's grouped convolutions (no C kernel: GPU, no C
-  compiler); where :func:`torch_separable_pays` says so.
+* ``"torch_separable"``: the same pull with PyTorch's grouped convolutions, eagerly on the CPU
+  where the C kernel does not run (no C compiler, bfloat16); where :func:`torch_separable_pays`
+  says so.
 * ``"direct"``: the push convolution and a convolution with the resized kernel, the paper's
-  formulation. Everywhere else, and always in TorchScript and ``torch.jit.trace`` (ONNX export).
+  formulation. Everywhere else: GPUs (no rule measured there yet), TorchScript, ``torch.jit.trace``
+  (ONNX export), compiled graphs without the C kernel.
 
 A path whose rule picks it runs only where it can (:func:`available_paths`): the C kernels need
 float32/float64 CPU tensors, a C compiler, at most ``MAX_TAPS`` taps per axis and no autocast, the
@@ -150,15 +152,30 @@ def _c_context(x) -> tuple[bool, bool]:
     return True, torch.compiler.is_compiling()
 
 
+def _eager_cpu(x) -> bool:
+    """Whether ``x`` is a plain CPU tensor outside any trace, compiled graph or vmap."""
+    return (
+        not isinstance(x, torch.fx.Proxy)
+        and x.device.type == "cpu"
+        and not torch.jit.is_tracing()
+        and not torch.compiler.is_compiling()
+        and not vmapped(x)
+    )
+
+
 def pull_available_paths(pull, x, weight) -> tuple[str, ...]:
-    """The paths that can compute an exact pull of ``x`` on its own here, whatever the rules say."""
+    """The paths that can compute an exact pull of ``x`` on its own here, whatever the rules say.
+    PyTorch's separable form runs eagerly on the CPU only: its rule was measured there, and it
+    checks its result for infinities (which its sums of maps turn into NaN) to fall back to the
+    definition."""
     c_may_run, symbolic = _c_context(x)
+    paths = ("torch_separable", "direct") if _eager_cpu(x) else ("direct",)
     if c_may_run and (
         isinstance(x, torch.fx.Proxy)
         or c_pull_runs(x, weight, pull.pull_size, pull.sides, symbolic=symbolic)
     ):
-        return ("c_separable", "torch_separable", "direct")
-    return ("torch_separable", "direct")
+        return ("c_separable", *paths)
+    return paths
 
 
 def available_paths(layer, x) -> tuple[str, ...]:
