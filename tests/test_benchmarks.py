@@ -76,6 +76,17 @@ def test_pull_benchmark_prints_its_tables():
     assert "Memory of one exact layer call" in text
 
 
+def test_gpu_benchmarks_run_on_the_cpu_for_a_smoke_run():
+    import torch
+
+    from timm_pushpull.benchmarks.layers import bench_gpu
+    from timm_pushpull.benchmarks.models import bench_gpu_models
+
+    cpu = torch.device("cpu")
+    assert "| 64->64 3x3, h=2 |" in bench_gpu(quick=True, device=cpu)
+    assert "| resnet50_pp_b1 | 2x224 | train step |" in bench_gpu_models(quick=True, device=cpu)
+
+
 def test_pair_runs_report_each_run_and_the_median():
     from timm_pushpull.benchmarks.models import bench_pair_runs
 

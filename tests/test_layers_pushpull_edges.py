@@ -229,3 +229,25 @@ def test_output_layout_is_the_convs_in_every_mode(kwargs, mode, layout):
         out = layer(x)
     assert out.stride() == conv(x).stride()
     assert out.is_contiguous(memory_format=layout)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("kwargs", LAYOUT_LAYERS[:3])
+def test_on_the_gpu_the_layer_equals_the_definition(kwargs):
+    # float64 on the device (the direct form, cuDNN), then a bfloat16 autocast channels-last
+    # training step whose output and gradients are finite and close to float32's
+    layer = PushPull2d(**kwargs, bias=True, learn_alpha=True, dtype=torch.float64).cuda()
+    x = torch.randn(2, kwargs["in_channels"], 16, 16, dtype=torch.float64)
+    for mode in ("eval", "train"):
+        out = layer.train(mode == "train")(x.cuda())
+        torch.testing.assert_close(out.cpu(), definition(layer.cpu(), x), rtol=1e-10, atol=1e-10)
+        layer.cuda()
+    layer = layer.float().to(memory_format=torch.channels_last)
+    x = x.float().cuda().contiguous(memory_format=torch.channels_last)
+    reference = layer(x)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        out = layer(x)
+    out.float().square().mean().backward()
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert all(torch.isfinite(p.grad).all() for p in layer.parameters())
+    torch.testing.assert_close(out.float(), reference, rtol=0.05, atol=0.1)

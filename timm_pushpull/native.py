@@ -4,7 +4,8 @@ Why: eager PyTorch has no fused op for some of our CPU hot spots, and each op it
 pass over memory. Blur-pool is a padded copy plus a depthwise convolution in PyTorch (timm's and
 kornia's too); one pass in C beats the fastest of them (BENCHMARKS.md, "Blur-pool"), and so do
 the robustness benchmark's noise draws, shot-noise Poisson look-up and frost blend in C
-(BENCHMARKS.md, "Corruptions: batched torch vs per-image NumPy reference"). The exact pull's smoothed maps (``pull_maps.c``) have no PyTorch op at all.
+(BENCHMARKS.md, "Corruptions: batched torch vs per-image NumPy reference"). The exact pull's
+smoothed maps (``pull_maps.c``) have no PyTorch op at all.
 ``torch.compile`` fuses such code as well, but costs seconds per input shape.
 The kernels (``csrc/``) are plain C99 without PyTorch headers, so they build in under a second
 with any C compiler and do not depend on torch's C++ ABI. Like the CPU kernels of

@@ -182,14 +182,34 @@ def bench_pull(rounds: int = 9, quick: bool = False) -> str:
         rule_rows,
     )
 
-    # PyTorch's separable form vs direct for few input channels (no C kernel): the rule in
-    # pull.torch_separable_pays. (in, out, kernel, batch, size): LeNet-5, CIFAR and ImageNet stems
-    torch_rows = []
-    torch_cases = ((1, 6, 5, 500, 28), (1, 20, 5, 128, 28), (3, 16, 3, 64, 32), (3, 64, 7, 2, 112))
-    for in_ch, out_ch, size, batch, side in torch_cases[:1] if quick else torch_cases:
-        x = torch.randn(2 if quick else batch, in_ch, side, side)
+    out += "\n" + _bench_torch_separable(rounds, quick, torch.device("cpu"))
+    tables = (_bench_shared, _bench_shared_chunks, _bench_chunks, _bench_epilogue, _bench_memory)
+    return "\n".join([out, *(table(rounds, quick) for table in tables)])
+
+
+def _synchronized(fn, device: torch.device, amp: bool = False):
+    """``fn`` under bfloat16 autocast if ``amp``, waiting for the device to finish (CUDA)."""
+
+    def run():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            result = fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return result
+
+    return run
+
+
+def _bench_torch_separable(rounds: int, quick: bool, device: torch.device) -> str:
+    """PyTorch's separable pull vs direct for few input channels (no C kernel), the rule in
+    ``exact_path.torch_separable_pays``: LeNet-5's, the CIFAR and the ImageNet stems."""
+    rows = []
+    cases = ((1, 6, 5, 500, 28), (1, 20, 5, 128, 28), (3, 16, 3, 64, 32), (3, 64, 7, 2, 112))
+    for in_ch, out_ch, size, batch, side in cases[:1] if quick else cases:
+        x = torch.randn(2 if quick else batch, in_ch, side, side, device=device)
         pull = Pull(in_ch, out_ch, (size, size), 2.0, (1, 1), (size // 2,) * 2, (1, 1), 1)
-        weight = torch.randn(out_ch, in_ch, size, size, requires_grad=True)
+        pull.to(device)
+        weight = torch.randn(out_ch, in_ch, size, size, requires_grad=True, device=device)
         pad = pull.pull_size[0] // 2
 
         def direct(w: torch.Tensor, x: torch.Tensor = x, pull: Pull = pull, pad: int = pad):
@@ -206,17 +226,62 @@ def bench_pull(rounds: int = 9, quick: bool = False) -> str:
                 fns = {n: lambda f=f, w=weight: f(w.detach()) for n, f in forms.items()}
             else:
                 fns = {n: lambda f=f, w=weight: f(w).sum().backward() for n, f in forms.items()}
+            fns = {n: _synchronized(f, device) for n, f in fns.items()}
             times = interleaved_medians(fns, rounds)
             row.append(f"{times['separable'] / times['direct']:.2f}")
         picks = torch_separable_pays(in_ch, (size, size), pull.pull_size, out_ch)
-        torch_rows.append([*row, "separable" if picks else "direct"])
-    out += "\n" + markdown_table(
-        "Pull alone, PyTorch separable form vs direct conv (no C kernel)",
-        ["pull", "input", "separable / direct (eval)", "(train)", "rule picks"],
-        torch_rows,
+        rows.append([*row, "separable" if picks and device.type == "cpu" else "direct"])
+    return markdown_table(
+        f"Pull alone, PyTorch separable form vs direct conv ({device.type}, no C kernel)",
+        ["pull", "input", "separable / direct (eval)", "(train)", "layer runs"],
+        rows,
     )
-    tables = (_bench_shared, _bench_shared_chunks, _bench_chunks, _bench_epilogue, _bench_memory)
-    return "\n".join([out, *(table(rounds, quick) for table in tables)])
+
+
+def _gpu(device: torch.device | None) -> torch.device:
+    if device is None and not torch.cuda.is_available():
+        raise SystemExit("no CUDA device: the GPU benchmark has nothing to measure")
+    return device or torch.device("cuda")
+
+
+def _device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+
+
+def bench_gpu(quick: bool = False, device: torch.device | None = None) -> str:
+    """The layers on a CUDA device (``device``: another one, for a smoke run): nn.Conv2d (cuDNN)
+    against the exact layer (on a GPU: the direct form, cuDNN) and the fast one, float32 and
+    bfloat16 autocast channels-last, eval and train; and PyTorch's separable pull against the
+    direct one there."""
+    device = _gpu(device)
+    rounds = 3 if quick else 20
+    rows = []
+    for name, shape, kwargs in PULL_LAYERS[:1] if quick else PULL_LAYERS:
+        in_ch, out_ch = shape[1], 64 if shape[1] == 3 else shape[1]
+        conv_args = {k: v for k, v in kwargs.items() if k != "pull_scale"}
+        layers = {
+            "conv": nn.Conv2d(in_ch, out_ch, bias=False, **conv_args),
+            "exact": PushPull2d(in_ch, out_ch, **kwargs),
+            "fast": PushPull2d(in_ch, out_ch, pull_mode="fast", **kwargs),
+        }
+        for precision in ("fp32", "bf16 autocast, channels-last"):
+            amp = precision != "fp32"
+            layout = torch.channels_last if amp else torch.contiguous_format
+            x = torch.randn(*(2, *shape[1:]) if quick else shape, device=device)
+            x = x.contiguous(memory_format=layout)
+            models = {n: m.to(device, memory_format=layout) for n, m in layers.items()}
+            for mode, make in (("eval", eval_fn), ("train", train_fn)):
+                fns = {n: _synchronized(make(m, x), device, amp) for n, m in models.items()}
+                times = interleaved_medians(fns, rounds, warmup=3)
+                base = times["conv"]
+                rows.append([name, str(list(shape)), precision, mode, f"{base * 1e3:.2f}",
+                             f"{times['exact'] / base:.2f}x", f"{times['fast'] / base:.2f}x"])  # fmt: skip
+    out = markdown_table(
+        f"Push-pull layer vs conv on {_device_name(device)}",
+        ["layer", "input", "precision", "mode", "conv ms", "exact vs conv", "fast vs conv"],
+        rows,
+    )
+    return out + "\n" + _bench_torch_separable(rounds, quick, device)
 
 
 # (in, out, kernel, h, input): the stride-1 layers of the model zoo and the issue's configurations

@@ -104,3 +104,65 @@ def bench_pair_runs(
         header,
         rows + [summary],
     )
+
+
+def bench_gpu_models(quick: bool = False, device: torch.device | None = None) -> str:
+    """Each ``<baseline>_pp_b1`` against its baseline on a CUDA device (``device``: another one,
+    for a smoke run), bfloat16 autocast and channels-last (eval, and a training step with SGD), in
+    interleaved rounds; the training step checks that the loss and the gradients are finite."""
+    from .layers import _device_name, _gpu
+
+    device = _gpu(device)
+    rounds = 2 if quick else 10
+    rows = []
+    for baseline, batch in (("resnet20", 128), ("resnet50", 32)):
+        size = timm.get_pretrained_cfg(baseline + "_pp_b1").to_dict()["input_size"]
+        x = torch.randn(2 if quick else batch, *size, device=device)
+        x = x.contiguous(memory_format=torch.channels_last)
+        models = {n: timm.create_model(n).to(device, memory_format=torch.channels_last)
+                  for n in (baseline, baseline + "_pp_b1")}  # fmt: skip
+        calls = {
+            "eval": {n: _autocast(eval_fn(m, x), device) for n, m in models.items()},
+            "train step": {n: _autocast(_training_step(m, x), device) for n, m in models.items()},
+        }
+        for mode, fns in calls.items():
+            times = interleaved_medians(fns, rounds, warmup=2)
+            ratio = times[baseline + "_pp_b1"] / times[baseline]
+            rows.append([baseline + "_pp_b1", f"{x.shape[0]}x{size[-1]}", mode,
+                         f"{times[baseline] * 1e3:.1f}", f"{ratio:.2f}x"])  # fmt: skip
+    return markdown_table(
+        f"`_pp_b1` vs baseline on {_device_name(device)}, bf16 autocast, channels-last",
+        ["model", "batch", "mode", "baseline ms", "_pp_b1 vs baseline"],
+        rows,
+    )
+
+
+def _autocast(fn, device: torch.device):
+    """``fn`` under bfloat16 autocast, waiting for the device to finish."""
+
+    def run():
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    return run
+
+
+def _training_step(model: nn.Module, x: torch.Tensor):
+    """One SGD step on ``x`` with random labels; raises where the loss or a gradient is not
+    finite."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    labels = torch.randint(0, model.num_classes, (x.shape[0],), device=x.device)
+
+    def step():
+        model.train()
+        optimizer.zero_grad(set_to_none=True)
+        loss = nn.functional.cross_entropy(model(x).float(), labels)
+        loss.backward()
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        if not torch.isfinite(loss) or not all(torch.isfinite(g).all() for g in grads):
+            raise RuntimeError(f"non-finite loss or gradient in a training step of {model}")
+        optimizer.step()
+
+    return step

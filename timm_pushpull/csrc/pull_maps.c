@@ -58,7 +58,7 @@ static int make_geometry(geometry *geo) {
 }
 
 /* AVX2 and FMA where the CPU has them, chosen when the library loads (gcc's function clones), so
-   the build stays generic; measured 1.5x faster map building on this project's x86 machine. */
+   the build stays generic (BENCHMARKS.md, "Where the time goes (64->64 3x3 h=2 ...)"). */
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11 && defined(__x86_64__) && \
     defined(__linux__)
 #define VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))

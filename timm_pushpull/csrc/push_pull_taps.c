@@ -7,10 +7,12 @@
    branches, and the pull costs only the smoothing of z, about (taps_v * s_w + taps_h) multiply-adds
    per output value, e.g. 44 for 3x3 -> 7x7 against the push's 9 * C_in.
 
-   Each thread takes whole images (or bands of rows of one image), computes z a few input rows at a
-   time with MKL's GEMM into a ring of rows that stays in its cache, and writes every output row of
-   push and pull (or, in eval, the rectified response) once. Channels-last throughout, so every
-   inner loop runs over contiguous output channels. Threads: OpenMP, torch's runtime (blur_pool.c). */
+   Each thread takes whole images (or bands of rows of one image, and tiles of columns where a ring
+   of whole rows would outgrow its scratch), computes z a few input rows at a time with MKL's GEMM
+   into a ring of rows kept in its scratch, and writes every output row of push and pull (or, in
+   eval, the rectified response) once. The inner loops run over contiguous output channels; an NCHW
+   input and output are read and written through the GEMM's strides and a transposition of each
+   finished row. Threads: OpenMP, torch's runtime (blur_pool.c). */
 #include <stdlib.h>
 #include <string.h>
 #include "finite.h"

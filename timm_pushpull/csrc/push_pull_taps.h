@@ -17,7 +17,7 @@ typedef SCALAR NAME(vector) __attribute__((vector_size(TAPS_VECTOR_BYTES)));
                      + sum_e weights[e] * src[offsets[e] + k] for k < count;
    dst may be init (a sum accumulated in place). Two vectors of outputs at a time, even and odd
    entries apart: four chains of sums held in
-   registers (as arrays, gcc kept them on the stack, 5x slower). */
+   registers (as arrays, gcc kept them on the stack). */
 static inline void NAME(weighted_sum)(SCALAR *dst, const SCALAR *src, const long *offsets,
                                       const SCALAR *weights, int entries, const SCALAR *init,
                                       SCALAR init_sign, long count) {

@@ -21,9 +21,9 @@ shared form also the MKL that PyTorch ships; under ``torch.compile`` and FX the 
 recorded and decide again when they run. A ``fast`` layer (another kernel, not an exact form)
 always runs its own path, ``"fast"``.
 
-The rules compare costs in a convolution's multiply-adds with constants measured side by side on
-this project's 2-core x86 VM (``timm-pushpull bench --section pull``); BENCHMARKS.md keeps the
-measurements. Tests and benchmarks pick a path with :func:`force_path`.
+The rules compare costs in a convolution's multiply-adds with constants measured side by side
+(``timm-pushpull bench --section pull``; BENCHMARKS.md keeps the measurements, and the machine).
+Tests and benchmarks pick a path with :func:`force_path`.
 """
 
 from __future__ import annotations

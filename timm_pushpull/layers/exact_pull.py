@@ -10,18 +10,22 @@ Strisciuglio et al. (2020) define the pull kernel as the push kernel resized wit
 kernel (``csrc/pull_maps.c``, built by :mod:`timm_pushpull.native`) in one pass per axis
 (channels-last, or channels-first for few input channels), then mixes them with the push kernel
 in a matrix product, which has exactly the push convolution's multiply-adds. Each thread builds
-a cache-sized block of output rows (``FORWARD_CHUNK_BYTES_PER_THREAD``) and mixes it at once with
-the GEMM of the MKL that PyTorch runs on, called from the C kernel (one parallel region for the
-whole op); without MKL, or with groups, the blocks are built in parallel and mixed with
-``torch.mm``/``torch.bmm`` chunk by chunk. The backward pass rebuilds the maps chunk by chunk
-(the weight gradient is one matrix product per chunk) and spreads the map gradient back through
-the transposed filtering, also in C.
+a cache-sized block of output pixels (whole rows, or columns of one row:
+``FORWARD_CHUNK_BYTES_PER_THREAD``) and mixes it at once with the GEMM of the MKL that PyTorch runs
+on, called from the C kernel (one parallel region for the whole op), writing the output in the
+layout ``nn.Conv2d`` gives; without MKL, or with groups, the blocks are built in parallel and mixed
+with ``torch.mm``/``torch.bmm`` block by block. The backward pass rebuilds the maps block by block
+(the weight gradient is one matrix product per block) and spreads the map gradient back through
+the transposed filtering, also in C. Scratch memory is bounded by the block sizes whatever the
+input's size.
 
 It is a ``torch.library`` custom op with a fake implementation, an autograd formula, a vmap rule
 and a FLOP formula, so ``torch.compile``, ``torch.export``, FX, ``torch.func`` and the FLOP counter
-see one op. Where the C kernel does not apply (not float32/float64 on the CPU, no C compiler) the
-op runs the direct convolution with the resized kernel, the paper's formulation. Second
-derivatives and forward-mode AD are not implemented (custom ops have no forward-mode formula).
+see one op. Where the C kernel does not apply (not float32/float64 on the CPU, no C compiler, more
+than ``MAX_TAPS`` taps, a pull smaller than the push kernel) or its result is not finite, the op
+runs the direct convolution with the resized kernel, the paper's formulation, and so has its NaNs
+and infinities. Second derivatives and forward-mode AD are not implemented (custom ops have no
+forward-mode formula).
 """
 
 from __future__ import annotations
@@ -42,8 +46,8 @@ from .. import native
 _SUFFIX = {torch.float32: "float", torch.float64: "double"}
 MAX_TAPS = 64  # per axis, csrc/pull_maps.c and csrc/push_pull_taps.c
 # Bytes of maps each thread builds and mixes at once in the one-pass forward: small enough to stay
-# in a core's cache (1 MiB of L2 on the development VM), so they are not written to memory and read
-# back (BENCHMARKS.md, "Pull alone (C form, eval) vs the push conv, by forward chunk size").
+# in a core's cache, so they are not written to memory and read back (BENCHMARKS.md, "Pull alone
+# (C form, eval) vs the push conv, by forward chunk size per thread").
 FORWARD_CHUNK_BYTES_PER_THREAD = 1 << 20
 # Bytes of maps per chunk where the maps are built and mixed in separate steps (the backward pass;
 # the forward without MKL or with groups). Each chunk costs two parallel regions, which cost more

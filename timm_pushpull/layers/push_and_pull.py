@@ -10,14 +10,17 @@ the same products, smoothed instead of shifted. One GEMM (the push convolution's
 therefore feeds both branches, and the pull costs only the smoothing of ``z``: about
 ``taps_v * s_w + taps_h`` multiply-adds per output value (44 for 3x3 -> 7x7), where the direct pull
 costs ``p_h * p_w * C_in`` and the separable maps of :mod:`.exact_pull` a second GEMM. The C kernel
-(``csrc/push_pull_taps.c``) computes ``z`` a few rows at a time into a ring that stays in a core's
-cache and writes each output row once; in eval it can also apply the rectified inhibition.
+(``csrc/push_pull_taps.c``) computes ``z`` a few rows at a time into a ring held in a bounded
+scratch (tiles of columns where whole rows would not fit) and writes each output row once, in the
+layout ``nn.Conv2d`` gives; in eval it can also apply the rectified inhibition.
 
 Two ``torch.library`` custom ops: ``push_and_pull`` (both pre-activations, with an autograd
 formula: the push conv's and the pull's own backward) and ``push_pull_response`` (inference only,
 ``relu(push) - alpha * relu(pull)``). They cover stride 1, no dilation, one group; the layer uses
-them where :func:`shared_taps_pay` says so and the C kernel runs (float32/float64 CPU tensors with
-the MKL that PyTorch ships), and elsewhere computes the two branches separately.
+them where :mod:`.exact_path` picks them. Where the C kernel cannot run (not float32/float64 CPU
+tensors with the MKL that PyTorch ships, a scratch that would not fit) or its result is not
+finite, the ops compute the two branches apart, by the definition where that has other
+infinities or NaNs.
 """
 
 from __future__ import annotations

@@ -52,9 +52,9 @@ torch.fx.wrap("_check_input_channels")
 @register_notrace_function
 def _in_input_layout(out: Tensor, x: Tensor) -> Tensor:
     """``out`` in the layout ``nn.Conv2d`` gives for ``x``, though some forms compute in another:
-    a response in another layout makes the rest of a model convert around every convolution (in
-    eval: 8% of a resnet50_pp_b1 forward pass, BENCHMARKS.md, exact pull run 11), and under DDP
-    gives gradients whose strides do not match the buckets'."""
+    a response in another layout makes the rest of a model convert around every convolution
+    (BENCHMARKS.md, exact pull run 11), and under DDP gives gradients whose strides do not match
+    the buckets'."""
     if torch.jit.is_scripting():
         return out  # TorchScript runs the direct forms, whose output is in the input's layout
     return _in_conv_layout(out, x)
@@ -332,8 +332,8 @@ class PushPull2d(nn.Module):
     def _respond(self, push: Tensor, pulls: list[Tensor]) -> Tensor:
         """The response from the pre-activations of push and pulls."""
         # In place on the convolutions' fresh outputs: two (in eval three) activation-sized tensors
-        # fewer to allocate and page in. Side by side in the benchmark that is 0-5% of the exact
-        # layer's time (BENCHMARKS.md, exact pull runs 8 and 9), and less memory. Autograd saves
+        # fewer to allocate and page in (BENCHMARKS.md, "Exact layer, branches apart (eval) vs
+        # conv: ReLUs and inhibition in place or into new tensors"), and less memory. Autograd saves
         # the ReLUs' results, so with gradients the inhibition writes a new tensor.
         if self.rectify:
             push = F.relu_(push)
