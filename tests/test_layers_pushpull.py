@@ -367,11 +367,38 @@ class TestBadInput:
             (dict(pull_mode="approx"), "pull_mode"),
             (dict(groups=3), "groups"),
             (dict(padding="full"), "padding"),
+            (dict(padding=-1), "padding"),
+            (dict(stride=0), "stride"),
+            (dict(dilation=(1, 0)), "dilation"),
         ],
     )
     def test_constructor_errors_name_the_argument(self, kwargs, names):
         with pytest.raises(ValueError, match=names):
             PushPull2d(4, 8, 3, **kwargs)
+
+    @pytest.mark.parametrize(
+        "kwargs,message",
+        [
+            (dict(pull_scale=float("nan")), r"pull_scale \(h\) must be a number in \(0, 64\]"),
+            (dict(pull_scale=float("inf")), r"pull_scale \(h\) must be a number in \(0, 64\]"),
+            (dict(pull_scale=1e6), r"pull_scale \(h\) must be a number in \(0, 64\].*1000000"),
+            (dict(pull_scale=(2.0, -1.0)), r"pull_scale .* got \(2.0, -1.0\)"),
+            (dict(pull_scale=()), r"pull_scale .* non-empty sequence"),
+            (dict(alpha=float("nan")), r"alpha must be a finite number >= 0, got nan"),
+            (dict(alpha=float("inf")), r"alpha must be a finite number >= 0, got inf"),
+            (dict(alpha=float("inf"), learn_alpha=True), r"alpha must be a finite number"),
+            (dict(in_channels=0), r"in_channels must be an int >= 1, got 0"),
+            (dict(out_channels=0), r"out_channels must be an int >= 1, got 0"),
+            (dict(kernel_size=0), r"kernel_size must be an int >= 1 or a pair of them, got 0"),
+            (dict(kernel_size=(3, 0)), r"kernel_size must be an int >= 1 .* got \(3, 0\)"),
+        ],
+    )
+    def test_values_without_meaning_are_refused_before_any_work(self, kwargs, message):
+        # a NaN or infinite h or alpha made NaN outputs or an enormous kernel; 0 channels or taps
+        # a layer without weights
+        arguments = dict(in_channels=4, out_channels=8, kernel_size=3) | kwargs
+        with pytest.raises(ValueError, match=message):
+            PushPull2d(**arguments)
 
     def test_wrong_input_channels(self):
         with pytest.raises(ValueError, match="in_channels=4"):

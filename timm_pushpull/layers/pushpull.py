@@ -108,11 +108,11 @@ class PushPull2d(nn.Module):
     """Push-pull inhibition layer; positional arguments as ``nn.Conv2d``.
 
     Args:
-        pull_scale: ``h``, the factor by which the pull kernel is larger than the push kernel
-            (pull size ``floor(s*h)``, +1 when even; ``h = 1`` keeps the size). A sequence of more
-            than one value gives the multi-scale variant: ``V_i = push - alpha * pull_i``, concat
+        pull_scale: ``h`` in ``(0, 64]``, the factor by which the pull kernel is larger than the
+            push kernel (pull size ``floor(s*h)``, +1 when even; ``h = 1`` keeps the size; below 1
+            it is smaller). A sequence of more than one value gives the multi-scale variant: ``V_i = push - alpha * pull_i``, concat
             ``[push, V_1..V_S]``, channel attention, 1x1 conv back to ``out_channels``.
-        alpha: inhibition strength when fixed (>= 0; default 1.0, as in the papers), or the centre
+        alpha: inhibition strength when fixed (finite, >= 0; default 1.0, as in the papers), or the centre
             of the uniform initialisation ``alpha +- 1/sqrt(C_in*C_out)`` when learned (default
             0.5, the authors' centre); kept as ``alpha_init``.
         learn_alpha: ``False``, ``True``/``"channel"`` (one per output channel) or ``"scalar"``;
