@@ -78,7 +78,9 @@ def draw(index: int) -> dict:
     rng = random.Random(index)
     shared_geometry = rng.random() < 0.35  # stride 1, no dilation, one group: the shared form
     groups = 1 if shared_geometry else rng.choice([1, 1, 2, 3])
-    kernel = (rng.randint(1, 7), rng.randint(1, 7)) if rng.random() < 0.3 else (rng.randint(1, 7),) * 2
+    kernel = (
+        (rng.randint(1, 7), rng.randint(1, 7)) if rng.random() < 0.3 else (rng.randint(1, 7),) * 2
+    )
     stride = (1, 1) if shared_geometry else (rng.randint(1, 3), rng.choice([1, 2, 3]))
     dilation = (1, 1) if shared_geometry else rng.choice([(1, 1), (1, 1), (2, 2), (1, 2)])
     padding_kind = rng.choice(["int", "int", "pair", "same", "valid"])
@@ -134,8 +136,11 @@ def _input(case: dict, generator: torch.Generator) -> torch.Tensor:
         size = [max(1, e - 1) for e in extent]  # the padded input one pixel short of the kernel
     else:
         # a few output pixels, fewer for large batches and channels (the reference is float64)
-        budget = max(1, 6 - case["batch"] // 3 - case["in_channels"] // 6)
-        size = [max(1, e) + s * random.Random(case["seed"]).randint(0, budget) for e, s in zip(extent, stride)]
+        budget, rng = (
+            max(1, 6 - case["batch"] // 3 - case["in_channels"] // 6),
+            random.Random(case["seed"]),
+        )
+        size = [max(1, e) + s * rng.randint(0, budget) for e, s in zip(extent, stride)]
     shape = (case["batch"], case["in_channels"], *size)
     if case["layout"] == "strided":  # every other column of a wider tensor
         wide = torch.randn(*shape[:-1], 2 * shape[-1], generator=generator, dtype=case["dtype"])
