@@ -285,3 +285,37 @@ def test_meta_tensors_take_the_branches_apart():
     layer = PushPull2d(16, 16, 3, padding=1, device="meta")
     assert layer.preferred_paths[0] == "shared"
     assert layer(torch.empty(2, 16, 8, 8, device="meta")).shape == (2, 16, 8, 8)
+
+
+@needs_kernel
+@pytest.mark.parametrize("budget", [None, 100_000])  # 100 kB: tiles of columns, both passes
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_tiles_of_columns_and_both_layouts_in_training(budget, threads, layout, monkeypatch):
+    # a wide image: the forward ring in 16-column tiles that recompute their neighbours' columns,
+    # the backward in tiles of input columns; NCHW gradients read through rings of transposed rows
+    if budget is not None:
+        monkeypatch.setattr(shared, "SCRATCH_BYTES_PER_THREAD", budget)
+    layer = _layer(CASES[0], torch.float64, learn_alpha="channel")
+    x = torch.randn(2, 16, 9, 201, dtype=torch.float64).contiguous(memory_format=layout)
+    x.requires_grad_(True)
+    plan = shared._Plan(x.shape, layer.push.weight.shape, [7, 7], [1, 1], [3, 3, 3, 3], 8)
+    assert plan.fits and (plan.tile_cols < 201) == (budget is not None)
+    params = [x, layer.push.weight, layer.push.bias, layer.alpha]
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with force_path("shared"):
+            out = layer(x)
+            got = torch.autograd.grad(out.sin().sum(), params)
+            with torch.no_grad():
+                inference = layer.eval()(x)
+    finally:
+        torch.set_num_threads(previous)
+    expected = paper_layer(x, layer.push.weight, layer.push.bias, 2.0, 1, layer.alpha)
+    want = torch.autograd.grad(expected.sin().sum(), params)
+    assert out.is_contiguous(memory_format=layout) and inference.is_contiguous(memory_format=layout)
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(inference, expected, rtol=1e-12, atol=1e-12)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-10)

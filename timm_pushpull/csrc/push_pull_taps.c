@@ -86,12 +86,22 @@ static long taps_scratch(const geometry *geo) {
            (long)geo->ring_width * geo->sw * geo->out_channels + 2 * tile * geo->out_channels;
 }
 
+/* output columns the backward pass reads for a tile of ring_width input columns */
+static int taps_grad_ring_width(const geometry *geo) {
+    const int reach = geo->ring_width + geo->col_hi - geo->col_lo;
+    return reach < geo->out_width ? reach : geo->out_width;
+}
+
 /* elements of a thread's scratch in the backward pass: the gradient of z of gemm_rows rows of
-   ring_width columns and the vertical pass of the output columns they read */
-static long taps_backward_scratch(const geometry *geo) {
+   ring_width columns, the vertical pass of the output columns they read and, for NCHW output
+   gradients (planar), two rings of the output rows an input row reads, channels-last */
+static long taps_backward_scratch(const geometry *geo, int planar) {
     const long pixel = (long)geo->sh * geo->sw * geo->out_channels;
+    const long rings = 2L * (geo->row_hi - geo->row_lo + 1) * taps_grad_ring_width(geo) *
+                       geo->out_channels;
     return geo->gemm_rows * geo->ring_width * pixel +
-           (long)(geo->ring_width + geo->pw - 1) * geo->sh * geo->out_channels;
+           (long)(geo->ring_width + geo->pw - 1) * geo->sh * geo->out_channels +
+           (planar ? rings : 0);
 }
 
 #define SCALAR float

@@ -319,18 +319,31 @@ int NAME(push_pull_taps)(const SCALAR *x, SCALAR *push, SCALAR *pull, long batch
     return status;
 }
 
-/* The gradient of z for input row r of image n, columns c0 .. c0 + in_width - 1, [in_width][sh]
-   [sw][O], from the outputs' gradients (image n's, [Ho][Wo][O], either NULL for zero): z feeds
-   push[i, j] at (i, j) = (r - a + push_top, col - b + push_left) and the pull through the
-   transposed smoothing, with minus signs. vertical is [in_width + pw - 1][sh][O] scratch. */
-static VECTOR_CLONES void NAME(grad_z_row)(const geometry *geo, const SCALAR *grad_push,
-                                           const SCALAR *grad_pull, int r, int c0, int in_width,
-                                           SCALAR *grad_z, SCALAR *vertical) {
+/* The rows of an output gradient that the backward pass reads: the gradient itself ([Ho][Wo][O]
+   of image n), or, for an NCHW gradient, a ring of its rows transposed to [cols][O] (columns
+   first_col ..), ring_rows of them from row first_row on. */
+typedef struct {
+    const SCALAR *data;
+    long row_size, first_row;
+    int ring_rows, first_col;
+} NAME(grad_rows);
+
+static inline long NAME(row_at)(const NAME(grad_rows) *rows, int i) {
+    return ((i - rows->first_row) % rows->ring_rows) * rows->row_size;
+}
+
+/* The gradient of z for input row r, columns c0 .. c0 + in_width - 1, [in_width][sh][sw][O], from
+   the outputs' gradients (either NULL for zero): z feeds push[i, j] at (i, j) = (r - a +
+   push_top, col - b + push_left) and the pull through the transposed smoothing, with minus signs.
+   vertical is [in_width + pw - 1][sh][O] scratch. */
+static VECTOR_CLONES void NAME(grad_z_row)(const geometry *geo, const NAME(grad_rows) *push,
+                                           const NAME(grad_rows) *pull, int r, int c0,
+                                           int in_width, SCALAR *grad_z, SCALAR *vertical) {
     const int o = geo->out_channels, sh = geo->sh, sw = geo->sw;
     const int out_width = geo->out_width;
-    const long pixel = (long)sh * sw * o, out_row = (long)out_width * o;
+    const long pixel = (long)sh * sw * o;
     NAME(tap_list) taps;
-    if (grad_pull == NULL) {
+    if (pull == NULL) {
         for (long k = 0; k < in_width * pixel; k++) grad_z[k] = 0;
     } else {
         /* the output columns jv0 .. jv1 - 1 whose pull reads these input columns */
@@ -345,11 +358,11 @@ static VECTOR_CLONES void NAME(grad_z_row)(const geometry *geo, const SCALAR *gr
                 const int i = r - u + geo->pull_top;
                 const SCALAR t = (SCALAR)geo->taps_v[a * geo->ph + u];
                 if (t == 0 || i < 0 || i >= geo->out_height) continue;
-                taps.offsets[taps.entries] = i * out_row + (long)jv0 * o;
+                taps.offsets[taps.entries] = NAME(row_at)(pull, i) + (long)(jv0 - pull->first_col) * o;
                 taps.shifts[taps.entries] = jv0;
                 taps.weights[taps.entries++] = t;
             }
-            NAME(sum_along_row)(&taps, grad_pull, o, out_width, vertical + (long)a * o,
+            NAME(sum_along_row)(&taps, pull->data, o, out_width, vertical + (long)a * o,
                                 (long)sh * o, jv1 > jv0 ? jv1 - jv0 : 0, o, NULL, 0, 0);
         }
         /* grad_z[col][a][b] = -sum_v taps_h[b, v] vertical[col - v + pull_left][a] */
@@ -369,7 +382,7 @@ static VECTOR_CLONES void NAME(grad_z_row)(const geometry *geo, const SCALAR *gr
                                     pixel, in_width, o, NULL, 0, 0);
         }
     }
-    if (grad_push == NULL) return;
+    if (push == NULL) return;
     /* + grad_push[r - a + push_top][col - b + push_left] */
     for (int a = 0; a < sh; a++) {
         const int i = r - a + geo->push_top;
@@ -377,11 +390,11 @@ static VECTOR_CLONES void NAME(grad_z_row)(const geometry *geo, const SCALAR *gr
         for (int b = 0; b < sw; b++) {
             const int shift = c0 + geo->push_left - b;
             SCALAR *dst = grad_z + ((long)a * sw + b) * o;
-            taps.offsets[0] = i * out_row + shift * (long)o;
+            taps.offsets[0] = NAME(row_at)(push, i) + (long)(shift - push->first_col) * o;
             taps.shifts[0] = shift;
             taps.weights[0] = 1;
             taps.entries = 1;
-            NAME(sum_along_row)(&taps, grad_push, o, out_width, dst, pixel, in_width, o, dst,
+            NAME(sum_along_row)(&taps, push->data, o, out_width, dst, pixel, in_width, o, dst,
                                 pixel, 1);
         }
     }
@@ -395,18 +408,35 @@ typedef struct {
     NAME(taps_gemm_fn) mix;
 } NAME(taps_backward_call);
 
+/* Output row i, columns first_col .. first_col + cols - 1, of the NCHW gradient of image n into
+   its slot of the ring, channels-last. */
+static void NAME(transpose_row)(const geometry *geo, const SCALAR *grad, NAME(grad_rows) *rows,
+                                SCALAR *ring, int i, int cols) {
+    const long plane = (long)geo->out_height * geo->out_width;
+    const int o = geo->out_channels;
+    SCALAR *dst = ring + NAME(row_at)(rows, i);
+    const SCALAR *src = grad + (long)i * geo->out_width + rows->first_col;
+    for (int c = 0; c < o; c++)
+        for (int j = 0; j < cols; j++) dst[(long)j * o + c] = src[c * plane + j];
+}
+
 /* Backward tasks first .. end - 1, with this thread's scratch and sum of weight gradients.
    Returns 2 when an input gradient is not finite. */
 static int NAME(taps_backward_tasks)(const NAME(taps_backward_call) *call, long first_task,
                                      long end_task, SCALAR *scratch, SCALAR *grad_weights) {
     const geometry *geo = call->geo;
     const int height = geo->height, width = geo->width, gemm_rows = geo->gemm_rows;
-    const long pixel = (long)geo->sh * geo->sw * geo->out_channels;
+    const int o = geo->out_channels, out_height = geo->out_height;
+    const long pixel = (long)geo->sh * geo->sw * o;
     const long row_size = geo->ring_width * pixel;
     const long band_rows = (height + call->bands - 1) / call->bands;
-    const long out_image = (long)geo->out_height * geo->out_width * geo->out_channels;
+    const long out_image = (long)out_height * geo->out_width * o;
     const long tiles = (width + geo->tile_cols - 1) / geo->tile_cols;
+    const int span_rows = geo->row_hi - geo->row_lo + 1;
+    const long ring_row = (long)taps_grad_ring_width(geo) * o;
     SCALAR *grad_z = scratch, *vertical = scratch + gemm_rows * row_size;
+    SCALAR *push_ring = vertical + (long)(geo->ring_width + geo->pw - 1) * geo->sh * o;
+    SCALAR *pull_ring = push_ring + span_rows * ring_row;
     for (long task = first_task; task < end_task; task++) {
         const long n = task / (call->bands * tiles);
         const long first = (task / tiles % call->bands) * band_rows;
@@ -415,11 +445,35 @@ static int NAME(taps_backward_tasks)(const NAME(taps_backward_call) *call, long 
         const int in_width = width - c0 < geo->tile_cols ? width - c0 : geo->tile_cols;
         const SCALAR *grad_push = call->grad_push == NULL ? NULL : call->grad_push + n * out_image;
         const SCALAR *grad_pull = call->grad_pull == NULL ? NULL : call->grad_pull + n * out_image;
+        NAME(grad_rows) push = {grad_push, (long)geo->out_width * o, 0, out_height, 0};
+        NAME(grad_rows) pull = {grad_pull, (long)geo->out_width * o, 0, out_height, 0};
+        /* NCHW gradients: the output rows and columns these input pixels read, transposed */
+        int next = 0, cols = 0;
+        if (call->planar) {
+            const int j0 = c0 - geo->col_hi > 0 ? c0 - geo->col_hi : 0;
+            const int j1 = c0 + in_width - geo->col_lo < geo->out_width
+                               ? c0 + in_width - geo->col_lo
+                               : geo->out_width;
+            next = first - geo->row_hi > 0 ? (int)first - geo->row_hi : 0;
+            cols = j1 - j0;
+            push = (NAME(grad_rows)){push_ring, ring_row, next, span_rows, j0};
+            pull = (NAME(grad_rows)){pull_ring, ring_row, next, span_rows, j0};
+        }
+        const NAME(grad_rows) *push_rows = call->grad_push == NULL ? NULL : &push;
+        const NAME(grad_rows) *pull_rows = call->grad_pull == NULL ? NULL : &pull;
         for (long r0 = first; r0 < last; r0 += gemm_rows) {
             const int rows = last - r0 < gemm_rows ? (int)(last - r0) : gemm_rows;
-            for (int k = 0; k < rows; k++)
-                NAME(grad_z_row)(geo, grad_push, grad_pull, (int)(r0 + k), c0, in_width,
+            for (int k = 0; k < rows; k++) {
+                const int r = (int)(r0 + k);
+                for (; call->planar && next <= r - geo->row_lo && next < out_height; next++) {
+                    if (grad_push != NULL)
+                        NAME(transpose_row)(geo, grad_push, &push, push_ring, next, cols);
+                    if (grad_pull != NULL)
+                        NAME(transpose_row)(geo, grad_pull, &pull, pull_ring, next, cols);
+                }
+                NAME(grad_z_row)(geo, push_rows, pull_rows, r, c0, in_width,
                                  grad_z + k * row_size, vertical);
+            }
             const int c = geo->channels, taps_out = (int)pixel;
             const SCALAR one = 1, zero = 0;
             /* one GEMM over whole rows, or one per row of a tile (ring rows row_size apart); an
@@ -458,9 +512,10 @@ static int NAME(taps_backward_tasks)(const NAME(taps_backward_call) *call, long 
 /* Gradients of push_pull_taps for x and its weights: with g = d(loss)/dz (grad_z_row), grad_x =
    g @ weights^T and grad_weights = x^T @ g, two GEMMs per block of gemm_rows input rows (or per
    row of a tile of tile_cols input columns), g built in this thread's scratch
-   ([gemm_rows][ring_width][sh*sw*O], then [ring_width + pw - 1][sh][O]: taps_backward_scratch).
+   ([gemm_rows][ring_width][sh*sw*O], then [ring_width + pw - 1][sh][O], and for NCHW gradients
+   two rings of their rows, channels-last: taps_backward_scratch).
    Tasks are (image, band of input rows, tile). grad_push, grad_pull: [N, Ho, Wo, O] or NULL
-   (zero). x and grad_x (or NULL, else overwritten) [N, H, W, C], or [N, C, H, W] (planar); grad_weights (or NULL) holds one
+   (zero). x and grad_x (or NULL, else overwritten) [N, H, W, C], or all three [N, C, ...] (planar); grad_weights (or NULL) holds one
    [C, sh*sw*O] sum per thread, accumulated into (zero it first). Returns 1 on bad arguments, 2
    when an input gradient is not finite (the caller recomputes). */
 int NAME(push_pull_taps_backward)(const SCALAR *x, const SCALAR *grad_push,
@@ -480,7 +535,7 @@ int NAME(push_pull_taps_backward)(const SCALAR *x, const SCALAR *grad_push,
         (gemm_rows > 1 && tile_cols < width))
         return 1;
     geo.ring_width = tile_cols < width ? tile_cols : width;
-    if (scratch_per_thread < taps_backward_scratch(&geo)) return 1;
+    if (scratch_per_thread < taps_backward_scratch(&geo, planar)) return 1;
     const NAME(taps_backward_call) call = {&geo,         x,     grad_push, grad_pull,
                                            weights,      grad_x, grad_weights, bands,
                                            planar,       (NAME(taps_gemm_fn))gemm};

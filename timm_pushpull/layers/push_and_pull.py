@@ -73,7 +73,7 @@ class _Plan:
     (elements); ``fits`` is False where no plan keeps the scratch within the budget."""
 
     def __init__(self, x_shape, weight_shape, pull_size, push_padding, pull_padding, itemsize,
-                 backward: bool = False):  # fmt: skip
+                 backward: bool = False, planar: bool = False):  # fmt: skip
         _, _, height, width = x_shape
         out_channels, _, sh, sw = weight_shape
         out_w = width + 2 * push_padding[1] - sw + 1
@@ -85,11 +85,13 @@ class _Plan:
         self.gemm_rows = max(1, min(height, GEMM_PIXELS // width))
         self.tile_cols = width if backward else out_w
         while self.fits:
-            if backward:
+            if backward:  # and for NCHW gradients, rings of their rows transposed
                 self.ring_rows = 0
                 ring_width = min(width, self.tile_cols)
                 self.per_thread = self.gemm_rows * ring_width * pixel
                 self.per_thread += (ring_width + pull_size[1] - 1) * sh * out_channels
+                grad_width = min(out_w, ring_width + col_high - col_low)
+                self.per_thread += 2 * (high - low + 1) * grad_width * out_channels * planar
             else:
                 rows = high - low + self.gemm_rows
                 self.ring_rows = -(-rows // self.gemm_rows) * self.gemm_rows
@@ -282,13 +284,13 @@ def _backward_shared(x, weight, grad_push, grad_pull, pull_size, push_padding, p
     x = x.contiguous(memory_format=output_format(x))
     batch, channels, height, width = x.shape
     out_channels, _, sh, sw = weight.shape
-    grads = [g if g is None else g.contiguous(memory_format=torch.channels_last)
+    grads = [g if g is None else g.contiguous(memory_format=output_format(x))
              for g in (grad_push, grad_pull)]  # fmt: skip
     out_h, out_w = _output_shape(x, weight, push_padding)[2:]
     weights = weight.permute(1, 2, 3, 0).reshape(channels, -1).contiguous()
     taps_v, taps_h = (interpolation_taps(s, p) for s, p in zip((sh, sw), pull_size))
     plan = _Plan(x.shape, weight.shape, pull_size, push_padding, pull_padding, x.element_size(),
-                 backward=True)  # fmt: skip
+                 backward=True, planar=planar)  # fmt: skip
     if not plan.fits:
         return _backward_apart(x, weight, grad_push, grad_pull, pull_size, push_padding,
                                pull_padding, need_x, need_weight)  # fmt: skip
