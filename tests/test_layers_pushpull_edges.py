@@ -251,3 +251,13 @@ def test_on_the_gpu_the_layer_equals_the_definition(kwargs):
     assert out.is_contiguous(memory_format=torch.channels_last)
     assert all(torch.isfinite(p.grad).all() for p in layer.parameters())
     torch.testing.assert_close(out.float(), reference, rtol=0.05, atol=0.1)
+
+
+def test_inputs_one_pixel_wide_stay_in_their_layout():
+    # the fast layer computes channels-last, and PyTorch 2.14's CPU convolution crashed
+    # (segmentation fault) on this channels-last input one pixel wide, where nn.Conv2d on the
+    # NCHW input does not
+    kwargs = dict(kernel_size=2, stride=(3, 2), padding=3, dilation=2, groups=2, bias=True)
+    x = torch.randn(9, 6, 4, 1)
+    expected = nn.Conv2d(6, 4, **kwargs)(x).shape
+    assert PushPull2d(6, 4, **kwargs, pull_mode="fast")(x).shape == expected

@@ -311,9 +311,10 @@ class PushPull2d(nn.Module):
 
     def _branches(self, x: Tensor, path: str) -> tuple[Tensor, list[Tensor]]:
         """``(push, [pull per scale])``, each branch computed on its own by ``path``."""
-        if path == "fast":
+        if path == "fast" and min(x.shape[-2:]) > 1:
             # The depthwise tent and the dilated conv are much faster channels-last on CPU
             # (BENCHMARKS.md, "Push-pull layer vs conv"); the layer returns the input's layout.
+            # PyTorch 2.14's CPU convolution crashes on some channels-last inputs one pixel wide.
             x = x.contiguous(memory_format=torch.channels_last)
         weight, bias = self.push.weight, self.push.bias
         return self.push(x), [pull(x, weight, bias, path) for pull in self.pulls]
