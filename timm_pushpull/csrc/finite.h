@@ -7,23 +7,18 @@
 #include <stdint.h>
 #include <string.h>
 
-static int all_finite_float(const float *values, long count) {
-    int infinite = 0;
-    for (long k = 0; k < count; k++) {
-        uint32_t bits;
-        memcpy(&bits, values + k, sizeof bits);
-        infinite |= (bits & 0x7f800000u) == 0x7f800000u;
+#define DEFINE_ALL_FINITE(name, scalar, bits_type, exponent)       \
+    static int name(const scalar *values, long count) {            \
+        int infinite = 0;                                          \
+        for (long k = 0; k < count; k++) {                         \
+            bits_type bits;                                        \
+            memcpy(&bits, values + k, sizeof bits);                \
+            infinite |= (bits & (exponent)) == (exponent);         \
+        }                                                          \
+        return !infinite;                                          \
     }
-    return !infinite;
-}
 
-static int all_finite_double(const double *values, long count) {
-    int infinite = 0;
-    for (long k = 0; k < count; k++) {
-        uint64_t bits;
-        memcpy(&bits, values + k, sizeof bits);
-        infinite |= (bits & 0x7ff0000000000000u) == 0x7ff0000000000000u;
-    }
-    return !infinite;
-}
+DEFINE_ALL_FINITE(all_finite_float, float, uint32_t, 0x7f800000u)
+DEFINE_ALL_FINITE(all_finite_double, double, uint64_t, 0x7ff0000000000000u)
+#undef DEFINE_ALL_FINITE
 #endif

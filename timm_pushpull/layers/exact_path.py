@@ -34,7 +34,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-from .exact_pull import MAX_TAPS, interpolation_taps
+from .exact_pull import MAX_TAPS, nonzero_taps
 from .exact_pull import c_kernel_runs as c_pull_runs
 from .push_and_pull import c_kernel_runs as c_shared_runs
 
@@ -83,10 +83,6 @@ def torch_separable_pays(
     )
 
 
-def _nonzero_taps(size: int, pull_size: int) -> int:
-    return int((interpolation_taps(size, pull_size) != 0).sum())
-
-
 def shared_taps_apply(stride, dilation, groups: int, pull_scales: int) -> bool:
     """Whether a layer's geometry has the form the shared ops compute."""
     return (
@@ -102,7 +98,7 @@ def shared_taps_pay(
     (sh, sw), (ph, pw) = kernel_size, pull_size
     if max(sh, sw, ph, pw) > MAX_TAPS:
         return False
-    added = SHARED_TAP_COST * (sh * sw + _nonzero_taps(sh, ph) * sw + _nonzero_taps(sw, pw))
+    added = SHARED_TAP_COST * (sh * sw + nonzero_taps(sh, ph) * sw + nonzero_taps(sw, pw))
     maps, direct = sh * sw * (MAP_COST_CHANNELS + out_channels), ph * pw * out_channels
     return added < in_channels / out_channels * min(maps, direct)
 

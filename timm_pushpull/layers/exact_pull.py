@@ -112,6 +112,11 @@ def interpolation_taps(size: int, new_size: int) -> Tensor:
     return interpolation_matrix(size, new_size, torch.float64, torch.device("cpu")).contiguous()
 
 
+def nonzero_taps(size: int, new_size: int) -> int:
+    """Non-zero entries of :func:`interpolation_taps`: the multiply-adds of one resize pass."""
+    return int((interpolation_taps(size, new_size) != 0).sum())
+
+
 def _kernel(name: str, dtype: torch.dtype):
     return native.function("pull_maps", f"{name}_{_SUFFIX[dtype]}")
 
@@ -503,8 +508,7 @@ def _flops(
     """FLOPs of the separable form: the mixing (the push conv's multiply-adds) and the map filtering."""
     (batch, channels, _, width), (_, _, out_h, out_w) = x_shape, out_shape
     (sh, sw), (ph, pw) = weight_shape[-2:], pull_size
-    taps_v = int((interpolation_taps(sh, ph) != 0).sum())  # non-zero taps over all a
-    taps_h = int((interpolation_taps(sw, pw) != 0).sum())
+    taps_v, taps_h = nonzero_taps(sh, ph), nonzero_taps(sw, pw)  # over all a, b
     mixing = out_h * out_w * weight_shape[0] * weight_shape[1] * sh * sw
     filtering = channels * out_h * (width * taps_v + out_w * sh * taps_h)
     return 2 * batch * (mixing + filtering)

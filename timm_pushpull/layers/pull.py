@@ -215,10 +215,8 @@ class Pull(nn.Module):
         impl = f"{self.impl}, separable C kernel on the CPU" if c_form else self.impl
         return f"pull_scale={self.pull_scale}, pull_size={self.pull_size}, mode={self.mode}, impl={impl}"
 
-    def derived_weight(self, push_weight: Tensor, path: str = "") -> Tensor:
-        """The tensor that ``path`` (default: ``impl``'s) convolves with, computed from the push
-        weights (no caching)."""
-        path = path or {"direct": "direct", "separable": "torch_separable"}.get(self.impl, "fast")
+    def derived_weight(self, push_weight: Tensor, path: str) -> Tensor:
+        """The tensor that ``path`` convolves with, computed from the push weights (no caching)."""
         if path == "direct":
             if self.pull_size == self.kernel_size:  # decided from the geometry, so FX can trace it
                 return -push_weight

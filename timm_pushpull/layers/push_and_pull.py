@@ -38,6 +38,7 @@ from .exact_pull import (
     exact_pull,
     exact_pull_backward,
     interpolation_taps,
+    nonzero_taps,
     output_format,
     scratch_buffer,
 )
@@ -444,8 +445,7 @@ def _(x, weight, bias, alpha, pull_size, push_padding, pull_padding):
 
 def _smoothing_macs(weight_shape, pull_size, out_shape) -> int:
     (sh, sw), (ph, pw) = weight_shape[-2:], pull_size
-    taps_v = int((interpolation_taps(sh, ph) != 0).sum())
-    taps_h = int((interpolation_taps(sw, pw) != 0).sum())
+    taps_v, taps_h = nonzero_taps(sh, ph), nonzero_taps(sw, pw)
     batch, out_channels, out_h, out_w = out_shape
     return batch * out_channels * out_h * out_w * (taps_v * sw + taps_h)
 
