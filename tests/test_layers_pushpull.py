@@ -411,6 +411,16 @@ class TestInterop:
         assert layer(torch.randn(1, 3, 9, 9)).shape == (1, 4, 9, 9)
         assert create_pushpull(3, 4, 3, stride=2)(torch.randn(1, 3, 8, 8)).shape == (1, 4, 4, 4)
 
+    @pytest.mark.parametrize("mode", ["exact", "fast"])
+    def test_torchscript_keeps_the_convs_layout(self, mode):
+        layer = PushPull2d(8, 8, 3, padding=1, pull_mode=mode).train()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script is deprecated in 2.14
+            scripted = torch.jit.script(layer)
+        x = torch.randn(2, 8, 8, 8)
+        assert scripted(x).is_contiguous()
+        torch.testing.assert_close(scripted(x), layer(x))
+
     @pytest.mark.parametrize("in_ch", [3, 8])
     def test_torchscript_exact(self, in_ch):
         layer = PushPull2d(in_ch, 4, 3, padding=1, learn_alpha=True).eval()

@@ -125,6 +125,11 @@ class PushPull2d(nn.Module):
     The inhibition strength in use is always ``layer.alpha``: a parameter when learned (in the
     state dict as ``alpha``, like the authors' layer), else a constant 0-dim buffer outside the
     state dict (so checkpoints of fixed-alpha layers hold only the push kernel).
+
+    An exact layer is computed by one of several forms, picked per call by :mod:`.exact_path`
+    (:func:`.exact_path.force_path` chooses one); all give the paper's result, its NaNs and
+    infinities included. The output has the layout ``nn.Conv2d``'s would have for the same input
+    in every mode (under ``torch.func.vmap``: the layout of the form that computed it).
     """
 
     def __init__(
@@ -311,10 +316,11 @@ class PushPull2d(nn.Module):
 
     def _branches(self, x: Tensor, path: str) -> tuple[Tensor, list[Tensor]]:
         """``(push, [pull per scale])``, each branch computed on its own by ``path``."""
-        if path == "fast" and min(x.shape[-2:]) > 1:
+        if path == "fast" and min(x.shape[-2:]) > 1 and not torch.jit.is_scripting():
             # The depthwise tent and the dilated conv are much faster channels-last on CPU
-            # (BENCHMARKS.md, "Push-pull layer vs conv"); the layer returns the input's layout.
-            # PyTorch 2.14's CPU convolution crashes on some channels-last inputs one pixel wide.
+            # (BENCHMARKS.md, "Push-pull layer vs conv"); the layer returns the input's layout
+            # (TorchScript computes in it). PyTorch 2.14's CPU convolution crashes on some
+            # channels-last inputs one pixel wide.
             x = x.contiguous(memory_format=torch.channels_last)
         weight, bias = self.push.weight, self.push.bias
         return self.push(x), [pull(x, weight, bias, path) for pull in self.pulls]
