@@ -299,7 +299,7 @@ def test_tiles_of_columns_and_both_layouts_in_training(budget, threads, layout, 
     layer = _layer(CASES[0], torch.float64, learn_alpha="channel")
     x = torch.randn(2, 16, 9, 201, dtype=torch.float64).contiguous(memory_format=layout)
     x.requires_grad_(True)
-    plan = shared._Plan(x.shape, layer.push.weight.shape, [7, 7], [1, 1], [3, 3, 3, 3], 8)
+    plan = shared.plan(x.shape, layer.push.weight.shape, [7, 7], [1, 1], [3, 3, 3, 3], 8)
     assert plan.fits and (plan.tile_cols < 201) == (budget is not None)
     params = [x, layer.push.weight, layer.push.bias, layer.alpha]
     previous = torch.get_num_threads()

@@ -135,71 +135,56 @@ def vmapped(x: Tensor) -> bool:
     return isinstance(x, Tensor) and torch._C._functorch.is_batchedtensor(x)
 
 
-def _c_context(x) -> tuple[bool, bool]:
-    """``(C kernels may run, symbolic)`` for a call with ``x``: CPU tensors outside a
-    ``torch.jit.trace`` (it records aten ops: ONNX export) and autocast; ``symbolic`` in FX and
-    compiled graphs, whose custom ops decide again when they run."""
+def _runs(path: str, layer, pull, x, weight) -> bool:
+    """Whether ``path`` can compute a call with ``x`` here, whatever the rules say; ``layer`` is
+    None for a pull computed on its own. The C kernels run on CPU tensors outside a
+    ``torch.jit.trace`` (it records aten ops: ONNX export) and autocast; in FX and compiled graphs
+    the custom ops are recorded and decide again when they run (``symbolic``), but the shared ops
+    also need the tensors themselves (not an FX proxy, nor a vmapped tensor: they decide on the
+    grad mode and the layout). PyTorch's separable form runs eagerly on the CPU only: its rule
+    was measured there, and it checks its result for infinities (which its sums of maps turn
+    into NaN) to fall back to the definition."""
+    if path == "direct":
+        return True
     if torch.jit.is_tracing():
-        return False, False
-    if isinstance(x, torch.fx.Proxy):
-        return True, True
-    if x.device.type != "cpu" or torch.is_autocast_enabled("cpu"):
-        return False, False
-    return True, torch.compiler.is_compiling()
-
-
-def _eager_cpu(x) -> bool:
-    """Whether ``x`` is a plain CPU tensor outside any trace, compiled graph or vmap."""
+        return False
+    proxy = isinstance(x, torch.fx.Proxy)
+    if path == "torch_separable":
+        return (
+            not proxy
+            and x.device.type == "cpu"
+            and not torch.compiler.is_compiling()
+            and not vmapped(x)
+        )
+    if not proxy and (x.device.type != "cpu" or torch.is_autocast_enabled("cpu")):
+        return False
+    symbolic = proxy or torch.compiler.is_compiling()
+    if path == "c_separable":
+        return proxy or c_pull_runs(x, weight, pull.pull_size, pull.sides, symbolic=symbolic)
     return (
-        not isinstance(x, torch.fx.Proxy)
-        and x.device.type == "cpu"
-        and not torch.jit.is_tracing()
-        and not torch.compiler.is_compiling()
+        layer is not None
+        and not proxy
         and not vmapped(x)
+        and ("shared" in layer.preferred_paths or _shared_geometry(layer))
+        and c_shared_runs(x, weight, pull.pull_size, layer.padding, pull.sides, symbolic=symbolic)
     )
 
 
-def pull_available_paths(pull, x, weight) -> tuple[str, ...]:
-    """The paths that can compute an exact pull of ``x`` on its own here, whatever the rules say.
-    PyTorch's separable form runs eagerly on the CPU only: its rule was measured there, and it
-    checks its result for infinities (which its sums of maps turn into NaN) to fall back to the
-    definition."""
-    c_may_run, symbolic = _c_context(x)
-    paths = ("torch_separable", "direct") if _eager_cpu(x) else ("direct",)
-    if c_may_run and (
-        isinstance(x, torch.fx.Proxy)
-        or c_pull_runs(x, weight, pull.pull_size, pull.sides, symbolic=symbolic)
-    ):
-        return ("c_separable", *paths)
-    return paths
-
-
 def available_paths(layer, x) -> tuple[str, ...]:
-    """The paths that can compute ``layer(x)`` here, whatever the rules say; the shared ops also
-    need the tensors themselves (not an FX proxy, nor a vmapped tensor: they decide on the grad
-    mode and the layout)."""
+    """The paths that can compute ``layer(x)`` here, whatever the rules say."""
     pull, weight = layer.pulls[0], layer.push.weight
-    paths = pull_available_paths(pull, x, weight)
-    c_may_run, symbolic = _c_context(x)
-    if (
-        c_may_run
-        and not isinstance(x, torch.fx.Proxy)
-        and not vmapped(x)
-        and _shared_geometry(layer)
-        and c_shared_runs(x, weight, pull.pull_size, layer.padding, pull.sides, symbolic=symbolic)
-    ):
-        return ("shared", *paths)
-    return paths
+    return tuple(p for p in EXACT_PATHS if _runs(p, layer, pull, x, weight))
 
 
-def _choose(preferred: list[str], available: tuple[str, ...], forced: str | None) -> str:
-    if forced is not None:
-        if forced not in available:
-            raise RuntimeError(
-                f"force_path({forced!r}): that path cannot run here (it can: {list(available)})"
-            )
-        return forced
-    return next(path for path in preferred if path in available)
+def _choose(preferred: list[str], forced: str | None, runs) -> str:
+    """The forced path if it can run (else an error naming those that can), or the first one the
+    rules prefer that can; ``runs(path)`` says whether a path can."""
+    if forced is None:
+        return next(path for path in preferred if runs(path))
+    if not runs(forced):
+        can = [path for path in EXACT_PATHS if runs(path)]
+        raise RuntimeError(f"force_path({forced!r}): that path cannot run here (it can: {can})")
+    return forced
 
 
 def layer_path(layer, x) -> str:
@@ -207,7 +192,8 @@ def layer_path(layer, x) -> str:
     :data:`EXACT_PATHS`."""
     if layer.pull_mode == "fast":
         return "fast"
-    return _choose(layer.preferred_paths, available_paths(layer, x), _forced)
+    pull, weight = layer.pulls[0], layer.push.weight
+    return _choose(layer.preferred_paths, _forced, lambda p: _runs(p, layer, pull, x, weight))
 
 
 def pull_path(pull, x, weight) -> str:
@@ -215,7 +201,7 @@ def pull_path(pull, x, weight) -> str:
     if pull.mode == "fast":
         return "fast"
     forced = None if _forced == "shared" else _forced
-    return _choose(pull.preferred_paths, pull_available_paths(pull, x, weight), forced)
+    return _choose(pull.preferred_paths, forced, lambda p: _runs(p, None, pull, x, weight))
 
 
 @contextlib.contextmanager

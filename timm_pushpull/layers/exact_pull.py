@@ -151,12 +151,17 @@ def _input_format(channels: int, groups: int) -> torch.memory_format:
 
 def native_available(device: torch.device, dtype: torch.dtype) -> bool:
     """Whether the C kernel runs for tensors of this device and dtype (and a C compiler exists)."""
-    return (
-        device.type == "cpu"
-        and dtype in _SUFFIX
-        and native.native_enabled()
-        and _kernel("pull_maps", dtype) is not None
-    )
+    return device.type == "cpu" and dtype in _SUFFIX and native.native_enabled() and _built(dtype)
+
+
+_BUILT: dict[torch.dtype, bool] = {}  # a dict, not functools.cache: torch.compile traces it
+
+
+def _built(dtype: torch.dtype) -> bool:
+    """Whether the C kernels for ``dtype`` were built and loaded (with the C kernels on)."""
+    if dtype not in _BUILT:
+        _BUILT[dtype] = _kernel("pull_maps", dtype) is not None
+    return _BUILT[dtype]
 
 
 def c_kernel_runs(x: Tensor, weight: Tensor, pull_size, padding, symbolic: bool = False) -> bool:

@@ -25,6 +25,9 @@ infinities or NaNs.
 
 from __future__ import annotations
 
+import functools
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -69,50 +72,66 @@ def _reach(sizes: tuple[int, int], paddings: tuple[int, int]) -> tuple[int, int]
     return min(-top, -pull_top), max(s - 1 - top, p - 1 - pull_top)
 
 
-class _Plan:
+class Plan(NamedTuple):
     """How the C kernel covers one call: GEMM rows, ring rows, tile columns, scratch per thread
     (elements); ``fits`` is False where no plan keeps the scratch within the budget."""
 
-    def __init__(self, x_shape, weight_shape, pull_size, push_padding, pull_padding, itemsize,
-                 backward: bool = False, planar: bool = False):  # fmt: skip
-        _, _, height, width = x_shape
-        out_channels, _, sh, sw = weight_shape
-        out_w = width + 2 * push_padding[1] - sw + 1
-        low, high = _reach((sh, pull_size[0]), (push_padding[0], pull_padding[0]))
-        col_low, col_high = _reach((sw, pull_size[1]), (push_padding[1], pull_padding[2]))
-        pixel = sh * sw * out_channels
-        budget = SCRATCH_BYTES_PER_THREAD // itemsize
-        self.fits = out_w >= 1 and height + 2 * push_padding[0] >= sh
-        self.gemm_rows = max(1, min(height, GEMM_PIXELS // width))
-        self.tile_cols = width if backward else out_w
-        while self.fits:
-            if backward:  # and for NCHW gradients, rings of their rows transposed
-                self.ring_rows = 0
-                ring_width = min(width, self.tile_cols)
-                self.per_thread = self.gemm_rows * ring_width * pixel
-                self.per_thread += (ring_width + pull_size[1] - 1) * sh * out_channels
-                grad_width = min(out_w, ring_width + col_high - col_low)
-                self.per_thread += 2 * (high - low + 1) * grad_width * out_channels * planar
-            else:
-                rows = high - low + self.gemm_rows
-                self.ring_rows = -(-rows // self.gemm_rows) * self.gemm_rows
-                tiled = self.tile_cols < out_w
-                ring_width = min(width, self.tile_cols + col_high - col_low) if tiled else width
-                self.per_thread = self.ring_rows * ring_width * pixel
-                self.per_thread += (
-                    ring_width * sw * out_channels + 2 * self.tile_cols * out_channels
-                )
-            if self.per_thread <= budget:
-                return
-            if self.gemm_rows > 1:
-                self.gemm_rows = max(1, self.gemm_rows // 2)
-                continue
-            halo = 0 if backward else col_high - col_low
-            narrowest = MIN_TILE_COLUMNS if backward else max(MIN_TILE_COLUMNS, 2 * halo)
-            if self.tile_cols <= narrowest:
-                self.fits = False
-                return
-            self.tile_cols = max(narrowest, self.tile_cols // 2)
+    fits: bool
+    gemm_rows: int
+    ring_rows: int
+    tile_cols: int
+    per_thread: int
+
+
+def plan(x_shape, weight_shape, pull_size, push_padding, pull_padding, itemsize: int,
+         backward: bool = False, planar: bool = False) -> Plan:  # fmt: skip
+    """The :class:`Plan` of a call (forward, or ``backward`` with NCHW gradients if ``planar``)."""
+    geometry = (tuple(x_shape), tuple(weight_shape), tuple(pull_size), tuple(push_padding))
+    return _plan(*geometry, tuple(pull_padding), itemsize, backward, planar,
+                 SCRATCH_BYTES_PER_THREAD, GEMM_PIXELS)  # fmt: skip
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(x_shape, weight_shape, pull_size, push_padding, pull_padding, itemsize, backward, planar,
+          budget_bytes, gemm_pixels) -> Plan:  # fmt: skip
+    _, _, height, width = x_shape
+    out_channels, _, sh, sw = weight_shape
+    out_w = width + 2 * push_padding[1] - sw + 1
+    low, high = _reach((sh, pull_size[0]), (push_padding[0], pull_padding[0]))
+    col_low, col_high = _reach((sw, pull_size[1]), (push_padding[1], pull_padding[2]))
+    pixel, budget = sh * sw * out_channels, budget_bytes // itemsize
+    gemm_rows, tile_cols = max(1, min(height, gemm_pixels // width)), width if backward else out_w
+    if out_w < 1 or height + 2 * push_padding[0] < sh:
+        return Plan(False, gemm_rows, 0, tile_cols, 0)
+    while True:
+        if backward:  # and for NCHW gradients, rings of their rows transposed
+            ring_rows, ring_width = 0, min(width, tile_cols)
+            per_thread = gemm_rows * ring_width * pixel
+            per_thread += (ring_width + pull_size[1] - 1) * sh * out_channels
+            grad_width = min(out_w, ring_width + col_high - col_low)
+            per_thread += 2 * (high - low + 1) * grad_width * out_channels * planar
+        else:
+            ring_rows = -(-(high - low + gemm_rows) // gemm_rows) * gemm_rows
+            tiled = tile_cols < out_w
+            ring_width = min(width, tile_cols + col_high - col_low) if tiled else width
+            per_thread = ring_rows * ring_width * pixel
+            per_thread += ring_width * sw * out_channels + 2 * tile_cols * out_channels
+        if per_thread <= budget:
+            return Plan(True, gemm_rows, ring_rows, tile_cols, per_thread)
+        if gemm_rows > 1:
+            gemm_rows = max(1, gemm_rows // 2)
+            continue
+        halo = 0 if backward else col_high - col_low
+        narrowest = MIN_TILE_COLUMNS if backward else max(MIN_TILE_COLUMNS, 2 * halo)
+        if tile_cols <= narrowest:
+            return Plan(False, gemm_rows, ring_rows, tile_cols, per_thread)
+        tile_cols = max(narrowest, tile_cols // 2)
+
+
+@functools.cache
+def _c_ready(dtype: torch.dtype) -> bool:
+    """Whether the shared C kernel and the MKL GEMM it calls exist (with the C kernels on)."""
+    return blas_gemm(dtype) is not None and _kernel(dtype) is not None
 
 
 def c_kernel_runs(
@@ -125,10 +144,8 @@ def c_kernel_runs(
         return False
     if symbolic:
         return True
-    if blas_gemm(x.dtype) is None or _kernel(x.dtype) is None:
-        return False
-    plan = _Plan(x.shape, weight.shape, pull_size, push_padding, pull_padding, x.element_size())
-    return plan.fits
+    shapes = (x.shape, weight.shape, pull_size, push_padding, pull_padding, x.element_size())
+    return _c_ready(x.dtype) and plan(*shapes).fits
 
 
 def _output_shape(x: Tensor, weight: Tensor, push_padding) -> tuple[int, int, int, int]:
@@ -196,11 +213,11 @@ def _run_kernel(x, weight, bias, pull_size, push_padding, pull_padding, push, pu
     taps_v, taps_h = (interpolation_taps(s, p) for s, p in zip((sh, sw), pull_size))
     top, left = push_padding
     pull_top, pull_left = pull_padding[0], pull_padding[2]
-    plan = _Plan(x.shape, weight.shape, pull_size, push_padding, pull_padding, x.element_size())
-    tiles = -(-out_w // plan.tile_cols)
+    cover = plan(x.shape, weight.shape, pull_size, push_padding, pull_padding, x.element_size())
+    tiles = -(-out_w // cover.tile_cols)
     threads = _threads(x, pull_size[0], batch * out_h * tiles)
     bands = -(-threads // (batch * tiles))  # each band of rows recomputes the ring's first rows
-    scratch = scratch_buffer(threads * plan.per_thread, x.dtype)
+    scratch = scratch_buffer(threads * cover.per_thread, x.dtype)
     bias = None if bias is None else bias.contiguous()
     if alpha is not None:
         alpha = alpha.contiguous()
@@ -210,8 +227,8 @@ def _run_kernel(x, weight, bias, pull_size, push_padding, pull_padding, push, pu
         taps_v.data_ptr(), taps_h.data_ptr(), pull_top, pull_left, weights.data_ptr(),
         None if bias is None else bias.data_ptr(), out_channels,
         None if alpha is None else alpha.data_ptr(), 0 if alpha is None else alpha.numel(),
-        plan.ring_rows, plan.gemm_rows, plan.tile_cols, bands, planar, scratch.data_ptr(),
-        plan.per_thread, blas_gemm(x.dtype), threads,
+        cover.ring_rows, cover.gemm_rows, cover.tile_cols, bands, planar, scratch.data_ptr(),
+        cover.per_thread, blas_gemm(x.dtype), threads,
     )  # fmt: skip
     if status == 1:
         raise RuntimeError("push-pull-taps C kernel: bad geometry")
@@ -290,15 +307,15 @@ def _backward_shared(x, weight, grad_push, grad_pull, pull_size, push_padding, p
     out_h, out_w = _output_shape(x, weight, push_padding)[2:]
     weights = weight.permute(1, 2, 3, 0).reshape(channels, -1).contiguous()
     taps_v, taps_h = (interpolation_taps(s, p) for s, p in zip((sh, sw), pull_size))
-    plan = _Plan(x.shape, weight.shape, pull_size, push_padding, pull_padding, x.element_size(),
+    cover = plan(x.shape, weight.shape, pull_size, push_padding, pull_padding, x.element_size(),
                  backward=True, planar=planar)  # fmt: skip
-    if not plan.fits:
+    if not cover.fits:
         return _backward_apart(x, weight, grad_push, grad_pull, pull_size, push_padding,
                                pull_padding, need_x, need_weight)  # fmt: skip
-    tiles = -(-width // plan.tile_cols)
+    tiles = -(-width // cover.tile_cols)
     threads = _threads(x, pull_size[0], batch * height * tiles)
     bands = -(-threads // (batch * tiles))
-    scratch = scratch_buffer(threads * plan.per_thread, x.dtype)
+    scratch = scratch_buffer(threads * cover.per_thread, x.dtype)
     grad_x = torch.empty_like(x) if need_x else None
     grad_weights = x.new_zeros(threads, *weights.shape) if need_weight else None
 
@@ -309,8 +326,8 @@ def _backward_shared(x, weight, grad_push, grad_pull, pull_size, push_padding, p
         x.data_ptr(), pointer(grads[0]), pointer(grads[1]), pointer(grad_x),
         pointer(grad_weights), batch, channels, height, width, out_h, out_w, sh, sw,
         *push_padding, *pull_size, taps_v.data_ptr(), taps_h.data_ptr(), pull_padding[0],
-        pull_padding[2], weights.data_ptr(), out_channels, plan.gemm_rows, plan.tile_cols, bands,
-        planar, scratch.data_ptr(), plan.per_thread, blas_gemm(x.dtype), threads,
+        pull_padding[2], weights.data_ptr(), out_channels, cover.gemm_rows, cover.tile_cols, bands,
+        planar, scratch.data_ptr(), cover.per_thread, blas_gemm(x.dtype), threads,
     )  # fmt: skip
     if status == 1:
         raise RuntimeError("push-pull-taps C kernel: bad geometry")

@@ -314,14 +314,19 @@ class PushPull2d(nn.Module):
         push, pull = torch.ops.timm_pushpull.push_and_pull(x, weight, bias, *_shared_args(self))
         return self._respond(push, [pull])
 
+    @torch.jit.unused
+    def _fast_in_channels_last(self, x: Tensor) -> bool:
+        """Whether the fast layer computes channels-last: its depthwise tent and dilated conv are
+        much faster so on the CPU (BENCHMARKS.md, "Push-pull layer vs conv"), and the layer
+        returns the input's layout. Not in FX graphs (a proxy has no size to test), nor for
+        inputs one pixel wide: PyTorch 2.14's CPU convolution crashes on some channels-last."""
+        return not isinstance(x, torch.fx.Proxy) and min(x.shape[-2:]) > 1
+
     def _branches(self, x: Tensor, path: str) -> tuple[Tensor, list[Tensor]]:
         """``(push, [pull per scale])``, each branch computed on its own by ``path``."""
-        if path == "fast" and min(x.shape[-2:]) > 1 and not torch.jit.is_scripting():
-            # The depthwise tent and the dilated conv are much faster channels-last on CPU
-            # (BENCHMARKS.md, "Push-pull layer vs conv"); the layer returns the input's layout
-            # (TorchScript computes in it). PyTorch 2.14's CPU convolution crashes on some
-            # channels-last inputs one pixel wide.
-            x = x.contiguous(memory_format=torch.channels_last)
+        if not torch.jit.is_scripting():  # TorchScript computes in the input's layout
+            if path == "fast" and self._fast_in_channels_last(x):
+                x = x.contiguous(memory_format=torch.channels_last)
         weight, bias = self.push.weight, self.push.bias
         return self.push(x), [pull(x, weight, bias, path) for pull in self.pulls]
 
