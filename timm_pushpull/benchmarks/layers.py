@@ -519,7 +519,8 @@ _MEMORY_CASES = (
 )
 
 # A fresh process measures one call: its resident memory before, its peak during the call (the
-# kernel's high-water mark, reset first) and what it keeps after the call has returned.
+# kernel's high-water mark, reset first), what it keeps resident after the call has returned (the
+# allocator's and oneDNN's caches included) and the scratch the C forms hold for the next call.
 _MEMORY_PROBE = """
 import gc, json, sys, torch, torch.nn as nn
 from timm_pushpull.layers import PushPull2d
@@ -543,7 +544,9 @@ output = out.numel() * out.element_size()
 del out
 layer.zero_grad(set_to_none=True)
 gc.collect()
-print(json.dumps([rss("VmHWM") - before, rss("VmRSS") - before, output]))
+from timm_pushpull.layers import exact_pull
+held = sum(b.numel() * b.element_size() for b in vars(exact_pull._scratch).get("buffers", {}).values())
+print(json.dumps([rss("VmHWM") - before, rss("VmRSS") - before, held, output]))
 """
 
 
@@ -562,12 +565,12 @@ def _bench_memory(rounds: int, quick: bool) -> str:
                 argument = json.dumps([shape, kwargs, kind, mode])
                 result = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, argument],
                                         capture_output=True, text=True, check=True)  # fmt: skip
-                peak, kept, output = json.loads(result.stdout.strip().splitlines()[-1])
+                peak, kept, held, output = json.loads(result.stdout.strip().splitlines()[-1])
                 row += [f"{peak / 2**20:.0f}", f"{kept / 2**20:.0f}"]
-            rows.append(row + [f"{output / 2**20:.0f}"])
+            rows.append(row + [f"{held / 2**20:.1f}", f"{output / 2**20:.0f}"])
     return markdown_table(
         "Memory of one exact layer call (MiB above the process before the call)",
         ["layer", "input", "mode", "conv peak", "conv kept", "exact peak", "exact kept",
-         "output"],
+         "exact scratch held", "output"],
         rows,
     )  # fmt: skip
