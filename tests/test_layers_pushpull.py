@@ -466,6 +466,22 @@ class TestInterop:
         (out,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
         torch.testing.assert_close(torch.from_numpy(out), layer(x).detach(), atol=1e-5, rtol=1e-5)
 
+    @pytest.mark.parametrize("forced", [None, "shared", "c_separable"])
+    def test_a_trace_records_standard_ops_whatever_is_forced(self, forced):
+        # The dispatcher's first check: a graph for another runtime (ONNX, TorchScript traces)
+        # holds no custom op, even where a test or benchmark forces a C path; eagerly the forced
+        # path runs (a 16->16 3x3 layer: the rule picks the shared form)
+        layer = PushPull2d(16, 16, 3, padding=1).eval()
+        x = torch.randn(1, 16, 10, 10)
+        with force_path(forced), torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the tracer's warnings on Python values
+            traced = torch.jit.trace(layer, x)
+            eager = layer(x)
+        kinds = {node.kind() for node in traced.inlined_graph.nodes()}
+        assert not [k for k in kinds if k.startswith("timm_pushpull::")], kinds
+        assert "aten::_convolution" in kinds
+        torch.testing.assert_close(traced(x), eager, atol=1e-5, rtol=1e-5)
+
 
 def _reference_pull(x, weight, bias, h, stride, padding, dilation, groups):
     """The paper's pull: a convolution with the resized kernel, resized in float64."""

@@ -1,8 +1,13 @@
 """Which form computes an exact push-pull layer: the one place that decides, and the measured rules.
 
 Every form computes the paper's layer (Strisciuglio et al., 2020),
-``relu(x * k + b) - alpha * relu(x * (-resize(k)) - b)``; they differ in speed only. The paths
-(:data:`EXACT_PATHS`), in the order they are preferred:
+``relu(x * k + b) - alpha * relu(x * (-resize(k)) - b)``; they differ in speed only.
+
+The first check, before any rule or :func:`force_path`: a call recorded for another runtime (ONNX
+export, a TorchScript trace: :func:`.portable.portable_graph`) computes the ``"direct"`` form (a
+fast layer its own, ``"fast"``), standard operators whose kernels have static shapes; ONNX has no
+operator for the custom ops of the other paths. Otherwise the paths (:data:`EXACT_PATHS`), in the
+order they are preferred:
 
 * ``"shared"``: push and pull from one matrix product, C kernel (:mod:`.push_and_pull`). Stride 1,
   no dilation, one group, one pull scale; where :func:`shared_taps_pay` says so.
@@ -12,8 +17,8 @@ Every form computes the paper's layer (Strisciuglio et al., 2020),
   where the C kernel does not run (no C compiler, bfloat16); where :func:`torch_separable_pays`
   says so.
 * ``"direct"``: the push convolution and a convolution with the resized kernel, the paper's
-  formulation. Everywhere else: GPUs (no rule measured there yet), TorchScript, ``torch.jit.trace``
-  (ONNX export), compiled graphs without the C kernel.
+  formulation. Everywhere else: GPUs (no rule measured there yet), TorchScript, compiled graphs
+  without the C kernel.
 
 A path whose rule picks it runs only where it can (:func:`available_paths`): the C kernels need
 float32/float64 CPU tensors, a C compiler, at most ``MAX_TAPS`` taps per axis and no autocast, the
@@ -36,6 +41,7 @@ from torch import Tensor
 
 from .exact_pull import MAX_TAPS, nonzero_taps
 from .exact_pull import c_kernel_runs as c_pull_runs
+from .portable import portable_graph
 from .push_and_pull import c_kernel_runs as c_shared_runs
 
 EXACT_PATHS = ("shared", "c_separable", "torch_separable", "direct")
@@ -137,16 +143,16 @@ def vmapped(x: Tensor) -> bool:
 
 def _runs(path: str, layer, pull, x, weight) -> bool:
     """Whether ``path`` can compute a call with ``x`` here, whatever the rules say; ``layer`` is
-    None for a pull computed on its own. The C kernels run on CPU tensors outside a
-    ``torch.jit.trace`` (it records aten ops: ONNX export) and autocast; in FX and compiled graphs
-    the custom ops are recorded and decide again when they run (``symbolic``), but the shared ops
-    also need the tensors themselves (not an FX proxy, nor a vmapped tensor: they decide on the
-    grad mode and the layout). PyTorch's separable form runs eagerly on the CPU only: its rule
+    None for a pull computed on its own. Only the direct form runs in a graph for another runtime
+    (:func:`.portable.portable_graph`). The C kernels run on CPU tensors outside autocast; in FX
+    and compiled graphs the custom ops are recorded and decide again when they run (``symbolic``),
+    but the shared ops also need the tensors themselves (not an FX proxy, nor a vmapped tensor:
+    they decide on the grad mode and the layout). PyTorch's separable form runs eagerly on the CPU only: its rule
     was measured there, and it checks its result for infinities (which its sums of maps turn
     into NaN) to fall back to the definition."""
     if path == "direct":
         return True
-    if torch.jit.is_tracing():
+    if portable_graph():
         return False
     proxy = isinstance(x, torch.fx.Proxy)
     if path == "torch_separable":
@@ -187,19 +193,30 @@ def _choose(preferred: list[str], forced: str | None, runs) -> str:
     return forced
 
 
+def _fixed_path(mode: str) -> str | None:
+    """The path of a call that neither the rules nor :func:`force_path` decide: a fast layer's own
+    (standard operators everywhere), and the direct form of an exact one in a graph for another
+    runtime (the module's first check)."""
+    if mode == "fast":
+        return "fast"
+    return "direct" if portable_graph() else None
+
+
 def layer_path(layer, x) -> str:
     """The path that computes ``layer(x)``: ``"fast"`` for a fast layer, else one of
     :data:`EXACT_PATHS`."""
-    if layer.pull_mode == "fast":
-        return "fast"
+    fixed = _fixed_path(layer.pull_mode)
+    if fixed is not None:
+        return fixed
     pull, weight = layer.pulls[0], layer.push.weight
     return _choose(layer.preferred_paths, _forced, lambda p: _runs(p, layer, pull, x, weight))
 
 
 def pull_path(pull, x, weight) -> str:
     """The path that computes an exact pull on its own (never ``"shared"``), or ``"fast"``."""
-    if pull.mode == "fast":
-        return "fast"
+    fixed = _fixed_path(pull.mode)
+    if fixed is not None:
+        return fixed
     forced = None if _forced == "shared" else _forced
     return _choose(pull.preferred_paths, forced, lambda p: _runs(p, None, pull, x, weight))
 
@@ -209,7 +226,8 @@ def force_path(path: str | None) -> Iterator[None]:
     """Compute every exact push-pull layer with ``path`` (one of :data:`EXACT_PATHS`; ``None``:
     the rules) inside the block, for tests and benchmarks; process-wide, like ``torch.backends``
     flags. A layer that cannot run the path here (:func:`available_paths`) raises
-    ``RuntimeError``; a pull computed on its own follows its rules when ``"shared"`` is forced."""
+    ``RuntimeError``; a pull computed on its own follows its rules when ``"shared"`` is forced, and
+    a graph for another runtime computes the direct form whatever is forced."""
     global _forced
     if path is not None and path not in EXACT_PATHS:
         raise ValueError(f"path must be None or one of {EXACT_PATHS}, got {path!r}")
