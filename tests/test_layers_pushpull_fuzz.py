@@ -15,7 +15,8 @@ inference_mode / frozen parameters, 1 and 2 threads, every path of the dispatche
 (:func:`timm_pushpull.layers.force_path`) and the C kernels off; outputs and all gradients
 (float64), NaN and infinities. Channels-last inputs are at least 2 pixels wide: PyTorch 2.14's CPU
 convolution itself crashes (segmentation fault) on some one pixel wide, e.g. float32 [9, 6, 4, 1]
-with bias, stride (3, 2), padding 3, dilation 2 (the reference and the push convolution alike). ``TIMM_PUSHPULL_FUZZ_CASES=5000`` runs more than the default 320.
+with bias, stride (3, 2), padding 3, dilation 2 (the reference and the push convolution alike).
+``TIMM_PUSHPULL_FUZZ_CASES=5000`` runs more than the default 320.
 A failing case prints its index and parameters: ``random.Random(index)`` draws it again.
 """
 

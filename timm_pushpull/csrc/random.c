@@ -1,8 +1,9 @@
 /* Uniform and standard normal float32 draws for large CPU tensors, the fast path of the op
    timm_pushpull::random_fill (timm_pushpull/robustness/corruptions/random.py).
 
-   Why not torch's or NumPy's samplers: torch's CPU normal_ took 9-11 ns a value and runs on one
-   thread; NumPy's PCG64/SFC64 normals 15-19 ns (BENCHMARKS.md). Here each fixed chunk of the tensor
+   Why not torch's or NumPy's samplers: torch's CPU normal_ runs on one thread, and NumPy's
+   PCG64/SFC64 normals are slower still (BENCHMARKS.md, "Corruptions: batched torch vs per-image
+   NumPy reference", its notes on the draws). Here each fixed chunk of the tensor
    has its own xoshiro256** generator (Blackman & Vigna, "Scrambled linear pseudorandom number
    generators", 2021; the public-domain reference code), seeded through splitmix64 from one 64-bit
    seed per chunk. The chunks are fixed, so the draws do not depend on the thread count. Normals

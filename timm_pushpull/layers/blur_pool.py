@@ -11,20 +11,21 @@ sizes > 1, kornia's only pads with zeros, and both are a depthwise convolution o
 which is slow on the CPU. Implementations, picked per call:
 
 - float32 on the CPU: a C kernel (``timm_pushpull/csrc/blur_pool.c``, built on first use by
-  ``timm_pushpull.native``) that filters and subsamples in one pass without a padded copy, about 2-3x faster than the fastest of
-  timm/kornia in eager mode (BENCHMARKS.md); its backward is the PyTorch form's. It is the
+  ``timm_pushpull.native``) that filters and subsamples in one pass without a padded copy, faster
+  than the fastest of timm/kornia in eager mode; its backward is the PyTorch form's. It is the
   ``torch.library`` op ``timm_pushpull::blur_pool2d`` (fake implementation, autograd through a
   transposed op, vmap rule), so ``torch.compile``, ``torch.export`` and ``torch.func`` keep it as
-  one op (it was faster than inductor's fused loop below: BENCHMARKS.md).
+  one op (it was faster than inductor's fused loop below).
 - under ``torch.compile`` elsewhere: sums of strided slices of the padded input, which inductor
-  fuses into one loop (about 2x kornia on the CPU); in eager mode it costs one pass per tap.
+  fuses into one loop (faster than kornia on the CPU); in eager mode it costs one pass per tap.
 - otherwise (other dtypes, GPU, no C compiler): a depthwise convolution over the padded input, or on
   small maps (<= 32 px) two banded matrix products ``A x B^T`` with the padding folded into A and
-  B, which skips the padded copy and measured about 1.8x faster there; on larger maps the dense
-  matrices cost more than they save.
+  B, which skips the padded copy; on larger maps the dense matrices cost more than they save.
 - in TorchScript and in graphs recorded for ONNX or by ``torch.jit.trace`` (:mod:`.portable`): the
   depthwise convolution at every size, standard operators that hold no constant of the traced
   input's size (the matrices would).
+
+The measurements: BENCHMARKS.md, "Blur-pool" (the table and its notes).
 """
 
 from __future__ import annotations

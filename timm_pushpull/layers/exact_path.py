@@ -52,9 +52,9 @@ EXACT_PATHS = ("shared", "c_separable", "torch_separable", "direct")
 # into this many output channels does, where the two forms tie (BENCHMARKS.md, "Pull alone, C
 # separable form vs direct conv" and "The rule: direct or separable").
 MAP_COST_CHANNELS = 72
-# PyTorch's separable form builds its maps with grouped 1-D convolutions: about S * (c + O) per input
-# channel and pixel with a larger c, and only for few input channels per group (BENCHMARKS.md,
-# "Pull alone, PyTorch separable form vs direct conv").
+# PyTorch's separable form builds its maps with grouped 1-D convolutions: about S * (c + O) per
+# input channel and pixel with a larger c, and only for few input channels per group
+# (BENCHMARKS.md, "Pull alone, PyTorch separable form vs direct conv").
 TORCH_MAP_COST_CHANNELS = 150
 SEPARABLE_MAX_IN_CHANNELS = 4
 # What the shared form adds to the push convolution per output value: the push's shifted sum
@@ -147,9 +147,9 @@ def _runs(path: str, layer, pull, x, weight) -> bool:
     (:func:`.portable.portable_graph`). The C kernels run on CPU tensors outside autocast; in FX
     and compiled graphs the custom ops are recorded and decide again when they run (``symbolic``),
     but the shared ops also need the tensors themselves (not an FX proxy, nor a vmapped tensor:
-    they decide on the grad mode and the layout). PyTorch's separable form runs eagerly on the CPU only: its rule
-    was measured there, and it checks its result for infinities (which its sums of maps turn
-    into NaN) to fall back to the definition."""
+    they decide on the grad mode and the layout). PyTorch's separable form runs eagerly on the CPU
+    only: its rule was measured there, and it checks its result for infinities (which its sums of
+    maps turn into NaN) to fall back to the definition."""
     if path == "direct":
         return True
     if portable_graph():
