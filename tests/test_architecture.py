@@ -23,14 +23,9 @@ ROOT = PACKAGE.parent
 LAUNCHER = ROOT / "timm_pushpull_cli.py"  # the console script, outside the package
 ARCHITECTURE = ROOT / "ARCHITECTURE.md"
 REPORT = "timm_pushpull.robustness.report"
-# (module, private name it may reach), each with why. Both names belong to layers/, which its own
-# branch restructures (issue 28, item 4): the speed benchmark times the exact pull's PyTorch form
-# against its C kernel, a comparison no public entry point offers; and push_and_pull shares the
-# exact pull's scratch memory, a name that branch makes public (drop the entry when it merges).
-PRIVATE_ALLOWED = {
-    ("timm_pushpull.benchmarks.layers", "timm_pushpull.layers.exact_pull._exact_pull_torch"),
-    ("timm_pushpull.layers.push_and_pull", "timm_pushpull.layers.exact_pull._scratch_buffer"),
-}
+# (module, private name it may reach), each with why: none today (layers/ made public what the
+# speed benchmark and push_and_pull share: the exact pull's definition and its scratch memory)
+PRIVATE_ALLOWED: set[tuple[str, str]] = set()
 
 
 def architecture() -> str:

@@ -27,7 +27,7 @@ from ..layers.exact_path import (
     separable_pays,
     torch_separable_pays,
 )
-from ..layers.exact_pull import _exact_pull_torch, exact_pull
+from ..layers.exact_pull import exact_pull, exact_pull_definition
 from ..layers.pull import Pull, pull_kernel_size, pull_weight
 from .timing import (
     bench_extra,
@@ -161,7 +161,7 @@ def bench_pull(rounds: int = 9, quick: bool = False) -> str:
         with torch.no_grad():
             times = interleaved_medians(
                 {
-                    "direct": lambda w=weight, a=args, x=x: _exact_pull_torch(x, w, None, *a),
+                    "direct": lambda w=weight, a=args, x=x: exact_pull_definition(x, w, None, *a),
                     "separable": lambda w=weight, a=args, x=x: exact_pull(x, w, None, *a),
                 },
                 rounds,
@@ -238,13 +238,13 @@ def _bench_torch_separable(rounds: int, quick: bool, device: torch.device) -> st
     )
 
 
-def _gpu(device: torch.device | None) -> torch.device:
+def cuda_device(device: torch.device | None) -> torch.device:
     if device is None and not torch.cuda.is_available():
         raise SystemExit("no CUDA device: the GPU benchmark has nothing to measure")
     return device or torch.device("cuda")
 
 
-def _device_name(device: torch.device) -> str:
+def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
 
 
@@ -253,7 +253,7 @@ def bench_gpu(quick: bool = False, device: torch.device | None = None) -> str:
     against the exact layer (on a GPU: the direct form, cuDNN) and the fast one, float32 and
     bfloat16 autocast channels-last, eval and train; and PyTorch's separable pull against the
     direct one there."""
-    device = _gpu(device)
+    device = cuda_device(device)
     rounds = 3 if quick else 20
     rows = []
     for name, shape, kwargs in PULL_LAYERS[:1] if quick else PULL_LAYERS:
@@ -277,7 +277,7 @@ def bench_gpu(quick: bool = False, device: torch.device | None = None) -> str:
                 rows.append([name, str(list(shape)), precision, mode, f"{base * 1e3:.2f}",
                              f"{times['exact'] / base:.2f}x", f"{times['fast'] / base:.2f}x"])  # fmt: skip
     out = markdown_table(
-        f"Push-pull layer vs conv on {_device_name(device)}",
+        f"Push-pull layer vs conv on {device_name(device)}",
         ["layer", "input", "precision", "mode", "conv ms", "exact vs conv", "fast vs conv"],
         rows,
     )

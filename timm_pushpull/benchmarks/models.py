@@ -110,9 +110,9 @@ def bench_gpu_models(quick: bool = False, device: torch.device | None = None) ->
     """Each ``<baseline>_pp_b1`` against its baseline on a CUDA device (``device``: another one,
     for a smoke run), bfloat16 autocast and channels-last (eval, and a training step with SGD), in
     interleaved rounds; the training step checks that the loss and the gradients are finite."""
-    from .layers import _device_name, _gpu
+    from .layers import cuda_device, device_name
 
-    device = _gpu(device)
+    device = cuda_device(device)
     rounds = 2 if quick else 10
     rows = []
     for baseline, batch in (("resnet20", 128), ("resnet50", 32)):
@@ -131,7 +131,7 @@ def bench_gpu_models(quick: bool = False, device: torch.device | None = None) ->
             rows.append([baseline + "_pp_b1", f"{x.shape[0]}x{size[-1]}", mode,
                          f"{times[baseline] * 1e3:.1f}", f"{ratio:.2f}x"])  # fmt: skip
     return markdown_table(
-        f"`_pp_b1` vs baseline on {_device_name(device)}, bf16 autocast, channels-last",
+        f"`_pp_b1` vs baseline on {device_name(device)}, bf16 autocast, channels-last",
         ["model", "batch", "mode", "baseline ms", "_pp_b1 vs baseline"],
         rows,
     )

@@ -202,7 +202,7 @@ def _output_shape(x: Tensor, weight: Tensor, pull_size, stride, padding, dilatio
     return x.shape[0], weight.shape[0], out_h, out_w
 
 
-def _exact_pull_torch(x, weight, bias, pull_size, stride, padding, dilation, groups) -> Tensor:
+def exact_pull_definition(x, weight, bias, pull_size, stride, padding, dilation, groups) -> Tensor:
     """The definition: a convolution with the resized kernel (negative padding crops)."""
     top, bottom, left, right = padding
     kernel = F.interpolate(weight, size=tuple(pull_size), mode="bilinear", align_corners=True)
@@ -390,11 +390,11 @@ def exact_pull(
         out = _c_forward(x, weight, bias, *args)
         if out is not None:
             return out
-    return _exact_pull_torch(x, weight, bias, *args).contiguous(memory_format=output_format(x))
+    return exact_pull_definition(x, weight, bias, *args).contiguous(memory_format=output_format(x))
 
 
 def _definition_backward(grad, x, weight, args, need_input, need_weight):
-    _, vjp = torch.func.vjp(lambda t, w: _exact_pull_torch(t, w, None, *args), x, weight)
+    _, vjp = torch.func.vjp(lambda t, w: exact_pull_definition(t, w, None, *args), x, weight)
     grad_x, grad_w = vjp(grad)
     return grad_x if need_input else None, grad_w if need_weight else None
 
