@@ -338,13 +338,16 @@ def image_interval(candidate: np.ndarray, reference: np.ndarray) -> tuple[float,
 
 def test_plateau_claims():
     group, base, pp = "resnet_plateau", "R20 plateau", "R20-pp plateau"
-    assert seeds(group, base) == [0] and seeds(group, pp) == [0]  # what the text says finished
-    assert "1 of 3 seeds finished: R20 and R20-pp" in WRITEUP
+    b1 = "R20-pp_b1 plateau"
+    finished = {label: seeds(group, label) for label, _, _ in GROUPS[group].cells}
+    assert finished == {base: [0], pp: [0], b1: [0], "R20+aa plateau": []}  # what the text says
+    assert "1 of 3 seeds finished: R20, R20-pp and R20-pp_b1" in WRITEUP
     ours, theirs = outcomes(group, pp, 0), outcomes(group, base, 0)
     for label in (base, pp):
         assert accuracy(group, label)[0] >= 90
-    assert (f"clean accuracy {accuracy(group, base)[0]:.2f}% (R20) and "
-            f"{accuracy(group, pp)[0]:.2f}% (R20-pp)") in WRITEUP  # fmt: skip
+    assert (f"clean accuracy {accuracy(group, base)[0]:.2f}% (R20), "
+            f"{accuracy(group, pp)[0]:.2f}% (R20-pp) and {accuracy(group, b1)[0]:.2f}% "
+            "(R20-pp_b1)") in WRITEUP  # fmt: skip
     corruption_error = {k.split("/")[1]: 100 * v.mean() for k, v in theirs.items()
                         if k.startswith("corruptions/")}  # fmt: skip
     assert max(corruption_error.values()) < 75  # nothing near chance any more
@@ -385,12 +388,39 @@ def test_plateau_claims():
     assert f"Gaussian noise ({sweeps['noise_sweeps/gaussian']:+.2f} points" in WRITEUP
     assert f"more error ({sweeps['noise_sweeps/contrast_poisson']:+.2f})" in WRITEUP
 
+    # _pp_b1 against _pp and against the baseline
+    first_block = outcomes(group, b1, 0)
+    for reference, phrase in ((ours, "points less mean corruption error than R20-pp"),
+                              (theirs, "points less mean corruption error (over images")):  # fmt: skip
+        d = 100 * (values_of(first_block, MEAN_CE).mean() - values_of(reference, MEAN_CE).mean())
+        low, high = image_interval(values_of(first_block, MEAN_CE), values_of(reference, MEAN_CE))
+        assert d < 0 and f"{-d:.2f} {phrase}" in WRITEUP
+        found = re.findall(r"over images ([+-]\d+\.\d\d) to ([+-]\d+\.\d\d)", WRITEUP)
+        assert any(abs(float(a) - low) <= 0.1 and abs(float(b) - high) <= 0.1 for a, b in found)
+    shift = 100 * (values_of(first_block, SHIFT).mean() - values_of(ours, SHIFT).mean())
+    clean = 100 * (
+        values_of(first_block, "clean_error").mean() - values_of(ours, "clean_error").mean()
+    )
+    assert (
+        f"{shift:.2f} points more shift" in WRITEUP
+        and f"same clean error ({clean:+.2f})" in WRITEUP
+    )
+    for corruption in ("shot_noise", "speckle_noise", "contrast"):
+        key = f"corruptions/{corruption}"
+        d = 100 * (values_of(first_block, key).mean() - values_of(theirs, key).mean())
+        assert f"({d:+.2f})" in WRITEUP, corruption
+
 
 def test_plateau_claims_in_the_readme():
     group, base, pp = "resnet_plateau", "R20 plateau", "R20-pp plateau"
-    clean = [accuracy(group, label)[0] for label in (base, pp)]
-    assert f"{clean[0]:.2f}% and {clean[1]:.2f}% clean accuracy" in EVIDENCE
+    b1 = "R20-pp_b1 plateau"
+    clean = [accuracy(group, label)[0] for label in (base, pp, b1)]
+    assert f"{clean[0]:.2f}%, {clean[1]:.2f}% and {clean[2]:.2f}% clean accuracy" in EVIDENCE
     ours, theirs = outcomes(group, pp, 0), outcomes(group, base, 0)
     gain = 100 * (values_of(theirs, MEAN_CE).mean() - values_of(ours, MEAN_CE).mean())
     assert f"{gain:.2f} points less mean corruption error" in EVIDENCE
-    assert "one seed of R20 and R20-pp has finished" in EVIDENCE and len(seeds(group, pp)) == 1
+    first_block = outcomes(group, b1, 0)
+    b1_gain = 100 * (values_of(ours, MEAN_CE).mean() - values_of(first_block, MEAN_CE).mean())
+    assert f"`_pp_b1` {b1_gain:.2f} points less than `_pp`" in EVIDENCE
+    assert "one seed of R20, R20-pp and R20-pp_b1 has finished" in EVIDENCE
+    assert len(seeds(group, pp)) == len(seeds(group, b1)) == 1
