@@ -257,7 +257,11 @@ def _judged_interval(compared: Mapping[str, Any]) -> tuple[float, float, str]:
     interval over images (which leaves out training randomness) stands in, named as such."""
     if len(compared["seeds"]) >= 2:
         return 100 * compared["seed_low"], 100 * compared["seed_high"], "across seeds"
-    return 100 * compared["low"], 100 * compared["high"], "by the interval over images alone: 1 seed, training randomness left out"
+    return (
+        100 * compared["low"],
+        100 * compared["high"],
+        "by the interval over images alone: 1 seed, training randomness left out",
+    )
 
 
 def _paper_profile_lines(
