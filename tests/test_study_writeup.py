@@ -340,14 +340,15 @@ def test_plateau_claims():
     group, base, pp = "resnet_plateau", "R20 plateau", "R20-pp plateau"
     b1 = "R20-pp_b1 plateau"
     finished = {label: seeds(group, label) for label, _, _ in GROUPS[group].cells}
-    assert finished == {base: [0], pp: [0], b1: [0], "R20+aa plateau": []}  # what the text says
-    assert "1 of 3 seeds finished: R20, R20-pp and R20-pp_b1" in WRITEUP
+    aa = "R20+aa plateau"
+    assert finished == {base: [0], pp: [0], b1: [0], aa: [0]}  # what the text says
+    assert "1 of 3 seeds finished: R20, R20-pp, R20-pp_b1 and R20+aa" in WRITEUP
     ours, theirs = outcomes(group, pp, 0), outcomes(group, base, 0)
     for label in (base, pp):
         assert accuracy(group, label)[0] >= 90
     assert (f"clean accuracy {accuracy(group, base)[0]:.2f}% (R20), "
-            f"{accuracy(group, pp)[0]:.2f}% (R20-pp) and {accuracy(group, b1)[0]:.2f}% "
-            "(R20-pp_b1)") in WRITEUP  # fmt: skip
+            f"{accuracy(group, pp)[0]:.2f}% (R20-pp), {accuracy(group, b1)[0]:.2f}% "
+            f"(R20-pp_b1) and {accuracy(group, aa)[0]:.2f}% (R20+aa)") in WRITEUP  # fmt: skip
     corruption_error = {k.split("/")[1]: 100 * v.mean() for k, v in theirs.items()
                         if k.startswith("corruptions/")}  # fmt: skip
     assert max(corruption_error.values()) < 75  # nothing near chance any more
@@ -414,13 +415,38 @@ def test_plateau_claims():
 def test_plateau_claims_in_the_readme():
     group, base, pp = "resnet_plateau", "R20 plateau", "R20-pp plateau"
     b1 = "R20-pp_b1 plateau"
-    clean = [accuracy(group, label)[0] for label in (base, pp, b1)]
-    assert f"{clean[0]:.2f}%, {clean[1]:.2f}% and {clean[2]:.2f}% clean accuracy" in EVIDENCE
     ours, theirs = outcomes(group, pp, 0), outcomes(group, base, 0)
     gain = 100 * (values_of(theirs, MEAN_CE).mean() - values_of(ours, MEAN_CE).mean())
     assert f"{gain:.2f} points less mean corruption error" in EVIDENCE
     first_block = outcomes(group, b1, 0)
     b1_gain = 100 * (values_of(ours, MEAN_CE).mean() - values_of(first_block, MEAN_CE).mean())
     assert f"`_pp_b1` {b1_gain:.2f} points less than `_pp`" in EVIDENCE
-    assert "one seed of R20, R20-pp and R20-pp_b1 has finished" in EVIDENCE
+    assert "one seed of each of the four models has finished" in EVIDENCE
     assert len(seeds(group, pp)) == len(seeds(group, b1)) == 1
+
+
+def test_plateau_anti_aliasing_claims():
+    group = "resnet_plateau"
+    base = outcomes(group, "R20 plateau", 0)
+    aa, pp = outcomes(group, "R20+aa plateau", 0), outcomes(group, "R20-pp plateau", 0)
+
+    def diff(model, test):
+        return 100 * (values_of(model, test).mean() - values_of(base, test).mean())
+
+    assert -diff(aa, MEAN_CE) > -diff(pp, MEAN_CE)  # "more than R20-pp's"
+    assert f"{-diff(aa, MEAN_CE):.2f} points less mean corruption error than R20" in WRITEUP
+    assert f"more than R20-pp's {-diff(pp, MEAN_CE):.2f}" in WRITEUP
+    assert f"{diff(aa, SHIFT):.2f} points more shift consistency" in WRITEUP
+    quoted = re.findall(r"over images ([+-]\d+\.\d\d) to ([+-]\d+\.\d\d)", WRITEUP)
+    for test in (MEAN_CE, SHIFT):
+        low, high = image_interval(values_of(aa, test), values_of(base, test))
+        assert any(abs(float(x) - low) <= 0.1 and abs(float(y) - high) <= 0.1 for x, y in quoted)
+    gains = {k.split("/")[1]: diff(aa, k) for k in aa if k.startswith("corruptions/")}
+    top = [f"{c} ({gains[c]:+.2f})" for c in sorted(gains, key=gains.get)[:4]]
+    assert f"Its largest gains are on {', '.join(top[:3])} and {top[3]}" in WRITEUP
+    g = "corruptions/gaussian_noise"
+    assert f"R20-pp {diff(pp, g):+.2f} against R20+aa {diff(aa, g):+.2f}" in WRITEUP
+    assert diff(pp, g) < diff(aa, g)
+    clean = [accuracy(group, label)[0] for label, _, _ in GROUPS[group].cells]
+    assert f"{min(clean):.2f}-{max(clean):.2f}% clean accuracy" in EVIDENCE
+    assert f"anti-aliasing alone has {-diff(aa, MEAN_CE):.2f} points less" in EVIDENCE
