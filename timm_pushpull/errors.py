@@ -77,11 +77,16 @@ def is_network_failure(error: BaseException) -> bool:
 
 
 def hub_unreachable(
-    repo: str, action: str, hint: str = "", cache_helps: bool = True
-) -> OfflineError:
+    repo: str,
+    action: str,
+    hint: str = "",
+    cache_helps: bool = True,
+    kind: type[UserError] = OfflineError,
+) -> UserError:
     """The one-line error for a Hugging Face Hub repository that is needed and cannot be had:
     it names the repository and ``HF_HUB_OFFLINE``; ``hint`` says what else to do, and
-    ``cache_helps`` whether the local cache could serve it (a download, not an upload)."""
+    ``cache_helps`` whether the local cache could serve it (a download, not an upload). ``kind``
+    is its type: a model missing from the cache is also a missing file, like a local one."""
     from huggingface_hub import is_offline_mode  # deferred: this module is imported by the CLI
 
     if is_offline_mode():
@@ -95,4 +100,4 @@ def hub_unreachable(
         )
     else:
         why = f"the Hugging Face Hub cannot be reached for {repo} (no network?; HF_HUB_OFFLINE is unset)"
-    return OfflineError(f"{action}: {why}{'; ' + hint if hint else ''}")
+    return kind(f"{action}: {why}{'; ' + hint if hint else ''}")

@@ -80,13 +80,12 @@ def create_model(model_name: str, pretrained: bool = False, **kwargs: Any) -> nn
                 cache_dir=kwargs.get("cache_dir"),
             )
         except LocalEntryNotFoundError as error:
-            # a FileNotFoundError like a missing local-dir: folder, worded as every Hub failure
-            unreachable = hub_unreachable(
+            raise hub_unreachable(
                 repo_id,
                 model_name,
                 f"offline, load a local copy with 'local-dir:PATH' or through ${WEIGHTS_DIR_ENV}",
-            )
-            raise MissingFileError(str(unreachable)) from error
+                kind=MissingFileError,
+            ) from error
         config = read_config(config_path)
         architecture, where = config["architecture"], f"config.json of {model_id}"
         if pretrained:
