@@ -72,6 +72,8 @@ def test_pull_benchmark_prints_its_tables():
 
     assert "push and pull from one GEMM (shared) or apart" in text
     assert "by input pixels per GEMM call (default 512)" in text
+    training = text.split("### Exact layer in training: the response from one op")[1]
+    assert "| 16->16 3x3, h=2 | [2, 16, 32, 32] |" in training.split("###")[0]
     assert push_and_pull.GEMM_PIXELS == 512
     assert "Memory of one exact layer call" in text
 

@@ -146,13 +146,70 @@ def test_every_ring_and_band_boundary(gemm_pixels, batch, threads, layout, monke
 @needs_kernel
 def test_the_layer_runs_no_convolution():
     layer, x = _layer(CASES[0], torch.float32), torch.randn(2, 16, 12, 12)
+    layer.push.bias.requires_grad_(False)  # its gradient is a sum over the masked gradients
     for grad in (True, False):
-        with torch.profiler.profile() as prof, torch.set_grad_enabled(grad), force_path("shared"):
-            layer(x)
+        with torch.profiler.profile(record_shapes=True) as prof, torch.set_grad_enabled(grad), \
+                force_path("shared"):  # fmt: skip
+            out = layer(x)
+            if grad:
+                out.sum().backward()
         names = {event.name for event in prof.events()}
         assert "aten::conv2d" not in names and "timm_pushpull::exact_pull" not in names
         # in inference the kernel runs without the dispatcher (no op to record)
-        assert ("timm_pushpull::push_and_pull" in names) is grad
+        assert ("timm_pushpull::push_pull_train" in names) is grad
+        # in training too the kernel applies the ReLUs and the inhibition, and its backward
+        # pass forms the branches' gradients: no pass of its own over the activations for either
+        elementwise = {"aten::relu", "aten::relu_", "aten::clamp_min", "aten::clamp_min_",
+                       "aten::addcmul", "aten::mul", "aten::threshold_backward", "aten::where"}  # fmt: skip
+        passes = [event.name for event in prof.events()
+                  if event.name in elementwise and list(out.shape) in event.input_shapes]  # fmt: skip
+        assert not passes
+
+
+@needs_kernel
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("alpha_shape", [(), (1, 4, 1, 1)])
+def test_opcheck_the_training_ops(layout, alpha_shape):
+    x = torch.randn(2, 6, 9, 11, dtype=torch.float64).contiguous(memory_format=layout)
+    weight = torch.randn(4, 6, 3, 2, dtype=torch.float64)
+    bias = torch.randn(4, dtype=torch.float64)
+    alpha = torch.rand(alpha_shape, dtype=torch.float64)
+    geometry = ([7, 5], [1, 0], [3, 3, 2, 1])
+    for tensor in (x, weight, bias, alpha):
+        tensor.requires_grad_(True)
+    torch.library.opcheck(shared.push_pull_train, (x, weight, bias, alpha, *geometry))
+    _, push, pull = shared.push_pull_train(x, weight, bias, alpha, *geometry)
+    grad = torch.randn(2, 4, 9, 10, dtype=torch.float64).contiguous(memory_format=layout)
+    args = (grad, x.detach(), weight.detach(), alpha.detach(), push, pull, *geometry)
+    torch.library.opcheck(shared.push_pull_train_backward, (*args, True, True))
+
+
+@needs_kernel
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_the_training_ops_gradients_at_zero_and_nan_pre_activations(layout):
+    # the C backward forms the branches' gradients from the response's: as PyTorch's ReLU and
+    # multiplication pass them (none where a pre-activation is <= 0, including -0.0; NaN passes),
+    # the same with the C kernels off
+    x = torch.randn(2, 6, 9, 11, dtype=torch.float64).contiguous(memory_format=layout)
+    weight = torch.randn(4, 6, 3, 3, dtype=torch.float64)
+    alpha = torch.tensor([0.5, 1.0, 2.0, 0.0], dtype=torch.float64)
+    geometry = ([7, 7], [1, 1], [3, 3, 3, 3])
+    push, pull = (torch.randn(2, 4, 9, 11, dtype=torch.float64) for _ in range(2))
+    push[0, 1, 2, :4] = torch.tensor([0.0, -0.0, float("nan"), 1e-300])
+    pull[1, 3, 4, :4] = torch.tensor([float("nan"), 0.0, -0.0, -1e-300])
+    grad = torch.randn(2, 4, 9, 11, dtype=torch.float64).contiguous(memory_format=layout)
+    # PyTorch's own gradients of the definition, relu(push) - alpha * relu(pull)
+    leaves = [t.clone().requires_grad_(True) for t in (push, pull)]
+    response = leaves[0].relu() - alpha.view(1, -1, 1, 1) * leaves[1].relu()
+    grad_push, grad_pull = torch.autograd.grad(response, leaves, grad)
+    expected = shared.push_and_pull_backward(grad_push, grad_pull, x, weight, *geometry, True, True)
+    saved = [t.contiguous(memory_format=torch.channels_last) for t in (push, pull)]
+    for enabled in (True, False):
+        with native.native_kernels(enabled):
+            got = shared.push_pull_train_backward(grad, x, weight, alpha, *saved, *geometry,
+                                                  True, True)  # fmt: skip
+        for g, e in zip(got, expected):
+            torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-12, equal_nan=True)
 
 
 def test_ops_without_the_c_kernel_compute_the_same():
@@ -196,10 +253,10 @@ def test_compile_and_export_see_the_ops():
         expected = layer(x)
         compiled = torch.compile(layer, backend="aot_eager", fullgraph=True)
         torch.testing.assert_close(compiled(x), expected)
-    with force_path("shared"):  # parameters need gradients: both branches
+    with force_path("shared"):  # parameters need gradients: the training op
         exported = torch.export.export(layer, (x,))
     targets = {node.target for node in exported.graph.nodes}
-    assert torch.ops.timm_pushpull.push_and_pull.default in targets
+    assert torch.ops.timm_pushpull.push_pull_train.default in targets
     torch.testing.assert_close(exported.module()(x), expected)
 
 

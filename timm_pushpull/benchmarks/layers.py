@@ -183,7 +183,8 @@ def bench_pull(rounds: int = 9, quick: bool = False) -> str:
     )
 
     out += "\n" + _bench_torch_separable(rounds, quick, torch.device("cpu"))
-    tables = (_bench_shared, _bench_shared_chunks, _bench_chunks, _bench_epilogue, _bench_memory)
+    tables = (_bench_shared, _bench_training_op, _bench_shared_chunks, _bench_chunks,
+              _bench_epilogue, _bench_memory)  # fmt: skip
     return "\n".join([out, *(table(rounds, quick) for table in tables)])
 
 
@@ -408,6 +409,53 @@ def _bench_epilogue(rounds: int, quick: bool) -> str:
     return markdown_table(
         "Exact layer, branches apart (eval) vs conv: ReLUs and inhibition in place or into new tensors",
         ["layer", "input", "conv ms", "in place (default)", "new tensors"],
+        rows,
+    )
+
+
+class _TwoPreActivations(nn.Module):
+    """The exact layer in the shared form as it trained before the training op: both
+    pre-activations from ``push_and_pull``, then PyTorch's ReLUs and inhibition (and their own
+    backward passes)."""
+
+    def __init__(self, layer: PushPull2d) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        layer, pull = self.layer, self.layer.pulls[0]
+        geometry = ([*pull.pull_size], [*layer.padding], [*pull.sides])
+        push, pull = torch.ops.timm_pushpull.push_and_pull(
+            x, layer.push.weight, layer.push.bias, *geometry
+        )
+        return torch.addcmul(F.relu_(push), F.relu(layer.alpha), F.relu_(pull), value=-1.0)
+
+
+def _bench_training_op(rounds: int, quick: bool) -> str:
+    """A training step (forward and backward) of the exact layer in the shared form: one op for
+    the response, whose kernel applies the ReLUs and the inhibition and whose backward pass forms
+    the branches' gradients as it reads them (the default), against the two pre-activations and
+    PyTorch's ReLUs and inhibition; both against a conv."""
+    rows = []
+    cases = [_SHARED_CASES[i] for i in (0, 1, 3, 6, 7)]  # 16, 64 and 256 channels, a 1x1
+    for in_ch, out_ch, size, h, shape in cases[:1] if quick else cases:
+        x = torch.randn(2, *shape[1:]) if quick else torch.randn(shape)
+        layer = PushPull2d(in_ch, out_ch, size, padding=size // 2, pull_scale=h)
+        conv = nn.Conv2d(in_ch, out_ch, size, padding=size // 2, bias=False)
+        fns = {
+            "conv": train_fn(conv, x),
+            "one op": train_fn(_Forced(layer, "shared"), x),
+            "two": train_fn(_TwoPreActivations(layer), x),
+        }
+        times = interleaved_medians(fns, rounds)
+        rows.append([f"{in_ch}->{out_ch} {size}x{size}, h={h:g}", str(list(x.shape)),
+                     f"{times['conv'] * 1e3:.2f}", f"{times['one op'] / times['conv']:.2f}x",
+                     f"{times['two'] / times['conv']:.2f}x",
+                     f"{times['one op'] / times['two']:.2f}"])  # fmt: skip
+    return markdown_table(
+        "Exact layer in training: the response from one op, or two pre-activations and PyTorch's "
+        "ReLUs and inhibition (shared form, vs conv)",
+        ["layer", "input", "conv ms", "one op (default)", "two pre-activations", "one / two"],
         rows,
     )
 

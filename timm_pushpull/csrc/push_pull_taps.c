@@ -94,14 +94,15 @@ static int taps_grad_ring_width(const geometry *geo) {
 
 /* elements of a thread's scratch in the backward pass: the gradient of z of gemm_rows rows of
    ring_width columns, the vertical pass of the output columns they read and, for NCHW output
-   gradients (planar), two rings of the output rows an input row reads, channels-last */
-static long taps_backward_scratch(const geometry *geo, int planar) {
+   gradients or the response's (rings), two rings of the output rows an input row reads,
+   channels-last */
+static long taps_backward_scratch(const geometry *geo, int rings) {
     const long pixel = (long)geo->sh * geo->sw * geo->out_channels;
-    const long rings = 2L * (geo->row_hi - geo->row_lo + 1) * taps_grad_ring_width(geo) *
+    const long ring_elements = 2L * (geo->row_hi - geo->row_lo + 1) * taps_grad_ring_width(geo) *
                        geo->out_channels;
     return geo->gemm_rows * geo->ring_width * pixel +
            (long)(geo->ring_width + geo->pw - 1) * geo->sh * geo->out_channels +
-           (planar ? rings : 0);
+           (rings ? ring_elements : 0);
 }
 
 #define SCALAR float

@@ -167,15 +167,16 @@ static VECTOR_CLONES void NAME(taps_row)(const geometry *geo, const SCALAR *ring
     NAME(sum_along_row)(&taps, vertical, fan, in_width, pull_row, o, cols, o, bias, 0, -1);
 }
 
-/* relu(push) - alpha * relu(pull), in place in push_row; the ReLUs keep NaN, as torch.relu */
-static VECTOR_CLONES void NAME(taps_inhibit)(SCALAR *restrict push_row,
-                                             const SCALAR *restrict pull_row, const SCALAR *alpha,
+/* relu(push) - alpha * relu(pull) into response_row (which may be push_row); the ReLUs keep NaN,
+   as torch.relu */
+static VECTOR_CLONES void NAME(taps_inhibit)(SCALAR *response_row, const SCALAR *push_row,
+                                             const SCALAR *pull_row, const SCALAR *alpha,
                                              int alpha_count, long pixels, int o) {
     for (long p = 0; p < pixels; p++)
         for (int c = 0; c < o; c++) {
             const SCALAR push = push_row[p * o + c], pull = pull_row[p * o + c];
             const SCALAR inhibition = alpha[alpha_count == 1 ? 0 : c] * (pull < 0 ? 0 : pull);
-            push_row[p * o + c] = (push < 0 ? 0 : push) - inhibition;
+            response_row[p * o + c] = (push < 0 ? 0 : push) - inhibition;
         }
 }
 
@@ -185,7 +186,9 @@ static VECTOR_CLONES void NAME(taps_inhibit)(SCALAR *restrict push_row,
    with z[n, r, col, a, b, o] = sum_c x[n, r, col, c] weights[c, (a*sw + b)*O + o] (zero outside
    the image): x [N, H, W, C] and both outputs [N, Ho, Wo, O] channels-last, or all NCHW
    (planar), stride 1, no dilation, one group. With alpha (already rectified; one value or one
-   per channel) push receives relu(push) - alpha * relu(pull) and pull is not written. Tasks are
+   per channel) push receives relu(push) - alpha * relu(pull), and where saved_push is given (in
+   training) saved_push and pull the two pre-activations, channels-last whatever the layout of x
+   (the backward pass reads them so), else pull is not written. Tasks are
    (image, band of output rows, tile of tile_cols output columns); each thread's scratch holds the
    ring of z rows, [ring_rows][ring_width][sh*sw*O] (taps_ring_width), then [ring_width][sw][O]
    and two output rows [tile_cols][O]. Returns 1 on bad arguments, 2 when a result is not finite
@@ -196,7 +199,7 @@ static VECTOR_CLONES void NAME(taps_inhibit)(SCALAR *restrict push_row,
 typedef struct {
     const geometry *geo;
     const SCALAR *x, *weights, *bias, *alpha;
-    SCALAR *push, *pull;
+    SCALAR *push, *pull, *saved_push;
     int alpha_count, bands, planar;
     NAME(taps_gemm_fn) mix;
 } NAME(taps_call);
@@ -268,26 +271,38 @@ static int NAME(taps_tasks)(const NAME(taps_call) *call, long first_task, long e
                 }
             }
             const long out_offset = (n * out_height + i) * out_row + (long)j0 * o;
-            SCALAR *push_row = call->planar ? spare_push : call->push + out_offset;
-            SCALAR *pull_row =
-                call->alpha != NULL || call->planar ? spare_pull : call->pull + out_offset;
+            /* rows of the pre-activations: the outputs' own (channels-last), the saved ones
+               (training), else spare rows */
+            const int saved = call->saved_push != NULL, inhibit = call->alpha != NULL;
+            SCALAR *push_row = saved                     ? call->saved_push + out_offset
+                               : call->planar || inhibit ? spare_push
+                                                         : call->push + out_offset;
+            SCALAR *pull_row = saved                     ? call->pull + out_offset
+                               : call->planar || inhibit ? spare_pull
+                                                         : call->pull + out_offset;
             NAME(taps_row)(geo, ring, base, i, j0, cols, c0, in_width, call->bias, push_row,
                            pull_row, vertical);
-            if (call->alpha != NULL)
-                NAME(taps_inhibit)(push_row, pull_row, call->alpha, call->alpha_count, cols, o);
-            if (!NAME(all_finite)(push_row, (long)cols * o) ||
-                (call->alpha == NULL && !NAME(all_finite)(pull_row, (long)cols * o)))
+            if ((!inhibit || saved) && (!NAME(all_finite)(push_row, (long)cols * o) ||
+                                        !NAME(all_finite)(pull_row, (long)cols * o)))
                 return 2;
+            SCALAR *out_row_start = push_row; /* the row scattered into an NCHW push */
+            if (inhibit) {
+                out_row_start = call->planar ? spare_push : call->push + out_offset;
+                NAME(taps_inhibit)(out_row_start, push_row, pull_row, call->alpha,
+                                   call->alpha_count, cols, o);
+                if (!saved && !NAME(all_finite)(out_row_start, (long)cols * o)) return 2;
+            }
             if (call->planar) {
-                NAME(scatter_row)(geo, push_row, call->push, n, i, j0, cols);
-                if (call->alpha == NULL) NAME(scatter_row)(geo, pull_row, call->pull, n, i, j0, cols);
+                NAME(scatter_row)(geo, out_row_start, call->push, n, i, j0, cols);
+                if (!inhibit) NAME(scatter_row)(geo, pull_row, call->pull, n, i, j0, cols);
             }
         }
     }
     return 0;
 }
 
-int NAME(push_pull_taps)(const SCALAR *x, SCALAR *push, SCALAR *pull, long batch, int channels,
+int NAME(push_pull_taps)(const SCALAR *x, SCALAR *push, SCALAR *pull, SCALAR *saved_push,
+                         long batch, int channels,
                          int height, int width, int out_height, int out_width, int sh, int sw,
                          int push_top, int push_left, int ph, int pw, const double *taps_v,
                          const double *taps_h, int pull_top, int pull_left, const SCALAR *weights,
@@ -302,9 +317,10 @@ int NAME(push_pull_taps)(const SCALAR *x, SCALAR *push, SCALAR *pull, long batch
     if (gemm == NULL || bands < 1 || check_geometry(&geo) || check_ring(&geo)) return 1;
     geo.ring_width = taps_ring_width(&geo);
     if (scratch_per_thread < taps_scratch(&geo)) return 1;
-    const NAME(taps_call) call = {&geo, x,           weights, bias,   alpha,
-                                  push, pull,        alpha_count, bands, planar,
-                                  (NAME(taps_gemm_fn))gemm};
+    if (saved_push != NULL && (alpha == NULL || pull == NULL)) return 1;
+    const NAME(taps_call) call = {&geo,        x,    weights,     bias,        alpha,
+                                  push,        pull, saved_push,  alpha_count, bands,
+                                  planar,      (NAME(taps_gemm_fn))gemm};
     const long tasks = batch * bands * ((out_width + tile_cols - 1) / tile_cols);
     int status = 0;
     if (num_threads > tasks) num_threads = (int)tasks;
@@ -403,8 +419,9 @@ static VECTOR_CLONES void NAME(grad_z_row)(const geometry *geo, const NAME(grad_
 typedef struct {
     const geometry *geo;
     const SCALAR *x, *grad_push, *grad_pull, *weights;
+    const SCALAR *grad, *saved_push, *saved_pull, *alpha; /* the response's gradient (or NULL) */
     SCALAR *grad_x, *grad_weights;
-    int bands, planar;
+    int alpha_count, bands, planar;
     NAME(taps_gemm_fn) mix;
 } NAME(taps_backward_call);
 
@@ -418,6 +435,33 @@ static void NAME(transpose_row)(const geometry *geo, const SCALAR *grad, NAME(gr
     const SCALAR *src = grad + (long)i * geo->out_width + rows->first_col;
     for (int c = 0; c < o; c++)
         for (int j = 0; j < cols; j++) dst[(long)j * o + c] = src[c * plane + j];
+}
+
+/* Output row i, columns first_col .. first_col + cols - 1, of the gradients of push and pull of
+   image n into their rings, channels-last, from the gradient of the response relu(push) - alpha *
+   relu(pull) (NCHW if planar, else channels-last) and the saved pre-activations (channels-last):
+   grad_push = grad where push > 0 (or NaN, as torch's threshold_backward), else 0; grad_pull =
+   -alpha * grad where pull > 0. */
+static void NAME(response_rows)(const NAME(taps_backward_call) *call, long n,
+                                const NAME(grad_rows) *rows, SCALAR *push_ring, SCALAR *pull_ring,
+                                int i, int cols) {
+    const geometry *geo = call->geo;
+    const int o = geo->out_channels, width = geo->out_width;
+    const long plane = (long)geo->out_height * width, pixel0 = (long)i * width + rows->first_col;
+    const long saved0 = (n * plane + pixel0) * o, ring0 = NAME(row_at)(rows, i);
+    const SCALAR *push = call->saved_push + saved0, *pull = call->saved_pull + saved0;
+    SCALAR *push_dst = push_ring + ring0, *pull_dst = pull_ring + ring0;
+    const long step = call->planar ? plane : 1; /* between channels of a pixel's gradient */
+    const SCALAR *grad = call->planar ? call->grad + n * o * plane + pixel0 : call->grad + saved0;
+    for (int j = 0; j < cols; j++) {
+        const SCALAR *grad_j = grad + (call->planar ? j : (long)j * o);
+        for (int c = 0; c < o; c++) {
+            const SCALAR g = grad_j[c * step];
+            const long k = (long)j * o + c;
+            push_dst[k] = push[k] <= 0 ? 0 : g;
+            pull_dst[k] = pull[k] <= 0 ? 0 : -call->alpha[call->alpha_count == 1 ? 0 : c] * g;
+        }
+    }
 }
 
 /* Backward tasks first .. end - 1, with this thread's scratch and sum of weight gradients.
@@ -447,9 +491,11 @@ static int NAME(taps_backward_tasks)(const NAME(taps_backward_call) *call, long 
         const SCALAR *grad_pull = call->grad_pull == NULL ? NULL : call->grad_pull + n * out_image;
         NAME(grad_rows) push = {grad_push, (long)geo->out_width * o, 0, out_height, 0};
         NAME(grad_rows) pull = {grad_pull, (long)geo->out_width * o, 0, out_height, 0};
-        /* NCHW gradients: the output rows and columns these input pixels read, transposed */
+        /* NCHW gradients or the response's: the output rows and columns these input pixels read,
+           channels-last */
+        const int rings = call->planar || call->grad != NULL;
         int next = 0, cols = 0;
-        if (call->planar) {
+        if (rings) {
             const int j0 = c0 - geo->col_hi > 0 ? c0 - geo->col_hi : 0;
             const int j1 = c0 + in_width - geo->col_lo < geo->out_width
                                ? c0 + in_width - geo->col_lo
@@ -459,13 +505,17 @@ static int NAME(taps_backward_tasks)(const NAME(taps_backward_call) *call, long 
             push = (NAME(grad_rows)){push_ring, ring_row, next, span_rows, j0};
             pull = (NAME(grad_rows)){pull_ring, ring_row, next, span_rows, j0};
         }
-        const NAME(grad_rows) *push_rows = call->grad_push == NULL ? NULL : &push;
-        const NAME(grad_rows) *pull_rows = call->grad_pull == NULL ? NULL : &pull;
+        const NAME(grad_rows) *push_rows =
+            call->grad_push == NULL && call->grad == NULL ? NULL : &push;
+        const NAME(grad_rows) *pull_rows =
+            call->grad_pull == NULL && call->grad == NULL ? NULL : &pull;
         for (long r0 = first; r0 < last; r0 += gemm_rows) {
             const int rows = last - r0 < gemm_rows ? (int)(last - r0) : gemm_rows;
             for (int k = 0; k < rows; k++) {
                 const int r = (int)(r0 + k);
-                for (; call->planar && next <= r - geo->row_lo && next < out_height; next++) {
+                for (; rings && next <= r - geo->row_lo && next < out_height; next++) {
+                    if (call->grad != NULL)
+                        NAME(response_rows)(call, n, &push, push_ring, pull_ring, next, cols);
                     if (grad_push != NULL)
                         NAME(transpose_row)(geo, grad_push, &push, push_ring, next, cols);
                     if (grad_pull != NULL)
@@ -515,11 +565,17 @@ static int NAME(taps_backward_tasks)(const NAME(taps_backward_call) *call, long 
    ([gemm_rows][ring_width][sh*sw*O], then [ring_width + pw - 1][sh][O], and for NCHW gradients
    two rings of their rows, channels-last: taps_backward_scratch).
    Tasks are (image, band of input rows, tile). grad_push, grad_pull: [N, Ho, Wo, O] or NULL
-   (zero). x and grad_x (or NULL, else overwritten) [N, H, W, C], or all three [N, C, ...] (planar); grad_weights (or NULL) holds one
+   (zero); or, in their place, grad (the gradient of relu(push) - alpha * relu(pull), alpha
+   rectified, one value or one per channel) with the pre-activations saved_push and saved_pull
+   ([N, Ho, Wo, O] whatever the layout: response_rows; grad_push and grad_pull NULL). x and grad_x
+   (or NULL, else overwritten) [N, H, W, C], or all three [N, C, ...] (planar), grad too; grad_weights (or NULL) holds one
    [C, sh*sw*O] sum per thread, accumulated into (zero it first). Returns 1 on bad arguments, 2
    when an input gradient is not finite (the caller recomputes). */
 int NAME(push_pull_taps_backward)(const SCALAR *x, const SCALAR *grad_push,
-                                  const SCALAR *grad_pull, SCALAR *grad_x, SCALAR *grad_weights,
+                                  const SCALAR *grad_pull, const SCALAR *grad,
+                                  const SCALAR *saved_push, const SCALAR *saved_pull,
+                                  const SCALAR *alpha, int alpha_count, SCALAR *grad_x,
+                                  SCALAR *grad_weights,
                                   long batch, int channels, int height, int width, int out_height,
                                   int out_width, int sh, int sw, int push_top, int push_left,
                                   int ph, int pw, const double *taps_v, const double *taps_h,
@@ -535,10 +591,14 @@ int NAME(push_pull_taps_backward)(const SCALAR *x, const SCALAR *grad_push,
         (gemm_rows > 1 && tile_cols < width))
         return 1;
     geo.ring_width = tile_cols < width ? tile_cols : width;
-    if (scratch_per_thread < taps_backward_scratch(&geo, planar)) return 1;
-    const NAME(taps_backward_call) call = {&geo,         x,     grad_push, grad_pull,
-                                           weights,      grad_x, grad_weights, bands,
-                                           planar,       (NAME(taps_gemm_fn))gemm};
+    const int response = grad != NULL;
+    if (response && (grad_push != NULL || grad_pull != NULL || saved_push == NULL ||
+                     saved_pull == NULL || alpha == NULL || alpha_count < 1))
+        return 1;
+    if (scratch_per_thread < taps_backward_scratch(&geo, planar || response)) return 1;
+    const NAME(taps_backward_call) call = {
+        &geo,       x,         grad_push, grad_pull,   weights, grad,  saved_push, saved_pull,
+        alpha,      grad_x,    grad_weights, alpha_count, bands,   planar, (NAME(taps_gemm_fn))gemm};
     const long tasks = batch * bands * ((width + tile_cols - 1) / tile_cols);
     const long weights_size = (long)channels * sh * sw * out_channels;
     int status = 0;

@@ -84,15 +84,16 @@ class Plan(NamedTuple):
 
 
 def plan(x_shape, weight_shape, pull_size, push_padding, pull_padding, itemsize: int,
-         backward: bool = False, planar: bool = False) -> Plan:  # fmt: skip
-    """The :class:`Plan` of a call (forward, or ``backward`` with NCHW gradients if ``planar``)."""
+         backward: bool = False, rings: bool = False) -> Plan:  # fmt: skip
+    """The :class:`Plan` of a call (forward, or ``backward``, with rings of the outputs' gradients
+    if ``rings``: NCHW gradients, or the response's)."""
     geometry = (tuple(x_shape), tuple(weight_shape), tuple(pull_size), tuple(push_padding))
-    return _plan(*geometry, tuple(pull_padding), itemsize, backward, planar,
+    return _plan(*geometry, tuple(pull_padding), itemsize, backward, rings,
                  SCRATCH_BYTES_PER_THREAD, GEMM_PIXELS)  # fmt: skip
 
 
 @functools.lru_cache(maxsize=256)
-def _plan(x_shape, weight_shape, pull_size, push_padding, pull_padding, itemsize, backward, planar,
+def _plan(x_shape, weight_shape, pull_size, push_padding, pull_padding, itemsize, backward, rings,
           budget_bytes, gemm_pixels) -> Plan:  # fmt: skip
     _, _, height, width = x_shape
     out_channels, _, sh, sw = weight_shape
@@ -104,12 +105,12 @@ def _plan(x_shape, weight_shape, pull_size, push_padding, pull_padding, itemsize
     if out_w < 1 or height + 2 * push_padding[0] < sh:
         return Plan(False, gemm_rows, 0, tile_cols, 0)
     while True:
-        if backward:  # and for NCHW gradients, rings of their rows transposed
+        if backward:  # and rings of the outputs' gradients' rows, channels-last
             ring_rows, ring_width = 0, min(width, tile_cols)
             per_thread = gemm_rows * ring_width * pixel
             per_thread += (ring_width + pull_size[1] - 1) * sh * out_channels
             grad_width = min(out_w, ring_width + col_high - col_low)
-            per_thread += 2 * (high - low + 1) * grad_width * out_channels * planar
+            per_thread += 2 * (high - low + 1) * grad_width * out_channels * rings
         else:
             ring_rows = -(-(high - low + gemm_rows) // gemm_rows) * gemm_rows
             tiled = tile_cols < out_w
@@ -200,9 +201,12 @@ def _threads(x: Tensor, pull_rows: int, tasks: int) -> int:
     return min(threads, tasks)
 
 
-def _run_kernel(x, weight, bias, pull_size, push_padding, pull_padding, push, pull, alpha) -> bool:
-    """Fill ``push`` and ``pull``, or ``push`` with the response when ``alpha``; all in the layout
-    of ``x``. False where a result is not finite (the caller recomputes)."""
+def _run_kernel(x, weight, bias, pull_size, push_padding, pull_padding, push, pull, alpha,
+                saved_push=None) -> bool:  # fmt: skip
+    """Fill ``push`` and ``pull``, all in the layout of ``x``; or, when ``alpha``, ``push`` with the
+    response, and where ``saved_push`` is given, ``saved_push`` and ``pull`` with the
+    pre-activations, channels-last. False where a result is not finite (the caller
+    recomputes)."""
     planar = _planar(x)
     x = x.contiguous(memory_format=output_format(x))
     batch, channels, height, width = x.shape
@@ -222,7 +226,8 @@ def _run_kernel(x, weight, bias, pull_size, push_padding, pull_padding, push, pu
     if alpha is not None:
         alpha = alpha.contiguous()
     status = _kernel(x.dtype)(
-        x.data_ptr(), push.data_ptr(), None if pull is None else pull.data_ptr(), batch, channels,
+        x.data_ptr(), push.data_ptr(), None if pull is None else pull.data_ptr(),
+        None if saved_push is None else saved_push.data_ptr(), batch, channels,
         height, width, out_h, out_w, sh, sw, top, left, pull_size[0], pull_size[1],
         taps_v.data_ptr(), taps_h.data_ptr(), pull_top, pull_left, weights.data_ptr(),
         None if bias is None else bias.data_ptr(), out_channels,
@@ -293,11 +298,31 @@ def _backward_apart(x, weight, grad_push, grad_pull, pull_size, push_padding, pu
     return grads
 
 
+class _Response(NamedTuple):
+    """What the backward pass of :func:`push_pull_train` reads: the gradient of the response, the
+    saved pre-activations (channels-last) and the rectified alpha."""
+
+    grad: Tensor
+    push: Tensor
+    pull: Tensor
+    alpha: Tensor
+
+    def branch_gradients(self) -> tuple[Tensor, Tensor]:
+        """The gradients of push and pull, as PyTorch's ReLU and multiplication give them (a
+        pre-activation <= 0 passes none; NaN passes it)."""
+        zero = self.grad.new_zeros(())
+        grad_push = torch.where(self.push <= 0, zero, self.grad)
+        grad_pull = torch.where(self.pull <= 0, zero, self.grad * -self.alpha.reshape(1, -1, 1, 1))
+        return grad_push, grad_pull
+
+
 def _backward_shared(x, weight, grad_push, grad_pull, pull_size, push_padding, pull_padding,
-                     need_x: bool, need_weight: bool) -> list[Tensor | None] | None:  # fmt: skip
+                     need_x: bool, need_weight: bool,
+                     response: _Response | None = None) -> list[Tensor | None] | None:  # fmt: skip
     """The transposed shared form: the products' gradient g (the transposed shift and smoothing
-    of the outputs' gradients, built in cache) and two GEMMs, g @ k^T for x and x^T @ g for k.
-    None where a gradient is not finite."""
+    of the outputs' gradients, built in cache; with ``response``, of the gradients the kernel
+    forms from the response's) and two GEMMs, g @ k^T for x and x^T @ g for k. None where a
+    gradient is not finite."""
     planar = _planar(x)
     x = x.contiguous(memory_format=output_format(x))
     batch, channels, height, width = x.shape
@@ -308,10 +333,19 @@ def _backward_shared(x, weight, grad_push, grad_pull, pull_size, push_padding, p
     weights = weight.permute(1, 2, 3, 0).reshape(channels, -1).contiguous()
     taps_v, taps_h = (interpolation_taps(s, p) for s, p in zip((sh, sw), pull_size))
     cover = plan(x.shape, weight.shape, pull_size, push_padding, pull_padding, x.element_size(),
-                 backward=True, planar=planar)  # fmt: skip
+                 backward=True, rings=planar or response is not None)  # fmt: skip
     if not cover.fits:
+        if response is not None:
+            grad_push, grad_pull = response.branch_gradients()
         return _backward_apart(x, weight, grad_push, grad_pull, pull_size, push_padding,
                                pull_padding, need_x, need_weight)  # fmt: skip
+    saved = (None,) * 4
+    if response is not None:
+        channels_last = torch.channels_last
+        alpha = response.alpha.reshape(-1).to(x.dtype).contiguous()
+        saved = (response.grad.contiguous(memory_format=output_format(x)),
+                 response.push.contiguous(memory_format=channels_last),
+                 response.pull.contiguous(memory_format=channels_last), alpha)  # fmt: skip
     tiles = -(-width // cover.tile_cols)
     threads = _threads(x, pull_size[0], batch * height * tiles)
     bands = -(-threads // (batch * tiles))
@@ -323,7 +357,8 @@ def _backward_shared(x, weight, grad_push, grad_pull, pull_size, push_padding, p
         return None if tensor is None else tensor.data_ptr()
 
     status = _kernel(x.dtype, backward=True)(
-        x.data_ptr(), pointer(grads[0]), pointer(grads[1]), pointer(grad_x),
+        x.data_ptr(), pointer(grads[0]), pointer(grads[1]), *(pointer(t) for t in saved[:4]),
+        0 if response is None else saved[3].numel(), pointer(grad_x),
         pointer(grad_weights), batch, channels, height, width, out_h, out_w, sh, sw,
         *push_padding, *pull_size, taps_v.data_ptr(), taps_h.data_ptr(), pull_padding[0],
         pull_padding[2], weights.data_ptr(), out_channels, cover.gemm_rows, cover.tile_cols, bands,
@@ -400,6 +435,127 @@ def _backward(ctx, grad_push: Tensor | None, grad_pull: Tensor | None):
 
 
 push_and_pull.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _channels_last_output(x: Tensor, weight: Tensor, push_padding) -> Tensor:
+    return torch.empty(_output_shape(x, weight, push_padding), dtype=x.dtype, device=x.device,
+                       memory_format=torch.channels_last)  # fmt: skip
+
+
+@torch.library.custom_op("timm_pushpull::push_pull_train", mutates_args=())
+def push_pull_train(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    alpha: Tensor,
+    pull_size: list[int],
+    push_padding: list[int],
+    pull_padding: list[int],
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(relu(push) - alpha * relu(pull), push, pull)`` of :func:`push_and_pull`, for training:
+    the response in the layout ``nn.Conv2d`` gives, and the two pre-activations its backward pass
+    reads, channels-last (not differentiable). ``alpha``: the rectified one, one value or one per
+    output channel. One pass writes all three, and the backward pass forms the branches'
+    gradients as it reads them, where the ReLUs and the inhibition apart would each take a pass
+    over the activations (BENCHMARKS.md, "Exact layer in training: the response from one op"). By
+    the definition where the C form's results are not finite."""
+    _check_geometry(x, weight, pull_size, push_padding, pull_padding)
+    if c_kernel_runs(x, weight, pull_size, push_padding, pull_padding):
+        response = _empty_output(x, weight, push_padding)
+        push, pull = (_channels_last_output(x, weight, push_padding) for _ in range(2))
+        rectified = alpha.reshape(-1).to(x.dtype)
+        args = (pull_size, push_padding, pull_padding, response, pull, rectified)
+        if _run_kernel(x, weight, bias, *args, saved_push=push):
+            return response, push, pull
+    push, pull = _branches_apart(x, weight, bias, pull_size, push_padding, pull_padding)
+    response = torch.addcmul(push.relu(), alpha.reshape(1, -1, 1, 1), pull.relu(), value=-1.0)
+    saved = (t.contiguous(memory_format=torch.channels_last) for t in (push, pull))
+    return response, *saved
+
+
+@push_pull_train.register_fake
+def _(x, weight, bias, alpha, pull_size, push_padding, pull_padding):
+    saved = (_channels_last_output(x, weight, push_padding) for _ in range(2))
+    return _empty_output(x, weight, push_padding), *saved
+
+
+def _setup_train_context(ctx, inputs, output) -> None:
+    x, weight, bias, alpha, *ctx.args = inputs
+    _, push, pull = output
+    ctx.save_for_backward(x, weight, alpha, push, pull)
+    ctx.has_bias = bias is not None
+    ctx.mark_non_differentiable(push, pull)
+    # no zero-filled gradients of the saved pre-activations, two activation-sized passes
+    ctx.set_materialize_grads(False)
+
+
+@torch.library.custom_op("timm_pushpull::push_pull_train_backward", mutates_args=())
+def push_pull_train_backward(
+    grad: Tensor,
+    x: Tensor,
+    weight: Tensor,
+    alpha: Tensor,
+    push: Tensor,
+    pull: Tensor,
+    pull_size: list[int],
+    push_padding: list[int],
+    pull_padding: list[int],
+    need_x: bool,
+    need_weight: bool,
+) -> tuple[Tensor, Tensor]:
+    """Gradients of :func:`push_pull_train`'s response for ``x`` (in its
+    :func:`.exact_pull.output_format`) and ``weight`` (contiguous), empty where not needed; the
+    branches' own where the C form's are not finite."""
+    response = _Response(grad, push, pull, alpha)
+    args = (x, weight, None, None, pull_size, push_padding, pull_padding, need_x, need_weight)
+    grads = None
+    if c_kernel_runs(x, weight, pull_size, push_padding, pull_padding):
+        grads = _backward_shared(*args, response=response)
+    if grads is None:
+        grad_push, grad_pull = response.branch_gradients()
+        grads = _backward_apart(x, weight, grad_push, grad_pull, *args[4:])
+    grad_x, grad_weight = grads
+    empty = x.new_empty(0)
+    grad_x = empty if grad_x is None else grad_x.contiguous(memory_format=output_format(x))
+    return grad_x, empty if grad_weight is None else grad_weight.contiguous()
+
+
+@push_pull_train_backward.register_fake
+def _(grad, x, weight, alpha, push, pull, pull_size, push_padding, pull_padding, need_x,
+      need_weight):  # fmt: skip
+    grad_x = torch.empty_like(x, memory_format=output_format(x)) if need_x else x.new_empty(0)
+    return grad_x, (torch.empty_like(weight, memory_format=torch.contiguous_format)
+                    if need_weight else x.new_empty(0))  # fmt: skip
+
+
+def _train_backward(ctx, grad: Tensor, _push: Tensor | None, _pull: Tensor | None):
+    x, weight, alpha, push, pull = ctx.saved_tensors
+    need_x, need_weight, need_bias, need_alpha = ctx.needs_input_grad[:4]
+    grad_x = grad_weight = grad_bias = grad_alpha = None
+    if grad is None:  # the response was not used
+        return None, None, None, None, None, None, None
+    if need_x or need_weight:
+        grad_x, grad_weight = push_pull_train_backward(
+            grad, x, weight, alpha, push, pull, *ctx.args, need_x, need_weight
+        )
+    if need_bias:  # the push adds the bias, the pull subtracts it
+        grad_push, grad_pull = _Response(grad, push, pull, alpha).branch_gradients()
+        grad_bias = grad_push.sum((0, 2, 3)) - grad_pull.sum((0, 2, 3))
+    if need_alpha:  # the response subtracts alpha * relu(pull)
+        inhibition = -(grad * pull.relu())
+        grad_alpha = inhibition.sum() if alpha.dim() == 0 else inhibition.sum_to_size(alpha.shape)
+    return (
+        grad_x if need_x else None,
+        grad_weight if need_weight else None,
+        grad_bias,
+        grad_alpha,
+        None,
+        None,
+        None,
+    )
+
+
+push_pull_train.register_autograd(_train_backward, setup_context=_setup_train_context)
 
 
 def _response(x, weight, bias, alpha, pull_size, push_padding, pull_padding) -> Tensor:
@@ -501,3 +657,20 @@ def _response_flops(
         _push_macs(x_shape, weight_shape, out_shape)
         + _smoothing_macs(weight_shape, pull_size, out_shape)
     )
+
+
+@register_flop_formula(torch.ops.timm_pushpull.push_pull_train)
+def _train_flops(
+    x_shape,
+    weight_shape,
+    bias_shape,
+    alpha_shape,
+    pull_size,
+    push_padding,
+    pull_padding,
+    *,
+    out_shape,
+    **kwargs,
+) -> int:
+    return _response_flops(x_shape, weight_shape, bias_shape, alpha_shape, pull_size,
+                           push_padding, pull_padding, out_shape=out_shape[0])  # fmt: skip

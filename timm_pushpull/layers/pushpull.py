@@ -303,14 +303,19 @@ class PushPull2d(nn.Module):
 
     @torch.jit.unused
     def _shared(self, x: Tensor) -> Tensor:
-        """The response with push and pull from one matrix product (:mod:`.push_and_pull`); in
-        inference, with one pull and no attention, the kernel also applies the inhibition."""
+        """The response with push and pull from one matrix product (:mod:`.push_and_pull`); with
+        one pull and no attention the kernel also applies the inhibition (in training, saving the
+        pre-activations for its backward pass)."""
         weight, bias = self.push.weight, self.push.bias
-        needs_grad = torch.is_grad_enabled() and (
-            x.requires_grad or any(p.requires_grad for p in self.parameters())
-        )
-        if self.rectify and self.attention_type is None and not needs_grad:
-            return inference_response(x, weight, bias, F.relu(self.alpha), *_shared_args(self))
+        if self.rectify and self.attention_type is None:
+            needs_grad = torch.is_grad_enabled() and (
+                x.requires_grad or any(p.requires_grad for p in self.parameters())
+            )
+            alpha = F.relu(self.alpha)
+            if not needs_grad:
+                return inference_response(x, weight, bias, alpha, *_shared_args(self))
+            return torch.ops.timm_pushpull.push_pull_train(x, weight, bias, alpha,
+                                                           *_shared_args(self))[0]  # fmt: skip
         push, pull = torch.ops.timm_pushpull.push_and_pull(x, weight, bias, *_shared_args(self))
         return self._respond(push, [pull])
 
