@@ -168,31 +168,55 @@ def test_the_layer_runs_no_convolution():
 
 @needs_kernel
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
-@pytest.mark.parametrize("alpha_shape", [(), (1, 4, 1, 1)])
-def test_opcheck_the_training_ops(layout, alpha_shape):
+@pytest.mark.parametrize("alpha_shape,keep_pull", [((), False), ((), True), ((1, 4, 1, 1), True)])
+def test_opcheck_the_training_ops(layout, alpha_shape, keep_pull):
     x = torch.randn(2, 6, 9, 11, dtype=torch.float64).contiguous(memory_format=layout)
     weight = torch.randn(4, 6, 3, 2, dtype=torch.float64)
     bias = torch.randn(4, dtype=torch.float64)
     alpha = torch.rand(alpha_shape, dtype=torch.float64)
     geometry = ([7, 5], [1, 0], [3, 3, 2, 1])
-    for tensor in (x, weight, bias, alpha):
+    for tensor in (x, weight, bias) + ((alpha,) if keep_pull else ()):
         tensor.requires_grad_(True)
-    torch.library.opcheck(shared.push_pull_train, (x, weight, bias, alpha, *geometry))
-    _, push, pull = shared.push_pull_train(x, weight, bias, alpha, *geometry)
+    torch.library.opcheck(shared.push_pull_train, (x, weight, bias, alpha, *geometry, keep_pull))
+    _, mask, pull = shared.push_pull_train(x, weight, bias, alpha, *geometry, keep_pull)
+    assert mask.dtype == torch.uint8 and mask.is_contiguous(memory_format=torch.channels_last)
+    assert pull.numel() == (mask.numel() if keep_pull else 0)
     grad = torch.randn(2, 4, 9, 10, dtype=torch.float64).contiguous(memory_format=layout)
-    args = (grad, x.detach(), weight.detach(), alpha.detach(), push, pull, *geometry)
+    args = (grad, x.detach(), weight.detach(), alpha.detach(), mask, *geometry)
     torch.library.opcheck(shared.push_pull_train_backward, (*args, True, True))
 
 
 @needs_kernel
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
-def test_the_training_ops_gradients_at_zero_and_nan_pre_activations(layout):
+def test_the_training_ops_mask_and_pull_are_the_definitions(layout):
+    # the kernel's mask: the ReLUs that pass a gradient, for the pre-activations of push_and_pull
+    # (tested against the paper's formula above), by PyTorch's own threshold_backward
+    x = torch.randn(3, 6, 9, 11, dtype=torch.float64).contiguous(memory_format=layout)
+    weight, bias = torch.randn(5, 6, 3, 3, dtype=torch.float64), torch.randn(5, dtype=torch.float64)
+    alpha = torch.rand(5, dtype=torch.float64)
+    geometry = ([7, 7], [1, 1], [3, 3, 3, 3])
+    push, pull = shared.push_and_pull(x, weight, bias, *geometry)
+    response, mask, kept = shared.push_pull_train(x, weight, bias, alpha, *geometry, True)
+    ones = torch.ones_like(push)
+    for bit, branch in ((1, push), (2, pull)):
+        passes = torch.ops.aten.threshold_backward(ones, branch, 0) != 0
+        assert torch.equal(mask & bit != 0, passes)
+    torch.testing.assert_close(kept, pull, rtol=1e-12, atol=1e-12)
+    expected = push.relu() - alpha.view(1, -1, 1, 1) * pull.relu()
+    torch.testing.assert_close(response, expected, rtol=1e-12, atol=1e-12)
+    assert response.is_contiguous(memory_format=layout)
+
+
+@needs_kernel
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("alpha", [torch.tensor(0.7), torch.tensor([0.5, 1.0, 2.0, 0.0])])
+def test_the_training_ops_gradients_at_zero_and_nan_pre_activations(layout, alpha):
     # the C backward forms the branches' gradients from the response's: as PyTorch's ReLU and
     # multiplication pass them (none where a pre-activation is <= 0, including -0.0; NaN passes),
     # the same with the C kernels off
+    alpha = alpha.double()
     x = torch.randn(2, 6, 9, 11, dtype=torch.float64).contiguous(memory_format=layout)
     weight = torch.randn(4, 6, 3, 3, dtype=torch.float64)
-    alpha = torch.tensor([0.5, 1.0, 2.0, 0.0], dtype=torch.float64)
     geometry = ([7, 7], [1, 1], [3, 3, 3, 3])
     push, pull = (torch.randn(2, 4, 9, 11, dtype=torch.float64) for _ in range(2))
     push[0, 1, 2, :4] = torch.tensor([0.0, -0.0, float("nan"), 1e-300])
@@ -200,32 +224,29 @@ def test_the_training_ops_gradients_at_zero_and_nan_pre_activations(layout):
     grad = torch.randn(2, 4, 9, 11, dtype=torch.float64).contiguous(memory_format=layout)
     # PyTorch's own gradients of the definition, relu(push) - alpha * relu(pull)
     leaves = [t.clone().requires_grad_(True) for t in (push, pull)]
-    response = leaves[0].relu() - alpha.view(1, -1, 1, 1) * leaves[1].relu()
+    response = leaves[0].relu() - alpha.reshape(1, -1, 1, 1) * leaves[1].relu()
     grad_push, grad_pull = torch.autograd.grad(response, leaves, grad)
     expected = shared.push_and_pull_backward(grad_push, grad_pull, x, weight, *geometry, True, True)
-    saved = [t.contiguous(memory_format=torch.channels_last) for t in (push, pull)]
+    mask = shared.relu_mask(push, pull)
+    ones = torch.ones_like(push)
+    for bit, branch in ((1, push), (2, pull)):
+        assert torch.equal(mask & bit != 0, torch.ops.aten.threshold_backward(ones, branch, 0) != 0)
     for enabled in (True, False):
         with native.native_kernels(enabled):
-            got = shared.push_pull_train_backward(grad, x, weight, alpha, *saved, *geometry,
+            got = shared.push_pull_train_backward(grad, x, weight, alpha, mask, *geometry,
                                                   True, True)  # fmt: skip
         for g, e in zip(got, expected):
             torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-12, equal_nan=True)
 
 
-def test_ops_without_the_c_kernel_compute_the_same():
-    case = CASES[3]
-    layer = _layer(case, torch.float64)
-    x = torch.randn(2, 12, 9, 8, dtype=torch.float64)
-    alpha = torch.rand(8, dtype=torch.float64)
-    args = (layer.push.weight, layer.push.bias)
-    geometry = [list(layer.pulls[0].pull_size), list(layer.padding), list(layer.pulls[0].sides)]
-    expected = paper_layer(x, *args, 2.0, 1, alpha.view(1, -1, 1, 1))
-    for enabled in (True, False):
-        with native.native_kernels(enabled), torch.no_grad():
-            response = shared.push_pull_response(x, *args, alpha, *geometry)
-            push, pull = shared.push_and_pull(x, *args, *geometry)
-        torch.testing.assert_close(response, expected, rtol=1e-12, atol=1e-12)
-        torch.testing.assert_close(push.relu() - alpha.view(1, -1, 1, 1) * pull.relu(), expected)
+def test_a_learned_alpha_needs_the_pull_kept():
+    x = torch.randn(1, 4, 6, 6, dtype=torch.float64)
+    weight = torch.randn(4, 4, 3, 3, dtype=torch.float64)
+    alpha = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
+    geometry = ([7, 7], [1, 1], [3, 3, 3, 3])
+    response = shared.push_pull_train(x, weight, None, alpha, *geometry, False)[0]
+    with pytest.raises(RuntimeError, match="keep_pull=True"):
+        response.sum().backward()
 
 
 def test_inconsistent_padding_is_refused_with_a_clear_error():

@@ -186,9 +186,11 @@ static VECTOR_CLONES void NAME(taps_inhibit)(SCALAR *response_row, const SCALAR 
    with z[n, r, col, a, b, o] = sum_c x[n, r, col, c] weights[c, (a*sw + b)*O + o] (zero outside
    the image): x [N, H, W, C] and both outputs [N, Ho, Wo, O] channels-last, or all NCHW
    (planar), stride 1, no dilation, one group. With alpha (already rectified; one value or one
-   per channel) push receives relu(push) - alpha * relu(pull), and where saved_push is given (in
-   training) saved_push and pull the two pre-activations, channels-last whatever the layout of x
-   (the backward pass reads them so), else pull is not written. Tasks are
+   per channel) push receives relu(push) - alpha * relu(pull); where mask is given (training),
+   mask [N, Ho, Wo, O] the branches whose ReLU passes a gradient (bit 0 push, bit 1 pull: a
+   pre-activation > 0 or NaN, as torch's threshold_backward) and pull, unless NULL, the pull's
+   pre-activation (for a learned alpha's gradient), both channels-last whatever the layout of x;
+   else pull is not written. Tasks are
    (image, band of output rows, tile of tile_cols output columns); each thread's scratch holds the
    ring of z rows, [ring_rows][ring_width][sh*sw*O] (taps_ring_width), then [ring_width][sw][O]
    and two output rows [tile_cols][O]. Returns 1 on bad arguments, 2 when a result is not finite
@@ -199,10 +201,19 @@ static VECTOR_CLONES void NAME(taps_inhibit)(SCALAR *response_row, const SCALAR 
 typedef struct {
     const geometry *geo;
     const SCALAR *x, *weights, *bias, *alpha;
-    SCALAR *push, *pull, *saved_push;
+    SCALAR *push, *pull;
+    unsigned char *mask;
     int alpha_count, bands, planar;
     NAME(taps_gemm_fn) mix;
 } NAME(taps_call);
+
+/* which ReLUs pass a gradient, bit 0 push, bit 1 pull: not <= 0 (NaN passes, as in torch) */
+static VECTOR_CLONES void NAME(taps_mask)(unsigned char *restrict mask,
+                                          const SCALAR *restrict push_row,
+                                          const SCALAR *restrict pull_row, long count) {
+    for (long k = 0; k < count; k++)
+        mask[k] = (unsigned char)(!(push_row[k] <= 0) | (!(pull_row[k] <= 0) << 1));
+}
 
 /* columns j0 .. j0 + cols - 1 of row [cols][O] into output row i of image n of an NCHW tensor */
 static void NAME(scatter_row)(const geometry *geo, const SCALAR *row, SCALAR *out, long n, int i,
@@ -271,26 +282,25 @@ static int NAME(taps_tasks)(const NAME(taps_call) *call, long first_task, long e
                 }
             }
             const long out_offset = (n * out_height + i) * out_row + (long)j0 * o;
-            /* rows of the pre-activations: the outputs' own (channels-last), the saved ones
-               (training), else spare rows */
-            const int saved = call->saved_push != NULL, inhibit = call->alpha != NULL;
-            SCALAR *push_row = saved                     ? call->saved_push + out_offset
-                               : call->planar || inhibit ? spare_push
-                                                         : call->push + out_offset;
-            SCALAR *pull_row = saved                     ? call->pull + out_offset
-                               : call->planar || inhibit ? spare_pull
-                                                         : call->pull + out_offset;
+            /* rows of the pre-activations: the outputs' own (channels-last), else spare rows; in
+               training the pull's where it is kept */
+            const int inhibit = call->alpha != NULL, masked = call->mask != NULL;
+            const int spare = call->planar || inhibit;
+            SCALAR *push_row = spare ? spare_push : call->push + out_offset;
+            SCALAR *pull_row =
+                spare && !(masked && call->pull != NULL) ? spare_pull : call->pull + out_offset;
             NAME(taps_row)(geo, ring, base, i, j0, cols, c0, in_width, call->bias, push_row,
                            pull_row, vertical);
-            if ((!inhibit || saved) && (!NAME(all_finite)(push_row, (long)cols * o) ||
-                                        !NAME(all_finite)(pull_row, (long)cols * o)))
+            if ((!inhibit || masked) && (!NAME(all_finite)(push_row, (long)cols * o) ||
+                                         !NAME(all_finite)(pull_row, (long)cols * o)))
                 return 2;
+            if (masked) NAME(taps_mask)(call->mask + out_offset, push_row, pull_row, (long)cols * o);
             SCALAR *out_row_start = push_row; /* the row scattered into an NCHW push */
             if (inhibit) {
                 out_row_start = call->planar ? spare_push : call->push + out_offset;
                 NAME(taps_inhibit)(out_row_start, push_row, pull_row, call->alpha,
                                    call->alpha_count, cols, o);
-                if (!saved && !NAME(all_finite)(out_row_start, (long)cols * o)) return 2;
+                if (!masked && !NAME(all_finite)(out_row_start, (long)cols * o)) return 2;
             }
             if (call->planar) {
                 NAME(scatter_row)(geo, out_row_start, call->push, n, i, j0, cols);
@@ -301,7 +311,7 @@ static int NAME(taps_tasks)(const NAME(taps_call) *call, long first_task, long e
     return 0;
 }
 
-int NAME(push_pull_taps)(const SCALAR *x, SCALAR *push, SCALAR *pull, SCALAR *saved_push,
+int NAME(push_pull_taps)(const SCALAR *x, SCALAR *push, SCALAR *pull, unsigned char *mask,
                          long batch, int channels,
                          int height, int width, int out_height, int out_width, int sh, int sw,
                          int push_top, int push_left, int ph, int pw, const double *taps_v,
@@ -317,10 +327,9 @@ int NAME(push_pull_taps)(const SCALAR *x, SCALAR *push, SCALAR *pull, SCALAR *sa
     if (gemm == NULL || bands < 1 || check_geometry(&geo) || check_ring(&geo)) return 1;
     geo.ring_width = taps_ring_width(&geo);
     if (scratch_per_thread < taps_scratch(&geo)) return 1;
-    if (saved_push != NULL && (alpha == NULL || pull == NULL)) return 1;
-    const NAME(taps_call) call = {&geo,        x,    weights,     bias,        alpha,
-                                  push,        pull, saved_push,  alpha_count, bands,
-                                  planar,      (NAME(taps_gemm_fn))gemm};
+    if (mask != NULL && alpha == NULL) return 1;
+    const NAME(taps_call) call = {&geo, x,    weights,     bias,  alpha,  push,
+                                  pull, mask, alpha_count, bands, planar, (NAME(taps_gemm_fn))gemm};
     const long tasks = batch * bands * ((out_width + tile_cols - 1) / tile_cols);
     int status = 0;
     if (num_threads > tasks) num_threads = (int)tasks;
@@ -419,7 +428,8 @@ static VECTOR_CLONES void NAME(grad_z_row)(const geometry *geo, const NAME(grad_
 typedef struct {
     const geometry *geo;
     const SCALAR *x, *grad_push, *grad_pull, *weights;
-    const SCALAR *grad, *saved_push, *saved_pull, *alpha; /* the response's gradient (or NULL) */
+    const SCALAR *grad, *alpha; /* the response's gradient (or NULL) */
+    const unsigned char *mask;
     SCALAR *grad_x, *grad_weights;
     int alpha_count, bands, planar;
     NAME(taps_gemm_fn) mix;
@@ -437,11 +447,33 @@ static void NAME(transpose_row)(const geometry *geo, const SCALAR *grad, NAME(gr
         for (int j = 0; j < cols; j++) dst[(long)j * o + c] = src[c * plane + j];
 }
 
+/* dst[k] = src[k] where bit is set in mask[k], else 0 */
+static VECTOR_CLONES void NAME(masked_copy)(SCALAR *restrict dst, const SCALAR *restrict src,
+                                            const unsigned char *restrict mask, int bit,
+                                            long count) {
+    for (long k = 0; k < count; k++) dst[k] = mask[k] & bit ? src[k] : 0;
+}
+
+/* data[k] = 0 where bit is not set in mask[k] */
+static VECTOR_CLONES void NAME(masked_keep)(SCALAR *restrict data,
+                                            const unsigned char *restrict mask, int bit,
+                                            long count) {
+    for (long k = 0; k < count; k++) data[k] = mask[k] & bit ? data[k] : 0;
+}
+
+/* dst[p][c] = -(alpha[c] * src[p][c]) */
+static VECTOR_CLONES void NAME(inhibition_rows)(SCALAR *restrict dst, const SCALAR *restrict src,
+                                                const SCALAR *restrict alpha, int cols, int o) {
+    for (long k0 = 0; k0 < (long)cols * o; k0 += o)
+        for (int c = 0; c < o; c++) dst[k0 + c] = -(alpha[c] * src[k0 + c]);
+}
+
 /* Output row i, columns first_col .. first_col + cols - 1, of the gradients of push and pull of
    image n into their rings, channels-last, from the gradient of the response relu(push) - alpha *
-   relu(pull) (NCHW if planar, else channels-last) and the saved pre-activations (channels-last):
-   grad_push = grad where push > 0 (or NaN, as torch's threshold_backward), else 0; grad_pull =
-   -alpha * grad where pull > 0. */
+   relu(pull) (NCHW if planar, else channels-last) and the mask of the forward pass (taps_mask,
+   channels-last): grad_push = grad where bit 0 is set, else 0; grad_pull = -alpha * grad where
+   bit 1 is, as PyTorch's ReLU and multiplication give them. An NCHW gradient is transposed into
+   the push ring first, so that the masking runs over contiguous channels. */
 static void NAME(response_rows)(const NAME(taps_backward_call) *call, long n,
                                 const NAME(grad_rows) *rows, SCALAR *push_ring, SCALAR *pull_ring,
                                 int i, int cols) {
@@ -449,19 +481,20 @@ static void NAME(response_rows)(const NAME(taps_backward_call) *call, long n,
     const int o = geo->out_channels, width = geo->out_width;
     const long plane = (long)geo->out_height * width, pixel0 = (long)i * width + rows->first_col;
     const long saved0 = (n * plane + pixel0) * o, ring0 = NAME(row_at)(rows, i);
-    const SCALAR *push = call->saved_push + saved0, *pull = call->saved_pull + saved0;
+    const unsigned char *mask = call->mask + saved0;
     SCALAR *push_dst = push_ring + ring0, *pull_dst = pull_ring + ring0;
-    const long step = call->planar ? plane : 1; /* between channels of a pixel's gradient */
-    const SCALAR *grad = call->planar ? call->grad + n * o * plane + pixel0 : call->grad + saved0;
-    for (int j = 0; j < cols; j++) {
-        const SCALAR *grad_j = grad + (call->planar ? j : (long)j * o);
-        for (int c = 0; c < o; c++) {
-            const SCALAR g = grad_j[c * step];
-            const long k = (long)j * o + c;
-            push_dst[k] = push[k] <= 0 ? 0 : g;
-            pull_dst[k] = pull[k] <= 0 ? 0 : -call->alpha[call->alpha_count == 1 ? 0 : c] * g;
-        }
+    if (!call->planar) {
+        NAME(inhibition_rows)(pull_dst, call->grad + saved0, call->alpha, cols, o);
+        NAME(masked_keep)(pull_dst, mask, 2, (long)cols * o);
+        NAME(masked_copy)(push_dst, call->grad + saved0, mask, 1, (long)cols * o);
+        return;
     }
+    const SCALAR *src = call->grad + n * o * plane + pixel0;
+    for (int c = 0; c < o; c++)
+        for (int j = 0; j < cols; j++) push_dst[(long)j * o + c] = src[c * plane + j];
+    NAME(inhibition_rows)(pull_dst, push_dst, call->alpha, cols, o);
+    NAME(masked_keep)(pull_dst, mask, 2, (long)cols * o);
+    NAME(masked_keep)(push_dst, mask, 1, (long)cols * o);
 }
 
 /* Backward tasks first .. end - 1, with this thread's scratch and sum of weight gradients.
@@ -566,15 +599,15 @@ static int NAME(taps_backward_tasks)(const NAME(taps_backward_call) *call, long 
    two rings of their rows, channels-last: taps_backward_scratch).
    Tasks are (image, band of input rows, tile). grad_push, grad_pull: [N, Ho, Wo, O] or NULL
    (zero); or, in their place, grad (the gradient of relu(push) - alpha * relu(pull), alpha
-   rectified, one value or one per channel) with the pre-activations saved_push and saved_pull
-   ([N, Ho, Wo, O] whatever the layout: response_rows; grad_push and grad_pull NULL). x and grad_x
+   rectified, one value per channel: alpha_count = O) with the forward pass's mask ([N, Ho, Wo, O] whatever
+   the layout: response_rows; grad_push and grad_pull NULL). x and grad_x
    (or NULL, else overwritten) [N, H, W, C], or all three [N, C, ...] (planar), grad too; grad_weights (or NULL) holds one
    [C, sh*sw*O] sum per thread, accumulated into (zero it first). Returns 1 on bad arguments, 2
    when an input gradient is not finite (the caller recomputes). */
 int NAME(push_pull_taps_backward)(const SCALAR *x, const SCALAR *grad_push,
                                   const SCALAR *grad_pull, const SCALAR *grad,
-                                  const SCALAR *saved_push, const SCALAR *saved_pull,
-                                  const SCALAR *alpha, int alpha_count, SCALAR *grad_x,
+                                  const unsigned char *mask, const SCALAR *alpha,
+                                  int alpha_count, SCALAR *grad_x,
                                   SCALAR *grad_weights,
                                   long batch, int channels, int height, int width, int out_height,
                                   int out_width, int sh, int sw, int push_top, int push_left,
@@ -592,13 +625,13 @@ int NAME(push_pull_taps_backward)(const SCALAR *x, const SCALAR *grad_push,
         return 1;
     geo.ring_width = tile_cols < width ? tile_cols : width;
     const int response = grad != NULL;
-    if (response && (grad_push != NULL || grad_pull != NULL || saved_push == NULL ||
-                     saved_pull == NULL || alpha == NULL || alpha_count < 1))
+    if (response && (grad_push != NULL || grad_pull != NULL || mask == NULL || alpha == NULL ||
+                     alpha_count != out_channels))
         return 1;
     if (scratch_per_thread < taps_backward_scratch(&geo, planar || response)) return 1;
     const NAME(taps_backward_call) call = {
-        &geo,       x,         grad_push, grad_pull,   weights, grad,  saved_push, saved_pull,
-        alpha,      grad_x,    grad_weights, alpha_count, bands,   planar, (NAME(taps_gemm_fn))gemm};
+        &geo,   x,      grad_push,    grad_pull,   weights, grad,  alpha,
+        mask,   grad_x, grad_weights, alpha_count, bands,   planar, (NAME(taps_gemm_fn))gemm};
     const long tasks = batch * bands * ((width + tile_cols - 1) / tile_cols);
     const long weights_size = (long)channels * sh * sw * out_channels;
     int status = 0;

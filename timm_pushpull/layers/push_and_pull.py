@@ -202,11 +202,11 @@ def _threads(x: Tensor, pull_rows: int, tasks: int) -> int:
 
 
 def _run_kernel(x, weight, bias, pull_size, push_padding, pull_padding, push, pull, alpha,
-                saved_push=None) -> bool:  # fmt: skip
+                mask=None) -> bool:  # fmt: skip
     """Fill ``push`` and ``pull``, all in the layout of ``x``; or, when ``alpha``, ``push`` with the
-    response, and where ``saved_push`` is given, ``saved_push`` and ``pull`` with the
-    pre-activations, channels-last. False where a result is not finite (the caller
-    recomputes)."""
+    response, and where ``mask`` is given, the mask of :class:`_Response` and ``pull`` (unless
+    None) with the pull's pre-activation, channels-last. False where a result is not finite (the
+    caller recomputes)."""
     planar = _planar(x)
     x = x.contiguous(memory_format=output_format(x))
     batch, channels, height, width = x.shape
@@ -227,7 +227,7 @@ def _run_kernel(x, weight, bias, pull_size, push_padding, pull_padding, push, pu
         alpha = alpha.contiguous()
     status = _kernel(x.dtype)(
         x.data_ptr(), push.data_ptr(), None if pull is None else pull.data_ptr(),
-        None if saved_push is None else saved_push.data_ptr(), batch, channels,
+        None if mask is None else mask.data_ptr(), batch, channels,
         height, width, out_h, out_w, sh, sw, top, left, pull_size[0], pull_size[1],
         taps_v.data_ptr(), taps_h.data_ptr(), pull_top, pull_left, weights.data_ptr(),
         None if bias is None else bias.data_ptr(), out_channels,
@@ -300,20 +300,26 @@ def _backward_apart(x, weight, grad_push, grad_pull, pull_size, push_padding, pu
 
 class _Response(NamedTuple):
     """What the backward pass of :func:`push_pull_train` reads: the gradient of the response, the
-    saved pre-activations (channels-last) and the rectified alpha."""
+    forward pass's mask (uint8, channels-last: bit 0 where the push's ReLU passes a gradient, bit 1
+    the pull's) and the rectified alpha."""
 
     grad: Tensor
-    push: Tensor
-    pull: Tensor
+    mask: Tensor
     alpha: Tensor
 
     def branch_gradients(self) -> tuple[Tensor, Tensor]:
-        """The gradients of push and pull, as PyTorch's ReLU and multiplication give them (a
-        pre-activation <= 0 passes none; NaN passes it)."""
+        """The gradients of push and pull, as PyTorch's ReLU and multiplication give them."""
         zero = self.grad.new_zeros(())
-        grad_push = torch.where(self.push <= 0, zero, self.grad)
-        grad_pull = torch.where(self.pull <= 0, zero, self.grad * -self.alpha.reshape(1, -1, 1, 1))
-        return grad_push, grad_pull
+        grad_push = torch.where(self.mask & 1 != 0, self.grad, zero)
+        pull = self.grad * -self.alpha.reshape(1, -1, 1, 1)
+        return grad_push, torch.where(self.mask & 2 != 0, pull, zero)
+
+
+def relu_mask(push: Tensor, pull: Tensor) -> Tensor:
+    """The mask of :class:`_Response` for these pre-activations: a pre-activation > 0 or NaN
+    passes its gradient (PyTorch's ``threshold_backward`` passes all but those <= 0)."""
+    passes = [(~(t <= 0)).to(torch.uint8) for t in (push, pull)]
+    return (passes[0] + 2 * passes[1]).contiguous(memory_format=torch.channels_last)
 
 
 def _backward_shared(x, weight, grad_push, grad_pull, pull_size, push_padding, pull_padding,
@@ -339,13 +345,11 @@ def _backward_shared(x, weight, grad_push, grad_pull, pull_size, push_padding, p
             grad_push, grad_pull = response.branch_gradients()
         return _backward_apart(x, weight, grad_push, grad_pull, pull_size, push_padding,
                                pull_padding, need_x, need_weight)  # fmt: skip
-    saved = (None,) * 4
+    saved = (None,) * 3
     if response is not None:
-        channels_last = torch.channels_last
-        alpha = response.alpha.reshape(-1).to(x.dtype).contiguous()
         saved = (response.grad.contiguous(memory_format=output_format(x)),
-                 response.push.contiguous(memory_format=channels_last),
-                 response.pull.contiguous(memory_format=channels_last), alpha)  # fmt: skip
+                 response.mask.contiguous(memory_format=torch.channels_last),
+                 response.alpha.reshape(-1).expand(out_channels).to(x.dtype).contiguous())  # fmt: skip
     tiles = -(-width // cover.tile_cols)
     threads = _threads(x, pull_size[0], batch * height * tiles)
     bands = -(-threads // (batch * tiles))
@@ -357,8 +361,8 @@ def _backward_shared(x, weight, grad_push, grad_pull, pull_size, push_padding, p
         return None if tensor is None else tensor.data_ptr()
 
     status = _kernel(x.dtype, backward=True)(
-        x.data_ptr(), pointer(grads[0]), pointer(grads[1]), *(pointer(t) for t in saved[:4]),
-        0 if response is None else saved[3].numel(), pointer(grad_x),
+        x.data_ptr(), pointer(grads[0]), pointer(grads[1]), *(pointer(t) for t in saved),
+        0 if response is None else saved[2].numel(), pointer(grad_x),
         pointer(grad_weights), batch, channels, height, width, out_h, out_w, sh, sw,
         *push_padding, *pull_size, taps_v.data_ptr(), taps_h.data_ptr(), pull_padding[0],
         pull_padding[2], weights.data_ptr(), out_channels, cover.gemm_rows, cover.tile_cols, bands,
@@ -437,9 +441,9 @@ def _backward(ctx, grad_push: Tensor | None, grad_pull: Tensor | None):
 push_and_pull.register_autograd(_backward, setup_context=_setup_context)
 
 
-def _channels_last_output(x: Tensor, weight: Tensor, push_padding) -> Tensor:
-    return torch.empty(_output_shape(x, weight, push_padding), dtype=x.dtype, device=x.device,
-                       memory_format=torch.channels_last)  # fmt: skip
+def _channels_last_output(x: Tensor, weight: Tensor, push_padding, dtype=None) -> Tensor:
+    return torch.empty(_output_shape(x, weight, push_padding), dtype=dtype or x.dtype,
+                       device=x.device, memory_format=torch.channels_last)  # fmt: skip
 
 
 @torch.library.custom_op("timm_pushpull::push_pull_train", mutates_args=())
@@ -451,41 +455,45 @@ def push_pull_train(
     pull_size: list[int],
     push_padding: list[int],
     pull_padding: list[int],
+    keep_pull: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """``(relu(push) - alpha * relu(pull), push, pull)`` of :func:`push_and_pull`, for training:
-    the response in the layout ``nn.Conv2d`` gives, and the two pre-activations its backward pass
-    reads, channels-last (not differentiable). ``alpha``: the rectified one, one value or one per
-    output channel. One pass writes all three, and the backward pass forms the branches'
-    gradients as it reads them, where the ReLUs and the inhibition apart would each take a pass
-    over the activations (BENCHMARKS.md, "Exact layer in training: the response from one op"). By
-    the definition where the C form's results are not finite."""
+    """``relu(push) - alpha * relu(pull)`` of :func:`push_and_pull` for training, with what its
+    backward pass reads: ``(response, mask, pull)``, the response in the layout ``nn.Conv2d``
+    gives, the mask of the ReLUs that pass a gradient (uint8, bit 0 push, bit 1 pull) and, if
+    ``keep_pull`` (for a learned alpha's gradient), the pull's pre-activation, else an empty
+    tensor; both channels-last and not differentiable. ``alpha``: the rectified one, one value or
+    one per output channel. One pass of the kernel writes them, and the backward pass forms the
+    branches' gradients as it reads the mask, where the ReLUs and the inhibition apart would each
+    take a pass over the activations (BENCHMARKS.md, "Exact layer in training: the response from
+    one op"). By the definition where the C form's results are not finite."""
     _check_geometry(x, weight, pull_size, push_padding, pull_padding)
     if c_kernel_runs(x, weight, pull_size, push_padding, pull_padding):
         response = _empty_output(x, weight, push_padding)
-        push, pull = (_channels_last_output(x, weight, push_padding) for _ in range(2))
+        mask = _channels_last_output(x, weight, push_padding, torch.uint8)
+        pull = _channels_last_output(x, weight, push_padding) if keep_pull else x.new_empty(0)
         rectified = alpha.reshape(-1).to(x.dtype)
-        args = (pull_size, push_padding, pull_padding, response, pull, rectified)
-        if _run_kernel(x, weight, bias, *args, saved_push=push):
-            return response, push, pull
+        args = (pull_size, push_padding, pull_padding, response, pull if keep_pull else None)
+        if _run_kernel(x, weight, bias, *args, rectified, mask=mask):
+            return response, mask, pull
     push, pull = _branches_apart(x, weight, bias, pull_size, push_padding, pull_padding)
     response = torch.addcmul(push.relu(), alpha.reshape(1, -1, 1, 1), pull.relu(), value=-1.0)
-    saved = (t.contiguous(memory_format=torch.channels_last) for t in (push, pull))
-    return response, *saved
+    kept = pull.contiguous(memory_format=torch.channels_last) if keep_pull else x.new_empty(0)
+    return response, relu_mask(push, pull), kept
 
 
 @push_pull_train.register_fake
-def _(x, weight, bias, alpha, pull_size, push_padding, pull_padding):
-    saved = (_channels_last_output(x, weight, push_padding) for _ in range(2))
-    return _empty_output(x, weight, push_padding), *saved
+def _(x, weight, bias, alpha, pull_size, push_padding, pull_padding, keep_pull):
+    mask = _channels_last_output(x, weight, push_padding, torch.uint8)
+    pull = _channels_last_output(x, weight, push_padding) if keep_pull else x.new_empty(0)
+    return _empty_output(x, weight, push_padding), mask, pull
 
 
 def _setup_train_context(ctx, inputs, output) -> None:
-    x, weight, bias, alpha, *ctx.args = inputs
-    _, push, pull = output
-    ctx.save_for_backward(x, weight, alpha, push, pull)
-    ctx.has_bias = bias is not None
-    ctx.mark_non_differentiable(push, pull)
-    # no zero-filled gradients of the saved pre-activations, two activation-sized passes
+    x, weight, bias, alpha, *ctx.args, _ = inputs
+    _, mask, pull = output
+    ctx.save_for_backward(x, weight, alpha, mask, pull)
+    ctx.mark_non_differentiable(mask, pull)
+    # no zero-filled gradients of the mask and the pull, activation-sized passes
     ctx.set_materialize_grads(False)
 
 
@@ -495,8 +503,7 @@ def push_pull_train_backward(
     x: Tensor,
     weight: Tensor,
     alpha: Tensor,
-    push: Tensor,
-    pull: Tensor,
+    mask: Tensor,
     pull_size: list[int],
     push_padding: list[int],
     pull_padding: list[int],
@@ -506,7 +513,7 @@ def push_pull_train_backward(
     """Gradients of :func:`push_pull_train`'s response for ``x`` (in its
     :func:`.exact_pull.output_format`) and ``weight`` (contiguous), empty where not needed; the
     branches' own where the C form's are not finite."""
-    response = _Response(grad, push, pull, alpha)
+    response = _Response(grad, mask, alpha)
     args = (x, weight, None, None, pull_size, push_padding, pull_padding, need_x, need_weight)
     grads = None
     if c_kernel_runs(x, weight, pull_size, push_padding, pull_padding):
@@ -521,27 +528,28 @@ def push_pull_train_backward(
 
 
 @push_pull_train_backward.register_fake
-def _(grad, x, weight, alpha, push, pull, pull_size, push_padding, pull_padding, need_x,
-      need_weight):  # fmt: skip
+def _(grad, x, weight, alpha, mask, pull_size, push_padding, pull_padding, need_x, need_weight):
     grad_x = torch.empty_like(x, memory_format=output_format(x)) if need_x else x.new_empty(0)
     return grad_x, (torch.empty_like(weight, memory_format=torch.contiguous_format)
                     if need_weight else x.new_empty(0))  # fmt: skip
 
 
-def _train_backward(ctx, grad: Tensor, _push: Tensor | None, _pull: Tensor | None):
-    x, weight, alpha, push, pull = ctx.saved_tensors
+def _train_backward(ctx, grad: Tensor, _mask: Tensor | None, _pull: Tensor | None):
+    x, weight, alpha, mask, pull = ctx.saved_tensors
     need_x, need_weight, need_bias, need_alpha = ctx.needs_input_grad[:4]
     grad_x = grad_weight = grad_bias = grad_alpha = None
     if grad is None:  # the response was not used
-        return None, None, None, None, None, None, None
+        return None, None, None, None, None, None, None, None
     if need_x or need_weight:
         grad_x, grad_weight = push_pull_train_backward(
-            grad, x, weight, alpha, push, pull, *ctx.args, need_x, need_weight
+            grad, x, weight, alpha, mask, *ctx.args, need_x, need_weight
         )
     if need_bias:  # the push adds the bias, the pull subtracts it
-        grad_push, grad_pull = _Response(grad, push, pull, alpha).branch_gradients()
+        grad_push, grad_pull = _Response(grad, mask, alpha).branch_gradients()
         grad_bias = grad_push.sum((0, 2, 3)) - grad_pull.sum((0, 2, 3))
     if need_alpha:  # the response subtracts alpha * relu(pull)
+        if pull.numel() == 0:
+            raise RuntimeError("push_pull_train: alpha's gradient needs keep_pull=True")
         inhibition = -(grad * pull.relu())
         grad_alpha = inhibition.sum() if alpha.dim() == 0 else inhibition.sum_to_size(alpha.shape)
     return (
@@ -549,6 +557,7 @@ def _train_backward(ctx, grad: Tensor, _push: Tensor | None, _pull: Tensor | Non
         grad_weight if need_weight else None,
         grad_bias,
         grad_alpha,
+        None,
         None,
         None,
         None,
@@ -668,6 +677,7 @@ def _train_flops(
     pull_size,
     push_padding,
     pull_padding,
+    keep_pull,
     *,
     out_shape,
     **kwargs,

@@ -314,8 +314,10 @@ class PushPull2d(nn.Module):
             alpha = F.relu(self.alpha)
             if not needs_grad:
                 return inference_response(x, weight, bias, alpha, *_shared_args(self))
-            return torch.ops.timm_pushpull.push_pull_train(x, weight, bias, alpha,
-                                                           *_shared_args(self))[0]  # fmt: skip
+            keep_pull = isinstance(self.alpha, nn.Parameter) and self.alpha.requires_grad
+            return torch.ops.timm_pushpull.push_pull_train(
+                x, weight, bias, alpha, *_shared_args(self), keep_pull
+            )[0]
         push, pull = torch.ops.timm_pushpull.push_and_pull(x, weight, bias, *_shared_args(self))
         return self._respond(push, [pull])
 
