@@ -9,8 +9,9 @@
 
    Each thread takes whole images (or bands of rows of one image, and tiles of columns where a ring
    of whole rows would outgrow its scratch), computes z a few input rows at a time with MKL's GEMM
-   into a ring of rows kept in its scratch, and writes every output row of push and pull (or, in
-   eval, the rectified response) once. The inner loops run over contiguous output channels; an NCHW
+   into a ring of rows kept in its scratch, and writes every output row of push and pull (or the
+   rectified response, in training with a one-byte mask of the ReLUs that pass a gradient) once.
+   The inner loops run over contiguous output channels; an NCHW
    input and output are read and written through the GEMM's strides and a transposition of each
    finished row. Threads: OpenMP, torch's runtime (blur_pool.c). */
 #include <stdlib.h>

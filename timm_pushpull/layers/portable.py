@@ -1,10 +1,11 @@
 """Graphs for other runtimes: where the layers compute with standard PyTorch operators only.
 
 The layers' fast paths are ``torch.library`` custom ops over C kernels (``timm_pushpull::
-blur_pool2d``, ``exact_pull``, ``push_and_pull``, ``push_pull_response``). ``torch.compile`` and
-``torch.export`` keep them as ops, but ONNX has no operator for them, so while a model is exported
-to ONNX (and while a TorchScript trace records it) the layers compute the papers' definitions with
-standard operators instead: the same function, equal up to float rounding.
+blur_pool2d``, ``exact_pull``, ``push_and_pull``, ``push_pull_train``, ``push_pull_response``).
+``torch.compile`` and ``torch.export`` keep them as ops, but ONNX has no operator for them, so
+while a model is exported to ONNX (and while a TorchScript trace records it) the layers compute the
+papers' definitions with standard operators instead: the same function, equal up to float
+rounding.
 
 Why the layers switch, instead of the ops carrying ONNX translations: torch 2.14 offers no global
 hook for a custom op's translation. The dynamo exporter takes onnxscript translations per call only

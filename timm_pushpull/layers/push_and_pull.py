@@ -12,12 +12,14 @@ therefore feeds both branches, and the pull costs only the smoothing of ``z``: a
 costs ``p_h * p_w * C_in`` and the separable maps of :mod:`.exact_pull` a second GEMM. The C kernel
 (``csrc/push_pull_taps.c``) computes ``z`` a few rows at a time into a ring held in a bounded
 scratch (tiles of columns where whole rows would not fit) and writes each output row once, in the
-layout ``nn.Conv2d`` gives; in eval it can also apply the rectified inhibition.
+layout ``nn.Conv2d`` gives; it can also apply the rectified inhibition.
 
-Two ``torch.library`` custom ops: ``push_and_pull`` (both pre-activations, with an autograd
-formula: the push conv's and the pull's own backward) and ``push_pull_response`` (inference only,
-``relu(push) - alpha * relu(pull)``). They cover stride 1, no dilation, one group; the layer uses
-them where :mod:`.exact_path` picks them. Where the C kernel cannot run (not float32/float64 CPU
+Three ``torch.library`` custom ops: ``push_and_pull`` (both pre-activations, with an autograd
+formula: the push conv's and the pull's own backward; for the variants that need both),
+``push_pull_train`` (``relu(push) - alpha * relu(pull)`` with an autograd formula: the kernel
+keeps a one-byte mask of the ReLUs that pass a gradient, and the backward pass masks the
+response's gradient as it reads it) and ``push_pull_response`` (the same, inference only). They
+cover stride 1, no dilation, one group; the layer uses them where :mod:`.exact_path` picks them. Where the C kernel cannot run (not float32/float64 CPU
 tensors with the MKL that PyTorch ships, a scratch that would not fit) or its result is not
 finite, the ops compute the two branches apart, by the definition where that has other
 infinities or NaNs.
