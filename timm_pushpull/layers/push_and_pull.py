@@ -382,6 +382,21 @@ def _backward_shared(x, weight, grad_push, grad_pull, pull_size, push_padding, p
     return [grad_x, grad_weights]
 
 
+def _op_gradients(x: Tensor, grad_x: Tensor | None, grad_weight: Tensor | None):
+    """A backward op's outputs: ``x``'s gradient in its :func:`.exact_pull.output_format`, the
+    weight's contiguous, empty where not needed."""
+    empty = x.new_empty(0)
+    grad_x = empty if grad_x is None else grad_x.contiguous(memory_format=output_format(x))
+    return grad_x, empty if grad_weight is None else grad_weight.contiguous()
+
+
+def _fake_gradients(x: Tensor, weight: Tensor, need_x: bool, need_weight: bool):
+    """:func:`_op_gradients`' shapes and strides, for the backward ops' fake implementations."""
+    grad_x = torch.empty_like(x, memory_format=output_format(x)) if need_x else x.new_empty(0)
+    return grad_x, (torch.empty_like(weight, memory_format=torch.contiguous_format)
+                    if need_weight else x.new_empty(0))  # fmt: skip
+
+
 @torch.library.custom_op("timm_pushpull::push_and_pull_backward", mutates_args=())
 def push_and_pull_backward(
     grad_push: Tensor | None,
@@ -403,17 +418,12 @@ def push_and_pull_backward(
         grads = _backward_shared(*args, need_x, need_weight)
     if grads is None:
         grads = _backward_apart(*args, need_x, need_weight)
-    grad_x, grad_weight = grads
-    empty = x.new_empty(0)
-    grad_x = empty if grad_x is None else grad_x.contiguous(memory_format=output_format(x))
-    return grad_x, empty if grad_weight is None else grad_weight.contiguous()
+    return _op_gradients(x, *grads)
 
 
 @push_and_pull_backward.register_fake
 def _(grad_push, grad_pull, x, weight, pull_size, push_padding, pull_padding, need_x, need_weight):
-    grad_x = torch.empty_like(x, memory_format=output_format(x)) if need_x else x.new_empty(0)
-    return grad_x, (torch.empty_like(weight, memory_format=torch.contiguous_format)
-                    if need_weight else x.new_empty(0))  # fmt: skip
+    return _fake_gradients(x, weight, need_x, need_weight)
 
 
 def _backward(ctx, grad_push: Tensor | None, grad_pull: Tensor | None):
@@ -523,17 +533,12 @@ def push_pull_train_backward(
     if grads is None:
         grad_push, grad_pull = response.branch_gradients()
         grads = _backward_apart(x, weight, grad_push, grad_pull, *args[4:])
-    grad_x, grad_weight = grads
-    empty = x.new_empty(0)
-    grad_x = empty if grad_x is None else grad_x.contiguous(memory_format=output_format(x))
-    return grad_x, empty if grad_weight is None else grad_weight.contiguous()
+    return _op_gradients(x, *grads)
 
 
 @push_pull_train_backward.register_fake
 def _(grad, x, weight, alpha, mask, pull_size, push_padding, pull_padding, need_x, need_weight):
-    grad_x = torch.empty_like(x, memory_format=output_format(x)) if need_x else x.new_empty(0)
-    return grad_x, (torch.empty_like(weight, memory_format=torch.contiguous_format)
-                    if need_weight else x.new_empty(0))  # fmt: skip
+    return _fake_gradients(x, weight, need_x, need_weight)
 
 
 def _train_backward(ctx, grad: Tensor, _mask: Tensor | None, _pull: Tensor | None):
