@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 import timm_pushpull  # noqa: F401  (registers the models)
 from timm_pushpull import native
-from timm_pushpull.layers import PushPull2d, pull_kernel_size
+from timm_pushpull.layers import PushPull2d, force_path, pull_kernel_size
 
 needs_c = pytest.mark.skipif(
     native.find_compiler() is None or not native.native_enabled(), reason="no C kernels"
@@ -261,3 +261,25 @@ def test_inputs_one_pixel_wide_stay_in_their_layout():
     x = torch.randn(9, 6, 4, 1)
     expected = nn.Conv2d(6, 4, **kwargs)(x).shape
     assert PushPull2d(6, 4, **kwargs, pull_mode="fast")(x).shape == expected
+
+
+@needs_c
+@pytest.mark.parametrize(
+    "kwargs,path",
+    [
+        (dict(stride=2), "c_separable"),  # the exact_pull op
+        (dict(), "shared"),  # push_pull_train
+        (dict(learn_alpha="channel", bias=True), "shared"),  # its bias and alpha gradients
+        (dict(rectify=False), "shared"),  # push_and_pull
+    ],
+)
+def test_double_backward_through_every_c_op(kwargs, path):
+    # a gradient penalty (create_graph=True) raised "no autograd formula" for the C backward ops:
+    # PyTorch's numerical check of the gradient's own gradient
+    torch.manual_seed(0)
+    layer = PushPull2d(3, 2, 3, padding=1, **kwargs).double().train()
+    x = torch.randn(1, 3, 5, 5, dtype=torch.float64, requires_grad=True)
+    params = tuple(p for p in layer.parameters() if p.requires_grad)
+    with force_path(path):
+        assert layer.path(x) == path
+        assert torch.autograd.gradgradcheck(lambda x, *_: layer(x), (x, *params), atol=1e-5)

@@ -210,6 +210,19 @@ def exact_pull_definition(x, weight, bias, pull_size, stride, padding, dilation,
     return F.conv2d(x, kernel, bias, tuple(stride), 0, tuple(dilation), groups)
 
 
+def graph_gradients(outputs, grads, inputs, needs) -> list[Tensor | None]:
+    """The gradients of ``outputs`` (given ``grads``, None for none) for the ``inputs`` whose
+    ``needs`` is set, as a differentiable graph: what a C op's backward returns under
+    ``create_graph=True`` (a double backward, e.g. a gradient penalty), computed through the
+    definition recomputed from the saved inputs, since the C backward kernels have no derivative
+    of their own."""
+    pairs = [(o, g) for o, g in zip(outputs, grads) if g is not None]
+    wanted = [t for t, need in zip(inputs, needs) if need]
+    found = iter(torch.autograd.grad([o for o, _ in pairs], wanted, [g for _, g in pairs],
+                                     create_graph=True, allow_unused=True))  # fmt: skip
+    return [next(found) if need else None for need in needs]
+
+
 def _mixing_weight(weight: Tensor, groups: int) -> Tensor:
     """``[groups, K, O/groups]``: the push kernel in the maps' channel order (a, b, channel)."""
     out_channels, group_channels, sh, sw = weight.shape
@@ -487,7 +500,11 @@ def _setup_context(ctx, inputs, output) -> None:
 def _backward(ctx, grad: Tensor):
     x, weight = ctx.saved_tensors
     need_input, need_weight, need_bias = ctx.needs_input_grad[:3]
-    grad_x, grad_w = exact_pull_backward(grad, x, weight, *ctx.args, need_input, need_weight)
+    if torch.is_grad_enabled():  # create_graph=True
+        pull = exact_pull_definition(x, weight, None, *ctx.args)
+        grad_x, grad_w = graph_gradients([pull], [grad], [x, weight], [need_input, need_weight])
+    else:
+        grad_x, grad_w = exact_pull_backward(grad, x, weight, *ctx.args, need_input, need_weight)
     grad_b = grad.sum((0, 2, 3)) if need_bias else None
     none = [None] * len(ctx.args)
     return (grad_x if need_input else None), (grad_w if need_weight else None), grad_b, *none

@@ -42,6 +42,8 @@ from .exact_pull import (
     check_output_size,
     exact_pull,
     exact_pull_backward,
+    exact_pull_definition,
+    graph_gradients,
     interpolation_taps,
     nonzero_taps,
     output_format,
@@ -277,6 +279,14 @@ def _setup_context(ctx, inputs, output) -> None:
     ctx.has_bias = bias is not None
 
 
+def _definition(x, weight, bias, pull_size, push_padding, pull_padding) -> tuple[Tensor, Tensor]:
+    """Push and pull by the paper's definition, differentiable twice (for ``create_graph``)."""
+    push = F.conv2d(x, weight, bias, 1, list(push_padding))
+    pull_bias = None if bias is None else -bias
+    pull = exact_pull_definition(x, -weight, pull_bias, pull_size, [1, 1], pull_padding, [1, 1], 1)
+    return push, pull
+
+
 def _backward_apart(x, weight, grad_push, grad_pull, pull_size, push_padding, pull_padding,
                     need_x: bool, need_weight: bool) -> list[Tensor | None]:  # fmt: skip
     """The two branches' own backward passes, summed (the definition's where the exact pull's
@@ -429,9 +439,14 @@ def _(grad_push, grad_pull, x, weight, pull_size, push_padding, pull_padding, ne
 def _backward(ctx, grad_push: Tensor | None, grad_pull: Tensor | None):
     x, weight = ctx.saved_tensors
     need_x, need_weight, need_bias = ctx.needs_input_grad[:3]
-    grad_x, grad_weight = push_and_pull_backward(
-        grad_push, grad_pull, x, weight, *ctx.args, need_x, need_weight
-    )
+    if torch.is_grad_enabled():  # create_graph=True
+        outputs = _definition(x, weight, None, *ctx.args)
+        grads = graph_gradients(outputs, [grad_push, grad_pull], [x, weight], [need_x, need_weight])
+        grad_x, grad_weight = grads
+    else:
+        grad_x, grad_weight = push_and_pull_backward(
+            grad_push, grad_pull, x, weight, *ctx.args, need_x, need_weight
+        )
     grad_bias = None
     if need_bias:  # the push adds the bias, the pull subtracts it
         sums = [
@@ -503,7 +518,7 @@ def _(x, weight, bias, alpha, pull_size, push_padding, pull_padding, keep_pull):
 def _setup_train_context(ctx, inputs, output) -> None:
     x, weight, bias, alpha, *ctx.args, _ = inputs
     _, mask, pull = output
-    ctx.save_for_backward(x, weight, alpha, mask, pull)
+    ctx.save_for_backward(x, weight, alpha, mask, pull, bias)
     ctx.mark_non_differentiable(mask, pull)
     # no zero-filled gradients of the mask and the pull, activation-sized passes
     ctx.set_materialize_grads(False)
@@ -542,11 +557,17 @@ def _(grad, x, weight, alpha, mask, pull_size, push_padding, pull_padding, need_
 
 
 def _train_backward(ctx, grad: Tensor, _mask: Tensor | None, _pull: Tensor | None):
-    x, weight, alpha, mask, pull = ctx.saved_tensors
+    x, weight, alpha, mask, pull, bias = ctx.saved_tensors
     need_x, need_weight, need_bias, need_alpha = ctx.needs_input_grad[:4]
     grad_x = grad_weight = grad_bias = grad_alpha = None
     if grad is None:  # the response was not used
         return None, None, None, None, None, None, None, None
+    if torch.is_grad_enabled():  # create_graph=True: the mask is the definition's but for ties
+        push, pull = _definition(x, weight, bias, *ctx.args)
+        response = push.relu() - alpha.reshape(1, -1, 1, 1) * pull.relu()
+        needs = [need_x, need_weight, need_bias, need_alpha]
+        grads = graph_gradients([response], [grad], [x, weight, bias, alpha], needs)
+        return (*grads, None, None, None, None)
     if need_x or need_weight:
         grad_x, grad_weight = push_pull_train_backward(
             grad, x, weight, alpha, mask, *ctx.args, need_x, need_weight
