@@ -341,8 +341,9 @@ def test_plateau_claims():
     b1 = "R20-pp_b1 plateau"
     finished = {label: seeds(group, label) for label, _, _ in GROUPS[group].cells}
     aa = "R20+aa plateau"
-    assert finished == {base: [0, 1], pp: [0, 1], b1: [0], aa: [0]}  # what the text says
-    assert "(seed 0 of R20, R20-pp, R20-pp_b1 and R20+aa; seed 1 of R20 and R20-pp)" in WRITEUP
+    assert finished == {base: [0, 1], pp: [0, 1], b1: [0, 1], aa: [0]}  # what the text says
+    title = "(seed 0 of R20, R20-pp, R20-pp_b1 and R20+aa; seed 1 of R20, R20-pp and R20-pp_b1)"
+    assert title in WRITEUP
     ours, theirs = outcomes(group, pp, 0), outcomes(group, base, 0)
     for label in (base, pp):
         assert accuracy(group, label)[0] >= 90
@@ -451,6 +452,32 @@ def test_plateau_two_seeds_of_r20_and_r20_pp():
     assert f"{fmt(tests[MEAN_CE])} over the two (not clear)" in EVIDENCE
 
 
+def test_plateau_two_seeds_of_r20_pp_b1():
+    group, base, pp, b1 = "resnet_plateau", "R20 plateau", "R20-pp plateau", "R20-pp_b1 plateau"
+
+    def per_seed(candidate, reference, test):
+        return [100 * (values_of(outcomes(group, candidate, s), test).mean()
+                       - values_of(outcomes(group, reference, s), test).mean()) for s in (0, 1)]  # fmt: skip
+
+    less = [-d for d in per_seed(b1, pp, MEAN_CE)]
+    assert all(d > 0 for d in less)  # "less mean corruption error" at both seeds
+    assert (
+        f"{less[0]:.2f} and {less[1]:.2f} points less mean corruption error than R20-pp" in WRITEUP
+    )
+    shift = per_seed(b1, pp, SHIFT)
+    assert f"shift consistency {shift[0]:+.2f} and {shift[1]:+.2f}; of all the tests" in WRITEUP
+    against_pp, against_base = pair_tests(group, b1, pp), pair_tests(group, b1, base)
+    assert f"R20-pp, {fmt(against_pp[MEAN_CE])};" in WRITEUP
+    assert f"Against R20, {fmt(against_base[MEAN_CE])} over the two seeds" in WRITEUP
+    assert not clear(against_pp[MEAN_CE]) and not clear(against_base[MEAN_CE])
+    assert {n for n, d in against_pp.items() if clear(d)} == {"corruptions/glass_blur"}
+    assert {n for n, d in against_base.items() if clear(d)} == {
+        "corruptions/contrast", "corruptions/impulse_noise", "corruptions/pixelate",
+        "corruptions/spatter",
+    }  # fmt: skip
+    assert not any(holm(d) for d in (*against_pp.values(), *against_base.values()))
+
+
 def test_plateau_claims_in_the_readme():
     group, base, pp = "resnet_plateau", "R20 plateau", "R20-pp plateau"
     b1 = "R20-pp_b1 plateau"
@@ -459,11 +486,13 @@ def test_plateau_claims_in_the_readme():
     assert f"more than push-pull's {gain:.2f} there" in EVIDENCE
     first_block = outcomes(group, b1, 0)
     b1_gain = 100 * (values_of(ours, MEAN_CE).mean() - values_of(first_block, MEAN_CE).mean())
-    assert f"at seed 0 `_pp_b1` has {b1_gain:.2f} points less than `_pp`" in EVIDENCE
-    assert (
-        "seed 0 of each of the four models and seed 1 of R20 and R20-pp have finished" in EVIDENCE
-    )
-    assert seeds(group, pp) == [0, 1] and seeds(group, b1) == [0]
+    assert f"{b1_gain:.2f} points less at seed 0), as in the later paper" in EVIDENCE
+    assert ("seed 0 of each of the four models and seed 1 of R20, R20-pp and R20-pp_b1 have "
+            "finished") in EVIDENCE  # fmt: skip
+    assert seeds(group, pp) == seeds(group, b1) == [0, 1]
+    b1_tests = pair_tests(group, b1, pp)
+    assert not clear(b1_tests[MEAN_CE]) and b1_tests[MEAN_CE][0] < 0
+    assert f"`_pp` at both seeds, {fmt(b1_tests[MEAN_CE])} (not clear" in EVIDENCE
 
 
 def test_plateau_anti_aliasing_claims():
