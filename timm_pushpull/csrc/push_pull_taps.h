@@ -599,11 +599,11 @@ static int NAME(taps_backward_tasks)(const NAME(taps_backward_call) *call, long 
    two rings of their rows, channels-last: taps_backward_scratch).
    Tasks are (image, band of input rows, tile). grad_push, grad_pull: [N, Ho, Wo, O] or NULL
    (zero); or, in their place, grad (the gradient of relu(push) - alpha * relu(pull), alpha
-   rectified, one value per channel: alpha_count = O) with the forward pass's mask ([N, Ho, Wo, O] whatever
-   the layout: response_rows; grad_push and grad_pull NULL). x and grad_x
-   (or NULL, else overwritten) [N, H, W, C], or all three [N, C, ...] (planar), grad too; grad_weights (or NULL) holds one
-   [C, sh*sw*O] sum per thread, accumulated into (zero it first). Returns 1 on bad arguments, 2
-   when an input gradient is not finite (the caller recomputes). */
+   rectified, one value per channel: alpha_count = O) with the forward pass's mask ([N, Ho, Wo, O]
+   whatever the layout: response_rows; grad_push and grad_pull NULL). x and grad_x (or NULL, else
+   overwritten) [N, H, W, C], or all three [N, C, ...] (planar), grad too; grad_weights (or NULL)
+   holds one [C, sh*sw*O] sum per thread, accumulated into (zero it first). Returns 1 on bad
+   arguments, 2 when an input gradient is not finite (the caller recomputes). */
 int NAME(push_pull_taps_backward)(const SCALAR *x, const SCALAR *grad_push,
                                   const SCALAR *grad_pull, const SCALAR *grad,
                                   const unsigned char *mask, const SCALAR *alpha,
