@@ -239,6 +239,18 @@ def test_the_training_ops_gradients_at_zero_and_nan_pre_activations(layout, alph
             torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-12, equal_nan=True)
 
 
+@pytest.mark.parametrize("enabled", [True, False])
+def test_an_alpha_of_the_wrong_size_is_refused(enabled):
+    # the C kernel read alpha[c] for every output channel: 3 values for 4 channels read past them
+    x, weight = torch.randn(1, 4, 6, 6), torch.randn(4, 4, 3, 3)
+    geometry = ([7, 7], [1, 1], [3, 3, 3, 3])
+    with native.native_kernels(enabled):
+        with pytest.raises(ValueError, match=r"alpha must hold 1 or 4 \(out_channels\)"):
+            shared.push_pull_train(x, weight, None, torch.ones(3), *geometry, False)
+        with pytest.raises(ValueError, match=r"alpha must hold 1 or 4 \(out_channels\)"):
+            shared.push_pull_response(x, weight, None, torch.ones(3), *geometry)
+
+
 def test_a_learned_alpha_needs_the_pull_kept():
     x = torch.randn(1, 4, 6, 6, dtype=torch.float64)
     weight = torch.randn(4, 4, 3, 3, dtype=torch.float64)

@@ -175,6 +175,16 @@ def _check_geometry(x, weight, pull_size, push_padding, pull_padding) -> None:
         )
 
 
+def _check_alpha(alpha: Tensor, weight: Tensor) -> None:
+    """The C kernel reads one alpha, or one per output channel: any other count would read past
+    the tensor."""
+    if alpha.numel() not in (1, weight.shape[0]):
+        raise ValueError(
+            f"alpha must hold 1 or {weight.shape[0]} (out_channels) values, got shape "
+            f"{list(alpha.shape)}"
+        )
+
+
 def _planar(x: Tensor) -> bool:
     """Whether the kernel reads ``x`` and writes its outputs NCHW (else channels-last)."""
     return output_format(x) == torch.contiguous_format
@@ -494,6 +504,7 @@ def push_pull_train(
     take a pass over the activations (BENCHMARKS.md, "Exact layer in training: the response from
     one op"). By the definition where the C form's results are not finite."""
     _check_geometry(x, weight, pull_size, push_padding, pull_padding)
+    _check_alpha(alpha, weight)
     if c_kernel_runs(x, weight, pull_size, push_padding, pull_padding):
         response = _empty_output(x, weight, push_padding)
         mask = _channels_last_output(x, weight, push_padding, torch.uint8)
@@ -597,6 +608,7 @@ push_pull_train.register_autograd(_train_backward, setup_context=_setup_train_co
 
 def _response(x, weight, bias, alpha, pull_size, push_padding, pull_padding) -> Tensor:
     _check_geometry(x, weight, pull_size, push_padding, pull_padding)
+    _check_alpha(alpha, weight)
     if c_kernel_runs(x, weight, pull_size, push_padding, pull_padding):
         response = _empty_output(x, weight, push_padding)
         args = (
