@@ -341,8 +341,8 @@ def test_plateau_claims():
     b1 = "R20-pp_b1 plateau"
     finished = {label: seeds(group, label) for label, _, _ in GROUPS[group].cells}
     aa = "R20+aa plateau"
-    assert finished == {base: [0, 1], pp: [0, 1], b1: [0, 1], aa: [0]}  # what the text says
-    title = "(seed 0 of R20, R20-pp, R20-pp_b1 and R20+aa; seed 1 of R20, R20-pp and R20-pp_b1)"
+    assert finished == {base: [0, 1], pp: [0, 1], b1: [0, 1], aa: [0, 1]}  # what the text says
+    title = "(seeds 0 and 1 of R20, R20-pp, R20-pp_b1 and R20+aa)"
     assert title in WRITEUP
     ours, theirs = outcomes(group, pp, 0), outcomes(group, base, 0)
     for label in (base, pp):
@@ -483,13 +483,13 @@ def test_plateau_claims_in_the_readme():
     b1 = "R20-pp_b1 plateau"
     ours, theirs = outcomes(group, pp, 0), outcomes(group, base, 0)
     gain = 100 * (values_of(theirs, MEAN_CE).mean() - values_of(ours, MEAN_CE).mean())
-    assert f"more than push-pull's {gain:.2f} there" in EVIDENCE
+    assert f"points less, push-pull {gain:.2f})" in EVIDENCE
     first_block = outcomes(group, b1, 0)
     b1_gain = 100 * (values_of(ours, MEAN_CE).mean() - values_of(first_block, MEAN_CE).mean())
     assert f"{b1_gain:.2f} points less at seed 0), as in the later paper" in EVIDENCE
-    assert ("seed 0 of each of the four models and seed 1 of R20, R20-pp and R20-pp_b1 have "
-            "finished") in EVIDENCE  # fmt: skip
-    assert seeds(group, pp) == seeds(group, b1) == [0, 1]
+    assert "seeds 0 and 1 of each of the four models have finished" in EVIDENCE
+    assert seeds(group, base) == seeds(group, pp) == seeds(group, b1) == [0, 1]
+    assert seeds(group, "R20+aa plateau") == [0, 1]
     b1_tests = pair_tests(group, b1, pp)
     assert not clear(b1_tests[MEAN_CE]) and b1_tests[MEAN_CE][0] < 0
     assert f"`_pp` at both seeds, {fmt(b1_tests[MEAN_CE])} (not clear" in EVIDENCE
@@ -520,3 +520,46 @@ def test_plateau_anti_aliasing_claims():
     clean = [accuracy(group, label)[0] for label, _, _ in GROUPS[group].cells]
     assert f"{min(clean):.2f}-{max(clean):.2f}% clean accuracy" in EVIDENCE
     assert f"anti-aliasing alone has {-diff(aa, MEAN_CE):.2f} points less" in EVIDENCE
+
+
+def test_plateau_two_seeds_of_r20_aa():
+    group, base, pp, aa = "resnet_plateau", "R20 plateau", "R20-pp plateau", "R20+aa plateau"
+
+    def per_seed(candidate, reference, test):
+        return [100 * (values_of(outcomes(group, candidate, s), test).mean()
+                       - values_of(outcomes(group, reference, s), test).mean()) for s in (0, 1)]  # fmt: skip
+
+    aa_less, pp_less = (
+        [-d for d in per_seed(aa, base, MEAN_CE)],
+        [-d for d in per_seed(pp, base, MEAN_CE)],
+    )
+    assert all(a > p > 0 for a, p in zip(aa_less, pp_less))  # "more than R20-pp at both"
+    assert (f"at both seeds, {aa_less[0]:.2f} and {aa_less[1]:.2f} points") in WRITEUP
+    assert f"more than R20-pp at both ({pp_less[0]:.2f} and {pp_less[1]:.2f})" in WRITEUP
+    against_base = pair_tests(group, aa, base)
+    assert not clear(against_base[MEAN_CE])
+    assert f"{fmt(against_base[MEAN_CE])} over the two (not clear)" in WRITEUP
+    assert f"{fmt(against_base[MEAN_CE])} over the two (not clear)" in EVIDENCE
+    less_than_pp = [-d for d in per_seed(aa, pp, MEAN_CE)]
+    assert all(d > 0 for d in less_than_pp)
+    assert f"at both ({less_than_pp[0]:.2f} and {less_than_pp[1]:.2f} points)" in WRITEUP
+    shift = per_seed(aa, base, SHIFT)
+    assert f"shift consistency {shift[0]:+.2f} and {shift[1]:+.2f} over the two seeds" in WRITEUP
+    # the four largest gains over the two seeds are the baseline's four highest errors at each seed
+    gains = {n.split("/")[1]: d[0] for n, d in against_base.items() if n.startswith("corruptions/")}
+    top = sorted(gains, key=gains.get)[:4]
+    for s in (0, 1):
+        errors = {k.split("/")[1]: v.mean() for k, v in outcomes(group, base, s).items()
+                  if k.startswith("corruptions/")}  # fmt: skip
+        assert set(top) == set(sorted(errors, key=errors.get, reverse=True)[:4])
+    assert "(" + ", ".join(f"{c.split('_')[0]} {gains[c]:+.2f}" for c in top) + ")" in WRITEUP
+    assert {n for n, d in against_base.items() if clear(d)} == {"corruptions/impulse_noise"}
+    assert not holm(against_base["corruptions/impulse_noise"])
+    assert (
+        f"impulse noise is clear against R20, {fmt(against_base['corruptions/impulse_noise'])}"
+        in WRITEUP
+    )
+    gaussian_pp = per_seed(pp, base, "corruptions/gaussian_noise")
+    gaussian_aa = per_seed(aa, base, "corruptions/gaussian_noise")
+    assert all(p < a for p, a in zip(gaussian_pp, gaussian_aa))  # push-pull's distinct gain
+    assert f"{gaussian_pp[1]:+.2f} against {gaussian_aa[1]:+.2f} at seed 1" in WRITEUP
