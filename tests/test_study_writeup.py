@@ -405,6 +405,14 @@ def test_plateau_cells_and_accuracy():
     )
     assert f"{len(finished) * 4} of 12 finished (seeds {words} of each model)" in WRITEUP
     assert f"seeds {words} of each of the four models" in EVIDENCE
+    assert f"Trained to a plateau (seeds {words} of each of the four models" in WRITEUP
+    count = {2: "two", 3: "three"}[len(finished)]
+    assert f"Student-t intervals from {count} seeds" in WRITEUP
+    assert f"but {count} seeds make neither difference clear" in WRITEUP
+    unfinished = sorted(set(range(3)) - set(finished))
+    if unfinished:  # says what is still training
+        still = f"eed {listed([str(s) for s in unfinished])} of each is still training"
+        assert still in WRITEUP and still in EVIDENCE
     clean = {label: accuracy(PLATEAU, label)[0] for label in SHORT}
     assert all(v >= 90 for v in clean.values())  # issue 27's target
     assert (
