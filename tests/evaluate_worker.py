@@ -8,8 +8,12 @@ need one (test_evaluate_parallel.py under torchrun, test_evaluate_concurrency.py
 - ``gated_test_resnet`` is ``test_resnet`` too; before its forward pass number ``GATE_AT``
   (default 1: the first) it creates the file ``$GATE/started`` and waits until ``$GATE/release``
   exists, so that a test can act while the run holds its output folder.
+
+With ``EXIT_REPORT`` set, the process writes whether its process group still exists when the
+interpreter exits (after the run's own exit handlers) to ``$EXIT_REPORT/rank<RANK>``.
 """
 
+import atexit
 import os
 import signal
 import sys
@@ -33,6 +37,18 @@ def _before_forward(model, number: int, action) -> None:
             action()
 
     model.register_forward_pre_hook(hook)
+
+
+def _report_process_group() -> None:
+    rank = os.environ.get("RANK", "0")
+    Path(os.environ["EXIT_REPORT"], f"rank{rank}").write_text(
+        str(torch.distributed.is_initialized())
+    )
+
+
+if os.environ.get("EXIT_REPORT"):
+    # registered before the run registers any: atexit calls handlers last-in first-out
+    atexit.register(_report_process_group)
 
 
 @register_model

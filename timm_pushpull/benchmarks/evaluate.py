@@ -77,6 +77,7 @@ def _worker(args: argparse.Namespace) -> None:
 
     from ..robustness.datasets import open_datasets
     from ..robustness.evaluate import evaluate_model
+    from ..robustness.parallel import release_process_group_at_exit
 
     state = PartialState(cpu=args.device == "cpu")
     if args.threads:
@@ -94,6 +95,7 @@ def _worker(args: argparse.Namespace) -> None:
     evaluate_model(model, **kwargs)
     state.wait_for_everyone()
     seconds = time.perf_counter() - start
+    release_process_group_at_exit()
     if state.is_main_process:
         images = sum(len(corrupted.dataset("fog", s)) for s in kwargs["severities"])
         print(json.dumps({"images": images, "seconds": seconds}), flush=True)

@@ -10,6 +10,7 @@ on one machine or several.
 
 from __future__ import annotations
 
+import atexit
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -17,7 +18,9 @@ import torch
 if TYPE_CHECKING:
     from accelerate import Accelerator, PartialState
 
-__all__ = ["Processes", "shard"]
+__all__ = ["Processes", "release_process_group_at_exit", "shard"]
+
+_release_registered = False
 
 
 def shard(count: int, block: int, rank: int, world_size: int) -> range:
@@ -28,6 +31,27 @@ def shard(count: int, block: int, rank: int, world_size: int) -> range:
     blocks = -(-count // block)
     first, last = rank * blocks // world_size, (rank + 1) * blocks // world_size
     return range(min(first * block, count), min(last * block, count))
+
+
+def release_process_group_at_exit() -> None:
+    """Destroy the default process group when the interpreter exits, if one is still there.
+
+    Left to the interpreter's finalization, gloo's worker threads abort the process ("terminate
+    called without an active exception", pytorch/pytorch#190489, seen here under load), and
+    torchrun then stops the other processes: a finished run reported as failed, its output maybe
+    unwritten. At exit rather than at once because a program may evaluate again in the same
+    process (Accelerate's ``PartialState`` keeps the group it made). Call it after a run that
+    finished only: destroying a group while a peer is still inside a collective can hang.
+    """
+    global _release_registered
+    if not _release_registered:
+        atexit.register(_destroy_process_group)
+        _release_registered = True
+
+
+def _destroy_process_group() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 class Processes:

@@ -17,6 +17,7 @@ from ..corruptions import OUTPUTS, SPATTER_MODES
 from ..corruptions.frost import FROST_SOURCES
 from ..datasets import ArrayImageDataset, open_datasets, to_unit_images
 from ..evaluate import hold_output, run_evaluation
+from ..parallel import release_process_group_at_exit
 from ..plan import EvalData, plan_evaluation
 from ..report import format_comparison, write_report
 from ..settings import PRECISIONS, SCALES, SHIFT_MODES, SUITES, EvalSettings, RunOptions
@@ -166,6 +167,7 @@ def _sample_images(dataset: Dataset, count: int = 4) -> torch.Tensor:
 def main(args: argparse.Namespace) -> int:
     state = _processes_state(args.device)
     results = _run(args, state)
+    release_process_group_at_exit()
     if state.is_main_process:
         print(format_comparison([results]))
     return 0
