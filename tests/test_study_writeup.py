@@ -425,6 +425,11 @@ def test_plateau_cells_and_accuracy():
     ]
     assert len(minutes) == 12
     assert f"took {min(minutes):.0f}-{max(minutes):.0f} minutes per cell" in WRITEUP
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert (
+        f"took {min(minutes):.0f}-{max(minutes):.0f} minutes of training per cell here, "
+        f"{sum(minutes) / 60:.1f} hours in all"
+    ) in readme
     clean = {label: accuracy(PLATEAU, label)[0] for label in SHORT}
     assert all(v >= 90 for v in clean.values())  # issue 27's target
     assert (
