@@ -199,13 +199,23 @@ def _empty_output(x: Tensor, weight: Tensor, push_padding) -> Tensor:
     )
 
 
+def _definition(
+    x, weight, bias, pull_size, push_padding, pull_padding, pull_op=exact_pull_definition
+) -> tuple[Tensor, Tensor]:
+    """Push and pull by the paper's definition: the push convolution and the pull computed by
+    ``pull_op`` (by default the resized kernel's convolution, differentiable twice, for
+    ``create_graph``)."""
+    push = F.conv2d(x, weight, bias, 1, list(push_padding))
+    pull_bias = None if bias is None else -bias
+    pull = pull_op(x, -weight, pull_bias, list(pull_size), [1, 1], list(pull_padding), [1, 1], 1)
+    return push, pull
+
+
 def _branches_apart(
     x, weight, bias, pull_size, push_padding, pull_padding
 ) -> tuple[Tensor, Tensor]:
-    """The definition's push convolution and the exact pull on its own, in the layout of ``x``."""
-    push = F.conv2d(x, weight, bias, 1, list(push_padding))
-    pull_bias = None if bias is None else -bias
-    pull = exact_pull(x, -weight, pull_bias, list(pull_size), [1, 1], list(pull_padding), [1, 1], 1)
+    """The push convolution and the exact pull op on its own, in the layout of ``x``."""
+    push, pull = _definition(x, weight, bias, pull_size, push_padding, pull_padding, exact_pull)
     return push.contiguous(memory_format=output_format(x)), pull
 
 
@@ -287,14 +297,6 @@ def _setup_context(ctx, inputs, output) -> None:
     x, weight, bias, *ctx.args = inputs
     ctx.save_for_backward(x, weight)
     ctx.has_bias = bias is not None
-
-
-def _definition(x, weight, bias, pull_size, push_padding, pull_padding) -> tuple[Tensor, Tensor]:
-    """Push and pull by the paper's definition, differentiable twice (for ``create_graph``)."""
-    push = F.conv2d(x, weight, bias, 1, list(push_padding))
-    pull_bias = None if bias is None else -bias
-    pull = exact_pull_definition(x, -weight, pull_bias, pull_size, [1, 1], pull_padding, [1, 1], 1)
-    return push, pull
 
 
 def _backward_apart(x, weight, grad_push, grad_pull, pull_size, push_padding, pull_padding,
