@@ -78,6 +78,26 @@ def test_pull_benchmark_prints_its_tables():
     assert "Memory of one exact layer call" in text
 
 
+def test_gemm_benchmark_prints_its_tables():
+    import torch
+
+    from timm_pushpull.benchmarks.layers import bench_gemm
+    from timm_pushpull.layers import exact_pull
+
+    if exact_pull.blas_gemm(torch.float32) is None:
+        pytest.skip("PyTorch without MKL: no GEMM to compare with")
+    threads = torch.get_num_threads()
+    text = bench_gemm(quick=True)
+    assert "| 64->64 3x3 shared, NCHW input, 9 rows of 56 | 576 x 504 x 64 |" in text
+    layers = text.split("### Exact layer vs conv with the kernels' own GEMM")[1].split("###")[0]
+    assert layers.count("\n| 64->64 3x3, h=2 | [2, 64, 56, 56] |") == 2  # eval and train
+    for model in ("resnet20_pp_b1", "resnet50_pp_b1"):
+        assert f"| {model} | eval |" in text and f"| {model} | train |" in text
+    # the thread count and the GEMM the kernels use restored
+    assert torch.get_num_threads() == threads
+    assert exact_pull.kernel_gemm(torch.float32) != exact_pull.blas_gemm(torch.float32)
+
+
 def test_gpu_benchmarks_run_on_the_cpu_for_a_smoke_run():
     import torch
 
@@ -87,6 +107,17 @@ def test_gpu_benchmarks_run_on_the_cpu_for_a_smoke_run():
     cpu = torch.device("cpu")
     assert "| 64->64 3x3, h=2 |" in bench_gpu(quick=True, device=cpu)
     assert "| resnet50_pp_b1 | 2x224 | train step |" in bench_gpu_models(quick=True, device=cpu)
+
+
+def test_layer_runs_report_each_run_and_the_median():
+    from timm_pushpull.benchmarks.layers import bench_layer_runs
+
+    text = bench_layer_runs(runs=2, rounds=1, quick=True)
+    rows = [line for line in text.splitlines() if line.startswith("| ")][1:]  # after the header
+    assert [row.split(" | ")[0] for row in rows] == ["| 1", "| 2", "| median (range)"]
+    assert (
+        "Exact 64->64 3x3, h=2 vs conv on [2, 64, 56, 56]: 2 runs of 1 interleaved rounds" in text
+    )
 
 
 def test_pair_runs_report_each_run_and_the_median():

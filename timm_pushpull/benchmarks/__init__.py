@@ -31,6 +31,12 @@ def _pull(quick: bool) -> str:
     return pull + "\n" + bench_models(1 if quick else 3, "resnet*_pp_b1", ("resnet20", "resnet50"))
 
 
+def _gemm(quick: bool) -> str:
+    from .layers import bench_gemm
+
+    return bench_gemm(quick=quick)
+
+
 def _resnet50(quick: bool) -> str:
     from .layers import bench_resnet50
 
@@ -44,9 +50,15 @@ def _blurpool(quick: bool) -> str:
 
 
 def _pairs(quick: bool) -> str:
+    from .layers import bench_layer_runs
     from .models import bench_pair_runs
 
-    return bench_pair_runs(runs=1 if quick else 7, rounds=2 if quick else 21)
+    runs, rounds = (1, 2) if quick else (7, 21)
+    return (
+        bench_layer_runs(runs=runs, rounds=rounds, quick=quick)
+        + "\n"
+        + bench_pair_runs(runs=runs, rounds=rounds)
+    )
 
 
 def _models(quick: bool) -> str:
@@ -92,6 +104,7 @@ def _evaluate(quick: bool) -> str:
 _SECTIONS: dict[str, Callable[[bool], str]] = {
     "layers": _layers,
     "pull": _pull,
+    "gemm": _gemm,
     "resnet50": _resnet50,
     "blurpool": _blurpool,
     "models": _models,

@@ -6,10 +6,13 @@ Sections ``layers``, ``pull``, ``resnet50`` and ``blurpool`` of ``timm-pushpull 
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import statistics
 import subprocess
 import sys
+from collections.abc import Callable
 
 import timm
 import torch
@@ -74,8 +77,9 @@ def bench_layers(rounds: int = 15) -> str:
 
 
 class _Forced(nn.Module):
-    """Runs a module with every exact push-pull layer on ``path`` (``force_path``), or with the C
-    kernels off (``"c_off"``: the paths taken without a C compiler)."""
+    """Runs a module with every exact push-pull layer on ``path`` (``force_path``), with the C
+    kernels off (``"c_off"``: the paths taken without a C compiler), or with the C kernels mixing
+    by MKL's GEMM alone (``"blas_gemm"``: the code before ``csrc/gemm.c``)."""
 
     def __init__(self, module: nn.Module, path: str) -> None:
         super().__init__()
@@ -84,6 +88,9 @@ class _Forced(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.path == "c_off":
             with native.native_kernels(False):
+                return self.module(x)
+        if self.path == "blas_gemm":
+            with exact_pull_module.own_gemm(False):
                 return self.module(x)
         with force_path(self.path):
             return self.module(x)
@@ -98,6 +105,168 @@ PULL_LAYERS = (
     ("256->256 3x3, h=2", (8, 256, 14, 14), dict(kernel_size=3, padding=1)),
     ("3->64 7x7 /2 stem, h=2", (8, 3, 224, 224), dict(kernel_size=7, stride=2, padding=3)),
 )
+
+
+def bench_layer_runs(runs: int = 7, rounds: int = 21, quick: bool = False) -> str:
+    """The exact 64->64 3x3 h=2 layer of issue 25's targets against ``nn.Conv2d`` on 8x64x56x56
+    in ``runs`` separate groups of ``rounds`` interleaved rounds (eval and train), with the load
+    average at each: the median and range of the ratio, as ``bench_pair_runs`` for the models
+    (one group's conv time moves by up to half between groups)."""
+    name, shape, kwargs = PULL_LAYERS[0]
+    x = torch.randn(2, *shape[1:]) if quick else torch.randn(shape)
+    layers = {
+        "conv": nn.Conv2d(64, 64, bias=False, **kwargs),
+        "exact": PushPull2d(64, 64, **kwargs),
+    }
+    ratios: dict[str, list[float]] = {"eval": [], "train": []}
+    rows = []
+    for run in range(runs):
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        row = [str(run + 1), f"{load:.2f}"]
+        for mode, make in (("eval", eval_fn), ("train", train_fn)):
+            times = interleaved_medians({n: make(m, x) for n, m in layers.items()}, rounds)
+            ratios[mode].append(times["exact"] / times["conv"])
+            row += [f"{times['conv'] * 1e3:.2f}", f"{ratios[mode][-1]:.2f}x"]
+        rows.append(row)
+    summary = ["median (range)", ""]
+    for values in ratios.values():
+        summary += ["", f"{statistics.median(values):.2f}x ({min(values):.2f}-{max(values):.2f})"]
+    return markdown_table(
+        f"Exact {name} vs conv on {list(x.shape)}: {runs} runs of {rounds} interleaved rounds",
+        [
+            "run",
+            "load",
+            "eval conv ms",
+            "eval exact vs conv",
+            "train conv ms",
+            "train exact vs conv",
+        ],
+        rows + [summary],
+    )
+
+
+# (what, m, n, k, op(B) transposed, B's leading dimension): the products the C kernels make, in
+# the BLAS's column-major terms (m: the vector dimension)
+KERNEL_PRODUCTS = (
+    ("64->64 3x3 shared, NCHW input, 9 rows of 56", 576, 504, 64, True, 3136),
+    ("16->16 3x3 shared, NCHW input, 16 rows of 32", 144, 512, 16, True, 1024),
+    ("256->256 3x3 shared, NCHW input, 14 rows of 14", 2304, 196, 256, True, 196),
+    ("3->64 7x7 /2 stem mixing, NCHW output, 15 rows of 112", 1680, 64, 147, True, 64),
+    ("64->64 pull mixing, channels-last output", 64, 1680, 576, False, 576),
+)
+
+
+def _gemm_runner(
+    address: int, dtype: torch.dtype, m: int, n: int, k: int, transposed: bool, ldb: int
+) -> Callable[[], None]:
+    """A call of the Fortran-style GEMM at ``address`` on random operands of that shape."""
+    scalar = {torch.float32: ctypes.c_float, torch.float64: ctypes.c_double}[dtype]
+    a, c = torch.randn(k, m, dtype=dtype), torch.empty(n, m, dtype=dtype)
+    b = torch.randn(k if transposed else n, ldb, dtype=dtype)
+    sizes = [ctypes.c_int(v) for v in (m, n, k, m, ldb, m)]  # m, n, k, lda, ldb, ldc
+    one, zero = scalar(1), scalar(0)
+    gemm = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 13)(address)
+
+    def run() -> None:  # holds the operands: the call reads them by address
+        gemm(b"N", b"T" if transposed else b"N", *map(ctypes.byref, sizes[:3]),
+             ctypes.byref(one), a.data_ptr(), ctypes.byref(sizes[3]), b.data_ptr(),
+             ctypes.byref(sizes[4]), ctypes.byref(zero), c.data_ptr(), ctypes.byref(sizes[5]))  # fmt: skip
+
+    return run
+
+
+def bench_gemm(rounds: int = 15, runs: int = 3, quick: bool = False) -> str:
+    """The C kernels' own GEMM (``csrc/gemm.c``) against MKL's, side by side: the kernels'
+    products alone on one thread (float32), each exact layer of ``PULL_LAYERS`` with either
+    against ``nn.Conv2d`` in one interleaved group (eval and train), then each
+    ``<baseline>_pp_b1`` with either against its baseline, ``runs`` groups of ``rounds``
+    rounds."""
+    own, mkl = (
+        exact_pull_module.kernel_gemm(torch.float32),
+        exact_pull_module.blas_gemm(torch.float32),
+    )
+    if mkl is None:
+        return (
+            "PyTorch without MKL: the C kernels mix with torch.mm, there is no GEMM to compare.\n"
+        )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        product_rows = []
+        for what, m, n, k, transposed, ldb in KERNEL_PRODUCTS[:1] if quick else KERNEL_PRODUCTS:
+            calls = {name: _gemm_runner(address, torch.float32, m, n, k, transposed, ldb)
+                     for name, address in (("own", own), ("mkl", mkl))}  # fmt: skip
+            times = interleaved_medians(calls, 3 if quick else 31)
+            rate = {name: m * n * k / t / 1e9 for name, t in times.items()}
+            product_rows.append([
+                what, f"{m} x {n} x {k}", f"{times['mkl'] * 1e3:.3f}", f"{rate['mkl']:.1f}",
+                f"{rate['own']:.1f}", f"{times['own'] / times['mkl']:.3f}",
+            ])  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    out = markdown_table(
+        "The kernels' products alone, one thread: own GEMM vs MKL's (float32, same run)",
+        ["product", "m x n x k", "MKL ms", "MKL GMAC/s", "own GMAC/s", "own / MKL time"],
+        product_rows,
+    )
+    rows = []
+    for name, shape, kwargs in PULL_LAYERS[:1] if quick else PULL_LAYERS:
+        x = torch.randn(*(2, *shape[1:]) if quick else shape)
+        in_ch, out_ch = shape[1], 64 if shape[1] == 3 else shape[1]
+        conv_args = {k: v for k, v in kwargs.items() if k != "pull_scale"}
+        exact = PushPull2d(in_ch, out_ch, **kwargs)
+        layers = {
+            "conv": nn.Conv2d(in_ch, out_ch, bias=False, **conv_args),
+            "own": exact,
+            "mkl": _Forced(exact, "blas_gemm"),
+        }
+        for mode, make in (("eval", eval_fn), ("train", train_fn)):
+            times = interleaved_medians({n: make(m, x) for n, m in layers.items()}, rounds)
+            rows.append([
+                name, str(list(x.shape)), mode, f"{times['conv'] * 1e3:.2f}",
+                f"{times['own'] / times['conv']:.2f}x", f"{times['mkl'] / times['conv']:.2f}x",
+                f"{times['own'] / times['mkl']:.3f}",
+            ])  # fmt: skip
+    out += "\n" + markdown_table(
+        "Exact layer vs conv with the kernels' own GEMM and with MKL's (same run)",
+        [
+            "layer",
+            "input",
+            "mode",
+            "conv ms",
+            "own GEMM vs conv",
+            "MKL's GEMM vs conv",
+            "own / MKL",
+        ],
+        rows,
+    )
+    model_rows = []
+    for run in range(1 if quick else runs):
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        for baseline in ("resnet20", "resnet50"):
+            size = timm.get_pretrained_cfg(baseline + "_pp_b1").to_dict()["input_size"]
+            x = torch.randn(2 if quick or size[-1] >= 224 else 8, *size)
+            variant = timm.create_model(baseline + "_pp_b1")
+            models = {
+                "base": timm.create_model(baseline),
+                "own": variant,
+                "mkl": _Forced(variant, "blas_gemm"),
+            }
+            for mode, make in (("eval", eval_fn), ("train", train_fn)):
+                times = interleaved_medians(
+                    {n: make(m, x) for n, m in models.items()}, 2 if quick else rounds, warmup=1
+                )
+                model_rows.append([
+                    str(run + 1), f"{load:.2f}", f"{baseline}_pp_b1", mode,
+                    f"{times['base'] * 1e3:.1f}", f"{times['own'] / times['base']:.3f}x",
+                    f"{times['mkl'] / times['base']:.3f}x", f"{times['own'] / times['mkl']:.3f}",
+                ])  # fmt: skip
+    out += "\n" + markdown_table(
+        "`_pp_b1` vs baseline with the kernels' own GEMM and with MKL's (interleaved in each run)",
+        ["run", "load", "model", "mode", "baseline ms", "own GEMM", "MKL's GEMM", "own / MKL"],
+        model_rows,
+    )
+    return out
 
 
 def bench_pull(rounds: int = 9, quick: bool = False) -> str:

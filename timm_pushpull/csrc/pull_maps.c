@@ -10,8 +10,10 @@
    write channels-first. Planes or rows are split over OpenMP threads (torch's runtime, see
    blur_pool.c). */
 #include <stdlib.h>
+#include <string.h>
 #include "finite.h"
 #include "threads.h"
+#include "vector_clones.h"
 
 #define MAX_TAPS 64
 #define CHANNEL_BLOCK 32
@@ -56,15 +58,6 @@ static int make_geometry(geometry *geo) {
            make_axis(&geo->cols, geo->taps_h, geo->sw, geo->pw, geo->stride_w, geo->dil_w,
                      geo->pad_left, geo->width, geo->out_width);
 }
-
-/* AVX2 and FMA where the CPU has them, chosen when the library loads (gcc's function clones), so
-   the build stays generic (BENCHMARKS.md, "Where the time goes (64->64 3x3 h=2 ...)"). */
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11 && defined(__x86_64__) && \
-    defined(__linux__)
-#define VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define VECTOR_CLONES
-#endif
 
 #define SCALAR float
 #define NAME(f) f##_float

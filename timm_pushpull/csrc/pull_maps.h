@@ -7,6 +7,42 @@ static inline void NAME(scale_add)(SCALAR *restrict dst, const SCALAR *restrict 
     for (long k = 0; k < count; k++) dst[k] += t * src[k];
 }
 
+/* dst[0 .. count) = sum_t taps[t] * sources[t][0 .. count), the taps in the order given: the same
+   sums as a scale_add pass per tap over a zeroed dst, but each block of dst is summed in vector
+   registers and stored once, where a pass per tap loads and stores all of dst every time. GCC's
+   vector extension (clang has it too) says which loop is the vector one: left to itself, gcc
+   vectorises the loop over taps instead. */
+typedef SCALAR NAME(lanes) __attribute__((vector_size(32)));
+static inline void NAME(tap_sum)(SCALAR *restrict dst, const SCALAR *const *sources,
+                                 const SCALAR *taps, int tap_count, long count) {
+    const long lanes = (long)(sizeof(NAME(lanes)) / sizeof(SCALAR));
+    long k = 0;
+    for (; k + 2 * lanes <= count; k += 2 * lanes) {
+        NAME(lanes) low = {0}, high = {0}, source;
+        for (int t = 0; t < tap_count; t++) {
+            memcpy(&source, sources[t] + k, sizeof source);
+            low += taps[t] * source;
+            memcpy(&source, sources[t] + k + lanes, sizeof source);
+            high += taps[t] * source;
+        }
+        memcpy(dst + k, &low, sizeof low);
+        memcpy(dst + k + lanes, &high, sizeof high);
+    }
+    for (; k + lanes <= count; k += lanes) {
+        NAME(lanes) sum = {0}, source;
+        for (int t = 0; t < tap_count; t++) {
+            memcpy(&source, sources[t] + k, sizeof source);
+            sum += taps[t] * source;
+        }
+        memcpy(dst + k, &sum, sizeof sum);
+    }
+    for (; k < count; k++) {
+        SCALAR sum = 0;
+        for (int t = 0; t < tap_count; t++) sum += taps[t] * sources[t][k];
+        dst[k] = sum;
+    }
+}
+
 /* The vertically filtered input rows of output row i of image n into smooth, [sh][padded
    width][C]; its padding stays zero. */
 static VECTOR_CLONES void NAME(vertical_rows)(const geometry *geo, const SCALAR *x, SCALAR *smooth,
@@ -103,32 +139,40 @@ static VECTOR_CLONES void NAME(planar_row)(const geometry *geo, const SCALAR *x,
                                            long pixels, long column, SCALAR *plane,
                                            SCALAR *phases, long n, int i, int j0, int j1) {
     const int channels = geo->channels, stride = geo->stride_w;
-    const long width = geo->width, padded = geo->cols.padded;
+    const long width = geo->width, padded = geo->cols.padded, before = geo->cols.before;
     const long phase_size = (padded + stride - 1) / stride;
+    const SCALAR *sources[MAX_TAPS];
+    SCALAR taps[MAX_TAPS];
+    for (long w = 0; w < before; w++) plane[w] = 0;
+    for (long w = before + width; w < padded; w++) plane[w] = 0;
     for (int c = 0; c < channels; c++) {
         const SCALAR *image = x + (n * channels + c) * geo->height * width;
         for (int a = 0; a < geo->sh; a++) {
-            for (long w = 0; w < padded; w++) plane[w] = 0;
+            int count = 0;
             for (int u = geo->rows.first[a]; u <= geo->rows.last[a]; u++) {
                 const int r = i * geo->stride_h + u * geo->dil_h - geo->pad_top;
-                if (r >= 0 && r < geo->height)
-                    NAME(scale_add)(plane + geo->cols.before, image + r * width,
-                                    (SCALAR)geo->taps_v[a * geo->ph + u], width);
+                if (r >= 0 && r < geo->height) {
+                    sources[count] = image + r * width;
+                    taps[count++] = (SCALAR)geo->taps_v[a * geo->ph + u];
+                }
             }
+            NAME(tap_sum)(plane + before, sources, taps, count, width);
             const SCALAR *source = plane;
             if (stride > 1) {
-                for (long w = 0; w < padded; w++) phases[(w % stride) * phase_size + w / stride] = plane[w];
+                for (int phase = 0; phase < stride; phase++)
+                    for (long w = phase, q = phase * phase_size; w < padded; w += stride, q++)
+                        phases[q] = plane[w];
                 source = phases;
             }
             for (int b = 0; b < geo->sw; b++) {
-                SCALAR *dst = maps + ((long)(a * geo->sw + b) * channels + c) * pixels + column;
-                for (int j = 0; j < j1 - j0; j++) dst[j] = 0;
+                count = 0;
                 for (int v = geo->cols.first[b]; v <= geo->cols.last[b]; v++) {
                     const long offset = (long)v * geo->dil_w; /* padded column j*stride + offset */
-                    NAME(scale_add)(dst,
-                                    source + (offset % stride) * phase_size + offset / stride + j0,
-                                    (SCALAR)geo->taps_h[b * geo->pw + v], j1 - j0);
+                    sources[count] = source + (offset % stride) * phase_size + offset / stride + j0;
+                    taps[count++] = (SCALAR)geo->taps_h[b * geo->pw + v];
                 }
+                NAME(tap_sum)(maps + ((long)(a * geo->sw + b) * channels + c) * pixels + column,
+                              sources, taps, count, j1 - j0);
             }
         }
     }
@@ -252,8 +296,8 @@ static int NAME(mixed_tasks)(const NAME(mixed_call) *call, SCALAR *maps, long fi
 /* The whole exact pull of one group in one parallel region: each thread builds the maps of a
    block of output pixels (block_rows whole rows, or tile_cols columns of one row) into its own
    part of scratch (block_rows * tile_cols * C * sh * sw elements per thread, sized to stay in its
-   cache) and mixes them at once with gemm, the BLAS PyTorch uses, which runs on the calling thread
-   inside a parallel region. So the maps never go to memory and the threads never wait for each
+   cache) and mixes them at once with gemm (csrc/gemm.c, or the BLAS PyTorch uses), which runs on
+   the calling thread inside a parallel region. So the maps never go to memory and the threads never wait for each
    other between building and mixing (two parallel regions per chunk otherwise). x is [N, C, H, W]
    (planar) or [N, H, W, C]; out [N, Ho, Wo, O], or [N, O, Ho, Wo] (planar_out); weights [C*sh*sw, O] in the maps' order,
    row-major; bias [O] or NULL. With one thread there is no parallel region: MKL's GEMM called in

@@ -8,9 +8,10 @@
    per output value, e.g. 44 for 3x3 -> 7x7 against the push's 9 * C_in.
 
    Each thread takes whole images (or bands of rows of one image, and tiles of columns where a ring
-   of whole rows would outgrow its scratch), computes z a few input rows at a time with MKL's GEMM
-   into a ring of rows kept in its scratch, and writes every output row of push and pull (or the
-   rectified response, in training with a one-byte mask of the ReLUs that pass a gradient) once.
+   of whole rows would outgrow its scratch), computes z a few input rows at a time with a GEMM
+   (csrc/gemm.c, or MKL's) into a ring of rows kept in its scratch, and writes every output row
+   of push and pull (or the rectified response, in training with a one-byte mask of the ReLUs
+   that pass a gradient) once.
    The inner loops run over contiguous output channels; an NCHW
    input and output are read and written through the GEMM's strides and a transposition of each
    finished row. Threads: OpenMP, torch's runtime (blur_pool.c). */
@@ -18,21 +19,12 @@
 #include <string.h>
 #include "finite.h"
 #include "threads.h"
+#include "vector_clones.h"
 
 #define MAX_TAPS 64
 #if defined(__GNUC__) || defined(__clang__)
 #define TAPS_VECTORS /* gcc/clang vector extensions, one AVX2 register */
 #define TAPS_VECTOR_BYTES 32
-#endif
-
-/* as in pull_maps.c: AVX2 and FMA where the CPU has them, chosen when the library loads */
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11 && defined(__x86_64__) && \
-    defined(__linux__)
-/* fused multiply-adds too (-std=c99 turns contraction off) */
-#define VECTOR_CLONES \
-    __attribute__((target_clones("arch=x86-64-v3", "default"), optimize("fp-contract=fast")))
-#else
-#define VECTOR_CLONES
 #endif
 
 /* Everything a call shares. */

@@ -11,8 +11,9 @@ kernel (``csrc/pull_maps.c``, built by :mod:`timm_pushpull.native`) in one pass 
 (channels-last, or channels-first for few input channels), then mixes them with the push kernel
 in a matrix product, which has exactly the push convolution's multiply-adds. Each thread builds
 a cache-sized block of output pixels (whole rows, or columns of one row:
-``FORWARD_CHUNK_BYTES_PER_THREAD``) and mixes it at once with the GEMM of the MKL that PyTorch runs
-on, called from the C kernel (one parallel region for the whole op), writing the output in the
+``FORWARD_CHUNK_BYTES_PER_THREAD``) and mixes it at once with a GEMM called from the C kernel
+(one parallel region for the whole op; :func:`kernel_gemm`: the kernels' own, ``csrc/gemm.c``,
+with the MKL that PyTorch runs on for the products it does not cover), writing the output in the
 layout ``nn.Conv2d`` gives; without MKL, or with groups, the blocks are built in parallel and mixed
 with ``torch.mm``/``torch.bmm`` block by block. The backward pass rebuilds the maps block by block
 (the weight gradient is one matrix product per block) and spreads the map gradient back through
@@ -30,6 +31,7 @@ forward-mode formula).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import threading
@@ -136,6 +138,40 @@ def blas_gemm(dtype: torch.dtype) -> int | None:
         except (OSError, AttributeError):
             continue
     return None
+
+
+_OWN_GEMM = {"enabled": True}  # a dict, not a global: torch.compile traces the ops' Python
+
+
+@contextlib.contextmanager
+def own_gemm(enabled: bool) -> Iterator[None]:
+    """Whether the kernels mix with their own GEMM (``csrc/gemm.h``) or MKL's inside the block
+    (process-wide; for benchmarks that compare the two side by side)."""
+    previous, _OWN_GEMM["enabled"] = _OWN_GEMM["enabled"], bool(enabled)
+    try:
+        yield
+    finally:
+        _OWN_GEMM["enabled"] = previous
+
+
+@functools.cache
+def _own_gemm_address(dtype: torch.dtype, fallback: int) -> int | None:
+    gemm = native.function("gemm", f"gemm_{_SUFFIX[dtype]}")
+    if gemm is None:
+        return None
+    native.function("gemm", f"set_fallback_gemm_{_SUFFIX[dtype]}")(fallback)
+    return ctypes.cast(gemm, ctypes.c_void_p).value
+
+
+def kernel_gemm(dtype: torch.dtype) -> int | None:
+    """Address of the GEMM the C kernels mix with inside their parallel regions: their own
+    (``csrc/gemm.c``: the products with A not transposed, faster than MKL's on AMD CPUs,
+    BENCHMARKS.md "The kernels' own GEMM"), which passes every other product to MKL's; or MKL's
+    alone inside :func:`own_gemm` ``(False)``. None without MKL (:func:`blas_gemm`)."""
+    fallback = blas_gemm(dtype)
+    if fallback is None or not _OWN_GEMM["enabled"]:
+        return fallback
+    return _own_gemm_address(dtype, fallback) or fallback
 
 
 def planar_maps(channels: int, groups: int) -> bool:
@@ -361,7 +397,7 @@ def _c_forward(x, weight, bias, pull_size, stride, padding, dilation, groups) ->
     out = _empty_output(x, *shape)
     x = x.contiguous(memory_format=_input_format(x.shape[1], groups))
     mixing = _mixing_weight(weight, groups)
-    gemm = blas_gemm(x.dtype) if groups == 1 else None
+    gemm = kernel_gemm(x.dtype) if groups == 1 else None
     if gemm is not None:
         kernels = _Kernels(x, weight, *args, FORWARD_CHUNK_BYTES_PER_THREAD)
         bias = None if bias is None else bias.contiguous()

@@ -45,6 +45,7 @@ from .exact_pull import (
     exact_pull_definition,
     graph_gradients,
     interpolation_taps,
+    kernel_gemm,
     nonzero_taps,
     output_format,
     scratch_buffer,
@@ -257,7 +258,7 @@ def _run_kernel(x, weight, bias, pull_size, push_padding, pull_padding, push, pu
         None if bias is None else bias.data_ptr(), out_channels,
         None if alpha is None else alpha.data_ptr(), 0 if alpha is None else alpha.numel(),
         cover.ring_rows, cover.gemm_rows, cover.tile_cols, bands, planar, scratch.data_ptr(),
-        cover.per_thread, blas_gemm(x.dtype), threads,
+        cover.per_thread, kernel_gemm(x.dtype), threads,
     )  # fmt: skip
     if status == 1:
         raise RuntimeError("push-pull-taps C kernel: bad geometry")
@@ -390,7 +391,7 @@ def _backward_shared(x, weight, grad_push, grad_pull, pull_size, push_padding, p
         pointer(grad_weights), batch, channels, height, width, out_h, out_w, sh, sw,
         *push_padding, *pull_size, taps_v.data_ptr(), taps_h.data_ptr(), pull_padding[0],
         pull_padding[2], weights.data_ptr(), out_channels, cover.gemm_rows, cover.tile_cols, bands,
-        planar, scratch.data_ptr(), cover.per_thread, blas_gemm(x.dtype), threads,
+        planar, scratch.data_ptr(), cover.per_thread, kernel_gemm(x.dtype), threads,
     )  # fmt: skip
     if status == 1:
         raise RuntimeError("push-pull-taps C kernel: bad geometry")
