@@ -140,18 +140,19 @@ def blas_gemm(dtype: torch.dtype) -> int | None:
     return None
 
 
-_OWN_GEMM = {"enabled": True}  # a dict, not a global: torch.compile traces the ops' Python
+_own_gemm_enabled = True
 
 
 @contextlib.contextmanager
 def own_gemm(enabled: bool) -> Iterator[None]:
-    """Whether the kernels mix with their own GEMM (``csrc/gemm.h``) or MKL's inside the block
-    (process-wide; for benchmarks that compare the two side by side)."""
-    previous, _OWN_GEMM["enabled"] = _OWN_GEMM["enabled"], bool(enabled)
+    """Whether the kernels mix with their own GEMM (``csrc/gemm.c``) or MKL's alone inside the
+    block (process-wide; for benchmarks and tests that compare the two side by side)."""
+    global _own_gemm_enabled
+    previous, _own_gemm_enabled = _own_gemm_enabled, bool(enabled)
     try:
         yield
     finally:
-        _OWN_GEMM["enabled"] = previous
+        _own_gemm_enabled = previous
 
 
 @functools.cache
@@ -165,11 +166,11 @@ def _own_gemm_address(dtype: torch.dtype, fallback: int) -> int | None:
 
 def kernel_gemm(dtype: torch.dtype) -> int | None:
     """Address of the GEMM the C kernels mix with inside their parallel regions: their own
-    (``csrc/gemm.c``: the products with A not transposed, faster than MKL's on AMD CPUs,
-    BENCHMARKS.md "The kernels' own GEMM"), which passes every other product to MKL's; or MKL's
-    alone inside :func:`own_gemm` ``(False)``. None without MKL (:func:`blas_gemm`)."""
+    (``csrc/gemm.c``: the products with A not transposed, faster than MKL's on the AMD CPU we
+    measured, BENCHMARKS.md run 14), which passes every other product to MKL's; or MKL's alone
+    inside :func:`own_gemm` ``(False)``. None without MKL (:func:`blas_gemm`)."""
     fallback = blas_gemm(dtype)
-    if fallback is None or not _OWN_GEMM["enabled"]:
+    if fallback is None or not _own_gemm_enabled:
         return fallback
     return _own_gemm_address(dtype, fallback) or fallback
 
