@@ -1,5 +1,9 @@
 """The benchmark scripts run end to end (smoke runs on tiny inputs; no timing is asserted)."""
 
+import platform
+import subprocess
+import sys
+
 import pytest
 
 from timm_pushpull.benchmarks import corruption_references
@@ -155,3 +159,41 @@ def test_bench_command_runs_a_section_and_keeps_an_existing_output(tmp_path, cap
     with pytest.raises(SystemExit, match="exists; refusing to overwrite"):
         main(["bench", "--section", "layers", "--output", str(output)])
     assert output.read_text() == text
+
+
+_FAULTS_PER_CALL = """
+import ctypes, resource, sys, torch
+from timm_pushpull.benchmarks.timing import steady_allocator
+# glibc's state where every block of 128 KiB or more is mapped anew (M_MMAP_THRESHOLD, fixed)
+assert ctypes.CDLL(None).mallopt(-3, 128 << 10)
+if sys.argv[1] == "steady":
+    assert steady_allocator()
+x = torch.randn(4, 64, 56, 56)
+conv = torch.nn.Conv2d(64, 64, 3, padding=1, bias=False)
+with torch.no_grad():
+    for _ in range(3):
+        conv(x)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(10):
+        conv(x)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10)
+"""
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
+    reason="glibc's mallopt and page-fault counts",
+)
+def test_steady_allocator_stops_the_page_faults_of_a_conv_output():
+    """A conv's 3 MiB output, allocated and freed on every call: where glibc maps such blocks
+    afresh (hundreds of page faults a call), the benchmarks' allocator keeps them in its heap."""
+
+    def faults(mode: str) -> float:
+        result = subprocess.run(
+            [sys.executable, "-c", _FAULTS_PER_CALL, mode],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return float(result.stdout.strip().splitlines()[-1])
+
+    assert faults("mapped") > 100
+    assert faults("steady") < 10

@@ -123,10 +123,13 @@ def run(sections: tuple[str, ...] = SECTIONS, quick: bool = False) -> str:
     unknown = [s for s in sections if s not in _SECTIONS]
     if unknown:
         raise ValueError(f"unknown sections {unknown}; expected some of: {', '.join(SECTIONS)}")
+    from .timing import steady_allocator
+
     torch.manual_seed(0)
+    steady = "steady" if steady_allocator() else "the C library's default (not glibc)"
     header = (
         f"Machine: {platform.machine()} {platform.processor() or ''}, {torch.get_num_threads()} threads, "
-        f"torch {torch.__version__}, {time.strftime('%Y-%m-%d')}\n"
+        f"torch {torch.__version__}, {time.strftime('%Y-%m-%d')}, allocator {steady}\n"
     )
     out = [header]
     for section in sections:

@@ -7,6 +7,7 @@ for this machine only.
 
 from __future__ import annotations
 
+import ctypes
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +17,23 @@ import torch
 import torch.nn as nn
 
 BENCH_EXTRA_INSTALL = "pip install 'timm-pushpull[bench]'"
+# glibc's mallopt parameters
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def steady_allocator() -> bool:
+    """Keep the memory of freed tensors in glibc malloc's heap (up to its 32 MiB cap per block)
+    instead of mapping it anew and returning it to the system, for the whole process. Without
+    this, whether a call's output of a few MiB is page-faulted in on every call depends on the
+    allocator's history, and a convolution ran at two speeds in different processes
+    (BENCHMARKS.md, run 14): ratios would compare page faults, not kernels. False where the C
+    library has no ``mallopt`` (not glibc) or refuses."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, 32 << 20)) and bool(mallopt(_M_TRIM_THRESHOLD, 1 << 30))
 
 
 def interleaved_medians(
