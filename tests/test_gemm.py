@@ -45,6 +45,17 @@ def read(storage: torch.Tensor, rows: int) -> torch.Tensor:
     return storage[:, :rows].T
 
 
+def assert_product(result, alpha, a, b, beta, c) -> None:
+    """``result`` is ``alpha a b + beta c`` in float64, within the rounding of a sum of k products
+    in ``result``'s precision (beta 0: ``c`` is not read, NaN there must not show)."""
+    k = a.shape[1]
+    expected = alpha * (a.double() @ b.double()) + (beta * c.double() if beta else 0)
+    scale = abs(alpha) * (a.double().abs() @ b.double().abs()) + abs(beta) * c.double().abs()
+    tolerance = (1e-6 if result.dtype == torch.float32 else 1e-15) * (k + 2)
+    error = (result.double() - expected).abs()
+    assert (error <= tolerance * scale + 1e-30).all(), error.max()
+
+
 @settings(max_examples=120, deadline=None)
 @given(
     dtype=st.sampled_from([torch.float32, torch.float64]),
@@ -54,18 +65,22 @@ def read(storage: torch.Tensor, rows: int) -> torch.Tensor:
     transb=st.sampled_from([b"N", b"T"]),
     accumulate=st.booleans(),
     spare=st.integers(0, 3),
-    far=st.booleans(),
+    columns_apart=st.sampled_from(["near", "a page", "2 KiB"]),
     seed=st.integers(0, 2**16),
 )
-def test_own_gemm_equals_the_float64_product(dtype, m, n, k, transb, accumulate, spare, far, seed):
+def test_own_gemm_equals_the_float64_product(
+    dtype, m, n, k, transb, accumulate, spare, columns_apart, seed
+):
     """C = A op(B) (+ C) for every remainder of its tiles, depths across its 128-column passes,
-    leading dimensions longer than the matrices, and A's columns a page apart (copied together
-    first)."""
+    leading dimensions longer than the matrices, and A's columns a page or exactly 2 KiB apart
+    (copied together first)."""
     generator = torch.Generator().manual_seed(seed)
     a = torch.randn(m, k, dtype=dtype, generator=generator)
     op_b = torch.randn(k, n, dtype=dtype, generator=generator)
     c = torch.randn(m, n, dtype=dtype, generator=generator)
-    lda = (5000 // a.element_size() if far else m) + spare
+    lda = {"near": m + spare, "a page": 5000 // a.element_size() + spare}.get(
+        columns_apart, 2048 // a.element_size()
+    )
     b_stored = column_major(
         op_b.T if transb == b"T" else op_b, (n if transb == b"T" else k) + spare
     )
@@ -73,28 +88,26 @@ def test_own_gemm_equals_the_float64_product(dtype, m, n, k, transb, accumulate,
     a_stored = column_major(a, lda)
     gemm(dtype, b"N", transb, m, n, k, 1.0, a_stored, lda, b_stored, b_stored.shape[1],
          1.0 if accumulate else 0.0, c_stored, c_stored.shape[1])  # fmt: skip
-    expected = a.double() @ op_b.double() + (c.double() if accumulate else 0)
-    scale = a.double().abs() @ op_b.double().abs() + (c.double().abs() if accumulate else 0)
-    tolerance = (1e-6 if dtype == torch.float32 else 1e-15) * (k + 2)
-    error = (read(c_stored, m).double() - expected).abs()
-    assert (error <= tolerance * scale + 1e-30).all(), error.max()
+    assert_product(read(c_stored, m), 1.0, a, op_b, 1.0 if accumulate else 0.0, c)
     assert (c_stored[:, m:] == 1e30).all()  # nothing written beyond C's rows
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize(
-    "transa, transb, alpha, beta",
+    "transa, transb, alpha, beta, m, k",
     [
-        (b"T", b"N", 1.0, 0.0),
-        (b"N", b"N", 2.0, 0.0),
-        (b"N", b"T", 1.0, 0.5),
-        (b"T", b"T", -1.0, 1.0),
+        (b"T", b"N", 1.0, 0.0, 37, 21),
+        (b"N", b"N", 2.0, 0.0, 37, 21),
+        (b"N", b"T", 1.0, 0.5, 37, 21),
+        (b"T", b"T", -1.0, 1.0, 37, 21),
+        (b"N", b"N", 1.0, 1.0, 520, 1300),  # tall and deep: over 2 MiB of A
     ],
 )
-def test_calls_it_does_not_cover_keep_the_blas_meaning(dtype, transa, transb, alpha, beta):
-    """A transposed A, alpha other than 1 or beta other than 0 and 1 go to MKL: same meaning."""
+def test_calls_it_does_not_cover_keep_the_blas_meaning(dtype, transa, transb, alpha, beta, m, k):
+    """A transposed A, alpha other than 1, beta other than 0 and 1, or a tall and deep product go
+    to MKL: same meaning."""
     generator = torch.Generator().manual_seed(0)
-    m, n, k = 37, 9, 21
+    n = 9
     op_a = torch.randn(m, k, dtype=dtype, generator=generator)
     op_b = torch.randn(k, n, dtype=dtype, generator=generator)
     c = torch.randn(m, n, dtype=dtype, generator=generator)
@@ -103,8 +116,7 @@ def test_calls_it_does_not_cover_keep_the_blas_meaning(dtype, transa, transb, al
     c_stored = column_major(c, m)
     gemm(dtype, transa, transb, m, n, k, alpha, a_stored, a_stored.shape[1], b_stored,
          b_stored.shape[1], beta, c_stored, m)  # fmt: skip
-    expected = alpha * op_a.double() @ op_b.double() + beta * c.double()
-    torch.testing.assert_close(read(c_stored, m).double(), expected, rtol=1e-5, atol=1e-5)
+    assert_product(read(c_stored, m), alpha, op_a, op_b, beta, c)
 
 
 @pytest.mark.parametrize(

@@ -153,6 +153,9 @@ KERNEL_PRODUCTS = (
     ("256->256 3x3 shared, NCHW input, 14 rows of 14", 2304, 196, 256, True, 196),
     ("3->64 7x7 /2 stem mixing, NCHW output, 15 rows of 112", 1680, 64, 147, True, 64),
     ("64->64 pull mixing, channels-last output", 64, 1680, 576, False, 576),
+    # a converted ResNet-50's layer 4 (MKL's: tall and deep)
+    ("512->512 3x3 shared, channels-last input, 7 rows of 7", 4608, 49, 512, False, 512),
+    ("512->512 3x3 /2 pull mixing, channels-last output", 512, 56, 4608, False, 4608),
 )
 
 

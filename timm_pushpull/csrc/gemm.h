@@ -15,8 +15,10 @@ typedef SCALAR NAME(gemm_vec) __attribute__((vector_size(32)));
 #define GEMM_BLOCK_BYTES (192 << 10)
 /* A's columns and B's rows per pass over C */
 #define GEMM_DEPTH 128
-/* A is packed where its columns are further apart than this */
+/* A is packed where its columns are further apart than this, or a multiple of 2 KiB apart (they
+   would all fall in a few sets of the L1 cache) */
 #define GEMM_PACK_STRIDE_BYTES 4096
+#define GEMM_OWN_MAX_A_BYTES (2L << 20)
 
 /* The BLAS's GEMM for the calls this one does not cover; set once by set_fallback_gemm. */
 static NAME(blas_gemm_fn) NAME(fallback_gemm);
@@ -150,9 +152,12 @@ static VECTOR_CLONES void NAME(gemm_cover)(int m, int n, int k, const SCALAR *a,
                                           long ldc, int accumulate) {
     const int tile_rows = GEMM_VECTORS * GEMM_LANES;
     int packed_rows = 0;
-    /* A's columns far apart (the planar maps of a block of pixels): a tile would read each of its
-       k columns from another page, so whole tiles of rows are first copied together */
-    if (lda * (long)sizeof(SCALAR) > GEMM_PACK_STRIDE_BYTES) {
+    /* A's columns far apart (the planar maps of a block of pixels: a tile would read each of its
+       k columns from another page) or a multiple of 2 KiB apart: whole tiles of rows are first
+       copied together */
+    const long column_bytes = lda * (long)sizeof(SCALAR);
+    if (column_bytes > GEMM_PACK_STRIDE_BYTES ||
+        (column_bytes >= 2048 && column_bytes % 2048 == 0)) {
         SCALAR packed[GEMM_DEPTH * GEMM_VECTORS * 32 / sizeof(SCALAR)];
         packed_rows = m - m % tile_rows;
         for (int i = 0; i < packed_rows; i += tile_rows) {
@@ -176,8 +181,12 @@ void NAME(gemm)(const char *transa, const char *transb, const int *m, const int 
                 const SCALAR *alpha, const SCALAR *a, const int *lda, const SCALAR *b,
                 const int *ldb, const SCALAR *beta, SCALAR *c, const int *ldc) {
     const int b_transposed = *transb == 'T' || *transb == 't';
+    /* tall and deep products (hundreds of output taps over megabytes of weights, as in a converted
+       512-channel layer) stay MKL's, whose packing is faster there (BENCHMARKS.md, run 14) */
+    const int tall_and_deep =
+        *m >= 512 && (long)*m * *k * (long)sizeof(SCALAR) > GEMM_OWN_MAX_A_BYTES;
     if ((*transa != 'N' && *transa != 'n') || *alpha != 1 || (*beta != 0 && *beta != 1) ||
-        (!b_transposed && *transb != 'N' && *transb != 'n')) {
+        (!b_transposed && *transb != 'N' && *transb != 'n') || tall_and_deep) {
         NAME(fallback_gemm)(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
     }
@@ -199,4 +208,5 @@ void NAME(gemm)(const char *transa, const char *transb, const int *m, const int 
 #undef GEMM_VECTORS
 #undef GEMM_BLOCK_BYTES
 #undef GEMM_PACK_STRIDE_BYTES
+#undef GEMM_OWN_MAX_A_BYTES
 #undef GEMM_DEPTH
