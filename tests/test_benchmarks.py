@@ -197,3 +197,10 @@ def test_steady_allocator_stops_the_page_faults_of_a_conv_output():
 
     assert faults("mapped") > 100
     assert faults("steady") < 10
+
+
+def test_median_range_of_repeated_ratios():
+    from timm_pushpull.benchmarks.timing import median_range
+
+    assert median_range([1.40, 1.36, 1.39]) == "1.39x (1.36-1.40)"
+    assert median_range([1.2, 1.0]) == "1.10x (1.00-1.20)"

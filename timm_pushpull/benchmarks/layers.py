@@ -9,7 +9,6 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import statistics
 import subprocess
 import sys
 from collections.abc import Callable
@@ -37,7 +36,9 @@ from .timing import (
     eval_and_train_rows,
     eval_fn,
     interleaved_medians,
+    load_average,
     markdown_table,
+    median_range,
     train_fn,
 )
 
@@ -110,8 +111,7 @@ PULL_LAYERS = (
 def bench_layer_runs(runs: int = 7, rounds: int = 21, quick: bool = False) -> str:
     """The exact 64->64 3x3 h=2 layer of issue 25's targets against ``nn.Conv2d`` on 8x64x56x56
     in ``runs`` separate groups of ``rounds`` interleaved rounds (eval and train), with the load
-    average at each: the median and range of the ratio, as ``bench_pair_runs`` for the models
-    (one group's conv time moves by up to half between groups)."""
+    average at each: the median and range of the ratio, as ``bench_pair_runs`` for the models."""
     name, shape, kwargs = PULL_LAYERS[0]
     x = torch.randn(2, *shape[1:]) if quick else torch.randn(shape)
     layers = {
@@ -121,7 +121,7 @@ def bench_layer_runs(runs: int = 7, rounds: int = 21, quick: bool = False) -> st
     ratios: dict[str, list[float]] = {"eval": [], "train": []}
     rows = []
     for run in range(runs):
-        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        load = load_average()
         row = [str(run + 1), f"{load:.2f}"]
         for mode, make in (("eval", eval_fn), ("train", train_fn)):
             times = interleaved_medians({n: make(m, x) for n, m in layers.items()}, rounds)
@@ -130,7 +130,7 @@ def bench_layer_runs(runs: int = 7, rounds: int = 21, quick: bool = False) -> st
         rows.append(row)
     summary = ["median (range)", ""]
     for values in ratios.values():
-        summary += ["", f"{statistics.median(values):.2f}x ({min(values):.2f}-{max(values):.2f})"]
+        summary += ["", median_range(values)]
     return markdown_table(
         f"Exact {name} vs conv on {list(x.shape)}: {runs} runs of {rounds} interleaved rounds",
         [
@@ -245,7 +245,7 @@ def bench_gemm(rounds: int = 15, runs: int = 3, quick: bool = False) -> str:
     )
     model_rows = []
     for run in range(1 if quick else runs):
-        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        load = load_average()
         for baseline in ("resnet20", "resnet50"):
             size = timm.get_pretrained_cfg(baseline + "_pp_b1").to_dict()["input_size"]
             x = torch.randn(2 if quick or size[-1] >= 224 else 8, *size)

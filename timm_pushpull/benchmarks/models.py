@@ -5,16 +5,20 @@ Section ``models`` of ``timm-pushpull bench`` (and the ``*_pp_b1`` rows of secti
 
 from __future__ import annotations
 
-import os
-import statistics
-
 import timm
 import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .. import models as _models  # noqa: F401  (registers the models)
-from .timing import eval_fn, interleaved_medians, markdown_table, train_fn
+from .timing import (
+    eval_fn,
+    interleaved_medians,
+    load_average,
+    markdown_table,
+    median_range,
+    train_fn,
+)
 
 
 def _macs(model: nn.Module, x: torch.Tensor) -> float:
@@ -82,7 +86,7 @@ def bench_pair_runs(
     ratios: dict[tuple[str, str], list[float]] = {}
     rows = []
     for run in range(runs):
-        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        load = load_average()
         row = [str(run + 1), f"{load:.2f}"]
         for baseline in baselines:
             size = timm.get_pretrained_cfg(baseline + "_pp_b1").to_dict()["input_size"]
@@ -96,9 +100,7 @@ def bench_pair_runs(
                 row.append(f"{ratio:.2f}x")
         rows.append(row)
     header = ["run", "load"] + [f"{b}_pp_b1 {m}" for b in baselines for m in ("eval", "train")]
-    summary = ["median (range)", ""] + [
-        f"{statistics.median(v):.2f}x ({min(v):.2f}-{max(v):.2f})" for v in ratios.values()
-    ]
+    summary = ["median (range)", ""] + [median_range(v) for v in ratios.values()]
     return markdown_table(
         f"`_pp_b1` vs baseline: {runs} runs of {rounds} interleaved rounds",
         header,

@@ -8,6 +8,7 @@ for this machine only.
 from __future__ import annotations
 
 import ctypes
+import os
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -50,6 +51,17 @@ def interleaved_medians(
             fn()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(values) for name, values in times.items()}
+
+
+def load_average() -> float:
+    """The one-minute load average (NaN where the system has none), printed next to repeated
+    runs: other work on the machine moves timings."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
+def median_range(ratios: list[float]) -> str:
+    """``"1.36x (1.34-1.39)"``: the median of repeated runs' ratios and their range."""
+    return f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
 
 
 def eval_fn(module: nn.Module, x: torch.Tensor) -> Callable[[], object]:
