@@ -7,11 +7,13 @@
    branches, and the pull costs only the smoothing of z, about (taps_v * s_w + taps_h) multiply-adds
    per output value, e.g. 44 for 3x3 -> 7x7 against the push's 9 * C_in.
 
-   Each thread takes whole images (or bands of rows of one image, and tiles of columns where a ring
-   of whole rows would outgrow its scratch), computes z a few input rows at a time with a GEMM
-   (csrc/gemm.c, or MKL's) into a ring of rows kept in its scratch, and writes every output row
-   of push and pull (or the rectified response, in training with a one-byte mask of the ReLUs
-   that pass a gradient) once.
+   Each thread takes whole images (or bands of rows of one image, and tiles of columns where whole
+   rows would outgrow its scratch), computes z a few input rows at a time with a GEMM
+   (csrc/gemm.c, or MKL's) into its scratch, sums each row of z along the row once, for the push
+   and the pull, into a ring of such rows (a third of z's size), and sums those down the columns
+   into every output row of push and pull (or the rectified response, in training with a one-byte
+   mask of the ReLUs that pass a gradient), written once. Reading each row of z once, while the
+   cache holds it, is what the order buys (BENCHMARKS.md, "Issue 25 ... run 15").
    The inner loops run over contiguous output channels; an NCHW
    input and output are read and written through the GEMM's strides and a transposition of each
    finished row. Threads: OpenMP, torch's runtime (blur_pool.c). */
@@ -25,6 +27,13 @@
 #if defined(__GNUC__) || defined(__clang__)
 #define TAPS_VECTORS /* gcc/clang vector extensions, one AVX2 register */
 #define TAPS_VECTOR_BYTES 32
+#endif
+/* The vector helpers get the vector clone's code only where they are inlined into it; gcc's own
+   choice left some calls to the default (SSE2) copy, 3-4x slower (BENCHMARKS.md, run 15). */
+#if defined(__GNUC__) || defined(__clang__)
+#define TAPS_INLINE static inline __attribute__((always_inline))
+#else
+#define TAPS_INLINE static inline
 #endif
 
 /* Everything a call shares. */
@@ -56,27 +65,27 @@ static int check_geometry(geometry *geo) {
     return 0;
 }
 
-/* the ring keeps every row an output row reads while the next chunk is computed; a tile narrower
-   than the output takes one row per GEMM */
+/* the ring keeps every row an output row reads, summed along; a tile narrower than the output
+   takes one row per GEMM */
 static int check_ring(const geometry *geo) {
-    return geo->ring_rows % geo->gemm_rows ||
-           geo->ring_rows < geo->row_hi - geo->row_lo + geo->gemm_rows ||
+    return geo->ring_rows < geo->row_hi - geo->row_lo + 1 ||
            (geo->gemm_rows > 1 && geo->tile_cols < geo->out_width);
 }
 
-/* input columns of a ring row: the whole row, or the columns a tile of outputs reads */
+/* input columns of a row of products: the whole row, or the columns a tile of outputs reads */
 static int taps_ring_width(const geometry *geo) {
     if (geo->tile_cols >= geo->out_width) return geo->width;
     const int reach = geo->tile_cols + geo->col_hi - geo->col_lo;
     return reach < geo->width ? reach : geo->width;
 }
 
-/* elements of a thread's scratch: the ring, the vertical pass and two output rows */
+/* elements of a thread's scratch: gemm_rows rows of products, the ring of rows summed along (push
+   and pull, [tile][sh][O] each) and two output rows */
 static long taps_scratch(const geometry *geo) {
     const long pixel = (long)geo->sh * geo->sw * geo->out_channels;
     const long tile = geo->tile_cols < geo->out_width ? geo->tile_cols : geo->out_width;
-    return geo->ring_rows * geo->ring_width * pixel +
-           (long)geo->ring_width * geo->sw * geo->out_channels + 2 * tile * geo->out_channels;
+    return geo->gemm_rows * geo->ring_width * pixel +
+           geo->ring_rows * 2 * tile * geo->sh * geo->out_channels + 2 * tile * geo->out_channels;
 }
 
 /* output columns the backward pass reads for a tile of ring_width input columns */
@@ -98,14 +107,18 @@ static long taps_backward_scratch(const geometry *geo, int rings) {
            (rings ? ring_elements : 0);
 }
 
+#define TAPS_LANES 8 /* SCALARs in a vector */
 #define SCALAR float
 #define NAME(f) f##_float
 #include "push_pull_taps.h"
 #undef SCALAR
 #undef NAME
+#undef TAPS_LANES
 
+#define TAPS_LANES 4
 #define SCALAR double
 #define NAME(f) f##_double
 #include "push_pull_taps.h"
 #undef SCALAR
 #undef NAME
+#undef TAPS_LANES

@@ -18,11 +18,66 @@ typedef SCALAR NAME(vector) __attribute__((vector_size(TAPS_VECTOR_BYTES)));
    dst may be init (a sum accumulated in place). Two vectors of outputs at a time, even and odd
    entries apart: four chains of sums held in
    registers (as arrays, gcc kept them on the stack). */
-static inline void NAME(weighted_sum)(SCALAR *dst, const SCALAR *src, const long *offsets,
-                                      const SCALAR *weights, int entries, const SCALAR *init,
-                                      SCALAR init_sign, long count) {
+TAPS_INLINE void NAME(weighted_sum)(SCALAR *dst, const SCALAR *src, const long *offsets,
+                                    const SCALAR *weights, int entries, const SCALAR *init,
+                                    SCALAR init_sign, long count) {
     long k0 = 0;
 #ifdef TAPS_VECTORS
+    for (; k0 + 4 * LANES <= count; k0 += 4 * LANES) {
+        NAME(vector) s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0}, d0 = {0}, d1 = {0}, d2 = {0},
+                     d3 = {0}, v0, v1, v2, v3;
+        if (init != NULL) {
+            LOAD(s0, init + k0);
+            LOAD(s1, init + k0 + LANES);
+            LOAD(s2, init + k0 + 2 * LANES);
+            LOAD(s3, init + k0 + 3 * LANES);
+            s0 *= init_sign;
+            s1 *= init_sign;
+            s2 *= init_sign;
+            s3 *= init_sign;
+        }
+        const SCALAR *base = src + k0;
+        int e = 0;
+        for (; e + 1 < entries; e += 2) {
+            const SCALAR *at = base + offsets[e], w = weights[e];
+            LOAD(v0, at);
+            LOAD(v1, at + LANES);
+            LOAD(v2, at + 2 * LANES);
+            LOAD(v3, at + 3 * LANES);
+            s0 += w * v0;
+            s1 += w * v1;
+            s2 += w * v2;
+            s3 += w * v3;
+            const SCALAR *at1 = base + offsets[e + 1], w1 = weights[e + 1];
+            LOAD(v0, at1);
+            LOAD(v1, at1 + LANES);
+            LOAD(v2, at1 + 2 * LANES);
+            LOAD(v3, at1 + 3 * LANES);
+            d0 += w1 * v0;
+            d1 += w1 * v1;
+            d2 += w1 * v2;
+            d3 += w1 * v3;
+        }
+        if (e < entries) {
+            const SCALAR *at = base + offsets[e], w = weights[e];
+            LOAD(v0, at);
+            LOAD(v1, at + LANES);
+            LOAD(v2, at + 2 * LANES);
+            LOAD(v3, at + 3 * LANES);
+            s0 += w * v0;
+            s1 += w * v1;
+            s2 += w * v2;
+            s3 += w * v3;
+        }
+        s0 += d0;
+        s1 += d1;
+        s2 += d2;
+        s3 += d3;
+        memcpy(dst + k0, &s0, sizeof s0);
+        memcpy(dst + k0 + LANES, &s1, sizeof s1);
+        memcpy(dst + k0 + 2 * LANES, &s2, sizeof s2);
+        memcpy(dst + k0 + 3 * LANES, &s3, sizeof s3);
+    }
     for (; k0 + 2 * LANES <= count; k0 += 2 * LANES) {
         NAME(vector) sum0 = {0}, sum1 = {0}, odd0 = {0}, odd1 = {0}, value0, value1;
         if (init != NULL) {
@@ -84,10 +139,10 @@ typedef struct {
     int shifts[MAX_TAPS * MAX_TAPS], entries;
 } NAME(tap_list);
 
-static inline void NAME(sum_along_row)(const NAME(tap_list) *taps, const SCALAR *src, long step,
-                                       int width, SCALAR *dst, long dst_step, int out_width,
-                                       long count, const SCALAR *init, long init_step,
-                                       SCALAR init_sign) {
+TAPS_INLINE void NAME(sum_along_row)(const NAME(tap_list) *taps, const SCALAR *src, long step,
+                                    int width, SCALAR *dst, long dst_step, int out_width,
+                                    long count, const SCALAR *init, long init_step,
+                                    SCALAR init_sign) {
     int low = 0, high = 0; /* the columns' reach */
     for (int e = 0; e < taps->entries; e++) {
         if (taps->shifts[e] < low) low = taps->shifts[e];
@@ -114,57 +169,72 @@ static inline void NAME(sum_along_row)(const NAME(tap_list) *taps, const SCALAR 
     }
 }
 
-/* Output row i of image n, columns j0 .. j0 + cols - 1, from the ring of z rows (the first one is
-   row ring_base) of input columns c0 .. c0 + in_width - 1 (ring rows ring_width pixels apart):
-   push (with bias) into push_row and the pull (with the negated kernel and bias) into pull_row,
-   both [cols][O]. vertical is [in_width][sw][O] scratch. */
-static VECTOR_CLONES void NAME(taps_row)(const geometry *geo, const SCALAR *ring, long ring_base,
-                                         int i, int j0, int cols, int c0, int in_width,
-                                         const SCALAR *bias, SCALAR *push_row, SCALAR *pull_row,
-                                         SCALAR *vertical) {
-    const int o = geo->out_channels, sh = geo->sh, sw = geo->sw, shift0 = j0 - c0;
-    const long pixel = (long)sh * sw * o, row_size = (long)geo->ring_width * pixel;
-    const long fan = (long)sw * o;
+/* Row r of the products, z_row [in_width][sw][sh][O] (input columns c0 ..), summed along the row
+   for the output columns j0 .. j0 + cols - 1 into h_row: the push's
+   push_h[j][a] = sum_b z[j + b - push_left][b][a], [cols][sh][O], then the pull's
+   pull_h[j][a] = -sum_{b, v} taps_h[b, v] z[j + v - pull_left][b][a], [cols][sh][O] (negated:
+   the pull kernel is minus the resized push kernel). Each row of products is read here once,
+   while the cache holds it; the output rows then sum these along the column (taps_out_row). The
+   products' taps are ordered b, then a, so that one sum runs over sh * O contiguous values. */
+static VECTOR_CLONES void NAME(taps_along_row)(const geometry *geo, const SCALAR *z_row, int j0,
+                                               int cols, int c0, int in_width, SCALAR *h_row) {
+    const int shift0 = j0 - c0;
+    const long h_col = (long)geo->sh * geo->out_channels, pixel = geo->sw * h_col;
     NAME(tap_list) taps;
-#define Z_ROW(r) ((((r) - ring_base) % geo->ring_rows) * row_size) /* offset in the ring */
-    /* push: the shifted sum of the taps' products */
+    taps.entries = 0;
+    for (int b = 0; b < geo->sw; b++) {
+        const int shift = shift0 + b - geo->push_left;
+        taps.offsets[taps.entries] = shift * pixel + b * h_col;
+        taps.shifts[taps.entries] = shift;
+        taps.weights[taps.entries++] = 1;
+    }
+    NAME(sum_along_row)(&taps, z_row, pixel, in_width, h_row, h_col, cols, h_col, NULL, 0, 0);
+    taps.entries = 0;
+    for (int b = 0; b < geo->sw; b++)
+        for (int v = 0; v < geo->pw; v++)
+            if (geo->taps_h[b * geo->pw + v] != 0) {
+                const int shift = shift0 + v - geo->pull_left;
+                taps.offsets[taps.entries] = shift * pixel + b * h_col;
+                taps.shifts[taps.entries] = shift;
+                taps.weights[taps.entries++] = (SCALAR)-geo->taps_h[b * geo->pw + v];
+            }
+    NAME(sum_along_row)(&taps, z_row, pixel, in_width, h_row + cols * h_col, h_col, cols, h_col,
+                        NULL, 0, 0);
+}
+
+/* Output row i, cols columns, from the ring of rows summed along (taps_along_row; row r in slot
+   r % ring_rows, h_size apart): push (with bias) into push_row and the pull (with the negated
+   bias) into pull_row, both [cols][O]:
+   push[i][j] = bias + sum_a push_h[i + a - push_top][j][a],
+   pull[i][j] = -bias + sum_{a, u} taps_v[a, u] pull_h[i + u - pull_top][j][a]. */
+static VECTOR_CLONES void NAME(taps_out_row)(const geometry *geo, const SCALAR *h_ring,
+                                             long h_size, int i, int cols, const SCALAR *bias,
+                                             SCALAR *push_row, SCALAR *pull_row) {
+    const int o = geo->out_channels, sh = geo->sh;
+    const long h_col = (long)sh * o;
+    NAME(tap_list) taps;
     taps.entries = 0;
     for (int a = 0; a < sh; a++) {
         const int r = i + a - geo->push_top;
         if (r < 0 || r >= geo->height) continue;
-        for (int b = 0; b < sw; b++) {
-            const int shift = shift0 + b - geo->push_left;
-            taps.offsets[taps.entries] = Z_ROW(r) + shift * pixel + ((long)a * sw + b) * o;
-            taps.shifts[taps.entries] = shift;
-            taps.weights[taps.entries++] = 1;
-        }
+        taps.offsets[taps.entries] = (r % geo->ring_rows) * h_size + (long)a * o;
+        taps.shifts[taps.entries] = 0;
+        taps.weights[taps.entries++] = 1;
     }
-    NAME(sum_along_row)(&taps, ring, pixel, in_width, push_row, o, cols, o, bias, 0, 1);
-    /* pull, vertically: vertical[col][b] = sum_{a, u} taps_v[a, u] z[i + u - top][col][a][b] */
+    NAME(sum_along_row)(&taps, h_ring, h_col, cols, push_row, o, cols, o, bias, 0, 1);
     taps.entries = 0;
     for (int u = 0; u < geo->ph; u++) {
         const int r = i + u - geo->pull_top;
         if (r < 0 || r >= geo->height) continue;
         for (int a = 0; a < sh; a++)
             if (geo->taps_v[a * geo->ph + u] != 0) {
-                taps.offsets[taps.entries] = Z_ROW(r) + (long)a * fan;
+                taps.offsets[taps.entries] =
+                    (r % geo->ring_rows) * h_size + cols * h_col + (long)a * o;
                 taps.shifts[taps.entries] = 0;
                 taps.weights[taps.entries++] = (SCALAR)geo->taps_v[a * geo->ph + u];
             }
     }
-#undef Z_ROW
-    NAME(sum_along_row)(&taps, ring, pixel, in_width, vertical, fan, in_width, fan, NULL, 0, 0);
-    /* then horizontally, negated: the pull kernel is minus the resized push kernel */
-    taps.entries = 0;
-    for (int b = 0; b < sw; b++)
-        for (int v = 0; v < geo->pw; v++)
-            if (geo->taps_h[b * geo->pw + v] != 0) {
-                const int shift = shift0 + v - geo->pull_left;
-                taps.offsets[taps.entries] = shift * fan + (long)b * o;
-                taps.shifts[taps.entries] = shift;
-                taps.weights[taps.entries++] = (SCALAR)-geo->taps_h[b * geo->pw + v];
-            }
-    NAME(sum_along_row)(&taps, vertical, fan, in_width, pull_row, o, cols, o, bias, 0, -1);
+    NAME(sum_along_row)(&taps, h_ring, h_col, cols, pull_row, o, cols, o, bias, 0, -1);
 }
 
 /* relu(push) - alpha * relu(pull) into response_row (which may be push_row); the ReLUs keep NaN,
@@ -180,10 +250,10 @@ static VECTOR_CLONES void NAME(taps_inhibit)(SCALAR *response_row, const SCALAR 
         }
 }
 
-/* push[n, i, j, o] = bias[o] + sum_{a, b} z[n, i + a - push_top, j + b - push_left, a, b, o]
+/* push[n, i, j, o] = bias[o] + sum_{a, b} z[n, i + a - push_top, j + b - push_left, b, a, o]
    pull[n, i, j, o] = -bias[o] - sum_{a, b, u, v} taps_v[a, u] taps_h[b, v]
-                                 * z[n, i + u - pull_top, j + v - pull_left, a, b, o]
-   with z[n, r, col, a, b, o] = sum_c x[n, r, col, c] weights[c, (a*sw + b)*O + o] (zero outside
+                                 * z[n, i + u - pull_top, j + v - pull_left, b, a, o]
+   with z[n, r, col, b, a, o] = sum_c x[n, r, col, c] weights[c, (b*sh + a)*O + o] (zero outside
    the image): x [N, H, W, C] and both outputs [N, Ho, Wo, O] channels-last, or all NCHW
    (planar), stride 1, no dilation, one group. With alpha (already rectified; one value or one
    per channel) push receives relu(push) - alpha * relu(pull); where mask is given (training),
@@ -191,10 +261,11 @@ static VECTOR_CLONES void NAME(taps_inhibit)(SCALAR *response_row, const SCALAR 
    pre-activation > 0 or NaN, as torch's threshold_backward) and pull, unless NULL, the pull's
    pre-activation (for a learned alpha's gradient), both channels-last whatever the layout of x;
    else pull is not written. Tasks are
-   (image, band of output rows, tile of tile_cols output columns); each thread's scratch holds the
-   ring of z rows, [ring_rows][ring_width][sh*sw*O] (taps_ring_width), then [ring_width][sw][O]
-   and two output rows [tile_cols][O]. Returns 1 on bad arguments, 2 when a result is not finite
-   (the factored sums differ from the convolution's there: the caller recomputes).
+   (image, band of output rows, tile of tile_cols output columns); each thread's scratch holds
+   gemm_rows rows of z, [gemm_rows][ring_width][sw*sh*O] (taps_ring_width), then the ring of rows
+   summed along (taps_along_row), [ring_rows][2][tile][sh][O], and two output rows [tile][O]
+   (tile: tile_cols, at most the output's width). Returns 1 on bad arguments, 2 when a result is
+   not finite (the factored sums differ from the convolution's there: the caller recomputes).
 
    With one thread there is no parallel region: MKL's GEMM called in a region of one thread
    starts a nested team of its own on every call. */
@@ -215,13 +286,72 @@ static VECTOR_CLONES void NAME(taps_mask)(unsigned char *restrict mask,
         mask[k] = (unsigned char)(!(push_row[k] <= 0) | (!(pull_row[k] <= 0) << 1));
 }
 
-/* columns j0 .. j0 + cols - 1 of row [cols][O] into output row i of image n of an NCHW tensor */
-static void NAME(scatter_row)(const geometry *geo, const SCALAR *row, SCALAR *out, long n, int i,
-                              int j0, int cols) {
+#ifdef TAPS_VECTORS
+/* block[k] = column k of the LANES x LANES block whose rows are rows[0 .. LANES): a transposition
+   in shuffles (unpack, then pairs, then halves), as the row-major loop's strided loads and
+   stores were the dearest part of an NCHW output */
+TAPS_INLINE void NAME(transpose_block)(NAME(vector) *block) {
+#if TAPS_LANES == 8
+    typedef int mask __attribute__((vector_size(32)));
+    NAME(vector) pairs[8], quads[8];
+    for (int k = 0; k < 8; k += 2) {
+        pairs[k] = __builtin_shuffle(block[k], block[k + 1], (mask){0, 8, 1, 9, 4, 12, 5, 13});
+        pairs[k + 1] =
+            __builtin_shuffle(block[k], block[k + 1], (mask){2, 10, 3, 11, 6, 14, 7, 15});
+    }
+    for (int k = 0; k < 8; k += 4)
+        for (int h = 0; h < 2; h++) {
+            quads[k + 2 * h] =
+                __builtin_shuffle(pairs[k + h], pairs[k + h + 2], (mask){0, 1, 8, 9, 4, 5, 12, 13});
+            quads[k + 2 * h + 1] = __builtin_shuffle(pairs[k + h], pairs[k + h + 2],
+                                                     (mask){2, 3, 10, 11, 6, 7, 14, 15});
+        }
+    for (int k = 0; k < 4; k++) {
+        block[k] = __builtin_shuffle(quads[k], quads[k + 4], (mask){0, 1, 2, 3, 8, 9, 10, 11});
+        block[k + 4] =
+            __builtin_shuffle(quads[k], quads[k + 4], (mask){4, 5, 6, 7, 12, 13, 14, 15});
+    }
+#elif TAPS_LANES == 4
+    typedef long long mask __attribute__((vector_size(32)));
+    NAME(vector) pairs[4];
+    for (int k = 0; k < 4; k += 2) {
+        pairs[k] = __builtin_shuffle(block[k], block[k + 1], (mask){0, 4, 2, 6});
+        pairs[k + 1] = __builtin_shuffle(block[k], block[k + 1], (mask){1, 5, 3, 7});
+    }
+    for (int k = 0; k < 2; k++) {
+        block[k] = __builtin_shuffle(pairs[k], pairs[k + 2], (mask){0, 1, 4, 5});
+        block[k + 2] = __builtin_shuffle(pairs[k], pairs[k + 2], (mask){2, 3, 6, 7});
+    }
+#else
+#error "TAPS_LANES: 8 (float) or 4 (double)"
+#endif
+}
+#endif
+
+/* columns j0 .. j0 + cols - 1 of row [cols][O] into output row i of image n of an NCHW tensor,
+   in blocks of LANES columns by LANES channels */
+static VECTOR_CLONES void NAME(scatter_row)(const geometry *geo, const SCALAR *row, SCALAR *out,
+                                            long n, int i, int j0, int cols) {
     const long plane = (long)geo->out_height * geo->out_width;
-    SCALAR *dst = out + n * geo->out_channels * plane + (long)i * geo->out_width + j0;
-    for (int c = 0; c < geo->out_channels; c++)
-        for (int j = 0; j < cols; j++) dst[c * plane + j] = row[(long)j * geo->out_channels + c];
+    const int o = geo->out_channels;
+    SCALAR *dst = out + n * o * plane + (long)i * geo->out_width + j0;
+    int j = 0;
+#ifdef TAPS_VECTORS
+    for (; j + LANES <= cols; j += LANES) {
+        int c = 0;
+        for (; c + LANES <= o; c += LANES) {
+            NAME(vector) block[TAPS_LANES];
+            for (int k = 0; k < LANES; k++) LOAD(block[k], row + (long)(j + k) * o + c);
+            NAME(transpose_block)(block);
+            for (int k = 0; k < LANES; k++)
+                memcpy(dst + (c + k) * plane + j, &block[k], sizeof block[k]);
+        }
+        for (; c < o; c++)
+            for (int k = 0; k < LANES; k++) dst[c * plane + j + k] = row[(long)(j + k) * o + c];
+    }
+#endif
+    for (; j < cols; j++)
+        for (int c = 0; c < o; c++) dst[c * plane + j] = row[(long)j * o + c];
 }
 
 /* The input columns c0 .. c1 - 1 that output columns j0 .. j0 + cols - 1 read (all columns when
@@ -245,9 +375,11 @@ static int NAME(taps_tasks)(const NAME(taps_call) *call, long first_task, long e
     const long pixel = (long)geo->sh * geo->sw * o, row_size = geo->ring_width * pixel;
     const long out_row = (long)geo->out_width * o, plane = (long)height * width;
     const long tiles = (geo->out_width + geo->tile_cols - 1) / geo->tile_cols;
-    SCALAR *ring = scratch, *vertical = ring + ring_rows * row_size;
-    SCALAR *spare_push = vertical + (long)geo->ring_width * geo->sw * o;
-    SCALAR *spare_pull = spare_push + (long)geo->tile_cols * o;
+    const int tile = geo->tile_cols < geo->out_width ? geo->tile_cols : geo->out_width;
+    const long h_size = 2L * tile * geo->sh * o; /* a row of the ring, summed along */
+    SCALAR *z = scratch, *h_ring = z + gemm_rows * row_size;
+    SCALAR *spare_push = h_ring + ring_rows * h_size;
+    SCALAR *spare_pull = spare_push + (long)tile * o;
     const long band_rows = (out_height + call->bands - 1) / call->bands;
     for (long task = first_task; task < end_task; task++) {
         const long n = task / (call->bands * tiles);
@@ -258,28 +390,35 @@ static int NAME(taps_tasks)(const NAME(taps_call) *call, long first_task, long e
         int c0, c1;
         NAME(tile_inputs)(geo, j0, cols, &c0, &c1);
         const int in_width = c1 - c0, k = geo->channels, taps_out = (int)pixel;
-        /* z rows are computed in chunks of gemm_rows from base, so that each chunk lands
-           contiguously in the ring (ring_rows is a multiple of gemm_rows); a tile narrower than
-           the image takes one GEMM per row */
-        const long base = first + geo->row_lo > 0 ? first + geo->row_lo : 0;
-        long next = base;
+        /* z rows are computed gemm_rows at a time into z (from chunk on; a tile narrower than the
+           image takes one GEMM per row) and each is summed along into the ring as an output row
+           first needs it */
+        long next = first + geo->row_lo > 0 ? first + geo->row_lo : 0;
+        long chunk = next, chunk_end = next;
         for (int i = first; i < last; i++) {
             const long needed = i + geo->row_hi + 1 < height ? i + geo->row_hi + 1 : height;
-            for (; next < needed; next += gemm_rows) {
-                const int rows = height - next < gemm_rows ? (int)(height - next) : gemm_rows;
-                const int x_stride = call->planar ? (int)plane : k;
-                const SCALAR one = 1, zero = 0;
-                for (int r = 0; r < rows; r += in_width == width ? rows : 1) {
-                    /* row-major z[P, taps_out] = x[P, C] @ weights[C, taps_out]; NCHW x is the
-                       transposed matrix, one plane per channel */
-                    const long row = next + r;
-                    const int pixels = (in_width == width ? rows : 1) * in_width;
-                    const SCALAR *x = call->planar ? call->x + n * k * plane + row * width + c0
-                                                   : call->x + ((n * height + row) * width + c0) * k;
-                    call->mix("N", call->planar ? "T" : "N", &taps_out, &pixels, &k, &one,
-                              call->weights, &taps_out, x, &x_stride, &zero,
-                              ring + ((row - base) % ring_rows) * row_size, &taps_out);
+            for (; next < needed; next++) {
+                if (next >= chunk_end) {
+                    chunk = next;
+                    const int rows = height - chunk < gemm_rows ? (int)(height - chunk) : gemm_rows;
+                    chunk_end = chunk + rows;
+                    const int x_stride = call->planar ? (int)plane : k;
+                    const SCALAR one = 1, zero = 0;
+                    for (int r = 0; r < rows; r += in_width == width ? rows : 1) {
+                        /* row-major z[P, taps_out] = x[P, C] @ weights[C, taps_out]; NCHW x is the
+                           transposed matrix, one plane per channel */
+                        const long row = chunk + r;
+                        const int pixels = (in_width == width ? rows : 1) * in_width;
+                        const SCALAR *x = call->planar
+                                              ? call->x + n * k * plane + row * width + c0
+                                              : call->x + ((n * height + row) * width + c0) * k;
+                        call->mix("N", call->planar ? "T" : "N", &taps_out, &pixels, &k, &one,
+                                  call->weights, &taps_out, x, &x_stride, &zero, z + r * row_size,
+                                  &taps_out);
+                    }
                 }
+                NAME(taps_along_row)(geo, z + (next - chunk) * row_size, j0, cols, c0, in_width,
+                                     h_ring + (next % ring_rows) * h_size);
             }
             const long out_offset = (n * out_height + i) * out_row + (long)j0 * o;
             /* rows of the pre-activations: the outputs' own (channels-last), else spare rows; in
@@ -289,8 +428,7 @@ static int NAME(taps_tasks)(const NAME(taps_call) *call, long first_task, long e
             SCALAR *push_row = spare ? spare_push : call->push + out_offset;
             SCALAR *pull_row =
                 spare && !(masked && call->pull != NULL) ? spare_pull : call->pull + out_offset;
-            NAME(taps_row)(geo, ring, base, i, j0, cols, c0, in_width, call->bias, push_row,
-                           pull_row, vertical);
+            NAME(taps_out_row)(geo, h_ring, h_size, i, cols, call->bias, push_row, pull_row);
             if ((!inhibit || masked) && (!NAME(all_finite)(push_row, (long)cols * o) ||
                                          !NAME(all_finite)(pull_row, (long)cols * o)))
                 return 2;

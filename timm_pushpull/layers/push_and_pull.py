@@ -10,9 +10,9 @@ the same products, smoothed instead of shifted. One GEMM (the push convolution's
 therefore feeds both branches, and the pull costs only the smoothing of ``z``: about
 ``taps_v * s_w + taps_h`` multiply-adds per output value (44 for 3x3 -> 7x7), where the direct pull
 costs ``p_h * p_w * C_in`` and the separable maps of :mod:`.exact_pull` a second GEMM. The C kernel
-(``csrc/push_pull_taps.c``) computes ``z`` a few rows at a time into a ring held in a bounded
-scratch (tiles of columns where whole rows would not fit) and writes each output row once, in the
-layout ``nn.Conv2d`` gives; it can also apply the rectified inhibition.
+(``csrc/push_pull_taps.c``) computes ``z`` a few rows at a time in a bounded scratch (tiles of
+columns where whole rows would not fit), sums each row along once into a ring, and writes each
+output row once, in the layout ``nn.Conv2d`` gives; it can also apply the rectified inhibition.
 
 Three ``torch.library`` custom ops: ``push_and_pull`` (both pre-activations, with an autograd
 formula: the push conv's and the pull's own backward; for the variants that need both),
@@ -56,11 +56,11 @@ _SUFFIX = {torch.float32: "float", torch.float64: "double"}
 # Input pixels per GEMM call, at least: one 32-pixel row is too short a product for MKL
 # (BENCHMARKS.md, "Shared form (eval) vs conv, by input pixels per GEMM call").
 GEMM_PIXELS = 512
-# Each thread's scratch: the ring of products (forward) or their gradient (backward). Layers
-# whose rows do not fit take fewer rows per GEMM, then tiles of columns; the tiles of the forward
-# recompute the columns their neighbours share, so a layer whose tiles would be narrower than
-# MIN_TILE_COLUMNS and twice those shared columns runs its branches apart (BENCHMARKS.md, "Memory
-# of one exact layer call").
+# Each thread's scratch: rows of products and the ring of their sums along the row (forward), or
+# the products' gradient (backward). Layers whose rows do not fit take fewer rows per GEMM, then
+# tiles of columns; the tiles of the forward recompute the columns their neighbours share, so a
+# layer whose tiles would be narrower than MIN_TILE_COLUMNS and twice those shared columns runs its
+# branches apart (BENCHMARKS.md, "Memory of one exact layer call").
 SCRATCH_BYTES_PER_THREAD = 8 << 20
 MIN_TILE_COLUMNS = 16
 
@@ -117,11 +117,11 @@ def _plan(x_shape, weight_shape, pull_size, push_padding, pull_padding, itemsize
             grad_width = min(out_w, ring_width + col_high - col_low)
             per_thread += 2 * (high - low + 1) * grad_width * out_channels * rings
         else:
-            ring_rows = -(-(high - low + gemm_rows) // gemm_rows) * gemm_rows
+            ring_rows = high - low + 1
             tiled = tile_cols < out_w
             ring_width = min(width, tile_cols + col_high - col_low) if tiled else width
-            per_thread = ring_rows * ring_width * pixel
-            per_thread += ring_width * sw * out_channels + 2 * tile_cols * out_channels
+            per_thread = gemm_rows * ring_width * pixel
+            per_thread += (2 * ring_rows * sh + 2) * tile_cols * out_channels
         if per_thread <= budget:
             return Plan(True, gemm_rows, ring_rows, tile_cols, per_thread)
         if gemm_rows > 1:
@@ -237,8 +237,9 @@ def _run_kernel(x, weight, bias, pull_size, push_padding, pull_padding, push, pu
     batch, channels, height, width = x.shape
     out_channels, _, sh, sw = weight.shape
     out_h, out_w = push.shape[-2:]
-    # weights[c, (a*sw + b)*O + o] = k[o, c, a, b]: the GEMM's output is z in tap-major order
-    weights = weight.permute(1, 2, 3, 0).reshape(channels, -1).contiguous()
+    # weights[c, (b*sh + a)*O + o] = k[o, c, a, b]: the GEMM's output is z in tap-major order,
+    # columns of taps first (csrc/push_pull_taps.h, taps_along_row)
+    weights = weight.permute(1, 3, 2, 0).reshape(channels, -1).contiguous()
     taps_v, taps_h = (interpolation_taps(s, p) for s, p in zip((sh, sw), pull_size))
     top, left = push_padding
     pull_top, pull_left = pull_padding[0], pull_padding[2]
