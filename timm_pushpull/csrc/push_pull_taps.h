@@ -15,9 +15,10 @@ typedef SCALAR NAME(vector) __attribute__((vector_size(TAPS_VECTOR_BYTES)));
 
 /* dst[0 .. count) = init_sign * init[0 .. count) (0 without init)
                      + sum_e weights[e] * src[offsets[e] + k] for k < count;
-   dst may be init (a sum accumulated in place). Two vectors of outputs at a time, even and odd
-   entries apart: four chains of sums held in
-   registers (as arrays, gcc kept them on the stack). */
+   dst may be init (a sum accumulated in place). Four vectors of outputs at a time (then two, then
+   one), even and odd entries apart: eight chains of sums held in registers (named variables: as
+   arrays, gcc kept them on the stack), each entry's offset and weight loaded once per four
+   vectors. */
 TAPS_INLINE void NAME(weighted_sum)(SCALAR *dst, const SCALAR *src, const long *offsets,
                                     const SCALAR *weights, int entries, const SCALAR *init,
                                     SCALAR init_sign, long count) {
@@ -174,7 +175,7 @@ TAPS_INLINE void NAME(sum_along_row)(const NAME(tap_list) *taps, const SCALAR *s
    push_h[j][a] = sum_b z[j + b - push_left][b][a], [cols][sh][O], then the pull's
    pull_h[j][a] = -sum_{b, v} taps_h[b, v] z[j + v - pull_left][b][a], [cols][sh][O] (negated:
    the pull kernel is minus the resized push kernel). Each row of products is read here once,
-   while the cache holds it; the output rows then sum these along the column (taps_out_row). The
+   while the cache holds it; the output rows then sum these down the columns (taps_out_row). The
    products' taps are ordered b, then a, so that one sum runs over sh * O contiguous values. */
 static VECTOR_CLONES void NAME(taps_along_row)(const geometry *geo, const SCALAR *z_row, int j0,
                                                int cols, int c0, int in_width, SCALAR *h_row) {
