@@ -130,6 +130,79 @@ TAPS_INLINE void NAME(weighted_sum)(SCALAR *dst, const SCALAR *src, const long *
     }
 }
 
+/* weighted_sum of two columns at once, the second one step (src), dst_step (dst) and init_step
+   (init) further on, two vectors of each: for sums that end in two vectors (16 channels: an output
+   row's 16 values, a row sum's 48), where one column's entry loop would feed only two vectors per
+   offset and weight loaded. */
+TAPS_INLINE void NAME(weighted_sum_pair)(SCALAR *dst, long dst_step, const SCALAR *src, long step,
+                                         const long *offsets, const SCALAR *weights, int entries,
+                                         const SCALAR *init, long init_step, SCALAR init_sign,
+                                         long count) {
+    long k0 = 0;
+#ifdef TAPS_VECTORS
+    for (; k0 + 2 * LANES <= count; k0 += 2 * LANES) {
+        NAME(vector) s0 = {0}, s1 = {0}, t0 = {0}, t1 = {0}, d0 = {0}, d1 = {0}, e0 = {0},
+                     e1 = {0}, v0, v1, v2, v3;
+        if (init != NULL) {
+            LOAD(s0, init + k0);
+            LOAD(s1, init + k0 + LANES);
+            LOAD(t0, init + init_step + k0);
+            LOAD(t1, init + init_step + k0 + LANES);
+            s0 *= init_sign;
+            s1 *= init_sign;
+            t0 *= init_sign;
+            t1 *= init_sign;
+        }
+        const SCALAR *base = src + k0;
+        int e = 0;
+        for (; e + 1 < entries; e += 2) {
+            const SCALAR *at = base + offsets[e], w = weights[e];
+            LOAD(v0, at);
+            LOAD(v1, at + LANES);
+            LOAD(v2, at + step);
+            LOAD(v3, at + step + LANES);
+            s0 += w * v0;
+            s1 += w * v1;
+            t0 += w * v2;
+            t1 += w * v3;
+            const SCALAR *at1 = base + offsets[e + 1], w1 = weights[e + 1];
+            LOAD(v0, at1);
+            LOAD(v1, at1 + LANES);
+            LOAD(v2, at1 + step);
+            LOAD(v3, at1 + step + LANES);
+            d0 += w1 * v0;
+            d1 += w1 * v1;
+            e0 += w1 * v2;
+            e1 += w1 * v3;
+        }
+        if (e < entries) {
+            const SCALAR *at = base + offsets[e], w = weights[e];
+            LOAD(v0, at);
+            LOAD(v1, at + LANES);
+            LOAD(v2, at + step);
+            LOAD(v3, at + step + LANES);
+            s0 += w * v0;
+            s1 += w * v1;
+            t0 += w * v2;
+            t1 += w * v3;
+        }
+        s0 += d0;
+        s1 += d1;
+        t0 += e0;
+        t1 += e1;
+        memcpy(dst + k0, &s0, sizeof s0);
+        memcpy(dst + k0 + LANES, &s1, sizeof s1);
+        memcpy(dst + dst_step + k0, &t0, sizeof t0);
+        memcpy(dst + dst_step + k0 + LANES, &t1, sizeof t1);
+    }
+#endif
+    for (int column = 0; column < 2 && k0 < count; column++)
+        NAME(weighted_sum)(dst + column * dst_step + k0, src + column * step + k0, offsets,
+                           weights, entries,
+                           init == NULL ? NULL : init + column * init_step + k0, init_sign,
+                           count - k0);
+}
+
 /* A sum over taps along the row: entries at columns j + shift[e] (offsets[e] relative to column 0
    of the source), one output of count values per column j < out_width, source row width wide, each
    column step apart. Columns whose taps all fall inside the row share one list; near the edges the
@@ -154,6 +227,15 @@ TAPS_INLINE void NAME(sum_along_row)(const NAME(tap_list) *taps, const SCALAR *s
     for (int j = 0; j < out_width; j++) {
         const SCALAR *start = init == NULL ? NULL : init + j * init_step;
         if (j + low >= 0 && j + high < width) {
+#ifdef TAPS_VECTORS
+            if (count % (4 * LANES) >= 2 * LANES && j + 1 < out_width && j + 1 + high < width) {
+                NAME(weighted_sum_pair)(dst + j * dst_step, dst_step, src + j * step, step,
+                                        taps->offsets, taps->weights, taps->entries, start,
+                                        init_step, init_sign, count);
+                j++;
+                continue;
+            }
+#endif
             NAME(weighted_sum)(dst + j * dst_step, src + j * step, taps->offsets, taps->weights,
                                taps->entries, start, init_sign, count);
             continue;
