@@ -13,72 +13,71 @@ typedef SCALAR NAME(vector) __attribute__((vector_size(TAPS_VECTOR_BYTES)));
 #define LOAD(var, ptr) memcpy(&(var), (ptr), sizeof(var))
 #endif
 
+#ifdef TAPS_VECTORS
+/* Four vectors of a weighted sum (below): dst[0 .. 2 LANES) and dst[dst_far .. dst_far + 2 LANES)
+   from src[offsets[e] + k] and src[offsets[e] + far + k], init likewise (init_far): four
+   contiguous vectors (the far ones 2 LANES on) or two of each of two columns. Even and odd entries
+   apart: eight chains of sums held in registers (named variables: as arrays, gcc kept them on the
+   stack), each entry's offset and weight loaded once per four vectors. */
+TAPS_INLINE void NAME(four_vectors)(SCALAR *dst, long dst_far, const SCALAR *src, long far,
+                                    const long *offsets, const SCALAR *weights, int entries,
+                                    const SCALAR *init, long init_far, SCALAR init_sign) {
+    NAME(vector) s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0}, d0 = {0}, d1 = {0}, d2 = {0}, d3 = {0};
+    NAME(vector) v0, v1, v2, v3;
+    if (init != NULL) {
+        LOAD(s0, init);
+        LOAD(s1, init + LANES);
+        LOAD(s2, init + init_far);
+        LOAD(s3, init + init_far + LANES);
+        s0 *= init_sign;
+        s1 *= init_sign;
+        s2 *= init_sign;
+        s3 *= init_sign;
+    }
+/* one entry's four vectors into the sums a0 .. a3 */
+#define ADD_ENTRY(a0, a1, a2, a3, e)                         \
+    do {                                                     \
+        const SCALAR *at = src + offsets[e], w = weights[e]; \
+        LOAD(v0, at);                                        \
+        LOAD(v1, at + LANES);                                \
+        LOAD(v2, at + far);                                  \
+        LOAD(v3, at + far + LANES);                          \
+        a0 += w * v0;                                        \
+        a1 += w * v1;                                        \
+        a2 += w * v2;                                        \
+        a3 += w * v3;                                        \
+    } while (0)
+    int e = 0;
+    for (; e + 1 < entries; e += 2) {
+        ADD_ENTRY(s0, s1, s2, s3, e);
+        ADD_ENTRY(d0, d1, d2, d3, e + 1);
+    }
+    if (e < entries) ADD_ENTRY(s0, s1, s2, s3, e);
+#undef ADD_ENTRY
+    s0 += d0;
+    s1 += d1;
+    s2 += d2;
+    s3 += d3;
+    memcpy(dst, &s0, sizeof s0);
+    memcpy(dst + LANES, &s1, sizeof s1);
+    memcpy(dst + dst_far, &s2, sizeof s2);
+    memcpy(dst + dst_far + LANES, &s3, sizeof s3);
+}
+
+#endif
+
 /* dst[0 .. count) = init_sign * init[0 .. count) (0 without init)
                      + sum_e weights[e] * src[offsets[e] + k] for k < count;
    dst may be init (a sum accumulated in place). Four vectors of outputs at a time (then two, then
-   one), even and odd entries apart: eight chains of sums held in registers (named variables: as
-   arrays, gcc kept them on the stack), each entry's offset and weight loaded once per four
-   vectors. */
+   one), even and odd entries apart. */
 TAPS_INLINE void NAME(weighted_sum)(SCALAR *dst, const SCALAR *src, const long *offsets,
                                     const SCALAR *weights, int entries, const SCALAR *init,
                                     SCALAR init_sign, long count) {
     long k0 = 0;
 #ifdef TAPS_VECTORS
-    for (; k0 + 4 * LANES <= count; k0 += 4 * LANES) {
-        NAME(vector) s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0}, d0 = {0}, d1 = {0}, d2 = {0},
-                     d3 = {0}, v0, v1, v2, v3;
-        if (init != NULL) {
-            LOAD(s0, init + k0);
-            LOAD(s1, init + k0 + LANES);
-            LOAD(s2, init + k0 + 2 * LANES);
-            LOAD(s3, init + k0 + 3 * LANES);
-            s0 *= init_sign;
-            s1 *= init_sign;
-            s2 *= init_sign;
-            s3 *= init_sign;
-        }
-        const SCALAR *base = src + k0;
-        int e = 0;
-        for (; e + 1 < entries; e += 2) {
-            const SCALAR *at = base + offsets[e], w = weights[e];
-            LOAD(v0, at);
-            LOAD(v1, at + LANES);
-            LOAD(v2, at + 2 * LANES);
-            LOAD(v3, at + 3 * LANES);
-            s0 += w * v0;
-            s1 += w * v1;
-            s2 += w * v2;
-            s3 += w * v3;
-            const SCALAR *at1 = base + offsets[e + 1], w1 = weights[e + 1];
-            LOAD(v0, at1);
-            LOAD(v1, at1 + LANES);
-            LOAD(v2, at1 + 2 * LANES);
-            LOAD(v3, at1 + 3 * LANES);
-            d0 += w1 * v0;
-            d1 += w1 * v1;
-            d2 += w1 * v2;
-            d3 += w1 * v3;
-        }
-        if (e < entries) {
-            const SCALAR *at = base + offsets[e], w = weights[e];
-            LOAD(v0, at);
-            LOAD(v1, at + LANES);
-            LOAD(v2, at + 2 * LANES);
-            LOAD(v3, at + 3 * LANES);
-            s0 += w * v0;
-            s1 += w * v1;
-            s2 += w * v2;
-            s3 += w * v3;
-        }
-        s0 += d0;
-        s1 += d1;
-        s2 += d2;
-        s3 += d3;
-        memcpy(dst + k0, &s0, sizeof s0);
-        memcpy(dst + k0 + LANES, &s1, sizeof s1);
-        memcpy(dst + k0 + 2 * LANES, &s2, sizeof s2);
-        memcpy(dst + k0 + 3 * LANES, &s3, sizeof s3);
-    }
+    for (; k0 + 4 * LANES <= count; k0 += 4 * LANES)
+        NAME(four_vectors)(dst + k0, 2 * LANES, src + k0, 2 * LANES, offsets, weights, entries,
+                           init == NULL ? NULL : init + k0, 2 * LANES, init_sign);
     for (; k0 + 2 * LANES <= count; k0 += 2 * LANES) {
         NAME(vector) sum0 = {0}, sum1 = {0}, odd0 = {0}, odd1 = {0}, value0, value1;
         if (init != NULL) {
@@ -140,61 +139,9 @@ TAPS_INLINE void NAME(weighted_sum_pair)(SCALAR *dst, long dst_step, const SCALA
                                          long count) {
     long k0 = 0;
 #ifdef TAPS_VECTORS
-    for (; k0 + 2 * LANES <= count; k0 += 2 * LANES) {
-        NAME(vector) s0 = {0}, s1 = {0}, t0 = {0}, t1 = {0}, d0 = {0}, d1 = {0}, e0 = {0},
-                     e1 = {0}, v0, v1, v2, v3;
-        if (init != NULL) {
-            LOAD(s0, init + k0);
-            LOAD(s1, init + k0 + LANES);
-            LOAD(t0, init + init_step + k0);
-            LOAD(t1, init + init_step + k0 + LANES);
-            s0 *= init_sign;
-            s1 *= init_sign;
-            t0 *= init_sign;
-            t1 *= init_sign;
-        }
-        const SCALAR *base = src + k0;
-        int e = 0;
-        for (; e + 1 < entries; e += 2) {
-            const SCALAR *at = base + offsets[e], w = weights[e];
-            LOAD(v0, at);
-            LOAD(v1, at + LANES);
-            LOAD(v2, at + step);
-            LOAD(v3, at + step + LANES);
-            s0 += w * v0;
-            s1 += w * v1;
-            t0 += w * v2;
-            t1 += w * v3;
-            const SCALAR *at1 = base + offsets[e + 1], w1 = weights[e + 1];
-            LOAD(v0, at1);
-            LOAD(v1, at1 + LANES);
-            LOAD(v2, at1 + step);
-            LOAD(v3, at1 + step + LANES);
-            d0 += w1 * v0;
-            d1 += w1 * v1;
-            e0 += w1 * v2;
-            e1 += w1 * v3;
-        }
-        if (e < entries) {
-            const SCALAR *at = base + offsets[e], w = weights[e];
-            LOAD(v0, at);
-            LOAD(v1, at + LANES);
-            LOAD(v2, at + step);
-            LOAD(v3, at + step + LANES);
-            s0 += w * v0;
-            s1 += w * v1;
-            t0 += w * v2;
-            t1 += w * v3;
-        }
-        s0 += d0;
-        s1 += d1;
-        t0 += e0;
-        t1 += e1;
-        memcpy(dst + k0, &s0, sizeof s0);
-        memcpy(dst + k0 + LANES, &s1, sizeof s1);
-        memcpy(dst + dst_step + k0, &t0, sizeof t0);
-        memcpy(dst + dst_step + k0 + LANES, &t1, sizeof t1);
-    }
+    for (; k0 + 2 * LANES <= count; k0 += 2 * LANES)
+        NAME(four_vectors)(dst + k0, dst_step, src + k0, step, offsets, weights, entries,
+                           init == NULL ? NULL : init + k0, init_step, init_sign);
 #endif
     for (int column = 0; column < 2 && k0 < count; column++)
         NAME(weighted_sum)(dst + column * dst_step + k0, src + column * step + k0, offsets,
