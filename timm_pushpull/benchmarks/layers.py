@@ -640,7 +640,9 @@ def _bench_chunks(rounds: int, quick: bool) -> str:
     """The C form's forward chunk size: the pull alone (eval) against the push conv, with one
     thread and with all, the measurement behind ``exact_pull.FORWARD_CHUNK_BYTES_PER_THREAD``."""
     default = exact_pull_module.FORWARD_CHUNK_BYTES_PER_THREAD
-    sizes = sorted({64 << 20, 4 << 20, default, 1 << 20, 256 << 10}, reverse=True)
+    sizes = sorted(
+        {64 << 20, 4 << 20, default, 1 << 20, 512 << 10, 256 << 10, 128 << 10}, reverse=True
+    )
     threads = torch.get_num_threads()
     rows = []
     for name, shape, size, stride in _C_FORM_CASES[:1] if quick else _C_FORM_CASES:

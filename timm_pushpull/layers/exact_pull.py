@@ -50,7 +50,7 @@ MAX_TAPS = 64  # per axis, csrc/pull_maps.c and csrc/push_pull_taps.c
 # Bytes of maps each thread builds and mixes at once in the one-pass forward: small enough to stay
 # in a core's cache, so they are not written to memory and read back (BENCHMARKS.md, "Pull alone
 # (C form, eval) vs the push conv, by forward chunk size per thread").
-FORWARD_CHUNK_BYTES_PER_THREAD = 1 << 20
+FORWARD_CHUNK_BYTES_PER_THREAD = 512 << 10
 # Bytes of maps per chunk where the maps are built and mixed in separate steps (the backward pass;
 # the forward without MKL or with groups). Each chunk costs two parallel regions, which cost more
 # than their work on a loaded machine when chunks are small (BENCHMARKS.md, "Where the time goes
