@@ -34,7 +34,7 @@ def compiler_prototypes(name: str, tmp_path) -> dict:
         match = re.match(r"/\* (\S+):\d+:NF \*/ extern (.+?) (\w+) \((.*?)\);", line)
         if not match or not match[1].startswith(str(native.SOURCE_DIR)):
             continue
-        params = [p.strip() for p in match[4].split(",")]
+        params = [p.strip() for p in match[4].split(",") if p.strip() != "void"]  # f (void)
         argtypes = [
             ctypes.c_void_p if "*" in p else COMPILER_TYPES[" ".join(p.split()[:-1])]
             for p in params

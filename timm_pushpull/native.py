@@ -48,6 +48,12 @@ OPENMP_FLAGS = ("-fopenmp",)
 LIBS = ("-lm",)
 ENV_SWITCH = "TIMM_PUSHPULL_NATIVE"
 ENV_CACHE = "TIMM_PUSHPULL_CACHE"
+# Which vector code the kernels carry (csrc/vector_clones.h): "auto", a clone for each level and
+# the generic code, the CPU picking one when the library loads; a level, its clone and the generic
+# code; "generic", the generic code alone. For running each level's code on one machine (the
+# tests), and for a CPU where a level's code is slower than the one below.
+ENV_ARCH = "TIMM_PUSHPULL_NATIVE_ARCH"
+ARCH_LEVELS = ("x86-64-v4", "x86-64-v3")
 
 _logger = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -78,6 +84,21 @@ def cache_dir() -> Path:
     return Path(base) / "timm_pushpull" / "native"
 
 
+def arch_flags() -> tuple[str, ...]:
+    """The compiler's flags for ``$TIMM_PUSHPULL_NATIVE_ARCH`` (``auto``, ``generic`` or one of
+    :data:`ARCH_LEVELS`); ``ValueError`` naming the allowed values for any other."""
+    value = os.environ.get(ENV_ARCH, "auto").strip().lower()
+    if value == "auto":
+        return ()
+    if value == "generic":
+        return ("-DTIMM_PUSHPULL_NO_CLONES",)
+    if value in ARCH_LEVELS:
+        return (f'-DTIMM_PUSHPULL_CLONES="arch={value}","default"',)
+    raise ValueError(
+        f"{ENV_ARCH} must be auto, generic or one of {', '.join(ARCH_LEVELS)}, got {value!r}"
+    )
+
+
 def find_compiler() -> str | None:
     for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
         path = shutil.which(name) if name else None
@@ -98,9 +119,10 @@ def _build(name: str) -> Path | None:
         return None
     # the headers a kernel may include are part of its source
     sources = [source, *sorted(SOURCE_DIR.glob("*.h"))]
+    flags = (*CFLAGS, *arch_flags())
     key = hashlib.sha256(
         b"".join(path.read_bytes() for path in sources)
-        + repr((CFLAGS, OPENMP_FLAGS, LIBS, sys.platform, platform.machine())).encode()
+        + repr((flags, OPENMP_FLAGS, LIBS, sys.platform, platform.machine())).encode()
     ).hexdigest()[:16]
     target = cache_dir() / f"{name}-{key}.so"
     if target.exists():
@@ -112,7 +134,7 @@ def _build(name: str) -> Path | None:
         fd, partial = tempfile.mkstemp(suffix=".so", dir=target.parent)
         os.close(fd)
         try:
-            command = [compiler, *CFLAGS, str(source), "-o", partial, *LIBS]
+            command = [compiler, *flags, str(source), "-o", partial, *LIBS]
             try:
                 _compile([*command, *OPENMP_FLAGS])
             except subprocess.CalledProcessError:

@@ -19,6 +19,9 @@
 #include <string.h>
 #include "vector_clones.h"
 
+/* 1 where a vector clone serves this CPU (vector_clones.h), else 0: then the kernels mix with MKL's */
+int gemm_vector_code(void) { return VECTOR_CODE; }
+
 #define SCALAR float
 #define NAME(f) f##_float
 #include "gemm.h"

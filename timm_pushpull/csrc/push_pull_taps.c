@@ -107,6 +107,10 @@ static long taps_backward_scratch(const geometry *geo, int rings) {
            (rings ? ring_elements : 0);
 }
 
+/* 1 where a vector clone serves this CPU (vector_clones.h), else 0: then the layers compute their
+   branches apart */
+int taps_vector_code(void) { return VECTOR_CODE; }
+
 #define TAPS_LANES 8 /* SCALARs in a vector */
 #define SCALAR float
 #define NAME(f) f##_float

@@ -158,7 +158,9 @@ def own_gemm(enabled: bool) -> Iterator[None]:
 @functools.cache
 def _own_gemm_address(dtype: torch.dtype, fallback: int) -> int | None:
     gemm = native.function("gemm", f"gemm_{_SUFFIX[dtype]}")
-    if gemm is None:
+    # its generic code (a CPU without AVX2 and FMA) is many times slower than MKL's (BENCHMARKS.md,
+    # run 15)
+    if gemm is None or not native.function("gemm", "gemm_vector_code")():
         return None
     native.function("gemm", f"set_fallback_gemm_{_SUFFIX[dtype]}")(fallback)
     return ctypes.cast(gemm, ctypes.c_void_p).value
@@ -168,7 +170,8 @@ def kernel_gemm(dtype: torch.dtype) -> int | None:
     """Address of the GEMM the C kernels mix with inside their parallel regions: their own
     (``csrc/gemm.c``: the products with A not transposed, faster than MKL's on the AMD CPU we
     measured, BENCHMARKS.md run 14), which passes every other product to MKL's; or MKL's alone
-    inside :func:`own_gemm` ``(False)``. None without MKL (:func:`blas_gemm`)."""
+    inside :func:`own_gemm` ``(False)`` and where the own GEMM's vector code does not serve the
+    CPU. None without MKL (:func:`blas_gemm`)."""
     fallback = blas_gemm(dtype)
     if fallback is None or not _own_gemm_enabled:
         return fallback

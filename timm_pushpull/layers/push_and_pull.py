@@ -136,8 +136,12 @@ def _plan(x_shape, weight_shape, pull_size, push_padding, pull_padding, itemsize
 
 @functools.cache
 def _c_ready(dtype: torch.dtype) -> bool:
-    """Whether the shared C kernel and the MKL GEMM it calls exist (with the C kernels on)."""
-    return blas_gemm(dtype) is not None and _kernel(dtype) is not None
+    """Whether the shared C kernel and the MKL GEMM it calls exist (with the C kernels on) and
+    the kernel's vector code serves this CPU: its generic code takes longer than the branches
+    apart (BENCHMARKS.md, run 15)."""
+    if blas_gemm(dtype) is None or _kernel(dtype) is None:
+        return False
+    return bool(native.function("push_pull_taps", "taps_vector_code")())
 
 
 def c_kernel_runs(
