@@ -93,7 +93,8 @@ def arch_flags() -> tuple[str, ...]:
     if value == "generic":
         return ("-DTIMM_PUSHPULL_NO_CLONES",)
     if value in ARCH_LEVELS:
-        return (f'-DTIMM_PUSHPULL_CLONES="arch={value}","default"',)
+        lowest = ("-DTIMM_PUSHPULL_LOWEST_V4",) if value == "x86-64-v4" else ()
+        return (f'-DTIMM_PUSHPULL_CLONES="arch={value}","default"', *lowest)
     raise ValueError(
         f"{ENV_ARCH} must be auto, generic or one of {', '.join(ARCH_LEVELS)}, got {value!r}"
     )

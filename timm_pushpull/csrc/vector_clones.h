@@ -18,7 +18,13 @@
 #else
 #define VECTOR_CLONES \
     __attribute__((target_clones(TIMM_PUSHPULL_CLONES), optimize("fp-contract=fast")))
-#if __GNUC__ >= 12
+#if defined(TIMM_PUSHPULL_LOWEST_V4) && __GNUC__ >= 12 /* the clones start at x86-64-v4 */
+#define VECTOR_CODE __builtin_cpu_supports("x86-64-v4")
+#elif defined(TIMM_PUSHPULL_LOWEST_V4)
+#define VECTOR_CODE \
+    (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && \
+     __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
+#elif __GNUC__ >= 12
 #define VECTOR_CODE __builtin_cpu_supports("x86-64-v3")
 #else
 #define VECTOR_CODE (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
@@ -28,8 +34,8 @@
 #define VECTOR_CLONES
 #define VECTOR_CODE 0
 #endif
-/* VECTOR_CODE: whether a vector clone serves this CPU. The generic code splits the kernels' 32-byte
-   vectors into SSE2 halves and spills their register tiles: the shared layer with the own GEMM took
-   38x a conv (BENCHMARKS.md, run 15), so the libraries export it and Python passes the products to
-   MKL and leaves the shared form where it is 0. */
+/* VECTOR_CODE: whether a vector clone serves this CPU (it has the lowest level built). The generic
+   code splits the kernels' 32-byte vectors into SSE2 halves and spills their register tiles: the
+   shared layer with the own GEMM took 38x a conv (BENCHMARKS.md, run 15), so the libraries export
+   it and Python passes the products to MKL and leaves the shared form where it is 0. */
 #endif
