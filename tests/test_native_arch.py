@@ -101,7 +101,7 @@ def test_each_vector_level_computes_the_definition(level, tmp_path):
     assert f"arch_{level.replace('-', '_')}".encode() in library and other not in library
 
 
-@pytest.mark.parametrize("value", ["x86-64-v2", "avx2", "native", ""])
+@pytest.mark.parametrize("value", ["x86-64-v2", "avx2", "native", "v3"])
 def test_an_unknown_level_is_refused_by_name(value, monkeypatch):
     monkeypatch.setenv(native.ENV_ARCH, value)
     with pytest.raises(ValueError, match="TIMM_PUSHPULL_NATIVE_ARCH must be auto, generic or one"):
@@ -110,8 +110,9 @@ def test_an_unknown_level_is_refused_by_name(value, monkeypatch):
 
 def test_levels_are_read_case_blind_and_each_has_its_own_flags(monkeypatch):
     flags = {}
-    for value in ("auto", "AUTO", "generic", " x86-64-v3 "):
+    for value in ("auto", "AUTO", "", "generic", " x86-64-v3 "):
         monkeypatch.setenv(native.ENV_ARCH, value)
         flags[value] = native.arch_flags()
-    assert flags["auto"] == flags["AUTO"] == ()
+    monkeypatch.delenv(native.ENV_ARCH)
+    assert flags["auto"] == flags["AUTO"] == flags[""] == native.arch_flags() == ()
     assert len({flags["auto"], flags["generic"], flags[" x86-64-v3 "]}) == 3

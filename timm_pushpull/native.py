@@ -85,10 +85,11 @@ def cache_dir() -> Path:
 
 
 def arch_flags() -> tuple[str, ...]:
-    """The compiler's flags for ``$TIMM_PUSHPULL_NATIVE_ARCH`` (``auto``, ``generic`` or one of
-    :data:`ARCH_LEVELS`); ``ValueError`` naming the allowed values for any other."""
-    value = os.environ.get(ENV_ARCH, "auto").strip().lower()
-    if value == "auto":
+    """The compiler's flags for ``$TIMM_PUSHPULL_NATIVE_ARCH`` (``auto``, the default where it is
+    unset or empty; ``generic``; or one of :data:`ARCH_LEVELS`); ``ValueError`` naming the allowed
+    values for any other."""
+    value = os.environ.get(ENV_ARCH, "").strip().lower()
+    if value in ("", "auto"):
         return ()
     if value == "generic":
         return ("-DTIMM_PUSHPULL_NO_CLONES",)
