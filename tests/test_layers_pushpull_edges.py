@@ -76,6 +76,24 @@ def test_non_finite_inputs_propagate_as_in_the_definition(kwargs, value, mode):
 
 
 @needs_c
+@pytest.mark.parametrize("out_channels", [4, 16])  # channels in a remainder alone; blocks of 8
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_values_in_the_first_block_of_an_nchw_inference(out_channels, value):
+    # the inference kernel writes an NCHW output 8 columns by 8 channels at a time and checks the
+    # responses there: values that reach the first block of columns alone (column 1 of 16, a 7x7
+    # pull) must still send the call to the definition
+    layer = PushPull2d(4, out_channels, 3, padding=1, bias=True).eval()
+    x = torch.randn(2, 4, 10, 16)
+    x[0, 1, 4, 1] = value
+    assert layer.path(x) == "shared"
+    expected = definition(layer, x)
+    assert not torch.isfinite(expected[..., 8:]).logical_not().any()
+    with torch.no_grad():
+        out = layer(x)
+    assert_same_non_finite(out, expected)
+
+
+@needs_c
 def test_backward_ops_fake_strides_match_the_real_ones():
     # the weight gradient of the exact pull (one group) came back strided, its fake contiguous:
     # torch.compile's inductor asserts the fake's strides
