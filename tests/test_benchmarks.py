@@ -60,9 +60,9 @@ def test_evaluation_benchmark_writes_the_official_layouts_and_a_table(tmp_path):
 
 def test_pull_benchmark_prints_its_tables():
     from timm_pushpull.benchmarks.layers import bench_pull
-    from timm_pushpull.layers import exact_pull
+    from timm_pushpull.layers import exact_pull, push_and_pull
 
-    default = exact_pull.FORWARD_CHUNK_BYTES_PER_THREAD
+    default, gemm_pixels = exact_pull.FORWARD_CHUNK_BYTES_PER_THREAD, push_and_pull.GEMM_PIXELS
     text = bench_pull(rounds=1, quick=True)
     layer_table, *_ = text.split("### Pull alone")
     assert "64->64 3x3, h=2" in text and "rule picks" in text
@@ -72,13 +72,11 @@ def test_pull_benchmark_prints_its_tables():
     assert "| 64 MiB |" in text and exact_pull.FORWARD_CHUNK_BYTES_PER_THREAD == default
     assert "ReLUs and inhibition in place or into new tensors" in text
     # the shared form against the branches apart, and its GEMM size restored
-    from timm_pushpull.layers import push_and_pull
-
     assert "push and pull from one GEMM (shared) or apart" in text
-    assert "by input pixels per GEMM call (default 512)" in text
+    assert f"by input pixels per GEMM call (default {push_and_pull.GEMM_PIXELS})" in text
     training = text.split("### Exact layer in training: the response from one op")[1]
     assert "| 16->16 3x3, h=2 | [2, 16, 32, 32] |" in training.split("###")[0]
-    assert push_and_pull.GEMM_PIXELS == 512
+    assert push_and_pull.GEMM_PIXELS == gemm_pixels
     assert "Memory of one exact layer call" in text
 
 

@@ -508,7 +508,7 @@ def _bench_shared_chunks(rounds: int, quick: bool) -> str:
     """The shared form's input pixels per GEMM call (eval, all threads), the measurement behind
     ``push_and_pull.GEMM_PIXELS``."""
     default = push_and_pull_module.GEMM_PIXELS
-    sizes = sorted({32, 128, default, 2048, 8192})
+    sizes = sorted({32, 128, 256, 512, default, 2048, 8192})
     rows = []
     for in_ch, out_ch, size, h, shape in _SHARED_CASES[:1] if quick else _SHARED_CASES[::3]:
         x = torch.randn(2, *shape[1:]) if quick else torch.randn(shape)

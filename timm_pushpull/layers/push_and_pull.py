@@ -53,9 +53,10 @@ from .exact_pull import (
 from .exact_pull import c_kernel_runs as c_pull_runs
 
 _SUFFIX = {torch.float32: "float", torch.float64: "double"}
-# Input pixels per GEMM call, at least: one 32-pixel row is too short a product for MKL
-# (BENCHMARKS.md, "Shared form (eval) vs conv, by input pixels per GEMM call").
-GEMM_PIXELS = 512
+# Input pixels per GEMM call, at least: one 32-pixel row is too short a product, and more than a
+# few rows of products outgrow a core's cache before they are summed (BENCHMARKS.md, "Shared form
+# (eval) vs conv, by input pixels per GEMM call", run 15).
+GEMM_PIXELS = 256
 # Each thread's scratch: rows of products and the ring of their sums along the row (forward), or
 # the products' gradient (backward). Layers whose rows do not fit take fewer rows per GEMM, then
 # tiles of columns; the tiles of the forward recompute the columns their neighbours share, so a
