@@ -199,37 +199,210 @@ TAPS_INLINE void NAME(sum_along_row)(const NAME(tap_list) *taps, const SCALAR *s
     }
 }
 
+#ifdef TAPS_VECTORS
+/* four_vectors for the push and the pull of one sum along the row at once: entries [0, push_end)
+   are the push's (weight 1), [pull_start, entries) the pull's (weights), so the entries between
+   (the products both read) are loaded once for both. Push sums in p0 .. p3, the pull's even and
+   odd entries in s0 .. s3 and d0 .. d3: 12 chains and 4 loaded vectors, within AVX-512's 32
+   registers (AVX2's 16 hold all but the broadcast weight). */
+TAPS_INLINE void NAME(four_vectors_both)(SCALAR *push_dst, SCALAR *pull_dst, long dst_far,
+                                         const SCALAR *src, long far, const long *offsets,
+                                         const SCALAR *weights, int push_end, int pull_start,
+                                         int entries) {
+    NAME(vector) p0 = {0}, p1 = {0}, p2 = {0}, p3 = {0};
+    NAME(vector) s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0}, d0 = {0}, d1 = {0}, d2 = {0}, d3 = {0};
+    NAME(vector) v0, v1, v2, v3;
+#define LOAD_ENTRY(e)                      \
+    do {                                   \
+        const SCALAR *at = src + offsets[e]; \
+        LOAD(v0, at);                      \
+        LOAD(v1, at + LANES);              \
+        LOAD(v2, at + far);                \
+        LOAD(v3, at + far + LANES);        \
+    } while (0)
+#define ADD_PUSH() \
+    do {           \
+        p0 += v0;  \
+        p1 += v1;  \
+        p2 += v2;  \
+        p3 += v3;  \
+    } while (0)
+#define ADD_PULL(a0, a1, a2, a3, e) \
+    do {                            \
+        const SCALAR w = weights[e]; \
+        a0 += w * v0;               \
+        a1 += w * v1;               \
+        a2 += w * v2;               \
+        a3 += w * v3;               \
+    } while (0)
+    int e = 0;
+    for (; e < pull_start; e++) {
+        LOAD_ENTRY(e);
+        ADD_PUSH();
+    }
+    for (; e + 1 < push_end; e += 2) {
+        LOAD_ENTRY(e);
+        ADD_PUSH();
+        ADD_PULL(s0, s1, s2, s3, e);
+        LOAD_ENTRY(e + 1);
+        ADD_PUSH();
+        ADD_PULL(d0, d1, d2, d3, e + 1);
+    }
+    if (e < push_end) {
+        LOAD_ENTRY(e);
+        ADD_PUSH();
+        ADD_PULL(s0, s1, s2, s3, e);
+        e++;
+    }
+    for (; e + 1 < entries; e += 2) {
+        LOAD_ENTRY(e);
+        ADD_PULL(s0, s1, s2, s3, e);
+        LOAD_ENTRY(e + 1);
+        ADD_PULL(d0, d1, d2, d3, e + 1);
+    }
+    if (e < entries) {
+        LOAD_ENTRY(e);
+        ADD_PULL(s0, s1, s2, s3, e);
+    }
+#undef LOAD_ENTRY
+#undef ADD_PUSH
+#undef ADD_PULL
+    s0 += d0;
+    s1 += d1;
+    s2 += d2;
+    s3 += d3;
+    memcpy(push_dst, &p0, sizeof p0);
+    memcpy(push_dst + LANES, &p1, sizeof p1);
+    memcpy(push_dst + dst_far, &p2, sizeof p2);
+    memcpy(push_dst + dst_far + LANES, &p3, sizeof p3);
+    memcpy(pull_dst, &s0, sizeof s0);
+    memcpy(pull_dst + LANES, &s1, sizeof s1);
+    memcpy(pull_dst + dst_far, &s2, sizeof s2);
+    memcpy(pull_dst + dst_far + LANES, &s3, sizeof s3);
+}
+#endif
+
+/* Column j's push and pull sums along the row (sum_both_along_row), count values each, and with
+   pair the next column's too (step further on in src, dst_step in the outputs); what four
+   vectors at a time leave, each branch by weighted_sum. */
+TAPS_INLINE void NAME(weighted_sums_both)(SCALAR *push_dst, SCALAR *pull_dst, long dst_step,
+                                          const SCALAR *src, long step, const long *offsets,
+                                          const SCALAR *push_weights, const SCALAR *weights,
+                                          int push_end, int pull_start, int entries, long count,
+                                          int pair) {
+    long k0 = 0;
+#ifdef TAPS_VECTORS
+    if (pair)
+        for (; k0 + 2 * LANES <= count; k0 += 2 * LANES)
+            NAME(four_vectors_both)(push_dst + k0, pull_dst + k0, dst_step, src + k0, step,
+                                    offsets, weights, push_end, pull_start, entries);
+    else
+        for (; k0 + 4 * LANES <= count; k0 += 4 * LANES)
+            NAME(four_vectors_both)(push_dst + k0, pull_dst + k0, 2 * LANES, src + k0, 2 * LANES,
+                                    offsets, weights, push_end, pull_start, entries);
+#endif
+    for (int column = 0; column < 1 + pair && k0 < count; column++) {
+        const long at = column * dst_step + k0, from = column * step + k0;
+        NAME(weighted_sum)(push_dst + at, src + from, offsets, push_weights, push_end, NULL, 0,
+                           count - k0);
+        NAME(weighted_sum)(pull_dst + at, src + from, offsets + pull_start, weights + pull_start,
+                           entries - pull_start, NULL, 0, count - k0);
+    }
+}
+
 /* Row r of the products, z_row [in_width][sw][sh][O] (input columns c0 ..), summed along the row
    for the output columns j0 .. j0 + cols - 1 into h_row: the push's
    push_h[j][a] = sum_b z[j + b - push_left][b][a], [cols][sh][O], then the pull's
    pull_h[j][a] = -sum_{b, v} taps_h[b, v] z[j + v - pull_left][b][a], [cols][sh][O] (negated:
    the pull kernel is minus the resized push kernel). Each row of products is read here once,
    while the cache holds it; the output rows then sum these down the columns (taps_out_row). The
-   products' taps are ordered b, then a, so that one sum runs over sh * O contiguous values. */
+   products' taps are ordered b, then a, so that one sum runs over sh * O contiguous values, and
+   the push's taps that the pull reads too (tap b at v = b + pull_left - push_left) are loaded once
+   for both. */
 static VECTOR_CLONES void NAME(taps_along_row)(const geometry *geo, const SCALAR *z_row, int j0,
                                                int cols, int c0, int in_width, SCALAR *h_row) {
-    const int shift0 = j0 - c0;
-    const long h_col = (long)geo->sh * geo->out_channels, pixel = geo->sw * h_col;
-    NAME(tap_list) taps;
-    taps.entries = 0;
-    for (int b = 0; b < geo->sw; b++) {
-        const int shift = shift0 + b - geo->push_left;
-        taps.offsets[taps.entries] = shift * pixel + b * h_col;
-        taps.shifts[taps.entries] = shift;
-        taps.weights[taps.entries++] = 1;
-    }
-    NAME(sum_along_row)(&taps, z_row, pixel, in_width, h_row, h_col, cols, h_col, NULL, 0, 0);
-    taps.entries = 0;
-    for (int b = 0; b < geo->sw; b++)
-        for (int v = 0; v < geo->pw; v++)
-            if (geo->taps_h[b * geo->pw + v] != 0) {
+    const int shift0 = j0 - c0, sw = geo->sw, pw = geo->pw;
+    const long h_col = (long)geo->sh * geo->out_channels, pixel = sw * h_col;
+    /* the entries in three runs: the push's alone, both branches' (the pull's weight), the
+       pull's alone */
+    long offsets[MAX_TAPS * MAX_TAPS];
+    SCALAR push_weights[MAX_TAPS * MAX_TAPS], weights[MAX_TAPS * MAX_TAPS];
+    int shifts[MAX_TAPS * MAX_TAPS], entries = 0, push_end, pull_start;
+    for (int pass = 0; pass < 3; pass++) {
+        if (pass == 1) pull_start = entries;
+        if (pass == 2) push_end = entries;
+        for (int b = 0; b < sw; b++)
+            for (int v = 0; v < pw; v++) {
+                const int push = v + geo->push_left - geo->pull_left == b;
+                const int pull = geo->taps_h[b * pw + v] != 0;
+                if (pass == 0 ? !(push && !pull) : pass == 1 ? !(push && pull) : !(pull && !push))
+                    continue;
                 const int shift = shift0 + v - geo->pull_left;
-                taps.offsets[taps.entries] = shift * pixel + b * h_col;
-                taps.shifts[taps.entries] = shift;
-                taps.weights[taps.entries++] = (SCALAR)-geo->taps_h[b * geo->pw + v];
+                offsets[entries] = shift * pixel + b * h_col;
+                shifts[entries] = shift;
+                push_weights[entries] = 1;
+                weights[entries++] = (SCALAR)-geo->taps_h[b * pw + v];
             }
-    NAME(sum_along_row)(&taps, z_row, pixel, in_width, h_row + cols * h_col, h_col, cols, h_col,
-                        NULL, 0, 0);
+    }
+    /* a push tap outside the pull's window (pw < sw: h < 1) */
+    for (int b = 0; b < sw; b++) {
+        const int v = b + geo->pull_left - geo->push_left;
+        if (v >= 0 && v < pw) continue;
+        for (int e = entries; e > 0; e--) {
+            offsets[e] = offsets[e - 1];
+            shifts[e] = shifts[e - 1];
+            push_weights[e] = push_weights[e - 1];
+            weights[e] = weights[e - 1];
+        }
+        const int shift = shift0 + b - geo->push_left;
+        offsets[0] = shift * pixel + b * h_col;
+        shifts[0] = shift;
+        push_weights[0] = 1;
+        weights[0] = 0;
+        entries++;
+        push_end++;
+        pull_start++;
+    }
+    int low = 0, high = 0; /* the columns' reach */
+    for (int e = 0; e < entries; e++) {
+        if (shifts[e] < low) low = shifts[e];
+        if (shifts[e] > high) high = shifts[e];
+    }
+    SCALAR *pull_row = h_row + cols * h_col;
+    long edge_offsets[MAX_TAPS * MAX_TAPS];
+    SCALAR edge_push_weights[MAX_TAPS * MAX_TAPS], edge_weights[MAX_TAPS * MAX_TAPS];
+    for (int j = 0; j < cols; j++) {
+        const SCALAR *src = z_row + j * pixel;
+        if (j + low >= 0 && j + high < in_width) {
+#ifdef TAPS_VECTORS
+            const int pair = h_col % (4 * LANES) >= 2 * LANES && j + 1 < cols &&
+                             j + 1 + high < in_width;
+#else
+            const int pair = 0;
+#endif
+            NAME(weighted_sums_both)(h_row + j * h_col, pull_row + j * h_col, h_col, src, pixel,
+                                     offsets, push_weights, weights, push_end, pull_start,
+                                     entries, h_col, pair);
+            j += pair;
+            continue;
+        }
+        /* near the edges: the taps inside the row, in the same three runs */
+        int kept = 0, kept_push_end = 0, kept_pull_start = 0;
+        for (int e = 0; e < entries; e++) {
+            if (e == pull_start) kept_pull_start = kept;
+            if (e == push_end) kept_push_end = kept;
+            const int col = j + shifts[e];
+            if (col < 0 || col >= in_width) continue;
+            edge_offsets[kept] = offsets[e];
+            edge_push_weights[kept] = push_weights[e];
+            edge_weights[kept++] = weights[e];
+        }
+        if (push_end == entries) kept_push_end = kept;
+        if (pull_start == entries) kept_pull_start = kept;
+        NAME(weighted_sums_both)(h_row + j * h_col, pull_row + j * h_col, h_col, src, pixel,
+                                 edge_offsets, edge_push_weights, edge_weights, kept_push_end,
+                                 kept_pull_start, kept, h_col, 0);
+    }
 }
 
 /* Output row i, cols columns, from the ring of rows summed along (taps_along_row; row r in slot
