@@ -77,6 +77,19 @@ def native_kernels(enabled: bool) -> Iterator[None]:
         _enabled = previous
 
 
+@contextlib.contextmanager
+def library_override(name: str, library: ctypes.CDLL) -> Iterator[None]:
+    """Run the kernels of ``csrc/<name>.c`` from ``library`` inside the block: another build with
+    the same signatures, for timing two versions in one process (``scripts/ab_native.py``).
+    Process-wide, like :func:`native_kernels`."""
+    previous = load(name)
+    _libraries[name] = library
+    try:
+        yield
+    finally:
+        _libraries[name] = previous
+
+
 def cache_dir() -> Path:
     if os.environ.get(ENV_CACHE):
         return Path(os.environ[ENV_CACHE]) / "native"

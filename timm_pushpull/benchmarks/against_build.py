@@ -1,12 +1,12 @@
 """This checkout's C kernels against another checkout's, side by side in one process
 (``scripts/ab_native.py``).
 
-Separate processes for the two builds time differently for reasons of their own (this machine's
-glibc returned large freed blocks to the system in some processes and not in others, so a conv
-there took thousands of page faults a call: BENCHMARKS.md, run 16); here both libraries are
-loaded at once and each timed call runs with one of them, in interleaved rounds, next to the
-reference (a conv, or the model without push-pull). The other checkout's library is built in a
-temporary cache by that checkout's own code; the two must export the same signatures.
+Timing the two builds in alternating processes compares the machine's minutes as much as the
+kernels: on the 2-core VM of BENCHMARKS.md the same code measured 1.29x a conv in one process and
+0.9x in the next (run 16). Here both libraries are loaded at once, each timed call runs with one
+of them, in interleaved rounds next to the reference (a conv, or the model without push-pull),
+with the allocator kept steady as in every benchmark. The other checkout's library is built in a
+temporary cache by that checkout's own ``native.py``; the two must export the same signatures.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from .timing import (
     load_average,
     markdown_table,
     median_range,
+    steady_allocator,
     train_fn,
 )
 
@@ -53,27 +54,23 @@ def build_other(checkout: str, name: str, cache: str) -> ctypes.CDLL:
     previous = os.environ.get(other.ENV_CACHE)
     os.environ[other.ENV_CACHE] = cache
     try:
-        built = other._build(name)
+        library = other.load(name)
     finally:
         if previous is None:
             del os.environ[other.ENV_CACHE]
         else:
             os.environ[other.ENV_CACHE] = previous
-    if built is None:
+    if library is None:
         raise SystemExit(f"{checkout}: building {name} failed (no C compiler, or see the warning)")
-    return ctypes.CDLL(str(built))
+    return library
 
 
 def with_library(name: str, library: ctypes.CDLL, fn: Callable[[], object]) -> Callable[[], object]:
-    """``fn`` with ``library`` as the kernels of ``name`` (restored afterwards)."""
+    """``fn`` with ``library`` as the kernels of ``name``."""
 
     def run():
-        previous = native._libraries[name]
-        native._libraries[name] = library
-        try:
+        with native.library_override(name, library):
             return fn()
-        finally:
-            native._libraries[name] = previous
 
     return run
 
@@ -120,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.groups < 1 or args.rounds < 1:
         parser.error("--groups and --rounds must be at least 1")
+    steady_allocator()
     this = native.load(args.library)
     if this is None:
         raise SystemExit(f"no {args.library} library here (C kernels off or no compiler)")
