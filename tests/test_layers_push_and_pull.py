@@ -58,6 +58,8 @@ CASES = [
     (8, 8, 3, 1, 3.0, True),  # 3x3 -> 9x9
     (8, 6, 1, 0, 2.0, True),  # 1x1 kernel: the pull is a 3x3 box of the push
     (8, 8, 3, 1, 1.0, False),  # h = 1: the pull kernel is the push kernel
+    # 40 outputs: the sums four vectors at a time, then their remainders, each channel its bias
+    (4, 40, 3, 1, 2.0, True),
 ]
 
 

@@ -114,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--library", default="push_pull_taps", help="csrc/<library>.c")
     parser.add_argument("--groups", type=int, default=3, help="groups of interleaved rounds")
     parser.add_argument("--rounds", type=int, default=15, help="rounds per group")
+    parser.add_argument("--only", default="", help="the cases whose name holds this text")
+    parser.add_argument("--modes", nargs="+", choices=("eval", "train"), default=["eval", "train"])
     args = parser.parse_args(argv)
     if args.groups < 1 or args.rounds < 1:
         parser.error("--groups and --rounds must be at least 1")
@@ -124,7 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as cache:
         other = build_other(os.path.abspath(args.checkout), args.library, cache)
         rows = []
-        for what, module, reference, x in cases():
+        chosen = [case for case in cases() if args.only in case[0]]
+        if not chosen:
+            parser.error(f"--only {args.only!r}: no case has it in its name")
+        for what, module, reference, x in chosen:
             difference = max(
                 (a - b).abs().max().item()
                 for a, b in zip(
@@ -132,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
             for mode, make in (("eval", eval_fn), ("train", train_fn)):
+                if mode not in args.modes:
+                    continue
                 ratios: dict[str, list[float]] = {"other": [], "this": [], "this/other": []}
                 for _ in range(args.groups):
                     fns = {"reference": make(reference, x)}

@@ -200,18 +200,29 @@ TAPS_INLINE void NAME(sum_along_row)(const NAME(tap_list) *taps, const SCALAR *s
 }
 
 #ifdef TAPS_VECTORS
-/* four_vectors for the push and the pull of one sum along the row at once: entries [0, push_end)
-   are the push's (weight 1), [pull_start, entries) the pull's (weights), so the entries between
-   (the products both read) are loaded once for both. Push sums in p0 .. p3, the pull's even and
-   odd entries in s0 .. s3 and d0 .. d3: 12 chains and 4 loaded vectors, within AVX-512's 32
-   registers (AVX2's 16 hold all but the broadcast weight). */
+/* four_vectors for a push and a pull sum at once: entries [0, push_end) are the push's (weight 1),
+   [pull_start, entries) the pull's (weights), so the entries between (products both read) are
+   loaded once for both; with bias (its far vectors bias_far on), push starts at bias and pull at
+   -bias. Push sums in p0 .. p3, the pull's even and odd entries in s0 .. s3 and d0 .. d3: 12
+   chains and 4 loaded vectors, within AVX-512's 32 registers (AVX2's 16 hold all but the
+   broadcast weight). */
 TAPS_INLINE void NAME(four_vectors_both)(SCALAR *push_dst, SCALAR *pull_dst, long dst_far,
                                          const SCALAR *src, long far, const long *offsets,
                                          const SCALAR *weights, int push_end, int pull_start,
-                                         int entries) {
+                                         int entries, const SCALAR *bias, long bias_far) {
     NAME(vector) p0 = {0}, p1 = {0}, p2 = {0}, p3 = {0};
     NAME(vector) s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0}, d0 = {0}, d1 = {0}, d2 = {0}, d3 = {0};
     NAME(vector) v0, v1, v2, v3;
+    if (bias != NULL) {
+        LOAD(p0, bias);
+        LOAD(p1, bias + LANES);
+        LOAD(p2, bias + bias_far);
+        LOAD(p3, bias + bias_far + LANES);
+        s0 = -p0;
+        s1 = -p1;
+        s2 = -p2;
+        s3 = -p3;
+    }
 #define LOAD_ENTRY(e)                      \
     do {                                   \
         const SCALAR *at = src + offsets[e]; \
@@ -282,31 +293,34 @@ TAPS_INLINE void NAME(four_vectors_both)(SCALAR *push_dst, SCALAR *pull_dst, lon
 }
 #endif
 
-/* Column j's push and pull sums along the row (sum_both_along_row), count values each, and with
-   pair the next column's too (step further on in src, dst_step in the outputs); what four
+/* A column's push and pull sums (four_vectors_both's entries and bias), count values each, and
+   with pair the next column's too (step further on in src, dst_step in the outputs); what four
    vectors at a time leave, each branch by weighted_sum. */
 TAPS_INLINE void NAME(weighted_sums_both)(SCALAR *push_dst, SCALAR *pull_dst, long dst_step,
                                           const SCALAR *src, long step, const long *offsets,
                                           const SCALAR *push_weights, const SCALAR *weights,
                                           int push_end, int pull_start, int entries, long count,
-                                          int pair) {
+                                          int pair, const SCALAR *bias) {
     long k0 = 0;
 #ifdef TAPS_VECTORS
     if (pair)
         for (; k0 + 2 * LANES <= count; k0 += 2 * LANES)
             NAME(four_vectors_both)(push_dst + k0, pull_dst + k0, dst_step, src + k0, step,
-                                    offsets, weights, push_end, pull_start, entries);
+                                    offsets, weights, push_end, pull_start, entries,
+                                    bias == NULL ? NULL : bias + k0, 0);
     else
         for (; k0 + 4 * LANES <= count; k0 += 4 * LANES)
             NAME(four_vectors_both)(push_dst + k0, pull_dst + k0, 2 * LANES, src + k0, 2 * LANES,
-                                    offsets, weights, push_end, pull_start, entries);
+                                    offsets, weights, push_end, pull_start, entries,
+                                    bias == NULL ? NULL : bias + k0, 2 * LANES);
 #endif
+    const SCALAR *init = bias == NULL ? NULL : bias + k0;
     for (int column = 0; column < 1 + pair && k0 < count; column++) {
         const long at = column * dst_step + k0, from = column * step + k0;
-        NAME(weighted_sum)(push_dst + at, src + from, offsets, push_weights, push_end, NULL, 0,
+        NAME(weighted_sum)(push_dst + at, src + from, offsets, push_weights, push_end, init, 1,
                            count - k0);
         NAME(weighted_sum)(pull_dst + at, src + from, offsets + pull_start, weights + pull_start,
-                           entries - pull_start, NULL, 0, count - k0);
+                           entries - pull_start, init, -1, count - k0);
     }
 }
 
@@ -382,7 +396,7 @@ static VECTOR_CLONES void NAME(taps_along_row)(const geometry *geo, const SCALAR
 #endif
             NAME(weighted_sums_both)(h_row + j * h_col, pull_row + j * h_col, h_col, src, pixel,
                                      offsets, push_weights, weights, push_end, pull_start,
-                                     entries, h_col, pair);
+                                     entries, h_col, pair, NULL);
             j += pair;
             continue;
         }
@@ -401,7 +415,7 @@ static VECTOR_CLONES void NAME(taps_along_row)(const geometry *geo, const SCALAR
         if (pull_start == entries) kept_pull_start = kept;
         NAME(weighted_sums_both)(h_row + j * h_col, pull_row + j * h_col, h_col, src, pixel,
                                  edge_offsets, edge_push_weights, edge_weights, kept_push_end,
-                                 kept_pull_start, kept, h_col, 0);
+                                 kept_pull_start, kept, h_col, 0, NULL);
     }
 }
 
@@ -409,35 +423,45 @@ static VECTOR_CLONES void NAME(taps_along_row)(const geometry *geo, const SCALAR
    r % ring_rows, h_size apart): push (with bias) into push_row and the pull (with the negated
    bias) into pull_row, both [cols][O]:
    push[i][j] = bias + sum_a push_h[i + a - push_top][j][a],
-   pull[i][j] = -bias + sum_{a, u} taps_v[a, u] pull_h[i + u - pull_top][j][a]. */
+   pull[i][j] = -bias + sum_{a, u} taps_v[a, u] pull_h[i + u - pull_top][j][a],
+   both in one pass over the columns (weighted_sums_both, no entry shared). */
 static VECTOR_CLONES void NAME(taps_out_row)(const geometry *geo, const SCALAR *h_ring,
                                              long h_size, int i, int cols, const SCALAR *bias,
                                              SCALAR *push_row, SCALAR *pull_row) {
     const int o = geo->out_channels, sh = geo->sh;
     const long h_col = (long)sh * o;
-    NAME(tap_list) taps;
-    taps.entries = 0;
+    long offsets[MAX_TAPS * MAX_TAPS + MAX_TAPS];
+    SCALAR push_weights[MAX_TAPS * MAX_TAPS + MAX_TAPS], weights[MAX_TAPS * MAX_TAPS + MAX_TAPS];
+    int entries = 0;
     for (int a = 0; a < sh; a++) {
         const int r = i + a - geo->push_top;
         if (r < 0 || r >= geo->height) continue;
-        taps.offsets[taps.entries] = (r % geo->ring_rows) * h_size + (long)a * o;
-        taps.shifts[taps.entries] = 0;
-        taps.weights[taps.entries++] = 1;
+        offsets[entries] = (r % geo->ring_rows) * h_size + (long)a * o;
+        push_weights[entries] = 1;
+        weights[entries++] = 0;
     }
-    NAME(sum_along_row)(&taps, h_ring, h_col, cols, push_row, o, cols, o, bias, 0, 1);
-    taps.entries = 0;
+    const int push_end = entries;
     for (int u = 0; u < geo->ph; u++) {
         const int r = i + u - geo->pull_top;
         if (r < 0 || r >= geo->height) continue;
         for (int a = 0; a < sh; a++)
             if (geo->taps_v[a * geo->ph + u] != 0) {
-                taps.offsets[taps.entries] =
-                    (r % geo->ring_rows) * h_size + cols * h_col + (long)a * o;
-                taps.shifts[taps.entries] = 0;
-                taps.weights[taps.entries++] = (SCALAR)geo->taps_v[a * geo->ph + u];
+                offsets[entries] = (r % geo->ring_rows) * h_size + cols * h_col + (long)a * o;
+                push_weights[entries] = 0;
+                weights[entries++] = (SCALAR)geo->taps_v[a * geo->ph + u];
             }
     }
-    NAME(sum_along_row)(&taps, h_ring, h_col, cols, pull_row, o, cols, o, bias, 0, -1);
+    for (int j = 0; j < cols; j++) {
+#ifdef TAPS_VECTORS
+        const int pair = o % (4 * LANES) >= 2 * LANES && j + 1 < cols;
+#else
+        const int pair = 0;
+#endif
+        NAME(weighted_sums_both)(push_row + (long)j * o, pull_row + (long)j * o, o,
+                                 h_ring + j * h_col, h_col, offsets, push_weights, weights,
+                                 push_end, push_end, entries, o, pair, bias);
+        j += pair;
+    }
 }
 
 /* relu(push) - alpha * relu(pull) into response_row (which may be push_row); the ReLUs keep NaN,
