@@ -14,56 +14,105 @@ typedef SCALAR NAME(vector) __attribute__((vector_size(TAPS_VECTOR_BYTES)));
 #endif
 
 #ifdef TAPS_VECTORS
-/* Four vectors of a weighted sum (below): dst[0 .. 2 LANES) and dst[dst_far .. dst_far + 2 LANES)
-   from src[offsets[e] + k] and src[offsets[e] + far + k], init likewise (init_far): four
-   contiguous vectors (the far ones 2 LANES on) or two of each of two columns. Even and odd entries
-   apart: eight chains of sums held in registers (named variables: as arrays, gcc kept them on the
-   stack), each entry's offset and weight loaded once per four vectors. */
-TAPS_INLINE void NAME(four_vectors)(SCALAR *dst, long dst_far, const SCALAR *src, long far,
-                                    const long *offsets, const SCALAR *weights, int entries,
-                                    const SCALAR *init, long init_far, SCALAR init_sign) {
+/* Four vectors of a push sum and of a pull sum at once: dst[0 .. 2 LANES) and
+   dst[dst_far .. dst_far + 2 LANES) of each from src[offsets[e] + k] and
+   src[offsets[e] + far + k]: four contiguous vectors (the far ones 2 LANES on) or two of each of
+   two columns. Entries [0, push_end) are the push's (weight 1), [pull_start, entries) the pull's
+   (weights), so the entries between (products both read) are loaded once for both. With init (its
+   far vectors init_far on) push starts at init and pull at pull_sign * init. Without push_dst only
+   the pull's sum (a weighted sum: push_end = pull_start = 0). Push sums in p0 .. p3, the pull's
+   even and odd entries in s0 .. s3 and d0 .. d3: 12 chains and 4 loaded vectors, within
+   AVX-512's 32 registers (AVX2's 16 hold all but the broadcast weight), named variables (as
+   arrays, gcc kept them on the stack), each entry's offset and weight loaded once per four
+   vectors. */
+TAPS_INLINE void NAME(four_vectors)(SCALAR *push_dst, SCALAR *pull_dst, long dst_far,
+                                    const SCALAR *src, long far, const long *offsets,
+                                    const SCALAR *weights, int push_end, int pull_start,
+                                    int entries, const SCALAR *init, long init_far,
+                                    SCALAR pull_sign) {
+    NAME(vector) p0 = {0}, p1 = {0}, p2 = {0}, p3 = {0};
     NAME(vector) s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0}, d0 = {0}, d1 = {0}, d2 = {0}, d3 = {0};
     NAME(vector) v0, v1, v2, v3;
     if (init != NULL) {
-        LOAD(s0, init);
-        LOAD(s1, init + LANES);
-        LOAD(s2, init + init_far);
-        LOAD(s3, init + init_far + LANES);
-        s0 *= init_sign;
-        s1 *= init_sign;
-        s2 *= init_sign;
-        s3 *= init_sign;
+        LOAD(p0, init);
+        LOAD(p1, init + LANES);
+        LOAD(p2, init + init_far);
+        LOAD(p3, init + init_far + LANES);
+        s0 = pull_sign * p0;
+        s1 = pull_sign * p1;
+        s2 = pull_sign * p2;
+        s3 = pull_sign * p3;
     }
-/* one entry's four vectors into the sums a0 .. a3 */
-#define ADD_ENTRY(a0, a1, a2, a3, e)                         \
-    do {                                                     \
-        const SCALAR *at = src + offsets[e], w = weights[e]; \
-        LOAD(v0, at);                                        \
-        LOAD(v1, at + LANES);                                \
-        LOAD(v2, at + far);                                  \
-        LOAD(v3, at + far + LANES);                          \
-        a0 += w * v0;                                        \
-        a1 += w * v1;                                        \
-        a2 += w * v2;                                        \
-        a3 += w * v3;                                        \
+#define LOAD_ENTRY(e)                      \
+    do {                                   \
+        const SCALAR *at = src + offsets[e]; \
+        LOAD(v0, at);                      \
+        LOAD(v1, at + LANES);              \
+        LOAD(v2, at + far);                \
+        LOAD(v3, at + far + LANES);        \
+    } while (0)
+#define ADD_PUSH() \
+    do {           \
+        p0 += v0;  \
+        p1 += v1;  \
+        p2 += v2;  \
+        p3 += v3;  \
+    } while (0)
+#define ADD_PULL(a0, a1, a2, a3, e) \
+    do {                            \
+        const SCALAR w = weights[e]; \
+        a0 += w * v0;               \
+        a1 += w * v1;               \
+        a2 += w * v2;               \
+        a3 += w * v3;               \
     } while (0)
     int e = 0;
-    for (; e + 1 < entries; e += 2) {
-        ADD_ENTRY(s0, s1, s2, s3, e);
-        ADD_ENTRY(d0, d1, d2, d3, e + 1);
+    for (; e < pull_start; e++) {
+        LOAD_ENTRY(e);
+        ADD_PUSH();
     }
-    if (e < entries) ADD_ENTRY(s0, s1, s2, s3, e);
-#undef ADD_ENTRY
+    for (; e + 1 < push_end; e += 2) {
+        LOAD_ENTRY(e);
+        ADD_PUSH();
+        ADD_PULL(s0, s1, s2, s3, e);
+        LOAD_ENTRY(e + 1);
+        ADD_PUSH();
+        ADD_PULL(d0, d1, d2, d3, e + 1);
+    }
+    if (e < push_end) {
+        LOAD_ENTRY(e);
+        ADD_PUSH();
+        ADD_PULL(s0, s1, s2, s3, e);
+        e++;
+    }
+    for (; e + 1 < entries; e += 2) {
+        LOAD_ENTRY(e);
+        ADD_PULL(s0, s1, s2, s3, e);
+        LOAD_ENTRY(e + 1);
+        ADD_PULL(d0, d1, d2, d3, e + 1);
+    }
+    if (e < entries) {
+        LOAD_ENTRY(e);
+        ADD_PULL(s0, s1, s2, s3, e);
+    }
+#undef LOAD_ENTRY
+#undef ADD_PUSH
+#undef ADD_PULL
     s0 += d0;
     s1 += d1;
     s2 += d2;
     s3 += d3;
-    memcpy(dst, &s0, sizeof s0);
-    memcpy(dst + LANES, &s1, sizeof s1);
-    memcpy(dst + dst_far, &s2, sizeof s2);
-    memcpy(dst + dst_far + LANES, &s3, sizeof s3);
+    if (push_dst != NULL) {
+        memcpy(push_dst, &p0, sizeof p0);
+        memcpy(push_dst + LANES, &p1, sizeof p1);
+        memcpy(push_dst + dst_far, &p2, sizeof p2);
+        memcpy(push_dst + dst_far + LANES, &p3, sizeof p3);
+    }
+    memcpy(pull_dst, &s0, sizeof s0);
+    memcpy(pull_dst + LANES, &s1, sizeof s1);
+    memcpy(pull_dst + dst_far, &s2, sizeof s2);
+    memcpy(pull_dst + dst_far + LANES, &s3, sizeof s3);
 }
-
 #endif
 
 /* dst[0 .. count) = init_sign * init[0 .. count) (0 without init)
@@ -76,8 +125,8 @@ TAPS_INLINE void NAME(weighted_sum)(SCALAR *dst, const SCALAR *src, const long *
     long k0 = 0;
 #ifdef TAPS_VECTORS
     for (; k0 + 4 * LANES <= count; k0 += 4 * LANES)
-        NAME(four_vectors)(dst + k0, 2 * LANES, src + k0, 2 * LANES, offsets, weights, entries,
-                           init == NULL ? NULL : init + k0, 2 * LANES, init_sign);
+        NAME(four_vectors)(NULL, dst + k0, 2 * LANES, src + k0, 2 * LANES, offsets, weights, 0, 0,
+                           entries, init == NULL ? NULL : init + k0, 2 * LANES, init_sign);
     for (; k0 + 2 * LANES <= count; k0 += 2 * LANES) {
         NAME(vector) sum0 = {0}, sum1 = {0}, odd0 = {0}, odd1 = {0}, value0, value1;
         if (init != NULL) {
@@ -140,8 +189,8 @@ TAPS_INLINE void NAME(weighted_sum_pair)(SCALAR *dst, long dst_step, const SCALA
     long k0 = 0;
 #ifdef TAPS_VECTORS
     for (; k0 + 2 * LANES <= count; k0 += 2 * LANES)
-        NAME(four_vectors)(dst + k0, dst_step, src + k0, step, offsets, weights, entries,
-                           init == NULL ? NULL : init + k0, init_step, init_sign);
+        NAME(four_vectors)(NULL, dst + k0, dst_step, src + k0, step, offsets, weights, 0, 0,
+                           entries, init == NULL ? NULL : init + k0, init_step, init_sign);
 #endif
     for (int column = 0; column < 2 && k0 < count; column++)
         NAME(weighted_sum)(dst + column * dst_step + k0, src + column * step + k0, offsets,
@@ -199,103 +248,9 @@ TAPS_INLINE void NAME(sum_along_row)(const NAME(tap_list) *taps, const SCALAR *s
     }
 }
 
-#ifdef TAPS_VECTORS
-/* four_vectors for a push and a pull sum at once: entries [0, push_end) are the push's (weight 1),
-   [pull_start, entries) the pull's (weights), so the entries between (products both read) are
-   loaded once for both; with bias (its far vectors bias_far on), push starts at bias and pull at
-   -bias. Push sums in p0 .. p3, the pull's even and odd entries in s0 .. s3 and d0 .. d3: 12
-   chains and 4 loaded vectors, within AVX-512's 32 registers (AVX2's 16 hold all but the
-   broadcast weight). */
-TAPS_INLINE void NAME(four_vectors_both)(SCALAR *push_dst, SCALAR *pull_dst, long dst_far,
-                                         const SCALAR *src, long far, const long *offsets,
-                                         const SCALAR *weights, int push_end, int pull_start,
-                                         int entries, const SCALAR *bias, long bias_far) {
-    NAME(vector) p0 = {0}, p1 = {0}, p2 = {0}, p3 = {0};
-    NAME(vector) s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0}, d0 = {0}, d1 = {0}, d2 = {0}, d3 = {0};
-    NAME(vector) v0, v1, v2, v3;
-    if (bias != NULL) {
-        LOAD(p0, bias);
-        LOAD(p1, bias + LANES);
-        LOAD(p2, bias + bias_far);
-        LOAD(p3, bias + bias_far + LANES);
-        s0 = -p0;
-        s1 = -p1;
-        s2 = -p2;
-        s3 = -p3;
-    }
-#define LOAD_ENTRY(e)                      \
-    do {                                   \
-        const SCALAR *at = src + offsets[e]; \
-        LOAD(v0, at);                      \
-        LOAD(v1, at + LANES);              \
-        LOAD(v2, at + far);                \
-        LOAD(v3, at + far + LANES);        \
-    } while (0)
-#define ADD_PUSH() \
-    do {           \
-        p0 += v0;  \
-        p1 += v1;  \
-        p2 += v2;  \
-        p3 += v3;  \
-    } while (0)
-#define ADD_PULL(a0, a1, a2, a3, e) \
-    do {                            \
-        const SCALAR w = weights[e]; \
-        a0 += w * v0;               \
-        a1 += w * v1;               \
-        a2 += w * v2;               \
-        a3 += w * v3;               \
-    } while (0)
-    int e = 0;
-    for (; e < pull_start; e++) {
-        LOAD_ENTRY(e);
-        ADD_PUSH();
-    }
-    for (; e + 1 < push_end; e += 2) {
-        LOAD_ENTRY(e);
-        ADD_PUSH();
-        ADD_PULL(s0, s1, s2, s3, e);
-        LOAD_ENTRY(e + 1);
-        ADD_PUSH();
-        ADD_PULL(d0, d1, d2, d3, e + 1);
-    }
-    if (e < push_end) {
-        LOAD_ENTRY(e);
-        ADD_PUSH();
-        ADD_PULL(s0, s1, s2, s3, e);
-        e++;
-    }
-    for (; e + 1 < entries; e += 2) {
-        LOAD_ENTRY(e);
-        ADD_PULL(s0, s1, s2, s3, e);
-        LOAD_ENTRY(e + 1);
-        ADD_PULL(d0, d1, d2, d3, e + 1);
-    }
-    if (e < entries) {
-        LOAD_ENTRY(e);
-        ADD_PULL(s0, s1, s2, s3, e);
-    }
-#undef LOAD_ENTRY
-#undef ADD_PUSH
-#undef ADD_PULL
-    s0 += d0;
-    s1 += d1;
-    s2 += d2;
-    s3 += d3;
-    memcpy(push_dst, &p0, sizeof p0);
-    memcpy(push_dst + LANES, &p1, sizeof p1);
-    memcpy(push_dst + dst_far, &p2, sizeof p2);
-    memcpy(push_dst + dst_far + LANES, &p3, sizeof p3);
-    memcpy(pull_dst, &s0, sizeof s0);
-    memcpy(pull_dst + LANES, &s1, sizeof s1);
-    memcpy(pull_dst + dst_far, &s2, sizeof s2);
-    memcpy(pull_dst + dst_far + LANES, &s3, sizeof s3);
-}
-#endif
-
-/* A column's push and pull sums (four_vectors_both's entries and bias), count values each, and
-   with pair the next column's too (step further on in src, dst_step in the outputs); what four
-   vectors at a time leave, each branch by weighted_sum. */
+/* A column's push and pull sums (four_vectors' entries; push starts at bias, pull at -bias),
+   count values each, and with pair the next column's too (step further on in src, dst_step in the
+   outputs); what four vectors at a time leave, each branch by weighted_sum. */
 TAPS_INLINE void NAME(weighted_sums_both)(SCALAR *push_dst, SCALAR *pull_dst, long dst_step,
                                           const SCALAR *src, long step, const long *offsets,
                                           const SCALAR *push_weights, const SCALAR *weights,
@@ -305,14 +260,14 @@ TAPS_INLINE void NAME(weighted_sums_both)(SCALAR *push_dst, SCALAR *pull_dst, lo
 #ifdef TAPS_VECTORS
     if (pair)
         for (; k0 + 2 * LANES <= count; k0 += 2 * LANES)
-            NAME(four_vectors_both)(push_dst + k0, pull_dst + k0, dst_step, src + k0, step,
-                                    offsets, weights, push_end, pull_start, entries,
-                                    bias == NULL ? NULL : bias + k0, 0);
+            NAME(four_vectors)(push_dst + k0, pull_dst + k0, dst_step, src + k0, step, offsets,
+                               weights, push_end, pull_start, entries,
+                               bias == NULL ? NULL : bias + k0, 0, -1);
     else
         for (; k0 + 4 * LANES <= count; k0 += 4 * LANES)
-            NAME(four_vectors_both)(push_dst + k0, pull_dst + k0, 2 * LANES, src + k0, 2 * LANES,
-                                    offsets, weights, push_end, pull_start, entries,
-                                    bias == NULL ? NULL : bias + k0, 2 * LANES);
+            NAME(four_vectors)(push_dst + k0, pull_dst + k0, 2 * LANES, src + k0, 2 * LANES,
+                               offsets, weights, push_end, pull_start, entries,
+                               bias == NULL ? NULL : bias + k0, 2 * LANES, -1);
 #endif
     const SCALAR *init = bias == NULL ? NULL : bias + k0;
     for (int column = 0; column < 1 + pair && k0 < count; column++) {
