@@ -60,8 +60,9 @@ SEPARABLE_MAX_IN_CHANNELS = 4
 # What the shared form adds to the push convolution per output value: the push's shifted sum
 # (s_h*s_w additions) and the pull's smoothing (taps_v*s_w + taps_h multiply-adds), each costing
 # about this many multiply-adds of a convolution (BENCHMARKS.md, "Exact layer, stride 1: push and
-# pull from one GEMM (shared) or apart"; one constant serves eval and training).
-SHARED_TAP_COST = 3.0
+# pull from one GEMM (shared) or apart", and run 16's "The rule's constant": one constant serves
+# eval and training).
+SHARED_TAP_COST = 2.7
 
 _forced: str | None = None
 
