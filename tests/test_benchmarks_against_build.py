@@ -89,3 +89,10 @@ def test_groups_and_rounds_must_be_positive(tmp_path, capsys):
     with pytest.raises(SystemExit):
         against_build.main([str(tmp_path), "--groups", "0"])
     assert "--groups and --rounds must be at least 1" in capsys.readouterr().err
+
+
+def test_only_libraries_a_swap_reaches_are_offered(tmp_path, capsys):
+    # the GEMM's address is kept from its first call: swapping its library would time one build twice
+    with pytest.raises(SystemExit):
+        against_build.main([str(tmp_path), "--library", "gemm"])
+    assert "invalid choice: 'gemm'" in capsys.readouterr().err

@@ -37,6 +37,10 @@ from .timing import (
     train_fn,
 )
 
+# the libraries whose functions the layers look up on every call, so that a swap reaches them
+# (kernel_gemm keeps the GEMM's address from its first call)
+SWAPPABLE = ("push_pull_taps", "pull_maps")
+
 
 def build_other(checkout: str, name: str, cache: str) -> ctypes.CDLL:
     """``csrc/<name>.c`` of ``checkout`` built into ``cache`` by that checkout's ``native.py``
@@ -111,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         prog="scripts/ab_native.py", description=__doc__.splitlines()[0]
     )
     parser.add_argument("checkout", help="the other checkout (its repository root)")
-    parser.add_argument("--library", default="push_pull_taps", help="csrc/<library>.c")
+    parser.add_argument("--library", default="push_pull_taps", choices=SWAPPABLE,
+                        help="csrc/<library>.c")  # fmt: skip
     parser.add_argument("--groups", type=int, default=3, help="groups of interleaved rounds")
     parser.add_argument("--rounds", type=int, default=15, help="rounds per group")
     parser.add_argument("--only", default="", help="the cases whose name holds this text")
