@@ -37,10 +37,11 @@ def test_calls_run_the_other_build_inside_and_this_one_after(tmp_path, monkeypat
     # the other build leaves the pull out of the shared form's sums along the row; its generic
     # code alone builds in a fraction of the time of the clones
     checkout = _checkout(tmp_path, "ADD_PULL(s0, s1, s2, s3, e);", "")
-    monkeypatch.setenv(native.ENV_ARCH, "generic")
-    other = against_build.build_other(str(checkout), NAME, str(tmp_path / "cache"))
-    layer = PushPull2d(16, 16, 3, padding=1).eval()
-    x = torch.randn(2, 16, 12, 12)
+    with monkeypatch.context() as patch:  # not for this process's own builds, made later
+        patch.setenv(native.ENV_ARCH, "generic")
+        other = against_build.build_other(str(checkout), NAME, str(tmp_path / "cache"))
+    layer = PushPull2d(16, 16, 3, padding=1, dtype=torch.float64).eval()
+    x = torch.randn(2, 16, 12, 12, dtype=torch.float64)  # the forms agree to rounding
 
     def call():
         with torch.no_grad(), force_path("shared"):
