@@ -97,3 +97,9 @@ def test_only_libraries_a_swap_reaches_are_offered(tmp_path, capsys):
     with pytest.raises(SystemExit):
         against_build.main([str(tmp_path), "--library", "gemm"])
     assert "invalid choice: 'gemm'" in capsys.readouterr().err
+
+
+def test_a_filter_that_keeps_no_case_is_refused_before_any_build(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        against_build.main([str(tmp_path), "--only", "resnet18"])
+    assert "--only 'resnet18': no case has it in its name" in capsys.readouterr().err

@@ -124,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.groups < 1 or args.rounds < 1:
         parser.error("--groups and --rounds must be at least 1")
+    chosen = [case for case in cases() if args.only in case[0]]
+    if not chosen:
+        parser.error(f"--only {args.only!r}: no case has it in its name")
     steady_allocator()
     this = native.load(args.library)
     if this is None:
@@ -131,9 +134,6 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as cache:
         other = build_other(os.path.abspath(args.checkout), args.library, cache)
         rows = []
-        chosen = [case for case in cases() if args.only in case[0]]
-        if not chosen:
-            parser.error(f"--only {args.only!r}: no case has it in its name")
         for what, module, reference, x in chosen:
             difference = max(
                 (a - b).abs().max().item()
