@@ -1,5 +1,8 @@
 """The shared form of a stride-1 push-pull layer: push and exact pull from one matrix product."""
 
+import itertools
+import pickle
+
 import pytest
 import timm
 import torch
@@ -8,7 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import timm_pushpull  # noqa: F401  (registers the models)
 from timm_pushpull import native
-from timm_pushpull.layers import PushPull2d, pull_kernel_size
+from timm_pushpull.layers import PushPull2d, exact_path, pull_kernel_size
 from timm_pushpull.layers import push_and_pull as shared
 from timm_pushpull.layers.exact_path import force_path, shared_taps_pay
 from timm_pushpull.layers.exact_pull import blas_gemm
@@ -416,3 +419,109 @@ def test_tiles_of_columns_and_both_layouts_in_training(budget, threads, layout, 
     torch.testing.assert_close(inference, expected, rtol=1e-12, atol=1e-12)
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-10)
+
+
+@needs_kernel
+@pytest.mark.parametrize(
+    "weight_layout",
+    [
+        lambda w: w.contiguous(memory_format=torch.channels_last),  # model.to(channels_last)
+        lambda w: w.permute(3, 2, 1, 0).contiguous().permute(3, 2, 1, 0),  # every stride reversed
+        lambda w: torch.cat([w, w], dim=1)[:, ::2],  # a view with a gap between input channels
+    ],
+)
+def test_the_kernel_reads_the_push_weights_at_their_strides(weight_layout):
+    # the C kernel orders the GEMM's weights itself, from the push kernel's strides
+    case = CASES[2]  # non-square kernel, even width, a bias
+    layer = _layer(case, torch.float64, learn_alpha="channel")
+    layer.push.weight = torch.nn.Parameter(weight_layout(layer.push.weight.detach()))
+    x = torch.randn(2, case[0], 9, 8, dtype=torch.float64)
+    expected = paper_layer(x, layer.push.weight, layer.push.bias, case[4], case[3], layer.alpha)
+    with force_path("shared"):
+        with torch.no_grad():
+            inference = layer.eval()(x)
+        training = layer.train()(x)
+    torch.testing.assert_close(inference, expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(training, expected, rtol=1e-12, atol=1e-12)
+
+
+def _lane_layers() -> list[PushPull2d]:
+    return [
+        PushPull2d(16, 16, 3, padding=1),  # the rules share it
+        PushPull2d(3, 5, 5, padding=2),  # the rules keep the branches apart
+        PushPull2d(16, 16, 3, padding=1, pull_scale=0.5),  # a pull smaller than the push
+        PushPull2d(16, 16, 3, stride=2, padding=1),  # a geometry the shared ops do not compute
+        PushPull2d(16, 16, 3, padding=1, pull_mode="fast"),
+    ]
+
+
+def _lane_inputs(channels: int) -> list[torch.Tensor]:
+    x = torch.randn(2, channels, 9, 10)
+    return [
+        x,
+        x.double(),
+        x.half(),
+        x.bfloat16(),
+        x.contiguous(memory_format=torch.channels_last),
+        x[:0],  # no images
+        x[..., :2, :2],  # smaller than the push kernel with its padding on some layers
+        torch.nn.Parameter(x),  # a Tensor subclass
+    ]
+
+
+@pytest.mark.parametrize("forced", [None, "shared", "c_separable", "direct"])
+@pytest.mark.parametrize("kernels", [True, False])
+def test_the_inference_lane_takes_the_shared_path_exactly_where_the_rules_do(forced, kernels):
+    # eager_shared answers what layer_path would, from fewer checks: a True where layer_path says
+    # otherwise would run the C kernel where it cannot or should not; a False where it says shared,
+    # the slow way
+    for layer, dtype in itertools.product(_lane_layers(), (torch.float32, torch.float64)):
+        layer = layer.to(dtype)
+        for x in _lane_inputs(layer.in_channels):
+            for autocast in (False, True):
+                with (
+                    native.native_kernels(kernels),
+                    force_path(forced),
+                    torch.autocast("cpu", enabled=autocast),
+                ):
+                    try:
+                        expected = exact_path.layer_path(layer, x) == "shared"
+                    except RuntimeError:  # a forced path that cannot run here
+                        expected = False
+                    # a subclass (FakeTensor, a parameter) takes the full way: the kernel reads
+                    # plain tensors' memory
+                    expected = expected and type(x) is torch.Tensor
+                    got = exact_path.eager_shared(layer, x, layer.push.weight)
+                assert got is expected, (layer, x.dtype, x.shape, forced, kernels, autocast)
+
+
+@needs_kernel
+def test_inference_calls_through_the_lane_equal_the_definition():
+    # eval and no_grad or inference_mode: the lane; a vmapped call and a call under a dispatch
+    # mode (the FLOP counter) leave it and still give the definition's response
+    layer = _layer(CASES[0], torch.float64).eval()
+    assert layer.preferred_paths[0] == "shared"
+    x = torch.randn(3, 16, 8, 9, dtype=torch.float64)
+    expected = paper_layer(x, layer.push.weight, layer.push.bias, 2.0, 1, layer.alpha)
+    with torch.no_grad():
+        plain = layer(x)
+        with FlopCounterMode(display=False) as counter:
+            counted = layer(x)
+        mapped = torch.func.vmap(layer)(x.unsqueeze(1)).squeeze(1)
+    with torch.inference_mode():
+        inference = layer(x)
+    assert counter.get_total_flops() > 0
+    for out in (plain, counted, mapped, inference):
+        torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_a_layer_pickled_before_its_kernel_geometry_existed_loads_and_computes():
+    layer = PushPull2d(16, 8, 3, padding=1).eval()
+    x = torch.randn(1, 16, 6, 6)
+    with torch.no_grad():
+        expected = layer(x)
+    del layer.__dict__["kernel_geometry"]  # as pickled by an earlier version
+    restored = pickle.loads(pickle.dumps(layer))
+    assert restored.kernel_geometry == ([7, 7], [1, 1], [3, 3, 3, 3])
+    with torch.no_grad():
+        torch.testing.assert_close(restored(x), expected)

@@ -631,15 +631,33 @@ static int NAME(taps_tasks)(const NAME(taps_call) *call, long first_task, long e
     return 0;
 }
 
+/* The GEMM's weights from the push kernel k ([O][C][sh][sw] at the given strides, in elements):
+   weights[c][(b*sh + a)*O + o] = k[o][c][a][b], z in tap-major order, columns of taps first
+   (taps_along_row). Here rather than as PyTorch's permutation: three operators a call took a
+   share of a small layer's time (BENCHMARKS.md, run 17). */
+static void NAME(gemm_weights)(const geometry *geo, const SCALAR *kernel, long stride_o,
+                               long stride_c, long stride_a, long stride_b, SCALAR *weights) {
+    const int o_count = geo->out_channels, sh = geo->sh, sw = geo->sw;
+    for (int c = 0; c < geo->channels; c++)
+        for (int b = 0; b < sw; b++)
+            for (int a = 0; a < sh; a++) {
+                SCALAR *dst = weights + ((long)c * sw * sh + (long)b * sh + a) * o_count;
+                const SCALAR *src = kernel + c * stride_c + a * stride_a + b * stride_b;
+                for (int o = 0; o < o_count; o++) dst[o] = src[o * stride_o];
+            }
+}
+
+/* weights: C * sh * sw * O elements for the GEMM's weights, which this fills from kernel */
 int NAME(push_pull_taps)(const SCALAR *x, SCALAR *push, SCALAR *pull, unsigned char *mask,
                          long batch, int channels,
                          int height, int width, int out_height, int out_width, int sh, int sw,
                          int push_top, int push_left, int ph, int pw, const double *taps_v,
-                         const double *taps_h, int pull_top, int pull_left, const SCALAR *weights,
-                         const SCALAR *bias, int out_channels, const SCALAR *alpha,
-                         int alpha_count, int ring_rows, int gemm_rows, int tile_cols, int bands,
-                         int planar, SCALAR *scratch, long scratch_per_thread, void *gemm,
-                         int num_threads) {
+                         const double *taps_h, int pull_top, int pull_left, const SCALAR *kernel,
+                         long stride_o, long stride_c, long stride_a, long stride_b,
+                         SCALAR *weights, const SCALAR *bias, int out_channels,
+                         const SCALAR *alpha, int alpha_count, int ring_rows, int gemm_rows,
+                         int tile_cols, int bands, int planar, SCALAR *scratch,
+                         long scratch_per_thread, void *gemm, int num_threads) {
     geometry geo = {channels, height, width, out_height, out_width, sh, sw, push_top, push_left,
                     ph, pw, pull_top, pull_left, out_channels, ring_rows, gemm_rows, tile_cols};
     geo.taps_v = taps_v;
@@ -648,6 +666,7 @@ int NAME(push_pull_taps)(const SCALAR *x, SCALAR *push, SCALAR *pull, unsigned c
     geo.ring_width = taps_ring_width(&geo);
     if (scratch_per_thread < taps_scratch(&geo)) return 1;
     if (mask != NULL && alpha == NULL) return 1;
+    NAME(gemm_weights)(&geo, kernel, stride_o, stride_c, stride_a, stride_b, weights);
     const NAME(taps_call) call = {&geo, x,    weights,     bias,  alpha,  push,
                                   pull, mask, alpha_count, bands, planar, (NAME(taps_gemm_fn))gemm};
     const long tasks = batch * bands * ((out_width + tile_cols - 1) / tile_cols);

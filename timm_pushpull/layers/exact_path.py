@@ -177,6 +177,27 @@ def _runs(path: str, layer, pull, x, weight) -> bool:
     )
 
 
+def eager_shared(layer, x: Tensor, weight: Tensor) -> bool:
+    """Whether :func:`layer_path` gives ``"shared"`` for an eager call ``layer(x)`` on a plain
+    tensor (``weight``: the layer's push kernel), from as few checks as that answer needs;
+    ``False`` sends the call to :func:`layer_path`. An inference call asks this first: the Python
+    around a small layer's kernel took a tenth of ``resnet20_pp_b1``'s time (BENCHMARKS.md,
+    run 17)."""
+    if _forced is None:
+        if layer.preferred_paths[0] != "shared":
+            return False
+    elif _forced != "shared" or layer.pull_mode != "exact" or not _shared_geometry(layer):
+        return False
+    # plain tensors only: subclasses (FakeTensor, DTensor, an FX proxy) take the full way; a
+    # vmapped tensor is a plain one
+    if type(x) is not Tensor or not x.is_cpu or torch.is_autocast_enabled("cpu"):
+        return False
+    if torch.compiler.is_compiling() or torch.jit.is_tracing() or vmapped(x):
+        return False
+    pull_size, push_padding, pull_padding = layer.kernel_geometry
+    return c_shared_runs(x, weight, pull_size, push_padding, pull_padding)
+
+
 def available_paths(layer, x) -> tuple[str, ...]:
     """The paths that can compute ``layer(x)`` here, whatever the rules say."""
     pull, weight = layer.pulls[0], layer.push.weight

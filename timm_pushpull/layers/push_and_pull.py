@@ -242,9 +242,6 @@ def _run_kernel(x, weight, bias, pull_size, push_padding, pull_padding, push, pu
     batch, channels, height, width = x.shape
     out_channels, _, sh, sw = weight.shape
     out_h, out_w = push.shape[-2:]
-    # weights[c, (b*sh + a)*O + o] = k[o, c, a, b]: the GEMM's output is z in tap-major order,
-    # columns of taps first (csrc/push_pull_taps.h, taps_along_row)
-    weights = weight.permute(1, 3, 2, 0).reshape(channels, -1).contiguous()
     taps_v, taps_h = (interpolation_taps(s, p) for s, p in zip((sh, sw), pull_size))
     top, left = push_padding
     pull_top, pull_left = pull_padding[0], pull_padding[2]
@@ -252,7 +249,11 @@ def _run_kernel(x, weight, bias, pull_size, push_padding, pull_padding, push, pu
     tiles = -(-out_w // cover.tile_cols)
     threads = _threads(x, pull_size[0], batch * out_h * tiles)
     bands = -(-threads // (batch * tiles))  # each band of rows recomputes the ring's first rows
-    scratch = scratch_buffer(threads * cover.per_thread, x.dtype)
+    # the GEMM's weights (the kernel fills them from the push kernel) first, cache lines apart
+    # from the threads' scratch
+    weights_size = -(-weight.numel() // 16) * 16
+    scratch = scratch_buffer(weights_size + threads * cover.per_thread, x.dtype)
+    weights = scratch.data_ptr()
     bias = None if bias is None else bias.contiguous()
     if alpha is not None:
         alpha = alpha.contiguous()
@@ -260,11 +261,11 @@ def _run_kernel(x, weight, bias, pull_size, push_padding, pull_padding, push, pu
         x.data_ptr(), push.data_ptr(), None if pull is None else pull.data_ptr(),
         None if mask is None else mask.data_ptr(), batch, channels,
         height, width, out_h, out_w, sh, sw, top, left, pull_size[0], pull_size[1],
-        taps_v.data_ptr(), taps_h.data_ptr(), pull_top, pull_left, weights.data_ptr(),
-        None if bias is None else bias.data_ptr(), out_channels,
+        taps_v.data_ptr(), taps_h.data_ptr(), pull_top, pull_left, weight.data_ptr(),
+        *weight.stride(), weights, None if bias is None else bias.data_ptr(), out_channels,
         None if alpha is None else alpha.data_ptr(), 0 if alpha is None else alpha.numel(),
-        cover.ring_rows, cover.gemm_rows, cover.tile_cols, bands, planar, scratch.data_ptr(),
-        cover.per_thread, kernel_gemm(x.dtype), threads,
+        cover.ring_rows, cover.gemm_rows, cover.tile_cols, bands, planar,
+        weights + weights_size * x.element_size(), cover.per_thread, kernel_gemm(x.dtype), threads,
     )  # fmt: skip
     if status == 1:
         raise RuntimeError("push-pull-taps C kernel: bad geometry")
@@ -630,8 +631,37 @@ def _response(x, weight, bias, alpha, pull_size, push_padding, pull_padding) -> 
         )
         if _run_kernel(x, weight, bias, *args):
             return response
+    return _response_apart(x, weight, bias, alpha, pull_size, push_padding, pull_padding)
+
+
+def _response_apart(x, weight, bias, alpha, pull_size, push_padding, pull_padding) -> Tensor:
     push, pull = _branches_apart(x, weight, bias, pull_size, push_padding, pull_padding)
     return push.relu_().addcmul_(alpha.reshape(1, -1, 1, 1), pull.relu_(), value=-1.0)
+
+
+def eager_response(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    alpha: Tensor,
+    pull_size: list[int],
+    push_padding: list[int],
+    pull_padding: list[int],
+) -> Tensor:
+    """:func:`inference_response` of an eager call that :func:`.exact_path.eager_shared` sent to
+    the C kernel, without the checks its layer answered at construction (the geometry, alpha's
+    count) and that choice did (the kernel runs for these tensors); dispatch modes (the FLOP
+    counter) still get the op."""
+    if _get_current_dispatch_mode() is not None:
+        return torch.ops.timm_pushpull.push_pull_response(
+            x, weight, bias, alpha, pull_size, push_padding, pull_padding
+        )
+    response = _empty_output(x, weight, push_padding)
+    kernel_alpha = alpha if alpha.dtype == x.dtype else alpha.to(x.dtype)
+    if _run_kernel(x, weight, bias, pull_size, push_padding, pull_padding, response, None,
+                   kernel_alpha):  # fmt: skip
+        return response
+    return _response_apart(x, weight, bias, alpha, pull_size, push_padding, pull_padding)
 
 
 @torch.library.custom_op("timm_pushpull::push_pull_response", mutates_args=())

@@ -28,7 +28,7 @@ from . import exact_path
 from .attention import SimAM
 from .exact_pull import output_format
 from .pull import MAX_PULL_SCALE, PULL_MODES, Pull
-from .push_and_pull import inference_response
+from .push_and_pull import eager_response, inference_response
 
 ATTENTION_TYPES = (None, "se", "simam")
 LEARN_ALPHA = (False, True, "channel", "scalar")
@@ -86,8 +86,9 @@ def _padding_pair(padding: int | tuple[int, int] | str, kernel_size, stride, dil
     return _pair(padding)
 
 
-def _shared_args(layer: PushPull2d) -> tuple[list[int], list[int], list[int]]:
-    """The geometry arguments of :mod:`.push_and_pull`'s ops for a layer."""
+def _kernel_geometry(layer: PushPull2d) -> tuple[list[int], list[int], list[int]]:
+    """``(pull_size, push_padding, pull_padding)``: the geometry arguments of
+    :mod:`.push_and_pull`'s ops for a layer (its one pull's)."""
     pull = layer.pulls[0]
     return list(pull.pull_size), list(layer.padding), list(pull.sides)
 
@@ -236,6 +237,8 @@ class PushPull2d(nn.Module):
             self.register_buffer(
                 "alpha", torch.empty((), device=device, dtype=dtype), persistent=False
             )
+        # read on every call: made once
+        self.kernel_geometry = _kernel_geometry(self)
         # how calls are computed where they can be, by the measured rules (:mod:`.exact_path`)
         self.preferred_paths = (
             exact_path.preferred_paths(self) if pull_mode == "exact" else ["fast"]
@@ -296,6 +299,24 @@ class PushPull2d(nn.Module):
             return push.addcmul_(pull, F.relu(self.alpha), value=-1.0)
         return torch.addcmul(push, F.relu(self.alpha), pull, value=-1.0)
 
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        if "kernel_geometry" not in self.__dict__:  # a layer pickled before it existed
+            self.kernel_geometry = _kernel_geometry(self)
+
+    @torch.jit.unused
+    def _eager_inference(self, x: Tensor) -> Tensor | None:
+        """The response of an eager inference call that takes the shared path (the C kernel with
+        the inhibition), with little Python around the kernel: the checks that this call's answer
+        needs, no more (:func:`.exact_path.eager_shared`); None sends the call the full way."""
+        if torch.is_grad_enabled() or not self.rectify or self.attention_type is not None:
+            return None
+        push = self.push
+        weight = push.weight
+        if not exact_path.eager_shared(self, x, weight):
+            return None
+        return eager_response(x, weight, push.bias, F.relu(self.alpha), *self.kernel_geometry)
+
     @torch.jit.unused
     def path(self, x: Tensor) -> str:
         """How a call with ``x`` is computed (:func:`.exact_path.layer_path`)."""
@@ -313,12 +334,12 @@ class PushPull2d(nn.Module):
             )
             alpha = F.relu(self.alpha)
             if not needs_grad:
-                return inference_response(x, weight, bias, alpha, *_shared_args(self))
+                return inference_response(x, weight, bias, alpha, *self.kernel_geometry)
             keep_pull = isinstance(self.alpha, nn.Parameter) and self.alpha.requires_grad
             return torch.ops.timm_pushpull.push_pull_train(
-                x, weight, bias, alpha, *_shared_args(self), keep_pull
+                x, weight, bias, alpha, *self.kernel_geometry, keep_pull
             )[0]
-        push, pull = torch.ops.timm_pushpull.push_and_pull(x, weight, bias, *_shared_args(self))
+        push, pull = torch.ops.timm_pushpull.push_and_pull(x, weight, bias, *self.kernel_geometry)
         return self._respond(push, [pull])
 
     @torch.jit.unused
@@ -342,6 +363,9 @@ class PushPull2d(nn.Module):
         if torch.jit.is_scripting():  # the direct (or dilated) forms, plain convolutions
             push, pulls = self._branches(x, "fast" if self.pull_mode == "fast" else "direct")
             return self._respond(push, pulls)
+        response = self._eager_inference(x)
+        if response is not None:
+            return response
         path = self.path(x)
         if path == "shared":
             return self._shared(x)
