@@ -525,3 +525,28 @@ def test_a_layer_pickled_before_its_kernel_geometry_existed_loads_and_computes()
     assert restored.kernel_geometry == ([7, 7], [1, 1], [3, 3, 3, 3])
     with torch.no_grad():
         torch.testing.assert_close(restored(x), expected)
+
+
+@needs_kernel
+def test_the_lane_asks_again_when_what_its_answer_depends_on_changes(monkeypatch):
+    layer = PushPull2d(16, 16, 3, padding=1)
+    x = torch.randn(2, 16, 9, 10)
+
+    def shared_here(x):
+        return exact_path.eager_shared(layer, x, layer.push.weight)
+
+    assert shared_here(x)
+    with native.native_kernels(False):
+        assert not shared_here(x)
+    assert shared_here(x)
+    assert not shared_here(x[:0])  # no images
+    assert shared_here(x)
+    monkeypatch.setattr(shared, "SCRATCH_BYTES_PER_THREAD", 64)  # no plan fits
+    assert not shared_here(x)
+    monkeypatch.undo()
+    assert shared_here(x)
+    layer.double()
+    assert not shared_here(x)  # float32 input, float64 kernel
+    assert shared_here(x.double())
+    layer.push.weight = torch.nn.Parameter(torch.randn(16, 16, 3, 65, dtype=torch.float64))
+    assert not shared_here(x.double())  # a kernel wider than the C kernels take

@@ -34,6 +34,7 @@ Tests and benchmarks pick a path with :func:`force_path`.
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Iterator
 
 import torch
@@ -43,6 +44,7 @@ from .exact_pull import MAX_TAPS, nonzero_taps
 from .exact_pull import c_kernel_runs as c_pull_runs
 from .portable import portable_graph
 from .push_and_pull import c_kernel_runs as c_shared_runs
+from .push_and_pull import kernel_settings
 
 EXACT_PATHS = ("shared", "c_separable", "torch_separable", "direct")
 
@@ -194,8 +196,19 @@ def eager_shared(layer, x: Tensor, weight: Tensor) -> bool:
         return False
     if torch.compiler.is_compiling() or torch.jit.is_tracing() or vmapped(x):
         return False
-    pull_size, push_padding, pull_padding = layer.kernel_geometry
-    return c_shared_runs(x, weight, pull_size, push_padding, pull_padding)
+    # c_shared_runs of the layer's last eager call, by all that its answer depends on
+    key = (x.shape, x.dtype, weight.shape, weight.dtype, kernel_settings())
+    known = _kernel_runs.get(layer)
+    if known is not None and known[0] == key:
+        return known[1]
+    runs = c_shared_runs(x, weight, *layer.kernel_geometry)
+    _kernel_runs[layer] = (key, runs)
+    return runs
+
+
+# what eager_shared last found for each layer: asking c_shared_runs on every call cost more than
+# its kernel saved in small layers (BENCHMARKS.md, run 17)
+_kernel_runs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def available_paths(layer, x) -> tuple[str, ...]:

@@ -159,6 +159,12 @@ def c_kernel_runs(
     return _c_ready(x.dtype) and plan(*shapes).fits
 
 
+def kernel_settings() -> tuple:
+    """What besides a call's tensors and geometry decides whether the C kernel runs it: the C
+    kernels switched on, and the scratch budget and GEMM rows its plan is made with."""
+    return native.native_enabled(), SCRATCH_BYTES_PER_THREAD, GEMM_PIXELS, MIN_TILE_COLUMNS
+
+
 def _output_shape(x: Tensor, weight: Tensor, push_padding) -> tuple[int, int, int, int]:
     (sh, sw), (top, left) = weight.shape[-2:], push_padding
     check_output_size((x.shape[2] + 2 * top, x.shape[3] + 2 * left), (sh, sw))
