@@ -231,10 +231,53 @@ def _branches_apart(
     return push.contiguous(memory_format=output_format(x)), pull
 
 
-def _threads(x: Tensor, pull_rows: int, tasks: int) -> int:
+def _threads(numel: int, pull_rows: int, tasks: int, available: int) -> int:
     # small inputs: waking threads would cost more than it saves
-    threads = torch.get_num_threads() if x.numel() * pull_rows >= 1 << 16 else 1
-    return min(threads, tasks)
+    return min(available if numel * pull_rows >= 1 << 16 else 1, tasks)
+
+
+class KernelCall(NamedTuple):
+    """A forward call of the C kernel for inputs of one shape and layout: its arguments besides the
+    tensors' memory, made once (:func:`_kernel_call`): a small layer's call spent as long in the
+    Python that made them as in its kernel (BENCHMARKS.md, run 17)."""
+
+    sizes: tuple[
+        int, ...
+    ]  # batch, channels, height, width, out_h, out_w, sh, sw, top, left, ph, pw
+    taps: tuple[Tensor, Tensor]  # the interpolation taps, kept: the kernel reads their memory
+    pull_corner: tuple[int, int]  # the pull's top and left padding
+    out_channels: int
+    schedule: tuple[int, int, int, int, bool]  # ring rows, GEMM rows, tile columns, bands, planar
+    weights_size: int  # elements of the GEMM's weights at the scratch's start
+    per_thread: int
+    threads: int
+
+
+@functools.lru_cache(maxsize=256)
+def _kernel_call(x_shape, planar: bool, itemsize: int, weight_shape, pull_size, push_padding,
+                 pull_padding, settings: tuple, threads_available: int) -> KernelCall:  # fmt: skip
+    """The :class:`KernelCall` for these shapes (tuples) with the :func:`kernel_settings` and
+    threads of the call (``settings``: for the cache, :func:`plan` reads them)."""
+    batch, channels, height, width = x_shape
+    out_channels, _, sh, sw = weight_shape
+    (top, left), (ph, pw) = push_padding, pull_size
+    out_h, out_w = height + 2 * top - sh + 1, width + 2 * left - sw + 1
+    cover = plan(x_shape, weight_shape, pull_size, push_padding, pull_padding, itemsize)
+    tiles = -(-out_w // cover.tile_cols)
+    threads = _threads(batch * channels * height * width, ph, batch * out_h * tiles,
+                       threads_available)  # fmt: skip
+    bands = -(-threads // (batch * tiles))  # each band of rows recomputes the ring's first rows
+    return KernelCall(
+        sizes=(batch, channels, height, width, out_h, out_w, sh, sw, top, left, ph, pw),
+        taps=(interpolation_taps(sh, ph), interpolation_taps(sw, pw)),
+        pull_corner=(pull_padding[0], pull_padding[2]),
+        out_channels=out_channels,
+        schedule=(cover.ring_rows, cover.gemm_rows, cover.tile_cols, bands, planar),
+        # cache lines apart from the threads' scratch
+        weights_size=-(-out_channels * channels * sh * sw // 16) * 16,
+        per_thread=cover.per_thread,
+        threads=threads,
+    )
 
 
 def _run_kernel(x, weight, bias, pull_size, push_padding, pull_padding, push, pull, alpha,
@@ -243,35 +286,27 @@ def _run_kernel(x, weight, bias, pull_size, push_padding, pull_padding, push, pu
     response, and where ``mask`` is given, the mask of :class:`_Response` and ``pull`` (unless
     None) with the pull's pre-activation, channels-last. False where a result is not finite (the
     caller recomputes)."""
-    planar = _planar(x)
-    x = x.contiguous(memory_format=output_format(x))
-    batch, channels, height, width = x.shape
-    out_channels, _, sh, sw = weight.shape
-    out_h, out_w = push.shape[-2:]
-    taps_v, taps_h = (interpolation_taps(s, p) for s, p in zip((sh, sw), pull_size))
-    top, left = push_padding
-    pull_top, pull_left = pull_padding[0], pull_padding[2]
-    cover = plan(x.shape, weight.shape, pull_size, push_padding, pull_padding, x.element_size())
-    tiles = -(-out_w // cover.tile_cols)
-    threads = _threads(x, pull_size[0], batch * out_h * tiles)
-    bands = -(-threads // (batch * tiles))  # each band of rows recomputes the ring's first rows
-    # the GEMM's weights (the kernel fills them from the push kernel) first, cache lines apart
-    # from the threads' scratch
-    weights_size = -(-weight.numel() // 16) * 16
-    scratch = scratch_buffer(weights_size + threads * cover.per_thread, x.dtype)
+    layout = output_format(x)
+    x = x.contiguous(memory_format=layout)
+    call = _kernel_call(
+        x.shape, layout == torch.contiguous_format, x.element_size(), weight.shape,
+        tuple(pull_size), tuple(push_padding), tuple(pull_padding), kernel_settings(),
+        torch.get_num_threads(),
+    )  # fmt: skip
+    # the GEMM's weights (the kernel fills them from the push kernel) first, then the threads'
+    scratch = scratch_buffer(call.weights_size + call.threads * call.per_thread, x.dtype)
     weights = scratch.data_ptr()
     bias = None if bias is None else bias.contiguous()
     if alpha is not None:
         alpha = alpha.contiguous()
     status = _kernel(x.dtype)(
         x.data_ptr(), push.data_ptr(), None if pull is None else pull.data_ptr(),
-        None if mask is None else mask.data_ptr(), batch, channels,
-        height, width, out_h, out_w, sh, sw, top, left, pull_size[0], pull_size[1],
-        taps_v.data_ptr(), taps_h.data_ptr(), pull_top, pull_left, weight.data_ptr(),
-        *weight.stride(), weights, None if bias is None else bias.data_ptr(), out_channels,
+        None if mask is None else mask.data_ptr(), *call.sizes, call.taps[0].data_ptr(),
+        call.taps[1].data_ptr(), *call.pull_corner, weight.data_ptr(), *weight.stride(), weights,
+        None if bias is None else bias.data_ptr(), call.out_channels,
         None if alpha is None else alpha.data_ptr(), 0 if alpha is None else alpha.numel(),
-        cover.ring_rows, cover.gemm_rows, cover.tile_cols, bands, planar,
-        weights + weights_size * x.element_size(), cover.per_thread, kernel_gemm(x.dtype), threads,
+        *call.schedule, weights + call.weights_size * x.element_size(), call.per_thread,
+        kernel_gemm(x.dtype), call.threads,
     )  # fmt: skip
     if status == 1:
         raise RuntimeError("push-pull-taps C kernel: bad geometry")
@@ -389,7 +424,7 @@ def _backward_shared(x, weight, grad_push, grad_pull, pull_size, push_padding, p
                  response.mask.contiguous(memory_format=torch.channels_last),
                  response.alpha.reshape(-1).expand(out_channels).to(x.dtype).contiguous())  # fmt: skip
     tiles = -(-width // cover.tile_cols)
-    threads = _threads(x, pull_size[0], batch * height * tiles)
+    threads = _threads(x.numel(), pull_size[0], batch * height * tiles, torch.get_num_threads())
     bands = -(-threads // (batch * tiles))
     scratch = scratch_buffer(threads * cover.per_thread, x.dtype)
     grad_x = torch.empty_like(x) if need_x else None
