@@ -2,6 +2,7 @@
 
 import itertools
 import pickle
+import threading
 
 import pytest
 import timm
@@ -550,3 +551,32 @@ def test_the_lane_asks_again_when_what_its_answer_depends_on_changes(monkeypatch
     assert shared_here(x.double())
     layer.push.weight = torch.nn.Parameter(torch.randn(16, 16, 3, 65, dtype=torch.float64))
     assert not shared_here(x.double())  # a kernel wider than the C kernels take
+
+
+@needs_kernel
+def test_two_threads_calling_one_layer_with_different_shapes_get_their_own_answers():
+    # the lane keeps one answer per layer and the kernel calls' arguments per shape: threads that
+    # alternate shapes on one layer must never run a call with another shape's arguments
+    layer = _layer(CASES[0], torch.float64).eval()
+    inputs = [torch.randn(2, 16, 7 + i, 9 + 2 * i, dtype=torch.float64) for i in range(4)]
+    expected = [
+        paper_layer(x, layer.push.weight, layer.push.bias, 2.0, 1, layer.alpha) for x in inputs
+    ]
+    errors: list[str] = []
+
+    def run(order: list[int]) -> None:
+        with torch.no_grad():
+            for _ in range(25):
+                for i in order:
+                    out = layer(inputs[i])
+                    if out.shape != expected[i].shape or not torch.allclose(out, expected[i]):
+                        errors.append(f"input {i}")
+
+    threads = [
+        threading.Thread(target=run, args=(order,)) for order in ([0, 1, 2, 3], [3, 2, 1, 0])
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors[:5]
