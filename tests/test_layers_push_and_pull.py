@@ -580,3 +580,23 @@ def test_two_threads_calling_one_layer_with_different_shapes_get_their_own_answe
     for thread in threads:
         thread.join()
     assert not errors, errors[:5]
+
+
+@needs_kernel
+@pytest.mark.parametrize("learn_alpha", [False, "channel"])
+def test_the_kernel_rectifies_alpha_in_inference_as_the_layer_does(learn_alpha):
+    # inference calls hand the C kernel the layer's alpha as it is: relu(alpha) is the kernel's,
+    # NaN kept as torch.relu keeps it
+    layer = _layer(CASES[0], torch.float64, learn_alpha=learn_alpha).eval()
+    values = [-0.5, 0.0, 0.7, 2.0, float("nan"), -3.0, 1.0, -0.0]
+    x = torch.randn(2, 16, 8, 9, dtype=torch.float64)
+    for value in values if not learn_alpha else [None]:
+        with torch.no_grad():
+            if learn_alpha:
+                layer.alpha.copy_(torch.tensor(values).view(1, -1, 1, 1))
+            else:
+                layer.alpha.fill_(value)
+            got = layer(x)
+        rectified = F.relu(layer.alpha.detach())
+        expected = paper_layer(x, layer.push.weight, layer.push.bias, 2.0, 1, rectified)
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12, equal_nan=True)

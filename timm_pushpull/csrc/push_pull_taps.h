@@ -419,15 +419,18 @@ static VECTOR_CLONES void NAME(taps_out_row)(const geometry *geo, const SCALAR *
     }
 }
 
-/* relu(push) - alpha * relu(pull) into response_row (which may be push_row); the ReLUs keep NaN,
-   as torch.relu */
+/* relu(push) - alpha * relu(pull) into response_row (which may be push_row), alpha rectified
+   here where rectify_alpha; the ReLUs keep NaN, as torch.relu */
 static VECTOR_CLONES void NAME(taps_inhibit)(SCALAR *response_row, const SCALAR *push_row,
                                              const SCALAR *pull_row, const SCALAR *alpha,
-                                             int alpha_count, long pixels, int o) {
+                                             int alpha_count, int rectify_alpha, long pixels,
+                                             int o) {
     for (long p = 0; p < pixels; p++)
         for (int c = 0; c < o; c++) {
             const SCALAR push = push_row[p * o + c], pull = pull_row[p * o + c];
-            const SCALAR inhibition = alpha[alpha_count == 1 ? 0 : c] * (pull < 0 ? 0 : pull);
+            const SCALAR given = alpha[alpha_count == 1 ? 0 : c];
+            const SCALAR strength = rectify_alpha && given < 0 ? 0 : given;
+            const SCALAR inhibition = strength * (pull < 0 ? 0 : pull);
             response_row[p * o + c] = (push < 0 ? 0 : push) - inhibition;
         }
 }
@@ -437,8 +440,9 @@ static VECTOR_CLONES void NAME(taps_inhibit)(SCALAR *response_row, const SCALAR 
                                  * z[n, i + u - pull_top, j + v - pull_left, b, a, o]
    with z[n, r, col, b, a, o] = sum_c x[n, r, col, c] weights[c, (b*sh + a)*O + o] (zero outside
    the image): x [N, H, W, C] and both outputs [N, Ho, Wo, O] channels-last, or all NCHW
-   (planar), stride 1, no dilation, one group. With alpha (already rectified; one value or one
-   per channel) push receives relu(push) - alpha * relu(pull); where mask is given (training),
+   (planar), stride 1, no dilation, one group. With alpha (one value or one per channel,
+   rectified here where rectify_alpha, else already) push receives relu(push) -
+   relu(alpha) * relu(pull); where mask is given (training),
    mask [N, Ho, Wo, O] the branches whose ReLU passes a gradient (bit 0 push, bit 1 pull: a
    pre-activation > 0 or NaN, as torch's threshold_backward) and pull, unless NULL, the pull's
    pre-activation (for a learned alpha's gradient), both channels-last whatever the layout of x;
@@ -456,7 +460,7 @@ typedef struct {
     const SCALAR *x, *weights, *bias, *alpha;
     SCALAR *push, *pull;
     unsigned char *mask;
-    int alpha_count, bands, planar;
+    int alpha_count, rectify_alpha, bands, planar;
     NAME(taps_gemm_fn) mix;
 } NAME(taps_call);
 
@@ -619,7 +623,7 @@ static int NAME(taps_tasks)(const NAME(taps_call) *call, long first_task, long e
             if (inhibit) {
                 out_row_start = call->planar ? spare_push : call->push + out_offset;
                 NAME(taps_inhibit)(out_row_start, push_row, pull_row, call->alpha,
-                                   call->alpha_count, cols, o);
+                                   call->alpha_count, call->rectify_alpha, cols, o);
                 if (!masked && !NAME(all_finite)(out_row_start, (long)cols * o)) return 2;
             }
             if (call->planar) {
@@ -655,7 +659,8 @@ int NAME(push_pull_taps)(const SCALAR *x, SCALAR *push, SCALAR *pull, unsigned c
                          const double *taps_h, int pull_top, int pull_left, const SCALAR *kernel,
                          long stride_o, long stride_c, long stride_a, long stride_b,
                          SCALAR *weights, const SCALAR *bias, int out_channels,
-                         const SCALAR *alpha, int alpha_count, int ring_rows, int gemm_rows,
+                         const SCALAR *alpha, int alpha_count, int rectify_alpha,
+                         int ring_rows, int gemm_rows,
                          int tile_cols, int bands, int planar, SCALAR *scratch,
                          long scratch_per_thread, void *gemm, int num_threads) {
     geometry geo = {channels, height, width, out_height, out_width, sh, sw, push_top, push_left,
@@ -667,8 +672,9 @@ int NAME(push_pull_taps)(const SCALAR *x, SCALAR *push, SCALAR *pull, unsigned c
     if (scratch_per_thread < taps_scratch(&geo)) return 1;
     if (mask != NULL && alpha == NULL) return 1;
     NAME(gemm_weights)(&geo, kernel, stride_o, stride_c, stride_a, stride_b, weights);
-    const NAME(taps_call) call = {&geo, x,    weights,     bias,  alpha,  push,
-                                  pull, mask, alpha_count, bands, planar, (NAME(taps_gemm_fn))gemm};
+    const NAME(taps_call) call = {&geo,        x,           weights,       bias,  alpha,
+                                  push,        pull,        mask,          alpha_count,
+                                  rectify_alpha, bands,     planar,        (NAME(taps_gemm_fn))gemm};
     const long tasks = batch * bands * ((out_width + tile_cols - 1) / tile_cols);
     int status = 0;
     if (num_threads > tasks) num_threads = (int)tasks;

@@ -281,11 +281,11 @@ def _kernel_call(x_shape, planar: bool, itemsize: int, weight_shape, pull_size, 
 
 
 def _run_kernel(x, weight, bias, pull_size, push_padding, pull_padding, push, pull, alpha,
-                mask=None) -> bool:  # fmt: skip
-    """Fill ``push`` and ``pull``, all in the layout of ``x``; or, when ``alpha``, ``push`` with the
-    response, and where ``mask`` is given, the mask of :class:`_Response` and ``pull`` (unless
-    None) with the pull's pre-activation, channels-last. False where a result is not finite (the
-    caller recomputes)."""
+                mask=None, rectify_alpha: bool = False) -> bool:  # fmt: skip
+    """Fill ``push`` and ``pull``, all in the layout of ``x``; or, when ``alpha`` (rectified by
+    the kernel where ``rectify_alpha``), ``push`` with the response, and where ``mask`` is given,
+    the mask of :class:`_Response` and ``pull`` (unless None) with the pull's pre-activation,
+    channels-last. False where a result is not finite (the caller recomputes)."""
     layout = output_format(x)
     x = x.contiguous(memory_format=layout)
     call = _kernel_call(
@@ -305,7 +305,7 @@ def _run_kernel(x, weight, bias, pull_size, push_padding, pull_padding, push, pu
         call.taps[1].data_ptr(), *call.pull_corner, weight.data_ptr(), *weight.stride(), weights,
         None if bias is None else bias.data_ptr(), call.out_channels,
         None if alpha is None else alpha.data_ptr(), 0 if alpha is None else alpha.numel(),
-        *call.schedule, weights + call.weights_size * x.element_size(), call.per_thread,
+        rectify_alpha, *call.schedule, weights + call.weights_size * x.element_size(), call.per_thread,
         kernel_gemm(x.dtype), call.threads,
     )  # fmt: skip
     if status == 1:
@@ -689,20 +689,21 @@ def eager_response(
     push_padding: list[int],
     pull_padding: list[int],
 ) -> Tensor:
-    """:func:`inference_response` of an eager call that :func:`.exact_path.eager_shared` sent to
-    the C kernel, without the checks its layer answered at construction (the geometry, alpha's
-    count) and that choice did (the kernel runs for these tensors); dispatch modes (the FLOP
-    counter) still get the op."""
+    """:func:`inference_response` with ``relu(alpha)`` of an eager call that
+    :func:`.exact_path.eager_shared` sent to the C kernel (which rectifies ``alpha``: one operator
+    fewer), without the checks its layer answered at construction (the geometry, alpha's count)
+    and that choice did (the kernel runs for these tensors); dispatch modes (the FLOP counter)
+    still get the op."""
     if _get_current_dispatch_mode() is not None:
         return torch.ops.timm_pushpull.push_pull_response(
-            x, weight, bias, alpha, pull_size, push_padding, pull_padding
+            x, weight, bias, F.relu(alpha), pull_size, push_padding, pull_padding
         )
     response = _empty_output(x, weight, push_padding)
     kernel_alpha = alpha if alpha.dtype == x.dtype else alpha.to(x.dtype)
     if _run_kernel(x, weight, bias, pull_size, push_padding, pull_padding, response, None,
-                   kernel_alpha):  # fmt: skip
+                   kernel_alpha, rectify_alpha=True):  # fmt: skip
         return response
-    return _response_apart(x, weight, bias, alpha, pull_size, push_padding, pull_padding)
+    return _response_apart(x, weight, bias, F.relu(alpha), pull_size, push_padding, pull_padding)
 
 
 @torch.library.custom_op("timm_pushpull::push_pull_response", mutates_args=())
