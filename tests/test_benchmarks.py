@@ -131,6 +131,31 @@ def test_pair_runs_report_each_run_and_the_median():
     assert "resnet20_pp_b1 eval" in text and "resnet20_pp_b1 train" in text
 
 
+def test_inference_lane_benchmark_reports_the_tiny_call_and_the_model_runs():
+    from timm_pushpull.benchmarks.models import bench_inference_lane
+    from timm_pushpull.layers import exact_path
+
+    text = bench_inference_lane(quick=True)
+    assert "| 16->16 3x3, h=2 |" in text
+    assert "the lane or the full way, 1 runs of 2 interleaved rounds" in text
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    assert [row.split(" | ")[0] for row in rows[-2:]] == ["| 1", "| median (range)"]
+    assert exact_path._lane  # switched back on
+
+
+def test_interleaved_rounds_start_with_each_function_in_turn():
+    # the function timed after another ran at another speed: each takes every place in turn
+    from timm_pushpull.benchmarks.timing import interleaved_medians
+
+    calls: list[str] = []
+    fns = {name: (lambda name=name: calls.append(name)) for name in "abc"}
+    times = interleaved_medians(fns, rounds=6, warmup=0)
+    assert set(times) == {"a", "b", "c"}
+    firsts = [calls[i] for i in range(0, 18, 3)]
+    assert firsts == ["a", "b", "c", "a", "b", "c"]
+    assert all(sorted(calls[i : i + 3]) == ["a", "b", "c"] for i in range(0, 18, 3))
+
+
 def test_out_of_place_variant_of_the_benchmark_computes_the_layer():
     import torch
 

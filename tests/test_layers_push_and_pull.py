@@ -600,3 +600,16 @@ def test_the_kernel_rectifies_alpha_in_inference_as_the_layer_does(learn_alpha):
         rectified = F.relu(layer.alpha.detach())
         expected = paper_layer(x, layer.push.weight, layer.push.bias, 2.0, 1, rectified)
         torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12, equal_nan=True)
+
+
+@needs_kernel
+def test_the_lane_switched_off_sends_calls_the_full_way_with_the_same_results():
+    layer = _layer(CASES[0], torch.float64).eval()
+    x = torch.randn(2, 16, 7, 8, dtype=torch.float64)
+    with torch.no_grad():
+        through_lane = layer(x)
+        with exact_path.eager_lane(False):
+            assert not exact_path.eager_shared(layer, x, layer.push.weight)
+            full_way = layer(x)
+        assert exact_path.eager_shared(layer, x, layer.push.weight)
+    torch.testing.assert_close(through_lane, full_way, rtol=1e-13, atol=1e-13)

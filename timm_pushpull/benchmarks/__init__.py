@@ -61,6 +61,12 @@ def _pairs(quick: bool) -> str:
     )
 
 
+def _lane(quick: bool) -> str:
+    from .models import bench_inference_lane
+
+    return bench_inference_lane(quick=quick)
+
+
 def _models(quick: bool) -> str:
     from .models import bench_models
 
@@ -109,6 +115,7 @@ _SECTIONS: dict[str, Callable[[bool], str]] = {
     "blurpool": _blurpool,
     "models": _models,
     "pairs": _pairs,
+    "lane": _lane,
     "corruptions": _corruptions,
     "training": _training,
     "evaluate": _evaluate,

@@ -40,15 +40,19 @@ def steady_allocator() -> bool:
 def interleaved_medians(
     fns: dict[str, Callable[[], object]], rounds: int, warmup: int = 2
 ) -> dict[str, float]:
-    """Median seconds per call of each function, timed in interleaved rounds."""
+    """Median seconds per call of each function, timed in interleaved rounds, each round starting
+    one function later: a function timed right after another ran up to 2% slower or faster than
+    the same function elsewhere in the round (BENCHMARKS.md, run 17)."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
+    names = list(fns)
     times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
+    for round_index in range(rounds):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
             start = time.perf_counter()
-            fn()
+            fns[name]()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(values) for name, values in times.items()}
 

@@ -67,6 +67,7 @@ SEPARABLE_MAX_IN_CHANNELS = 4
 SHARED_TAP_COST = 2.7
 
 _forced: str | None = None
+_lane = True
 
 
 def separable_pays(
@@ -185,6 +186,8 @@ def eager_shared(layer, x: Tensor, weight: Tensor) -> bool:
     ``False`` sends the call to :func:`layer_path`. An inference call asks this first: the Python
     around a small layer's kernel took a tenth of ``resnet20_pp_b1``'s time (BENCHMARKS.md,
     run 17)."""
+    if not _lane:
+        return False
     if _forced is None:
         if layer.preferred_paths[0] != "shared":
             return False
@@ -271,3 +274,16 @@ def force_path(path: str | None) -> Iterator[None]:
         yield
     finally:
         _forced = previous
+
+
+@contextlib.contextmanager
+def eager_lane(enabled: bool) -> Iterator[None]:
+    """Let inference calls take the lane of :func:`eager_shared` inside the block, or send every
+    call the full way through :func:`layer_path` (``False``; same results, the Python before the
+    lane), for benchmarks; process-wide, like :func:`force_path`."""
+    global _lane
+    previous, _lane = _lane, bool(enabled)
+    try:
+        yield
+    finally:
+        _lane = previous
