@@ -681,19 +681,14 @@ def _response_apart(x, weight, bias, alpha, pull_size, push_padding, pull_paddin
 
 
 def eager_response(
-    x: Tensor,
-    weight: Tensor,
-    bias: Tensor | None,
-    alpha: Tensor,
-    pull_size: list[int],
-    push_padding: list[int],
-    pull_padding: list[int],
+    x: Tensor, weight: Tensor, bias: Tensor | None, alpha: Tensor, geometry: tuple
 ) -> Tensor:
     """:func:`inference_response` with ``relu(alpha)`` of an eager call that
     :func:`.exact_path.eager_shared` sent to the C kernel (which rectifies ``alpha``: one operator
-    fewer), without the checks its layer answered at construction (the geometry, alpha's count)
-    and that choice did (the kernel runs for these tensors); dispatch modes (the FLOP counter)
-    still get the op."""
+    fewer), without the checks its layer answered at construction (``geometry``, its
+    ``kernel_geometry``; alpha's count) and that choice did (the kernel runs for these tensors);
+    dispatch modes (the FLOP counter) still get the op."""
+    pull_size, push_padding, pull_padding = geometry
     if _get_current_dispatch_mode() is not None:
         return torch.ops.timm_pushpull.push_pull_response(
             x, weight, bias, F.relu(alpha), pull_size, push_padding, pull_padding

@@ -315,7 +315,7 @@ class PushPull2d(nn.Module):
         weight = push.weight
         if not exact_path.eager_shared(self, x, weight):
             return None
-        return eager_response(x, weight, push.bias, self.alpha, *self.kernel_geometry)
+        return eager_response(x, weight, push.bias, self.alpha, self.kernel_geometry)
 
     @torch.jit.unused
     def path(self, x: Tensor) -> str:
