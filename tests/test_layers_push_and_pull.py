@@ -613,3 +613,20 @@ def test_the_lane_switched_off_sends_calls_the_full_way_with_the_same_results():
             full_way = layer(x)
         assert exact_path.eager_shared(layer, x, layer.push.weight)
     torch.testing.assert_close(through_lane, full_way, rtol=1e-13, atol=1e-13)
+
+
+@needs_kernel
+def test_the_lane_allocates_on_the_cpu_whatever_the_default_device():
+    # torch.set_default_device moves every allocation without a device: the lane's output must
+    # stay with its CPU input, where the kernel writes it
+    layer = _layer(CASES[0], torch.float64).eval()
+    x = torch.randn(2, 16, 6, 7, dtype=torch.float64)
+    expected = paper_layer(x, layer.push.weight, layer.push.bias, 2.0, 1, layer.alpha)
+    torch.set_default_device("meta")
+    try:
+        with torch.no_grad():
+            got = layer(x)
+    finally:
+        torch.set_default_device(None)
+    assert got.device.type == "cpu"
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)

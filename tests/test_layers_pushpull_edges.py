@@ -301,3 +301,50 @@ def test_double_backward_through_every_c_op(kwargs, path):
     with force_path(path):
         assert layer.path(x) == path
         assert torch.autograd.gradgradcheck(lambda x, *_: layer(x), (x, *params), atol=1e-5)
+
+
+@pytest.mark.parametrize("pad_mode", ["zero", "reflect"])
+def test_cpu_layers_under_another_default_device_compute_on_the_cpu(pad_mode):
+    # torch.set_default_device moves every allocation made without a device; the C kernels'
+    # buffers and tables must stay on the CPU with their inputs (a meta or CUDA pointer handed to
+    # C code crashes the process)
+    from timm_pushpull.layers import BlurPool2d
+    from timm_pushpull.layers import blur_pool as blur_pool_module
+    from timm_pushpull.layers import exact_pull as exact_pull_module
+    from timm_pushpull.layers import push_and_pull as shared_module
+
+    torch.manual_seed(0)
+    layers = {
+        "shared": PushPull2d(16, 16, 3, padding=1),
+        "strided": PushPull2d(3, 24, 7, stride=2, padding=3),
+        "blur": BlurPool2d(16, "binomial", 3, 2, pad_mode=pad_mode),
+    }
+    inputs = {"shared": torch.randn(2, 16, 9, 10), "strided": torch.randn(2, 3, 21, 19)}
+    inputs["blur"] = torch.randn(2, 16, 11, 12)
+
+    def outputs():
+        got = {}
+        for name, layer in layers.items():
+            x = inputs[name].clone().requires_grad_(True)
+            with torch.no_grad():  # first: inference calls reach the C kernels without an op
+                inference = layer.eval()(x)
+            out = layer.train()(x)
+            (grad,) = torch.autograd.grad(out.square().sum(), x)
+            got[name] = (inference, out.detach(), grad)
+        return got
+
+    # the buffers and tables are made on first use and kept: first use under the other device
+    exact_pull_module._scratch.__dict__.clear()
+    for cached in (blur_pool_module.blur_matrix, blur_pool_module._source_index,
+                   blur_pool_module._taps_tensor, shared_module._kernel_call):  # fmt: skip
+        cached.cache_clear()
+    torch.set_default_device("meta")
+    try:
+        got = outputs()
+    finally:
+        torch.set_default_device(None)
+    expected = outputs()
+    for name, tensors in got.items():
+        for value, want in zip(tensors, expected[name]):
+            assert value.device.type == "cpu", name
+            torch.testing.assert_close(value, want, msg=name)

@@ -86,11 +86,13 @@ def blur_matrix(
     """``[out, size]`` matrix that pads, filters and subsamples a signal of ``size`` samples."""
     left = (len(taps) - 1) // 2
     right = len(taps) - 1 - left
-    basis = torch.eye(size, dtype=torch.float64).unsqueeze(1)  # one impulse per input sample
+    # built on the CPU whatever torch.set_default_device says (cached, then moved), one impulse
+    # per input sample
+    basis = torch.eye(size, dtype=torch.float64, device="cpu").unsqueeze(1)
     mode = "constant" if pad_mode == "zero" else pad_mode
     padded = F.pad(basis, (left, right), mode=mode)
     filtered = F.conv1d(
-        padded, torch.tensor(taps, dtype=torch.float64).view(1, 1, -1), stride=stride
+        padded, torch.tensor(taps, dtype=torch.float64, device="cpu").view(1, 1, -1), stride=stride
     )
     return filtered[:, 0, :].T.contiguous().to(dtype=dtype, device=device)
 
@@ -155,7 +157,8 @@ def _source_index(size: int, num_taps: int, stride: int, pad_mode: str) -> Tenso
     Made by padding the indices themselves with ``F.pad``, so it follows PyTorch's padding rules.
     """
     left = (num_taps - 1) // 2
-    index = torch.arange(size, dtype=torch.float64).view(1, 1, size)
+    # on the CPU whatever torch.set_default_device says: the C kernel reads it
+    index = torch.arange(size, dtype=torch.float64, device="cpu").view(1, 1, size)
     if pad_mode == "zero":
         padded = F.pad(index, (left, num_taps - 1 - left), value=-1.0)
     else:
@@ -165,7 +168,7 @@ def _source_index(size: int, num_taps: int, stride: int, pad_mode: str) -> Tenso
 
 @functools.lru_cache(maxsize=64)
 def _taps_tensor(taps: tuple[float, ...]) -> Tensor:
-    return torch.tensor(taps, dtype=torch.float32)
+    return torch.tensor(taps, dtype=torch.float32, device="cpu")  # the C kernel reads it
 
 
 def _native_kernel():

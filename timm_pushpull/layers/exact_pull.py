@@ -76,8 +76,8 @@ def scratch_buffer(numel: int, dtype: torch.dtype) -> Tensor:
     buffer = buffers.get(dtype)
     if buffer is not None and buffer.numel() >= numel:
         return buffer[:numel]
-    with torch.inference_mode(False):
-        buffer = torch.empty(numel, dtype=dtype)
+    with torch.inference_mode(False):  # on the CPU whatever torch.set_default_device says
+        buffer = torch.empty(numel, dtype=dtype, device="cpu")
     if numel * buffer.element_size() <= RETAINED_SCRATCH_BYTES:
         buffers[dtype] = buffer
     return buffer
@@ -407,7 +407,9 @@ def _c_forward(x, weight, bias, pull_size, stride, padding, dilation, groups) ->
         bias = None if bias is None else bias.contiguous()
         return out if kernels.mix_in_one_pass(x, mixing[0].contiguous(), bias, out, gemm) else None
     kernels = _Kernels(x, weight, *args, CHUNK_BYTES)
-    pixels_last = torch.empty(shape, dtype=x.dtype, memory_format=torch.channels_last)
+    pixels_last = torch.empty(
+        shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last
+    )
     pixels_last = pixels_last.permute(0, 2, 3, 1)  # [N, Ho, Wo, O], contiguous
     buffer = kernels.buffer()
     for block in kernels.blocks(x.shape[0]):

@@ -241,9 +241,9 @@ class KernelCall(NamedTuple):
     tensors' memory, made once (:func:`_kernel_call`): a small layer's call spent as long in the
     Python that made them as in its kernel (BENCHMARKS.md, run 17)."""
 
-    sizes: tuple[
-        int, ...
-    ]  # batch, channels, height, width, out_h, out_w, sh, sw, top, left, ph, pw
+    # batch, channels, height, width, out_h, out_w, sh, sw, top, left, ph, pw
+    sizes: tuple[int, ...]
+    output_shape: tuple[int, int, int, int]
     taps: tuple[Tensor, Tensor]  # the interpolation taps, kept: the kernel reads their memory
     pull_corner: tuple[int, int]  # the pull's top and left padding
     out_channels: int
@@ -269,6 +269,7 @@ def _kernel_call(x_shape, planar: bool, itemsize: int, weight_shape, pull_size, 
     bands = -(-threads // (batch * tiles))  # each band of rows recomputes the ring's first rows
     return KernelCall(
         sizes=(batch, channels, height, width, out_h, out_w, sh, sw, top, left, ph, pw),
+        output_shape=(batch, out_channels, out_h, out_w),
         taps=(interpolation_taps(sh, ph), interpolation_taps(sw, pw)),
         pull_corner=(pull_padding[0], pull_padding[2]),
         out_channels=out_channels,
@@ -280,12 +281,8 @@ def _kernel_call(x_shape, planar: bool, itemsize: int, weight_shape, pull_size, 
     )
 
 
-def _run_kernel(x, weight, bias, pull_size, push_padding, pull_padding, push, pull, alpha,
-                mask=None, rectify_alpha: bool = False) -> bool:  # fmt: skip
-    """Fill ``push`` and ``pull``, all in the layout of ``x``; or, when ``alpha`` (rectified by
-    the kernel where ``rectify_alpha``), ``push`` with the response, and where ``mask`` is given,
-    the mask of :class:`_Response` and ``pull`` (unless None) with the pull's pre-activation,
-    channels-last. False where a result is not finite (the caller recomputes)."""
+def _prepared(x, weight, pull_size, push_padding, pull_padding):
+    """``(x in its output layout, that layout, the KernelCall)`` of a forward call."""
     layout = output_format(x)
     x = x.contiguous(memory_format=layout)
     call = _kernel_call(
@@ -293,6 +290,17 @@ def _run_kernel(x, weight, bias, pull_size, push_padding, pull_padding, push, pu
         tuple(pull_size), tuple(push_padding), tuple(pull_padding), kernel_settings(),
         torch.get_num_threads(),
     )  # fmt: skip
+    return x, layout, call
+
+
+def _run_kernel(x, weight, bias, pull_size, push_padding, pull_padding, push, pull, alpha,
+                mask=None, rectify_alpha: bool = False, prepared=None) -> bool:  # fmt: skip
+    """Fill ``push`` and ``pull``, all in the layout of ``x``; or, when ``alpha`` (rectified by
+    the kernel where ``rectify_alpha``), ``push`` with the response, and where ``mask`` is given,
+    the mask of :class:`_Response` and ``pull`` (unless None) with the pull's pre-activation,
+    channels-last. False where a result is not finite (the caller recomputes). ``prepared``:
+    :func:`_prepared` of this call, where the caller made it."""
+    x, _, call = prepared or _prepared(x, weight, pull_size, push_padding, pull_padding)
     # the GEMM's weights (the kernel fills them from the push kernel) first, then the threads'
     scratch = scratch_buffer(call.weights_size + call.threads * call.per_thread, x.dtype)
     weights = scratch.data_ptr()
@@ -693,10 +701,13 @@ def eager_response(
         return torch.ops.timm_pushpull.push_pull_response(
             x, weight, bias, F.relu(alpha), pull_size, push_padding, pull_padding
         )
-    response = _empty_output(x, weight, push_padding)
+    prepared = _prepared(x, weight, pull_size, push_padding, pull_padding)
+    _, layout, call = prepared
+    # on the CPU whatever torch.set_default_device says: the kernel writes it
+    response = torch.empty(call.output_shape, dtype=x.dtype, device="cpu", memory_format=layout)
     kernel_alpha = alpha if alpha.dtype == x.dtype else alpha.to(x.dtype)
     if _run_kernel(x, weight, bias, pull_size, push_padding, pull_padding, response, None,
-                   kernel_alpha, rectify_alpha=True):  # fmt: skip
+                   kernel_alpha, rectify_alpha=True, prepared=prepared):  # fmt: skip
         return response
     return _response_apart(x, weight, bias, F.relu(alpha), pull_size, push_padding, pull_padding)
 
