@@ -605,3 +605,32 @@ def test_runs_on_the_gpu(name):
     assert out.is_cuda and out.shape == images.shape
     if name not in RANDOM_CORRUPTIONS:
         torch.testing.assert_close(out.cpu(), corrupt(images, name, 3), atol=1e-4, rtol=0)
+
+
+_UNDER_ANOTHER_DEFAULT_DEVICE = """
+import torch
+from timm_pushpull.robustness.corruptions import ALL_CORRUPTIONS, corrupt
+x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+torch.set_default_device("meta")  # first, so that every cached table is made under it
+try:
+    moved = {name: corrupt(x, name, 3, seed=1) for name in ALL_CORRUPTIONS}
+finally:
+    torch.set_default_device(None)
+for name in ALL_CORRUPTIONS:
+    assert moved[name].device.type == "cpu", name
+    assert torch.equal(moved[name], corrupt(x, name, 3, seed=1)), name
+print("same")
+"""
+
+
+def test_cpu_images_are_corrupted_on_the_cpu_whatever_the_default_device():
+    # torch.set_default_device("cuda") for the model must not send a CPU batch's tables and
+    # buffers elsewhere: seven corruptions failed, and C kernels would be handed other pointers;
+    # a fresh process, so that no table was cached before
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _UNDER_ANOTHER_DEFAULT_DEVICE], capture_output=True, text=True
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "same", done.stderr[-2000:]
