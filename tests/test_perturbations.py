@@ -144,3 +144,33 @@ def test_evaluate_generates_imagenet_p_sequences_at_the_model_size():
                              perturbations=["translate"], scale="imagenet", progress=False,
                              mean=[0.0] * 3, std=[1.0] * 3)  # fmt: skip
     assert results["perturbations"]["translate"]["n_frames"] == 41  # ImageNet-P's translate
+
+
+_SEQUENCES_UNDER_ANOTHER_DEFAULT_DEVICE = """
+import torch
+from timm_pushpull.robustness.perturbations import PERTURBATIONS, perturbation_sequence
+x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+torch.set_default_device("meta")  # first, so that every cached table is made under it
+try:
+    moved = {name: perturbation_sequence(x, name, seed=1, num_frames=3) for name in PERTURBATIONS}
+finally:
+    torch.set_default_device(None)
+for name in PERTURBATIONS:
+    assert moved[name].device.type == "cpu", name
+    assert torch.equal(moved[name], perturbation_sequence(x, name, seed=1, num_frames=3)), name
+print("same")
+"""
+
+
+def test_cpu_sequences_are_made_on_the_cpu_whatever_the_default_device():
+    # torch.set_default_device("cuda") for the model must not send a CPU batch's tables elsewhere:
+    # four perturbations failed; a fresh process, so that no table was cached before
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _SEQUENCES_UNDER_ANOTHER_DEFAULT_DEVICE],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "same", done.stderr[-2000:]

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 
 from .corruptions.filters import gaussian_blur2d, motion_blur2d
 from .corruptions.noise import gaussian_noise, poisson_noise, speckle_noise
-from .corruptions.params import check_images
+from .corruptions.params import check_images, on_images_device
 from .corruptions.weather import add_snow, adjust_value, liquid_layer, snow_layer, water_spatter
 
 __all__ = [
@@ -408,7 +408,8 @@ def perturbation_sequence(
     x = images.float()
     if crop is not None and name not in GEOMETRIC:
         x = _centre_crop(x, crop)
-    frames = _SEQUENCE_FNS[name](x, num_frames, generator, params, pixels)
+    with on_images_device(images):
+        frames = _SEQUENCE_FNS[name](x, num_frames, generator, params, pixels)
     if crop is not None and name in GEOMETRIC:
         frames = [_centre_crop(frame, crop) for frame in frames]
     return torch.stack(frames, 1).clamp(0, 1).to(images.dtype)

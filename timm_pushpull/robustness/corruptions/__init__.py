@@ -49,8 +49,6 @@ Draws depend on an image's position in the batch, so pass a different seed per b
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
 from . import blur, digital, noise, weather
@@ -70,6 +68,7 @@ from .params import (
     check_choice,
     check_images,
     check_severity,
+    on_images_device,
 )
 from .random import RANDOM_CHUNK
 from .weather import (
@@ -159,11 +158,7 @@ def corrupt(
     params = SEVERITY_PARAMS[name][scale][severity - 1]
     options = {"frost": {"source": frost}, "spatter": {"overflow": spatter}}.get(name, {})
     x = images.float().contiguous()  # mixed memory formats (channels-last in) slow every op down
-    # the tables and buffers of CPU images made without a device stay on the CPU, whatever
-    # torch.set_default_device says (meta or CUDA tensors handed to CPU code fail or crash); only
-    # then the device's mode, which sees every operator
-    moved = images.device.type == "cpu" and torch.get_default_device().type != "cpu"
-    with torch.device("cpu") if moved else contextlib.nullcontext():
+    with on_images_device(images):
         out = _CORRUPTION_FNS[name](x, params, generator, **options)
     if out.data_ptr() == x.data_ptr():  # an identity (saturate on grey): never clamp the input
         out = out.clone()

@@ -9,6 +9,7 @@ copied from the dataset generation scripts in https://github.com/hendrycks/robus
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import numpy as np
@@ -192,6 +193,14 @@ SEVERITY_PARAMS: dict[str, dict[str, tuple]] = {
 # A corruption: f(x [B, C, H, W] float32, parameters of one severity, generator) -> images; each
 # category module (noise, blur, weather, digital) holds its corruptions in a CORRUPTION_FNS table.
 CorruptionFn = Callable[[torch.Tensor, object, torch.Generator], torch.Tensor]
+
+
+def on_images_device(images: torch.Tensor) -> contextlib.AbstractContextManager:
+    """A block in which the tables and buffers made without a device stay on the CPU with CPU
+    ``images``, whatever ``torch.set_default_device`` says (meta or CUDA tensors handed to CPU
+    code fail or crash); a no-op otherwise, since the device's mode sees every operator."""
+    moved = images.device.type == "cpu" and torch.get_default_device().type != "cpu"
+    return torch.device("cpu") if moved else contextlib.nullcontext()
 
 
 def check_images(images: torch.Tensor, arg: str = "images") -> None:
