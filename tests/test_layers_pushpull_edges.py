@@ -348,3 +348,41 @@ def test_cpu_layers_under_another_default_device_compute_on_the_cpu(pad_mode):
         for value, want in zip(tensors, expected[name]):
             assert value.device.type == "cpu", name
             torch.testing.assert_close(value, want, msg=name)
+
+
+@pytest.mark.parametrize("path", [None, "shared", "c_separable", "direct"])
+@pytest.mark.parametrize(
+    "bias",
+    [
+        torch.zeros(8, dtype=torch.float64),  # another dtype: the C kernel would read it as float
+        torch.zeros(3),  # fewer values than output channels: read past its end
+        torch.zeros(8, 1),
+    ],
+    ids=["float64", "three", "two-dimensional"],
+)
+@pytest.mark.parametrize("training", [False, True])
+def test_a_bias_nn_conv2d_refuses_is_refused_on_every_path(path, bias, training):
+    conv = nn.Conv2d(16, 8, 3, padding=1)
+    conv.bias = nn.Parameter(bias)
+    x = torch.randn(1, 16, 6, 6)
+    with pytest.raises(RuntimeError, match="bias"):
+        conv(x)
+    layer = PushPull2d(16, 8, 3, padding=1, bias=True)
+    layer.push.bias = nn.Parameter(bias.clone())
+    layer.train(training)
+    with force_path(path), torch.set_grad_enabled(training):
+        with pytest.raises(RuntimeError, match="bias"):
+            layer(x)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_an_alpha_replaced_by_one_of_the_wrong_size_is_refused(training):
+    # inference calls hand the C kernel the layer's alpha as it is: a replacement with 3 values
+    # for 8 output channels would be read past its end
+    layer = PushPull2d(16, 8, 3, padding=1, learn_alpha="channel").train(training)
+    layer.alpha = nn.Parameter(torch.ones(1, 3, 1, 1))
+    with (
+        torch.set_grad_enabled(training),
+        pytest.raises(ValueError, match="alpha must hold 1 or 8"),
+    ):
+        layer(torch.randn(1, 16, 6, 6))

@@ -218,6 +218,23 @@ def c_kernel_runs(x: Tensor, weight: Tensor, pull_size, padding, symbolic: bool 
     )
 
 
+def check_bias(x: Tensor, weight: Tensor, bias: Tensor | None) -> None:
+    """Raise as ``F.conv2d`` does for a bias that the C kernels would misread: of another dtype or
+    device than the input, or not one value per output channel."""
+    if bias is None:
+        return
+    if bias.dtype != x.dtype or bias.device != x.device:
+        raise RuntimeError(
+            f"Input type ({x.dtype}, {x.device}) and bias type ({bias.dtype}, {bias.device}) "
+            "should be the same"
+        )
+    if bias.dim() != 1 or bias.numel() != weight.shape[0]:
+        raise RuntimeError(
+            f"Given weight of size {list(weight.shape)}, expected bias to be 1-dimensional with "
+            f"{weight.shape[0]} elements, but got bias of size {list(bias.shape)} instead"
+        )
+
+
 def check_output_size(padded: tuple[int, int], extent: tuple[int, int]) -> None:
     """Raise as ``nn.Conv2d`` does when a padded input is smaller than the (dilated) kernel."""
     if padded[0] < extent[0] or padded[1] < extent[1]:
@@ -442,6 +459,7 @@ def exact_pull(
     """
     args = (pull_size, stride, padding, dilation, groups)
     if c_kernel_runs(x, weight, pull_size, padding):
+        check_bias(x, weight, bias)
         out = _c_forward(x, weight, bias, *args)
         if out is not None:
             return out

@@ -39,6 +39,7 @@ from torch.utils.flop_counter import register_flop_formula
 from .. import native
 from .exact_pull import (
     blas_gemm,
+    check_bias,
     check_output_size,
     exact_pull,
     exact_pull_backward,
@@ -188,13 +189,15 @@ def _check_geometry(x, weight, pull_size, push_padding, pull_padding) -> None:
 
 
 def _check_alpha(alpha: Tensor, weight: Tensor) -> None:
-    """The C kernel reads one alpha, or one per output channel: any other count would read past
-    the tensor."""
+    """The C kernel reads one alpha, or one per output channel, from the weight's device: any
+    other count would read past the tensor, another device's memory is not the CPU's."""
     if alpha.numel() not in (1, weight.shape[0]):
         raise ValueError(
             f"alpha must hold 1 or {weight.shape[0]} (out_channels) values, got shape "
             f"{list(alpha.shape)}"
         )
+    if alpha.device != weight.device:
+        raise ValueError(f"alpha is on {alpha.device}, the push weight on {weight.device}")
 
 
 def _planar(x: Tensor) -> bool:
@@ -300,6 +303,7 @@ def _run_kernel(x, weight, bias, pull_size, push_padding, pull_padding, push, pu
     the mask of :class:`_Response` and ``pull`` (unless None) with the pull's pre-activation,
     channels-last. False where a result is not finite (the caller recomputes). ``prepared``:
     :func:`_prepared` of this call, where the caller made it."""
+    check_bias(x, weight, bias)
     x, _, call = prepared or _prepared(x, weight, pull_size, push_padding, pull_padding)
     # the GEMM's weights (the kernel fills them from the push kernel) first, then the threads'
     scratch = scratch_buffer(call.weights_size + call.threads * call.per_thread, x.dtype)
@@ -697,6 +701,7 @@ def eager_response(
     ``kernel_geometry``; alpha's count) and that choice did (the kernel runs for these tensors);
     dispatch modes (the FLOP counter) still get the op."""
     pull_size, push_padding, pull_padding = geometry
+    _check_alpha(alpha, weight)  # the layer's, unless replaced since
     if _get_current_dispatch_mode() is not None:
         return torch.ops.timm_pushpull.push_pull_response(
             x, weight, bias, F.relu(alpha), pull_size, push_padding, pull_padding
