@@ -386,3 +386,17 @@ def test_an_alpha_replaced_by_one_of_the_wrong_size_is_refused(training):
         pytest.raises(ValueError, match="alpha must hold 1 or 8"),
     ):
         layer(torch.randn(1, 16, 6, 6))
+
+
+@pytest.mark.parametrize("shape", [(8, 12, 3, 3), (8, 16, 5, 5), (8, 16, 3)])
+@pytest.mark.parametrize("path", [None, "shared"])
+@pytest.mark.parametrize("training", [False, True])
+def test_a_push_kernel_replaced_by_one_that_does_not_fit_is_refused(shape, path, training):
+    # a weight with other input channels, another size than the pull was built for, or not 4-D:
+    # the C kernels would read and write past their tensors; an error, as nn.Conv2d gives one
+    layer = PushPull2d(16, 8, 3, padding=1).train(training)
+    layer.push.weight = nn.Parameter(torch.randn(shape))
+    forced = path if len(shape) == 4 and shape[1] == 16 else None  # "shared" cannot run otherwise
+    with force_path(forced), torch.set_grad_enabled(training):
+        with pytest.raises((RuntimeError, ValueError), match="channels|padding|stride"):
+            layer(torch.randn(1, 16, 6, 6))

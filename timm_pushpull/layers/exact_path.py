@@ -44,7 +44,7 @@ from .exact_pull import MAX_TAPS, nonzero_taps
 from .exact_pull import c_kernel_runs as c_pull_runs
 from .portable import portable_graph
 from .push_and_pull import c_kernel_runs as c_shared_runs
-from .push_and_pull import kernel_settings
+from .push_and_pull import geometry_agrees, kernel_settings
 
 EXACT_PATHS = ("shared", "c_separable", "torch_separable", "direct")
 
@@ -204,7 +204,9 @@ def eager_shared(layer, x: Tensor, weight: Tensor) -> bool:
     known = _kernel_runs.get(layer)
     if known is not None and known[0] == key:
         return known[1]
-    runs = c_shared_runs(x, weight, *layer.kernel_geometry)
+    # a push kernel replaced since the layer was built may not fit its pull: the full way raises
+    geometry = layer.kernel_geometry
+    runs = geometry_agrees(x.shape, weight.shape, *geometry) and c_shared_runs(x, weight, *geometry)
     _kernel_runs[layer] = (key, runs)
     return runs
 

@@ -212,6 +212,7 @@ def c_kernel_runs(x: Tensor, weight: Tensor, pull_size, padding, symbolic: bool 
     return (
         native_available(x.device, x.dtype)
         and weight.dtype == x.dtype
+        and weight.dim() == 4  # else the definition's convolution raises
         and max(*pull_size, *weight.shape[-2:]) <= MAX_TAPS
         and min(padding) >= 0
         and (symbolic or x.numel() > 0)

@@ -177,10 +177,31 @@ def _output_shape(x: Tensor, weight: Tensor, push_padding) -> tuple[int, int, in
     )
 
 
-def _check_geometry(x, weight, pull_size, push_padding, pull_padding) -> None:
+def _pull_output(x_shape, pull_size, pull_padding) -> tuple[int, int]:
     top, bottom, left, right = pull_padding
-    pull_h = x.shape[2] + top + bottom - pull_size[0] + 1
-    pull_w = x.shape[3] + left + right - pull_size[1] + 1
+    return x_shape[2] + top + bottom - pull_size[0] + 1, x_shape[3] + left + right - pull_size[
+        1
+    ] + 1
+
+
+def geometry_agrees(x_shape, weight_shape, pull_size, push_padding, pull_padding) -> bool:
+    """Whether a 4-D push kernel reads the input's channels and its output has the pull's size
+    (what :func:`_check_geometry` raises for), without raising."""
+    if len(weight_shape) != 4 or weight_shape[1] != x_shape[1]:
+        return False
+    (sh, sw), (top, left) = weight_shape[-2:], push_padding
+    push_output = (x_shape[2] + 2 * top - sh + 1, x_shape[3] + 2 * left - sw + 1)
+    return _pull_output(x_shape, pull_size, pull_padding) == push_output
+
+
+def _check_geometry(x, weight, pull_size, push_padding, pull_padding) -> None:
+    if weight.dim() != 4 or weight.shape[1] != x.shape[1]:
+        raise RuntimeError(  # as F.conv2d (one group)
+            f"Given groups=1, weight of size {list(weight.shape)}, expected input"
+            f"{list(x.shape)} to have {weight.shape[1] if weight.dim() > 1 else '?'} channels, "
+            f"but got {x.shape[1]} channels instead"
+        )
+    pull_h, pull_w = _pull_output(x.shape, pull_size, pull_padding)
     if (pull_h, pull_w) != _output_shape(x, weight, push_padding)[2:]:
         raise ValueError(
             f"push_and_pull: the pull padding {list(pull_padding)} gives a {pull_h}x{pull_w} output, "
