@@ -41,8 +41,8 @@ def interleaved_medians(
     fns: dict[str, Callable[[], object]], rounds: int, warmup: int = 2
 ) -> dict[str, float]:
     """Median seconds per call of each function, timed in interleaved rounds, each round starting
-    one function later: a function timed right after another ran up to 2% slower or faster than
-    the same function elsewhere in the round (BENCHMARKS.md, run 17)."""
+    one function later: a function timed right after another ran at another speed than the same
+    function elsewhere in the round (BENCHMARKS.md, run 17)."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()

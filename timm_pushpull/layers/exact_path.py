@@ -184,7 +184,7 @@ def eager_shared(layer, x: Tensor, weight: Tensor) -> bool:
     """Whether :func:`layer_path` gives ``"shared"`` for an eager call ``layer(x)`` on a plain
     tensor (``weight``: the layer's push kernel), from as few checks as that answer needs;
     ``False`` sends the call to :func:`layer_path`. An inference call asks this first: the Python
-    around a small layer's kernel took a tenth of ``resnet20_pp_b1``'s time (BENCHMARKS.md,
+    around a small layer's kernel was a large part of ``resnet20_pp_b1``'s time (BENCHMARKS.md,
     run 17)."""
     if not _lane:
         return False

@@ -262,8 +262,8 @@ def _threads(numel: int, pull_rows: int, tasks: int, available: int) -> int:
 
 class KernelCall(NamedTuple):
     """A forward call of the C kernel for inputs of one shape and layout: its arguments besides the
-    tensors' memory, made once (:func:`_kernel_call`): a small layer's call spent as long in the
-    Python that made them as in its kernel (BENCHMARKS.md, run 17)."""
+    tensors' memory, made once (:func:`_kernel_call`): making them on every call was a large part
+    of a small layer's time (BENCHMARKS.md, run 17)."""
 
     # batch, channels, height, width, out_h, out_w, sh, sw, top, left, ph, pw
     sizes: tuple[int, ...]
