@@ -131,13 +131,14 @@ def test_pair_runs_report_each_run_and_the_median():
     assert "resnet20_pp_b1 eval" in text and "resnet20_pp_b1 train" in text
 
 
-def test_inference_lane_benchmark_reports_the_tiny_call_and_the_model_runs():
-    from timm_pushpull.benchmarks.models import bench_inference_lane
+def test_lane_benchmark_reports_the_tiny_call_and_the_model_runs():
+    from timm_pushpull.benchmarks.models import bench_eager_lane
     from timm_pushpull.layers import exact_path
 
-    text = bench_inference_lane(quick=True)
+    text = bench_eager_lane(quick=True)
     assert "| 16->16 3x3, h=2 |" in text
-    assert "the lane or the full way, 1 runs of 2 interleaved rounds" in text
+    for mode in ("eval", "train"):
+        assert f"in {mode} (8x3x32x32): the lane or the full way, 1 runs of 2 interleaved" in text
     rows = [line for line in text.splitlines() if line.startswith("| ")]
     assert [row.split(" | ")[0] for row in rows[-2:]] == ["| 1", "| median (range)"]
     assert exact_path._lane  # switched back on

@@ -604,7 +604,7 @@ def test_the_kernel_rectifies_alpha_in_inference_as_the_layer_does(learn_alpha):
 
 @needs_kernel
 def test_the_lane_switched_off_sends_calls_the_full_way_with_the_same_results():
-    layer = _layer(CASES[0], torch.float64).eval()
+    layer = _layer(CASES[0], torch.float64, learn_alpha="channel").eval()
     x = torch.randn(2, 16, 7, 8, dtype=torch.float64)
     with torch.no_grad():
         through_lane = layer(x)
@@ -613,6 +613,15 @@ def test_the_lane_switched_off_sends_calls_the_full_way_with_the_same_results():
             full_way = layer(x)
         assert exact_path.eager_shared(layer, x, layer.push.weight)
     torch.testing.assert_close(through_lane, full_way, rtol=1e-13, atol=1e-13)
+    # in training the lane only skips the path's choice: the same op, outputs and gradients
+    params = [layer.push.weight, layer.push.bias, layer.alpha]
+    got = []
+    for lane in (True, False):
+        with exact_path.eager_lane(lane):
+            out = layer.train()(x)
+        got.append((out, *torch.autograd.grad(out.sin().sum(), params)))
+    for lane_value, full_value in zip(*got):
+        torch.testing.assert_close(lane_value, full_value, rtol=1e-13, atol=1e-13)
 
 
 @needs_kernel

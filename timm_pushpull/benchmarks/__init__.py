@@ -62,9 +62,9 @@ def _pairs(quick: bool) -> str:
 
 
 def _lane(quick: bool) -> str:
-    from .models import bench_inference_lane
+    from .models import bench_eager_lane
 
-    return bench_inference_lane(quick=quick)
+    return bench_eager_lane(quick=quick)
 
 
 def _models(quick: bool) -> str:

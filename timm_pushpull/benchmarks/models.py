@@ -170,12 +170,12 @@ def _training_step(model: nn.Module, x: torch.Tensor):
     return step
 
 
-def bench_inference_lane(runs: int = 7, rounds: int = 21, quick: bool = False) -> str:
-    """Inference calls through the lane of ``exact_path.eager_shared`` against the full way
-    (``exact_path.eager_lane(False)``), side by side: one call of a 16->16 layer on a tiny input,
-    where the Python around the kernel is most of the time, next to ``nn.Conv2d``'s; then
-    ``resnet20_pp_b1`` against ``resnet20`` in eval, ``runs`` groups of ``rounds`` interleaved
-    rounds."""
+def bench_eager_lane(runs: int = 7, rounds: int = 21, quick: bool = False) -> str:
+    """Eager calls through the lane of ``exact_path.eager_shared`` against the full way
+    (``exact_path.eager_lane(False)``), side by side: one inference call of a 16->16 layer on a
+    tiny input, where the Python around the kernel is most of the time, next to ``nn.Conv2d``'s;
+    then ``resnet20_pp_b1`` against ``resnet20`` in eval and in training, ``runs`` groups of
+    ``rounds`` interleaved rounds each."""
     from ..layers import PushPull2d
     from ..layers.exact_path import eager_lane
 
@@ -195,35 +195,33 @@ def bench_inference_lane(runs: int = 7, rounds: int = 21, quick: bool = False) -
     }
     times = interleaved_medians(calls, 5 if quick else 2001, warmup=2 if quick else 200)
     out = markdown_table(
-        "One eval call on 1x16x4x4 (us): the inference lane or the full way, and nn.Conv2d",
+        "One eval call on 1x16x4x4 (us): the lane or the full way, and nn.Conv2d",
         ["layer", "conv", "lane", "full way"],
         [["16->16 3x3, h=2"] + [f"{times[n] * 1e6:.1f}" for n in ("conv", "lane", "full")]],
     )
     x = torch.randn(8, 3, 32, 32)
     models = {n: timm.create_model(n) for n in ("resnet20", "resnet20_pp_b1")}
-    fns = {
-        "base": eval_fn(models["resnet20"], x),
-        "lane": through(eval_fn(models["resnet20_pp_b1"], x), True),
-        "full": through(eval_fn(models["resnet20_pp_b1"], x), False),
-    }
-    rows, ratios = [], {"lane": [], "full": [], "lane / full": []}
     runs, rounds = (1, 2) if quick else (runs, rounds)
-    for run in range(runs):
-        load = load_average()
-        times = interleaved_medians(fns, rounds, warmup=1)
-        ratios["lane"].append(times["lane"] / times["base"])
-        ratios["full"].append(times["full"] / times["base"])
-        ratios["lane / full"].append(times["lane"] / times["full"])
-        rows.append([str(run + 1), f"{load:.2f}", f"{times['base'] * 1e3:.2f}"]
-                    + [f"{v[-1]:.3f}" for v in ratios.values()])  # fmt: skip
-    rows.append(["median (range)", "", ""] + [median_range(v) for v in ratios.values()])
-    return (
-        out
-        + "\n"
-        + markdown_table(
-            f"`resnet20_pp_b1` vs `resnet20` in eval (8x3x32x32): the lane or the full way, {runs} "
-            f"runs of {rounds} interleaved rounds",
+    for mode, make in (("eval", eval_fn), ("train", train_fn)):
+        fns = {
+            "base": make(models["resnet20"], x),
+            "lane": through(make(models["resnet20_pp_b1"], x), True),
+            "full": through(make(models["resnet20_pp_b1"], x), False),
+        }
+        rows, ratios = [], {"lane": [], "full": [], "lane / full": []}
+        for run in range(runs):
+            load = load_average()
+            times = interleaved_medians(fns, rounds, warmup=1)
+            ratios["lane"].append(times["lane"] / times["base"])
+            ratios["full"].append(times["full"] / times["base"])
+            ratios["lane / full"].append(times["lane"] / times["full"])
+            rows.append([str(run + 1), f"{load:.2f}", f"{times['base'] * 1e3:.2f}"]
+                        + [f"{v[-1]:.3f}" for v in ratios.values()])  # fmt: skip
+        rows.append(["median (range)", "", ""] + [median_range(v) for v in ratios.values()])
+        out += "\n" + markdown_table(
+            f"`resnet20_pp_b1` vs `resnet20` in {mode} (8x3x32x32): the lane or the full way, "
+            f"{runs} runs of {rounds} interleaved rounds",
             ["run", "load", "resnet20 ms", "lane", "full way", "lane / full way"],
             rows,
         )
-    )
+    return out

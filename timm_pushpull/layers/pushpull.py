@@ -305,16 +305,17 @@ class PushPull2d(nn.Module):
             self.kernel_geometry = _kernel_geometry(self)
 
     @torch.jit.unused
-    def _eager_inference(self, x: Tensor) -> Tensor | None:
-        """The response of an eager inference call that takes the shared path (the C kernel with
-        the inhibition), with little Python around the kernel: the checks that this call's answer
-        needs, no more (:func:`.exact_path.eager_shared`); None sends the call the full way."""
-        if torch.is_grad_enabled() or not self.rectify or self.attention_type is not None:
-            return None
+    def _eager_shared(self, x: Tensor) -> Tensor | None:
+        """The response of an eager call that takes the shared path, with little Python around
+        the kernel: the checks that this call's answer needs, no more
+        (:func:`.exact_path.eager_shared`), and for inference the kernel with the inhibition
+        without its op's; None sends the call the full way."""
         push = self.push
         weight = push.weight
         if not exact_path.eager_shared(self, x, weight):
             return None
+        if torch.is_grad_enabled() or not self.rectify or self.attention_type is not None:
+            return self._shared(x)
         return eager_response(x, weight, push.bias, self.alpha, self.kernel_geometry)
 
     @torch.jit.unused
@@ -363,7 +364,7 @@ class PushPull2d(nn.Module):
         if torch.jit.is_scripting():  # the direct (or dilated) forms, plain convolutions
             push, pulls = self._branches(x, "fast" if self.pull_mode == "fast" else "direct")
             return self._respond(push, pulls)
-        response = self._eager_inference(x)
+        response = self._eager_shared(x)
         if response is not None:
             return response
         path = self.path(x)
