@@ -157,6 +157,23 @@ def test_interleaved_rounds_start_with_each_function_in_turn():
     assert all(sorted(calls[i : i + 3]) == ["a", "b", "c"] for i in range(0, 18, 3))
 
 
+def test_interleaved_rounds_of_nothing_are_empty_and_no_rounds_are_refused():
+    from timm_pushpull.benchmarks.timing import interleaved_medians
+
+    assert interleaved_medians({}, rounds=3) == {}
+    for rounds in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="rounds must be an int >= 1"):
+            interleaved_medians({"a": lambda: None}, rounds=rounds)
+
+
+@pytest.mark.parametrize("kwargs", [{"runs": 0}, {"rounds": 0}, {"runs": 1.5}])
+def test_lane_benchmark_refuses_no_runs_or_rounds(kwargs):
+    from timm_pushpull.benchmarks.models import bench_eager_lane
+
+    with pytest.raises(ValueError, match=f"{next(iter(kwargs))} must be an int >= 1"):
+        bench_eager_lane(**kwargs)
+
+
 def test_out_of_place_variant_of_the_benchmark_computes_the_layer():
     import torch
 

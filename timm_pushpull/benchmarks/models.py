@@ -179,6 +179,10 @@ def bench_eager_lane(runs: int = 7, rounds: int = 21, quick: bool = False) -> st
     from ..layers import PushPull2d
     from ..layers.exact_path import eager_lane
 
+    for name, value in (("runs", runs), ("rounds", rounds)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+
     def through(fn, lane: bool):
         def run():
             with eager_lane(lane):

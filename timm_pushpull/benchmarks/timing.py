@@ -43,12 +43,14 @@ def interleaved_medians(
     """Median seconds per call of each function, timed in interleaved rounds, each round starting
     one function later: a function timed right after another ran at another speed than the same
     function elsewhere in the round (BENCHMARKS.md, run 17)."""
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds must be an int >= 1, got {rounds!r}")
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     names = list(fns)
     times: dict[str, list[float]] = {name: [] for name in fns}
-    for round_index in range(rounds):
+    for round_index in range(rounds if names else 0):
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
             start = time.perf_counter()
